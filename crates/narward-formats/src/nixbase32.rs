@@ -1,0 +1,377 @@
+//! nix32, the base-32 encoding Nix uses for store path hashes and NAR hashes.
+//!
+//! Takes bytes and gives text ([`encode`]), or takes text and gives bytes
+//! ([`decode`], [`decode_fixed`]).
+//!
+//! Rules (reference §1.4, Nix `base-nix-32.cc`):
+//! - alphabet `0123456789abcdfghijklmnpqrsvwxyz` (no `e`, `o`, `u`, `t`);
+//! - `n` bytes encode to `(n*8-1)/5+1` characters;
+//! - the bytes are read as one *little-endian* integer and written out as
+//!   5-bit digits from the most significant down, so the first character
+//!   comes from the last byte.
+//!
+//! Decoding accepts only canonical strings: a string whose length is not the
+//! encoded length of any byte count, or whose first character carries bits
+//! above the top byte, is rejected (as tvix does). Hence `decode` and
+//! `encode` are inverse bijections, which the fuzz target checks.
+
+use std::fmt;
+
+/// The 32 characters of the nix32 alphabet, in digit order.
+pub const ALPHABET: &[u8; 32] = b"0123456789abcdfghijklmnpqrsvwxyz";
+
+/// `INVALID` marks bytes that are not in the alphabet.
+const INVALID: u8 = 0xff;
+
+/// Maps an ASCII byte to its digit value, or [`INVALID`].
+const DECODE_TABLE: [u8; 256] = {
+    let mut table = [INVALID; 256];
+    let mut i = 0;
+    while i < ALPHABET.len() {
+        table[ALPHABET[i] as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
+
+/// Returns the digit value of `c`, or `None` if `c` is not in the alphabet.
+#[inline]
+pub(crate) fn digit(c: u8) -> Option<u8> {
+    let d = DECODE_TABLE[c as usize];
+    if d == INVALID { None } else { Some(d) }
+}
+
+/// Returns true if `c` is one of the 32 nix32 characters.
+#[inline]
+pub fn is_nix32_char(c: u8) -> bool {
+    DECODE_TABLE[c as usize] != INVALID
+}
+
+/// What is wrong with a string that is not canonical nix32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nixbase32ErrorKind {
+    /// A character outside the nix32 alphabet.
+    InvalidChar {
+        /// The offending character.
+        ch: char,
+        /// Its byte offset in the input.
+        pos: usize,
+    },
+    /// No byte count encodes to this many characters (valid lengths are
+    /// 0, 2, 4, 5, 7, 8, 10, …).
+    InvalidLength {
+        /// Length of the input in bytes.
+        len: usize,
+    },
+    /// [`decode_fixed`] was asked for a different number of bytes.
+    WrongLength {
+        /// Characters needed for the requested byte count.
+        expected: usize,
+        /// Length of the input in bytes.
+        got: usize,
+    },
+    /// The first character sets bits above the most significant byte.
+    NonCanonical,
+}
+
+/// Error for text that is not canonical nix32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{kind}")]
+pub struct Nixbase32Error {
+    /// What exactly is wrong.
+    pub kind: Nixbase32ErrorKind,
+}
+
+impl fmt::Display for Nixbase32ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Nixbase32ErrorKind::InvalidChar { ch, pos } => write!(
+                f,
+                "invalid nix32 character {ch:?} at position {pos} (alphabet is 0-9 and a-z without e, o, u, t)"
+            ),
+            Nixbase32ErrorKind::InvalidLength { len } => {
+                write!(f, "{len} characters is not a valid nix32 length")
+            }
+            Nixbase32ErrorKind::WrongLength { expected, got } => {
+                write!(f, "expected {expected} nix32 characters, got {got}")
+            }
+            Nixbase32ErrorKind::NonCanonical => write!(
+                f,
+                "non-canonical nix32: the first character has bits set above the top byte"
+            ),
+        }
+    }
+}
+
+impl Nixbase32Error {
+    fn new(kind: Nixbase32ErrorKind) -> Self {
+        Nixbase32Error { kind }
+    }
+}
+
+/// Number of nix32 characters that encode `nbytes` bytes: `(n*8-1)/5+1`, and 0
+/// for 0 bytes.
+pub const fn encoded_len(nbytes: usize) -> usize {
+    if nbytes == 0 {
+        0
+    } else {
+        (nbytes * 8 - 1) / 5 + 1
+    }
+}
+
+/// Number of bytes `nchars` nix32 characters decode to, if `nchars` is a valid
+/// encoded length.
+pub const fn decoded_len(nchars: usize) -> Option<usize> {
+    let n = nchars * 5 / 8;
+    if encoded_len(n) == nchars {
+        Some(n)
+    } else {
+        None
+    }
+}
+
+/// Encodes `bytes` as nix32.
+pub fn encode(bytes: &[u8]) -> String {
+    let mut buf = vec![0u8; encoded_len(bytes.len())];
+    encode_to_slice(bytes, &mut buf);
+    // The buffer holds only alphabet characters, which are ASCII.
+    String::from_utf8(buf).unwrap_or_default()
+}
+
+/// Appends the nix32 encoding of `bytes` to `out` (no temporary allocation
+/// for inputs up to 40 bytes, which covers every hash Nix uses).
+pub fn encode_into(bytes: &[u8], out: &mut String) {
+    let len = encoded_len(bytes.len());
+    let mut stack = [0u8; 64];
+    match stack.get_mut(..len) {
+        Some(buf) => {
+            encode_to_slice(bytes, buf);
+            out.push_str(std::str::from_utf8(buf).unwrap_or_default());
+        }
+        None => out.push_str(&encode(bytes)),
+    }
+}
+
+/// Writes the nix32 encoding of `bytes` into `out`, whose length must be
+/// `encoded_len(bytes.len())`; extra room is left untouched, missing room
+/// truncates (from the most significant end).
+pub(crate) fn encode_to_slice(bytes: &[u8], out: &mut [u8]) {
+    // Every 5 bytes (from the least significant, i.e. the start) become 8
+    // characters (at the end of the output); the last, shorter chunk becomes
+    // the first characters.
+    let mut end = encoded_len(bytes.len()).min(out.len());
+    for chunk in bytes.chunks(5) {
+        let mut word = [0u8; 8];
+        for (w, b) in word.iter_mut().zip(chunk) {
+            *w = *b;
+        }
+        let mut v = u64::from_le_bytes(word);
+        let nchars = encoded_len(chunk.len());
+        for _ in 0..nchars {
+            if end == 0 {
+                return;
+            }
+            end -= 1;
+            if let Some(slot) = out.get_mut(end) {
+                *slot = ALPHABET[(v & 31) as usize];
+            }
+            v >>= 5;
+        }
+    }
+}
+
+/// Decodes canonical nix32 into `out`, whose length must be
+/// `decoded_len(s.len())`.
+fn decode_into(s: &[u8], out: &mut [u8]) -> Result<(), Nixbase32Error> {
+    // Mirror of encode_to_slice: every 8 characters from the end give 5 bytes
+    // from the start. A final, shorter group gives the top bytes and must not
+    // carry bits above them.
+    let mut out_pos = 0usize;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let split = rest.len().saturating_sub(8);
+        let (head, group) = rest.split_at(split);
+        let mut v: u64 = 0;
+        for &c in group {
+            match digit(c) {
+                Some(d) => v = (v << 5) | u64::from(d),
+                None => return Err(first_invalid_char(s)),
+            }
+        }
+        let nbits = group.len() * 5;
+        let remaining = out.len().saturating_sub(out_pos);
+        let nbytes = remaining.min(5);
+        let bytes = v.to_le_bytes();
+        for (o, b) in out.iter_mut().skip(out_pos).zip(bytes.iter().take(nbytes)) {
+            *o = *b;
+        }
+        if nbits > nbytes * 8 && (v >> (nbytes * 8)) != 0 {
+            return Err(Nixbase32Error::new(Nixbase32ErrorKind::NonCanonical));
+        }
+        out_pos += nbytes;
+        rest = head;
+    }
+    Ok(())
+}
+
+#[cold]
+fn first_invalid_char(s: &[u8]) -> Nixbase32Error {
+    // `s` came from a &str, so re-decode it as UTF-8 to name the character.
+    let text = String::from_utf8_lossy(s);
+    for (pos, ch) in text.char_indices() {
+        if !ch.is_ascii() || !is_nix32_char(ch as u8) {
+            return Nixbase32Error::new(Nixbase32ErrorKind::InvalidChar { ch, pos });
+        }
+    }
+    Nixbase32Error::new(Nixbase32ErrorKind::InvalidChar { ch: '?', pos: 0 })
+}
+
+/// Decodes canonical nix32 text.
+///
+/// # Errors
+///
+/// Fails if `s` contains a character outside the alphabet, has a length that
+/// no byte count encodes to, or is not canonical (bits set above the top byte).
+pub fn decode(s: &str) -> Result<Vec<u8>, Nixbase32Error> {
+    let n = decoded_len(s.len()).ok_or(Nixbase32Error::new(Nixbase32ErrorKind::InvalidLength {
+        len: s.len(),
+    }))?;
+    let mut out = vec![0u8; n];
+    decode_into(s.as_bytes(), &mut out)?;
+    Ok(out)
+}
+
+/// Decodes canonical nix32 text of exactly `encoded_len(N)` characters into
+/// `N` bytes, without allocating.
+///
+/// # Errors
+///
+/// Fails if `s` is not `encoded_len(N)` characters long, contains a character
+/// outside the alphabet, or is not canonical.
+pub fn decode_fixed<const N: usize>(s: &str) -> Result<[u8; N], Nixbase32Error> {
+    let expected = encoded_len(N);
+    if s.len() != expected {
+        return Err(Nixbase32Error::new(Nixbase32ErrorKind::WrongLength {
+            expected,
+            got: s.len(),
+        }));
+    }
+    let mut out = [0u8; N];
+    decode_into(s.as_bytes(), &mut out)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn vectors() {
+        assert_eq!(encode(&[0x1f]), "0z");
+        assert_eq!(decode("0z").unwrap(), vec![0x1f]);
+        let b = hex("8a12321522fd91efbd60ebb2481af88580f61600");
+        assert_eq!(encode(&b), "00bgd045z0d4icpbc2yyz4gx48ak44la");
+        assert_eq!(
+            decode_fixed::<20>("00bgd045z0d4icpbc2yyz4gx48ak44la").unwrap()[..],
+            b[..]
+        );
+        assert_eq!(encode(&[]), "");
+        assert_eq!(decode("").unwrap(), Vec::<u8>::new());
+    }
+
+    /// Reference implementation: the bit loop from Nix's base-nix-32.cc.
+    fn encode_reference(bytes: &[u8]) -> String {
+        let len = encoded_len(bytes.len());
+        let mut s = String::new();
+        for n in (0..len).rev() {
+            let b = n * 5;
+            let i = b / 8;
+            let j = b % 8;
+            let lo = bytes[i] as u32 >> j;
+            let hi = if i + 1 < bytes.len() {
+                (bytes[i + 1] as u32) << (8 - j)
+            } else {
+                0
+            };
+            s.push(ALPHABET[((lo | hi) & 0x1f) as usize] as char);
+        }
+        s
+    }
+
+    #[test]
+    fn matches_nix_bit_loop() {
+        for n in 0..70usize {
+            let bytes: Vec<u8> = (0..n).map(|i| (i * 37 + 11) as u8).collect();
+            assert_eq!(encode(&bytes), encode_reference(&bytes), "n={n}");
+        }
+    }
+
+    #[test]
+    fn lengths() {
+        assert_eq!(encoded_len(20), 32);
+        assert_eq!(encoded_len(32), 52);
+        let valid: Vec<usize> = (0..12).filter(|&l| decoded_len(l).is_some()).collect();
+        assert_eq!(valid, vec![0, 2, 4, 5, 7, 8, 10]);
+    }
+
+    #[test]
+    fn rejects_non_canonical() {
+        // 1 byte = 8 bits in 2 chars = 10 bits; the top 2 bits must be zero.
+        // "0z" = 0x1f, "7z" = 0xff, "8z" would set bit 8.
+        assert_eq!(decode("7z").unwrap(), vec![0xff]);
+        let e = decode("8z").unwrap_err();
+        assert_eq!(e.kind, Nixbase32ErrorKind::NonCanonical);
+        assert!(e.to_string().contains("non-canonical"));
+        // 32 bytes in 52 chars: 4 spare bits in the first char.
+        let mut s = "0".repeat(52);
+        s.replace_range(0..1, "1");
+        assert_eq!(
+            decode_fixed::<32>(&s).unwrap_err().kind,
+            Nixbase32ErrorKind::NonCanonical
+        );
+        // length 3 is not an encoded length
+        assert_eq!(
+            decode("000").unwrap_err().kind,
+            Nixbase32ErrorKind::InvalidLength { len: 3 }
+        );
+        assert!(matches!(
+            decode("0e").unwrap_err().kind,
+            Nixbase32ErrorKind::InvalidChar { ch: 'e', pos: 1 }
+        ));
+        assert!(matches!(
+            decode("é0").unwrap_err().kind,
+            Nixbase32ErrorKind::InvalidChar { ch: 'é', pos: 0 }
+        ));
+        assert_eq!(
+            decode_fixed::<20>("00").unwrap_err().kind,
+            Nixbase32ErrorKind::WrongLength {
+                expected: 32,
+                got: 2
+            }
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn roundtrip(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..100)) {
+            let s = encode(&bytes);
+            proptest::prop_assert_eq!(s.len(), encoded_len(bytes.len()));
+            proptest::prop_assert_eq!(decode(&s).unwrap(), bytes.clone());
+            proptest::prop_assert_eq!(s, encode_reference(&bytes));
+        }
+
+        #[test]
+        fn decode_is_canonical(s in "[0-9a-z]{0,60}") {
+            if let Ok(b) = decode(&s) {
+                proptest::prop_assert_eq!(encode(&b), s);
+            }
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! Access to a binary cache's objects: `file://DIR` or `s3://BUCKET?…`.
+//!
+//! [`CacheUrl`] is the validated address; [`Cache`] the connection. Both backends give the
+//! same small set of operations (list, get, head, and the mutations used by apply and
+//! restore), so everything above this module is backend-agnostic.
+
+mod file;
+mod s3;
+
+pub use file::FileCache;
+pub use s3::S3Cache;
+pub use s3::{client_for as s3_client, sdk_err as s3_err};
+
+use crate::model::ObjectRecord;
+use anyhow::{Context, Result, bail};
+use std::path::PathBuf;
+
+/// Options for an `s3://` cache, from the URL's query string.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct S3Options {
+    pub bucket: String,
+    /// Key prefix inside the bucket where the cache lives (without trailing `/`), usually empty.
+    pub prefix: String,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    /// Send the SDK's optional request checksums (`checksums=always`); off by default because
+    /// many S3-compatible servers reject them.
+    pub checksums_always: bool,
+}
+
+/// Where a cache is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheUrl {
+    File(PathBuf),
+    S3(S3Options),
+}
+
+impl CacheUrl {
+    /// Parse `file:///abs/dir`, a plain directory path, or
+    /// `s3://bucket[/prefix]?endpoint=…&region=…&profile=…&checksums=always`.
+    ///
+    /// # Errors
+    /// Unknown scheme, empty bucket, unknown query parameter.
+    pub fn parse(s: &str) -> Result<CacheUrl> {
+        if let Some(rest) = s.strip_prefix("file://") {
+            if rest.is_empty() {
+                bail!("cache URL {s:?}: file:// needs a directory");
+            }
+            return Ok(CacheUrl::File(PathBuf::from(rest)));
+        }
+        if let Some(rest) = s.strip_prefix("s3://") {
+            let (loc, query) = rest.split_once('?').unwrap_or((rest, ""));
+            let (bucket, prefix) = loc.split_once('/').unwrap_or((loc, ""));
+            if bucket.is_empty() {
+                bail!("cache URL {s:?}: s3:// needs a bucket name");
+            }
+            let mut o = S3Options {
+                bucket: bucket.to_string(),
+                prefix: prefix.trim_matches('/').to_string(),
+                ..Default::default()
+            };
+            for pair in query.split('&').filter(|p| !p.is_empty()) {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                let v = percent_encoding::percent_decode_str(v)
+                    .decode_utf8()
+                    .with_context(|| format!("cache URL {s:?}: parameter {k} is not UTF-8"))?
+                    .to_string();
+                match k {
+                    "endpoint" => o.endpoint = Some(v),
+                    "region" => o.region = Some(v),
+                    "profile" => o.profile = Some(v),
+                    "checksums" => o.checksums_always = v == "always",
+                    // Nix's own s3:// store parameters that do not matter for reading.
+                    "scheme"
+                    | "compression"
+                    | "secret-key"
+                    | "write-nar-listing"
+                    | "ls-compression"
+                    | "log-compression"
+                    | "narinfo-compression" => {}
+                    other => bail!(
+                        "cache URL {s:?}: unknown parameter {other:?} (known: endpoint, region, profile, checksums)"
+                    ),
+                }
+            }
+            return Ok(CacheUrl::S3(o));
+        }
+        if s.contains("://") {
+            bail!("cache URL {s:?}: unsupported scheme (use file://DIR or s3://BUCKET)");
+        }
+        Ok(CacheUrl::File(PathBuf::from(s)))
+    }
+
+    /// A stable identity for binding indexes and plans to one cache.
+    pub fn identity(&self) -> String {
+        match self {
+            CacheUrl::File(p) => {
+                let abs = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+                format!("file://{}", abs.display())
+            }
+            CacheUrl::S3(o) => {
+                let mut s = format!("s3://{}", o.bucket);
+                if !o.prefix.is_empty() {
+                    s.push('/');
+                    s.push_str(&o.prefix);
+                }
+                if let Some(e) = &o.endpoint {
+                    s.push_str("?endpoint=");
+                    s.push_str(e);
+                }
+                s
+            }
+        }
+    }
+}
+
+/// What a HEAD says about one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub size: u64,
+    pub etag: Option<String>,
+    pub storage_class: Option<String>,
+    /// The raw `x-amz-restore` header, if any.
+    pub restore: Option<String>,
+    pub last_modified: Option<i64>,
+}
+
+/// An open cache.
+pub enum Cache {
+    File(FileCache),
+    S3(S3Cache),
+}
+
+impl Cache {
+    /// Open a cache (for S3: resolve credentials and region; no request is made yet).
+    ///
+    /// # Errors
+    /// A `file://` directory that does not exist; an S3 configuration problem.
+    pub async fn open(url: &CacheUrl, max_attempts: u32) -> Result<Cache> {
+        Ok(match url {
+            CacheUrl::File(p) => Cache::File(FileCache::open(p)?),
+            CacheUrl::S3(o) => Cache::S3(S3Cache::open(o, max_attempts).await?),
+        })
+    }
+
+    /// List every object. `on_page` is called with the number of new objects as they arrive.
+    ///
+    /// # Errors
+    /// I/O or S3 errors after retries.
+    pub async fn list(&self, on_page: &(dyn Fn(u64) + Sync)) -> Result<Vec<ObjectRecord>> {
+        let mut v = match self {
+            Cache::File(c) => c.list(on_page)?,
+            Cache::S3(c) => c.list(on_page).await?,
+        };
+        v.sort_by(|a, b| a.key.cmp(&b.key));
+        v.dedup_by(|a, b| a.key == b.key);
+        Ok(v)
+    }
+
+    /// Read a whole object; `Ok(None)` when it does not exist.
+    ///
+    /// # Errors
+    /// I/O or S3 errors after retries (including an archived object that cannot be read).
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        match self {
+            Cache::File(c) => c.get(key),
+            Cache::S3(c) => c.get(key).await,
+        }
+    }
+
+    /// Metadata of one object; `Ok(None)` when it does not exist.
+    ///
+    /// # Errors
+    /// I/O or S3 errors after retries.
+    pub async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
+        match self {
+            Cache::File(c) => c.head(key),
+            Cache::S3(c) => c.head(key).await,
+        }
+    }
+}

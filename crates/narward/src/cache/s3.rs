@@ -1,0 +1,276 @@
+//! An `s3://` binary cache through the official AWS SDK.
+//!
+//! Endpoint override with path-style addressing (for S3-compatible servers and the local
+//! test server), the standard credential chain (`profile=` selects a profile), the SDK's
+//! standard retry mode (exponential backoff with jitter on throttling and 5xx) with a
+//! configurable number of attempts. Listing is split into key ranges listed concurrently.
+
+use super::{ObjectMeta, S3Options};
+use crate::model::ObjectRecord;
+use anyhow::{Context, Result, anyhow};
+use aws_sdk_s3::Client;
+use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
+use aws_smithy_types::checksum_config::{RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_smithy_types::retry::RetryConfig;
+use futures::{StreamExt, TryStreamExt};
+
+const NIX32: &str = "0123456789abcdfghijklmnpqrsvwxyz";
+const LIST_CONCURRENCY: usize = 16;
+
+pub struct S3Cache {
+    client: Client,
+    bucket: String,
+    /// `""` or `"prefix/"`.
+    prefix: String,
+}
+
+pub(crate) fn etag_clean(e: Option<&str>) -> Option<String> {
+    e.map(|s| s.trim_matches('"').to_string())
+}
+
+/// Build an S3 client for the given options (shared with inventory reading).
+///
+/// # Errors
+/// Never in practice; kept fallible for configuration problems.
+pub async fn client_for(o: &S3Options, max_attempts: u32) -> Result<Client> {
+    use aws_smithy_http_client::{Builder, tls};
+    let http = Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http);
+    if let Some(p) = &o.profile {
+        loader = loader.profile_name(p);
+    }
+    if let Some(r) = &o.region {
+        loader = loader.region(aws_config::Region::new(r.clone()));
+    }
+    let sdk = loader.load().await;
+    let mut b = aws_sdk_s3::config::Builder::from(&sdk)
+        .retry_config(RetryConfig::standard().with_max_attempts(max_attempts.max(1)))
+        .force_path_style(o.endpoint.is_some());
+    if sdk.region().is_none() {
+        b = b.region(aws_config::Region::new("us-east-1"));
+    }
+    if let Some(e) = &o.endpoint {
+        b = b.endpoint_url(e);
+    }
+    if !o.checksums_always {
+        b = b
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+    }
+    Ok(Client::from_conf(b.build()))
+}
+
+/// Turn an SDK error into one line a person can act on.
+pub fn sdk_err<E, R>(what: String, e: SdkError<E, R>) -> anyhow::Error
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    anyhow!("{what}: {}", DisplayErrorContext(e))
+}
+
+/// Key ranges `[start, end)` covering every key, split where Nix caches have most keys
+/// (root-level `<hash>.narinfo` and `nar/<hash>…`), so they can be listed concurrently.
+fn ranges() -> Vec<(String, Option<String>)> {
+    let mut bounds: Vec<String> = NIX32.chars().map(|c| c.to_string()).collect();
+    bounds.extend(NIX32.chars().map(|c| format!("nar/{c}")));
+    bounds.sort();
+    let mut out = Vec::with_capacity(bounds.len() + 1);
+    let mut start = String::new();
+    for b in bounds {
+        out.push((start, Some(b.clone())));
+        start = b;
+    }
+    out.push((start, None));
+    out
+}
+
+/// A StartAfter value that sorts just below `bound` and after every ordinary key that sorts
+/// below it: the bound with its last byte decremented, padded with DEL characters.
+/// Keys in the sliver between are filtered out by the `key < start` check.
+fn start_after_for(bound: &str) -> Option<String> {
+    if bound.is_empty() {
+        return None;
+    }
+    let mut b = bound.as_bytes().to_vec();
+    let last = b.pop()?;
+    b.push(last.saturating_sub(1));
+    let mut s = String::from_utf8(b).ok()?;
+    s.push_str(&"\u{7f}".repeat(16));
+    Some(s)
+}
+
+impl S3Cache {
+    /// # Errors
+    /// Configuration problems.
+    pub async fn open(o: &S3Options, max_attempts: u32) -> Result<S3Cache> {
+        Ok(S3Cache {
+            client: client_for(o, max_attempts).await?,
+            bucket: o.bucket.clone(),
+            prefix: if o.prefix.is_empty() {
+                String::new()
+            } else {
+                format!("{}/", o.prefix)
+            },
+        })
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// The full S3 key of a cache key.
+    pub fn full_key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    async fn list_range(
+        &self,
+        start: String,
+        end: Option<String>,
+        on_page: &(dyn Fn(u64) + Sync),
+    ) -> Result<Vec<ObjectRecord>> {
+        let mut out = Vec::new();
+        let full_start = self.full_key(&start);
+        let mut req = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&self.prefix);
+        if let Some(sa) = start_after_for(&full_start) {
+            req = req.start_after(sa);
+        }
+        let mut pages = req.into_paginator().send();
+        'pages: while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| sdk_err(format!("listing s3://{}", self.bucket), e))?;
+            let before = out.len();
+            for o in page.contents() {
+                let Some(full) = o.key() else { continue };
+                let Some(key) = full.strip_prefix(&self.prefix) else {
+                    continue;
+                };
+                if key < start.as_str() {
+                    continue;
+                }
+                if let Some(end) = &end {
+                    if key >= end.as_str() {
+                        on_page((out.len() - before) as u64);
+                        break 'pages;
+                    }
+                }
+                out.push(ObjectRecord {
+                    key: key.to_string(),
+                    size: o.size().unwrap_or(0).max(0) as u64,
+                    etag: etag_clean(o.e_tag()),
+                    last_modified: o.last_modified().map(|t| t.secs()),
+                    storage_class: o.storage_class().map(|s| s.as_str().to_string()),
+                });
+            }
+            on_page((out.len() - before) as u64);
+        }
+        Ok(out)
+    }
+
+    /// # Errors
+    /// S3 errors after retries.
+    pub async fn list(&self, on_page: &(dyn Fn(u64) + Sync)) -> Result<Vec<ObjectRecord>> {
+        let parts: Vec<Vec<ObjectRecord>> = futures::stream::iter(ranges())
+            .map(|(s, e)| self.list_range(s, e, on_page))
+            .buffer_unordered(LIST_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(parts.into_iter().flatten().collect())
+    }
+
+    /// # Errors
+    /// S3 errors after retries, including reading an archived object.
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let full = self.full_key(key);
+        let r = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .send()
+            .await;
+        match r {
+            Ok(o) => {
+                let body = o
+                    .body
+                    .collect()
+                    .await
+                    .with_context(|| format!("reading s3://{}/{full}", self.bucket))?;
+                Ok(Some(body.into_bytes().to_vec()))
+            }
+            Err(SdkError::ServiceError(e)) if e.err().is_no_such_key() => Ok(None),
+            Err(e) => Err(sdk_err(format!("GET s3://{}/{full}", self.bucket), e)),
+        }
+    }
+
+    /// # Errors
+    /// S3 errors after retries.
+    pub async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
+        let full = self.full_key(key);
+        let r = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(&full)
+            .send()
+            .await;
+        match r {
+            Ok(o) => Ok(Some(ObjectMeta {
+                size: o.content_length().unwrap_or(0).max(0) as u64,
+                etag: etag_clean(o.e_tag()),
+                storage_class: o.storage_class().map(|s| s.as_str().to_string()),
+                restore: o.restore().map(str::to_string),
+                last_modified: o.last_modified().map(|t| t.secs()),
+            })),
+            Err(SdkError::ServiceError(e)) if e.err().is_not_found() => Ok(None),
+            Err(e) => Err(sdk_err(format!("HEAD s3://{}/{full}", self.bucket), e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_cover_every_key_exactly_once() {
+        let r = ranges();
+        for key in [
+            "",
+            "0",
+            "0abc.narinfo",
+            "log/x",
+            "nar/",
+            "nar/0x",
+            "nar/zz",
+            "nix-cache-info",
+            "zz",
+            "~",
+            "\u{7f}",
+            "é",
+        ] {
+            let hits = r
+                .iter()
+                .filter(|(s, e)| key >= s.as_str() && e.as_deref().is_none_or(|e| key < e))
+                .count();
+            assert_eq!(hits, 1, "{key:?}");
+        }
+        for (s, _) in &r {
+            if let Some(sa) = start_after_for(s) {
+                assert!(sa.as_str() < s.as_str());
+            }
+        }
+    }
+}

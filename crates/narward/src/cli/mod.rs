@@ -1,0 +1,256 @@
+//! Command-line definitions and the glue from flags to library calls.
+//!
+//! Exit codes: 0 success; 1 the command worked and found problems (audit errors, a plan
+//! that refuses to apply); 2 bad input or a failure (the message names the input).
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use narward::audit;
+use narward::cache::{Cache, CacheUrl};
+use narward::index::{self, Index, ListingSource};
+use narward::inventory::{self, ManifestLocation};
+use narward_formats::signature::PublicKey;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Index, audit, plan and garbage-collect Nix binary caches in S3 (or file:// directories).
+///
+/// narward keeps its state (the index of a cache, plans, journals) in one directory,
+/// `./.narward` by default. Typical use:
+///
+///   narward index --cache 's3://nix-cache?region=us-east-1'
+///   narward audit --trusted-key cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=
+///   narward export --parquet out/
+#[derive(Parser, Debug)]
+#[command(name = "narward", version, about, long_about, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// State directory holding the index, plans and journals.
+    #[arg(long, global = true, env = "NARWARD_STATE", default_value = ".narward")]
+    pub state: PathBuf,
+    /// Machine-readable JSON on stdout instead of text (progress bars are hidden).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// No progress bars.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List a cache (or read an S3 Inventory report) and fetch every new or changed narinfo
+    /// into the index.
+    ///
+    /// The first run fetches every narinfo; later runs fetch only narinfos whose key is new
+    /// or whose ETag or size changed, and drop the ones that are gone. Narinfos that cannot
+    /// be fetched or parsed are kept as "present but unknown": nothing downstream treats
+    /// them as absent.
+    Index(IndexArgs),
+    /// Check the indexed cache: signatures, unparseable narinfos, missing or archived NARs,
+    /// orphan NARs, closure holes, size mismatches, shared NARs, dangling .ls/debuginfo.
+    ///
+    /// Exits with status 1 when it finds integrity errors, so it can gate a cron job.
+    Audit(AuditArgs),
+    /// Write the index as Parquet tables (objects, narinfos, references).
+    Export(ExportArgs),
+    /// Print the indexed store paths (like `nix path-info --json --all`).
+    Paths,
+}
+
+#[derive(Args, Debug)]
+pub struct IndexArgs {
+    /// The cache: file:///DIR, a directory, or s3://BUCKET[/PREFIX]?endpoint=URL&region=R&profile=P.
+    /// Defaults to the cache the state directory already indexes.
+    #[arg(long)]
+    pub cache: Option<String>,
+    /// Take the object listing from this S3 Inventory manifest.json (local path or
+    /// s3://BUCKET/KEY?endpoint=…) instead of listing the bucket.
+    #[arg(long)]
+    pub inventory: Option<String>,
+    /// How many narinfos to fetch at once.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Attempts per S3 request (exponential backoff with jitter between them).
+    #[arg(long, default_value_t = 8)]
+    pub max_attempts: u32,
+}
+
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    /// A trusted public key, NAME:BASE64 (repeatable). Without one, signatures are not judged.
+    #[arg(long = "trusted-key")]
+    pub trusted_keys: Vec<String>,
+    /// A file of trusted public keys, one per line (blank lines and # comments ignored).
+    #[arg(long)]
+    pub trusted_keys_file: Option<PathBuf>,
+    /// How many examples to show per finding (counts are always exact).
+    #[arg(long, default_value_t = 20)]
+    pub max_examples: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Directory to write objects.parquet, narinfos.parquet and references.parquet into.
+    #[arg(long)]
+    pub parquet: PathBuf,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    narward::progress::set_quiet(cli.global.quiet || cli.global.json);
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("NARWARD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("narward: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("narward: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Index(a) => cmd_index(g, a).await,
+        Command::Audit(a) => cmd_audit(g, a),
+        Command::Export(a) => {
+            let idx = Index::load(&g.state)?;
+            let st = narward::export::export_parquet(&idx, &a.parquet)?;
+            if g.json {
+                print_json(&st)?;
+            } else {
+                println!(
+                    "wrote {} objects, {} narinfos, {} references to {}",
+                    st.objects,
+                    st.narinfos,
+                    st.references,
+                    a.parquet.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Paths => {
+            let idx = Index::load(&g.state)?;
+            print_json(&narward::paths::path_infos(&idx))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The cache URL: the flag, or the one the state already indexes.
+pub fn cache_url_or_state(flag: Option<&str>, state: &Path) -> Result<String> {
+    if let Some(c) = flag {
+        return Ok(c.to_string());
+    }
+    if Index::exists(state) {
+        return Ok(Index::load_meta(state)?.cache_url);
+    }
+    bail!("no --cache given and no index in {}", state.display())
+}
+
+async fn cmd_index(g: &Global, a: IndexArgs) -> Result<ExitCode> {
+    let url_text = cache_url_or_state(a.cache.as_deref(), &g.state)?;
+    let url = CacheUrl::parse(&url_text)?;
+    let cache = Cache::open(&url, a.max_attempts).await?;
+    let source = match &a.inventory {
+        None => ListingSource::Live,
+        Some(loc) => {
+            let l = inventory::read(&ManifestLocation::parse(loc)?, a.max_attempts)
+                .await
+                .with_context(|| format!("reading inventory {loc}"))?;
+            ListingSource::Inventory {
+                location: loc.clone(),
+                objects: l.objects,
+            }
+        }
+    };
+    let (idx, st) = index::update(&g.state, &url_text, &url, &cache, source, a.concurrency).await?;
+    if g.json {
+        print_json(&idx.meta)?;
+    } else {
+        println!(
+            "indexed {} (generation {}): {} objects, {} narinfos ({} unparseable)",
+            idx.meta.cache,
+            idx.meta.generation,
+            idx.meta.objects,
+            idx.meta.narinfos,
+            idx.meta.unparseable
+        );
+        println!(
+            "  fetched {}, reused {}, dropped {}, fetch errors {}",
+            st.fetched, st.reused, st.dropped, st.fetch_errors
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_keys(a: &AuditArgs) -> Result<Vec<PublicKey>> {
+    let mut texts: Vec<(String, String)> = a
+        .trusted_keys
+        .iter()
+        .map(|k| ("--trusted-key".to_string(), k.clone()))
+        .collect();
+    if let Some(f) = &a.trusted_keys_file {
+        let t = std::fs::read_to_string(f)
+            .with_context(|| format!("trusted keys file {}", f.display()))?;
+        for (i, line) in t.lines().enumerate() {
+            let l = line.trim();
+            if l.is_empty() || l.starts_with('#') {
+                continue;
+            }
+            texts.push((format!("{}:{}", f.display(), i + 1), l.to_string()));
+        }
+    }
+    texts
+        .into_iter()
+        .flat_map(|(w, t)| {
+            t.split_whitespace()
+                .map(|k| PublicKey::parse(k).with_context(|| format!("{w}: bad public key {k:?}")))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn cmd_audit(g: &Global, a: AuditArgs) -> Result<ExitCode> {
+    let keys = read_keys(&a)?;
+    let idx = Index::load(&g.state)?;
+    let r = audit::audit(&idx, &keys, a.max_examples);
+    if g.json {
+        print_json(&r)?;
+    } else {
+        print!("{}", r.to_text());
+    }
+    Ok(if r.errors > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,190 @@
+//! `narward export --parquet DIR`: the index as three Parquet tables (zstd-compressed),
+//! readable by DuckDB, Athena, polars or pandas.
+//!
+//! | file | columns |
+//! |---|---|
+//! | `objects.parquet` | key, category, size, etag, last_modified (timestamp, UTC), storage_class |
+//! | `narinfos.parquet` | key, hash, store_path, name, url, compression, file_hash, file_size, nar_hash, nar_size, deriver, ca, signatures, references, error |
+//! | `references.parquet` | referrer (hash), reference (hash), reference_path |
+//!
+//! Hashes are the 32-character nix32 store-path hashes; `file_hash`/`nar_hash` are
+//! `sha256:<nix32>`. A narinfo that does not parse has only `key`, `hash` and `error`.
+
+use crate::index::Index;
+use anyhow::{Context, Result};
+use arrow_array::{
+    ArrayRef, Int64Array, RecordBatch, StringArray, TimestampSecondArray, UInt32Array,
+};
+use arrow_schema::{Field, Schema};
+use narward_formats::keys::{self, ObjectKind};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Write one batch as a Parquet file.
+///
+/// # Errors
+/// I/O or encoding errors.
+pub fn write_parquet(path: &Path, columns: Vec<(&str, ArrayRef)>) -> Result<()> {
+    let fields: Vec<Field> = columns
+        .iter()
+        .map(|(n, a)| Field::new(*n, a.data_type().clone(), true))
+        .collect();
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        columns.into_iter().map(|(_, a)| a).collect(),
+    )?;
+    let f = std::fs::File::create(path).with_context(|| format!("writing {}", path.display()))?;
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
+        .build();
+    let mut w = parquet::arrow::ArrowWriter::try_new(f, schema, Some(props))?;
+    w.write(&batch)?;
+    w.close()?;
+    Ok(())
+}
+
+fn s(v: Vec<Option<String>>) -> ArrayRef {
+    Arc::new(StringArray::from(v))
+}
+
+fn i(v: Vec<Option<i64>>) -> ArrayRef {
+    Arc::new(Int64Array::from(v))
+}
+
+/// Counts of rows written.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExportStats {
+    pub objects: usize,
+    pub narinfos: usize,
+    pub references: usize,
+}
+
+/// # Errors
+/// I/O errors.
+pub fn export_parquet(index: &Index, dir: &Path) -> Result<ExportStats> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let o = &index.objects;
+    write_parquet(
+        &dir.join("objects.parquet"),
+        vec![
+            ("key", s(o.iter().map(|o| Some(o.key.clone())).collect())),
+            (
+                "category",
+                s(o.iter()
+                    .map(|o| Some(o.category().as_str().to_string()))
+                    .collect()),
+            ),
+            ("size", i(o.iter().map(|o| Some(o.size as i64)).collect())),
+            ("etag", s(o.iter().map(|o| o.etag.clone()).collect())),
+            (
+                "last_modified",
+                Arc::new(
+                    TimestampSecondArray::from(
+                        o.iter().map(|o| o.last_modified).collect::<Vec<_>>(),
+                    )
+                    .with_timezone("UTC"),
+                ),
+            ),
+            (
+                "storage_class",
+                s(o.iter()
+                    .map(|o| Some(o.storage_class().to_string()))
+                    .collect()),
+            ),
+        ],
+    )?;
+    let mut cols: [Vec<Option<String>>; 11] = Default::default();
+    let (mut file_size, mut nar_size) = (Vec::new(), Vec::new());
+    let (mut nsig, mut nref) = (Vec::new(), Vec::new());
+    let (mut referrer, mut reference, mut reference_path) = (Vec::new(), Vec::new(), Vec::new());
+    for rec in &index.narinfos {
+        let hash = match keys::classify(&rec.key) {
+            ObjectKind::Narinfo(h) => Some(h.to_string()),
+            _ => None,
+        };
+        cols[0].push(Some(rec.key.clone()));
+        cols[1].push(hash.clone());
+        match rec.parse() {
+            Ok(ni) => {
+                cols[2].push(Some(ni.store_path.full_path()));
+                cols[3].push(Some(ni.store_path.name.to_string()));
+                cols[4].push(Some(ni.url.to_string()));
+                cols[5].push(Some(ni.compression_or_default().to_string()));
+                cols[6].push(ni.file_hash.map(|h| h.to_nix32_prefixed()));
+                cols[7].push(Some(ni.nar_hash.to_nix32_prefixed()));
+                cols[8].push(ni.deriver.map(str::to_string));
+                cols[9].push(ni.ca.map(str::to_string));
+                cols[10].push(None);
+                file_size.push(ni.file_size.map(|v| v as i64));
+                nar_size.push(Some(ni.nar_size as i64));
+                nsig.push(Some(ni.sigs.len() as u32));
+                nref.push(Some(ni.references.len() as u32));
+                let me = ni.store_path.hash.to_string();
+                for r in &ni.references {
+                    referrer.push(Some(me.clone()));
+                    reference.push(Some(r.hash.to_string()));
+                    reference_path.push(Some(r.full_path()));
+                }
+            }
+            Err(u) => {
+                for c in cols.iter_mut().skip(2).take(8) {
+                    c.push(None);
+                }
+                cols[10].push(Some(u.reason));
+                file_size.push(None);
+                nar_size.push(None);
+                nsig.push(None);
+                nref.push(None);
+            }
+        }
+    }
+    let n = index.narinfos.len();
+    let nrefs = referrer.len();
+    let [
+        key,
+        hash,
+        store_path,
+        name,
+        url,
+        compression,
+        file_hash,
+        nar_hash,
+        deriver,
+        ca,
+        error,
+    ] = cols;
+    write_parquet(
+        &dir.join("narinfos.parquet"),
+        vec![
+            ("key", s(key)),
+            ("hash", s(hash)),
+            ("store_path", s(store_path)),
+            ("name", s(name)),
+            ("url", s(url)),
+            ("compression", s(compression)),
+            ("file_hash", s(file_hash)),
+            ("file_size", i(file_size)),
+            ("nar_hash", s(nar_hash)),
+            ("nar_size", i(nar_size)),
+            ("deriver", s(deriver)),
+            ("ca", s(ca)),
+            ("signatures", Arc::new(UInt32Array::from(nsig))),
+            ("references", Arc::new(UInt32Array::from(nref))),
+            ("error", s(error)),
+        ],
+    )?;
+    write_parquet(
+        &dir.join("references.parquet"),
+        vec![
+            ("referrer", s(referrer)),
+            ("reference", s(reference)),
+            ("reference_path", s(reference_path)),
+        ],
+    )?;
+    Ok(ExportStats {
+        objects: index.objects.len(),
+        narinfos: n,
+        references: nrefs,
+    })
+}

@@ -1,0 +1,19 @@
+//! narward: index, audit, plan and garbage-collect Nix binary caches stored in S3
+//! (or S3-compatible stores, or `file://` directories).
+//!
+//! The pure logic (formats, audit, liveness, plans, costs) lives in modules that take
+//! values and return values; the I/O lives at the edges: [`cache`] (object stores),
+//! [`inventory`] (S3 Inventory reports) and [`index`] (the on-disk state).
+
+pub mod access_log;
+pub mod audit;
+pub mod cache;
+pub mod export;
+pub mod graph;
+pub mod index;
+pub mod inventory;
+pub mod model;
+pub mod paths;
+pub mod plan;
+pub mod policy;
+pub mod progress;

@@ -1,0 +1,842 @@
+//! Plans: from an index and a policy, one decision for every object of the cache, with its
+//! reason; written as an immutable, checksummed artifact bound to the cache and the index
+//! generation it was computed from. Computing is pure ([`compute`]); executing is another
+//! module's job.
+//!
+//! Liveness is path-level: the kept set is the closure, under References, of the roots
+//! (policy roots and rule roots). Anything unknown keeps what it might protect: an
+//! unparseable narinfo is kept along with every path its `References:` line seems to name;
+//! if one has no readable `URL:`, no orphan NAR is removed; a NAR used by any kept narinfo is
+//! kept. Objects younger than `min_age_days` are kept, and their paths become roots.
+//! Removed paths are all archived or all deleted (`actions.unreachable`), so the removed set
+//! is closed under referrers and nothing archived refers to something deleted.
+
+use crate::graph::{GraphBuilder, NONE};
+use crate::index::{self, Index};
+use crate::model::ObjectRecord;
+use crate::policy::{Follow, Policy, Unreachable};
+use anyhow::{Context, Result, bail};
+use narward_formats::keys::{self, Category, ObjectKind};
+use narward_formats::store_path::{STORE_DIR, StorePath, StorePathHash};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::Path;
+
+pub const PLAN_FORMAT: u32 = 1;
+
+/// What happens to an object or a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    Keep,
+    Archive,
+    Delete,
+}
+
+impl Decision {
+    pub const ALL: [Decision; 3] = [Decision::Keep, Decision::Archive, Decision::Delete];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Keep => "keep",
+            Decision::Archive => "archive",
+            Decision::Delete => "delete",
+        }
+    }
+}
+
+/// Why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Reason {
+    /// Named by a root source (`file:line`).
+    Root {
+        source: String,
+    },
+    /// Referenced by a kept path (the base name of the first referrer found).
+    Reachable {
+        from: String,
+    },
+    ContentAddressed,
+    NameMatch,
+    UploadedRecently,
+    AccessedRecently,
+    /// The object (or an object of the path) is younger than `min_age_days`.
+    Young,
+    /// The narinfo does not parse: present but unknown, so it is kept.
+    Unparseable {
+        why: String,
+    },
+    /// A NAR used by a kept path.
+    NarOfKeptPath {
+        path: String,
+    },
+    /// An orphan NAR that an unparseable narinfo without a readable URL might point to.
+    MightBelongToUnknown,
+    /// A `.ls`/debuginfo/log object whose owner is kept, or whose owner is unknown.
+    OwnerKept {
+        owner: String,
+    },
+    OwnerUnknown,
+    /// Not an object narward manages (nix-cache-info, realisations, other keys).
+    NotManaged,
+    /// No root or rule reaches the path.
+    Unreachable,
+    /// A NAR no narinfo points to.
+    Orphan,
+    /// The owner of this object is removed.
+    OwnerRemoved {
+        owner: String,
+    },
+    /// The policy says keep (e.g. `unreachable = "keep"`, `logs = "keep"`).
+    PolicyKeep,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Root { source } => write!(f, "root ({source})"),
+            Reason::Reachable { from } => write!(f, "referenced by {STORE_DIR}/{from}"),
+            Reason::ContentAddressed => write!(f, "rule: content-addressed"),
+            Reason::NameMatch => write!(f, "rule: name matches keep.names"),
+            Reason::UploadedRecently => {
+                write!(f, "rule: uploaded within keep.uploaded_within_days")
+            }
+            Reason::AccessedRecently => {
+                write!(f, "rule: accessed within keep.accessed_within_days")
+            }
+            Reason::Young => write!(f, "younger than keep.min_age_days"),
+            Reason::Unparseable { why } => {
+                write!(f, "narinfo does not parse ({why}): kept as unknown")
+            }
+            Reason::NarOfKeptPath { path } => write!(f, "NAR of kept path {STORE_DIR}/{path}"),
+            Reason::MightBelongToUnknown => {
+                write!(
+                    f,
+                    "orphan NAR, but an unparseable narinfo without URL might use it"
+                )
+            }
+            Reason::OwnerKept { owner } => write!(f, "belongs to kept {owner}"),
+            Reason::OwnerUnknown => write!(f, "owner unknown"),
+            Reason::NotManaged => write!(f, "not managed by narward"),
+            Reason::Unreachable => write!(f, "unreachable from every root and rule"),
+            Reason::Orphan => write!(f, "orphan NAR (no narinfo points to it)"),
+            Reason::OwnerRemoved { owner } => write!(f, "belongs to removed {owner}"),
+            Reason::PolicyKeep => write!(f, "policy keeps it"),
+        }
+    }
+}
+
+/// The fate of one store path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathDecision {
+    /// Base name `<hash>-<name>`.
+    pub path: String,
+    pub decision: Decision,
+    pub reason: Reason,
+    pub nar_key: Option<String>,
+    pub nar_size: u64,
+    pub file_size: Option<u64>,
+}
+
+/// The fate of one object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectDecision {
+    pub key: String,
+    pub category: Category,
+    pub size: u64,
+    pub etag: Option<String>,
+    pub last_modified: Option<i64>,
+    pub storage_class: Option<String>,
+    pub decision: Decision,
+    /// For archived NARs: the storage class to move to (none when too small to pay back,
+    /// or already there; the object is then only hidden).
+    pub transition_to: Option<String>,
+    pub reason: Reason,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CountBytes {
+    pub count: u64,
+    pub bytes: u64,
+}
+
+impl CountBytes {
+    fn add(&mut self, bytes: u64) {
+        self.count += 1;
+        self.bytes += bytes;
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootStats {
+    pub total: u64,
+    pub found: u64,
+    pub missing: u64,
+    /// Up to 1000 missing roots (`path (source)`).
+    pub missing_examples: Vec<String>,
+    /// Per root source: (label, roots, missing).
+    pub by_source: Vec<(String, u64, u64)>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    /// decision → category → count and bytes.
+    pub objects: BTreeMap<Decision, BTreeMap<Category, CountBytes>>,
+    /// decision → count and NAR file bytes.
+    pub paths: BTreeMap<Decision, CountBytes>,
+    /// Archived NARs that change storage class.
+    pub transitions: CountBytes,
+    /// Archived NARs below `archive_min_size`: hidden only.
+    pub hidden_only_small_nars: CountBytes,
+    /// Keep reasons of kept paths.
+    pub kept_by_reason: BTreeMap<String, u64>,
+    pub unparseable_narinfos: u64,
+    pub closure_holes: u64,
+}
+
+/// Everything `plan.json` holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanHeader {
+    pub format_version: u32,
+    pub cache: String,
+    pub cache_url: String,
+    pub index_generation: u64,
+    pub created_at: i64,
+    pub policy_file: String,
+    pub policy_sha256: String,
+    pub policy_text: String,
+    pub archive_storage_class: String,
+    pub archive_prefix: String,
+    pub archive_bucket: Option<String>,
+    pub roots: RootStats,
+    pub summary: Summary,
+    /// SHA-256 over `paths.bin.zst` then `objects.bin.zst`.
+    pub checksum: String,
+}
+
+/// A computed plan.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub header: PlanHeader,
+    /// Sorted by base name (so by hash).
+    pub paths: Vec<PathDecision>,
+    /// Sorted by key.
+    pub objects: Vec<ObjectDecision>,
+}
+
+/// One store path as the planner sees it.
+struct Node {
+    base: String,
+    nar_key: Option<String>,
+    nar_size: u64,
+    file_size: Option<u64>,
+    deriver: Option<String>,
+    seed: Option<Reason>,
+}
+
+/// What a narinfo that does not parse still tells: the store paths and URL it seems to name.
+fn lenient_scan(text: &[u8]) -> (Vec<StorePathHash>, Option<String>) {
+    let t = String::from_utf8_lossy(text);
+    let mut refs = Vec::new();
+    let mut url = None;
+    for line in t.lines() {
+        if let Some(r) = line.strip_prefix("References:") {
+            refs.extend(
+                r.split_whitespace()
+                    .filter_map(|w| StorePath::parse_base_name(w).ok().map(|p| p.hash)),
+            );
+        } else if let Some(u) = line.strip_prefix("URL:") {
+            let u = u.trim();
+            if !u.is_empty() {
+                url = Some(keys::nar_key_for_url(u).to_string());
+            }
+        }
+    }
+    (refs, url)
+}
+
+fn object_index(objects: &[ObjectRecord], key: &str) -> Option<usize> {
+    objects.binary_search_by(|o| o.key.as_str().cmp(key)).ok()
+}
+
+/// Compute a plan. `now` is unix seconds (a parameter so tests are deterministic).
+pub fn compute(index: &Index, policy: &Policy, policy_file: &str, now: i64) -> Plan {
+    let p = &policy.file;
+    let day = 86_400i64;
+    let objs = &index.objects;
+    let young = |o: &ObjectRecord| {
+        o.last_modified
+            .is_some_and(|t| t > now - p.keep.min_age_days as i64 * day)
+    };
+    let recent = |o: &ObjectRecord, days: u32| {
+        o.last_modified
+            .is_some_and(|t| t >= now - days as i64 * day)
+    };
+    let accessed = |key: &str, days: u32| {
+        policy
+            .last_access
+            .get(key)
+            .is_some_and(|&t| t >= now - days as i64 * day)
+    };
+
+    // 1. Nodes and the graph.
+    let mut nodes: Vec<Node> = Vec::with_capacity(index.narinfos.len());
+    let mut gb = GraphBuilder::with_capacity(index.narinfos.len(), index.narinfos.len() * 8);
+    let mut unknown_urls = false;
+    let mut unparseable = 0u64;
+    for rec in &index.narinfos {
+        let ObjectKind::Narinfo(hash) = keys::classify(&rec.key) else {
+            continue;
+        };
+        let narinfo_obj = object_index(objs, &rec.key);
+        match rec.parse() {
+            Ok(ni) => {
+                let nar_key = keys::nar_key_for_url(ni.url).to_string();
+                let nar_obj = object_index(objs, &nar_key).map(|i| &objs[i]);
+                let n_obj = narinfo_obj.map(|i| &objs[i]);
+                let any = |f: &dyn Fn(&ObjectRecord) -> bool| {
+                    n_obj.is_some_and(f) || nar_obj.is_some_and(f)
+                };
+                let name = ni.store_path.name;
+                let seed = if any(&|o| young(o)) {
+                    Some(Reason::Young)
+                } else if p.keep.content_addressed && ni.ca.is_some() {
+                    Some(Reason::ContentAddressed)
+                } else if policy.name_kept(name) {
+                    Some(Reason::NameMatch)
+                } else if p
+                    .keep
+                    .uploaded_within_days
+                    .is_some_and(|d| any(&|o| recent(o, d)))
+                {
+                    Some(Reason::UploadedRecently)
+                } else if p
+                    .keep
+                    .accessed_within_days
+                    .is_some_and(|d| accessed(&rec.key, d) || accessed(&nar_key, d))
+                {
+                    Some(Reason::AccessedRecently)
+                } else {
+                    None
+                };
+                gb.add(hash, ni.references.iter().map(|r| r.hash));
+                nodes.push(Node {
+                    base: ni.store_path.base_name(),
+                    nar_key: Some(nar_key),
+                    nar_size: ni.nar_size,
+                    file_size: ni.file_size,
+                    deriver: ni
+                        .deriver
+                        .filter(|d| *d != "unknown-deriver")
+                        .map(str::to_string),
+                    seed,
+                });
+            }
+            Err(u) => {
+                unparseable += 1;
+                let (refs, url) = lenient_scan(&rec.text);
+                unknown_urls |= url.is_none();
+                gb.add(hash, refs);
+                nodes.push(Node {
+                    base: hash.to_string(),
+                    nar_key: url,
+                    nar_size: 0,
+                    file_size: None,
+                    deriver: None,
+                    seed: Some(Reason::Unparseable { why: u.reason }),
+                });
+            }
+        }
+    }
+    let (graph, ids) = gb.build();
+    // Node data by graph id (duplicates cannot happen: one narinfo key per hash).
+    let mut by_id: Vec<usize> = vec![usize::MAX; graph.len()];
+    for (i, id) in ids.iter().enumerate() {
+        by_id[*id as usize] = i;
+    }
+
+    // 2. Roots.
+    let mut seeds: Vec<u32> = Vec::new();
+    let mut seed_reason: HashMap<u32, Reason> = HashMap::new();
+    let mut roots = RootStats {
+        total: policy.roots.len() as u64,
+        ..Default::default()
+    };
+    let mut missing_by_source: HashMap<&str, u64> = HashMap::new();
+    for r in &policy.roots {
+        match graph.id(&r.hash) {
+            Some(id) => {
+                roots.found += 1;
+                seeds.push(id);
+                seed_reason.entry(id).or_insert_with(|| Reason::Root {
+                    source: r.source.clone(),
+                });
+            }
+            None => {
+                roots.missing += 1;
+                let label = r.source.rsplit_once(':').map_or(r.source.as_str(), |x| x.0);
+                *missing_by_source.entry(label).or_default() += 1;
+                if roots.missing_examples.len() < 1000 {
+                    roots
+                        .missing_examples
+                        .push(format!("{} ({})", r.path, r.source));
+                }
+            }
+        }
+    }
+    roots.by_source = policy
+        .root_sources
+        .iter()
+        .map(|(l, n)| {
+            (
+                l.clone(),
+                *n as u64,
+                missing_by_source.get(l.as_str()).copied().unwrap_or(0),
+            )
+        })
+        .collect();
+    for (id, &ni) in by_id.iter().enumerate() {
+        if let Some(r) = &nodes[ni].seed {
+            seeds.push(id as u32);
+            seed_reason.entry(id as u32).or_insert_with(|| r.clone());
+        }
+    }
+
+    // 3. Liveness.
+    let parent = graph.closure(&seeds);
+    let removed_decision = match p.actions.unreachable {
+        Unreachable::Keep => Decision::Keep,
+        Unreachable::Archive => Decision::Archive,
+        Unreachable::Delete => Decision::Delete,
+    };
+    let mut paths: Vec<PathDecision> = Vec::with_capacity(graph.len());
+    let mut summary = Summary {
+        unparseable_narinfos: unparseable,
+        closure_holes: graph.missing_refs,
+        ..Default::default()
+    };
+    // Per node: kept?
+    let kept: Vec<bool> = parent.iter().map(|&x| x != NONE).collect();
+    for id in 0..graph.len() {
+        let n = &nodes[by_id[id]];
+        let (decision, reason) = if kept[id] {
+            let r = if parent[id] == id as u32 {
+                seed_reason
+                    .get(&(id as u32))
+                    .cloned()
+                    .unwrap_or(Reason::OwnerUnknown)
+            } else {
+                Reason::Reachable {
+                    from: nodes[by_id[parent[id] as usize]].base.clone(),
+                }
+            };
+            (Decision::Keep, r)
+        } else if removed_decision == Decision::Keep {
+            (Decision::Keep, Reason::PolicyKeep)
+        } else {
+            (removed_decision, Reason::Unreachable)
+        };
+        if decision == Decision::Keep {
+            let k = match &reason {
+                Reason::Reachable { .. } => "reachable".to_string(),
+                Reason::Root { .. } => "root".to_string(),
+                other => serde_json::to_value(other)
+                    .ok()
+                    .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_string))
+                    .unwrap_or_default(),
+            };
+            *summary.kept_by_reason.entry(k).or_default() += 1;
+        }
+        summary
+            .paths
+            .entry(decision)
+            .or_default()
+            .add(n.file_size.unwrap_or(0));
+        paths.push(PathDecision {
+            path: n.base.clone(),
+            decision,
+            reason,
+            nar_key: n.nar_key.clone(),
+            nar_size: n.nar_size,
+            file_size: n.file_size,
+        });
+    }
+
+    // 4. Owners of the other objects.
+    // NAR key → (any kept user, a kept user's base name, any user).
+    let mut nar_fate: HashMap<&str, (Option<usize>, Option<usize>)> = HashMap::new();
+    let mut hash_node: HashMap<StorePathHash, usize> = HashMap::with_capacity(graph.len());
+    let mut drv_fate: HashMap<&str, (Option<usize>, Option<usize>)> = HashMap::new();
+    for id in 0..graph.len() {
+        let ni = by_id[id];
+        hash_node.insert(graph.hashes[id], id);
+        let n = &nodes[ni];
+        if let Some(k) = &n.nar_key {
+            let e = nar_fate.entry(k.as_str()).or_default();
+            if kept[id] {
+                e.0.get_or_insert(id);
+            }
+            e.1.get_or_insert(id);
+        }
+        if let Some(d) = &n.deriver {
+            let e = drv_fate.entry(d.as_str()).or_default();
+            if kept[id] {
+                e.0.get_or_insert(id);
+            }
+            e.1.get_or_insert(id);
+        }
+    }
+    let debuginfo_target: HashMap<&str, String> = index
+        .debuginfo
+        .iter()
+        .filter_map(|d| {
+            let v: serde_json::Value = serde_json::from_slice(&d.text).ok()?;
+            let a = v
+                .get("archive")?
+                .as_str()?
+                .trim_start_matches("../")
+                .to_string();
+            Some((d.key.as_str(), a))
+        })
+        .collect();
+    let base_of = |id: usize| nodes[by_id[id]].base.clone();
+    let follow = |f: Follow, owner_decision: Decision, owner: String| -> (Decision, Reason) {
+        match (f, owner_decision) {
+            (_, Decision::Keep) => (Decision::Keep, Reason::OwnerKept { owner }),
+            (Follow::Keep, _) => (Decision::Keep, Reason::PolicyKeep),
+            (Follow::Delete, _) => (Decision::Delete, Reason::OwnerRemoved { owner }),
+            (Follow::Follow, d) => (d, Reason::OwnerRemoved { owner }),
+        }
+    };
+    let nar_decision = |key: &str| -> (Decision, Reason) {
+        match nar_fate.get(key) {
+            Some((Some(k), _)) => (Decision::Keep, Reason::NarOfKeptPath { path: base_of(*k) }),
+            Some((None, Some(_))) => {
+                if removed_decision == Decision::Keep {
+                    (Decision::Keep, Reason::PolicyKeep)
+                } else {
+                    (removed_decision, Reason::Unreachable)
+                }
+            }
+            _ => (Decision::Keep, Reason::OwnerUnknown),
+        }
+    };
+
+    // 5. Every object.
+    let mut objects = Vec::with_capacity(objs.len());
+    for o in objs {
+        let kind = keys::classify(&o.key);
+        let (decision, reason) = if young(o) {
+            (Decision::Keep, Reason::Young)
+        } else {
+            match kind {
+                ObjectKind::Narinfo(h) => match hash_node.get(&h) {
+                    // `paths` is still in graph-id order here.
+                    Some(&id) => (paths[id].decision, paths[id].reason.clone()),
+                    // Listed but never fetched into the index: unknown.
+                    None => (Decision::Keep, Reason::OwnerUnknown),
+                },
+                ObjectKind::Nar { .. } => match nar_fate.get(o.key.as_str()) {
+                    Some(_) => nar_decision(&o.key),
+                    None if unknown_urls => (Decision::Keep, Reason::MightBelongToUnknown),
+                    None => match p.actions.orphan_nars {
+                        Follow::Keep => (Decision::Keep, Reason::PolicyKeep),
+                        Follow::Delete => (Decision::Delete, Reason::Orphan),
+                        Follow::Follow if removed_decision == Decision::Keep => {
+                            (Decision::Keep, Reason::PolicyKeep)
+                        }
+                        Follow::Follow => (removed_decision, Reason::Orphan),
+                    },
+                },
+                ObjectKind::Listing(h) => match hash_node.get(&h) {
+                    Some(&id) => {
+                        let d = if kept[id] {
+                            Decision::Keep
+                        } else {
+                            removed_decision
+                        };
+                        follow(
+                            p.actions.listings,
+                            d,
+                            format!("{STORE_DIR}/{}", base_of(id)),
+                        )
+                    }
+                    None => (Decision::Keep, Reason::OwnerUnknown),
+                },
+                ObjectKind::DebugInfo(_) => match debuginfo_target.get(o.key.as_str()) {
+                    Some(t) if nar_fate.contains_key(t.as_str()) => {
+                        let (d, _) = nar_decision(t);
+                        follow(p.actions.debuginfo, d, t.clone())
+                    }
+                    _ => (Decision::Keep, Reason::OwnerUnknown),
+                },
+                ObjectKind::Log(drv) => match drv_fate.get(drv) {
+                    Some((Some(k), _)) => (
+                        Decision::Keep,
+                        Reason::OwnerKept {
+                            owner: format!("{STORE_DIR}/{}", base_of(*k)),
+                        },
+                    ),
+                    Some((None, Some(_))) => follow(
+                        p.actions.logs,
+                        removed_decision,
+                        format!("{STORE_DIR}/{drv}"),
+                    ),
+                    _ => (Decision::Keep, Reason::OwnerUnknown),
+                },
+                _ => (Decision::Keep, Reason::NotManaged),
+            }
+        };
+        let transition_to = (decision == Decision::Archive
+            && kind.category() == Category::Nar
+            && o.size >= p.actions.archive_min_size.0
+            && o.storage_class() != p.actions.archive_storage_class)
+            .then(|| p.actions.archive_storage_class.clone());
+        if decision == Decision::Archive && kind.category() == Category::Nar {
+            if transition_to.is_some() {
+                summary.transitions.add(o.size);
+            } else {
+                summary.hidden_only_small_nars.add(o.size);
+            }
+        }
+        summary
+            .objects
+            .entry(decision)
+            .or_default()
+            .entry(kind.category())
+            .or_default()
+            .add(o.size);
+        objects.push(ObjectDecision {
+            key: o.key.clone(),
+            category: kind.category(),
+            size: o.size,
+            etag: o.etag.clone(),
+            last_modified: o.last_modified,
+            storage_class: o.storage_class.clone(),
+            decision,
+            transition_to,
+            reason,
+        });
+    }
+    paths.sort_by(|a, b| a.path.cmp(&b.path));
+
+    let header = PlanHeader {
+        format_version: PLAN_FORMAT,
+        cache: index.meta.cache.clone(),
+        cache_url: index.meta.cache_url.clone(),
+        index_generation: index.meta.generation,
+        created_at: now,
+        policy_file: policy_file.to_string(),
+        policy_sha256: hex::encode(Sha256::digest(policy.text.as_bytes())),
+        policy_text: policy.text.clone(),
+        archive_storage_class: p.actions.archive_storage_class.clone(),
+        archive_prefix: p.actions.archive_prefix.clone(),
+        archive_bucket: p.actions.archive_bucket.clone(),
+        roots,
+        summary,
+        checksum: String::new(),
+    };
+    Plan {
+        header,
+        paths,
+        objects,
+    }
+}
+
+fn file_sha(paths: &[&Path]) -> Result<String> {
+    let mut h = Sha256::new();
+    for p in paths {
+        use std::io::Read;
+        let mut f = std::fs::File::open(p).with_context(|| format!("reading {}", p.display()))?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// The S3 bucket and key prefix of an `s3://` cache identity.
+pub fn s3_location(identity: &str) -> Option<(String, String)> {
+    let rest = identity.strip_prefix("s3://")?;
+    let loc = rest.split('?').next()?;
+    let (bucket, prefix) = loc.split_once('/').unwrap_or((loc, ""));
+    let prefix = if prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{prefix}/")
+    };
+    Some((bucket.to_string(), prefix))
+}
+
+impl Plan {
+    /// Write the plan into `dir`, which must not exist or be empty: plans are immutable.
+    ///
+    /// # Errors
+    /// `dir` is not empty; I/O errors.
+    pub fn write(&mut self, dir: &Path) -> Result<()> {
+        if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+            bail!(
+                "plan directory {} is not empty: plans are immutable, write a new one elsewhere",
+                dir.display()
+            );
+        }
+        std::fs::create_dir_all(dir.join("manifests"))
+            .with_context(|| format!("creating {}", dir.display()))?;
+        let pp = dir.join("paths.bin.zst");
+        let op = dir.join("objects.bin.zst");
+        index::write_stream(&pp, &self.paths)?;
+        index::write_stream(&op, &self.objects)?;
+        self.header.checksum = file_sha(&[&pp, &op])?;
+        std::fs::write(
+            dir.join("plan.json"),
+            serde_json::to_string_pretty(&self.header)?,
+        )?;
+        self.write_manifests(&dir.join("manifests"))?;
+        Ok(())
+    }
+
+    fn write_manifests(&self, dir: &Path) -> Result<()> {
+        use std::io::Write;
+        if let Some((bucket, prefix)) = s3_location(&self.header.cache) {
+            let mut files: BTreeMap<&str, std::io::BufWriter<std::fs::File>> = BTreeMap::new();
+            for o in &self.objects {
+                let name = match (o.decision, o.category, &o.transition_to) {
+                    (Decision::Keep, _, _) => continue,
+                    (Decision::Delete, _, _) => "delete.csv",
+                    (Decision::Archive, Category::Nar, Some(_)) => "transition.csv",
+                    (Decision::Archive, Category::Nar, None) => continue,
+                    (Decision::Archive, _, _) => "hide.csv",
+                };
+                if !files.contains_key(name) {
+                    files.insert(
+                        name,
+                        std::io::BufWriter::new(std::fs::File::create(dir.join(name))?),
+                    );
+                }
+                if let Some(w) = files.get_mut(name) {
+                    let full = format!("{prefix}{}", o.key);
+                    writeln!(
+                        w,
+                        "{}",
+                        narward_formats::inventory::batch_manifest_row(&bucket, &full, None)
+                    )?;
+                }
+            }
+            for (_, mut w) in files {
+                w.flush()?;
+            }
+        }
+        use arrow_array::{ArrayRef, Int64Array, StringArray};
+        use std::sync::Arc;
+        let o = &self.objects;
+        let s = |v: Vec<Option<String>>| -> ArrayRef { Arc::new(StringArray::from(v)) };
+        crate::export::write_parquet(
+            &dir.join("decisions.parquet"),
+            vec![
+                ("key", s(o.iter().map(|o| Some(o.key.clone())).collect())),
+                (
+                    "category",
+                    s(o.iter()
+                        .map(|o| Some(o.category.as_str().to_string()))
+                        .collect()),
+                ),
+                (
+                    "size",
+                    Arc::new(Int64Array::from_iter_values(
+                        o.iter().map(|o| o.size as i64),
+                    )),
+                ),
+                (
+                    "storage_class",
+                    s(o.iter().map(|o| o.storage_class.clone()).collect()),
+                ),
+                (
+                    "decision",
+                    s(o.iter()
+                        .map(|o| Some(o.decision.as_str().to_string()))
+                        .collect()),
+                ),
+                (
+                    "transition_to",
+                    s(o.iter().map(|o| o.transition_to.clone()).collect()),
+                ),
+                (
+                    "reason",
+                    s(o.iter().map(|o| Some(o.reason.to_string())).collect()),
+                ),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Read a plan and verify its checksum.
+    ///
+    /// # Errors
+    /// Missing files, a checksum mismatch (the plan was altered), corrupt data.
+    pub fn read(dir: &Path) -> Result<Plan> {
+        let hp = dir.join("plan.json");
+        let t = std::fs::read_to_string(&hp)
+            .with_context(|| format!("no plan in {}", dir.display()))?;
+        let header: PlanHeader =
+            serde_json::from_str(&t).with_context(|| format!("{}: corrupt", hp.display()))?;
+        if header.format_version != PLAN_FORMAT {
+            bail!(
+                "{}: plan format {} is not supported",
+                hp.display(),
+                header.format_version
+            );
+        }
+        let pp = dir.join("paths.bin.zst");
+        let op = dir.join("objects.bin.zst");
+        let sum = file_sha(&[&pp, &op])?;
+        if sum != header.checksum {
+            bail!(
+                "plan {}: checksum mismatch (plan.json says {}, files give {sum}): the plan was altered; compute a new one",
+                dir.display(),
+                header.checksum
+            );
+        }
+        let mut paths = Vec::new();
+        index::read_stream(&pp, |x| {
+            paths.push(x);
+            Ok(())
+        })?;
+        let mut objects = Vec::new();
+        index::read_stream(&op, |x| {
+            objects.push(x);
+            Ok(())
+        })?;
+        Ok(Plan {
+            header,
+            paths,
+            objects,
+        })
+    }
+
+    /// The decision for a store path given as a full path, a base name or a hash.
+    pub fn path(&self, q: &str) -> Option<&PathDecision> {
+        let q = q
+            .trim()
+            .trim_start_matches(STORE_DIR)
+            .trim_start_matches('/');
+        let hash = q.split('-').next().unwrap_or(q);
+        let i = self.paths.partition_point(|p| p.path.as_str() < hash);
+        self.paths.get(i).filter(|p| {
+            p.path.starts_with(hash) && p.path.as_bytes().get(hash.len()).is_none_or(|b| *b == b'-')
+        })
+    }
+
+    pub fn object(&self, key: &str) -> Option<&ObjectDecision> {
+        self.objects
+            .binary_search_by(|o| o.key.as_str().cmp(key))
+            .ok()
+            .map(|i| &self.objects[i])
+    }
+}

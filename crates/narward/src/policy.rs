@@ -1,0 +1,565 @@
+//! The declarative policy: which store paths are roots, which rules keep more, and what
+//! happens to everything else. A TOML file; see `examples/policy.toml` for every key.
+//!
+//! [`Policy::load`] reads and validates the file and every root source it names before
+//! anything is computed: an unknown key, a bad glob, a bad size, a missing or malformed
+//! root file is an error naming the file, the line and the reason.
+
+use anyhow::{Context, Result, bail};
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use narward_formats::store_path::{StorePath, StorePathHash};
+use serde::{Deserialize, Serialize};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// The policy file as written.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    #[serde(default)]
+    pub roots: RootsSection,
+    #[serde(default)]
+    pub keep: KeepSection,
+    #[serde(default)]
+    pub actions: ActionsSection,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RootsSection {
+    /// Plain files of store paths, one per line, `#` comments.
+    #[serde(default)]
+    pub files: Vec<PathBuf>,
+    /// `store-paths.xz` files as published with nixpkgs/NixOS releases.
+    #[serde(default)]
+    pub store_paths_xz: Vec<PathBuf>,
+    /// `fallback-paths.nix` attrsets (every quoted store path in them).
+    #[serde(default)]
+    pub fallback_paths: Vec<PathBuf>,
+    /// Directories (e.g. a mirror of release metadata): every `*.txt`, `store-paths`,
+    /// `store-paths.xz` and `fallback-paths.nix` below them.
+    #[serde(default)]
+    pub dirs: Vec<PathBuf>,
+    /// Hydra GC-roots directories: every entry whose name is a store path base name.
+    #[serde(default)]
+    pub hydra_gcroots: Vec<PathBuf>,
+    /// Inline store paths (full paths or base names).
+    #[serde(default)]
+    pub paths: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KeepSection {
+    /// Keep every content-addressed path (narinfo has `CA:`), e.g. fetched sources.
+    #[serde(default)]
+    pub content_addressed: bool,
+    /// Keep paths whose name (the part after `<hash>-`) matches one of these globs.
+    #[serde(default)]
+    pub names: Vec<String>,
+    /// Keep paths whose narinfo or NAR was uploaded within this many days.
+    pub uploaded_within_days: Option<u32>,
+    /// Keep paths fetched within this many days, per the access data given in `access_logs`.
+    pub accessed_within_days: Option<u32>,
+    /// S3 server access log files or directories (needed by `accessed_within_days`).
+    #[serde(default)]
+    pub access_logs: Vec<PathBuf>,
+    /// Never touch an object younger than this many days (uploads may be in progress).
+    #[serde(default = "default_min_age")]
+    pub min_age_days: u32,
+}
+
+fn default_min_age() -> u32 {
+    7
+}
+
+impl Default for KeepSection {
+    fn default() -> Self {
+        KeepSection {
+            content_addressed: false,
+            names: Vec::new(),
+            uploaded_within_days: None,
+            accessed_within_days: None,
+            access_logs: Vec::new(),
+            min_age_days: default_min_age(),
+        }
+    }
+}
+
+/// What to do with what no root or rule keeps.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Unreachable {
+    /// Keep it (report only).
+    Keep,
+    /// Hide it from clients and move its NAR to the archive storage class.
+    Archive,
+    /// Delete it (after the grace window applied by `apply`).
+    Delete,
+}
+
+/// What to do with objects that belong to removed paths (`.ls`, `debuginfo/`, `log/`),
+/// or with NARs no narinfo points to.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Follow {
+    /// Share the fate of the owner (archived with it, deleted with it).
+    Follow,
+    Keep,
+    Delete,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ActionsSection {
+    #[serde(default = "default_unreachable")]
+    pub unreachable: Unreachable,
+    /// Storage class for archived NARs.
+    #[serde(default = "default_class")]
+    pub archive_storage_class: String,
+    /// Archived paths whose NAR is smaller than this stay in their class (hidden only):
+    /// the transition fee would not pay back. Bytes, or with a unit: "256KiB", "1MB".
+    #[serde(default = "default_min_size")]
+    pub archive_min_size: ByteSize,
+    /// Where hidden narinfos of archived paths are kept, inside the cache bucket.
+    #[serde(default = "default_archive_prefix")]
+    pub archive_prefix: String,
+    /// A separate bucket for archived objects (default: the cache's own bucket).
+    pub archive_bucket: Option<String>,
+    /// NAR objects no narinfo points to ("follow" means: as `unreachable`).
+    #[serde(default = "default_follow")]
+    pub orphan_nars: Follow,
+    /// `<hash>.ls` listings of removed paths.
+    #[serde(default = "default_follow")]
+    pub listings: Follow,
+    /// `debuginfo/` links into removed NARs.
+    #[serde(default = "default_follow")]
+    pub debuginfo: Follow,
+    /// `log/<drv>` build logs whose every output is removed.
+    #[serde(default = "default_keep")]
+    pub logs: Follow,
+}
+
+fn default_unreachable() -> Unreachable {
+    Unreachable::Archive
+}
+fn default_class() -> String {
+    "DEEP_ARCHIVE".into()
+}
+fn default_min_size() -> ByteSize {
+    ByteSize(256 * 1024)
+}
+fn default_archive_prefix() -> String {
+    "narward-archive/".into()
+}
+fn default_follow() -> Follow {
+    Follow::Follow
+}
+fn default_keep() -> Follow {
+    Follow::Keep
+}
+
+impl Default for ActionsSection {
+    fn default() -> Self {
+        ActionsSection {
+            unreachable: default_unreachable(),
+            archive_storage_class: default_class(),
+            archive_min_size: default_min_size(),
+            archive_prefix: default_archive_prefix(),
+            archive_bucket: None,
+            orphan_nars: default_follow(),
+            listings: default_follow(),
+            debuginfo: default_follow(),
+            logs: default_keep(),
+        }
+    }
+}
+
+/// A size in bytes, written as a number or a string with a unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    /// Parse "123", "256KiB", "1.5 MB", "2GiB".
+    ///
+    /// # Errors
+    /// Not a number with a known unit.
+    pub fn parse(s: &str) -> Result<ByteSize, String> {
+        let t = s.trim();
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: f64 = num.parse().map_err(|_| format!("{s:?} is not a size"))?;
+        let mul: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kb" => 1000,
+            "kib" => 1024,
+            "m" | "mb" => 1000_000,
+            "mib" => 1 << 20,
+            "g" | "gb" => 1000_000_000,
+            "gib" => 1 << 30,
+            "t" | "tb" => 1000_000_000_000,
+            "tib" => 1 << 40,
+            u => {
+                return Err(format!(
+                    "{s:?}: unknown unit {u:?} (use B, KiB, MiB, GiB, KB, MB, GB)"
+                ));
+            }
+        };
+        Ok(ByteSize((n * mul as f64).round() as u64))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(ByteSize(n)),
+            Raw::S(s) => ByteSize::parse(&s).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// One root: a store path and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Root {
+    pub hash: StorePathHash,
+    pub path: String,
+    /// `file:line` or `inline`.
+    pub source: String,
+}
+
+/// A validated policy with its roots read.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub file: PolicyFile,
+    /// The policy text, as given (it is copied into plans).
+    pub text: String,
+    pub roots: Vec<Root>,
+    /// Root sources by label, with their root counts, in order.
+    pub root_sources: Vec<(String, usize)>,
+    pub names: GlobSet,
+    /// Last successful read per object key (unix seconds), from S3 server access logs.
+    pub last_access: std::collections::HashMap<String, i64>,
+}
+
+impl Policy {
+    /// Read a policy file; relative paths in it are relative to the file's directory.
+    ///
+    /// # Errors
+    /// Unreadable file, TOML error (line and column), unknown key, bad glob or size, an
+    /// unreadable or malformed root source (file and line).
+    pub fn load(path: &Path) -> Result<Policy> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("policy {}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::from_str(&text, base, &path.display().to_string())
+    }
+
+    /// Parse policy text; `base` resolves relative paths, `name` labels errors.
+    ///
+    /// # Errors
+    /// As [`Policy::load`].
+    pub fn from_str(text: &str, base: &Path, name: &str) -> Result<Policy> {
+        let file: PolicyFile =
+            toml::from_str(text).map_err(|e| anyhow::anyhow!("policy {name}: {e}"))?;
+        let mut gb = GlobSetBuilder::new();
+        for (i, n) in file.keep.names.iter().enumerate() {
+            let g = Glob::new(n)
+                .map_err(|e| anyhow::anyhow!("policy {name}: keep.names[{i}] {n:?}: {e}"))?;
+            gb.add(g);
+        }
+        let names = gb
+            .build()
+            .map_err(|e| anyhow::anyhow!("policy {name}: keep.names: {e}"))?;
+        if file.keep.accessed_within_days.is_some() && file.keep.access_logs.is_empty() {
+            bail!(
+                "policy {name}: keep.accessed_within_days needs keep.access_logs (S3 server access logs)"
+            );
+        }
+        let a = &file.actions;
+        if !crate::policy::STORAGE_CLASSES.contains(&a.archive_storage_class.as_str()) {
+            bail!(
+                "policy {name}: actions.archive_storage_class {:?} is not one of {}",
+                a.archive_storage_class,
+                STORAGE_CLASSES.join(", ")
+            );
+        }
+        if a.archive_prefix.is_empty()
+            || a.archive_prefix.starts_with('/')
+            || !a.archive_prefix.ends_with('/')
+        {
+            bail!(
+                "policy {name}: actions.archive_prefix must be a relative prefix ending in '/', got {:?}",
+                a.archive_prefix
+            );
+        }
+        let mut p = Policy {
+            file: file.clone(),
+            text: text.to_string(),
+            roots: Vec::new(),
+            root_sources: Vec::new(),
+            names,
+            last_access: Default::default(),
+        };
+        let r = &file.roots;
+        let abs = |f: &PathBuf| {
+            if f.is_absolute() {
+                f.clone()
+            } else {
+                base.join(f)
+            }
+        };
+        for f in &r.files {
+            p.add_source(&abs(f), RootFormat::Lines)?;
+        }
+        for f in &r.store_paths_xz {
+            p.add_source(&abs(f), RootFormat::Xz)?;
+        }
+        for f in &r.fallback_paths {
+            p.add_source(&abs(f), RootFormat::Nix)?;
+        }
+        for d in &r.dirs {
+            let d = abs(d);
+            let mut files = Vec::new();
+            walk(&d, &mut files)
+                .with_context(|| format!("policy {name}: roots.dirs {}", d.display()))?;
+            files.sort();
+            for f in files {
+                let fname = f.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                let fmt = if fname.ends_with(".xz") {
+                    RootFormat::Xz
+                } else if fname.ends_with(".nix") {
+                    RootFormat::Nix
+                } else if fname.ends_with(".txt") || fname == "store-paths" {
+                    RootFormat::Lines
+                } else {
+                    continue;
+                };
+                p.add_source(&f, fmt)?;
+            }
+        }
+        for d in &r.hydra_gcroots {
+            let d = abs(d);
+            let rd = std::fs::read_dir(&d)
+                .with_context(|| format!("policy {name}: roots.hydra_gcroots {}", d.display()))?;
+            let label = d.display().to_string();
+            let before = p.roots.len();
+            for e in rd {
+                let e = e?;
+                let n = e.file_name().to_string_lossy().to_string();
+                if let Ok(sp) = StorePath::parse_base_name(&n) {
+                    p.roots.push(Root {
+                        hash: sp.hash,
+                        path: sp.full_path(),
+                        source: format!("{label}/{n}"),
+                    });
+                }
+            }
+            p.root_sources.push((label, p.roots.len() - before));
+        }
+        let before = p.roots.len();
+        for (i, s) in r.paths.iter().enumerate() {
+            let sp = StorePath::parse_any(s.trim())
+                .map_err(|e| anyhow::anyhow!("policy {name}: roots.paths[{i}] {s:?}: {e}"))?;
+            p.roots.push(Root {
+                hash: sp.hash,
+                path: sp.full_path(),
+                source: "inline".into(),
+            });
+        }
+        if !r.paths.is_empty() {
+            p.root_sources
+                .push(("inline".into(), p.roots.len() - before));
+        }
+        for f in &file.keep.access_logs {
+            crate::access_log::read_into(&abs(f), &mut p.last_access)
+                .with_context(|| format!("policy {name}: keep.access_logs {}", f.display()))?;
+        }
+        Ok(p)
+    }
+
+    fn add_source(&mut self, f: &Path, fmt: RootFormat) -> Result<()> {
+        let label = f.display().to_string();
+        let raw = std::fs::read(f).with_context(|| format!("root file {label}"))?;
+        let text = match fmt {
+            RootFormat::Xz => {
+                let mut s = String::new();
+                xz2::read::XzDecoder::new(&raw[..])
+                    .read_to_string(&mut s)
+                    .with_context(|| format!("root file {label}: not xz-compressed UTF-8 text"))?;
+                s
+            }
+            _ => String::from_utf8(raw).with_context(|| format!("root file {label}: not UTF-8"))?,
+        };
+        let before = self.roots.len();
+        match fmt {
+            RootFormat::Lines | RootFormat::Xz => {
+                for (i, line) in text.lines().enumerate() {
+                    let l = line.trim();
+                    if l.is_empty() || l.starts_with('#') {
+                        continue;
+                    }
+                    let sp = StorePath::parse_any(l).map_err(|e| {
+                        anyhow::anyhow!(
+                            "root file {label}:{}: {l:?} is not a store path: {e}",
+                            i + 1
+                        )
+                    })?;
+                    self.roots.push(Root {
+                        hash: sp.hash,
+                        path: sp.full_path(),
+                        source: format!("{label}:{}", i + 1),
+                    });
+                }
+            }
+            RootFormat::Nix => {
+                for (i, line) in text.lines().enumerate() {
+                    for (j, part) in line.split('"').enumerate() {
+                        if j % 2 == 1 && part.starts_with("/nix/store/") {
+                            let sp = StorePath::parse_full(part).map_err(|e| {
+                                anyhow::anyhow!(
+                                    "root file {label}:{}: {part:?} is not a store path: {e}",
+                                    i + 1
+                                )
+                            })?;
+                            self.roots.push(Root {
+                                hash: sp.hash,
+                                path: sp.full_path(),
+                                source: format!("{label}:{}", i + 1),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        self.root_sources.push((label, self.roots.len() - before));
+        Ok(())
+    }
+
+    /// Whether a store path name matches a keep pattern.
+    pub fn name_kept(&self, name: &str) -> bool {
+        !self.names.is_empty() && self.names.is_match(name)
+    }
+}
+
+/// Storage classes an archive may target.
+pub const STORAGE_CLASSES: [&str; 7] = [
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER_IR",
+    "GLACIER",
+    "DEEP_ARCHIVE",
+    "STANDARD",
+];
+
+#[derive(Clone, Copy)]
+enum RootFormat {
+    Lines,
+    Xz,
+    Nix,
+}
+
+fn walk(d: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for e in std::fs::read_dir(d)? {
+        let e = e?;
+        let t = e.file_type()?;
+        if t.is_dir() {
+            walk(&e.path(), out)?;
+        } else {
+            out.push(e.path());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P1: &str = "/nix/store/00bgd045z0d4icpbc2yyz4gx48ak44la-hello-2.12";
+
+    #[test]
+    fn sizes() {
+        assert_eq!(ByteSize::parse("256KiB").unwrap().0, 262144);
+        assert_eq!(ByteSize::parse("1.5 MB").unwrap().0, 1_500_000);
+        assert_eq!(ByteSize::parse("7").unwrap().0, 7);
+        assert!(ByteSize::parse("7 parsecs").is_err());
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_with_line() {
+        let e = Policy::from_str(
+            "[keep]\ncontent_adressed = true\n",
+            Path::new("."),
+            "p.toml",
+        )
+        .unwrap_err();
+        let m = format!("{e:#}");
+        assert!(
+            m.contains("p.toml") && m.contains("line 2") && m.contains("content_adressed"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn bad_glob_and_missing_file_are_named() {
+        let e =
+            Policy::from_str("[keep]\nnames = [\"a[\"]\n", Path::new("."), "p.toml").unwrap_err();
+        assert!(format!("{e:#}").contains("keep.names[0]"), "{e:#}");
+        let e = Policy::from_str(
+            "[roots]\nfiles = [\"nope.txt\"]\n",
+            Path::new("/nonexistent"),
+            "p.toml",
+        )
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("nope.txt"), "{e:#}");
+    }
+
+    #[test]
+    fn root_sources_of_every_kind() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("a.txt"), format!("# release a\n\n{P1}\n")).unwrap();
+        let mut xz = xz2::write::XzEncoder::new(Vec::new(), 6);
+        std::io::Write::write_all(&mut xz, format!("{P1}\n").as_bytes()).unwrap();
+        std::fs::create_dir(d.path().join("rel")).unwrap();
+        std::fs::write(d.path().join("rel/store-paths.xz"), xz.finish().unwrap()).unwrap();
+        std::fs::write(
+            d.path().join("fallback-paths.nix"),
+            format!("{{\n  x86_64-linux = \"{P1}\";\n}}\n"),
+        )
+        .unwrap();
+        std::fs::create_dir(d.path().join("gcroots")).unwrap();
+        std::fs::write(
+            d.path()
+                .join("gcroots/00bgd045z0d4icpbc2yyz4gx48ak44la-hello-2.12"),
+            "",
+        )
+        .unwrap();
+        let text = "[roots]\nfiles = [\"a.txt\"]\ndirs = [\"rel\"]\nfallback_paths = [\"fallback-paths.nix\"]\nhydra_gcroots = [\"gcroots\"]\npaths = [\"00bgd045z0d4icpbc2yyz4gx48ak44la-hello-2.12\"]\n";
+        let p = Policy::from_str(text, d.path(), "p.toml").unwrap();
+        assert_eq!(p.roots.len(), 5);
+        assert!(p.roots.iter().all(|r| r.path == P1));
+        assert!(p.roots[0].source.ends_with("a.txt:3"));
+        assert_eq!(p.root_sources.len(), 5);
+    }
+
+    #[test]
+    fn a_bad_root_line_names_file_and_line() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("a.txt"),
+            format!("{P1}\n/nix/store/short-x\n"),
+        )
+        .unwrap();
+        let e = Policy::from_str("[roots]\nfiles = [\"a.txt\"]\n", d.path(), "p.toml").unwrap_err();
+        assert!(format!("{e:#}").contains("a.txt:2"), "{e:#}");
+    }
+}
