@@ -125,8 +125,11 @@ impl Sha256 {
     pub fn to_hex(&self) -> String {
         let mut s = String::with_capacity(HEX_LEN);
         for b in self.0 {
-            s.push(char::from(HEX_DIGITS[(b >> 4) as usize]));
-            s.push(char::from(HEX_DIGITS[(b & 0xf) as usize]));
+            for nibble in [b >> 4, b & 0xf] {
+                s.push(char::from(
+                    HEX_DIGITS.get(usize::from(nibble)).copied().unwrap_or(b'0'),
+                ));
+            }
         }
         s
     }

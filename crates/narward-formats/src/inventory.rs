@@ -544,8 +544,9 @@ pub fn url_encode_key(s: &str) -> String {
             out.push(char::from(c));
         } else {
             out.push('%');
-            out.push(char::from(HEX[usize::from(c >> 4)]));
-            out.push(char::from(HEX[usize::from(c & 0xf)]));
+            for nibble in [c >> 4, c & 0xf] {
+                out.push(char::from(HEX.get(usize::from(nibble)).copied().unwrap_or(b'0')));
+            }
         }
     }
     out

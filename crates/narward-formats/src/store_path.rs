@@ -175,6 +175,7 @@ impl<'de> serde::Deserialize<'de> for StorePathHash {
 }
 
 /// Bytes allowed in a store path name.
+#[allow(clippy::indexing_slicing)] // const evaluation: out of bounds fails the build
 const NAME_CHARS: [bool; 256] = {
     let mut t = [false; 256];
     let mut c = 0;
@@ -192,6 +193,12 @@ const NAME_CHARS: [bool; 256] = {
     t
 };
 
+/// True if `c` may appear in a store path name: `[0-9a-zA-Z+-._?=]`.
+#[inline]
+pub fn is_name_char(c: u8) -> bool {
+    NAME_CHARS.get(usize::from(c)).copied().unwrap_or(false)
+}
+
 /// Checks a store path name (the part after `<hash>-`).
 ///
 /// # Errors
@@ -206,7 +213,7 @@ pub fn validate_name(name: &str) -> Result<(), StorePathError> {
     if b.len() > MAX_NAME_LEN {
         return Err(StorePathError::NameTooLong { len: b.len() });
     }
-    if !b.iter().all(|&c| NAME_CHARS[c as usize]) {
+    if !b.iter().all(|&c| is_name_char(c)) {
         return Err(invalid_name_char(name));
     }
     // Nix ≥ 2.21 (commit f1b4663805): (?!\.\.?(-|$))
@@ -219,7 +226,7 @@ pub fn validate_name(name: &str) -> Result<(), StorePathError> {
 #[cold]
 fn invalid_name_char(name: &str) -> StorePathError {
     for (pos, ch) in name.char_indices() {
-        if !ch.is_ascii() || !NAME_CHARS[ch as usize] {
+        if !ch.is_ascii() || !is_name_char(ch as u8) {
             return StorePathError::InvalidNameChar { ch, pos };
         }
     }

@@ -8,6 +8,7 @@
 pub mod access_log;
 pub mod audit;
 pub mod cache;
+pub mod explain;
 pub mod export;
 pub mod graph;
 pub mod index;

@@ -48,7 +48,7 @@ impl Decision {
 
 /// Why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
+#[serde(rename_all = "kebab-case")]
 pub enum Reason {
     /// Named by a root source (`file:line`).
     Root {
@@ -91,6 +91,31 @@ pub enum Reason {
     },
     /// The policy says keep (e.g. `unreachable = "keep"`, `logs = "keep"`).
     PolicyKeep,
+}
+
+impl Reason {
+    /// A short name for the kind of reason (for counting).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Reason::Root { .. } => "root",
+            Reason::Reachable { .. } => "reachable",
+            Reason::ContentAddressed => "content-addressed",
+            Reason::NameMatch => "name-match",
+            Reason::UploadedRecently => "uploaded-recently",
+            Reason::AccessedRecently => "accessed-recently",
+            Reason::Young => "young",
+            Reason::Unparseable { .. } => "unparseable",
+            Reason::NarOfKeptPath { .. } => "nar-of-kept-path",
+            Reason::MightBelongToUnknown => "might-belong-to-unknown",
+            Reason::OwnerKept { .. } => "owner-kept",
+            Reason::OwnerUnknown => "owner-unknown",
+            Reason::NotManaged => "not-managed",
+            Reason::Unreachable => "unreachable",
+            Reason::Orphan => "orphan",
+            Reason::OwnerRemoved { .. } => "owner-removed",
+            Reason::PolicyKeep => "policy-keep",
+        }
+    }
 }
 
 impl fmt::Display for Reason {
@@ -439,15 +464,10 @@ pub fn compute(index: &Index, policy: &Policy, policy_file: &str, now: i64) -> P
             (removed_decision, Reason::Unreachable)
         };
         if decision == Decision::Keep {
-            let k = match &reason {
-                Reason::Reachable { .. } => "reachable".to_string(),
-                Reason::Root { .. } => "root".to_string(),
-                other => serde_json::to_value(other)
-                    .ok()
-                    .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_string))
-                    .unwrap_or_default(),
-            };
-            *summary.kept_by_reason.entry(k).or_default() += 1;
+            *summary
+                .kept_by_reason
+                .entry(reason.kind().to_string())
+                .or_default() += 1;
         }
         summary
             .paths

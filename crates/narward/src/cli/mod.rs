@@ -13,6 +13,8 @@ use narward_formats::signature::PublicKey;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod plan_cmd;
+
 /// Index, audit, plan and garbage-collect Nix binary caches in S3 (or file:// directories).
 ///
 /// narward keeps its state (the index of a cache, plans, journals) in one directory,
@@ -62,6 +64,60 @@ pub enum Command {
     Export(ExportArgs),
     /// Print the indexed store paths (like `nix path-info --json --all`).
     Paths,
+    /// Compute a plan from a policy (`plan --policy P --out DIR`), or read plans back
+    /// (`plan show DIR`, `plan diff A B`).
+    ///
+    /// A plan gives every object of the cache one decision — keep, archive or delete — and
+    /// the reason for it. It is immutable and checksummed, bound to the cache and the index
+    /// generation it was computed from, and comes with manifests (S3 Batch Operations CSV
+    /// for s3:// caches, and Parquet). Computing a plan changes nothing in the cache.
+    Plan(PlanArgs),
+    /// Explain the fate of a store path (full path, base name or hash) or object key in a
+    /// plan: for a kept path the chain root → … → path, for a removed one the rule that
+    /// removed it and its referrers.
+    Why(WhyArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct PlanArgs {
+    #[command(subcommand)]
+    pub action: Option<PlanAction>,
+    /// The policy file (TOML; see examples/policy.toml).
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// Directory to write the plan into (must not exist or be empty).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Compute as if now were this unix time (for reproducible plans and tests).
+    #[arg(long, hide = true)]
+    pub now: Option<i64>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PlanAction {
+    /// Print a plan's summary: roots, decisions per kind of object, bytes, costs.
+    Show {
+        /// The plan directory.
+        plan: PathBuf,
+    },
+    /// What changes between plan A and plan B: counts and bytes per move, largest paths.
+    Diff {
+        a: PathBuf,
+        b: PathBuf,
+        /// How many of the largest moved paths to list.
+        #[arg(long, default_value_t = 20)]
+        top: usize,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct WhyArgs {
+    /// /nix/store/<hash>-<name>, <hash>-<name>, <hash>, or an object key.
+    pub path: String,
+    /// The plan directory.
+    #[arg(long)]
+    pub plan: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -157,6 +213,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Plan(a) => plan_cmd::run(g, a),
+        Command::Why(a) => plan_cmd::why(g, a),
         Command::Paths => {
             let idx = Index::load(&g.state)?;
             print_json(&narward::paths::path_infos(&idx))?;
