@@ -79,7 +79,8 @@ mod tests {
 
     #[test]
     fn lenient() {
-        let info = parse("garbage\nFoo: bar\nStoreDir:/nix/store  \r\nWantMassQuery: yes\nPriority: x\n");
+        let info =
+            parse("garbage\nFoo: bar\nStoreDir:/nix/store  \r\nWantMassQuery: yes\nPriority: x\n");
         assert_eq!(info.store_dir.as_deref(), Some("/nix/store"));
         assert_eq!(info.want_mass_query, Some(false));
         assert_eq!(info.priority, None);

@@ -31,7 +31,10 @@ pub fn narinfo(data: &[u8]) {
     let _ = n.compression_or_default();
     let _ = n.deriver_path();
     let status = n.verify(&[]);
-    assert!(matches!(status, SigStatus::Unsigned | SigStatus::UnknownKey));
+    assert!(matches!(
+        status,
+        SigStatus::Unsigned | SigStatus::UnknownKey
+    ));
     // A narinfo changed after parsing still prints as something that parses
     // to the changed values.
     let mut changed = n.clone();
@@ -67,7 +70,10 @@ pub fn store_path(data: &[u8]) {
         assert_eq!(h.to_nix32(), s);
     }
     if let Ok((h, enc)) = crate::hash::Sha256::parse(s) {
-        assert_eq!(crate::hash::Sha256::parse(&h.format(enc)).unwrap(), (h, enc));
+        assert_eq!(
+            crate::hash::Sha256::parse(&h.format(enc)).unwrap(),
+            (h, enc)
+        );
     }
     let kind = keys::classify(s);
     let _ = kind.category();

@@ -98,13 +98,11 @@ fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Str
         S(String),
         N(serde_json::Number),
     }
-    Ok(
-        match <Option<Sn> as serde::Deserialize>::deserialize(d)? {
-            Some(Sn::S(s)) => Some(s),
-            Some(Sn::N(n)) => Some(n.to_string()),
-            None => None,
-        },
-    )
+    Ok(match <Option<Sn> as serde::Deserialize>::deserialize(d)? {
+        Some(Sn::S(s)) => Some(s),
+        Some(Sn::N(n)) => Some(n.to_string()),
+        None => None,
+    })
 }
 
 /// `manifest.json` of one inventory report.
@@ -545,7 +543,9 @@ pub fn url_encode_key(s: &str) -> String {
         } else {
             out.push('%');
             for nibble in [c >> 4, c & 0xf] {
-                out.push(char::from(HEX.get(usize::from(nibble)).copied().unwrap_or(b'0')));
+                out.push(char::from(
+                    HEX.get(usize::from(nibble)).copied().unwrap_or(b'0'),
+                ));
             }
         }
     }
@@ -574,7 +574,10 @@ mod tests {
     #[test]
     fn timestamps() {
         assert_eq!(parse_timestamp("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_timestamp("2026-11-24T01:02:03.000Z"), Some(1_795_482_123));
+        assert_eq!(
+            parse_timestamp("2026-11-24T01:02:03.000Z"),
+            Some(1_795_482_123)
+        );
         assert_eq!(parse_timestamp("2026-11-24T01:02:03Z"), Some(1_795_482_123));
         assert_eq!(
             parse_timestamp("2026-11-24T01:02:03+00:00"),

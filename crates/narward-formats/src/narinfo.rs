@@ -32,7 +32,7 @@ use crate::hash::{HashEncoding, Sha256};
 use crate::keys;
 use crate::nixbase32;
 use crate::signature::{PublicKey, SecretKey};
-use crate::store_path::StorePath;
+use crate::store_path::{StorePath, StorePathError};
 
 /// Largest narinfo the parser accepts (the biggest real ones are tens of KiB).
 pub const MAX_NARINFO_SIZE: usize = 1 << 20;
@@ -269,6 +269,37 @@ fn parse_u64(s: &str) -> Result<u64, &'static str> {
     Ok(n)
 }
 
+/// Parses a `References:` value: base names separated by spaces (Nix
+/// tokenizes on spaces and skips empty tokens). On error gives the 1-based
+/// position and text of the bad token.
+fn parse_references(value: &str) -> Result<Vec<StorePath<'_>>, (usize, &str, StorePathError)> {
+    // Each reference is at least 34 bytes plus a separator, so this capacity
+    // never has to grow.
+    let mut refs = Vec::with_capacity(value.len() / 35 + 1);
+    let mut rest = value;
+    loop {
+        rest = rest.trim_start_matches(' ');
+        if rest.is_empty() {
+            return Ok(refs);
+        }
+        match StorePath::parse_base_name_prefix(rest) {
+            Some((p, tail)) => {
+                refs.push(p);
+                rest = tail;
+            }
+            None => {
+                let token = rest.split(' ').next().unwrap_or(rest);
+                let e = match StorePath::parse_base_name(token) {
+                    Err(e) => e,
+                    // The fast path only fails on invalid tokens.
+                    Ok(_) => StorePathError::NameEmpty,
+                };
+                return Err((refs.len() + 1, token, e));
+            }
+        }
+    }
+}
+
 /// The fields seen so far while parsing.
 #[derive(Default)]
 struct Builder<'a> {
@@ -360,7 +391,11 @@ impl<'a> NarInfo<'a> {
                 }
             };
             let Some((key, after_colon)) = line.split_once(':') else {
-                return Err(error(line_no, None, "expected \"Name: value\", found no ':'"));
+                return Err(error(
+                    line_no,
+                    None,
+                    "expected \"Name: value\", found no ':'",
+                ));
             };
             if !newline {
                 return Err(error(
@@ -378,7 +413,9 @@ impl<'a> NarInfo<'a> {
             // line that is not, switch to recording the order explicitly.
             if in_order {
                 let still = match field {
-                    Some(f) => f > last_field || (f == last_field && (f == Field::Sig || line_no == 1)),
+                    Some(f) => {
+                        f > last_field || (f == last_field && (f == Field::Sig || line_no == 1))
+                    }
                     None => false,
                 };
                 if still {
@@ -446,17 +483,9 @@ impl<'a> NarInfo<'a> {
                     b.layout.nar_size_raw = value;
                 }
                 Field::References => {
-                    // Each reference is at least 34 bytes plus a separator, so
-                    // this capacity never has to grow.
-                    let mut refs = Vec::with_capacity(value.len() / 35 + 1);
-                    // Nix tokenizes on spaces, skipping empty tokens.
-                    for (i, token) in value.split(' ').filter(|t| !t.is_empty()).enumerate() {
-                        let p = StorePath::parse_base_name(token).map_err(|e| {
-                            bad(format!("invalid reference #{} {token:?}: {e}", i + 1))
-                        })?;
-                        refs.push(p);
-                    }
-                    b.references = refs;
+                    b.references = parse_references(value).map_err(|(i, token, e)| {
+                        bad(format!("invalid reference #{i} {token:?}: {e}"))
+                    })?;
                     b.layout.references_raw = Some(value);
                 }
                 Field::Deriver => {
@@ -587,7 +616,8 @@ impl<'a> NarInfo<'a> {
 
     /// The deriver as a store path; `None` if absent or `unknown-deriver`.
     pub fn deriver_path(&self) -> Option<StorePath<'a>> {
-        self.deriver.and_then(|d| StorePath::parse_base_name(d).ok())
+        self.deriver
+            .and_then(|d| StorePath::parse_base_name(d).ok())
     }
 
     /// The S3 key of the NAR file (the URL without a leading `./`).
@@ -837,8 +867,8 @@ Sig: test1:519iiVLx/c4Rdt5DNt6Y2Jm6hcWE9+XY69ygiWSZCNGVcmOcyL64uVAJ3cV8vaTusIZdb
                 key: "cache.nixos.org-1".into()
             }
         );
-        let test1 = crate::signature::parse("test1:tLAEn+EeaBUJYqEpTd2yeerr7Ic6+0vWe+aXL/vYUpE=")
-            .unwrap();
+        let test1 =
+            crate::signature::parse("test1:tLAEn+EeaBUJYqEpTd2yeerr7Ic6+0vWe+aXL/vYUpE=").unwrap();
         assert_eq!(
             n.verify(&[test1]),
             SigStatus::Valid {

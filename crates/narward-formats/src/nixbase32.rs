@@ -183,34 +183,44 @@ pub(crate) fn encode_to_slice(bytes: &[u8], out: &mut [u8]) {
 
 /// Decodes canonical nix32 into `out`, whose length must be
 /// `decoded_len(s.len())`.
+#[inline]
 fn decode_into(s: &[u8], out: &mut [u8]) -> Result<(), Nixbase32Error> {
     // Mirror of encode_to_slice: every 8 characters from the end give 5 bytes
     // from the start. A final, shorter group gives the top bytes and must not
-    // carry bits above them.
-    let mut out_pos = 0usize;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let split = rest.len().saturating_sub(8);
-        let (head, group) = rest.split_at(split);
+    // carry bits above them. Invalid characters map to 0xff, whose top bit no
+    // digit (< 32) has, so one OR per group detects them without branching.
+    let mut groups = s.rchunks_exact(8);
+    let mut outs = out.chunks_mut(5);
+    let mut seen = 0u8;
+    for (group, o) in (&mut groups).zip(&mut outs) {
         let mut v: u64 = 0;
         for &c in group {
-            match digit(c) {
-                Some(d) => v = (v << 5) | u64::from(d),
-                None => return Err(first_invalid_char(s)),
-            }
+            let d = DECODE_TABLE.get(usize::from(c)).copied().unwrap_or(INVALID);
+            seen |= d;
+            v = (v << 5) | u64::from(d & 31);
         }
-        let nbits = group.len() * 5;
-        let remaining = out.len().saturating_sub(out_pos);
-        let nbytes = remaining.min(5);
-        let bytes = v.to_le_bytes();
-        for (o, b) in out.iter_mut().skip(out_pos).zip(bytes.iter().take(nbytes)) {
-            *o = *b;
+        for (o, b) in o.iter_mut().zip(v.to_le_bytes()) {
+            *o = b;
         }
-        if nbits > nbytes * 8 && (v >> (nbytes * 8)) != 0 {
+    }
+    let partial = groups.remainder();
+    if !partial.is_empty() {
+        let mut v: u64 = 0;
+        for &c in partial {
+            let d = DECODE_TABLE.get(usize::from(c)).copied().unwrap_or(INVALID);
+            seen |= d;
+            v = (v << 5) | u64::from(d & 31);
+        }
+        let o = outs.next().unwrap_or_default();
+        for (o, b) in o.iter_mut().zip(v.to_le_bytes()) {
+            *o = b;
+        }
+        if seen & 0x80 == 0 && (v >> (o.len() * 8)) != 0 {
             return Err(Nixbase32Error::new(Nixbase32ErrorKind::NonCanonical));
         }
-        out_pos += nbytes;
-        rest = head;
+    }
+    if seen & 0x80 != 0 {
+        return Err(first_invalid_char(s));
     }
     Ok(())
 }
@@ -249,6 +259,7 @@ pub fn decode(s: &str) -> Result<Vec<u8>, Nixbase32Error> {
 ///
 /// Fails if `s` is not `encoded_len(N)` characters long, contains a character
 /// outside the alphabet, or is not canonical.
+#[inline]
 pub fn decode_fixed<const N: usize>(s: &str) -> Result<[u8; N], Nixbase32Error> {
     let expected = encoded_len(N);
     if s.len() != expected {

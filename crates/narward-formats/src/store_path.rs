@@ -100,6 +100,7 @@ impl StorePathHash {
     ///
     /// Fails if `s` is not 32 bytes long or contains a character outside the
     /// nix32 alphabet.
+    #[inline]
     pub fn parse(s: &str) -> Result<Self, StorePathError> {
         if s.len() != HASH_CHARS {
             return Err(StorePathError::HashLength { len: s.len() });
@@ -206,15 +207,27 @@ pub fn is_name_char(c: u8) -> bool {
 /// Fails if the name is empty, longer than 211 bytes, contains a character
 /// outside `[0-9a-zA-Z+-._?=]`, or is `.`/`..`/starts with `.-`/`..-`.
 pub fn validate_name(name: &str) -> Result<(), StorePathError> {
-    let b = name.as_bytes();
-    if b.is_empty() {
+    if !name.bytes().all(is_name_char) {
+        return Err(match name_rules(name) {
+            Err(e @ StorePathError::NameTooLong { .. }) => e,
+            _ => invalid_name_char(name),
+        });
+    }
+    name_rules(name)
+}
+
+/// The rules of [`validate_name`] other than the character set.
+#[inline]
+fn name_rules(name: &str) -> Result<(), StorePathError> {
+    let len = name.len();
+    if len == 0 {
         return Err(StorePathError::NameEmpty);
     }
-    if b.len() > MAX_NAME_LEN {
-        return Err(StorePathError::NameTooLong { len: b.len() });
+    if len > MAX_NAME_LEN {
+        return Err(StorePathError::NameTooLong { len });
     }
-    if !b.iter().all(|&c| is_name_char(c)) {
-        return Err(invalid_name_char(name));
+    if !name.starts_with('.') {
+        return Ok(());
     }
     // Nix ≥ 2.21 (commit f1b4663805): (?!\.\.?(-|$))
     if name == "." || name == ".." || name.starts_with(".-") || name.starts_with("..-") {
@@ -271,6 +284,28 @@ impl<'a> StorePath<'a> {
         let name = rest.strip_prefix('-').ok_or(StorePathError::MissingDash)?;
         validate_name(name)?;
         Ok(StorePath { hash, name })
+    }
+
+    /// Fast path for lists: parses a valid base name at the start of `s` that
+    /// ends at a space or at the end of `s`, validating the name while
+    /// looking for its end. Returns the path and the rest of `s` (starting at
+    /// the space). `None` on any problem; the caller then uses
+    /// [`StorePath::parse_base_name`] on the token for a precise error.
+    #[inline]
+    pub(crate) fn parse_base_name_prefix(s: &'a str) -> Option<(Self, &'a str)> {
+        let (hash_text, rest) = s.split_at_checked(HASH_CHARS)?;
+        let hash = StorePathHash::parse(hash_text).ok()?;
+        let after_dash = rest.strip_prefix('-')?;
+        let bytes = after_dash.as_bytes();
+        let n = bytes
+            .iter()
+            .position(|&c| !is_name_char(c))
+            .unwrap_or(bytes.len());
+        let (name, tail) = after_dash.split_at_checked(n)?;
+        if !(tail.is_empty() || tail.starts_with(' ')) || name_rules(name).is_err() {
+            return None;
+        }
+        Some((StorePath { hash, name }, tail))
     }
 
     /// Parses a full path `/nix/store/<hash32>-<name>`.
@@ -451,7 +486,12 @@ mod tests {
                 "{bad}"
             );
         }
-        for (bad, ch, pos) in [("a b", ' ', 1), ("a/b", '/', 1), ("é", 'é', 0), ("a:", ':', 1)] {
+        for (bad, ch, pos) in [
+            ("a b", ' ', 1),
+            ("a/b", '/', 1),
+            ("é", 'é', 0),
+            ("a:", ':', 1),
+        ] {
             let s = format!("{H}-{bad}");
             assert_eq!(
                 StorePath::parse_base_name(&s).unwrap_err(),

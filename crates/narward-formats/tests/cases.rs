@@ -87,8 +87,8 @@ Sig: cache.nixos.org-1:TsTTb3WGTZKphvYdBHXwo6weVILmTytUjLB+vcX89fOjjRicCHmKA4RCP
 
     #[test]
     fn hex_nar_hash_fingerprint_reencodes() {
-        let (h, _) = Sha256::parse("sha256:1b4sb93wp679q4zx9k1ignby1yna3z7c4c2ri3wphylbc2dwsys0")
-            .unwrap();
+        let (h, _) =
+            Sha256::parse("sha256:1b4sb93wp679q4zx9k1ignby1yna3z7c4c2ri3wphylbc2dwsys0").unwrap();
         let hex = h.format(HashEncoding::Hex);
         assert_eq!(hex.len(), 7 + 64);
         let text = replace_line(SIGNED, "NarHash", &format!("NarHash: {hex}"));
@@ -134,15 +134,20 @@ Sig: cache.nixos.org-1:TsTTb3WGTZKphvYdBHXwo6weVILmTytUjLB+vcX89fOjjRicCHmKA4RCP
         let n = NarInfo::parse(&text).unwrap();
         assert_eq!(n.system, Some("x86_64-linux"));
         assert!(n.quirks().has_system);
-        assert!(!n.quirks().field_order, "System between Deriver and Sig is writer order");
+        assert!(
+            !n.quirks().field_order,
+            "System between Deriver and Sig is writer order"
+        );
         assert_eq!(n.to_string(), text);
         assert_eq!(n.verify(&[key()]), valid());
     }
 
     #[test]
     fn unknown_keys_and_odd_order_are_preserved() {
-        let text = format!("Foo: bar baz\n{}X-Empty: \n", replace_line(SIGNED, "URL", ""))
-            + "URL: nar/05ra3y72i3qjri7xskf9qj8kb29r6naqy1sqpbs3azi3xcigmj56.nar.xz\n";
+        let text = format!(
+            "Foo: bar baz\n{}X-Empty: \n",
+            replace_line(SIGNED, "URL", "")
+        ) + "URL: nar/05ra3y72i3qjri7xskf9qj8kb29r6naqy1sqpbs3azi3xcigmj56.nar.xz\n";
         let n = NarInfo::parse(&text).unwrap();
         assert_eq!(n.unknown_fields(), &[("Foo", "bar baz"), ("X-Empty", "")]);
         assert!(n.quirks().unknown_fields && n.quirks().field_order);
@@ -167,15 +172,23 @@ Sig: cache.nixos.org-1:TsTTb3WGTZKphvYdBHXwo6weVILmTytUjLB+vcX89fOjjRicCHmKA4RCP
             }
         );
         assert_eq!(
-            n.verify(&[signature::parse("nobody:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=").unwrap()]),
+            n.verify(&[
+                signature::parse("nobody:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=").unwrap()
+            ]),
             SigStatus::UnknownKey
         );
         // A trusted name whose signature does not verify.
         let wrong = SecretKey::from_seed("cache.nixos.org-1", [9; 32]);
         let bad = replace_line(SIGNED, "Sig", &format!("Sig: {}", n.signature(&wrong)));
-        assert_eq!(NarInfo::parse(&bad).unwrap().verify(&[key()]), SigStatus::Invalid);
+        assert_eq!(
+            NarInfo::parse(&bad).unwrap().verify(&[key()]),
+            SigStatus::Invalid
+        );
         let unsigned = remove_line(SIGNED, "Sig");
-        assert_eq!(NarInfo::parse(&unsigned).unwrap().verify(&[key()]), SigStatus::Unsigned);
+        assert_eq!(
+            NarInfo::parse(&unsigned).unwrap().verify(&[key()]),
+            SigStatus::Unsigned
+        );
     }
 
     #[test]
@@ -197,7 +210,9 @@ Sig: cache.nixos.org-1:TsTTb3WGTZKphvYdBHXwo6weVILmTytUjLB+vcX89fOjjRicCHmKA4RCP
 
     #[test]
     fn ca_field() {
-        let text = format!("{SIGNED}CA: fixed:r:sha256:1b4sb93wp679q4zx9k1ignby1yna3z7c4c2ri3wphylbc2dwsys0\n");
+        let text = format!(
+            "{SIGNED}CA: fixed:r:sha256:1b4sb93wp679q4zx9k1ignby1yna3z7c4c2ri3wphylbc2dwsys0\n"
+        );
         let n = NarInfo::parse(&text).unwrap();
         assert!(n.ca.unwrap().starts_with("fixed:r:"));
         assert_eq!(n.to_string(), text);
@@ -213,8 +228,14 @@ Sig: cache.nixos.org-1:TsTTb3WGTZKphvYdBHXwo6weVILmTytUjLB+vcX89fOjjRicCHmKA4RCP
         assert_eq!(err(&remove_line(SIGNED, "NarHash")), "NarHash missing");
         assert_eq!(err(&remove_line(SIGNED, "URL")), "URL missing");
         assert_eq!(err(&replace_line(SIGNED, "URL", "URL: ")), "URL missing");
-        assert_eq!(err(&remove_line(SIGNED, "NarSize")), "NarSize missing or zero");
-        assert_eq!(err(&replace_line(SIGNED, "NarSize", "NarSize: 0")), "NarSize missing or zero");
+        assert_eq!(
+            err(&remove_line(SIGNED, "NarSize")),
+            "NarSize missing or zero"
+        );
+        assert_eq!(
+            err(&replace_line(SIGNED, "NarSize", "NarSize: 0")),
+            "NarSize missing or zero"
+        );
         assert_eq!(err(""), "StorePath missing");
         let e = NarInfo::parse(&remove_line(SIGNED, "NarHash")).unwrap_err();
         assert_eq!(e.line, 0);
@@ -232,13 +253,19 @@ Sig: cache.nixos.org-1:TsTTb3WGTZKphvYdBHXwo6weVILmTytUjLB+vcX89fOjjRicCHmKA4RCP
         let twice = replace_line(SIGNED, "Deriver", "NarSize: 196040");
         assert_eq!(err(&twice), "line 9 (NarSize): duplicate NarSize field");
         let twice = format!("{SIGNED}StorePath: /nix/store/syd87l2rxw8cbsxmxl853h0r6pdwhwjr-x\n");
-        assert_eq!(err(&twice), "line 11 (StorePath): duplicate StorePath field");
+        assert_eq!(
+            err(&twice),
+            "line 11 (StorePath): duplicate StorePath field"
+        );
     }
 
     #[test]
     fn line_syntax_errors() {
         let no_newline = SIGNED.trim_end_matches('\n');
-        assert_eq!(err(no_newline), "line 10 (Sig): line does not end with a newline");
+        assert_eq!(
+            err(no_newline),
+            "line 10 (Sig): line does not end with a newline"
+        );
         assert_eq!(
             err(&format!("{SIGNED}\n")),
             "line 11: expected \"Name: value\", found no ':'"
@@ -254,13 +281,21 @@ Sig: cache.nixos.org-1:TsTTb3WGTZKphvYdBHXwo6weVILmTytUjLB+vcX89fOjjRicCHmKA4RCP
         let cases = [
             ("NarSize", "NarSize: abc", "line 7 (NarSize): not a number"),
             ("NarSize", "NarSize: -1", "line 7 (NarSize): not a number"),
-            ("NarSize", "NarSize: ", "line 7 (NarSize): empty, expected a number"),
+            (
+                "NarSize",
+                "NarSize: ",
+                "line 7 (NarSize): empty, expected a number",
+            ),
             (
                 "NarSize",
                 "NarSize: 99999999999999999999",
                 "line 7 (NarSize): number too large",
             ),
-            ("FileSize", "FileSize: 1.5", "line 5 (FileSize): not a number"),
+            (
+                "FileSize",
+                "FileSize: 1.5",
+                "line 5 (FileSize): not a number",
+            ),
             (
                 "NarHash",
                 "NarHash: md5:abc",
@@ -319,14 +354,21 @@ Sig: cache.nixos.org-1:TsTTb3WGTZKphvYdBHXwo6weVILmTytUjLB+vcX89fOjjRicCHmKA4RCP
 
     #[test]
     fn modified_fields_print_in_writer_form() {
-        let text = replace_line(SIGNED, "NarHash", &format!("NarHash: {}", Sha256([7; 32]).format(HashEncoding::Hex)));
+        let text = replace_line(
+            SIGNED,
+            "NarHash",
+            &format!("NarHash: {}", Sha256([7; 32]).format(HashEncoding::Hex)),
+        );
         let mut n = NarInfo::parse(&text).unwrap();
         n.nar_hash = Sha256([8; 32]);
         n.nar_size = 5;
         n.references.truncate(1);
         n.system = Some("aarch64-linux");
         let printed = n.to_string();
-        assert!(printed.contains(&format!("NarHash: {}\n", Sha256([8; 32]).to_nix32_prefixed())));
+        assert!(printed.contains(&format!(
+            "NarHash: {}\n",
+            Sha256([8; 32]).to_nix32_prefixed()
+        )));
         assert!(printed.contains("NarSize: 5\n"));
         assert!(printed.contains("References: 0jqd0rlxzra1rs38rdxl43yh6rxchgc6-curl-7.82.0\n"));
         assert!(printed.contains(".drv\nSystem: aarch64-linux\nSig: "));
@@ -337,7 +379,9 @@ Sig: cache.nixos.org-1:TsTTb3WGTZKphvYdBHXwo6weVILmTytUjLB+vcX89fOjjRicCHmKA4RCP
 
     #[test]
     fn new_prints_like_the_nix_writer() {
-        let p = StorePath::parse_full("/nix/store/syd87l2rxw8cbsxmxl853h0r6pdwhwjr-curl-7.82.0-bin").unwrap();
+        let p =
+            StorePath::parse_full("/nix/store/syd87l2rxw8cbsxmxl853h0r6pdwhwjr-curl-7.82.0-bin")
+                .unwrap();
         let r = StorePath::parse_base_name("0jqd0rlxzra1rs38rdxl43yh6rxchgc6-curl-7.82.0").unwrap();
         let mut n = NarInfo::new(p, "nar/x.nar.xz", Sha256([1; 32]), 10);
         assert_eq!(
@@ -388,14 +432,16 @@ mod inventory {
     ]
 }"#;
 
-    const SCHEMA: &str =
-        "Bucket, Key, VersionId, IsLatest, IsDeleteMarker, Size, LastModifiedDate, ETag, StorageClass";
+    const SCHEMA: &str = "Bucket, Key, VersionId, IsLatest, IsDeleteMarker, Size, LastModifiedDate, ETag, StorageClass";
 
     #[test]
     fn aws_example_manifest() {
         let m = Manifest::parse(MANIFEST).unwrap();
         assert_eq!(m.source_bucket, "example-source-bucket");
-        assert_eq!(m.destination_bucket_name(), "example-inventory-destination-bucket");
+        assert_eq!(
+            m.destination_bucket_name(),
+            "example-inventory-destination-bucket"
+        );
         assert_eq!(m.version.as_deref(), Some("2016-11-30"));
         assert_eq!(m.creation_millis(), Some(1_514_944_800_000));
         assert_eq!(m.file_format, "CSV");
@@ -411,12 +457,22 @@ mod inventory {
         assert_eq!(schema.index_of("ObjectOwner"), Some(19));
         // A numeric creationTimestamp is accepted too.
         let numeric = MANIFEST.replace("\"1514944800000\"", "1514944800000");
-        assert_eq!(Manifest::parse(&numeric).unwrap().creation_millis(), Some(1_514_944_800_000));
+        assert_eq!(
+            Manifest::parse(&numeric).unwrap().creation_millis(),
+            Some(1_514_944_800_000)
+        );
         let parquet = MANIFEST.replace("\"CSV\"", "\"Parquet\"");
         let e = Manifest::parse(&parquet).unwrap().csv_schema().unwrap_err();
-        assert_eq!(e.to_string(), "inventory fileFormat is \"Parquet\", expected \"CSV\"");
+        assert_eq!(
+            e.to_string(),
+            "inventory fileFormat is \"Parquet\", expected \"CSV\""
+        );
         let e = Manifest::parse("{\"sourceBucket\": 1}").unwrap_err();
-        assert!(e.to_string().starts_with("invalid inventory manifest.json: "), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("invalid inventory manifest.json: "),
+            "{e}"
+        );
     }
 
     #[test]
@@ -450,8 +506,14 @@ mod inventory {
             split_csv_line("\"a\",\"b,c\",\"d\"\"e\",\"\"\r\n").unwrap(),
             ["a", "b,c", "d\"e", ""]
         );
-        assert!(matches!(split_csv_line("\"a\"\"b\"").unwrap()[0], Cow::Owned(_)));
-        assert!(matches!(split_csv_line("\"ab\"").unwrap()[0], Cow::Borrowed("ab")));
+        assert!(matches!(
+            split_csv_line("\"a\"\"b\"").unwrap()[0],
+            Cow::Owned(_)
+        ));
+        assert!(matches!(
+            split_csv_line("\"ab\"").unwrap()[0],
+            Cow::Borrowed("ab")
+        ));
         assert_eq!(split_csv_line("").unwrap(), [""]);
         assert_eq!(split_csv_line("a,").unwrap(), ["a", ""]);
         assert_eq!(
@@ -502,7 +564,10 @@ mod inventory {
         // Minimal schema, unquoted.
         let min = CsvSchema::parse("Bucket,Key,Size").unwrap();
         let r = parse_csv_row(&min, "b,nar/x.nar.xz,5").unwrap();
-        assert_eq!((r.key.as_str(), r.size, r.version_id), ("nar/x.nar.xz", Some(5), None));
+        assert_eq!(
+            (r.key.as_str(), r.size, r.version_id),
+            ("nar/x.nar.xz", Some(5), None)
+        );
     }
 
     #[test]
@@ -536,7 +601,11 @@ mod inventory {
             ),
         ];
         for (line, want) in cases {
-            assert_eq!(parse_csv_row(&s, line).unwrap_err().to_string(), want, "{line}");
+            assert_eq!(
+                parse_csv_row(&s, line).unwrap_err().to_string(),
+                want,
+                "{line}"
+            );
         }
     }
 
@@ -547,8 +616,14 @@ mod inventory {
         assert_eq!(url_decode_key("%e2%9c%93%E2%9C%93").unwrap(), "✓✓");
         assert!(url_decode_key("%").is_err());
         assert!(url_decode_key("%zz").is_err());
-        assert_eq!(url_encode_key("log/foo+bar baz~_.-"), "log/foo%2Bbar%20baz~_.-");
-        assert_eq!(url_encode_key("realisations/sha256:ab!out.doi"), "realisations/sha256%3Aab%21out.doi");
+        assert_eq!(
+            url_encode_key("log/foo+bar baz~_.-"),
+            "log/foo%2Bbar%20baz~_.-"
+        );
+        assert_eq!(
+            url_encode_key("realisations/sha256:ab!out.doi"),
+            "realisations/sha256%3Aab%21out.doi"
+        );
         assert_eq!(url_encode_key("✓"), "%E2%9C%93");
         assert_eq!(batch_manifest_row("bkt", "a b", None), "bkt,a%20b");
         assert_eq!(batch_manifest_row("bkt", "k,1", Some("v1")), "bkt,k%2C1,v1");

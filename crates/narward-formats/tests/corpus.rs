@@ -147,10 +147,7 @@ fn one_byte_change_to_a_signed_field_breaks_the_signature() {
         ];
         let n = NarInfo::parse(r).unwrap();
         if !n.references.is_empty() {
-            mutants.push((
-                "References",
-                mutate_last_char(r, "References", true, alnum),
-            ));
+            mutants.push(("References", mutate_last_char(r, "References", true, alnum)));
             refs_mutated += 1;
         }
         for (field, m) in mutants {
@@ -187,12 +184,21 @@ fn resigning_with_own_key_roundtrips() {
         // Printing and re-parsing keeps the new signature valid.
         let text = resigned.to_string();
         let back = NarInfo::parse(&text).unwrap();
-        assert!(matches!(back.verify(&[pk.clone()]), SigStatus::Valid { .. }));
+        assert!(matches!(
+            back.verify(std::slice::from_ref(&pk)),
+            SigStatus::Valid { .. }
+        ));
         // Both signatures together: valid against either key.
         let mut both = n.clone();
         both.sigs.push(&sig);
-        assert!(matches!(both.verify(&[pk.clone()]), SigStatus::Valid { .. }));
-        assert!(matches!(both.verify(&[cache_key()]), SigStatus::Valid { .. }));
+        assert!(matches!(
+            both.verify(std::slice::from_ref(&pk)),
+            SigStatus::Valid { .. }
+        ));
+        assert!(matches!(
+            both.verify(&[cache_key()]),
+            SigStatus::Valid { .. }
+        ));
     }
 }
 
