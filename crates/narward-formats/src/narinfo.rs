@@ -32,7 +32,9 @@ use crate::hash::{HashEncoding, Sha256};
 use crate::keys;
 use crate::nixbase32;
 use crate::signature::{PublicKey, SecretKey};
-use crate::store_path::{StorePath, StorePathError};
+use crate::store_path::{
+    HASH_CHARS, StorePath, StorePathError, StorePathHash, is_name_char, validate_name_rules,
+};
 
 /// Largest narinfo the parser accepts (the biggest real ones are tens of KiB).
 pub const MAX_NARINFO_SIZE: usize = 1 << 20;
@@ -300,6 +302,68 @@ fn parse_references(value: &str) -> Result<Vec<StorePath<'_>>, (usize, &str, Sto
     }
 }
 
+/// Fast path of [`parse_references`] for a `References:` value followed by
+/// `\n` and more text: returns the references and the offset of the `\n`.
+/// `None` on anything unusual (the slow path then parses the line and names
+/// the error).
+#[inline]
+fn scan_references(v: &str) -> Option<(Vec<StorePath<'_>>, usize)> {
+    let b = v.as_bytes();
+    // References are >= 34 bytes plus a separator; cap the guess because the
+    // line's length is not known yet.
+    let mut refs = Vec::with_capacity((b.len() / 35 + 1).min(128));
+    let mut i = 0;
+    loop {
+        while b.get(i) == Some(&b' ') {
+            i += 1;
+        }
+        match b.get(i) {
+            Some(b'\n') => return Some((refs, i)),
+            None => return None,
+            Some(_) => {}
+        }
+        let hash = StorePathHash::parse(v.get(i..i + HASH_CHARS)?).ok()?;
+        if b.get(i + HASH_CHARS) != Some(&b'-') {
+            return None;
+        }
+        let name_start = i + HASH_CHARS + 1;
+        let name_len = find_space_or_control(b.get(name_start..)?);
+        let name = v.get(name_start..name_start + name_len)?;
+        if !name.bytes().fold(true, |ok, c| ok & is_name_char(c)) {
+            return None;
+        }
+        validate_name_rules(name).ok()?;
+        refs.push(StorePath { hash, name });
+        i = name_start + name_len;
+    }
+}
+
+/// Offset of the first byte <= b' ' in `b`, or `b.len()`; eight bytes at a
+/// time.
+#[inline]
+fn find_space_or_control(b: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut i = 0;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let x = u64::from_le_bytes(<[u8; 8]>::try_from(chunk).unwrap_or([0; 8]));
+        // Classic "has a byte less than n" test (n = 0x21); the lowest flagged
+        // byte is exact, which is the one we want.
+        let m = x.wrapping_sub(ONES * 0x21) & !x & HIGH;
+        if m != 0 {
+            return i + (m.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(&c) = b.get(i) {
+        if c <= b' ' {
+            return i;
+        }
+        i += 1;
+    }
+    i
+}
+
 /// The fields seen so far while parsing.
 #[derive(Default)]
 struct Builder<'a> {
@@ -379,35 +443,48 @@ impl<'a> NarInfo<'a> {
 
         while !rest.is_empty() {
             line_no += 1;
-            let (line, newline) = match rest.split_once('\n') {
-                Some((line, after)) => {
-                    rest = after;
-                    (line, true)
+            // The name ends at the first ':' of the line.
+            let colon = rest.bytes().position(|c| c == b':' || c == b'\n');
+            let (key, after_colon) = match colon.and_then(|i| rest.split_at_checked(i)) {
+                Some((key, tail)) if tail.starts_with(':') => (key, tail.get(1..).unwrap_or("")),
+                _ => {
+                    return Err(error(
+                        line_no,
+                        None,
+                        "expected \"Name: value\", found no ':'",
+                    ));
                 }
-                None => {
-                    let line = rest;
-                    rest = "";
-                    (line, false)
-                }
-            };
-            let Some((key, after_colon)) = line.split_once(':') else {
-                return Err(error(
-                    line_no,
-                    None,
-                    "expected \"Name: value\", found no ':'",
-                ));
-            };
-            if !newline {
-                return Err(error(
-                    line_no,
-                    Some(key),
-                    "line does not end with a newline",
-                ));
-            }
-            let Some(value) = after_colon.strip_prefix(' ') else {
-                return Err(error(line_no, Some(key), "expected a space after ':'"));
             };
             let field = Field::from_key(key);
+            // Fast path for References, most of the bytes of a narinfo: parse
+            // the list up to the newline instead of finding the newline first.
+            let mut fast_refs = None;
+            let mut value = "";
+            if field == Some(Field::References)
+                && let Some(v) = after_colon.strip_prefix(' ')
+                && let Some((refs, len)) = scan_references(v)
+                && let Some((refs_text, tail)) = v.split_at_checked(len)
+            {
+                value = refs_text;
+                rest = tail.get(1..).unwrap_or("");
+                fast_refs = Some(refs);
+            }
+            let value = if fast_refs.is_some() {
+                value
+            } else {
+                let Some((line, tail)) = after_colon.split_once('\n') else {
+                    return Err(error(
+                        line_no,
+                        Some(key),
+                        "line does not end with a newline",
+                    ));
+                };
+                rest = tail;
+                let Some(value) = line.strip_prefix(' ') else {
+                    return Err(error(line_no, Some(key), "expected a space after ':'"));
+                };
+                value
+            };
 
             // Track whether the input is still in writer order; at the first
             // line that is not, switch to recording the order explicitly.
@@ -483,9 +560,12 @@ impl<'a> NarInfo<'a> {
                     b.layout.nar_size_raw = value;
                 }
                 Field::References => {
-                    b.references = parse_references(value).map_err(|(i, token, e)| {
-                        bad(format!("invalid reference #{i} {token:?}: {e}"))
-                    })?;
+                    b.references = match fast_refs.take() {
+                        Some(refs) => refs,
+                        None => parse_references(value).map_err(|(i, token, e)| {
+                            bad(format!("invalid reference #{i} {token:?}: {e}"))
+                        })?,
+                    };
                     b.layout.references_raw = Some(value);
                 }
                 Field::Deriver => {

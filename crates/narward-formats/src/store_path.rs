@@ -208,17 +208,17 @@ pub fn is_name_char(c: u8) -> bool {
 /// outside `[0-9a-zA-Z+-._?=]`, or is `.`/`..`/starts with `.-`/`..-`.
 pub fn validate_name(name: &str) -> Result<(), StorePathError> {
     if !name.bytes().all(is_name_char) {
-        return Err(match name_rules(name) {
+        return Err(match validate_name_rules(name) {
             Err(e @ StorePathError::NameTooLong { .. }) => e,
             _ => invalid_name_char(name),
         });
     }
-    name_rules(name)
+    validate_name_rules(name)
 }
 
 /// The rules of [`validate_name`] other than the character set.
 #[inline]
-fn name_rules(name: &str) -> Result<(), StorePathError> {
+pub(crate) fn validate_name_rules(name: &str) -> Result<(), StorePathError> {
     let len = name.len();
     if len == 0 {
         return Err(StorePathError::NameEmpty);
@@ -302,7 +302,7 @@ impl<'a> StorePath<'a> {
             .position(|&c| !is_name_char(c))
             .unwrap_or(bytes.len());
         let (name, tail) = after_dash.split_at_checked(n)?;
-        if !(tail.is_empty() || tail.starts_with(' ')) || name_rules(name).is_err() {
+        if !(tail.is_empty() || tail.starts_with(' ')) || validate_name_rules(name).is_err() {
             return None;
         }
         Some((StorePath { hash, name }, tail))
