@@ -860,3 +860,203 @@ impl Plan {
             .map(|i| &self.objects[i])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::{IndexMeta, UpdateStats};
+    use crate::model::FetchedRecord;
+    use narward_formats::nixbase32;
+    use proptest::prelude::*;
+    use std::collections::HashSet;
+
+    const NOW: i64 = 2_000_000_000;
+    const DAY: i64 = 86_400;
+
+    fn hash20(i: usize, salt: u8) -> String {
+        let mut b = [0u8; 20];
+        b[0] = salt;
+        b[1..9].copy_from_slice(&(i as u64).to_le_bytes());
+        nixbase32::encode(&b)
+    }
+
+    fn sha(i: usize, salt: u8) -> String {
+        let mut b = [0u8; 32];
+        b[0] = salt;
+        b[1..9].copy_from_slice(&(i as u64).to_le_bytes());
+        nixbase32::encode(&b)
+    }
+
+    /// A random cache: `n` paths, references only to lower-numbered paths (plus self
+    /// references), some young objects, some CA paths, missing NARs, orphans, unparseable.
+    #[derive(Debug, Clone)]
+    struct Spec {
+        n: usize,
+        edges: Vec<(usize, usize)>,
+        roots: Vec<usize>,
+        young: Vec<usize>,
+        ca: Vec<usize>,
+        missing_nar: Vec<usize>,
+        broken: Vec<usize>,
+        shared_nar: Vec<(usize, usize)>,
+        orphans: usize,
+        delete: bool,
+    }
+
+    fn spec() -> impl Strategy<Value = Spec> {
+        (2usize..40).prop_flat_map(|n| {
+            (
+                Just(n),
+                proptest::collection::vec((0..n, 0..n), 0..120),
+                proptest::collection::vec(0..n, 0..4),
+                proptest::collection::vec(0..n, 0..3),
+                proptest::collection::vec(0..n, 0..3),
+                proptest::collection::vec(0..n, 0..3),
+                proptest::collection::vec(0..n, 0..2),
+                proptest::collection::vec((0..n, 0..n), 0..2),
+                0usize..3,
+                any::<bool>(),
+            )
+                .prop_map(|(n, e, roots, young, ca, missing_nar, broken, shared_nar, orphans, delete)| Spec {
+                    n,
+                    edges: e.into_iter().map(|(a, b)| if a >= b { (a, b) } else { (b, a) }).collect(),
+                    roots,
+                    young,
+                    ca,
+                    missing_nar,
+                    broken,
+                    shared_nar,
+                    orphans,
+                    delete,
+                })
+        })
+    }
+
+    fn nar_of(s: &Spec, i: usize) -> usize {
+        s.shared_nar.iter().find(|(a, _)| *a == i).map_or(i, |(_, b)| *b)
+    }
+
+    fn build(s: &Spec) -> (Index, Policy) {
+        let mut objects = Vec::new();
+        let mut narinfos = Vec::new();
+        for i in 0..s.n {
+            let h = hash20(i, 1);
+            let refs: Vec<String> = s
+                .edges
+                .iter()
+                .filter(|(a, _)| *a == i)
+                .map(|(_, b)| format!("{}-p{b}", hash20(*b, 1)))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let nar = format!("nar/{}.nar.xz", sha(nar_of(s, i), 2));
+            let mut text = format!(
+                "StorePath: /nix/store/{h}-p{i}\nURL: {nar}\nCompression: xz\nFileHash: sha256:{}\nFileSize: {}\nNarHash: sha256:{}\nNarSize: {}\nReferences: {}\n",
+                sha(nar_of(s, i), 2),
+                1000 + i,
+                sha(i, 3),
+                2000 + i,
+                refs.join(" ")
+            );
+            if s.ca.contains(&i) {
+                text.push_str(&format!("CA: fixed:r:sha256:{}\n", sha(i, 3)));
+            }
+            if s.broken.contains(&i) {
+                text = format!("StorePath: broken\nReferences: {}\n", refs.join(" "));
+            }
+            let t = if s.young.contains(&i) { NOW - DAY } else { NOW - 400 * DAY };
+            let key = format!("{h}.narinfo");
+            objects.push(ObjectRecord { key: key.clone(), size: text.len() as u64, etag: None, last_modified: Some(t), storage_class: None });
+            if !s.missing_nar.contains(&i) && nar_of(s, i) == i {
+                objects.push(ObjectRecord { key: nar, size: 1000 + i as u64, etag: None, last_modified: Some(NOW - 400 * DAY), storage_class: None });
+            }
+            objects.push(ObjectRecord { key: format!("{h}.ls"), size: 10, etag: None, last_modified: Some(NOW - 400 * DAY), storage_class: None });
+            narinfos.push(FetchedRecord { key, etag: None, size: text.len() as u64, text: text.into_bytes(), fetch_error: None });
+        }
+        for o in 0..s.orphans {
+            objects.push(ObjectRecord { key: format!("nar/{}.nar.xz", sha(o, 9)), size: 5, etag: None, last_modified: Some(NOW - 400 * DAY), storage_class: None });
+        }
+        objects.sort_by(|a, b| a.key.cmp(&b.key));
+        objects.dedup_by(|a, b| a.key == b.key);
+        narinfos.sort_by(|a, b| a.key.cmp(&b.key));
+        let index = Index {
+            meta: IndexMeta {
+                format_version: 1,
+                cache: "file:///t".into(),
+                cache_url: "file:///t".into(),
+                generation: 1,
+                updated_at: NOW,
+                source: "test".into(),
+                objects: objects.len() as u64,
+                narinfos: narinfos.len() as u64,
+                unparseable: 0,
+                last_update: UpdateStats::default(),
+            },
+            objects,
+            narinfos,
+            debuginfo: Vec::new(),
+        };
+        let roots: Vec<String> = s.roots.iter().map(|r| format!("\"/nix/store/{}-p{r}\"", hash20(*r, 1))).collect();
+        let text = format!(
+            "[roots]\npaths = [{}]\n[keep]\ncontent_addressed = true\nmin_age_days = 7\n[actions]\nunreachable = \"{}\"\norphan_nars = \"follow\"\n",
+            roots.join(", "),
+            if s.delete { "delete" } else { "archive" }
+        );
+        let policy = Policy::from_str(&text, Path::new("."), "test").unwrap();
+        (index, policy)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        #[test]
+        fn nothing_reachable_from_a_root_is_removed(s in spec()) {
+            let (index, policy) = build(&s);
+            let plan = compute(&index, &policy, "test", NOW);
+            let fate = |i: usize| plan.path(&hash20(i, 1)).map(|p| p.decision);
+            // Seeds: roots, young, content-addressed, unparseable.
+            let mut keep: HashSet<usize> = s.roots.iter().chain(&s.young).chain(&s.broken).copied().collect();
+            keep.extend(s.ca.iter().filter(|i| !s.broken.contains(i)));
+            // Closure (broken narinfos still name their references).
+            loop {
+                let before = keep.len();
+                for (a, b) in &s.edges { if keep.contains(a) { keep.insert(*b); } }
+                if keep.len() == before { break; }
+            }
+            for i in 0..s.n {
+                let f = fate(i);
+                prop_assert!(f.is_some(), "path {i} missing from the plan");
+                if keep.contains(&i) {
+                    prop_assert_eq!(f, Some(Decision::Keep), "path {} must be kept", i);
+                } else {
+                    prop_assert_eq!(f, Some(if s.delete { Decision::Delete } else { Decision::Archive }), "path {} is garbage", i);
+                }
+            }
+            // Removed set closed under referrers.
+            for (a, b) in &s.edges {
+                if fate(*b) != Some(Decision::Keep) { prop_assert!(fate(*a) != Some(Decision::Keep)); }
+            }
+            for o in &plan.objects {
+                // A narinfo shares its path's fate; young objects are never touched.
+                if o.last_modified.is_some_and(|t| t > NOW - 7 * DAY) { prop_assert_eq!(o.decision, Decision::Keep); }
+                if let ObjectKind::Narinfo(h) = keys::classify(&o.key) {
+                    let p = plan.path(&h.to_string()).unwrap();
+                    prop_assert_eq!(o.decision, p.decision);
+                }
+            }
+            // Every NAR a kept (parseable) narinfo points to is kept.
+            for p in plan.paths.iter().filter(|p| p.decision == Decision::Keep) {
+                if let Some(k) = &p.nar_key {
+                    if let Some(o) = plan.object(k) { prop_assert_eq!(o.decision, Decision::Keep, "NAR {} of kept {}", k, p.path); }
+                }
+            }
+            // Orphans follow the unreachable action, unless an unparseable narinfo hides its URL.
+            for o in plan.objects.iter().filter(|o| o.reason == Reason::Orphan) {
+                prop_assert!(s.broken.is_empty());
+                prop_assert_ne!(o.decision, Decision::Keep);
+            }
+            if !s.broken.is_empty() {
+                prop_assert!(plan.objects.iter().all(|o| o.reason != Reason::Orphan));
+            }
+        }
+    }
+}
