@@ -917,23 +917,33 @@ mod tests {
                 0usize..3,
                 any::<bool>(),
             )
-                .prop_map(|(n, e, roots, young, ca, missing_nar, broken, shared_nar, orphans, delete)| Spec {
-                    n,
-                    edges: e.into_iter().map(|(a, b)| if a >= b { (a, b) } else { (b, a) }).collect(),
-                    roots,
-                    young,
-                    ca,
-                    missing_nar,
-                    broken,
-                    shared_nar,
-                    orphans,
-                    delete,
-                })
+                .prop_map(
+                    |(n, e, roots, young, ca, missing_nar, broken, shared_nar, orphans, delete)| {
+                        Spec {
+                            n,
+                            edges: e
+                                .into_iter()
+                                .map(|(a, b)| if a >= b { (a, b) } else { (b, a) })
+                                .collect(),
+                            roots,
+                            young,
+                            ca,
+                            missing_nar,
+                            broken,
+                            shared_nar,
+                            orphans,
+                            delete,
+                        }
+                    },
+                )
         })
     }
 
     fn nar_of(s: &Spec, i: usize) -> usize {
-        s.shared_nar.iter().find(|(a, _)| *a == i).map_or(i, |(_, b)| *b)
+        s.shared_nar
+            .iter()
+            .find(|(a, _)| *a == i)
+            .map_or(i, |(_, b)| *b)
     }
 
     fn build(s: &Spec) -> (Index, Policy) {
@@ -964,17 +974,51 @@ mod tests {
             if s.broken.contains(&i) {
                 text = format!("StorePath: broken\nReferences: {}\n", refs.join(" "));
             }
-            let t = if s.young.contains(&i) { NOW - DAY } else { NOW - 400 * DAY };
+            let t = if s.young.contains(&i) {
+                NOW - DAY
+            } else {
+                NOW - 400 * DAY
+            };
             let key = format!("{h}.narinfo");
-            objects.push(ObjectRecord { key: key.clone(), size: text.len() as u64, etag: None, last_modified: Some(t), storage_class: None });
+            objects.push(ObjectRecord {
+                key: key.clone(),
+                size: text.len() as u64,
+                etag: None,
+                last_modified: Some(t),
+                storage_class: None,
+            });
             if !s.missing_nar.contains(&i) && nar_of(s, i) == i {
-                objects.push(ObjectRecord { key: nar, size: 1000 + i as u64, etag: None, last_modified: Some(NOW - 400 * DAY), storage_class: None });
+                objects.push(ObjectRecord {
+                    key: nar,
+                    size: 1000 + i as u64,
+                    etag: None,
+                    last_modified: Some(NOW - 400 * DAY),
+                    storage_class: None,
+                });
             }
-            objects.push(ObjectRecord { key: format!("{h}.ls"), size: 10, etag: None, last_modified: Some(NOW - 400 * DAY), storage_class: None });
-            narinfos.push(FetchedRecord { key, etag: None, size: text.len() as u64, text: text.into_bytes(), fetch_error: None });
+            objects.push(ObjectRecord {
+                key: format!("{h}.ls"),
+                size: 10,
+                etag: None,
+                last_modified: Some(NOW - 400 * DAY),
+                storage_class: None,
+            });
+            narinfos.push(FetchedRecord {
+                key,
+                etag: None,
+                size: text.len() as u64,
+                text: text.into_bytes(),
+                fetch_error: None,
+            });
         }
         for o in 0..s.orphans {
-            objects.push(ObjectRecord { key: format!("nar/{}.nar.xz", sha(o, 9)), size: 5, etag: None, last_modified: Some(NOW - 400 * DAY), storage_class: None });
+            objects.push(ObjectRecord {
+                key: format!("nar/{}.nar.xz", sha(o, 9)),
+                size: 5,
+                etag: None,
+                last_modified: Some(NOW - 400 * DAY),
+                storage_class: None,
+            });
         }
         objects.sort_by(|a, b| a.key.cmp(&b.key));
         objects.dedup_by(|a, b| a.key == b.key);
@@ -996,7 +1040,11 @@ mod tests {
             narinfos,
             debuginfo: Vec::new(),
         };
-        let roots: Vec<String> = s.roots.iter().map(|r| format!("\"/nix/store/{}-p{r}\"", hash20(*r, 1))).collect();
+        let roots: Vec<String> = s
+            .roots
+            .iter()
+            .map(|r| format!("\"/nix/store/{}-p{r}\"", hash20(*r, 1)))
+            .collect();
         let text = format!(
             "[roots]\npaths = [{}]\n[keep]\ncontent_addressed = true\nmin_age_days = 7\n[actions]\nunreachable = \"{}\"\norphan_nars = \"follow\"\n",
             roots.join(", "),

@@ -2,6 +2,8 @@
 //! reach the local S3 server (moto, started by scripts/test.sh) and real Nix.
 #![allow(dead_code)]
 
+use narward_formats::hash::Sha256;
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -104,4 +106,48 @@ pub fn path_set(p: &Path) -> std::collections::BTreeSet<String> {
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .map(str::to_string)
         .collect()
+}
+
+fn nix32(h: &str) -> String {
+    Sha256::parse(h)
+        .map(|(s, _)| s.to_nix32_prefixed())
+        .unwrap_or_else(|e| panic!("{h}: {e}"))
+}
+
+/// Nix's `path-info --json` and narward's `paths` in one comparable shape.
+pub fn normalize(v: &Value) -> Vec<Value> {
+    let mut out: Vec<Value> = v
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|p| {
+            let mut refs: Vec<String> = p["references"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_str().unwrap().to_string())
+                .collect();
+            refs.sort();
+            let mut sigs: Vec<String> = p
+                .get("signatures")
+                .and_then(|s| s.as_array())
+                .map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect())
+                .unwrap_or_default();
+            sigs.sort();
+            serde_json::json!({
+                "path": p["path"],
+                "narHash": nix32(p["narHash"].as_str().unwrap()),
+                "narSize": p["narSize"],
+                "references": refs,
+                "deriver": p.get("deriver").cloned().unwrap_or(Value::Null),
+                "signatures": sigs,
+                "ca": p.get("ca").cloned().unwrap_or(Value::Null),
+                "url": p["url"],
+                "downloadHash": p.get("downloadHash").and_then(|h| h.as_str()).map(nix32),
+                "downloadSize": p.get("downloadSize").cloned().unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a["path"].as_str().cmp(&b["path"].as_str()));
+    out
 }
