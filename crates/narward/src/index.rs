@@ -279,6 +279,7 @@ pub async fn update(
     concurrency: usize,
 ) -> Result<(Index, UpdateStats)> {
     let identity = url.identity();
+    let _lock = lock_state(state)?;
     let previous = if Index::exists(state) {
         let prev = Index::load(state)?;
         if prev.meta.cache != identity {
@@ -396,6 +397,29 @@ pub async fn update(
     index.meta.unparseable = index.count_unparseable();
     index.save(state)?;
     Ok((index, stats))
+}
+
+/// Hold an exclusive lock on the state directory while updating it, so two `narward
+/// index` runs cannot interleave. Released when the returned file is dropped.
+///
+/// # Errors
+/// The state directory cannot be created, or another process holds the lock.
+pub fn lock_state(state: &Path) -> Result<std::fs::File> {
+    std::fs::create_dir_all(state).with_context(|| format!("creating state directory {}", state.display()))?;
+    let p = state.join("lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&p)
+        .with_context(|| format!("opening {}", p.display()))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            bail!("state directory {} is in use by another narward process", state.display())
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("locking {}", p.display())),
+    }
 }
 
 /// Unix seconds now.

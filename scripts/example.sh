@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# scripts/example.sh — narward's main job on the bundled example cache (examples/cache,
+# written by real Nix), with the embedded default store in ./.narward-example:
+#   index → audit → plan (examples/policy.toml) → why → report.
+# Needs only cargo. The audit finds the defects planted in the example on purpose
+# (see examples/README.md) and exits 1; this script shows that and goes on.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+cargo build --quiet --bin narward
+N=target/debug/narward
+STATE=${NARWARD_STATE:-.narward-example}
+OUT=${NARWARD_EXAMPLE_OUT:-example-output}
+rm -rf "$STATE" "$OUT"
+mkdir -p "$OUT"
+run() { printf '\n$ %s\n' "$*"; "$@"; }
+
+run $N --state "$STATE" index --cache "file://$PWD/examples/cache"
+set +e
+run $N --state "$STATE" audit --trusted-key "$(cat examples/trusted-key.txt)"
+echo "(audit exit status $?: the example has planted defects)"
+set -e
+run $N --state "$STATE" plan --policy examples/policy.toml --out "$OUT/plan"
+run $N --state "$STATE" why --plan "$OUT/plan" /nix/store/cihbjbd97jhajp3a3i7bn78zlylxzhlw-libbase-2.38
+run $N --state "$STATE" why --plan "$OUT/plan" k36ahwak8pqilvk9a22a9c6m9piays98
+if $N report --help >/dev/null 2>&1; then
+  run $N --state "$STATE" report --policy examples/policy.toml --plan "$OUT/plan" --out "$OUT/report"
+  echo
+  echo "report: $OUT/report/report.html"
+fi
+run $N --state "$STATE" export --parquet "$OUT/parquet"
