@@ -405,7 +405,8 @@ pub async fn update(
 /// # Errors
 /// The state directory cannot be created, or another process holds the lock.
 pub fn lock_state(state: &Path) -> Result<std::fs::File> {
-    std::fs::create_dir_all(state).with_context(|| format!("creating state directory {}", state.display()))?;
+    std::fs::create_dir_all(state)
+        .with_context(|| format!("creating state directory {}", state.display()))?;
     let p = state.join("lock");
     let f = std::fs::OpenOptions::new()
         .create(true)
@@ -416,9 +417,14 @@ pub fn lock_state(state: &Path) -> Result<std::fs::File> {
     match f.try_lock() {
         Ok(()) => Ok(f),
         Err(std::fs::TryLockError::WouldBlock) => {
-            bail!("state directory {} is in use by another narward process", state.display())
+            bail!(
+                "state directory {} is in use by another narward process",
+                state.display()
+            )
         }
-        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("locking {}", p.display())),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", p.display()))
+        }
     }
 }
 

@@ -67,6 +67,40 @@ fn s3_index_is_identical_to_the_file_index() {
         ] {
             assert_eq!(a_fs[k], a_s3[k], "{k}");
         }
+        // A plan of an s3:// cache carries S3 Batch Operations manifests: bucket,key with
+        // URL-encoded keys that include the cache's prefix.
+        let plan = st.join("plan");
+        let policy = repo().join("examples/policy.toml");
+        narward_ok(
+            &st,
+            &[
+                "plan",
+                "--policy",
+                policy.to_str().unwrap(),
+                "--out",
+                plan.to_str().unwrap(),
+            ],
+        );
+        let hide = std::fs::read_to_string(plan.join("manifests/hide.csv")).unwrap();
+        let full_prefix = if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{prefix}/")
+        };
+        assert_eq!(hide.lines().count(), 3, "{hide}");
+        for l in hide.lines() {
+            let (bk, key) = l.split_once(',').unwrap();
+            assert_eq!(bk, b);
+            assert!(
+                key.starts_with(&full_prefix) && key.ends_with(".narinfo"),
+                "{l}"
+            );
+        }
+        let del = std::fs::read_to_string(plan.join("manifests/delete.csv")).unwrap();
+        assert!(
+            del.contains("nar/00zzzmcl1iajlvzzgz6g3s5vhhsp3mn8fga8ps77wpwqm448q7hl.nar.xz"),
+            "{del}"
+        );
         // Incremental against S3 too (ETags).
         let m = json(&narward_ok(&st, &["index", "--json"]));
         assert_eq!(m["last_update"]["fetched"], 0);
