@@ -127,8 +127,8 @@ pub fn audit(index: &Index, trusted: &[PublicKey], max_examples: usize) -> Audit
                         format!("{path} -> {nar_key} ({})", o.storage_class())
                     });
                 }
-                if let Some(fs) = ni.file_size {
-                    if fs != o.size {
+                if let Some(fs) = ni.file_size
+                    && fs != o.size {
                         r.file_size_mismatch.add(mx, || {
                             format!(
                                 "{path}: FileSize {fs}, object {nar_key} has {} bytes",
@@ -136,7 +136,6 @@ pub fn audit(index: &Index, trusted: &[PublicKey], max_examples: usize) -> Audit
                             )
                         });
                     }
-                }
             }
         }
         for rf in &ni.references {

@@ -56,9 +56,9 @@ pub struct Pricing {
     pub model: ModelParams,
     /// Storage classes by the name S3 gives them; must include STANDARD.
     pub classes: BTreeMap<String, ClassPrice>,
-    /// Data transfer out, $/GB by monthly volume.
+    /// Data transfer out to the internet.
     #[serde(default)]
-    pub egress: Vec<EgressTier>,
+    pub egress: Egress,
     #[serde(default)]
     pub operations: Operations,
 }
@@ -117,6 +117,13 @@ pub struct StorageTier {
     #[serde(default)]
     pub up_to_gb: Option<f64>,
     pub per_gb_month: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Egress {
+    /// $/GB by cumulative monthly volume; the last tier has no bound.
+    pub tiers: Vec<EgressTier>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -226,7 +233,11 @@ impl Pricing {
             bail!("model.payback_months must be > 0");
         }
         for (n, c) in &self.classes {
-            let t: Vec<_> = c.storage.iter().map(|t| (t.up_to_gb, t.per_gb_month)).collect();
+            let t: Vec<_> = c
+                .storage
+                .iter()
+                .map(|t| (t.up_to_gb, t.per_gb_month))
+                .collect();
             check_tiers(&format!("classes.{n}.storage"), &t)?;
             let nums = [
                 ("put_per_1000", c.put_per_1000),
@@ -244,9 +255,14 @@ impl Pricing {
                 }
             }
         }
-        if !self.egress.is_empty() {
-            let t: Vec<_> = self.egress.iter().map(|t| (t.up_to_gb, t.per_gb)).collect();
-            check_tiers("egress", &t)?;
+        if !self.egress.tiers.is_empty() {
+            let t: Vec<_> = self
+                .egress
+                .tiers
+                .iter()
+                .map(|t| (t.up_to_gb, t.per_gb))
+                .collect();
+            check_tiers("egress.tiers", &t)?;
         }
         Ok(())
     }
@@ -268,7 +284,7 @@ impl Pricing {
 
     /// The cost of sending `gb` GB to the internet in one month.
     pub fn egress_cost(&self, gb: f64) -> f64 {
-        tiered(self.egress.iter().map(|t| (t.up_to_gb, t.per_gb)), gb)
+        tiered(self.egress.tiers.iter().map(|t| (t.up_to_gb, t.per_gb)), gb)
     }
 }
 
@@ -280,7 +296,10 @@ impl ClassPrice {
 
     /// Monthly storage cost of `gb` GB in this class, over its volume tiers.
     pub fn storage_cost(&self, gb: f64) -> f64 {
-        tiered(self.storage.iter().map(|t| (t.up_to_gb, t.per_gb_month)), gb)
+        tiered(
+            self.storage.iter().map(|t| (t.up_to_gb, t.per_gb_month)),
+            gb,
+        )
     }
 
     /// Bytes billed at this class's rate for one object of `size` bytes.
@@ -304,7 +323,9 @@ pub fn money(x: f64) -> String {
     let neg = x < 0.0;
     let a = x.abs();
     let body = if a != 0.0 && a < 0.01 {
-        format!("{a:.4}")
+        // Two significant digits: small caches and single objects cost fractions of a cent.
+        let decimals = ((-a.log10()).ceil() as usize + 1).min(12);
+        format!("{a:.decimals$}")
     } else if a < 1000.0 {
         format!("{a:.2}")
     } else {
@@ -312,7 +333,7 @@ pub fn money(x: f64) -> String {
         let (int, frac) = s.split_once('.').unwrap_or((&s, "00"));
         let mut out = String::new();
         for (i, c) in int.chars().enumerate() {
-            if i > 0 && (int.len() - i) % 3 == 0 {
+            if i > 0 && (int.len() - i).is_multiple_of(3) {
                 out.push(',');
             }
             out.push(c);
@@ -393,7 +414,8 @@ impl<'p> Biller<'p> {
     }
 
     fn add(&mut self, category: Category, size: u64, class: &str) {
-        let cp = self.p.class(class).unwrap_or_else(|| self.p.standard());
+        let p = self.p;
+        let cp = p.class(class).unwrap_or_else(|| p.standard());
         let key = (class.to_string(), category);
         let c = self.cells.entry(key).or_default();
         c.objects += 1;
@@ -614,7 +636,11 @@ pub fn break_even_size(p: &Pricing, class: &str, payback: f64) -> Option<u64> {
         let lo_f = lo as f64;
         if g.at(lo_f) >= 0.0 {
             // Non-negative at the start of the piece; if also at its end, go further down.
-            let end = if hi.is_finite() { g.at(hi) } else { f64::INFINITY };
+            let end = if hi.is_finite() {
+                g.at(hi)
+            } else {
+                f64::INFINITY
+            };
             if end >= 0.0 || g.b >= 0.0 {
                 hi = lo_f;
                 continue;
@@ -828,6 +854,7 @@ pub fn months_text(m: Option<f64>) -> String {
     match m {
         None => "never".into(),
         Some(m) if m < 0.05 => "immediately (< 0.1 month)".into(),
+        Some(m) if m >= 120.0 => format!("{m:.0} months ({:.0} years)", m / 12.0),
         Some(m) => format!("{m:.1} months"),
     }
 }
@@ -902,7 +929,10 @@ pub fn plan_cost_text(c: &PlanCost) -> String {
                 t.not_worth_archiving.count,
                 human_bytes(t.not_worth_archiving.bytes),
                 t.break_even_size
-                    .map_or("(none pays back)".into(), |b| format!("\"{}KiB\"", b.div_ceil(1024)))
+                    .map_or("(none pays back)".into(), |b| format!(
+                        "\"{}KiB\"",
+                        b.div_ceil(1024)
+                    ))
             );
         }
     }
@@ -947,9 +977,17 @@ mod tests {
         let p = aws();
         let be = |c| kb(break_even_size(&p, c, 12.0).unwrap());
         // reference.md §5: ≈208 KB GDA, ≈151 KB GFR, ≈98 KB GIR (1 KB = 1024 bytes).
-        assert!((be("DEEP_ARCHIVE") - 208.0).abs() <= 1.0, "{}", be("DEEP_ARCHIVE"));
+        assert!(
+            (be("DEEP_ARCHIVE") - 208.0).abs() <= 1.0,
+            "{}",
+            be("DEEP_ARCHIVE")
+        );
         assert!((be("GLACIER") - 151.0).abs() <= 1.0, "{}", be("GLACIER"));
-        assert!((be("GLACIER_IR") - 98.0).abs() <= 1.0, "{}", be("GLACIER_IR"));
+        assert!(
+            (be("GLACIER_IR") - 98.0).abs() <= 1.0,
+            "{}",
+            be("GLACIER_IR")
+        );
         // STANDARD is not a transition target.
         assert_eq!(break_even_size(&p, "STANDARD", 12.0), None);
         assert_eq!(break_even_size(&p, "NO_SUCH_CLASS", 12.0), None);
@@ -970,7 +1008,10 @@ mod tests {
         assert!((gfr - 135.0).abs() <= 1.0, "{gfr}");
         // §5: with a $0.004/GB fee on transition the GDA break-even rises to about 211 KB.
         let mut p = aws();
-        p.classes.get_mut("DEEP_ARCHIVE").unwrap().transition_in_per_gb = 0.004;
+        p.classes
+            .get_mut("DEEP_ARCHIVE")
+            .unwrap()
+            .transition_in_per_gb = 0.004;
         let gda = kb(break_even_size(&p, "DEEP_ARCHIVE", 12.0).unwrap());
         assert!((gda - 211.0).abs() <= 1.0, "{gda}");
     }
@@ -994,7 +1035,10 @@ mod tests {
                 match (got, w) {
                     (None, None) => {}
                     (Some(g), Some(w)) => {
-                        assert!((g - w).abs() <= 0.1, "{c} at {size} B: got {g:.3}, §5 says {w}")
+                        assert!(
+                            (g - w).abs() <= 0.1,
+                            "{c} at {size} B: got {g:.3}, §5 says {w}"
+                        )
                     }
                     _ => panic!("{c} at {size} B: got {got:?}, §5 says {w:?}"),
                 }
@@ -1005,7 +1049,13 @@ mod tests {
     #[test]
     fn break_even_size_is_where_payback_crosses_the_horizon() {
         let p = aws();
-        for c in ["DEEP_ARCHIVE", "GLACIER", "GLACIER_IR", "STANDARD_IA", "ONEZONE_IA"] {
+        for c in [
+            "DEEP_ARCHIVE",
+            "GLACIER",
+            "GLACIER_IR",
+            "STANDARD_IA",
+            "ONEZONE_IA",
+        ] {
             let b = break_even_size(&p, c, 12.0).unwrap();
             assert!(payback_months(&p, c, b).unwrap() <= 12.0 + 1e-9, "{c}");
             assert!(
@@ -1046,40 +1096,81 @@ mod tests {
         let p = aws();
         let objs = vec![
             rec(NAR, 1 << 30, None),
-            rec("00000000000000000000000000000000.narinfo", 1000, Some("STANDARD_IA")),
-            rec("nar/1111111111111111111111111111111111111111111111111111.nar.xz", 1 << 30, Some("DEEP_ARCHIVE")),
+            rec(
+                "00000000000000000000000000000000.narinfo",
+                1000,
+                Some("STANDARD_IA"),
+            ),
+            rec(
+                "nar/1111111111111111111111111111111111111111111111111111.nar.xz",
+                1 << 30,
+                Some("DEEP_ARCHIVE"),
+            ),
             rec("log/abc-foo.drv", 10, Some("REDUCED_REDUNDANCY")),
         ];
         let b = monthly_bill(&objs, &p);
         assert_eq!(b.objects, 4);
         assert_eq!(b.bytes, (2u64 << 30) + 1010);
-        let ia = b.by_class.iter().find(|c| c.class == "STANDARD_IA").unwrap();
+        let ia = b
+            .by_class
+            .iter()
+            .find(|c| c.class == "STANDARD_IA")
+            .unwrap();
         assert_eq!(ia.billable_bytes, 131_072);
         assert!((ia.monthly_usd - 131_072.0 / GB * 0.0125).abs() < 1e-15);
-        let gda = b.by_class.iter().find(|c| c.class == "DEEP_ARCHIVE").unwrap();
+        let gda = b
+            .by_class
+            .iter()
+            .find(|c| c.class == "DEEP_ARCHIVE")
+            .unwrap();
         assert_eq!(gda.billable_bytes, (1 << 30) + 32_768);
         assert_eq!(gda.standard_overhead_bytes, 8_192);
         let want = (GB + 32_768.0) / GB * 0.00099 + 8_192.0 / GB * 0.023;
-        assert!((gda.monthly_usd - want).abs() < 1e-12, "{} vs {want}", gda.monthly_usd);
+        assert!(
+            (gda.monthly_usd - want).abs() < 1e-12,
+            "{} vs {want}",
+            gda.monthly_usd
+        );
         assert_eq!(b.unpriced_classes, vec!["REDUCED_REDUNDANCY".to_string()]);
         let by_cat: f64 = b.by_category.iter().map(|c| c.monthly_usd).sum();
         assert!((by_cat - b.monthly_usd).abs() < 1e-12);
-        let nar = b.by_category.iter().find(|c| c.category == Category::Nar).unwrap();
+        let nar = b
+            .by_category
+            .iter()
+            .find(|c| c.category == Category::Nar)
+            .unwrap();
         assert_eq!(nar.objects, 2);
     }
 
     #[test]
     fn intelligent_tiering_monitoring_only_above_128k() {
         let p = aws();
-        let objs: Vec<_> = (0..2000)
-            .map(|i| rec(&format!("x{i}"), if i % 2 == 0 { 131_072 } else { 131_073 }, Some("INTELLIGENT_TIERING")))
+        let objs: Vec<_> = (0u64..2000)
+            .map(|i| {
+                rec(
+                    &format!("x{i}"),
+                    if i.is_multiple_of(2) {
+                        131_072
+                    } else {
+                        131_073
+                    },
+                    Some("INTELLIGENT_TIERING"),
+                )
+            })
             .collect();
         let b = monthly_bill(&objs, &p);
         assert_eq!(b.by_class[0].monitored_objects, 1000);
         assert!((b.by_class[0].monitoring_usd - 0.0025).abs() < 1e-12);
     }
 
-    fn od(key: &str, size: u64, class: Option<&str>, d: Decision, to: Option<&str>, age_days: i64) -> ObjectDecision {
+    fn od(
+        key: &str,
+        size: u64,
+        class: Option<&str>,
+        d: Decision,
+        to: Option<&str>,
+        age_days: i64,
+    ) -> ObjectDecision {
         ObjectDecision {
             key: key.into(),
             category: narward_formats::keys::classify(key).category(),
@@ -1134,23 +1225,59 @@ mod tests {
             // 4 GiB deleted from STANDARD: saves 4 × 0.023, no one-time cost.
             od(&nar(2), 4 * gib, None, Decision::Delete, None, 400),
             // 1 GiB archived to DEEP_ARCHIVE.
-            od(&nar(3), gib, None, Decision::Archive, Some("DEEP_ARCHIVE"), 400),
+            od(
+                &nar(3),
+                gib,
+                None,
+                Decision::Archive,
+                Some("DEEP_ARCHIVE"),
+                400,
+            ),
             // A 100 KiB NAR archived to DEEP_ARCHIVE: below the break-even size.
-            od(&nar(4), 100 * 1024, None, Decision::Archive, Some("DEEP_ARCHIVE"), 400),
+            od(
+                &nar(4),
+                100 * 1024,
+                None,
+                Decision::Archive,
+                Some("DEEP_ARCHIVE"),
+                400,
+            ),
             // A small NAR only hidden, and its narinfo copied away.
             od(&nar(5), 1000, None, Decision::Archive, None, 400),
-            od("00000000000000000000000000000005.narinfo", 500, None, Decision::Archive, None, 400),
+            od(
+                "00000000000000000000000000000005.narinfo",
+                500,
+                None,
+                Decision::Archive,
+                None,
+                400,
+            ),
             // Deleted from DEEP_ARCHIVE 30 days after upload: 150 days of early deletion.
-            od(&nar(6), gib, Some("DEEP_ARCHIVE"), Decision::Delete, None, 30),
+            od(
+                &nar(6),
+                gib,
+                Some("DEEP_ARCHIVE"),
+                Decision::Delete,
+                None,
+                30,
+            ),
         ]);
         let c = price_plan(&plan, &p, NOW);
         let gda = 0.00099;
         let oh = 8192.0 / GB * 0.023 + 32_768.0 / GB * gda;
         let del = 4.0 * 0.023 + (1.0 + 32_768.0 / GB) * gda + 8192.0 / GB * 0.023;
-        assert!((c.saving_from_deletes_usd - del).abs() < 1e-9, "{}", c.saving_from_deletes_usd);
+        assert!(
+            (c.saving_from_deletes_usd - del).abs() < 1e-9,
+            "{}",
+            c.saving_from_deletes_usd
+        );
         let small = 100.0 * 1024.0 / GB;
         let arch = (1.0 + small) * (0.023 - gda) - 2.0 * oh;
-        assert!((c.saving_from_archive_usd - arch).abs() < 1e-9, "{}", c.saving_from_archive_usd);
+        assert!(
+            (c.saving_from_archive_usd - arch).abs() < 1e-9,
+            "{}",
+            c.saving_from_archive_usd
+        );
         assert!((c.monthly_saving_usd - (del + arch)).abs() < 1e-9);
         assert!((c.before.monthly_usd - c.after.monthly_usd - c.monthly_saving_usd).abs() < 1e-12);
         assert_eq!(c.one_time.transitions.count, 2);
@@ -1191,13 +1318,25 @@ mod tests {
         let t = DEFAULT_AWS.replace("put_per_1000 = 0.005   # [IC]", "put_per_thousand = 0.005");
         let e = Pricing::from_toml(&t, "p.toml").unwrap_err();
         let m = format!("{e:#}");
-        assert!(m.contains("p.toml") && m.contains("line ") && m.contains("put_per_thousand"), "{m}");
-        let t = DEFAULT_AWS.replace("{ up_to_gb = 512_000, per_gb_month = 0.022 }", "{ up_to_gb = 100, per_gb_month = 0.022 }");
+        assert!(
+            m.contains("p.toml") && m.contains("line ") && m.contains("put_per_thousand"),
+            "{m}"
+        );
+        let t = DEFAULT_AWS.replace(
+            "{ up_to_gb = 512_000, per_gb_month = 0.022 }",
+            "{ up_to_gb = 100, per_gb_month = 0.022 }",
+        );
         let e = Pricing::from_toml(&t, "p.toml").unwrap_err();
-        assert!(format!("{e:#}").contains("classes.STANDARD.storage[1]"), "{e:#}");
+        assert!(
+            format!("{e:#}").contains("classes.STANDARD.storage[1]"),
+            "{e:#}"
+        );
         let t = DEFAULT_AWS.replace("[classes.STANDARD]", "[classes.STANDARD_X]");
         let e = Pricing::from_toml(&t, "p.toml").unwrap_err();
-        assert!(format!("{e:#}").contains("classes.STANDARD is missing"), "{e:#}");
+        assert!(
+            format!("{e:#}").contains("classes.STANDARD is missing"),
+            "{e:#}"
+        );
     }
 
     #[test]
@@ -1205,6 +1344,7 @@ mod tests {
         assert_eq!(money(1234.567), "$1,234.57");
         assert_eq!(money(0.0012), "$0.0012");
         assert_eq!(money(0.0), "$0.00");
+        assert_eq!(money(0.000_006_1), "$0.0000061");
         assert_eq!(money(-12.5), "-$12.50");
         assert_eq!(money(1_000_000.0), "$1,000,000.00");
     }

@@ -171,8 +171,8 @@ pub fn diff(a: &Plan, b: &Plan, top: usize) -> PlanDiff {
     let bp: HashMap<&str, &PathDecision> = b.paths.iter().map(|p| (p.path.as_str(), p)).collect();
     let mut moved = Vec::new();
     for p in &a.paths {
-        if let Some(x) = bp.get(p.path.as_str()) {
-            if x.decision != p.decision {
+        if let Some(x) = bp.get(p.path.as_str())
+            && x.decision != p.decision {
                 let e = d
                     .paths_moved
                     .entry(format!("{}->{}", p.decision.as_str(), x.decision.as_str()))
@@ -182,7 +182,6 @@ pub fn diff(a: &Plan, b: &Plan, top: usize) -> PlanDiff {
                 e.bytes += bytes;
                 moved.push((p.path.clone(), p.decision, x.decision, bytes));
             }
-        }
     }
     moved.sort_by(|x, y| y.3.cmp(&x.3).then(x.0.cmp(&y.0)));
     moved.truncate(top);

@@ -8,6 +8,7 @@
 pub mod access_log;
 pub mod audit;
 pub mod cache;
+pub mod cost;
 pub mod explain;
 pub mod export;
 pub mod graph;
@@ -18,3 +19,4 @@ pub mod paths;
 pub mod plan;
 pub mod policy;
 pub mod progress;
+pub mod report;

@@ -1093,9 +1093,8 @@ mod tests {
             }
             // Every NAR a kept (parseable) narinfo points to is kept.
             for p in plan.paths.iter().filter(|p| p.decision == Decision::Keep) {
-                if let Some(k) = &p.nar_key {
-                    if let Some(o) = plan.object(k) { prop_assert_eq!(o.decision, Decision::Keep, "NAR {} of kept {}", k, p.path); }
-                }
+                if let Some(k) = &p.nar_key
+                    && let Some(o) = plan.object(k) { prop_assert_eq!(o.decision, Decision::Keep, "NAR {} of kept {}", k, p.path); }
             }
             // Orphans follow the unreachable action, unless an unparseable narinfo hides its URL.
             for o in plan.objects.iter().filter(|o| o.reason == Reason::Orphan) {

@@ -160,12 +160,11 @@ impl S3Cache {
                 if key < start.as_str() {
                     continue;
                 }
-                if let Some(end) = &end {
-                    if key >= end.as_str() {
+                if let Some(end) = &end
+                    && key >= end.as_str() {
                         on_page((out.len() - before) as u64);
                         break 'pages;
                     }
-                }
                 out.push(ObjectRecord {
                     key: key.to_string(),
                     size: o.size().unwrap_or(0).max(0) as u64,

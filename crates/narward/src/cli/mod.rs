@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod plan_cmd;
+mod report_cmd;
 
 /// Index, audit, plan and garbage-collect Nix binary caches in S3 (or file:// directories).
 ///
@@ -76,6 +77,21 @@ pub enum Command {
     /// plan: for a kept path the chain root → … → path, for a removed one the rule that
     /// removed it and its referrers.
     Why(WhyArgs),
+    /// Write a report of the indexed cache for the people who pay for it: report.html (one
+    /// self-contained page with inline SVG charts, no network needed to view it), report.json
+    /// (the same data) and report.md (a short summary).
+    ///
+    /// The report shows the monthly storage bill by storage class and by kind of object;
+    /// growth per month from last-modified dates, with a 24-month projection from a stated
+    /// least-squares fit (linear or exponential, with its R²); the size distribution, the
+    /// largest store paths and bytes per name family; with --policy, the closure of each root
+    /// source (e.g. each release) and what it shares with the others; with --plan (repeatable),
+    /// each plan's monthly saving, one-time cost (transitions, early deletion) and months to
+    /// break even, side by side; and the break-even object size per archive class.
+    ///
+    /// Prices come from the built-in AWS S3 us-east-1 table unless --pricing names another.
+    /// Totals equal the index's. Nothing in the cache is read or changed.
+    Report(report_cmd::ReportArgs),
 }
 
 #[derive(Args, Debug)]
@@ -92,6 +108,10 @@ pub struct PlanArgs {
     /// Compute as if now were this unix time (for reproducible plans and tests).
     #[arg(long, hide = true)]
     pub now: Option<i64>,
+    /// A pricing table (TOML) for the cost section instead of the built-in AWS S3 us-east-1
+    /// prices; see crates/narward/pricing/aws-us-east-1.toml for the format.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub pricing: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -215,6 +235,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Plan(a) => plan_cmd::run(g, a),
         Command::Why(a) => plan_cmd::why(g, a),
+        Command::Report(a) => report_cmd::run(g, a),
         Command::Paths => {
             let idx = Index::load(&g.state)?;
             print_json(&narward::paths::path_infos(&idx))?;

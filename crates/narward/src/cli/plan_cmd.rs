@@ -2,20 +2,32 @@
 
 use super::{Global, PlanAction, PlanArgs, WhyArgs, print_json};
 use anyhow::{Result, bail};
+use narward::cost;
 use narward::explain;
 use narward::index::{self, Index};
 use narward::plan::{self, Plan};
 use narward::policy::Policy;
 use std::process::ExitCode;
 
+/// The pricing table given by `--pricing`, or the built-in one.
+fn pricing(file: Option<&std::path::Path>) -> Result<cost::Pricing> {
+    match file {
+        Some(f) => cost::Pricing::load(f),
+        None => Ok(cost::Pricing::default_aws()),
+    }
+}
+
 pub fn run(g: &Global, a: PlanArgs) -> Result<ExitCode> {
+    let now = a.now.unwrap_or_else(index::now);
     match a.action {
         Some(PlanAction::Show { plan }) => {
             let p = Plan::read(&plan)?;
+            let c = cost::price_plan(&p, &pricing(a.pricing.as_deref())?, now);
             if g.json {
-                print_json(&p.header)?;
+                print_json(&serde_json::json!({ "plan": p.header, "cost": c }))?;
             } else {
                 print!("{}", explain::summary_text(&p));
+                print!("{}", cost::plan_cost_text(&c));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -42,14 +54,17 @@ pub fn run(g: &Global, a: PlanArgs) -> Result<ExitCode> {
                 );
             };
             let policy = Policy::load(&policy_path)?;
+            // Read the pricing table first: a bad table leaves no plan behind.
+            let pricing = pricing(a.pricing.as_deref())?;
             let idx = Index::load(&g.state)?;
-            let now = a.now.unwrap_or_else(index::now);
             let mut p = plan::compute(&idx, &policy, &policy_path.display().to_string(), now);
             p.write(&out)?;
+            let c = cost::price_plan(&p, &pricing, now);
             if g.json {
-                print_json(&p.header)?;
+                print_json(&serde_json::json!({ "plan": p.header, "cost": c }))?;
             } else {
                 print!("{}", explain::summary_text(&p));
+                print!("{}", cost::plan_cost_text(&c));
                 println!("plan written to {}", out.display());
             }
             Ok(ExitCode::SUCCESS)

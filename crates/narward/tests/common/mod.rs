@@ -16,14 +16,14 @@ pub fn repo() -> PathBuf {
 
 /// Run `narward ARGS` with `--state STATE`; returns the output (any exit code).
 pub fn narward(state: &Path, args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_narward"))
+    
+    Command::new(env!("CARGO_BIN_EXE_narward"))
         .args(args)
         .arg("--state")
         .arg(state)
         .arg("--quiet")
         .output()
-        .expect("run narward");
-    out
+        .expect("run narward")
 }
 
 /// Run and require success; returns stdout.
