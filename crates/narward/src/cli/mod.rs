@@ -18,14 +18,28 @@ mod report_cmd;
 
 /// Index, audit, plan and garbage-collect Nix binary caches in S3 (or file:// directories).
 ///
-/// narward keeps its state (the index of a cache, plans, journals) in one directory,
-/// `./.narward` by default. Typical use:
-///
-///   narward index --cache 's3://nix-cache?region=us-east-1'
-///   narward audit --trusted-key cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=
-///   narward export --parquet out/
+/// narward keeps its state (the index of a cache, plans) in one directory, `./.narward` by
+/// default. Nothing but `index` reads the cache; computing plans and reports never changes it.
 #[derive(Parser, Debug)]
-#[command(name = "narward", version, about, long_about, max_term_width = 100)]
+#[command(
+    name = "narward",
+    version,
+    about,
+    long_about,
+    max_term_width = 100,
+    after_long_help = "Typical use:
+  narward index --cache 's3://nix-cache?region=us-east-1'
+  narward audit --trusted-key cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=
+  narward plan --policy policy.toml --out plans/today
+  narward why /nix/store/<hash>-<name> --plan plans/today
+  narward report --plan plans/today --out report/
+
+Exit status: 0 success; 1 the command worked and found problems (audit errors);
+2 bad input or a failure (the message names the input and the place).
+
+Environment: NARWARD_STATE (state directory), NARWARD_LOG (log filter, e.g. debug),
+AWS_* (the standard AWS credential chain and region)."
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
