@@ -33,13 +33,19 @@ use crate::keys;
 use crate::nixbase32;
 use crate::signature::{PublicKey, SecretKey};
 use crate::store_path::{
-    HASH_CHARS, StorePath, StorePathError, StorePathHash, is_name_char, validate_name_rules,
+    HASH_CHARS, StorePath, StorePathError, StorePathHash, name_char_run, validate_name_rules,
 };
 
 /// Largest narinfo the parser accepts (the biggest real ones are tens of KiB).
 pub const MAX_NARINFO_SIZE: usize = 1 << 20;
 
 /// A parsed narinfo, borrowing from its input.
+///
+/// Besides the public fields it remembers how the input was written (line
+/// order, unknown fields, hash encodings, spacing), so `to_string()` gives the
+/// input back. Equality compares that too: two narinfos that differ only in
+/// formatting are not `==`; compare fields (or [`NarInfo::fingerprint`]) for
+/// semantic equality.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NarInfo<'a> {
     /// `StorePath:` (always a full path in the file).
@@ -314,54 +320,29 @@ fn scan_references(v: &str) -> Option<(Vec<StorePath<'_>>, usize)> {
     let mut refs = Vec::with_capacity((b.len() / 35 + 1).min(128));
     let mut i = 0;
     loop {
-        while b.get(i) == Some(&b' ') {
-            i += 1;
+        match *b.get(i)? {
+            b' ' => {
+                i += 1;
+                continue;
+            }
+            b'\n' => return Some((refs, i)),
+            _ => {}
         }
-        match b.get(i) {
-            Some(b'\n') => return Some((refs, i)),
-            None => return None,
-            Some(_) => {}
-        }
-        let hash = StorePathHash::parse(v.get(i..i + HASH_CHARS)?).ok()?;
+        let hash_chars = <&[u8; HASH_CHARS]>::try_from(b.get(i..i + HASH_CHARS)?).ok()?;
+        let hash = StorePathHash(nixbase32::decode_hash_chars(hash_chars)?);
         if b.get(i + HASH_CHARS) != Some(&b'-') {
             return None;
         }
         let name_start = i + HASH_CHARS + 1;
-        let name_len = find_space_or_control(b.get(name_start..)?);
-        let name = v.get(name_start..name_start + name_len)?;
-        if !name.bytes().fold(true, |ok, c| ok & is_name_char(c)) {
+        let end = name_start + name_char_run(b.get(name_start..)?);
+        if !matches!(b.get(end), Some(b' ' | b'\n')) {
             return None;
         }
+        let name = v.get(name_start..end)?;
         validate_name_rules(name).ok()?;
         refs.push(StorePath { hash, name });
-        i = name_start + name_len;
+        i = end;
     }
-}
-
-/// Offset of the first byte <= b' ' in `b`, or `b.len()`; eight bytes at a
-/// time.
-#[inline]
-fn find_space_or_control(b: &[u8]) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let mut i = 0;
-    while let Some(chunk) = b.get(i..i + 8) {
-        let x = u64::from_le_bytes(<[u8; 8]>::try_from(chunk).unwrap_or([0; 8]));
-        // Classic "has a byte less than n" test (n = 0x21); the lowest flagged
-        // byte is exact, which is the one we want.
-        let m = x.wrapping_sub(ONES * 0x21) & !x & HIGH;
-        if m != 0 {
-            return i + (m.trailing_zeros() / 8) as usize;
-        }
-        i += 8;
-    }
-    while let Some(&c) = b.get(i) {
-        if c <= b' ' {
-            return i;
-        }
-        i += 1;
-    }
-    i
 }
 
 /// The fields seen so far while parsing.
@@ -959,6 +940,36 @@ Sig: test1:519iiVLx/c4Rdt5DNt6Y2Jm6hcWE9+XY69ygiWSZCNGVcmOcyL64uVAJ3cV8vaTusIZdb
         assert_eq!(n.compression_or_default(), "xz");
         assert_eq!(n.nar_key(), n.url);
         assert_eq!(n.deriver_path().unwrap().name, "curl-7.82.0.drv");
+    }
+
+    proptest::proptest! {
+        /// The fast References scanner agrees with the simple tokenizer, and
+        /// does not give up on valid input.
+        #[test]
+        fn fast_references_path_agrees(
+            tokens in proptest::collection::vec(
+                (proptest::prop_oneof![9 => "[0-9a-df-np-sv-z]{32}", 1 => "[0-9a-z]{32}"], "[-a-zA-Z0-9+._?=]{0,45}", "[ ]{1,3}|\t| ", proptest::bool::weighted(0.9)),
+                0..8,
+            ),
+            lead in "[ ]{0,2}",
+        ) {
+            let mut v = lead;
+            for (h, name, sep, dash) in &tokens {
+                v.push_str(h);
+                if *dash { v.push('-'); }
+                v.push_str(name);
+                v.push_str(sep);
+            }
+            let slow = parse_references(&v);
+            let text = format!("{v}\nSig: x\n");
+            match scan_references(&text) {
+                Some((refs, len)) => {
+                    proptest::prop_assert_eq!(len, v.len());
+                    proptest::prop_assert_eq!(Ok(refs), slow.map_err(|(i, _, e)| (i, e)));
+                }
+                None => proptest::prop_assert!(slow.is_err(), "fast path gave up on valid {:?}", v),
+            }
+        }
     }
 
     #[test]
