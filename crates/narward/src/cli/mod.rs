@@ -75,7 +75,14 @@ pub enum Command {
     ///
     /// Exits with status 1 when it finds integrity errors, so it can gate a cron job.
     Audit(AuditArgs),
-    /// Write the index as Parquet tables (objects, narinfos, references).
+    /// Write the index as Parquet tables (zstd) for DuckDB, Athena, polars or pandas.
+    ///
+    /// objects.parquet: key, category, size, etag, last_modified (timestamp UTC), storage_class.
+    /// narinfos.parquet: key, hash, store_path, name, url, compression, file_hash, file_size,
+    /// nar_hash, nar_size, deriver, ca, signatures (count), references (count), error (set, with
+    /// the other fields empty, when the narinfo does not parse).
+    /// references.parquet: referrer (hash), reference (hash), reference_path.
+    /// Hashes are 32-character nix32 store-path hashes; file_hash/nar_hash are sha256:<nix32>.
     Export(ExportArgs),
     /// Print the indexed store paths (like `nix path-info --json --all`).
     Paths,
