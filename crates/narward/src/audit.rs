@@ -128,14 +128,15 @@ pub fn audit(index: &Index, trusted: &[PublicKey], max_examples: usize) -> Audit
                     });
                 }
                 if let Some(fs) = ni.file_size
-                    && fs != o.size {
-                        r.file_size_mismatch.add(mx, || {
-                            format!(
-                                "{path}: FileSize {fs}, object {nar_key} has {} bytes",
-                                o.size
-                            )
-                        });
-                    }
+                    && fs != o.size
+                {
+                    r.file_size_mismatch.add(mx, || {
+                        format!(
+                            "{path}: FileSize {fs}, object {nar_key} has {} bytes",
+                            o.size
+                        )
+                    });
+                }
             }
         }
         for rf in &ni.references {

@@ -172,16 +172,17 @@ pub fn diff(a: &Plan, b: &Plan, top: usize) -> PlanDiff {
     let mut moved = Vec::new();
     for p in &a.paths {
         if let Some(x) = bp.get(p.path.as_str())
-            && x.decision != p.decision {
-                let e = d
-                    .paths_moved
-                    .entry(format!("{}->{}", p.decision.as_str(), x.decision.as_str()))
-                    .or_default();
-                let bytes = p.file_size.unwrap_or(p.nar_size);
-                e.count += 1;
-                e.bytes += bytes;
-                moved.push((p.path.clone(), p.decision, x.decision, bytes));
-            }
+            && x.decision != p.decision
+        {
+            let e = d
+                .paths_moved
+                .entry(format!("{}->{}", p.decision.as_str(), x.decision.as_str()))
+                .or_default();
+            let bytes = p.file_size.unwrap_or(p.nar_size);
+            e.count += 1;
+            e.bytes += bytes;
+            moved.push((p.path.clone(), p.decision, x.decision, bytes));
+        }
     }
     moved.sort_by(|x, y| y.3.cmp(&x.3).then(x.0.cmp(&y.0)));
     moved.truncate(top);

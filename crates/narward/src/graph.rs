@@ -1,6 +1,11 @@
-//! A dense reference graph: store-path hashes mapped to `u32` ids (their rank in sorted
-//! order), references as flat CSR arrays. This is the planning graph whose size the
-//! benchmarks measure: 20 bytes of hash + 8 of offset per path, 4 per edge.
+//! A dense reference graph: store-path hashes mapped to `u32` ids, references as flat CSR
+//! arrays. This is the planning graph whose size the benchmarks measure: 20 bytes of hash,
+//! 4 of lookup permutation and 8 of offset per path, 4 per edge.
+//!
+//! Two ways to build one: [`GraphBuilder`] takes nodes in any order (and holds references
+//! as hashes until `build`); [`Graph::with_nodes`] + [`Graph::push_refs`] take the node set
+//! first and the references in id order, resolving each to a `u32` at once, so building
+//! never holds more than the final graph (what `plan` uses when streaming an index).
 
 use narward_formats::store_path::StorePathHash;
 
@@ -8,6 +13,10 @@ use narward_formats::store_path::StorePathHash;
 #[derive(Debug, Clone, Default)]
 pub struct Graph {
     pub hashes: Vec<StorePathHash>,
+    /// Lookup table: (first 8 bytes of the hash, id), sorted.
+    lookup: Vec<(u64, u32)>,
+    /// `lookup[buckets[b]..buckets[b + 1]]` holds the prefixes whose top 16 bits are `b`.
+    buckets: Vec<u32>,
     offsets: Vec<u64>,
     edges: Vec<u32>,
     /// References to hashes that are not nodes (closure holes), counted while building.
@@ -54,7 +63,7 @@ impl GraphBuilder {
         ref_start.push(refs.len() as u64);
         let n = hashes.len();
         let mut order: Vec<u32> = (0..n as u32).collect();
-        order.sort_unstable_by_key(|&i| hashes[i as usize]);
+        order.sort_unstable_by_key(|&i| hashes[i as usize].0);
         let mut sorted: Vec<StorePathHash> = Vec::with_capacity(n);
         let mut id_of = vec![0u32; n];
         for &i in &order {
@@ -64,7 +73,12 @@ impl GraphBuilder {
             }
             id_of[i as usize] = (sorted.len() - 1) as u32;
         }
-        let lookup = |h: &StorePathHash| sorted.binary_search(h).ok().map(|i| i as u32);
+        let lookup = |h: &StorePathHash| {
+            sorted
+                .binary_search_by(|x| x.0.cmp(&h.0))
+                .ok()
+                .map(|i| i as u32)
+        };
         let mut offsets = Vec::with_capacity(sorted.len() + 1);
         let mut edges = Vec::with_capacity(refs.len());
         let mut missing = 0u64;
@@ -94,9 +108,12 @@ impl GraphBuilder {
         }
         offsets.push(edges.len() as u64);
         edges.shrink_to_fit();
+        let (lookup, buckets) = lookup_table(&sorted);
         (
             Graph {
                 hashes: sorted,
+                lookup,
+                buckets,
                 offsets,
                 edges,
                 missing_refs: missing,
@@ -119,8 +136,74 @@ impl Graph {
         self.edges.len()
     }
 
+    /// A graph of these nodes (ids are positions; duplicates share the first id) and no
+    /// edges yet; add references with [`Graph::push_refs`] in increasing id order.
+    pub fn with_nodes(hashes: Vec<StorePathHash>, edges_hint: usize) -> Graph {
+        let (lookup, buckets) = lookup_table(&hashes);
+        let mut offsets = Vec::with_capacity(hashes.len() + 1);
+        offsets.push(0);
+        Graph {
+            hashes,
+            lookup,
+            buckets,
+            offsets,
+            edges: Vec::with_capacity(edges_hint),
+            missing_refs: 0,
+        }
+    }
+
+    /// Set the references of node `id`. Ids must come in increasing order; nodes skipped
+    /// have no references. References to unknown hashes are counted in `missing_refs`.
+    ///
+    /// # Panics
+    /// If `id` is lower than an id already given (a caller bug, not bad input).
+    pub fn push_refs(&mut self, id: u32, refs: impl IntoIterator<Item = StorePathHash>) {
+        let id = id as usize;
+        assert!(id + 1 >= self.offsets.len(), "push_refs: ids must increase");
+        while self.offsets.len() <= id {
+            self.offsets.push(self.edges.len() as u64);
+        }
+        let start = self.edges.len();
+        for r in refs {
+            match self.id(&r) {
+                Some(t) => self.edges.push(t),
+                None => self.missing_refs += 1,
+            }
+        }
+        self.edges[start..].sort_unstable();
+        let mut w = start;
+        for r in start..self.edges.len() {
+            if r == start || self.edges[r] != self.edges[w - 1] {
+                self.edges[w] = self.edges[r];
+                w += 1;
+            }
+        }
+        self.edges.truncate(w);
+        self.offsets.push(self.edges.len() as u64);
+    }
+
+    /// Close the graph after the last [`Graph::push_refs`].
+    pub fn finish(&mut self) {
+        while self.offsets.len() <= self.hashes.len() {
+            self.offsets.push(self.edges.len() as u64);
+        }
+        self.edges.shrink_to_fit();
+    }
+
     pub fn id(&self, h: &StorePathHash) -> Option<u32> {
-        self.hashes.binary_search(h).ok().map(|i| i as u32)
+        let p = prefix(h);
+        let b = (p >> 48) as usize;
+        let (lo, hi) = (self.buckets[b] as usize, self.buckets[b + 1] as usize);
+        let slice = &self.lookup[lo..hi];
+        let mut i = slice.partition_point(|e| e.0 < p);
+        while i < slice.len() && slice[i].0 == p {
+            let id = slice[i].1;
+            if self.hashes[id as usize] == *h {
+                return Some(id);
+            }
+            i += 1;
+        }
+        None
     }
 
     pub fn refs(&self, id: u32) -> &[u32] {
@@ -130,7 +213,11 @@ impl Graph {
 
     /// Bytes held by the graph's arrays.
     pub fn memory_bytes(&self) -> usize {
-        self.hashes.capacity() * 20 + self.offsets.capacity() * 8 + self.edges.capacity() * 4
+        self.hashes.capacity() * 20
+            + self.lookup.capacity() * 12
+            + self.buckets.capacity() * 4
+            + self.offsets.capacity() * 8
+            + self.edges.capacity() * 4
     }
 
     /// Mark the closure of `seeds` under references. Returns, per node, `NONE` when not
@@ -177,11 +264,44 @@ impl Graph {
         }
         Graph {
             hashes: self.hashes.clone(),
+            lookup: self.lookup.clone(),
+            buckets: self.buckets.clone(),
             offsets,
             edges,
             missing_refs: 0,
         }
     }
+}
+
+fn prefix(h: &StorePathHash) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&h.0[..8]);
+    u64::from_be_bytes(b)
+}
+
+/// The sorted (prefix, id) table and its 16-bit buckets. For duplicate hashes only the
+/// lowest id is kept, so lookups are deterministic.
+fn lookup_table(hashes: &[StorePathHash]) -> (Vec<(u64, u32)>, Vec<u32>) {
+    let mut lookup: Vec<(u64, u32)> = hashes
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (prefix(h), i as u32))
+        .collect();
+    lookup.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| hashes[a.1 as usize].0.cmp(&hashes[b.1 as usize].0))
+            .then(a.1.cmp(&b.1))
+    });
+    lookup.dedup_by(|a, b| hashes[a.1 as usize] == hashes[b.1 as usize]);
+    lookup.shrink_to_fit();
+    let mut buckets = vec![0u32; (1 << 16) + 1];
+    for e in &lookup {
+        buckets[(e.0 >> 48) as usize + 1] += 1;
+    }
+    for i in 0..1 << 16 {
+        buckets[i + 1] += buckets[i];
+    }
+    (lookup, buckets)
 }
 
 /// "No node".
@@ -217,7 +337,41 @@ mod tests {
         assert_eq!(g.refs(ids[0]), &[ids[1]]);
     }
 
+    #[test]
+    fn hashes_sharing_a_prefix_are_told_apart() {
+        let mut a = [7u8; 20];
+        let mut b = [7u8; 20];
+        a[19] = 1;
+        b[19] = 2;
+        let c = [7u8; 20];
+        let g = Graph::with_nodes(vec![StorePathHash(a), StorePathHash(b)], 0);
+        assert_eq!(g.id(&StorePathHash(a)), Some(0));
+        assert_eq!(g.id(&StorePathHash(b)), Some(1));
+        assert_eq!(g.id(&StorePathHash(c)), None);
+    }
+
     proptest! {
+        #[test]
+        fn streaming_construction_equals_the_builder(n in 1u32..40, raw in proptest::collection::vec((0u32..40, 0u32..45), 0..150)) {
+            let edges: Vec<(u32, u32)> = raw.into_iter().filter(|(a, _)| *a < n).collect();
+            let a = build(n, &edges);
+            let mut g = Graph::with_nodes((0..n).map(h).collect(), 0);
+            for i in 0..n {
+                if i % 3 == 2 { continue; } // skipped ids get no references
+                g.push_refs(i, edges.iter().filter(|e| e.0 == i).map(|e| h(e.1)));
+            }
+            g.finish();
+            for i in 0..n {
+                let want: std::collections::BTreeSet<StorePathHash> = if i % 3 == 2 { Default::default() } else {
+                    a.refs(a.id(&h(i)).unwrap()).iter().map(|&t| a.hashes[t as usize]).collect()
+                };
+                let got: std::collections::BTreeSet<StorePathHash> = g.refs(i).iter().map(|&t| g.hashes[t as usize]).collect();
+                prop_assert_eq!(got, want);
+                prop_assert_eq!(g.id(&h(i)), Some(i));
+            }
+            prop_assert_eq!(g.id(&h(1000)), None);
+        }
+
         #[test]
         fn closure_is_closed_and_minimal(n in 1u32..60, raw in proptest::collection::vec((0u32..60, 0u32..60), 0..200), seeds in proptest::collection::vec(0u32..60, 0..5)) {
             let edges: Vec<(u32, u32)> = raw.into_iter().filter(|(a, b)| *a < n && *b < n).collect();

@@ -80,11 +80,23 @@ pub fn index_dir(state: &Path) -> PathBuf {
     state.join("index")
 }
 
+/// Write `items` as one zstd stream of bincode records (level 3: the index is kept long).
+///
+/// # Errors
+/// I/O errors.
 pub fn write_stream<T: Serialize>(path: &Path, items: &[T]) -> Result<()> {
+    write_stream_level(path, items, 3)
+}
+
+/// [`write_stream`] with a chosen zstd level.
+///
+/// # Errors
+/// I/O errors.
+pub fn write_stream_level<T: Serialize>(path: &Path, items: &[T], level: i32) -> Result<()> {
     let f = std::fs::File::create(path).with_context(|| format!("writing {}", path.display()))?;
     let mut w = BufWriter::new(f);
     w.write_all(MAGIC)?;
-    let mut z = zstd::Encoder::new(w, 3)?;
+    let mut z = zstd::Encoder::new(w, level)?;
     bincode::serialize_into(&mut z, &(items.len() as u64))?;
     for it in items {
         bincode::serialize_into(&mut z, it)?;
@@ -182,6 +194,22 @@ impl Index {
             meta,
             objects: read_all(&d.join("objects.bin.zst"))?,
             narinfos: read_all(&d.join("narinfos.bin.zst"))?,
+            debuginfo: read_all(&d.join("debuginfo.bin.zst"))?,
+        })
+    }
+
+    /// Load everything but the narinfo texts (they can be streamed with [`read_stream`]
+    /// from [`Index::narinfos_path`]): what planning a large cache needs in memory.
+    ///
+    /// # Errors
+    /// As [`Index::load`].
+    pub fn load_without_narinfos(state: &Path) -> Result<Index> {
+        let meta = Self::load_meta(state)?;
+        let d = Self::current_dir(state);
+        Ok(Index {
+            meta,
+            objects: read_all(&d.join("objects.bin.zst"))?,
+            narinfos: Vec::new(),
             debuginfo: read_all(&d.join("debuginfo.bin.zst"))?,
         })
     }

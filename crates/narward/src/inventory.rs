@@ -77,12 +77,13 @@ impl Source {
 /// the manifest sits in `…/<config-id>/<date>/manifest.json`; failing that, beside it.
 fn local_data_path(manifest_dir: &Path, key: &str) -> PathBuf {
     if let Some(i) = key.find("data/")
-        && let Some(parent) = manifest_dir.parent() {
-            let p = parent.join(&key[i..]);
-            if p.exists() {
-                return p;
-            }
+        && let Some(parent) = manifest_dir.parent()
+    {
+        let p = parent.join(&key[i..]);
+        if p.exists() {
+            return p;
         }
+    }
     let base = key.rsplit('/').next().unwrap_or(key);
     manifest_dir.join(base)
 }

@@ -42,6 +42,7 @@ pub struct FetchedRecord {
     pub etag: Option<String>,
     pub size: u64,
     /// The raw text; empty with `fetch_error` set when the object could not be read.
+    #[serde(with = "serde_bytes")]
     pub text: Vec<u8>,
     /// Why the object could not be fetched (it is then "present but unknown").
     pub fetch_error: Option<String>,

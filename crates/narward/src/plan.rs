@@ -11,8 +11,9 @@
 //! Removed paths are all archived or all deleted (`actions.unreachable`), so the removed set
 //! is closed under referrers and nothing archived refers to something deleted.
 
-use crate::graph::{GraphBuilder, NONE};
-use crate::index::{self, Index};
+use crate::graph::{Graph, NONE};
+use crate::index::{self, Index, IndexMeta};
+use crate::model::FetchedRecord;
 use crate::model::ObjectRecord;
 use crate::policy::{Follow, Policy, Unreachable};
 use anyhow::{Context, Result, bail};
@@ -251,13 +252,15 @@ pub struct Plan {
     pub objects: Vec<ObjectDecision>,
 }
 
-/// One store path as the planner sees it.
+/// One store path as the planner sees it (kept small: there are hundreds of millions).
 struct Node {
-    base: String,
-    nar_key: Option<String>,
+    /// The name after `<hash>-`; empty when the narinfo does not parse.
+    name: Box<str>,
+    nar_key: Option<Box<str>>,
     nar_size: u64,
     file_size: Option<u64>,
-    deriver: Option<String>,
+    /// Only collected when the cache has build logs (the only use).
+    deriver: Option<Box<str>>,
     seed: Option<Reason>,
 }
 
@@ -286,11 +289,47 @@ fn object_index(objects: &[ObjectRecord], key: &str) -> Option<usize> {
     objects.binary_search_by(|o| o.key.as_str().cmp(key)).ok()
 }
 
-/// Compute a plan. `now` is unix seconds (a parameter so tests are deterministic).
+/// Compute a plan from an index in memory. `now` is unix seconds (a parameter so tests are
+/// deterministic).
 pub fn compute(index: &Index, policy: &Policy, policy_file: &str, now: i64) -> Plan {
+    let source = |f: &mut dyn FnMut(&FetchedRecord) -> Result<()>| -> Result<()> {
+        for r in &index.narinfos {
+            f(r)?;
+        }
+        Ok(())
+    };
+    match compute_streaming(
+        &index.meta,
+        index.objects.clone(),
+        &index.debuginfo,
+        source,
+        policy,
+        policy_file,
+        now,
+    ) {
+        Ok(p) => p,
+        // The in-memory source never fails.
+        Err(e) => unreachable!("in-memory plan source failed: {e:#}"),
+    }
+}
+
+/// Compute a plan reading the narinfos from `narinfos` (called once with a sink that takes
+/// every record, in key order), so that the narinfo texts never need to be in memory
+/// together: what `narward plan` does on an index on disk.
+///
+/// # Errors
+/// Only the source's errors (a corrupt index file).
+pub fn compute_streaming(
+    meta: &IndexMeta,
+    objs: Vec<ObjectRecord>,
+    debuginfo: &[FetchedRecord],
+    narinfos: impl FnOnce(&mut dyn FnMut(&FetchedRecord) -> Result<()>) -> Result<()>,
+    policy: &Policy,
+    policy_file: &str,
+    now: i64,
+) -> Result<Plan> {
     let p = &policy.file;
     let day = 86_400i64;
-    let objs = &index.objects;
     let young = |o: &ObjectRecord| {
         o.last_modified
             .is_some_and(|t| t > now - p.keep.min_age_days as i64 * day)
@@ -305,21 +344,45 @@ pub fn compute(index: &Index, policy: &Policy, policy_file: &str, now: i64) -> P
             .get(key)
             .is_some_and(|&t| t >= now - days as i64 * day)
     };
+    let want_derivers = objs.iter().any(|o| o.category() == Category::Log);
 
-    // 1. Nodes and the graph.
-    let mut nodes: Vec<Node> = Vec::with_capacity(index.narinfos.len());
-    let mut gb = GraphBuilder::with_capacity(index.narinfos.len(), index.narinfos.len() * 8);
+    // 1. Nodes (every narinfo object of the listing, in key order) and the graph, filled
+    //    while the narinfos stream by in the same order.
+    let hashes: Vec<StorePathHash> = objs
+        .iter()
+        .filter_map(|o| match keys::classify(&o.key) {
+            ObjectKind::Narinfo(h) => Some(h),
+            _ => None,
+        })
+        .collect();
+    let n = hashes.len();
+    let mut graph = Graph::with_nodes(hashes, n * 8);
+    let mut nodes: Vec<Option<Node>> = (0..n).map(|_| None).collect();
     let mut unknown_urls = false;
     let mut unparseable = 0u64;
-    for rec in &index.narinfos {
+    let mut last_id: Option<u32> = None;
+    let mut cursor = 0usize;
+    narinfos(&mut |rec: &FetchedRecord| {
         let ObjectKind::Narinfo(hash) = keys::classify(&rec.key) else {
-            continue;
+            return Ok(());
         };
-        let narinfo_obj = object_index(objs, &rec.key);
+        let Some(id) = graph.id(&hash) else {
+            // A narinfo the listing does not have: not part of this cache any more.
+            return Ok(());
+        };
+        if last_id.is_some_and(|l| id <= l) {
+            anyhow::bail!("index narinfos are not in key order at {}", rec.key);
+        }
+        last_id = Some(id);
+        // Narinfo records and objects are both in key order: walk a cursor.
+        while cursor < objs.len() && objs[cursor].key < rec.key {
+            cursor += 1;
+        }
+        let narinfo_obj = (cursor < objs.len() && objs[cursor].key == rec.key).then_some(cursor);
         match rec.parse() {
             Ok(ni) => {
-                let nar_key = keys::nar_key_for_url(ni.url).to_string();
-                let nar_obj = object_index(objs, &nar_key).map(|i| &objs[i]);
+                let nar_key = keys::nar_key_for_url(ni.url);
+                let nar_obj = object_index(&objs, nar_key).map(|i| &objs[i]);
                 let n_obj = narinfo_obj.map(|i| &objs[i]);
                 let any = |f: &dyn Fn(&ObjectRecord) -> bool| {
                     n_obj.is_some_and(f) || nar_obj.is_some_and(f)
@@ -340,22 +403,22 @@ pub fn compute(index: &Index, policy: &Policy, policy_file: &str, now: i64) -> P
                 } else if p
                     .keep
                     .accessed_within_days
-                    .is_some_and(|d| accessed(&rec.key, d) || accessed(&nar_key, d))
+                    .is_some_and(|d| accessed(&rec.key, d) || accessed(nar_key, d))
                 {
                     Some(Reason::AccessedRecently)
                 } else {
                     None
                 };
-                gb.add(hash, ni.references.iter().map(|r| r.hash));
-                nodes.push(Node {
-                    base: ni.store_path.base_name(),
-                    nar_key: Some(nar_key),
+                graph.push_refs(id, ni.references.iter().map(|r| r.hash));
+                nodes[id as usize] = Some(Node {
+                    name: name.into(),
+                    nar_key: Some(nar_key.into()),
                     nar_size: ni.nar_size,
                     file_size: ni.file_size,
                     deriver: ni
                         .deriver
-                        .filter(|d| *d != "unknown-deriver")
-                        .map(str::to_string),
+                        .filter(|d| want_derivers && *d != "unknown-deriver")
+                        .map(Into::into),
                     seed,
                 });
             }
@@ -363,10 +426,10 @@ pub fn compute(index: &Index, policy: &Policy, policy_file: &str, now: i64) -> P
                 unparseable += 1;
                 let (refs, url) = lenient_scan(&rec.text);
                 unknown_urls |= url.is_none();
-                gb.add(hash, refs);
-                nodes.push(Node {
-                    base: hash.to_string(),
-                    nar_key: url,
+                graph.push_refs(id, refs);
+                nodes[id as usize] = Some(Node {
+                    name: "".into(),
+                    nar_key: url.map(Into::into),
                     nar_size: 0,
                     file_size: None,
                     deriver: None,
@@ -374,13 +437,37 @@ pub fn compute(index: &Index, policy: &Policy, policy_file: &str, now: i64) -> P
                 });
             }
         }
-    }
-    let (graph, ids) = gb.build();
-    // Node data by graph id (duplicates cannot happen: one narinfo key per hash).
-    let mut by_id: Vec<usize> = vec![usize::MAX; graph.len()];
-    for (i, id) in ids.iter().enumerate() {
-        by_id[*id as usize] = i;
-    }
+        Ok(())
+    })?;
+    graph.finish();
+    // A narinfo object the index holds no record for is unknown: keep it.
+    let nodes: Vec<Node> = nodes
+        .into_iter()
+        .map(|n| {
+            n.unwrap_or_else(|| {
+                unknown_urls = true;
+                Node {
+                    name: "".into(),
+                    nar_key: None,
+                    nar_size: 0,
+                    file_size: None,
+                    deriver: None,
+                    seed: Some(Reason::Unparseable {
+                        why: "listed but not in the index".into(),
+                    }),
+                }
+            })
+        })
+        .collect();
+    let base_of = |id: usize| -> String {
+        let h = graph.hashes[id].to_string();
+        let name = &nodes[id].name;
+        if name.is_empty() {
+            h
+        } else {
+            format!("{h}-{name}")
+        }
+    };
 
     // 2. Roots.
     let mut seeds: Vec<u32> = Vec::new();
@@ -422,8 +509,8 @@ pub fn compute(index: &Index, policy: &Policy, policy_file: &str, now: i64) -> P
             )
         })
         .collect();
-    for (id, &ni) in by_id.iter().enumerate() {
-        if let Some(r) = &nodes[ni].seed {
+    for (id, node) in nodes.iter().enumerate() {
+        if let Some(r) = &node.seed {
             seeds.push(id as u32);
             seed_reason.entry(id as u32).or_insert_with(|| r.clone());
         }
@@ -445,7 +532,7 @@ pub fn compute(index: &Index, policy: &Policy, policy_file: &str, now: i64) -> P
     // Per node: kept?
     let kept: Vec<bool> = parent.iter().map(|&x| x != NONE).collect();
     for id in 0..graph.len() {
-        let n = &nodes[by_id[id]];
+        let n = &nodes[id];
         let (decision, reason) = if kept[id] {
             let r = if parent[id] == id as u32 {
                 seed_reason
@@ -454,7 +541,7 @@ pub fn compute(index: &Index, policy: &Policy, policy_file: &str, now: i64) -> P
                     .unwrap_or(Reason::OwnerUnknown)
             } else {
                 Reason::Reachable {
-                    from: nodes[by_id[parent[id] as usize]].base.clone(),
+                    from: base_of(parent[id] as usize),
                 }
             };
             (Decision::Keep, r)
@@ -475,10 +562,10 @@ pub fn compute(index: &Index, policy: &Policy, policy_file: &str, now: i64) -> P
             .or_default()
             .add(n.file_size.unwrap_or(0));
         paths.push(PathDecision {
-            path: n.base.clone(),
+            path: base_of(id),
             decision,
             reason,
-            nar_key: n.nar_key.clone(),
+            nar_key: n.nar_key.as_deref().map(str::to_string),
             nar_size: n.nar_size,
             file_size: n.file_size,
         });
@@ -487,29 +574,25 @@ pub fn compute(index: &Index, policy: &Policy, policy_file: &str, now: i64) -> P
     // 4. Owners of the other objects.
     // NAR key → (any kept user, a kept user's base name, any user).
     let mut nar_fate: HashMap<&str, (Option<usize>, Option<usize>)> = HashMap::new();
-    let mut hash_node: HashMap<StorePathHash, usize> = HashMap::with_capacity(graph.len());
     let mut drv_fate: HashMap<&str, (Option<usize>, Option<usize>)> = HashMap::new();
     for id in 0..graph.len() {
-        let ni = by_id[id];
-        hash_node.insert(graph.hashes[id], id);
-        let n = &nodes[ni];
+        let n = &nodes[id];
         if let Some(k) = &n.nar_key {
-            let e = nar_fate.entry(k.as_str()).or_default();
+            let e = nar_fate.entry(k).or_default();
             if kept[id] {
                 e.0.get_or_insert(id);
             }
             e.1.get_or_insert(id);
         }
         if let Some(d) = &n.deriver {
-            let e = drv_fate.entry(d.as_str()).or_default();
+            let e = drv_fate.entry(d).or_default();
             if kept[id] {
                 e.0.get_or_insert(id);
             }
             e.1.get_or_insert(id);
         }
     }
-    let debuginfo_target: HashMap<&str, String> = index
-        .debuginfo
+    let debuginfo_target: HashMap<&str, String> = debuginfo
         .iter()
         .filter_map(|d| {
             let v: serde_json::Value = serde_json::from_slice(&d.text).ok()?;
@@ -521,7 +604,6 @@ pub fn compute(index: &Index, policy: &Policy, policy_file: &str, now: i64) -> P
             Some((d.key.as_str(), a))
         })
         .collect();
-    let base_of = |id: usize| nodes[by_id[id]].base.clone();
     let follow = |f: Follow, owner_decision: Decision, owner: String| -> (Decision, Reason) {
         match (f, owner_decision) {
             (_, Decision::Keep) => (Decision::Keep, Reason::OwnerKept { owner }),
@@ -547,74 +629,81 @@ pub fn compute(index: &Index, policy: &Policy, policy_file: &str, now: i64) -> P
     // 5. Every object.
     let mut objects = Vec::with_capacity(objs.len());
     for o in objs {
-        let kind = keys::classify(&o.key);
-        let (decision, reason) = if young(o) {
-            (Decision::Keep, Reason::Young)
-        } else {
-            match kind {
-                ObjectKind::Narinfo(h) => match hash_node.get(&h) {
-                    // `paths` is still in graph-id order here.
-                    Some(&id) => (paths[id].decision, paths[id].reason.clone()),
-                    // Listed but never fetched into the index: unknown.
-                    None => (Decision::Keep, Reason::OwnerUnknown),
-                },
-                ObjectKind::Nar { .. } => match nar_fate.get(o.key.as_str()) {
-                    Some(_) => nar_decision(&o.key),
-                    None if unknown_urls => (Decision::Keep, Reason::MightBelongToUnknown),
-                    None => match p.actions.orphan_nars {
-                        Follow::Keep => (Decision::Keep, Reason::PolicyKeep),
-                        Follow::Delete => (Decision::Delete, Reason::Orphan),
-                        Follow::Follow if removed_decision == Decision::Keep => {
-                            (Decision::Keep, Reason::PolicyKeep)
-                        }
-                        Follow::Follow => (removed_decision, Reason::Orphan),
+        let (decision, reason, category) = {
+            let kind = keys::classify(&o.key);
+            let (decision, reason) = if young(&o) {
+                (Decision::Keep, Reason::Young)
+            } else {
+                match kind {
+                    ObjectKind::Narinfo(h) => match graph.id(&h) {
+                        // `paths` is still in graph-id order here.
+                        Some(id) => (
+                            paths[id as usize].decision,
+                            paths[id as usize].reason.clone(),
+                        ),
+                        // Listed but never fetched into the index: unknown.
+                        None => (Decision::Keep, Reason::OwnerUnknown),
                     },
-                },
-                ObjectKind::Listing(h) => match hash_node.get(&h) {
-                    Some(&id) => {
-                        let d = if kept[id] {
-                            Decision::Keep
-                        } else {
-                            removed_decision
-                        };
-                        follow(
-                            p.actions.listings,
-                            d,
-                            format!("{STORE_DIR}/{}", base_of(id)),
-                        )
-                    }
-                    None => (Decision::Keep, Reason::OwnerUnknown),
-                },
-                ObjectKind::DebugInfo(_) => match debuginfo_target.get(o.key.as_str()) {
-                    Some(t) if nar_fate.contains_key(t.as_str()) => {
-                        let (d, _) = nar_decision(t);
-                        follow(p.actions.debuginfo, d, t.clone())
-                    }
-                    _ => (Decision::Keep, Reason::OwnerUnknown),
-                },
-                ObjectKind::Log(drv) => match drv_fate.get(drv) {
-                    Some((Some(k), _)) => (
-                        Decision::Keep,
-                        Reason::OwnerKept {
-                            owner: format!("{STORE_DIR}/{}", base_of(*k)),
+                    ObjectKind::Nar { .. } => match nar_fate.get(o.key.as_str()) {
+                        Some(_) => nar_decision(&o.key),
+                        None if unknown_urls => (Decision::Keep, Reason::MightBelongToUnknown),
+                        None => match p.actions.orphan_nars {
+                            Follow::Keep => (Decision::Keep, Reason::PolicyKeep),
+                            Follow::Delete => (Decision::Delete, Reason::Orphan),
+                            Follow::Follow if removed_decision == Decision::Keep => {
+                                (Decision::Keep, Reason::PolicyKeep)
+                            }
+                            Follow::Follow => (removed_decision, Reason::Orphan),
                         },
-                    ),
-                    Some((None, Some(_))) => follow(
-                        p.actions.logs,
-                        removed_decision,
-                        format!("{STORE_DIR}/{drv}"),
-                    ),
-                    _ => (Decision::Keep, Reason::OwnerUnknown),
-                },
-                _ => (Decision::Keep, Reason::NotManaged),
-            }
+                    },
+                    ObjectKind::Listing(h) => match graph.id(&h) {
+                        Some(id) => {
+                            let id = id as usize;
+                            let d = if kept[id] {
+                                Decision::Keep
+                            } else {
+                                removed_decision
+                            };
+                            follow(
+                                p.actions.listings,
+                                d,
+                                format!("{STORE_DIR}/{}", base_of(id)),
+                            )
+                        }
+                        None => (Decision::Keep, Reason::OwnerUnknown),
+                    },
+                    ObjectKind::DebugInfo(_) => match debuginfo_target.get(o.key.as_str()) {
+                        Some(t) if nar_fate.contains_key(t.as_str()) => {
+                            let (d, _) = nar_decision(t);
+                            follow(p.actions.debuginfo, d, t.clone())
+                        }
+                        _ => (Decision::Keep, Reason::OwnerUnknown),
+                    },
+                    ObjectKind::Log(drv) => match drv_fate.get(drv) {
+                        Some((Some(k), _)) => (
+                            Decision::Keep,
+                            Reason::OwnerKept {
+                                owner: format!("{STORE_DIR}/{}", base_of(*k)),
+                            },
+                        ),
+                        Some((None, Some(_))) => follow(
+                            p.actions.logs,
+                            removed_decision,
+                            format!("{STORE_DIR}/{drv}"),
+                        ),
+                        _ => (Decision::Keep, Reason::OwnerUnknown),
+                    },
+                    _ => (Decision::Keep, Reason::NotManaged),
+                }
+            };
+            (decision, reason, kind.category())
         };
         let transition_to = (decision == Decision::Archive
-            && kind.category() == Category::Nar
+            && category == Category::Nar
             && o.size >= p.actions.archive_min_size.0
             && o.storage_class() != p.actions.archive_storage_class)
             .then(|| p.actions.archive_storage_class.clone());
-        if decision == Decision::Archive && kind.category() == Category::Nar {
+        if decision == Decision::Archive && category == Category::Nar {
             if transition_to.is_some() {
                 summary.transitions.add(o.size);
             } else {
@@ -625,16 +714,16 @@ pub fn compute(index: &Index, policy: &Policy, policy_file: &str, now: i64) -> P
             .objects
             .entry(decision)
             .or_default()
-            .entry(kind.category())
+            .entry(category)
             .or_default()
             .add(o.size);
         objects.push(ObjectDecision {
-            key: o.key.clone(),
-            category: kind.category(),
+            key: o.key,
+            category,
             size: o.size,
-            etag: o.etag.clone(),
+            etag: o.etag,
             last_modified: o.last_modified,
-            storage_class: o.storage_class.clone(),
+            storage_class: o.storage_class,
             decision,
             transition_to,
             reason,
@@ -644,9 +733,9 @@ pub fn compute(index: &Index, policy: &Policy, policy_file: &str, now: i64) -> P
 
     let header = PlanHeader {
         format_version: PLAN_FORMAT,
-        cache: index.meta.cache.clone(),
-        cache_url: index.meta.cache_url.clone(),
-        index_generation: index.meta.generation,
+        cache: meta.cache.clone(),
+        cache_url: meta.cache_url.clone(),
+        index_generation: meta.generation,
         created_at: now,
         policy_file: policy_file.to_string(),
         policy_sha256: hex::encode(Sha256::digest(policy.text.as_bytes())),
@@ -658,11 +747,11 @@ pub fn compute(index: &Index, policy: &Policy, policy_file: &str, now: i64) -> P
         summary,
         checksum: String::new(),
     };
-    Plan {
+    Ok(Plan {
         header,
         paths,
         objects,
-    }
+    })
 }
 
 fn file_sha(paths: &[&Path]) -> Result<String> {
@@ -711,8 +800,8 @@ impl Plan {
             .with_context(|| format!("creating {}", dir.display()))?;
         let pp = dir.join("paths.bin.zst");
         let op = dir.join("objects.bin.zst");
-        index::write_stream(&pp, &self.paths)?;
-        index::write_stream(&op, &self.objects)?;
+        index::write_stream_level(&pp, &self.paths, 1)?;
+        index::write_stream_level(&op, &self.objects, 1)?;
         self.header.checksum = file_sha(&[&pp, &op])?;
         std::fs::write(
             dir.join("plan.json"),

@@ -161,10 +161,11 @@ impl S3Cache {
                     continue;
                 }
                 if let Some(end) = &end
-                    && key >= end.as_str() {
-                        on_page((out.len() - before) as u64);
-                        break 'pages;
-                    }
+                    && key >= end.as_str()
+                {
+                    on_page((out.len() - before) as u64);
+                    break 'pages;
+                }
                 out.push(ObjectRecord {
                     key: key.to_string(),
                     size: o.size().unwrap_or(0).max(0) as u64,

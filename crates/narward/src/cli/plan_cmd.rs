@@ -56,8 +56,23 @@ pub fn run(g: &Global, a: PlanArgs) -> Result<ExitCode> {
             let policy = Policy::load(&policy_path)?;
             // Read the pricing table first: a bad table leaves no plan behind.
             let pricing = pricing(a.pricing.as_deref())?;
-            let idx = Index::load(&g.state)?;
-            let mut p = plan::compute(&idx, &policy, &policy_path.display().to_string(), now);
+            // The narinfo texts are streamed from disk, never all in memory.
+            let Index {
+                meta,
+                objects,
+                debuginfo,
+                ..
+            } = Index::load_without_narinfos(&g.state)?;
+            let narinfos = Index::narinfos_path(&g.state);
+            let mut p = plan::compute_streaming(
+                &meta,
+                objects,
+                &debuginfo,
+                |sink| index::read_stream(&narinfos, |r| sink(&r)).map(|_| ()),
+                &policy,
+                &policy_path.display().to_string(),
+                now,
+            )?;
             p.write(&out)?;
             let c = cost::price_plan(&p, &pricing, now);
             if g.json {

@@ -16,7 +16,6 @@ pub fn repo() -> PathBuf {
 
 /// Run `narward ARGS` with `--state STATE`; returns the output (any exit code).
 pub fn narward(state: &Path, args: &[&str]) -> Output {
-    
     Command::new(env!("CARGO_BIN_EXE_narward"))
         .args(args)
         .arg("--state")
