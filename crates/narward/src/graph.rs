@@ -13,10 +13,12 @@ use narward_formats::store_path::StorePathHash;
 #[derive(Debug, Clone, Default)]
 pub struct Graph {
     pub hashes: Vec<StorePathHash>,
-    /// Lookup table: (first 8 bytes of the hash, id), sorted.
-    lookup: Vec<(u64, u32)>,
-    /// `lookup[buckets[b]..buckets[b + 1]]` holds the prefixes whose top 16 bits are `b`.
+    /// Lookup table: (hash, id) sorted by hash bytes, so a lookup reads no other array.
+    lookup: Vec<(Key, u32)>,
+    /// `lookup[buckets[b]..buckets[b + 1]]` holds the hashes whose top `bucket_bits` bits are
+    /// `b` (hashes are uniform, so a bucket holds a handful).
     buckets: Vec<u32>,
+    bucket_bits: u32,
     offsets: Vec<u64>,
     edges: Vec<u32>,
     /// References to hashes that are not nodes (closure holes), counted while building.
@@ -108,12 +110,13 @@ impl GraphBuilder {
         }
         offsets.push(edges.len() as u64);
         edges.shrink_to_fit();
-        let (lookup, buckets) = lookup_table(&sorted);
+        let (lookup, buckets, bucket_bits) = lookup_table(&sorted);
         (
             Graph {
                 hashes: sorted,
                 lookup,
                 buckets,
+                bucket_bits,
                 offsets,
                 edges,
                 missing_refs: missing,
@@ -139,13 +142,14 @@ impl Graph {
     /// A graph of these nodes (ids are positions; duplicates share the first id) and no
     /// edges yet; add references with [`Graph::push_refs`] in increasing id order.
     pub fn with_nodes(hashes: Vec<StorePathHash>, edges_hint: usize) -> Graph {
-        let (lookup, buckets) = lookup_table(&hashes);
+        let (lookup, buckets, bucket_bits) = lookup_table(&hashes);
         let mut offsets = Vec::with_capacity(hashes.len() + 1);
         offsets.push(0);
         Graph {
             hashes,
             lookup,
             buckets,
+            bucket_bits,
             offsets,
             edges: Vec::with_capacity(edges_hint),
             missing_refs: 0,
@@ -191,19 +195,14 @@ impl Graph {
     }
 
     pub fn id(&self, h: &StorePathHash) -> Option<u32> {
-        let p = prefix(h);
-        let b = (p >> 48) as usize;
+        let b = bucket(h, self.bucket_bits);
         let (lo, hi) = (self.buckets[b] as usize, self.buckets[b + 1] as usize);
         let slice = &self.lookup[lo..hi];
-        let mut i = slice.partition_point(|e| e.0 < p);
-        while i < slice.len() && slice[i].0 == p {
-            let id = slice[i].1;
-            if self.hashes[id as usize] == *h {
-                return Some(id);
-            }
-            i += 1;
-        }
-        None
+        let k = key(h);
+        slice
+            .binary_search_by(|e| e.0.cmp(&k))
+            .ok()
+            .map(|i| slice[i].1)
     }
 
     pub fn refs(&self, id: u32) -> &[u32] {
@@ -214,7 +213,7 @@ impl Graph {
     /// Bytes held by the graph's arrays.
     pub fn memory_bytes(&self) -> usize {
         self.hashes.capacity() * 20
-            + self.lookup.capacity() * 12
+            + self.lookup.capacity() * std::mem::size_of::<(Key, u32)>()
             + self.buckets.capacity() * 4
             + self.offsets.capacity() * 8
             + self.edges.capacity() * 4
@@ -266,6 +265,7 @@ impl Graph {
             hashes: self.hashes.clone(),
             lookup: self.lookup.clone(),
             buckets: self.buckets.clone(),
+            bucket_bits: self.bucket_bits,
             offsets,
             edges,
             missing_refs: 0,
@@ -273,35 +273,44 @@ impl Graph {
     }
 }
 
-fn prefix(h: &StorePathHash) -> u64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&h.0[..8]);
-    u64::from_be_bytes(b)
+/// A hash as integers, so comparing two is two integer compares, not a `memcmp` call.
+type Key = (u128, u32);
+
+fn key(h: &StorePathHash) -> Key {
+    let mut a = [0u8; 16];
+    a.copy_from_slice(&h.0[..16]);
+    let mut b = [0u8; 4];
+    b.copy_from_slice(&h.0[16..]);
+    (u128::from_be_bytes(a), u32::from_be_bytes(b))
 }
 
-/// The sorted (prefix, id) table and its 16-bit buckets. For duplicate hashes only the
-/// lowest id is kept, so lookups are deterministic.
-fn lookup_table(hashes: &[StorePathHash]) -> (Vec<(u64, u32)>, Vec<u32>) {
-    let mut lookup: Vec<(u64, u32)> = hashes
+fn bucket(h: &StorePathHash, bits: u32) -> usize {
+    let mut b = [0u8; 4];
+    b.copy_from_slice(&h.0[..4]);
+    (u32::from_be_bytes(b) >> (32 - bits)) as usize
+}
+
+/// The (hash, id) table sorted by hash bytes, its buckets, and the bucket bits (about one
+/// bucket per node, between 2^8 and 2^24 buckets). For duplicate hashes only the lowest id
+/// is kept, so lookups are deterministic.
+fn lookup_table(hashes: &[StorePathHash]) -> (Vec<(Key, u32)>, Vec<u32>, u32) {
+    let mut lookup: Vec<(Key, u32)> = hashes
         .iter()
         .enumerate()
-        .map(|(i, h)| (prefix(h), i as u32))
+        .map(|(i, h)| (key(h), i as u32))
         .collect();
-    lookup.sort_unstable_by(|a, b| {
-        a.0.cmp(&b.0)
-            .then_with(|| hashes[a.1 as usize].0.cmp(&hashes[b.1 as usize].0))
-            .then(a.1.cmp(&b.1))
-    });
-    lookup.dedup_by(|a, b| hashes[a.1 as usize] == hashes[b.1 as usize]);
+    lookup.sort_unstable();
+    lookup.dedup_by(|a, b| a.0 == b.0);
     lookup.shrink_to_fit();
-    let mut buckets = vec![0u32; (1 << 16) + 1];
+    let bits = (usize::BITS - hashes.len().max(1).leading_zeros()).clamp(8, 24);
+    let mut buckets = vec![0u32; (1usize << bits) + 1];
     for e in &lookup {
-        buckets[(e.0 >> 48) as usize + 1] += 1;
+        buckets[((e.0).0 >> (128 - bits)) as usize + 1] += 1;
     }
-    for i in 0..1 << 16 {
+    for i in 0..1usize << bits {
         buckets[i + 1] += buckets[i];
     }
-    (lookup, buckets)
+    (lookup, buckets, bits)
 }
 
 /// "No node".

@@ -285,10 +285,6 @@ fn lenient_scan(text: &[u8]) -> (Vec<StorePathHash>, Option<String>) {
     (refs, url)
 }
 
-fn object_index(objects: &[ObjectRecord], key: &str) -> Option<usize> {
-    objects.binary_search_by(|o| o.key.as_str().cmp(key)).ok()
-}
-
 /// Compute a plan from an index in memory. `now` is unix seconds (a parameter so tests are
 /// deterministic).
 pub fn compute(index: &Index, policy: &Policy, policy_file: &str, now: i64) -> Plan {
@@ -362,6 +358,13 @@ pub fn compute_streaming(
     let mut unparseable = 0u64;
     let mut last_id: Option<u32> = None;
     let mut cursor = 0usize;
+    // NAR objects by key: a narinfo's NAR is anywhere in the listing.
+    let nar_objects: HashMap<&str, usize> = objs
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| o.key.starts_with("nar/"))
+        .map(|(i, o)| (o.key.as_str(), i))
+        .collect();
     narinfos(&mut |rec: &FetchedRecord| {
         let ObjectKind::Narinfo(hash) = keys::classify(&rec.key) else {
             return Ok(());
@@ -382,7 +385,7 @@ pub fn compute_streaming(
         match rec.parse() {
             Ok(ni) => {
                 let nar_key = keys::nar_key_for_url(ni.url);
-                let nar_obj = object_index(&objs, nar_key).map(|i| &objs[i]);
+                let nar_obj = nar_objects.get(nar_key).map(|&i| &objs[i]);
                 let n_obj = narinfo_obj.map(|i| &objs[i]);
                 let any = |f: &dyn Fn(&ObjectRecord) -> bool| {
                     n_obj.is_some_and(f) || nar_obj.is_some_and(f)
