@@ -285,7 +285,9 @@ pub fn why(plan: &Plan, query: &str, index: Option<&Index>) -> Option<Why> {
     }];
     let mut cur = pd;
     while let Reason::Reachable { from } = &cur.reason {
-        let Some(next) = plan.path(from) else { break };
+        let Some(next) = plan.path(&from.to_string()) else {
+            break;
+        };
         if chain.len() > plan.paths.len() {
             break;
         }

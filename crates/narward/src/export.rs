@@ -44,6 +44,48 @@ pub fn write_parquet(path: &Path, columns: Vec<(&str, ArrayRef)>) -> Result<()> 
     Ok(())
 }
 
+/// Write batches (all with the same columns) as one Parquet file. An empty iterator
+/// writes nothing.
+///
+/// # Errors
+/// I/O or encoding errors.
+pub fn write_parquet_batches<'a>(
+    path: &Path,
+    batches: impl Iterator<Item = Vec<(&'a str, ArrayRef)>>,
+) -> Result<()> {
+    let mut writer: Option<parquet::arrow::ArrowWriter<std::fs::File>> = None;
+    let mut schema = None;
+    for columns in batches {
+        let sch = schema
+            .get_or_insert_with(|| {
+                Arc::new(Schema::new(
+                    columns
+                        .iter()
+                        .map(|(n, a)| Field::new(*n, a.data_type().clone(), true))
+                        .collect::<Vec<_>>(),
+                ))
+            })
+            .clone();
+        let batch =
+            RecordBatch::try_new(sch.clone(), columns.into_iter().map(|(_, a)| a).collect())?;
+        if writer.is_none() {
+            let f = std::fs::File::create(path)
+                .with_context(|| format!("writing {}", path.display()))?;
+            let props = parquet::file::properties::WriterProperties::builder()
+                .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
+                .build();
+            writer = Some(parquet::arrow::ArrowWriter::try_new(f, sch, Some(props))?);
+        }
+        if let Some(w) = writer.as_mut() {
+            w.write(&batch)?;
+        }
+    }
+    if let Some(w) = writer {
+        w.close()?;
+    }
+    Ok(())
+}
+
 fn s(v: Vec<Option<String>>) -> ArrayRef {
     Arc::new(StringArray::from(v))
 }

@@ -55,9 +55,10 @@ pub enum Reason {
     Root {
         source: String,
     },
-    /// Referenced by a kept path (the base name of the first referrer found).
+    /// Referenced by a kept path (the hash of the first referrer found; a hash, not a
+    /// name, to keep plans of hundreds of millions of paths small in memory).
     Reachable {
-        from: String,
+        from: StorePathHash,
     },
     ContentAddressed,
     NameMatch,
@@ -69,9 +70,9 @@ pub enum Reason {
     Unparseable {
         why: String,
     },
-    /// A NAR used by a kept path.
+    /// A NAR used by a kept path (its hash).
     NarOfKeptPath {
-        path: String,
+        path: StorePathHash,
     },
     /// An orphan NAR that an unparseable narinfo without a readable URL might point to.
     MightBelongToUnknown,
@@ -123,7 +124,7 @@ impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Reason::Root { source } => write!(f, "root ({source})"),
-            Reason::Reachable { from } => write!(f, "referenced by {STORE_DIR}/{from}"),
+            Reason::Reachable { from } => write!(f, "referenced by {STORE_DIR}/{from}-…"),
             Reason::ContentAddressed => write!(f, "rule: content-addressed"),
             Reason::NameMatch => write!(f, "rule: name matches keep.names"),
             Reason::UploadedRecently => {
@@ -136,7 +137,7 @@ impl fmt::Display for Reason {
             Reason::Unparseable { why } => {
                 write!(f, "narinfo does not parse ({why}): kept as unknown")
             }
-            Reason::NarOfKeptPath { path } => write!(f, "NAR of kept path {STORE_DIR}/{path}"),
+            Reason::NarOfKeptPath { path } => write!(f, "NAR of kept path {STORE_DIR}/{path}-…"),
             Reason::MightBelongToUnknown => {
                 write!(
                     f,
@@ -544,7 +545,7 @@ pub fn compute_streaming(
                     .unwrap_or(Reason::OwnerUnknown)
             } else {
                 Reason::Reachable {
-                    from: base_of(parent[id] as usize),
+                    from: graph.hashes[parent[id] as usize],
                 }
             };
             (Decision::Keep, r)
@@ -617,7 +618,12 @@ pub fn compute_streaming(
     };
     let nar_decision = |key: &str| -> (Decision, Reason) {
         match nar_fate.get(key) {
-            Some((Some(k), _)) => (Decision::Keep, Reason::NarOfKeptPath { path: base_of(*k) }),
+            Some((Some(k), _)) => (
+                Decision::Keep,
+                Reason::NarOfKeptPath {
+                    path: graph.hashes[*k],
+                },
+            ),
             Some((None, Some(_))) => {
                 if removed_decision == Decision::Keep {
                     (Decision::Keep, Reason::PolicyKeep)
@@ -847,17 +853,15 @@ impl Plan {
         }
         use arrow_array::{ArrayRef, Int64Array, StringArray};
         use std::sync::Arc;
-        let o = &self.objects;
-        let s = |v: Vec<Option<String>>| -> ArrayRef { Arc::new(StringArray::from(v)) };
-        crate::export::write_parquet(
-            &dir.join("decisions.parquet"),
+        // In batches, so a plan of hundreds of millions of objects is never copied whole.
+        let s = |v: Vec<Option<&str>>| -> ArrayRef { Arc::new(StringArray::from(v)) };
+        let batch = |o: &[ObjectDecision]| -> Vec<(&'static str, ArrayRef)> {
+            let reasons: Vec<String> = o.iter().map(|o| o.reason.to_string()).collect();
             vec![
-                ("key", s(o.iter().map(|o| Some(o.key.clone())).collect())),
+                ("key", s(o.iter().map(|o| Some(o.key.as_str())).collect())),
                 (
                     "category",
-                    s(o.iter()
-                        .map(|o| Some(o.category.as_str().to_string()))
-                        .collect()),
+                    s(o.iter().map(|o| Some(o.category.as_str())).collect()),
                 ),
                 (
                     "size",
@@ -867,23 +871,25 @@ impl Plan {
                 ),
                 (
                     "storage_class",
-                    s(o.iter().map(|o| o.storage_class.clone()).collect()),
+                    s(o.iter().map(|o| o.storage_class.as_deref()).collect()),
                 ),
                 (
                     "decision",
-                    s(o.iter()
-                        .map(|o| Some(o.decision.as_str().to_string()))
-                        .collect()),
+                    s(o.iter().map(|o| Some(o.decision.as_str())).collect()),
                 ),
                 (
                     "transition_to",
-                    s(o.iter().map(|o| o.transition_to.clone()).collect()),
+                    s(o.iter().map(|o| o.transition_to.as_deref()).collect()),
                 ),
                 (
                     "reason",
-                    s(o.iter().map(|o| Some(o.reason.to_string())).collect()),
+                    s(reasons.iter().map(|r| Some(r.as_str())).collect()),
                 ),
-            ],
+            ]
+        };
+        crate::export::write_parquet_batches(
+            &dir.join("decisions.parquet"),
+            self.objects.chunks(1 << 16).map(batch),
         )?;
         Ok(())
     }
