@@ -1,6 +1,7 @@
 //! A dense reference graph: store-path hashes mapped to `u32` ids, references as flat CSR
-//! arrays. This is the planning graph whose size the benchmarks measure: 20 bytes of hash,
-//! 4 of lookup permutation and 8 of offset per path, 4 per edge.
+//! arrays. This is the planning graph whose size the benchmarks measure: per path 20 bytes
+//! of hash, 24 of lookup entry (hash as integers + id, bucketed by its top bits) and 8 of
+//! offset — 52 bytes — and 4 per edge.
 //!
 //! Two ways to build one: [`GraphBuilder`] takes nodes in any order (and holds references
 //! as hashes until `build`); [`Graph::with_nodes`] + [`Graph::push_refs`] take the node set
@@ -14,7 +15,7 @@ use narward_formats::store_path::StorePathHash;
 pub struct Graph {
     pub hashes: Vec<StorePathHash>,
     /// Lookup table: (hash, id) sorted by hash bytes, so a lookup reads no other array.
-    lookup: Vec<(Key, u32)>,
+    lookup: Vec<Entry>,
     /// `lookup[buckets[b]..buckets[b + 1]]` holds the hashes whose top `bucket_bits` bits are
     /// `b` (hashes are uniform, so a bucket holds a handful).
     buckets: Vec<u32>,
@@ -200,9 +201,9 @@ impl Graph {
         let slice = &self.lookup[lo..hi];
         let k = key(h);
         slice
-            .binary_search_by(|e| e.0.cmp(&k))
+            .binary_search_by(|e| (e.a, e.b, e.c).cmp(&k))
             .ok()
-            .map(|i| slice[i].1)
+            .map(|i| slice[i].id)
     }
 
     pub fn refs(&self, id: u32) -> &[u32] {
@@ -213,7 +214,7 @@ impl Graph {
     /// Bytes held by the graph's arrays.
     pub fn memory_bytes(&self) -> usize {
         self.hashes.capacity() * 20
-            + self.lookup.capacity() * std::mem::size_of::<(Key, u32)>()
+            + self.lookup.capacity() * std::mem::size_of::<Entry>()
             + self.buckets.capacity() * 4
             + self.offsets.capacity() * 8
             + self.edges.capacity() * 4
@@ -274,38 +275,60 @@ impl Graph {
 }
 
 /// A hash as integers, so comparing two is two integer compares, not a `memcmp` call.
-type Key = (u128, u32);
+/// A hash split into integers.
+type Key = (u64, u64, u32);
+
+/// One lookup entry: the hash as integers, then the id (24 bytes, ordered by hash).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Entry {
+    a: u64,
+    b: u64,
+    c: u32,
+    id: u32,
+}
 
 fn key(h: &StorePathHash) -> Key {
-    let mut a = [0u8; 16];
-    a.copy_from_slice(&h.0[..16]);
-    let mut b = [0u8; 4];
-    b.copy_from_slice(&h.0[16..]);
-    (u128::from_be_bytes(a), u32::from_be_bytes(b))
+    let mut a = [0u8; 8];
+    let mut b = [0u8; 8];
+    let mut c = [0u8; 4];
+    a.copy_from_slice(&h.0[..8]);
+    b.copy_from_slice(&h.0[8..16]);
+    c.copy_from_slice(&h.0[16..]);
+    (
+        u64::from_be_bytes(a),
+        u64::from_be_bytes(b),
+        u32::from_be_bytes(c),
+    )
 }
 
 fn bucket(h: &StorePathHash, bits: u32) -> usize {
-    let mut b = [0u8; 4];
-    b.copy_from_slice(&h.0[..4]);
-    (u32::from_be_bytes(b) >> (32 - bits)) as usize
+    (key(h).0 >> (64 - bits)) as usize
 }
 
 /// The (hash, id) table sorted by hash bytes, its buckets, and the bucket bits (about one
 /// bucket per node, between 2^8 and 2^24 buckets). For duplicate hashes only the lowest id
 /// is kept, so lookups are deterministic.
-fn lookup_table(hashes: &[StorePathHash]) -> (Vec<(Key, u32)>, Vec<u32>, u32) {
-    let mut lookup: Vec<(Key, u32)> = hashes
+fn lookup_table(hashes: &[StorePathHash]) -> (Vec<Entry>, Vec<u32>, u32) {
+    let mut lookup: Vec<Entry> = hashes
         .iter()
         .enumerate()
-        .map(|(i, h)| (key(h), i as u32))
+        .map(|(i, h)| {
+            let (a, b, c) = key(h);
+            Entry {
+                a,
+                b,
+                c,
+                id: i as u32,
+            }
+        })
         .collect();
     lookup.sort_unstable();
-    lookup.dedup_by(|a, b| a.0 == b.0);
+    lookup.dedup_by(|x, y| (x.a, x.b, x.c) == (y.a, y.b, y.c));
     lookup.shrink_to_fit();
     let bits = (usize::BITS - hashes.len().max(1).leading_zeros()).clamp(8, 24);
     let mut buckets = vec![0u32; (1usize << bits) + 1];
     for e in &lookup {
-        buckets[((e.0).0 >> (128 - bits)) as usize + 1] += 1;
+        buckets[(e.a >> (64 - bits)) as usize + 1] += 1;
     }
     for i in 0..1usize << bits {
         buckets[i + 1] += buckets[i];
@@ -344,6 +367,11 @@ mod tests {
         let (g, ids) = b.build();
         assert_eq!(g.missing_refs, 1);
         assert_eq!(g.refs(ids[0]), &[ids[1]]);
+    }
+
+    #[test]
+    fn lookup_entries_are_24_bytes() {
+        assert_eq!(std::mem::size_of::<Entry>(), 24);
     }
 
     #[test]
