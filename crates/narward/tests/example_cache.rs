@@ -64,6 +64,24 @@ fn audit_finds_the_planted_defects_and_fails() {
     assert_eq!(r["signatures"]["unknown_key"]["count"], 11);
 }
 
+/// Index the example into `dir` and plan it with examples/policy.toml; returns the plan.
+fn plan_example(dir: &Path) -> std::path::PathBuf {
+    index_example(dir);
+    let plan = dir.join("plan");
+    let policy = example().join("policy.toml");
+    narward_ok(
+        dir,
+        &[
+            "plan",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--out",
+            plan.to_str().unwrap(),
+        ],
+    );
+    plan
+}
+
 fn kept_and_removed(plan: &Path) -> (BTreeSet<String>, BTreeSet<String>) {
     // `why --json` on every path of the example is the public way to read decisions.
     let all: Vec<Value> = json(&std::fs::read_to_string(example().join("path-info.json")).unwrap())
@@ -90,19 +108,7 @@ fn kept_and_removed(plan: &Path) -> (BTreeSet<String>, BTreeSet<String>) {
 #[test]
 fn plan_keeps_exactly_the_nix_closures_of_the_roots() {
     let d = tempfile::tempdir().unwrap();
-    index_example(d.path());
-    let plan = d.path().join("plan");
-    let policy = example().join("policy.toml");
-    narward_ok(
-        d.path(),
-        &[
-            "plan",
-            "--policy",
-            policy.to_str().unwrap(),
-            "--out",
-            plan.to_str().unwrap(),
-        ],
-    );
+    let plan = plan_example(d.path());
     let (kept, removed) = kept_and_removed(&plan);
     let mut want = path_set(&example().join("closure-a.txt"));
     want.extend(path_set(&example().join("closure-b.txt")));
@@ -163,19 +169,7 @@ fn plan_keeps_exactly_the_nix_closures_of_the_roots() {
 #[test]
 fn why_explains_a_chain_and_a_removal() {
     let d = tempfile::tempdir().unwrap();
-    index_example(d.path());
-    let plan = d.path().join("plan");
-    let policy = example().join("policy.toml");
-    narward_ok(
-        d.path(),
-        &[
-            "plan",
-            "--policy",
-            policy.to_str().unwrap(),
-            "--out",
-            plan.to_str().unwrap(),
-        ],
-    );
+    let plan = plan_example(d.path());
     let w = json(&narward_ok(
         d.path(),
         &[

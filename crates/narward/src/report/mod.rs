@@ -7,7 +7,7 @@
 //! [`write`] renders it as `report.html` (self-contained: inline CSS and SVG charts, no
 //! script, nothing fetched), `report.json` (the data) and `report.md` (a short summary).
 
-mod growth;
+pub(crate) mod growth;
 mod html;
 mod markdown;
 pub mod svg;
