@@ -169,6 +169,13 @@ impl Graph {
             self.offsets.push(self.edges.len() as u64);
         }
         let start = self.edges.len();
+        // Grow by an eighth at a time rather than doubling: for a graph of billions of edges
+        // doubling wastes up to half the memory (large reallocations are remapped by the
+        // allocator, not copied).
+        if self.edges.len() + 64 > self.edges.capacity() {
+            self.edges
+                .reserve_exact((self.edges.capacity() / 8).max(1 << 16));
+        }
         for r in refs {
             match self.id(&r) {
                 Some(t) => self.edges.push(t),
@@ -192,7 +199,6 @@ impl Graph {
         while self.offsets.len() <= self.hashes.len() {
             self.offsets.push(self.edges.len() as u64);
         }
-        self.edges.shrink_to_fit();
     }
 
     pub fn id(&self, h: &StorePathHash) -> Option<u32> {

@@ -138,6 +138,20 @@ pub fn read_stream<T: for<'de> Deserialize<'de>>(
     Ok(n)
 }
 
+/// Read the object listing; STANDARD is stored as `None` (S3's default) so the common
+/// case holds no string.
+fn read_objects(path: &Path) -> Result<Vec<ObjectRecord>> {
+    let mut v = Vec::new();
+    read_stream(path, |mut o: ObjectRecord| {
+        if o.storage_class.as_deref() == Some("STANDARD") {
+            o.storage_class = None;
+        }
+        v.push(o);
+        Ok(())
+    })?;
+    Ok(v)
+}
+
 fn read_all<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>> {
     let mut v = Vec::new();
     read_stream(path, |t| {
@@ -192,7 +206,7 @@ impl Index {
         let d = Self::current_dir(state);
         Ok(Index {
             meta,
-            objects: read_all(&d.join("objects.bin.zst"))?,
+            objects: read_objects(&d.join("objects.bin.zst"))?,
             narinfos: read_all(&d.join("narinfos.bin.zst"))?,
             debuginfo: read_all(&d.join("debuginfo.bin.zst"))?,
         })
@@ -208,7 +222,7 @@ impl Index {
         let d = Self::current_dir(state);
         Ok(Index {
             meta,
-            objects: read_all(&d.join("objects.bin.zst"))?,
+            objects: read_objects(&d.join("objects.bin.zst"))?,
             narinfos: Vec::new(),
             debuginfo: read_all(&d.join("debuginfo.bin.zst"))?,
         })

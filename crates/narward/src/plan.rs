@@ -257,7 +257,8 @@ pub struct Plan {
 struct Node {
     /// The name after `<hash>-`; empty when the narinfo does not parse.
     name: Box<str>,
-    nar_key: Option<Box<str>>,
+    /// Index of its NAR object in the listing, if listed.
+    nar_obj: Option<u32>,
     nar_size: u64,
     file_size: Option<u64>,
     /// Only collected when the cache has build logs (the only use).
@@ -343,6 +344,7 @@ pub fn compute_streaming(
     };
     let want_derivers = objs.iter().any(|o| o.category() == Category::Log);
 
+    crate::progress::phase("plan: start");
     // 1. Nodes (every narinfo object of the listing, in key order) and the graph, filled
     //    while the narinfos stream by in the same order.
     let hashes: Vec<StorePathHash> = objs
@@ -355,6 +357,8 @@ pub fn compute_streaming(
     let n = hashes.len();
     let mut graph = Graph::with_nodes(hashes, n * 8);
     let mut nodes: Vec<Option<Node>> = (0..n).map(|_| None).collect();
+    // NAR keys apart from the nodes: they move into the path decisions without a copy.
+    let mut nar_keys: Vec<Option<Box<str>>> = (0..n).map(|_| None).collect();
     let mut unknown_urls = false;
     let mut unparseable = 0u64;
     let mut last_id: Option<u32> = None;
@@ -414,9 +418,10 @@ pub fn compute_streaming(
                     None
                 };
                 graph.push_refs(id, ni.references.iter().map(|r| r.hash));
+                nar_keys[id as usize] = Some(nar_key.into());
                 nodes[id as usize] = Some(Node {
                     name: name.into(),
-                    nar_key: Some(nar_key.into()),
+                    nar_obj: nar_objects.get(nar_key).map(|&i| i as u32),
                     nar_size: ni.nar_size,
                     file_size: ni.file_size,
                     deriver: ni
@@ -431,9 +436,14 @@ pub fn compute_streaming(
                 let (refs, url) = lenient_scan(&rec.text);
                 unknown_urls |= url.is_none();
                 graph.push_refs(id, refs);
+                let nar_obj = url
+                    .as_deref()
+                    .and_then(|u| nar_objects.get(u))
+                    .map(|&i| i as u32);
+                nar_keys[id as usize] = url.map(Into::into);
                 nodes[id as usize] = Some(Node {
                     name: "".into(),
-                    nar_key: url.map(Into::into),
+                    nar_obj,
                     nar_size: 0,
                     file_size: None,
                     deriver: None,
@@ -444,6 +454,7 @@ pub fn compute_streaming(
         Ok(())
     })?;
     graph.finish();
+    crate::progress::phase("plan: narinfos streamed, graph built");
     // A narinfo object the index holds no record for is unknown: keep it.
     let nodes: Vec<Node> = nodes
         .into_iter()
@@ -452,7 +463,7 @@ pub fn compute_streaming(
                 unknown_urls = true;
                 Node {
                     name: "".into(),
-                    nar_key: None,
+                    nar_obj: None,
                     nar_size: 0,
                     file_size: None,
                     deriver: None,
@@ -520,6 +531,7 @@ pub fn compute_streaming(
         }
     }
 
+    crate::progress::phase("plan: roots");
     // 3. Liveness.
     let parent = graph.closure(&seeds);
     let removed_decision = match p.actions.unreachable {
@@ -569,24 +581,27 @@ pub fn compute_streaming(
             path: base_of(id),
             decision,
             reason,
-            nar_key: n.nar_key.as_deref().map(str::to_string),
+            nar_key: nar_keys[id].take().map(String::from),
             nar_size: n.nar_size,
             file_size: n.file_size,
         });
     }
 
+    crate::progress::phase("plan: paths decided");
     // 4. Owners of the other objects.
-    // NAR key → (any kept user, a kept user's base name, any user).
-    let mut nar_fate: HashMap<&str, (Option<usize>, Option<usize>)> = HashMap::new();
+    // Per listed object (used for NARs): (a kept user, any user), NONE for none.
+    let mut nar_fate: Vec<(u32, u32)> = vec![(NONE, NONE); objs.len()];
     let mut drv_fate: HashMap<&str, (Option<usize>, Option<usize>)> = HashMap::new();
     for id in 0..graph.len() {
         let n = &nodes[id];
-        if let Some(k) = &n.nar_key {
-            let e = nar_fate.entry(k).or_default();
-            if kept[id] {
-                e.0.get_or_insert(id);
+        if let Some(k) = n.nar_obj {
+            let e = &mut nar_fate[k as usize];
+            if kept[id] && e.0 == NONE {
+                e.0 = id as u32;
             }
-            e.1.get_or_insert(id);
+            if e.1 == NONE {
+                e.1 = id as u32;
+            }
         }
         if let Some(d) = &n.deriver {
             let e = drv_fate.entry(d).or_default();
@@ -596,7 +611,8 @@ pub fn compute_streaming(
             e.1.get_or_insert(id);
         }
     }
-    let debuginfo_target: HashMap<&str, String> = debuginfo
+    // debuginfo key → (its NAR's key, the NAR's index in the listing).
+    let debuginfo_target: HashMap<&str, (String, usize)> = debuginfo
         .iter()
         .filter_map(|d| {
             let v: serde_json::Value = serde_json::from_slice(&d.text).ok()?;
@@ -605,7 +621,8 @@ pub fn compute_streaming(
                 .as_str()?
                 .trim_start_matches("../")
                 .to_string();
-            Some((d.key.as_str(), a))
+            let i = objs.binary_search_by(|o| o.key.as_str().cmp(&a)).ok()?;
+            Some((d.key.as_str(), (a, i)))
         })
         .collect();
     let follow = |f: Follow, owner_decision: Decision, owner: String| -> (Decision, Reason) {
@@ -616,28 +633,24 @@ pub fn compute_streaming(
             (Follow::Follow, d) => (d, Reason::OwnerRemoved { owner }),
         }
     };
-    let nar_decision = |key: &str| -> (Decision, Reason) {
-        match nar_fate.get(key) {
-            Some((Some(k), _)) => (
+    // The decision for a NAR object some narinfo points to.
+    let nar_decision = |oi: usize| -> (Decision, Reason) {
+        match nar_fate[oi] {
+            (k, _) if k != NONE => (
                 Decision::Keep,
                 Reason::NarOfKeptPath {
-                    path: graph.hashes[*k],
+                    path: graph.hashes[k as usize],
                 },
             ),
-            Some((None, Some(_))) => {
-                if removed_decision == Decision::Keep {
-                    (Decision::Keep, Reason::PolicyKeep)
-                } else {
-                    (removed_decision, Reason::Unreachable)
-                }
-            }
-            _ => (Decision::Keep, Reason::OwnerUnknown),
+            _ if removed_decision == Decision::Keep => (Decision::Keep, Reason::PolicyKeep),
+            _ => (removed_decision, Reason::Unreachable),
         }
     };
 
+    crate::progress::phase("plan: owners");
     // 5. Every object.
     let mut objects = Vec::with_capacity(objs.len());
-    for o in objs {
+    for (oi, o) in objs.into_iter().enumerate() {
         let (decision, reason, category) = {
             let kind = keys::classify(&o.key);
             let (decision, reason) = if young(&o) {
@@ -653,10 +666,10 @@ pub fn compute_streaming(
                         // Listed but never fetched into the index: unknown.
                         None => (Decision::Keep, Reason::OwnerUnknown),
                     },
-                    ObjectKind::Nar { .. } => match nar_fate.get(o.key.as_str()) {
-                        Some(_) => nar_decision(&o.key),
-                        None if unknown_urls => (Decision::Keep, Reason::MightBelongToUnknown),
-                        None => match p.actions.orphan_nars {
+                    ObjectKind::Nar { .. } => match nar_fate[oi] {
+                        (_, any) if any != NONE => nar_decision(oi),
+                        _ if unknown_urls => (Decision::Keep, Reason::MightBelongToUnknown),
+                        _ => match p.actions.orphan_nars {
                             Follow::Keep => (Decision::Keep, Reason::PolicyKeep),
                             Follow::Delete => (Decision::Delete, Reason::Orphan),
                             Follow::Follow if removed_decision == Decision::Keep => {
@@ -682,8 +695,8 @@ pub fn compute_streaming(
                         None => (Decision::Keep, Reason::OwnerUnknown),
                     },
                     ObjectKind::DebugInfo(_) => match debuginfo_target.get(o.key.as_str()) {
-                        Some(t) if nar_fate.contains_key(t.as_str()) => {
-                            let (d, _) = nar_decision(t);
+                        Some((t, ti)) if nar_fate[*ti].1 != NONE => {
+                            let (d, _) = nar_decision(*ti);
                             follow(p.actions.debuginfo, d, t.clone())
                         }
                         _ => (Decision::Keep, Reason::OwnerUnknown),
@@ -739,6 +752,7 @@ pub fn compute_streaming(
         });
     }
     paths.sort_by(|a, b| a.path.cmp(&b.path));
+    crate::progress::phase("plan: objects decided");
 
     let header = PlanHeader {
         format_version: PLAN_FORMAT,

@@ -42,3 +42,21 @@ pub fn spinner(what: &str) -> ProgressBar {
     pb.set_prefix(what.to_string());
     pb
 }
+
+/// Log a phase with the process's resident memory (at `NARWARD_LOG=debug`), so where time and
+/// memory go on a large cache can be seen without a profiler.
+pub fn phase(name: &str) {
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        let rss_kib = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
+                    l.split_whitespace()
+                        .nth(1)
+                        .and_then(|v| v.parse::<u64>().ok())
+                })
+            })
+            .unwrap_or(0);
+        tracing::debug!(rss_mib = rss_kib / 1024, "phase: {name}");
+    }
+}

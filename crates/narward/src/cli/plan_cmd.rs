@@ -63,6 +63,7 @@ pub fn run(g: &Global, a: PlanArgs) -> Result<ExitCode> {
                 debuginfo,
                 ..
             } = Index::load_without_narinfos(&g.state)?;
+            narward::progress::phase("plan: listing loaded");
             let narinfos = Index::narinfos_path(&g.state);
             let mut p = plan::compute_streaming(
                 &meta,
@@ -74,7 +75,9 @@ pub fn run(g: &Global, a: PlanArgs) -> Result<ExitCode> {
                 now,
             )?;
             p.write(&out)?;
+            narward::progress::phase("plan: written");
             let c = cost::price_plan(&p, &pricing, now);
+            narward::progress::phase("plan: priced");
             if g.json {
                 print_json(&serde_json::json!({ "plan": p.header, "cost": c }))?;
             } else {
