@@ -73,6 +73,7 @@ pub fn write_parquet_batches<'a>(
                 .with_context(|| format!("writing {}", path.display()))?;
             let props = parquet::file::properties::WriterProperties::builder()
                 .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
+                .set_max_row_group_row_count(Some(1 << 17))
                 .build();
             writer = Some(parquet::arrow::ArrowWriter::try_new(f, sch, Some(props))?);
         }
