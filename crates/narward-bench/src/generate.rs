@@ -584,21 +584,21 @@ fn objects_in_key_order<'a>(
         size: text_len[id as usize] as u64,
         etag: Some(dag.etag(id, 0)),
         last_modified: Some(dag.last_modified(id)),
-        storage_class: Some("STANDARD".into()),
+        storage_class: None, // STANDARD, as narward stores it
     };
     let nar = move |id: u32| ObjectRecord {
         key: nar_key(dag, id),
         size: corpus.records[dag.rec[id as usize] as usize].file_size,
         etag: Some(dag.etag(id, 1)),
         last_modified: Some(dag.last_modified(id)),
-        storage_class: Some("STANDARD".into()),
+        storage_class: None, // STANDARD, as narward stores it
     };
     let info = ObjectRecord {
         key: "nix-cache-info".into(),
         size: CACHE_INFO.len() as u64,
         etag: Some("0".repeat(32)),
         last_modified: Some(BASE_TIME),
-        storage_class: Some("STANDARD".into()),
+        storage_class: None, // STANDARD, as narward stores it
     };
     let mut a = by_hash.into_iter().map(narinfo).peekable();
     let mut b = by_fh.into_iter().map(nar).peekable();

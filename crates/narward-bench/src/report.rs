@@ -55,6 +55,22 @@ fn ok_rss(t: Option<&TaskResult>) -> Option<f64> {
     t.and_then(|t| t.rss.as_ref()).map(|w| w.median)
 }
 
+/// Labels that changed after results were recorded (the report uses these, so `render`
+/// fixes older results too).
+pub fn label(id: &str) -> Option<&'static str> {
+    Some(match id {
+        "narward-graph" => {
+            "narward library: the graph half of `narward plan` alone (listing → node hashes, stream narinfos → `Graph::push_refs`, closure, keep/archive counts; no plan file)"
+        }
+        "nix-closure" => "nix path-info -r --store file://… <every distinct root> (closure only)",
+        _ => return None,
+    })
+}
+
+fn label_of(t: &TaskResult) -> &str {
+    label(&t.id).unwrap_or(&t.label)
+}
+
 fn status_text(t: &TaskResult) -> String {
     if let Some(s) = &t.skipped {
         s.clone()
@@ -398,7 +414,7 @@ pub fn markdown(r: &Results, json_path: &Path) -> String {
                     w,
                     "| {} | {} | {} | {wall} | {range} | {rss} | {} | {} |",
                     size_label(s.paths),
-                    t.label,
+                    label_of(t),
                     t.runs.len(),
                     ratio_text(t),
                     status_text(t).replace('|', "\\|")

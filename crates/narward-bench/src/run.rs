@@ -421,9 +421,9 @@ fn tasks(
             id: "narward-graph",
             group: "closure + plan",
             tool: "narward (library)",
-            label:
-                "narward library: stream index → GraphBuilder → closure → decisions (no plan file)"
-                    .into(),
+            label: crate::report::label("narward-graph")
+                .unwrap_or_default()
+                .into(),
             baseline: false,
             runs,
             limits: mem,
@@ -517,10 +517,9 @@ fn tasks(
             id: "nix-closure",
             group: "closure + plan",
             tool: "Nix",
-            label: format!(
-                "nix path-info -r --store file://… <{} distinct roots> (closure only)",
-                fmt_n(roots.len() as u64)
-            ),
+            label: crate::report::label("nix-closure")
+                .unwrap_or_default()
+                .into(),
             baseline: false,
             runs: 1,
             limits: Limits {

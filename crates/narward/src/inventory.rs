@@ -165,6 +165,12 @@ pub async fn read(loc: &ManifestLocation, max_attempts: u32) -> Result<Inventory
     pb.finish_and_clear();
     out.objects.sort_by(|a, b| a.key.cmp(&b.key));
     out.objects.dedup_by(|a, b| a.key == b.key);
+    // STANDARD is S3's default: stored as None, as the index does.
+    for o in &mut out.objects {
+        if o.storage_class.as_deref() == Some("STANDARD") {
+            o.storage_class = None;
+        }
+    }
     Ok(out)
 }
 
@@ -451,14 +457,7 @@ mod tests {
                 size: i * 3,
                 etag: Some(format!("e{i}")),
                 last_modified: Some(1_700_000_000 + i as i64),
-                storage_class: Some(
-                    if i % 3 == 0 {
-                        "DEEP_ARCHIVE"
-                    } else {
-                        "STANDARD"
-                    }
-                    .into(),
-                ),
+                storage_class: (i % 3 == 0).then(|| "DEEP_ARCHIVE".into()),
             })
             .collect()
     }
