@@ -647,6 +647,35 @@ pub fn markdown(r: &Results, json_path: &Path) -> String {
         r.options["threads"],
         r.options["duckdb_memory_limit"].as_str().unwrap_or("?")
     );
+    if let Some(s) = largest {
+        for id in ["narward-ingest-csv", "narward-ingest-parquet"] {
+            let Some(t) = task(s, id) else { continue };
+            let (Some(ph), Some(wall)) = (t.output["phases"].as_array(), &t.wall) else {
+                continue;
+            };
+            let parts: Vec<String> = ph
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{} {}",
+                        p["name"].as_str().unwrap_or(""),
+                        secs(p["wall_s"].as_f64().unwrap_or(0.0))
+                    )
+                })
+                .collect();
+            let inside: f64 = ph.iter().filter_map(|p| p["wall_s"].as_f64()).sum();
+            let _ = writeln!(
+                w,
+                "- {id} at {}: {}; the rest of its {} (start, freeing {} objects at exit) {}. \
+                 `read` is narward's `inventory::read`; the grouping is the bench's own code.",
+                size_label(s.paths),
+                parts.join(", "),
+                secs(wall.median),
+                n_(s.generated.objects),
+                secs((wall.median - inside).max(0.0)),
+            );
+        }
+    }
     for s in &r.sizes {
         for t in &s.tasks {
             if let Some(sk) = &t.skipped {
