@@ -199,6 +199,9 @@ impl Graph {
         while self.offsets.len() <= self.hashes.len() {
             self.offsets.push(self.edges.len() as u64);
         }
+        // Give back the growth slack (a large allocation shrinks in place).
+        self.edges.shrink_to_fit();
+        self.offsets.shrink_to_fit();
     }
 
     pub fn id(&self, h: &StorePathHash) -> Option<u32> {
@@ -312,7 +315,7 @@ fn bucket(h: &StorePathHash, bits: u32) -> usize {
 }
 
 /// The (hash, id) table sorted by hash bytes, its buckets, and the bucket bits (about one
-/// bucket per node, between 2^8 and 2^24 buckets). For duplicate hashes only the lowest id
+/// bucket per four nodes, between 2^8 and 2^24 buckets). For duplicate hashes only the lowest id
 /// is kept, so lookups are deterministic.
 fn lookup_table(hashes: &[StorePathHash]) -> (Vec<Entry>, Vec<u32>, u32) {
     let mut lookup: Vec<Entry> = hashes
@@ -331,7 +334,9 @@ fn lookup_table(hashes: &[StorePathHash]) -> (Vec<Entry>, Vec<u32>, u32) {
     lookup.sort_unstable();
     lookup.dedup_by(|x, y| (x.a, x.b, x.c) == (y.a, y.b, y.c));
     lookup.shrink_to_fit();
-    let bits = (usize::BITS - hashes.len().max(1).leading_zeros()).clamp(8, 24);
+    // About one bucket per four nodes: a bucket is then one or two cache lines of entries,
+    // and the table costs about 1 B per node.
+    let bits = (usize::BITS - (hashes.len() / 4).max(1).leading_zeros()).clamp(8, 24);
     let mut buckets = vec![0u32; (1usize << bits) + 1];
     for e in &lookup {
         buckets[(e.a >> (64 - bits)) as usize + 1] += 1;
