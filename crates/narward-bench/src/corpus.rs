@@ -1,4 +1,5 @@
-//! The real narinfo corpus (489 cache.nixos.org narinfos in `shared/data`) as the source of
+//! The real narinfo corpus (489 cache.nixos.org narinfos in
+//! `crates/narward-formats/tests/data`) as the source of
 //! every distribution the generator draws from: one synthetic path takes the NAR size,
 //! file size, reference count, self-reference, deriver and CA presence, and name of one
 //! real record, so the correlations between them (big R/Python environments have many
@@ -31,10 +32,10 @@ pub struct Corpus {
     pub texts: Vec<String>,
 }
 
-/// `shared/data/cache-nixos-org-narinfos.txt.gz`, found from the workspace.
+/// `crates/narward-formats/tests/data/cache-nixos-org-narinfos.txt.gz`, found from the workspace.
 pub fn default_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data/cache-nixos-org-narinfos.txt.gz")
+        .join("../narward-formats/tests/data/cache-nixos-org-narinfos.txt.gz")
 }
 
 impl Corpus {

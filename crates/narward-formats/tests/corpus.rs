@@ -10,7 +10,7 @@ const CACHE_KEY: &str = "cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGsp
 
 fn corpus_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data/cache-nixos-org-narinfos.txt.gz")
+        .join("tests/data/cache-nixos-org-narinfos.txt.gz")
 }
 
 /// The corpus records, each ending in exactly one `\n`.
