@@ -15,8 +15,7 @@ use narward_formats::narinfo::NarInfo;
 fn main() {
     let mut args = std::env::args().skip(1);
     let path = args.next().map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/data/cache-nixos-org-narinfos.txt.gz")
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/cache-nixos-org-narinfos.txt.gz")
     });
     let seconds: f64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(3.0);
 

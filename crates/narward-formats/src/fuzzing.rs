@@ -136,3 +136,32 @@ pub fn inventory_csv_row(data: &[u8]) {
     let info = cache_info::parse(s);
     assert_eq!(cache_info::parse(&info.to_string()), info);
 }
+
+/// Root lists (one path per line, and `fallback-paths.nix`): no panic; every root found
+/// prints back as a store path that parses to the same value, lies on a line of the
+/// input, and a list made of the roots found parses back to the same roots.
+pub fn root_list(data: &[u8]) {
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
+    let n_lines = s.lines().count();
+    for roots in [
+        crate::roots::lines(s).collect::<Vec<_>>(),
+        crate::roots::fallback_paths(s).collect::<Vec<_>>(),
+    ] {
+        let ok: Vec<_> = roots.into_iter().filter_map(Result::ok).collect();
+        for r in &ok {
+            assert!(
+                (1..=n_lines).contains(&r.line),
+                "line {} of {n_lines}",
+                r.line
+            );
+            assert_eq!(StorePath::parse_full(&r.path.full_path()).unwrap(), r.path);
+        }
+        let list: String = ok.iter().map(|r| r.path.full_path() + "\n").collect();
+        let again: Vec<_> = crate::roots::lines(&list)
+            .map(|r| r.unwrap().path)
+            .collect();
+        assert_eq!(again, ok.iter().map(|r| r.path).collect::<Vec<_>>());
+    }
+}

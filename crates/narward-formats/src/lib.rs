@@ -13,6 +13,7 @@
 //! | [`narinfo`] | the text of a `.narinfo` | zero-copy [`narinfo::NarInfo`] that prints back byte for byte |
 //! | [`keys`] | an S3 object key | what kind of cache object it is |
 //! | [`cache_info`] | the text of `nix-cache-info` | [`cache_info::CacheInfo`] |
+//! | [`roots`] | root lists: one store path per line, `fallback-paths.nix` | store paths with their line numbers |
 //! | [`inventory`] | S3 Inventory `manifest.json` and CSV lines | typed rows; S3 Batch Operations manifest rows |
 //! | [`fuzzing`] | arbitrary bytes | nothing; panics only if a round trip is broken |
 //!
@@ -43,6 +44,7 @@ pub mod inventory;
 pub mod keys;
 pub mod narinfo;
 pub mod nixbase32;
+pub mod roots;
 pub mod signature;
 pub mod store_path;
 

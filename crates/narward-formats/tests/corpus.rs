@@ -9,8 +9,7 @@ use narward_formats::signature::{self, PublicKey, SecretKey};
 const CACHE_KEY: &str = "cache.nixos.org-1:6NCHdD59X431o0gWypbMrAURkbJ16ZPMQFGspcDShjY=";
 
 fn corpus_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/cache-nixos-org-narinfos.txt.gz")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/cache-nixos-org-narinfos.txt.gz")
 }
 
 /// The corpus records, each ending in exactly one `\n`.
@@ -244,6 +243,7 @@ mod fuzz_props {
             fuzzing::narinfo(&m);
             fuzzing::store_path(&m);
             fuzzing::inventory_csv_row(&m);
+            fuzzing::root_list(&m);
         }
 
         #[test]
@@ -252,6 +252,18 @@ mod fuzz_props {
             fuzzing::store_path(&data);
             fuzzing::nixbase32(&data);
             fuzzing::inventory_csv_row(&data);
+            fuzzing::root_list(&data);
+        }
+
+        #[test]
+        fn root_list_shaped_text_never_panics(
+            lines in proptest::collection::vec(
+                ("(/nix/store/|  x = \"/nix/store/|#|)", "[0-9a-z]{30,34}", "(-[a-z0-9.+_?=-]{0,12})?", "(\";)?"),
+                0..8,
+            ),
+        ) {
+            let text: String = lines.iter().map(|(a, b, c, d)| format!("{a}{b}{c}{d}\n")).collect();
+            fuzzing::root_list(text.as_bytes());
         }
 
         #[test]

@@ -7,6 +7,7 @@
 
 use anyhow::{Context, Result, bail};
 use globset::{Glob, GlobSet, GlobSetBuilder};
+use narward_formats::roots;
 use narward_formats::store_path::{StorePath, StorePathHash};
 use serde::{Deserialize, Serialize};
 use std::io::Read;
@@ -399,45 +400,24 @@ impl Policy {
             _ => String::from_utf8(raw).with_context(|| format!("root file {label}: not UTF-8"))?,
         };
         let before = self.roots.len();
-        match fmt {
-            RootFormat::Lines | RootFormat::Xz => {
-                for (i, line) in text.lines().enumerate() {
-                    let l = line.trim();
-                    if l.is_empty() || l.starts_with('#') {
-                        continue;
-                    }
-                    let sp = StorePath::parse_any(l).map_err(|e| {
-                        anyhow::anyhow!(
-                            "root file {label}:{}: {l:?} is not a store path: {e}",
-                            i + 1
-                        )
-                    })?;
-                    self.roots.push(Root {
-                        hash: sp.hash,
-                        path: sp.full_path(),
-                        source: format!("{label}:{}", i + 1),
-                    });
-                }
-            }
-            RootFormat::Nix => {
-                for (i, line) in text.lines().enumerate() {
-                    for (j, part) in line.split('"').enumerate() {
-                        if j % 2 == 1 && part.starts_with("/nix/store/") {
-                            let sp = StorePath::parse_full(part).map_err(|e| {
-                                anyhow::anyhow!(
-                                    "root file {label}:{}: {part:?} is not a store path: {e}",
-                                    i + 1
-                                )
-                            })?;
-                            self.roots.push(Root {
-                                hash: sp.hash,
-                                path: sp.full_path(),
-                                source: format!("{label}:{}", i + 1),
-                            });
-                        }
-                    }
-                }
-            }
+        let found: Box<dyn Iterator<Item = _>> = match fmt {
+            RootFormat::Lines | RootFormat::Xz => Box::new(roots::lines(&text)),
+            RootFormat::Nix => Box::new(roots::fallback_paths(&text)),
+        };
+        for r in found {
+            let r = r.map_err(|e| {
+                anyhow::anyhow!(
+                    "root file {label}:{}: {:?} is not a store path: {}",
+                    e.line,
+                    e.text,
+                    e.error
+                )
+            })?;
+            self.roots.push(Root {
+                hash: r.path.hash,
+                path: r.path.full_path(),
+                source: format!("{label}:{}", r.line),
+            });
         }
         self.root_sources.push((label, self.roots.len() - before));
         Ok(())
