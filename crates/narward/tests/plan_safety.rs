@@ -194,6 +194,26 @@ fn url_with_trailing_cr_does_not_orphan_the_real_nar() {
 }
 
 #[test]
+fn crlf_narinfo_does_not_orphan_the_real_nar() {
+    // Every line ends in \r\n: the narinfo does not parse, and the lenient reading of it
+    // must still find its NAR.
+    let d = tempfile::tempdir().unwrap();
+    let cache = cache_copy(d.path());
+    let p = cache.join(format!("{LIBFOO_OLD}.narinfo"));
+    let t = std::fs::read_to_string(&p).unwrap().replace('\n', "\r\n");
+    std::fs::write(&p, t).unwrap();
+    let state = d.path().join("state");
+    index(&state, &cache);
+    let a = audit(&state);
+    assert_eq!(a["unparseable_narinfos"]["count"], 1, "{a}");
+    let out = d.path().join("plan");
+    let o = plan(&state, &example().join("policy-delete.toml"), &out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(why(&state, &out, LIBFOO_OLD)["decision"], "keep");
+    assert_eq!(why(&state, &out, LIBFOO_OLD_NAR)["decision"], "keep");
+}
+
+#[test]
 fn absolute_url_keeps_its_path_as_unknown_and_the_nar_of_this_cache() {
     let d = tempfile::tempdir().unwrap();
     let cache = cache_copy(d.path());
