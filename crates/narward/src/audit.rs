@@ -114,6 +114,10 @@ pub fn audit(index: &Index, trusted: &[PublicKey], max_examples: usize) -> Audit
             Err(u) => {
                 r.unparseable_narinfos
                     .add(mx, || format!("{}: {}", u.key, u.reason));
+                // The NAR its URL line seems to name is not an orphan (plans keep it).
+                if let Some(k) = lenient_nar_key(&rec.text) {
+                    nar_users.entry(k).or_default().push(rec.key.as_str());
+                }
                 continue;
             }
         };
@@ -229,6 +233,15 @@ pub fn audit(index: &Index, trusted: &[PublicKey], max_examples: usize) -> Audit
         + r.dangling_listings.count
         + r.dangling_debuginfo.count;
     r
+}
+
+/// The NAR key the `URL:` line of a narinfo that does not parse seems to name.
+fn lenient_nar_key(text: &[u8]) -> Option<&str> {
+    let t = std::str::from_utf8(text).ok()?;
+    t.lines()
+        .find_map(|l| l.strip_prefix("URL:"))
+        .map(|u| keys::nar_key_for_url(u.trim()))
+        .filter(|k| !k.is_empty())
 }
 
 /// The store-path hash a narinfo key names (`<hash>.narinfo`), if it does.

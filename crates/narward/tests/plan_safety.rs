@@ -206,6 +206,7 @@ fn crlf_narinfo_does_not_orphan_the_real_nar() {
     index(&state, &cache);
     let a = audit(&state);
     assert_eq!(a["unparseable_narinfos"]["count"], 1, "{a}");
+    assert_eq!(a["orphan_nars"]["count"], 1, "only the planted orphan: {a}");
     let out = d.path().join("plan");
     let o = plan(&state, &example().join("policy-delete.toml"), &out, &[]);
     assert!(o.status.success(), "{}", stderr(&o));

@@ -70,8 +70,11 @@ pub enum Command {
     /// be fetched or parsed are kept as "present but unknown": nothing downstream treats
     /// them as absent.
     Index(IndexArgs),
-    /// Check the indexed cache: signatures, unparseable narinfos, missing or archived NARs,
-    /// orphan NARs, closure holes, size mismatches, shared NARs, dangling .ls/debuginfo.
+    /// Check the indexed cache: signatures, unparseable narinfos, narinfos whose StorePath
+    /// is not the path their file name names, missing or archived NARs, URLs with white
+    /// space around them or pointing outside the cache, orphan NARs, closure holes, size
+    /// mismatches (FileSize; NarSize of uncompressed NARs), shared NARs, dangling
+    /// .ls/debuginfo, and nix-cache-info (present, readable, StoreDir /nix/store).
     ///
     /// Exits with status 1 when it finds integrity errors, so it can gate a cron job.
     Audit(AuditArgs),
