@@ -222,9 +222,10 @@ fn classify_nar(rest: &str) -> Option<ObjectKind<'_>> {
 /// The S3 key of the file a narinfo's `URL` names, or the key it most likely
 /// means. URLs are relative to the cache root (`nar/….nar.xz`); a leading `./`
 /// is stripped. For an unusual URL (see [`nar_url_quirk`]) the key is a best
-/// guess, never proof: white space around the URL (a `\r` of a CRLF file) is
-/// trimmed, and an absolute URL (`https://host/…/nar/x.nar.xz`) gives its last
-/// `nar/…` part (without query or fragment), or the whole URL if it has none.
+/// guess, never proof: white space around the URL (a `\r` of a CRLF file) and
+/// leading `/` are trimmed, and an absolute URL (`https://host/…/nar/x.nar.xz`)
+/// gives its last `nar/…` part (without query or fragment), or the whole URL
+/// if it has none.
 pub fn nar_key_for_url(url: &str) -> &str {
     let u = url.trim();
     if let Some(rest) = absolute_url_rest(u) {
@@ -238,7 +239,7 @@ pub fn nar_key_for_url(url: &str) -> &str {
             None => u,
         };
     }
-    u.strip_prefix("./").unwrap_or(u)
+    u.strip_prefix("./").unwrap_or(u).trim_start_matches('/')
 }
 
 /// What `scheme://` is followed by, if `url` is absolute (`http://`, `https://`,
@@ -264,6 +265,9 @@ pub enum UrlQuirk {
     /// An absolute URL: Nix fetches it from wherever it points, outside this
     /// cache, where nothing can be checked.
     Absolute,
+    /// A leading `/`: whether Nix finds the NAR depends on the server (an HTTP
+    /// server may fold `//`, S3 does not).
+    LeadingSlash,
 }
 
 /// Whether a narinfo's `URL` is unusual (see [`UrlQuirk`]); `None` for a plain
@@ -273,6 +277,8 @@ pub fn nar_url_quirk(url: &str) -> Option<UrlQuirk> {
         Some(UrlQuirk::Absolute)
     } else if url.trim() != url {
         Some(UrlQuirk::Whitespace)
+    } else if url.starts_with('/') || url.starts_with(".//") {
+        Some(UrlQuirk::LeadingSlash)
     } else {
         None
     }
@@ -405,6 +411,16 @@ mod tests {
             ("https://h", "https://h", Some(UrlQuirk::Absolute)),
             ("s3://b/nar/y.nar", "nar/y.nar", Some(UrlQuirk::Absolute)),
             ("nar/://x", "nar/://x", None),
+            (
+                "/nar/x.nar.xz",
+                "nar/x.nar.xz",
+                Some(UrlQuirk::LeadingSlash),
+            ),
+            (
+                ".//nar/x.nar.xz",
+                "nar/x.nar.xz",
+                Some(UrlQuirk::LeadingSlash),
+            ),
         ] {
             assert_eq!(nar_key_for_url(url), key, "{url:?}");
             assert_eq!(nar_url_quirk(url), quirk, "{url:?}");

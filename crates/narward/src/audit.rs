@@ -4,8 +4,8 @@
 //! narinfos whose NAR object is missing or archived (not fetchable), references to store
 //! paths with no narinfo (closure holes), FileSize different from the NAR object's size
 //! (NarSize too for `Compression: none`), narinfos whose file name and StorePath name
-//! different paths, URLs with white space around them (Nix asks for a key that does not
-//! exist), a missing or unreadable `nix-cache-info` or one for another store directory,
+//! different paths, URLs with white space around them or a leading `/` (Nix asks for a
+//! key that does not exist, or that only some servers fold), a missing or unreadable `nix-cache-info` or one for another store directory,
 //! and — when trusted keys are given — input-addressed paths with no valid signature.
 //! Warnings (waste or oddities): NAR objects no narinfo points to, NARs shared by several
 //! narinfos, `.ls` listings and `debuginfo/` links that point at nothing, and narinfos
@@ -65,7 +65,8 @@ pub struct AuditReport {
     pub nar_size_mismatch: Finding,
     /// Narinfos whose StorePath hash differs from the hash in their file name.
     pub store_path_mismatch: Finding,
-    /// Narinfos whose URL has white space around it (e.g. a `\r`): Nix cannot fetch the NAR.
+    /// Narinfos whose URL has white space around it (e.g. a `\r`) or a leading `/`: Nix
+    /// asks for a key that does not exist (S3), or one only some servers fold.
     pub unusual_nar_urls: Finding,
     /// Narinfos whose URL is absolute (warning: the NAR is outside this cache).
     pub foreign_nar_urls: Finding,
@@ -149,7 +150,7 @@ pub fn audit(index: &Index, trusted: &[PublicKey], max_examples: usize) -> Audit
                 .foreign_nar_urls
                 .add(mx, || format!("{path} -> {}", ni.url)),
             quirk => {
-                if quirk == Some(keys::UrlQuirk::Whitespace) {
+                if quirk.is_some() {
                     r.unusual_nar_urls.add(mx, || {
                         format!(
                             "{path}: URL {:?} (Nix asks for that key; plans keep {nar_key})",
@@ -400,7 +401,7 @@ impl AuditReport {
                 true,
             ),
             (
-                "ERROR narinfo URLs with white space around them (Nix cannot fetch the NAR)",
+                "ERROR narinfo URLs with white space or a leading / (Nix may not fetch the NAR)",
                 &self.unusual_nar_urls,
                 true,
             ),

@@ -322,6 +322,10 @@ fn narinfo_doubt(key_hash: &StorePathHash, ni: &NarInfo<'_>) -> Option<String> {
             ni.url
         )),
         keys::UrlQuirk::Absolute => Some(format!("URL {:?} points outside this cache", ni.url)),
+        keys::UrlQuirk::LeadingSlash => Some(format!(
+            "URL {:?} starts with '/': whether Nix finds the NAR depends on the server",
+            ni.url
+        )),
     }
 }
 

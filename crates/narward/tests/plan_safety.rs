@@ -174,11 +174,12 @@ fn edit_url(cache: &Path, hash: &str, f: impl Fn(&str) -> String) {
     std::fs::write(&p, out).unwrap();
 }
 
-#[test]
-fn url_with_trailing_cr_does_not_orphan_the_real_nar() {
+/// With `f` applied to the URL of a root's narinfo, audit reports the URL (not a missing
+/// NAR, not an orphan), and the plan keeps the path and its NAR.
+fn unusual_url_keeps_the_root_nar(f: impl Fn(&str) -> String) {
     let d = tempfile::tempdir().unwrap();
     let cache = cache_copy(d.path());
-    edit_url(&cache, TOOL, |u| format!("{u}\r"));
+    edit_url(&cache, TOOL, f);
     let state = d.path().join("state");
     index(&state, &cache);
     let a = audit(&state);
@@ -191,6 +192,16 @@ fn url_with_trailing_cr_does_not_orphan_the_real_nar() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(why(&state, &out, TOOL_NAR)["decision"], "keep");
     assert_eq!(why(&state, &out, TOOL)["decision"], "keep");
+}
+
+#[test]
+fn url_with_trailing_cr_does_not_orphan_the_real_nar() {
+    unusual_url_keeps_the_root_nar(|u| format!("{u}\r"));
+}
+
+#[test]
+fn url_with_leading_slash_does_not_orphan_the_real_nar() {
+    unusual_url_keeps_the_root_nar(|u| format!("/{u}"));
 }
 
 #[test]
