@@ -308,29 +308,6 @@ fn lenient_scan(text: &[u8]) -> (Vec<StorePathHash>, Option<String>) {
     (refs, url)
 }
 
-/// Why a narinfo that parses still cannot be taken at its word, if it cannot: its
-/// StorePath's hash differs from its file name's (`key_hash`), or its URL is unusual
-/// ([`keys::nar_url_quirk`]). Such a narinfo is kept as unknown.
-fn narinfo_doubt(key_hash: &StorePathHash, ni: &NarInfo<'_>) -> Option<String> {
-    if ni.store_path.hash != *key_hash {
-        return Some(format!(
-            "its file name names {key_hash}, its StorePath is {}",
-            ni.store_path.full_path()
-        ));
-    }
-    match keys::nar_url_quirk(ni.url)? {
-        keys::UrlQuirk::Whitespace => Some(format!(
-            "URL {:?} has white space around it, which Nix does not strip",
-            ni.url
-        )),
-        keys::UrlQuirk::Absolute => Some(format!("URL {:?} points outside this cache", ni.url)),
-        keys::UrlQuirk::LeadingSlash => Some(format!(
-            "URL {:?} starts with '/': whether Nix finds the NAR depends on the server",
-            ni.url
-        )),
-    }
-}
-
 /// Compute a plan from an index in memory. `now` is unix seconds (a parameter so tests are
 /// deterministic).
 pub fn compute(index: &Index, policy: &Policy, policy_file: &str, now: i64) -> Plan {
@@ -898,6 +875,29 @@ fn first_difference(
             (Some(_), None) => Some(format!("{n} is missing")),
             (None, _) => Some(format!("{n} was added (it is not part of the plan)")),
         })
+}
+
+/// Why a narinfo that parses still cannot be taken at its word, if it cannot: its
+/// StorePath's hash differs from its file name's (`key_hash`), or its URL is unusual
+/// ([`keys::nar_url_quirk`]). Such a narinfo is kept as unknown.
+fn narinfo_doubt(key_hash: &StorePathHash, ni: &NarInfo<'_>) -> Option<String> {
+    if ni.store_path.hash != *key_hash {
+        return Some(format!(
+            "its file name names {key_hash}, its StorePath is {}",
+            ni.store_path.full_path()
+        ));
+    }
+    match keys::nar_url_quirk(ni.url)? {
+        keys::UrlQuirk::Whitespace => Some(format!(
+            "URL {:?} has white space around it, which Nix does not strip",
+            ni.url
+        )),
+        keys::UrlQuirk::Absolute => Some(format!("URL {:?} points outside this cache", ni.url)),
+        keys::UrlQuirk::LeadingSlash => Some(format!(
+            "URL {:?} starts with '/': whether Nix finds the NAR depends on the server",
+            ni.url
+        )),
+    }
 }
 
 /// The S3 bucket and key prefix of an `s3://` cache identity.
