@@ -9,7 +9,8 @@
 //! so is a narinfo that parses but cannot be taken at its word (its StorePath is not the path
 //! its file name names, or its URL is unusual: white space, a leading `/`, absolute), with
 //! the NAR of this cache its URL seems to name; if an unparseable narinfo has no readable
-//! `URL:`, no orphan NAR is removed; a NAR used by any kept narinfo is kept. Objects younger than `min_age_days` are kept, and their paths become roots.
+//! `URL:`, no orphan NAR is removed; a NAR used by any kept narinfo is kept. Objects
+//! younger than `min_age_days` are kept, and their paths become roots.
 //! Removed paths are all archived or all deleted (`actions.unreachable`), so the removed set
 //! is closed under referrers and nothing archived refers to something deleted.
 
