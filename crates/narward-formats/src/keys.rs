@@ -219,11 +219,69 @@ fn classify_nar(rest: &str) -> Option<ObjectKind<'_>> {
     valid_ext.then_some(ObjectKind::Nar { file_hash, ext })
 }
 
-/// The S3 key of the file a narinfo's `URL` names. URLs are relative to the
-/// cache root (`nar/….nar.xz`); a leading `./` is stripped, anything else is
-/// returned as is.
+/// The S3 key of the file a narinfo's `URL` names, or the key it most likely
+/// means. URLs are relative to the cache root (`nar/….nar.xz`); a leading `./`
+/// is stripped. For an unusual URL (see [`nar_url_quirk`]) the key is a best
+/// guess, never proof: white space around the URL (a `\r` of a CRLF file) and
+/// leading `/` are trimmed, and an absolute URL (`https://host/…/nar/x.nar.xz`)
+/// gives its last `nar/…` part (without query or fragment), or the whole URL
+/// if it has none.
 pub fn nar_key_for_url(url: &str) -> &str {
-    url.strip_prefix("./").unwrap_or(url)
+    let u = url.trim();
+    if let Some(rest) = absolute_url_rest(u) {
+        let rest = rest.split(['?', '#']).next().unwrap_or(rest);
+        let path = rest.split_once('/').map_or("", |(_host, p)| p);
+        if path.starts_with("nar/") {
+            return path;
+        }
+        return match path.rfind("/nar/") {
+            Some(i) => path.get(i + 1..).unwrap_or(u),
+            None => u,
+        };
+    }
+    u.strip_prefix("./").unwrap_or(u).trim_start_matches('/')
+}
+
+/// What `scheme://` is followed by, if `url` is absolute (`http://`, `https://`,
+/// `s3://`, `file://`, …).
+fn absolute_url_rest(url: &str) -> Option<&str> {
+    let (scheme, rest) = url.split_once("://")?;
+    let ok = scheme
+        .bytes()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic())
+        && scheme
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'));
+    ok.then_some(rest)
+}
+
+/// Why a narinfo's `URL` is not simply a key of this cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UrlQuirk {
+    /// White space around it (e.g. the `\r` of a CRLF line). Nix keeps it and
+    /// asks for a key that does not exist, so clients cannot fetch the NAR.
+    Whitespace,
+    /// An absolute URL: Nix fetches it from wherever it points, outside this
+    /// cache, where nothing can be checked.
+    Absolute,
+    /// A leading `/`: whether Nix finds the NAR depends on the server (an HTTP
+    /// server may fold `//`, S3 does not).
+    LeadingSlash,
+}
+
+/// Whether a narinfo's `URL` is unusual (see [`UrlQuirk`]); `None` for a plain
+/// relative key.
+pub fn nar_url_quirk(url: &str) -> Option<UrlQuirk> {
+    if absolute_url_rest(url.trim()).is_some() {
+        Some(UrlQuirk::Absolute)
+    } else if url.trim() != url {
+        Some(UrlQuirk::Whitespace)
+    } else if url.starts_with('/') || url.starts_with(".//") {
+        Some(UrlQuirk::LeadingSlash)
+    } else {
+        None
+    }
 }
 
 /// `<hash32>.narinfo`.
@@ -326,6 +384,50 @@ mod tests {
     }
 
     #[test]
+    fn unusual_urls_resolve_to_the_nar_key_they_name() {
+        for (url, key, quirk) in [
+            ("nar/x.nar.xz\r", "nar/x.nar.xz", Some(UrlQuirk::Whitespace)),
+            (" nar/x.nar.xz ", "nar/x.nar.xz", Some(UrlQuirk::Whitespace)),
+            (
+                "https://cache.example.org/nar/x.nar.xz",
+                "nar/x.nar.xz",
+                Some(UrlQuirk::Absolute),
+            ),
+            (
+                "http://h/some/prefix/nar/x.nar.xz?sig=1#f",
+                "nar/x.nar.xz",
+                Some(UrlQuirk::Absolute),
+            ),
+            (
+                "https://h/nar/x.nar.xz\r",
+                "nar/x.nar.xz",
+                Some(UrlQuirk::Absolute),
+            ),
+            (
+                "https://nar/x.nar.xz",
+                "https://nar/x.nar.xz",
+                Some(UrlQuirk::Absolute),
+            ),
+            ("https://h", "https://h", Some(UrlQuirk::Absolute)),
+            ("s3://b/nar/y.nar", "nar/y.nar", Some(UrlQuirk::Absolute)),
+            ("nar/://x", "nar/://x", None),
+            (
+                "/nar/x.nar.xz",
+                "nar/x.nar.xz",
+                Some(UrlQuirk::LeadingSlash),
+            ),
+            (
+                ".//nar/x.nar.xz",
+                "nar/x.nar.xz",
+                Some(UrlQuirk::LeadingSlash),
+            ),
+        ] {
+            assert_eq!(nar_key_for_url(url), key, "{url:?}");
+            assert_eq!(nar_url_quirk(url), quirk, "{url:?}");
+        }
+    }
+
+    #[test]
     fn categories() {
         assert_eq!(
             classify("build-trace-v2/a/b.doi").category(),
@@ -366,6 +468,8 @@ mod tests {
     fn urls_and_keys() {
         assert_eq!(nar_key_for_url("./nar/x.nar.xz"), "nar/x.nar.xz");
         assert_eq!(nar_key_for_url("nar/x.nar.xz"), "nar/x.nar.xz");
+        assert_eq!(nar_url_quirk("nar/x.nar.xz"), None);
+        assert_eq!(nar_url_quirk("./nar/x.nar.xz"), None);
         let h = StorePathHash::parse(H32).unwrap();
         assert_eq!(classify(&narinfo_key(&h)), ObjectKind::Narinfo(h));
         assert_eq!(classify(&listing_key(&h)), ObjectKind::Listing(h));

@@ -681,7 +681,8 @@ impl<'a> NarInfo<'a> {
             .and_then(|d| StorePath::parse_base_name(d).ok())
     }
 
-    /// The S3 key of the NAR file (the URL without a leading `./`).
+    /// The S3 key of the NAR file: the URL without a leading `./`, or for an unusual URL
+    /// the key it most likely names (see [`keys::nar_key_for_url`]).
     pub fn nar_key(&self) -> &'a str {
         keys::nar_key_for_url(self.url)
     }

@@ -2,11 +2,15 @@
 //!
 //! Integrity errors (a client can be hurt): invalid signatures, narinfos that do not parse,
 //! narinfos whose NAR object is missing or archived (not fetchable), references to store
-//! paths with no narinfo (closure holes), FileSize different from the NAR object's size,
+//! paths with no narinfo (closure holes), FileSize different from the NAR object's size
+//! (NarSize too for `Compression: none`), narinfos whose file name and StorePath name
+//! different paths, URLs with white space around them or a leading `/` (Nix asks for a
+//! key that does not exist, or that only some servers fold), a missing or unreadable `nix-cache-info` or one for another store directory,
 //! and — when trusted keys are given — input-addressed paths with no valid signature.
 //! Warnings (waste or oddities): NAR objects no narinfo points to, NARs shared by several
-//! narinfos, `.ls` listings and `debuginfo/` links that point at nothing, a missing or odd
-//! `nix-cache-info`.
+//! narinfos, `.ls` listings and `debuginfo/` links that point at nothing, and narinfos
+//! whose URL is absolute (Nix fetches the NAR from outside this cache, where narward can
+//! check nothing; plans keep such paths as unknown).
 
 use crate::index::Index;
 use narward_formats::keys::{self, ObjectKind};
@@ -57,6 +61,15 @@ pub struct AuditReport {
     pub archived_nar_with_visible_narinfo: Finding,
     pub closure_holes: Finding,
     pub file_size_mismatch: Finding,
+    /// `Compression: none` narinfos whose NarSize differs from the NAR object's size.
+    pub nar_size_mismatch: Finding,
+    /// Narinfos whose StorePath hash differs from the hash in their file name.
+    pub store_path_mismatch: Finding,
+    /// Narinfos whose URL has white space around it (e.g. a `\r`) or a leading `/`: Nix
+    /// asks for a key that does not exist (S3), or one only some servers fold.
+    pub unusual_nar_urls: Finding,
+    /// Narinfos whose URL is absolute (warning: the NAR is outside this cache).
+    pub foreign_nar_urls: Finding,
     pub orphan_nars: Finding,
     pub orphan_nar_bytes: u64,
     pub shared_nars: Finding,
@@ -102,6 +115,10 @@ pub fn audit(index: &Index, trusted: &[PublicKey], max_examples: usize) -> Audit
             Err(u) => {
                 r.unparseable_narinfos
                     .add(mx, || format!("{}: {}", u.key, u.reason));
+                // The NAR its URL line seems to name is not an orphan (plans keep it).
+                if let Some(k) = lenient_nar_key(&rec.text) {
+                    nar_users.entry(k).or_default().push(rec.key.as_str());
+                }
                 continue;
             }
         };
@@ -117,26 +134,31 @@ pub fn audit(index: &Index, trusted: &[PublicKey], max_examples: usize) -> Audit
                 SigStatus::UnknownKey => r.signatures.unknown_key.add(mx, || path.clone()),
             }
         }
+        if key_hash(&rec.key).is_some_and(|h| h != ni.store_path.hash) {
+            r.store_path_mismatch.add(mx, || {
+                format!(
+                    "{}: StorePath {path} is not the path its file name names",
+                    rec.key
+                )
+            });
+        }
         let nar_key = keys::nar_key_for_url(ni.url);
         nar_users.entry(nar_key).or_default().push(rec.key.as_str());
-        match index.object(nar_key) {
-            None => r.missing_nar.add(mx, || format!("{path} -> {nar_key}")),
-            Some(o) => {
-                if o.is_archived() {
-                    r.archived_nar_with_visible_narinfo.add(mx, || {
-                        format!("{path} -> {nar_key} ({})", o.storage_class())
-                    });
-                }
-                if let Some(fs) = ni.file_size
-                    && fs != o.size
-                {
-                    r.file_size_mismatch.add(mx, || {
+        match keys::nar_url_quirk(ni.url) {
+            // The NAR Nix fetches is elsewhere: nothing of this cache to check.
+            Some(keys::UrlQuirk::Absolute) => r
+                .foreign_nar_urls
+                .add(mx, || format!("{path} -> {}", ni.url)),
+            quirk => {
+                if quirk.is_some() {
+                    r.unusual_nar_urls.add(mx, || {
                         format!(
-                            "{path}: FileSize {fs}, object {nar_key} has {} bytes",
-                            o.size
+                            "{path}: URL {:?} (Nix asks for that key; plans keep {nar_key})",
+                            ni.url
                         )
                     });
                 }
+                check_nar_object(&mut r, mx, &path, &ni, nar_key, index.object(nar_key));
             }
         }
         for rf in &ni.references {
@@ -168,7 +190,7 @@ pub fn audit(index: &Index, trusted: &[PublicKey], max_examples: usize) -> Audit
             _ => {}
         }
     }
-    for d in &index.debuginfo {
+    for d in index.debuginfo.iter().filter(|d| d.key != "nix-cache-info") {
         let target = std::str::from_utf8(&d.text)
             .ok()
             .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
@@ -190,27 +212,112 @@ pub fn audit(index: &Index, trusted: &[PublicKey], max_examples: usize) -> Audit
             }
         }
     }
-    if index.object("nix-cache-info").is_none() {
-        r.cache_info
-            .push("nix-cache-info is missing: Nix clients will refuse the cache".into());
-    }
+    r.cache_info = check_cache_info(index);
     r.errors = r.signatures.invalid.count
         + r.unparseable_narinfos.count
         + r.missing_nar.count
         + r.archived_nar_with_visible_narinfo.count
         + r.closure_holes.count
         + r.file_size_mismatch.count
+        + r.nar_size_mismatch.count
+        + r.store_path_mismatch.count
+        + r.unusual_nar_urls.count
         + if r.signatures.checked {
             r.signatures.unsigned.count + r.signatures.unknown_key.count
         } else {
             0
         }
         + r.cache_info.len() as u64;
-    r.warnings = r.orphan_nars.count
+    r.warnings = r.foreign_nar_urls.count
+        + r.orphan_nars.count
         + r.shared_nars.count
         + r.dangling_listings.count
         + r.dangling_debuginfo.count;
     r
+}
+
+/// The NAR key the `URL:` line of a narinfo that does not parse seems to name.
+fn lenient_nar_key(text: &[u8]) -> Option<&str> {
+    let t = std::str::from_utf8(text).ok()?;
+    t.lines()
+        .find_map(|l| l.strip_prefix("URL:"))
+        .map(|u| keys::nar_key_for_url(u.trim()))
+        .filter(|k| !k.is_empty())
+}
+
+/// The store-path hash a narinfo key names (`<hash>.narinfo`), if it does.
+fn key_hash(key: &str) -> Option<StorePathHash> {
+    match keys::classify(key) {
+        ObjectKind::Narinfo(h) => Some(h),
+        _ => None,
+    }
+}
+
+/// The checks of a narinfo's NAR object: missing, archived, FileSize, and NarSize when the
+/// NAR is not compressed.
+fn check_nar_object(
+    r: &mut AuditReport,
+    mx: usize,
+    path: &str,
+    ni: &narward_formats::narinfo::NarInfo<'_>,
+    nar_key: &str,
+    obj: Option<&crate::model::ObjectRecord>,
+) {
+    let Some(o) = obj else {
+        r.missing_nar.add(mx, || format!("{path} -> {nar_key}"));
+        return;
+    };
+    if o.is_archived() {
+        r.archived_nar_with_visible_narinfo.add(mx, || {
+            format!("{path} -> {nar_key} ({})", o.storage_class())
+        });
+    }
+    if let Some(fs) = ni.file_size
+        && fs != o.size
+    {
+        r.file_size_mismatch.add(mx, || {
+            format!(
+                "{path}: FileSize {fs}, object {nar_key} has {} bytes",
+                o.size
+            )
+        });
+    }
+    if ni.compression_or_default() == "none" && ni.nar_size != o.size {
+        r.nar_size_mismatch.add(mx, || {
+            format!(
+                "{path}: Compression none, NarSize {}, object {nar_key} has {} bytes",
+                ni.nar_size, o.size
+            )
+        });
+    }
+}
+
+/// What is wrong with `nix-cache-info`: missing, unreadable, no `StoreDir`, or a store
+/// directory other than /nix/store (Nix clients refuse such a cache).
+fn check_cache_info(index: &Index) -> Vec<String> {
+    if index.object("nix-cache-info").is_none() {
+        return vec!["nix-cache-info is missing: Nix clients will refuse the cache".into()];
+    }
+    // `narward index` keeps its content with the debuginfo records; an index made before
+    // it did has none, and nothing can be said about it.
+    let Some(rec) = index.debuginfo.iter().find(|d| d.key == "nix-cache-info") else {
+        return Vec::new();
+    };
+    if let Some(e) = &rec.fetch_error {
+        return vec![format!("nix-cache-info could not be read: {e}")];
+    }
+    let Ok(text) = std::str::from_utf8(&rec.text) else {
+        return vec!["nix-cache-info is not UTF-8 text: not a nix-cache-info file".into()];
+    };
+    match narward_formats::cache_info::parse(text).store_dir {
+        None => vec![
+            "nix-cache-info has no StoreDir line: not a nix-cache-info file (Nix writes StoreDir: /nix/store)".into(),
+        ],
+        Some(d) if d != STORE_DIR => vec![format!(
+            "nix-cache-info says StoreDir: {d}: Nix clients with {STORE_DIR} will refuse the cache"
+        )],
+        Some(_) => Vec::new(),
+    }
 }
 
 impl AuditReport {
@@ -246,7 +353,7 @@ impl AuditReport {
                 "  signatures: not checked (pass --trusted-key NAME:BASE64)"
             );
         }
-        let sections: [(&str, &Finding, bool); 12] = [
+        let sections: [(&str, &Finding, bool); 16] = [
             ("ERROR invalid signatures", &self.signatures.invalid, true),
             (
                 "ERROR unsigned (input-addressed)",
@@ -281,6 +388,26 @@ impl AuditReport {
             (
                 "ERROR FileSize differs from the NAR object",
                 &self.file_size_mismatch,
+                true,
+            ),
+            (
+                "ERROR NarSize differs from the uncompressed NAR object",
+                &self.nar_size_mismatch,
+                true,
+            ),
+            (
+                "ERROR narinfos whose StorePath is not the path their file name names",
+                &self.store_path_mismatch,
+                true,
+            ),
+            (
+                "ERROR narinfo URLs with white space or a leading / (Nix may not fetch the NAR)",
+                &self.unusual_nar_urls,
+                true,
+            ),
+            (
+                "warning narinfo URLs pointing outside this cache (not checked; plans keep these paths)",
+                &self.foreign_nar_urls,
                 true,
             ),
             (

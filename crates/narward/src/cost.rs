@@ -1204,6 +1204,7 @@ mod tests {
                 archive_bucket: None,
                 roots: Default::default(),
                 summary: Summary::default(),
+                files: Default::default(),
                 checksum: String::new(),
             },
             paths: Vec::new(),

@@ -344,7 +344,7 @@ pub fn why(plan: &Plan, query: &str, index: Option<&Index>) -> Option<Why> {
                 .collect();
             format!(
                 "kept: {}\n  chain: {}",
-                chain.first().map(|s| s.reason.as_str()).unwrap_or(""),
+                keep_headline(pd, &chain),
                 names.join("\n      -> ")
             )
         }
@@ -376,6 +376,30 @@ pub fn why(plan: &Plan, query: &str, index: Option<&Index>) -> Option<Why> {
         referrers,
         nearest_kept_referrer,
     })
+}
+
+/// Why a kept path is kept, in one line: its own reason, or for a path kept because it is
+/// referenced, that it is reachable, from which root (or rule) and through which referrer.
+/// `chain` runs root → … → the path.
+fn keep_headline(pd: &PathDecision, chain: &[Step]) -> String {
+    let Reason::Reachable { from } = &pd.reason else {
+        return pd.reason.to_string();
+    };
+    let referrer = chain
+        .len()
+        .checked_sub(2)
+        .and_then(|i| chain.get(i))
+        .map_or_else(
+            || format!("{STORE_DIR}/{from}-…"),
+            |s| format!("{STORE_DIR}/{}", s.path),
+        );
+    match chain.first() {
+        Some(top) if chain.len() > 1 => format!(
+            "reachable from {STORE_DIR}/{}, kept as {}; referenced by {referrer}",
+            top.path, top.reason
+        ),
+        _ => format!("reachable: referenced by {referrer}"),
+    }
 }
 
 impl Why {

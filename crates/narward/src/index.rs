@@ -8,7 +8,8 @@
 //! - `narinfos.bin.zst` — every `<hash>.narinfo` object's key, ETag, size and raw bytes
 //!   (or the reason it could not be fetched), sorted by key;
 //! - `debuginfo.bin.zst` — the same for `debuginfo/<build-id>` objects (small JSON links
-//!   to a NAR member), so audit can find links that point at nothing.
+//!   to a NAR member), so audit can find links that point at nothing, and for
+//!   `nix-cache-info`, so audit can check its content.
 //!
 //! An update writes a complete new generation into `index.new/` and renames it into place,
 //! so a crash leaves either the old or the new index, never a mix. Raw narinfo bytes are
@@ -72,7 +73,7 @@ pub struct Index {
     pub objects: Vec<ObjectRecord>,
     /// Sorted by key.
     pub narinfos: Vec<FetchedRecord>,
-    /// `debuginfo/` objects, sorted by key.
+    /// `debuginfo/` objects and `nix-cache-info`, sorted by key.
     pub debuginfo: Vec<FetchedRecord>,
 }
 
@@ -370,12 +371,13 @@ pub async fn update(
     for o in &objects {
         match keys::classify(&o.key) {
             ObjectKind::Narinfo(_) => stats.narinfo_objects += 1,
-            ObjectKind::DebugInfo(_) => {}
+            // `nix-cache-info` travels with the debuginfo records (audit checks it).
+            ObjectKind::DebugInfo(_) | ObjectKind::CacheInfo => {}
             _ => continue,
         }
         match prev_map.remove(&o.key) {
             Some(p) if p.etag == o.etag && p.size == o.size && p.fetch_error.is_none() => {
-                stats.reused += 1;
+                stats.reused += u64::from(!is_cache_info(&o.key));
                 narinfos.push(p);
             }
             _ => to_fetch.push(o),
@@ -410,13 +412,18 @@ pub async fn update(
         .collect()
         .await;
     pb.finish_and_clear();
-    stats.fetched = fetched.len() as u64;
-    stats.fetch_errors = fetched.iter().filter(|n| n.fetch_error.is_some()).count() as u64;
+    // The counts are of narinfos and debuginfo entries, as before nix-cache-info was kept.
+    let counted = || fetched.iter().filter(|n| !is_cache_info(&n.key));
+    stats.fetched = counted().count() as u64;
+    stats.fetch_errors = counted().filter(|n| n.fetch_error.is_some()).count() as u64;
     narinfos.extend(fetched);
     narinfos.sort_by(|a, b| a.key.cmp(&b.key));
-    let (mut debuginfo, mut narinfos): (Vec<_>, Vec<_>) = narinfos
-        .into_iter()
-        .partition(|n| matches!(keys::classify(&n.key), ObjectKind::DebugInfo(_)));
+    let (mut debuginfo, mut narinfos): (Vec<_>, Vec<_>) = narinfos.into_iter().partition(|n| {
+        matches!(
+            keys::classify(&n.key),
+            ObjectKind::DebugInfo(_) | ObjectKind::CacheInfo
+        )
+    });
     debuginfo.sort_by(|a, b| a.key.cmp(&b.key));
     narinfos.sort_by(|a, b| a.key.cmp(&b.key));
     let mut index = Index {
@@ -439,6 +446,10 @@ pub async fn update(
     index.meta.unparseable = index.count_unparseable();
     index.save(state)?;
     Ok((index, stats))
+}
+
+fn is_cache_info(key: &str) -> bool {
+    matches!(keys::classify(key), ObjectKind::CacheInfo)
 }
 
 /// Hold an exclusive lock on the state directory while updating it, so two `narward

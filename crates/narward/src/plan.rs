@@ -6,8 +6,11 @@
 //! Liveness is path-level: the kept set is the closure, under References, of the roots
 //! (policy roots and rule roots). Anything unknown keeps what it might protect: an
 //! unparseable narinfo is kept along with every path its `References:` line seems to name;
-//! if one has no readable `URL:`, no orphan NAR is removed; a NAR used by any kept narinfo is
-//! kept. Objects younger than `min_age_days` are kept, and their paths become roots.
+//! so is a narinfo that parses but cannot be taken at its word (its StorePath is not the path
+//! its file name names, or its URL is unusual: white space, a leading `/`, absolute), with
+//! the NAR of this cache its URL seems to name; if an unparseable narinfo has no readable
+//! `URL:`, no orphan NAR is removed; a NAR used by any kept narinfo is kept. Objects
+//! younger than `min_age_days` are kept, and their paths become roots.
 //! Removed paths are all archived or all deleted (`actions.unreachable`), so the removed set
 //! is closed under referrers and nothing archived refers to something deleted.
 
@@ -18,6 +21,7 @@ use crate::model::ObjectRecord;
 use crate::policy::{Follow, Policy, Unreachable};
 use anyhow::{Context, Result, bail};
 use narward_formats::keys::{self, Category, ObjectKind};
+use narward_formats::narinfo::NarInfo;
 use narward_formats::store_path::{STORE_DIR, StorePath, StorePathHash};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -25,7 +29,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::Path;
 
-pub const PLAN_FORMAT: u32 = 1;
+/// 2: the checksum covers `plan.json` itself and every file of the plan (`files`).
+pub const PLAN_FORMAT: u32 = 2;
 
 /// What happens to an object or a path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -70,6 +75,12 @@ pub enum Reason {
     Unparseable {
         why: String,
     },
+    /// The narinfo parses but cannot be taken at its word (its StorePath is not the path
+    /// its file name says, or its URL is not a plain key of this cache): kept as unknown,
+    /// with its references and the NAR its URL seems to name.
+    Unverifiable {
+        why: String,
+    },
     /// A NAR used by a kept path (its hash).
     NarOfKeptPath {
         path: StorePathHash,
@@ -107,6 +118,7 @@ impl Reason {
             Reason::AccessedRecently => "accessed-recently",
             Reason::Young => "young",
             Reason::Unparseable { .. } => "unparseable",
+            Reason::Unverifiable { .. } => "unverifiable",
             Reason::NarOfKeptPath { .. } => "nar-of-kept-path",
             Reason::MightBelongToUnknown => "might-belong-to-unknown",
             Reason::OwnerKept { .. } => "owner-kept",
@@ -136,6 +148,12 @@ impl fmt::Display for Reason {
             Reason::Young => write!(f, "younger than keep.min_age_days"),
             Reason::Unparseable { why } => {
                 write!(f, "narinfo does not parse ({why}): kept as unknown")
+            }
+            Reason::Unverifiable { why } => {
+                write!(
+                    f,
+                    "narinfo cannot be taken at its word ({why}): kept as unknown"
+                )
             }
             Reason::NarOfKeptPath { path } => write!(f, "NAR of kept path {STORE_DIR}/{path}-…"),
             Reason::MightBelongToUnknown => {
@@ -239,7 +257,11 @@ pub struct PlanHeader {
     pub archive_bucket: Option<String>,
     pub roots: RootStats,
     pub summary: Summary,
-    /// SHA-256 over `paths.bin.zst` then `objects.bin.zst`.
+    /// SHA-256 (hex) of every file of the plan directory but `plan.json`, by its path
+    /// relative to the directory (`paths.bin.zst`, `objects.bin.zst`, `manifests/…`).
+    pub files: BTreeMap<String, String>,
+    /// SHA-256 (hex) of this header serialized as JSON with `checksum` empty: it covers
+    /// every header field and, through `files`, the name and content of every file.
     pub checksum: String,
 }
 
@@ -395,8 +417,16 @@ pub fn compute_streaming(
                 let any = |f: &dyn Fn(&ObjectRecord) -> bool| {
                     n_obj.is_some_and(f) || nar_obj.is_some_and(f)
                 };
-                let name = ni.store_path.name;
-                let seed = if any(&|o| young(o)) {
+                let doubt = narinfo_doubt(&hash, &ni);
+                // A StorePath that is not this narinfo's path names nothing of this path.
+                let name = if ni.store_path.hash == hash {
+                    ni.store_path.name
+                } else {
+                    ""
+                };
+                let seed = if let Some(why) = doubt.clone() {
+                    Some(Reason::Unverifiable { why })
+                } else if any(&|o| young(o)) {
                     Some(Reason::Young)
                 } else if p.keep.content_addressed && ni.ca.is_some() {
                     Some(Reason::ContentAddressed)
@@ -426,7 +456,7 @@ pub fn compute_streaming(
                     file_size: ni.file_size,
                     deriver: ni
                         .deriver
-                        .filter(|d| want_derivers && *d != "unknown-deriver")
+                        .filter(|d| want_derivers && doubt.is_none() && *d != "unknown-deriver")
                         .map(Into::into),
                     seed,
                 });
@@ -768,6 +798,7 @@ pub fn compute_streaming(
         archive_bucket: p.actions.archive_bucket.clone(),
         roots,
         summary,
+        files: BTreeMap::new(),
         checksum: String::new(),
     };
     Ok(Plan {
@@ -777,21 +808,97 @@ pub fn compute_streaming(
     })
 }
 
-fn file_sha(paths: &[&Path]) -> Result<String> {
+/// SHA-256 (hex) of one file's content.
+fn file_sha(path: &Path) -> Result<String> {
+    use std::io::Read;
     let mut h = Sha256::new();
-    for p in paths {
-        use std::io::Read;
-        let mut f = std::fs::File::open(p).with_context(|| format!("reading {}", p.display()))?;
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
+    let mut f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            break;
         }
+        h.update(&buf[..n]);
     }
     Ok(hex::encode(h.finalize()))
+}
+
+/// The digest of every file under `dir` (recursively) but the top-level `plan.json`, by
+/// path relative to `dir` with `/` separators.
+fn plan_files(dir: &Path) -> Result<BTreeMap<String, String>> {
+    fn walk(root: &Path, rel: &str, out: &mut BTreeMap<String, String>) -> Result<()> {
+        let d = root.join(rel);
+        let entries = std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))?;
+        for e in entries {
+            let e = e.with_context(|| format!("reading {}", d.display()))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let r = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            if e.file_type()?.is_dir() {
+                walk(root, &r, out)?;
+            } else if r != "plan.json" {
+                out.insert(r.clone(), file_sha(&root.join(&r))?);
+            }
+        }
+        Ok(())
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, "", &mut out)?;
+    Ok(out)
+}
+
+/// The checksum of a header: SHA-256 of its JSON with `checksum` empty.
+fn header_checksum(h: &PlanHeader) -> Result<String> {
+    let mut h = h.clone();
+    h.checksum = String::new();
+    Ok(hex::encode(Sha256::digest(serde_json::to_vec(&h)?)))
+}
+
+/// The first file that differs between the digests a header records and the files
+/// present, as "`name` was altered / is missing / was added".
+fn first_difference(
+    recorded: &BTreeMap<String, String>,
+    present: &BTreeMap<String, String>,
+) -> Option<String> {
+    let names: std::collections::BTreeSet<&String> =
+        recorded.keys().chain(present.keys()).collect();
+    names
+        .into_iter()
+        .find_map(|n| match (recorded.get(n), present.get(n)) {
+            (Some(a), Some(b)) if a == b => None,
+            (Some(_), Some(_)) => Some(format!("{n} was altered")),
+            (Some(_), None) => Some(format!("{n} is missing")),
+            (None, _) => Some(format!("{n} was added (it is not part of the plan)")),
+        })
+}
+
+/// Why a narinfo that parses still cannot be taken at its word, if it cannot: its
+/// StorePath's hash differs from its file name's (`key_hash`), or its URL is unusual
+/// ([`keys::nar_url_quirk`]). Such a narinfo is kept as unknown.
+fn narinfo_doubt(key_hash: &StorePathHash, ni: &NarInfo<'_>) -> Option<String> {
+    if ni.store_path.hash != *key_hash {
+        return Some(format!(
+            "its file name names {key_hash}, its StorePath is {}",
+            ni.store_path.full_path()
+        ));
+    }
+    match keys::nar_url_quirk(ni.url)? {
+        keys::UrlQuirk::Whitespace => Some(format!(
+            "URL {:?} has white space around it, which Nix does not strip",
+            ni.url
+        )),
+        keys::UrlQuirk::Absolute => Some(format!("URL {:?} points outside this cache", ni.url)),
+        keys::UrlQuirk::LeadingSlash => Some(format!(
+            "URL {:?} starts with '/': whether Nix finds the NAR depends on the server",
+            ni.url
+        )),
+    }
 }
 
 /// The S3 bucket and key prefix of an `s3://` cache identity.
@@ -813,7 +920,18 @@ impl Plan {
     /// # Errors
     /// `dir` is not empty; I/O errors.
     pub fn write(&mut self, dir: &Path) -> Result<()> {
-        if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+        if dir.exists() && !dir.is_dir() {
+            bail!(
+                "plan directory {} exists and is not a directory: give --out a new directory",
+                dir.display()
+            );
+        }
+        let not_empty = dir.exists()
+            && std::fs::read_dir(dir)
+                .with_context(|| format!("reading {}", dir.display()))?
+                .next()
+                .is_some();
+        if not_empty {
             bail!(
                 "plan directory {} is not empty: plans are immutable, write a new one elsewhere",
                 dir.display()
@@ -821,16 +939,15 @@ impl Plan {
         }
         std::fs::create_dir_all(dir.join("manifests"))
             .with_context(|| format!("creating {}", dir.display()))?;
-        let pp = dir.join("paths.bin.zst");
-        let op = dir.join("objects.bin.zst");
-        index::write_stream_level(&pp, &self.paths, 1)?;
-        index::write_stream_level(&op, &self.objects, 1)?;
-        self.header.checksum = file_sha(&[&pp, &op])?;
-        std::fs::write(
-            dir.join("plan.json"),
-            serde_json::to_string_pretty(&self.header)?,
-        )?;
+        index::write_stream_level(&dir.join("paths.bin.zst"), &self.paths, 1)?;
+        index::write_stream_level(&dir.join("objects.bin.zst"), &self.objects, 1)?;
         self.write_manifests(&dir.join("manifests"))?;
+        // plan.json last: its checksum covers every other file.
+        self.header.files = plan_files(dir)?;
+        self.header.checksum = header_checksum(&self.header)?;
+        let hp = dir.join("plan.json");
+        std::fs::write(&hp, serde_json::to_string_pretty(&self.header)?)
+            .with_context(|| format!("writing {}", hp.display()))?;
         Ok(())
     }
 
@@ -908,40 +1025,21 @@ impl Plan {
         Ok(())
     }
 
-    /// Read a plan and verify its checksum.
+    /// Read a plan and verify its checksum: `plan.json` must be as written, and every file
+    /// of the directory must be one the plan recorded, with the same content.
     ///
     /// # Errors
-    /// Missing files, a checksum mismatch (the plan was altered), corrupt data.
+    /// Missing files, a checksum mismatch naming the file that differs (the plan was
+    /// altered), corrupt data.
     pub fn read(dir: &Path) -> Result<Plan> {
-        let hp = dir.join("plan.json");
-        let t = std::fs::read_to_string(&hp)
-            .with_context(|| format!("no plan in {}", dir.display()))?;
-        let header: PlanHeader =
-            serde_json::from_str(&t).with_context(|| format!("{}: corrupt", hp.display()))?;
-        if header.format_version != PLAN_FORMAT {
-            bail!(
-                "{}: plan format {} is not supported",
-                hp.display(),
-                header.format_version
-            );
-        }
-        let pp = dir.join("paths.bin.zst");
-        let op = dir.join("objects.bin.zst");
-        let sum = file_sha(&[&pp, &op])?;
-        if sum != header.checksum {
-            bail!(
-                "plan {}: checksum mismatch (plan.json says {}, files give {sum}): the plan was altered; compute a new one",
-                dir.display(),
-                header.checksum
-            );
-        }
+        let header = Self::read_verified_header(dir)?;
         let mut paths = Vec::new();
-        index::read_stream(&pp, |x| {
+        index::read_stream(&dir.join("paths.bin.zst"), |x| {
             paths.push(x);
             Ok(())
         })?;
         let mut objects = Vec::new();
-        index::read_stream(&op, |x| {
+        index::read_stream(&dir.join("objects.bin.zst"), |x| {
             objects.push(x);
             Ok(())
         })?;
@@ -950,6 +1048,38 @@ impl Plan {
             paths,
             objects,
         })
+    }
+
+    /// `plan.json`, once its own checksum and the digest of every file check out.
+    fn read_verified_header(dir: &Path) -> Result<PlanHeader> {
+        let hp = dir.join("plan.json");
+        let t = std::fs::read_to_string(&hp)
+            .with_context(|| format!("no plan in {}", dir.display()))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&t).with_context(|| format!("{}: corrupt", hp.display()))?;
+        let version = v.get("format_version").and_then(serde_json::Value::as_u64);
+        if version != Some(u64::from(PLAN_FORMAT)) {
+            bail!(
+                "{}: plan format {} is not supported (expected {PLAN_FORMAT}); compute a new plan",
+                hp.display(),
+                version.map_or("(none)".to_string(), |x| x.to_string())
+            );
+        }
+        let header: PlanHeader =
+            serde_json::from_value(v).with_context(|| format!("{}: corrupt", hp.display()))?;
+        let altered = |what: &str| {
+            anyhow::anyhow!(
+                "plan {}: checksum mismatch: {what}; the plan cannot be trusted, compute a new one",
+                dir.display()
+            )
+        };
+        if header_checksum(&header)? != header.checksum {
+            return Err(altered("plan.json was altered"));
+        }
+        if let Some(d) = first_difference(&header.files, &plan_files(dir)?) {
+            return Err(altered(&d));
+        }
+        Ok(header)
     }
 
     /// The decision for a store path given as a full path, a base name or a hash.

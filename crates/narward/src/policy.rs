@@ -47,6 +47,21 @@ pub struct RootsSection {
     /// Inline store paths (full paths or base names).
     #[serde(default)]
     pub paths: Vec<String>,
+    /// `narward plan` refuses a plan when fewer than this fraction of the roots are in the
+    /// cache (0.0 to 1.0; default 0.5), unless given `--allow-few-roots`: a root list for
+    /// another cache, or a wrong cache prefix, would otherwise remove almost everything.
+    pub min_found_fraction: Option<f64>,
+}
+
+/// Default of `roots.min_found_fraction`.
+pub const DEFAULT_MIN_FOUND_FRACTION: f64 = 0.5;
+
+impl RootsSection {
+    /// `min_found_fraction`, or its default.
+    pub fn min_found_fraction(&self) -> f64 {
+        self.min_found_fraction
+            .unwrap_or(DEFAULT_MIN_FOUND_FRACTION)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -301,6 +316,11 @@ impl Policy {
                 a.archive_prefix
             );
         }
+        if let Some(f) = file.roots.min_found_fraction
+            && !(0.0..=1.0).contains(&f)
+        {
+            bail!("policy {name}: roots.min_found_fraction must be between 0 and 1, got {f}");
+        }
         let mut p = Policy {
             file: file.clone(),
             text: text.to_string(),
@@ -429,6 +449,60 @@ impl Policy {
     }
 }
 
+/// The overrides of [`check_plan_roots`] (the `--allow-…` flags of `narward plan`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RootOverrides {
+    /// `--allow-few-roots`: write a plan although no root, or too few of them, is in the cache.
+    pub few_roots: bool,
+    /// `--allow-empty-cache`: write a plan of a cache that lists no narinfo.
+    pub empty_cache: bool,
+}
+
+/// Whether a computed plan may be written, judged from its root statistics: a plan of a
+/// cache with no narinfo (a wrong URL or prefix?), with no root found, or with fewer roots
+/// found than `roots.min_found_fraction`, would remove everything no keep rule protects.
+/// `narinfos` is the number of narinfos the cache lists.
+///
+/// # Errors
+/// The refusal, saying why and which flag overrides it.
+pub fn check_plan_roots(
+    roots: &crate::plan::RootStats,
+    narinfos: u64,
+    policy: &PolicyFile,
+    allow: RootOverrides,
+) -> Result<()> {
+    if narinfos == 0 && !allow.empty_cache {
+        bail!(
+            "the cache lists no narinfo at all: is the cache URL or its prefix wrong? (pass --allow-empty-cache to write this plan anyway)"
+        );
+    }
+    if allow.few_roots {
+        return Ok(());
+    }
+    let min = policy.roots.min_found_fraction();
+    if roots.total == 0 {
+        bail!(
+            "the policy names no roots: everything no keep rule protects would be removed (pass --allow-few-roots to write this plan anyway)"
+        );
+    }
+    if roots.found == 0 {
+        bail!(
+            "none of the {} roots is in the cache: is the root list for another cache, or the cache prefix wrong? (pass --allow-few-roots to write this plan anyway)",
+            roots.total
+        );
+    }
+    let found = roots.found as f64 / roots.total as f64;
+    if found < min {
+        bail!(
+            "only {} of {} roots ({:.1} %) are in the cache, fewer than roots.min_found_fraction = {min}: is the root list for another cache? (pass --allow-few-roots to write this plan anyway)",
+            roots.found,
+            roots.total,
+            found * 100.0
+        );
+    }
+    Ok(())
+}
+
 /// Storage classes an archive may target.
 pub const STORAGE_CLASSES: [&str; 7] = [
     "STANDARD_IA",
@@ -541,5 +615,43 @@ mod tests {
         .unwrap();
         let e = Policy::from_str("[roots]\nfiles = [\"a.txt\"]\n", d.path(), "p.toml").unwrap_err();
         assert!(format!("{e:#}").contains("a.txt:2"), "{e:#}");
+    }
+
+    #[test]
+    fn empty_or_absent_roots_refuse_the_plan_unless_allowed() {
+        use crate::plan::RootStats;
+        let stats = |total, found| RootStats {
+            total,
+            found,
+            missing: total - found,
+            ..Default::default()
+        };
+        let file = PolicyFile::default();
+        let none = RootOverrides::default();
+        let few = RootOverrides {
+            few_roots: true,
+            ..none
+        };
+        let err = |r: Result<()>| format!("{:#}", r.unwrap_err());
+        assert!(err(check_plan_roots(&stats(0, 0), 10, &file, none)).contains("no roots"));
+        assert!(err(check_plan_roots(&stats(4, 0), 10, &file, none)).contains("none of the 4"));
+        assert!(err(check_plan_roots(&stats(4, 1), 10, &file, none)).contains("1 of 4"));
+        check_plan_roots(&stats(4, 2), 10, &file, none).unwrap();
+        for (t, f) in [(0, 0), (4, 0), (4, 1)] {
+            check_plan_roots(&stats(t, f), 10, &file, few).unwrap();
+        }
+        let mut low = file.clone();
+        low.roots.min_found_fraction = Some(0.25);
+        check_plan_roots(&stats(4, 1), 10, &low, none).unwrap();
+        // A cache without narinfos: refused even with --allow-few-roots.
+        assert!(err(check_plan_roots(&stats(4, 0), 0, &file, few)).contains("no narinfo"));
+        let empty = RootOverrides {
+            empty_cache: true,
+            few_roots: true,
+        };
+        check_plan_roots(&stats(4, 0), 0, &file, empty).unwrap();
+        let e = Policy::from_str("[roots]\nmin_found_fraction = 2.0\n", Path::new("."), "p")
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("min_found_fraction"), "{e:#}");
     }
 }

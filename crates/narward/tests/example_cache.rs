@@ -313,6 +313,7 @@ fn incremental_index_fetches_only_what_changed() {
         &st,
         &[
             "plan",
+            "--allow-few-roots",
             "--policy",
             p.to_str().unwrap(),
             "--out",
@@ -352,6 +353,7 @@ fn min_age_protects_young_objects() {
         &[
             "plan",
             "--json",
+            "--allow-few-roots",
             "--policy",
             p.to_str().unwrap(),
             "--out",

@@ -70,8 +70,11 @@ pub enum Command {
     /// be fetched or parsed are kept as "present but unknown": nothing downstream treats
     /// them as absent.
     Index(IndexArgs),
-    /// Check the indexed cache: signatures, unparseable narinfos, missing or archived NARs,
-    /// orphan NARs, closure holes, size mismatches, shared NARs, dangling .ls/debuginfo.
+    /// Check the indexed cache: signatures, unparseable narinfos, narinfos whose StorePath
+    /// is not the path their file name names, missing or archived NARs, URLs with white
+    /// space around them or pointing outside the cache, orphan NARs, closure holes, size
+    /// mismatches (FileSize; NarSize of uncompressed NARs), shared NARs, dangling
+    /// .ls/debuginfo, and nix-cache-info (present, readable, StoreDir /nix/store).
     ///
     /// Exits with status 1 when it finds integrity errors, so it can gate a cron job.
     Audit(AuditArgs),
@@ -93,6 +96,12 @@ pub enum Command {
     /// the reason for it. It is immutable and checksummed, bound to the cache and the index
     /// generation it was computed from, and comes with manifests (S3 Batch Operations CSV
     /// for s3:// caches, and Parquet). Computing a plan changes nothing in the cache.
+    ///
+    /// A plan is refused (exit 2, nothing written) when the policy names no root, when none
+    /// or fewer than `roots.min_found_fraction` (default 0.5) of its roots are in the cache
+    /// (see --allow-few-roots), or when the cache lists no narinfo (see --allow-empty-cache).
+    /// Reading a plan back checks that neither plan.json nor any other file of it was
+    /// edited, added or removed.
     Plan(PlanArgs),
     /// Explain the fate of a store path (full path, base name or hash) or object key in a
     /// plan: for a kept path the chain root → … → path, for a removed one the rule that
@@ -126,6 +135,15 @@ pub struct PlanArgs {
     /// Directory to write the plan into (must not exist or be empty).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Write the plan even if the policy names no roots, none of its roots is in the cache,
+    /// or fewer than `roots.min_found_fraction` (default 0.5) of them are: such a plan
+    /// removes everything no keep rule protects, so it is refused without this flag.
+    #[arg(long)]
+    pub allow_few_roots: bool,
+    /// Write the plan even if the cache lists no narinfo at all (usually a wrong cache URL
+    /// or prefix, whose every NAR would look like an orphan).
+    #[arg(long)]
+    pub allow_empty_cache: bool,
     /// Compute as if now were this unix time (for reproducible plans and tests).
     #[arg(long, hide = true)]
     pub now: Option<i64>,

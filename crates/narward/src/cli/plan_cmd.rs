@@ -1,12 +1,12 @@
 //! `narward plan`, `plan show`, `plan diff`, `why`.
 
 use super::{Global, PlanAction, PlanArgs, WhyArgs, print_json};
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use narward::cost;
 use narward::explain;
 use narward::index::{self, Index};
 use narward::plan::{self, Plan};
-use narward::policy::Policy;
+use narward::policy::{Policy, RootOverrides, check_plan_roots};
 use std::process::ExitCode;
 
 /// The pricing table given by `--pricing`, or the built-in one.
@@ -74,6 +74,17 @@ pub fn run(g: &Global, a: PlanArgs) -> Result<ExitCode> {
                 &policy_path.display().to_string(),
                 now,
             )?;
+            let allow = RootOverrides {
+                few_roots: a.allow_few_roots,
+                empty_cache: a.allow_empty_cache,
+            };
+            check_plan_roots(&p.header.roots, p.paths.len() as u64, &policy.file, allow)
+                .with_context(|| {
+                    format!(
+                        "refusing to write a plan for {} (nothing was written)",
+                        p.header.cache
+                    )
+                })?;
             p.write(&out)?;
             narward::progress::phase("plan: written");
             let c = cost::price_plan(&p, &pricing, now);
