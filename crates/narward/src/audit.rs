@@ -3,7 +3,9 @@
 //! Integrity errors (a client can be hurt): invalid signatures, narinfos that do not parse,
 //! narinfos whose NAR object is missing or archived (not fetchable), references to store
 //! paths with no narinfo (closure holes), FileSize different from the NAR object's size,
-//! and — when trusted keys are given — input-addressed paths with no valid signature.
+//! narinfos whose text changed since an earlier index in more than `Sig:` lines (narinfos
+//! are immutable in practice: clients may hold the old one), and — when trusted keys are
+//! given — input-addressed paths with no valid signature.
 //! Warnings (waste or oddities): NAR objects no narinfo points to, NARs shared by several
 //! narinfos, `.ls` listings and `debuginfo/` links that point at nothing, a missing or odd
 //! `nix-cache-info`.
@@ -53,6 +55,8 @@ pub struct AuditReport {
     pub narinfos: u64,
     pub signatures: SignatureSummary,
     pub unparseable_narinfos: Finding,
+    /// Narinfos whose text changed since an earlier index in more than `Sig:` lines.
+    pub narinfo_changed: Finding,
     pub missing_nar: Finding,
     pub archived_nar_with_visible_narinfo: Finding,
     pub closure_holes: Finding,
@@ -97,6 +101,10 @@ pub fn audit(index: &Index, trusted: &[PublicKey], max_examples: usize) -> Audit
         .collect();
     let mut nar_users: HashMap<&str, Vec<&str>> = HashMap::new();
     for rec in &index.narinfos {
+        if rec.changed() {
+            r.narinfo_changed
+                .add(mx, || describe_change(&rec.key, &rec.earlier, &rec.text));
+        }
         let ni = match rec.parse() {
             Ok(ni) => ni,
             Err(u) => {
@@ -196,6 +204,7 @@ pub fn audit(index: &Index, trusted: &[PublicKey], max_examples: usize) -> Audit
     }
     r.errors = r.signatures.invalid.count
         + r.unparseable_narinfos.count
+        + r.narinfo_changed.count
         + r.missing_nar.count
         + r.archived_nar_with_visible_narinfo.count
         + r.closure_holes.count
@@ -211,6 +220,36 @@ pub fn audit(index: &Index, trusted: &[PublicKey], max_examples: usize) -> Audit
         + r.dangling_listings.count
         + r.dangling_debuginfo.count;
     r
+}
+
+/// `key: Field, Field changed (N earlier versions)`: the fields whose lines differ between
+/// the latest earlier text and the current one, `Sig` excluded.
+fn describe_change(key: &str, earlier: &[serde_bytes::ByteBuf], now: &[u8]) -> String {
+    let fields = |t: &[u8]| -> BTreeMap<String, Vec<String>> {
+        let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for l in String::from_utf8_lossy(t).lines() {
+            let (k, v) = l.split_once(':').unwrap_or((l, ""));
+            if k != "Sig" && !l.is_empty() {
+                m.entry(k.to_string()).or_default().push(v.trim().to_string());
+            }
+        }
+        m
+    };
+    let before = earlier.last().map(|b| fields(b)).unwrap_or_default();
+    let after = fields(now);
+    let changed: Vec<&str> = before
+        .keys()
+        .chain(after.keys())
+        .filter(|k| before.get(*k) != after.get(*k))
+        .map(String::as_str)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    format!(
+        "{key}: {} changed ({} earlier version(s))",
+        changed.join(", "),
+        earlier.len()
+    )
 }
 
 impl AuditReport {
@@ -246,7 +285,7 @@ impl AuditReport {
                 "  signatures: not checked (pass --trusted-key NAME:BASE64)"
             );
         }
-        let sections: [(&str, &Finding, bool); 12] = [
+        let sections: [(&str, &Finding, bool); 13] = [
             ("ERROR invalid signatures", &self.signatures.invalid, true),
             (
                 "ERROR unsigned (input-addressed)",
@@ -261,6 +300,11 @@ impl AuditReport {
             (
                 "ERROR unparseable narinfos",
                 &self.unparseable_narinfos,
+                true,
+            ),
+            (
+                "ERROR narinfo changed since last index (beyond signatures; plans keep what every version names)",
+                &self.narinfo_changed,
                 true,
             ),
             (
