@@ -517,13 +517,15 @@ impl Index {
     /// No index in `state`, or an unreadable/damaged `meta.json`.
     pub fn load_meta(state: &Path) -> Result<IndexMeta> {
         let p = Self::current_dir(state).join("meta.json");
-        let t = std::fs::read_to_string(&p).with_context(|| {
-            format!(
+        let b = match std::fs::read(&p) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
                 "no index in {} (run `narward index` first)",
                 state.display()
-            )
-        })?;
-        parse_meta(&p, &t)
+            ),
+            r => r.with_context(|| format!("reading {}", p.display()))?,
+        };
+        let t = std::str::from_utf8(&b).map_err(|e| damaged(&p, e))?;
+        parse_meta(&p, t)
     }
 
     /// # Errors
