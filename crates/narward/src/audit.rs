@@ -230,7 +230,9 @@ fn describe_change(key: &str, earlier: &[serde_bytes::ByteBuf], now: &[u8]) -> S
         for l in String::from_utf8_lossy(t).lines() {
             let (k, v) = l.split_once(':').unwrap_or((l, ""));
             if k != "Sig" && !l.is_empty() {
-                m.entry(k.to_string()).or_default().push(v.trim().to_string());
+                m.entry(k.to_string())
+                    .or_default()
+                    .push(v.trim().to_string());
             }
         }
         m

@@ -83,9 +83,7 @@ impl FetchedRecord {
     /// one in more than `Sig:` lines, oldest first.
     pub fn carry_earlier(&mut self, prev: FetchedRecord) {
         let mut known: Vec<serde_bytes::ByteBuf> = prev.earlier;
-        if prev.fetch_error.is_none()
-            && !known.iter().any(|k| same_but_signatures(k, &prev.text))
-        {
+        if prev.fetch_error.is_none() && !known.iter().any(|k| same_but_signatures(k, &prev.text)) {
             known.push(serde_bytes::ByteBuf::from(prev.text));
         }
         if self.fetch_error.is_none() {

@@ -383,7 +383,10 @@ fn earlier_named(
 ) -> Named {
     let mut n = Named::default();
     for t in &rec.earlier {
-        match std::str::from_utf8(t).ok().and_then(|s| NarInfo::parse(s).ok()) {
+        match std::str::from_utf8(t)
+            .ok()
+            .and_then(|s| NarInfo::parse(s).ok())
+        {
             Some(ni) => {
                 n.paths
                     .extend(ni.references.iter().map(|r| r.hash).filter(|h| is_path(h)));
@@ -563,7 +566,11 @@ pub fn compute_streaming(
                 } else {
                     None
                 };
-                also.extend(hidden_in_parsed(&ni, &|h| graph.id(h).is_some(), &nar_index));
+                also.extend(hidden_in_parsed(
+                    &ni,
+                    &|h| graph.id(h).is_some(),
+                    &nar_index,
+                ));
                 let also_paths = std::mem::take(&mut also.paths);
                 graph.push_refs(id, ni.references.iter().map(|r| r.hash).chain(also_paths));
                 nar_keys[id as usize] = Some(nar_key.into());
@@ -1421,7 +1428,11 @@ mod tests {
             let plan = compute(&index, &policy, "test", NOW);
             assert!(kept(&plan, 0), "form {k}: the unparseable narinfo");
             assert!(kept(&plan, 1), "form {k}: the path it names");
-            assert_eq!(kept(&plan, 2), k == 2, "form {k}: p2 named only by the comma form");
+            assert_eq!(
+                kept(&plan, 2),
+                k == 2,
+                "form {k}: p2 named only by the comma form"
+            );
             assert!(!kept(&plan, 3), "form {k}: p3 is named by nothing");
             assert_eq!(plan.header.summary.closure_holes, 0, "form {k}");
         }
@@ -1432,13 +1443,21 @@ mod tests {
     fn unparseable_narinfo_with_duplicated_url_keeps_every_nar_it_names() {
         let orphan = format!("nar/{}.nar.xz", sha(0, 9));
         let own = format!("nar/{}.nar.xz", sha(0, 2));
-        let (index, policy) = edited(2, 0, 1, |t| t.replacen("URL:", &format!("URL: {orphan}\nURL:"), 1));
-        assert!(index.narinfos.iter().any(|r| r.parse().is_err()), "duplicate URL does not parse");
+        let (index, policy) = edited(2, 0, 1, |t| {
+            t.replacen("URL:", &format!("URL: {orphan}\nURL:"), 1)
+        });
+        assert!(
+            index.narinfos.iter().any(|r| r.parse().is_err()),
+            "duplicate URL does not parse"
+        );
         let plan = compute(&index, &policy, "test", NOW);
         assert!(kept(&plan, 0));
         assert!(nar_kept(&plan, &orphan), "NAR of the first URL line");
         assert!(nar_kept(&plan, &own), "NAR of the second URL line");
-        assert!(!nar_kept(&plan, &format!("nar/{}.nar.xz", sha(1, 2))), "p1's NAR is garbage");
+        assert!(
+            !nar_kept(&plan, &format!("nar/{}.nar.xz", sha(1, 2))),
+            "p1's NAR is garbage"
+        );
     }
 
     /// Tokens that name nothing in the cache are not closure holes.
@@ -1462,7 +1481,10 @@ mod tests {
         let nar1 = format!("nar/{}.nar.xz", sha(1, 2));
         let earlier = String::from_utf8(r.text.clone())
             .unwrap()
-            .replace("References: \n", &format!("References: {}-p2\n", hash20(2, 1)))
+            .replace(
+                "References: \n",
+                &format!("References: {}-p2\n", hash20(2, 1)),
+            )
             .replace(&format!("nar/{}.nar.xz", sha(0, 2)), &nar1);
         r.earlier = vec![serde_bytes::ByteBuf::from(earlier.into_bytes())];
         let plan = compute(&index, &policy, "test", NOW);

@@ -53,10 +53,7 @@ fn damaged_state_file_is_refused_naming_it() {
     let good_plan = plan_of(&st, &policy).unwrap();
     let good_audit = audit_of(&st).unwrap();
     assert!(
-        good_plan
-            .paths
-            .iter()
-            .any(|p| p.decision != Decision::Keep),
+        good_plan.paths.iter().any(|p| p.decision != Decision::Keep),
         "the example plan removes something, so a damaged one could remove more"
     );
     let mut refused = 0;
@@ -70,7 +67,10 @@ fn damaged_state_file_is_refused_naming_it() {
             match plan_of(&st, &policy) {
                 Err(e) => {
                     let m = format!("{e:#}");
-                    assert!(m.contains(name), "{name}@{pos}: error does not name it: {m}");
+                    assert!(
+                        m.contains(name),
+                        "{name}@{pos}: error does not name it: {m}"
+                    );
                     refused += 1;
                 }
                 Ok(p) => {
