@@ -1499,7 +1499,15 @@ mod tests {
         Replace(Vec<u8>),
     }
 
-    fn edit() -> impl Strategy<Value = (proptest::sample::Index, proptest::sample::Index, Edit)> {
+    /// Where an edit lands: anywhere, or next to a structural byte (line ends, colons,
+    /// spaces, dashes), where edits change how a narinfo reads.
+    #[derive(Debug, Clone)]
+    enum At {
+        Anywhere(proptest::sample::Index),
+        Near(proptest::sample::Index, usize),
+    }
+
+    fn edit() -> impl Strategy<Value = (proptest::sample::Index, At, Edit)> {
         let byte = prop_oneof![
             any::<u8>(),
             proptest::sample::select(b" \n:-/.,!0123456789abcdfgxyzR".to_vec())
@@ -1507,7 +1515,10 @@ mod tests {
         let bytes = proptest::collection::vec(byte, 1..5);
         (
             any::<proptest::sample::Index>(),
-            any::<proptest::sample::Index>(),
+            prop_oneof![
+                any::<proptest::sample::Index>().prop_map(At::Anywhere),
+                (any::<proptest::sample::Index>(), 0usize..2).prop_map(|(i, o)| At::Near(i, o)),
+            ],
             prop_oneof![
                 bytes.clone().prop_map(Edit::Insert),
                 (1usize..5).prop_map(Edit::Delete),
@@ -1516,7 +1527,20 @@ mod tests {
         )
     }
 
-    fn apply(text: &mut Vec<u8>, at: usize, e: &Edit) {
+    fn apply(text: &mut Vec<u8>, at: &At, e: &Edit) {
+        let at = match at {
+            At::Anywhere(i) => i.index(text.len() + 1),
+            At::Near(i, o) => {
+                let marks: Vec<usize> = (0..text.len())
+                    .filter(|&k| b"\n: -".contains(&text[k]))
+                    .collect();
+                if marks.is_empty() {
+                    0
+                } else {
+                    marks[i.index(marks.len())] + o
+                }
+            }
+        };
         let at = at.min(text.len());
         match e {
             Edit::Insert(b) => {
@@ -1537,7 +1561,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(150))]
+        #![proptest_config(ProptestConfig::with_cases(400))]
         /// Damage only keeps more. After random byte edits to random narinfos, the kept set
         /// still contains the closure of the roots (and of the paths kept by rule whose
         /// narinfo was not edited) over every edge whose reference token is still intact
@@ -1552,7 +1576,7 @@ mod tests {
             for (which, at, e) in &edits {
                 let r = which.index(index.narinfos.len());
                 let text = &mut index.narinfos[r].text;
-                apply(text, at.index(text.len() + 1), e);
+                apply(text, at, e);
                 touched.insert(index.narinfos[r].key.clone());
             }
             let plan = compute(&index, &policy, "test", NOW);
