@@ -8,7 +8,8 @@
 //! unparseable narinfo is kept along with every cache path whose hash appears anywhere in its
 //! text and every listed NAR a `nar/…` token in it names; if it names no listed NAR, no
 //! orphan NAR is removed; a NAR used by any kept narinfo is kept. A narinfo that changed
-//! since an earlier index also keeps what its earlier texts named. Objects younger than `min_age_days` are kept, and their paths become roots.
+//! since an earlier index also keeps what its earlier texts named. Objects younger than
+//! `min_age_days` are kept, and their paths become roots.
 //! Removed paths are all archived or all deleted (`actions.unreachable`), so the removed set
 //! is closed under referrers and nothing archived refers to something deleted.
 
@@ -311,8 +312,9 @@ fn hash_tokens(text: &[u8]) -> Vec<StorePathHash> {
 }
 
 /// Every listed NAR object a `nar/…` token of `text` names: each occurrence of `nar/`, read
-/// up to whitespace (at most 1 KiB), and every prefix of it that is a listed key (so a URL
-/// glued to the text after it still counts).
+/// up to whitespace (at most 1 KiB), and every prefix of it up to 256 bytes that is a
+/// listed key (so a URL glued to the text after it still counts; Nix's NAR keys are about
+/// 70 bytes, and the bound keeps a pathological text from costing quadratic time).
 fn nar_tokens(text: &[u8], nar_index: &dyn Fn(&str) -> Option<usize>) -> Vec<u32> {
     let mut out = Vec::new();
     let mut from = 0;
@@ -323,7 +325,7 @@ fn nar_tokens(text: &[u8], nar_index: &dyn Fn(&str) -> Option<usize>) -> Vec<u32
             .iter()
             .position(|c| c.is_ascii_whitespace())
             .unwrap_or(tail.len());
-        for l in 5..=len {
+        for l in (5..=len.min(256)).chain((len > 256).then_some(len)) {
             if let Ok(k) = std::str::from_utf8(&tail[..l])
                 && let Some(i) = nar_index(k)
             {
