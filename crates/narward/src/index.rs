@@ -238,6 +238,15 @@ impl StreamWriter {
     /// # Errors
     /// I/O errors.
     pub fn push<T: Serialize>(&mut self, item: &T) -> Result<()> {
+        // A record the reader would refuse is not written (the old index stays).
+        let size = bincode::serialized_size(item)?;
+        if size > MAX_RECORD_BYTES {
+            bail!(
+                "{}: record {} is {size} bytes, more than the {MAX_RECORD_BYTES} a reader accepts",
+                self.path.display(),
+                self.written
+            );
+        }
         bincode::serialize_into(&mut self.z, item)
             .with_context(|| format!("writing {}", self.path.display()))?;
         self.written += 1;
