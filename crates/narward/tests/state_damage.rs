@@ -97,8 +97,10 @@ fn damaged_state_file_is_refused_naming_it() {
                 "--out",
                 out_dir.to_str().unwrap(),
             ];
-            let audit_args = ["audit"];
-            for a in [&args[..], &audit_args[..]] {
+            let (audit_args, index_args) = (["audit"], ["index"]);
+            // An incremental `index` on a damaged state refuses too: no new generation is
+            // built on top of garbage.
+            for a in [&args[..], &audit_args[..], &index_args[..]] {
                 let o = narward(&st, a);
                 let err = String::from_utf8_lossy(&o.stderr);
                 assert_eq!(o.status.code(), Some(2), "{name}@{pos} {a:?}: {err}");
