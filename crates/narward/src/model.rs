@@ -114,3 +114,47 @@ impl FetchedRecord {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(text: &str, fetch_error: Option<&str>) -> FetchedRecord {
+        FetchedRecord {
+            key: "k".into(),
+            etag: None,
+            size: text.len() as u64,
+            text: text.as_bytes().to_vec(),
+            fetch_error: fetch_error.map(Into::into),
+            earlier: Vec::new(),
+        }
+    }
+
+    fn earlier(r: &FetchedRecord) -> Vec<&[u8]> {
+        r.earlier.iter().map(|b| b.as_slice()).collect()
+    }
+
+    #[test]
+    fn earlier_texts_are_carried_and_signatures_are_no_change() {
+        let a = "References: x\n";
+        let b = "References: y\n";
+        // An added signature is no change.
+        let mut r = rec(&format!("{a}Sig: k:s\n"), None);
+        r.carry_earlier(rec(a, None));
+        assert!(!r.changed());
+        // A → B keeps A.
+        let mut r = rec(b, None);
+        r.carry_earlier(rec(a, None));
+        assert!(r.changed());
+        assert_eq!(earlier(&r), [a.as_bytes()]);
+        // A fetch failure keeps every known text; the next fetch compares with them.
+        let mut failed = rec("", Some("timeout"));
+        failed.carry_earlier(r);
+        assert!(!failed.changed());
+        assert_eq!(earlier(&failed), [a.as_bytes(), b.as_bytes()]);
+        // Back to A: B is what differs now.
+        let mut back = rec(a, None);
+        back.carry_earlier(failed);
+        assert_eq!(earlier(&back), [b.as_bytes()]);
+    }
+}
