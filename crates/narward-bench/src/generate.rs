@@ -20,7 +20,7 @@ use arrow_array::{
 };
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use md5::{Digest, Md5};
-use narward::index::{IndexMeta, UpdateStats};
+use narward::index::{self, IndexMeta, UpdateStats};
 use narward::model::{FetchedRecord, ObjectRecord};
 use narward_formats::narinfo::NarInfo;
 use narward_formats::nixbase32;
@@ -529,6 +529,7 @@ fn write_narinfos(
                             size: t.len() as u64,
                             text: t.into_bytes(),
                             fetch_error: None,
+                            earlier: Vec::new(),
                         })?;
                     }
                 }
@@ -659,8 +660,21 @@ fn write_tables(dag: &Dag, corpus: &Corpus, opts: &Options, text_len: &[u32]) ->
                         fetched: dag.len() as u64,
                         ..Default::default()
                     },
+                    files: Default::default(),
+                    checksum: String::new(),
                 };
-                std::fs::write(d.join("meta.json"), serde_json::to_string_pretty(&meta)?)?;
+                let mut meta = meta;
+                for (f, records) in [
+                    (index::OBJECTS_FILE, objects),
+                    (index::NARINFOS_FILE, dag.len() as u64),
+                    (index::DEBUGINFO_FILE, 0),
+                ] {
+                    meta.files.insert(
+                        f.to_string(),
+                        index::FileDigest::of_file(&d.join(f), records)?,
+                    );
+                }
+                index::write_meta(&d, &mut meta)?;
                 Ok(())
             })
         });

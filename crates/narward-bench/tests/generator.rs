@@ -81,6 +81,7 @@ fn generated_cache_is_consistent() {
 
     // The generator's stream writer produces what Index::save produces.
     let copy = tempfile::tempdir().unwrap();
+    let mut idx = idx;
     idx.save(copy.path()).unwrap();
     for f in ["objects.bin.zst", "narinfos.bin.zst", "debuginfo.bin.zst"] {
         assert_eq!(

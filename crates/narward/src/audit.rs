@@ -5,8 +5,11 @@
 //! paths with no narinfo (closure holes), FileSize different from the NAR object's size
 //! (NarSize too for `Compression: none`), narinfos whose file name and StorePath name
 //! different paths, URLs with white space around them or a leading `/` (Nix asks for a
-//! key that does not exist, or that only some servers fold), a missing or unreadable `nix-cache-info` or one for another store directory,
-//! and — when trusted keys are given — input-addressed paths with no valid signature.
+//! key that does not exist, or that only some servers fold), a missing or unreadable
+//! `nix-cache-info` or one for another store directory, narinfos whose text changed since
+//! an earlier index in more than `Sig:` lines (narinfos are immutable in practice: clients
+//! may hold the old one), and — when trusted keys are given — input-addressed paths with
+//! no valid signature.
 //! Warnings (waste or oddities): NAR objects no narinfo points to, NARs shared by several
 //! narinfos, `.ls` listings and `debuginfo/` links that point at nothing, and narinfos
 //! whose URL is absolute (Nix fetches the NAR from outside this cache, where narward can
@@ -57,6 +60,8 @@ pub struct AuditReport {
     pub narinfos: u64,
     pub signatures: SignatureSummary,
     pub unparseable_narinfos: Finding,
+    /// Narinfos whose text changed since an earlier index in more than `Sig:` lines.
+    pub narinfo_changed: Finding,
     pub missing_nar: Finding,
     pub archived_nar_with_visible_narinfo: Finding,
     pub closure_holes: Finding,
@@ -110,6 +115,10 @@ pub fn audit(index: &Index, trusted: &[PublicKey], max_examples: usize) -> Audit
         .collect();
     let mut nar_users: HashMap<&str, Vec<&str>> = HashMap::new();
     for rec in &index.narinfos {
+        if rec.changed() {
+            r.narinfo_changed
+                .add(mx, || describe_change(&rec.key, &rec.earlier, &rec.text));
+        }
         let ni = match rec.parse() {
             Ok(ni) => ni,
             Err(u) => {
@@ -215,6 +224,7 @@ pub fn audit(index: &Index, trusted: &[PublicKey], max_examples: usize) -> Audit
     r.cache_info = check_cache_info(index);
     r.errors = r.signatures.invalid.count
         + r.unparseable_narinfos.count
+        + r.narinfo_changed.count
         + r.missing_nar.count
         + r.archived_nar_with_visible_narinfo.count
         + r.closure_holes.count
@@ -320,6 +330,38 @@ fn check_cache_info(index: &Index) -> Vec<String> {
     }
 }
 
+/// `key: Field, Field changed (N earlier versions)`: the fields whose lines differ between
+/// the latest earlier text and the current one, `Sig` excluded.
+fn describe_change(key: &str, earlier: &[serde_bytes::ByteBuf], now: &[u8]) -> String {
+    let fields = |t: &[u8]| -> BTreeMap<String, Vec<String>> {
+        let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for l in String::from_utf8_lossy(t).lines() {
+            let (k, v) = l.split_once(':').unwrap_or((l, ""));
+            if k != "Sig" && !l.is_empty() {
+                m.entry(k.to_string())
+                    .or_default()
+                    .push(v.trim().to_string());
+            }
+        }
+        m
+    };
+    let before = earlier.last().map(|b| fields(b)).unwrap_or_default();
+    let after = fields(now);
+    let changed: Vec<&str> = before
+        .keys()
+        .chain(after.keys())
+        .filter(|k| before.get(*k) != after.get(*k))
+        .map(String::as_str)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    format!(
+        "{key}: {} changed ({} earlier version(s))",
+        changed.join(", "),
+        earlier.len()
+    )
+}
+
 impl AuditReport {
     /// The human-readable form.
     pub fn to_text(&self) -> String {
@@ -353,7 +395,7 @@ impl AuditReport {
                 "  signatures: not checked (pass --trusted-key NAME:BASE64)"
             );
         }
-        let sections: [(&str, &Finding, bool); 16] = [
+        let sections: [(&str, &Finding, bool); 17] = [
             ("ERROR invalid signatures", &self.signatures.invalid, true),
             (
                 "ERROR unsigned (input-addressed)",
@@ -368,6 +410,11 @@ impl AuditReport {
             (
                 "ERROR unparseable narinfos",
                 &self.unparseable_narinfos,
+                true,
+            ),
+            (
+                "ERROR narinfo changed since last index (beyond signatures; plans keep what every version names)",
+                &self.narinfo_changed,
                 true,
             ),
             (

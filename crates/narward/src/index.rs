@@ -2,7 +2,8 @@
 //! exact bytes of every narinfo, updated incrementally.
 //!
 //! Layout of `<state>/index/`:
-//! - `meta.json` — cache identity, generation, counts, what the last update did;
+//! - `meta.json` — cache identity, generation, counts, what the last update did, the
+//!   length, record count and SHA-256 of each data file, and a checksum of itself;
 //! - `objects.bin.zst` — every object (key, size, ETag, last-modified, storage class),
 //!   sorted by key, bincode records in one zstd stream;
 //! - `narinfos.bin.zst` — every `<hash>.narinfo` object's key, ETag, size and raw bytes
@@ -16,6 +17,11 @@
 //! kept rather than a parsed form: the formats crate stays the single interpretation, audit
 //! can verify signatures byte for byte, and zstd folds the repeated parts (FileHash repeats
 //! URL, reference names repeat across paths).
+//!
+//! Damage is refused, naming the file: zstd frame checksums, lengths bounded before
+//! allocation ([`MAX_RECORD_BYTES`]), counts and SHA-256 checked against `meta.json`
+//! ([`read_stream_verified`]). A narinfo whose text changed beyond `Sig:` lines keeps its
+//! earlier texts ([`FetchedRecord::earlier`]) across generations.
 
 use crate::cache::{Cache, CacheUrl};
 use crate::model::{FetchedRecord, ObjectRecord};
@@ -23,15 +29,28 @@ use anyhow::{Context, Result, bail};
 use futures::StreamExt;
 use narward_formats::keys::{self, ObjectKind};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 12] = b"NARWARD-IDX1";
-pub const FORMAT_VERSION: u32 = 1;
+/// Version 2: `meta.json` records a SHA-256 of every data file and of itself, the zstd
+/// frames carry checksums, narinfo records carry their earlier texts.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// No record of an index or plan stream is larger: a length read from a damaged file is
+/// refused before anything is allocated.
+pub const MAX_RECORD_BYTES: u64 = 64 << 20;
+
+/// Narinfos and debuginfo links larger than this are not fetched: they are recorded as
+/// present but unknown (so kept), never allowed to make the index unreadable.
+pub const MAX_FETCHED_BYTES: u64 = 16 << 20;
 
 /// What `meta.json` says.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
 pub struct IndexMeta {
     pub format_version: u32,
     /// [`CacheUrl::identity`] of the indexed cache: plans are bound to it.
@@ -48,10 +67,42 @@ pub struct IndexMeta {
     pub narinfos: u64,
     pub unparseable: u64,
     pub last_update: UpdateStats,
+    /// Data file name → its digest, checked whenever the file is read.
+    #[serde(default)]
+    pub files: BTreeMap<String, FileDigest>,
+    /// SHA-256 of this meta's JSON with `checksum` empty ([`IndexMeta::seal`]): a damaged or
+    /// edited `meta.json` (counts, digests, identity) is refused.
+    #[serde(default)]
+    pub checksum: String,
+}
+
+/// Length, record count and SHA-256 of one stream file, as written.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FileDigest {
+    pub records: u64,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+impl FileDigest {
+    /// The digest of a stream file on disk holding `records` records (for writers that do
+    /// not use [`StreamWriter`]).
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn of_file(path: &Path, records: u64) -> Result<FileDigest> {
+        let f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut r = HashingReader::new(f);
+        std::io::copy(&mut r, &mut std::io::sink())
+            .with_context(|| format!("reading {}", path.display()))?;
+        Ok(r.digest(records))
+    }
 }
 
 /// What one `index` run did.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
 pub struct UpdateStats {
     pub listed: u64,
     pub narinfo_objects: u64,
@@ -63,6 +114,10 @@ pub struct UpdateStats {
     pub dropped: u64,
     /// Narinfos that could not be fetched (kept as present-but-unknown).
     pub fetch_errors: u64,
+    /// Refetched narinfos whose text changed in more than `Sig:` lines since the previous
+    /// generation (the earlier text is kept with the record).
+    #[serde(default)]
+    pub changed: u64,
 }
 
 /// The loaded index.
@@ -81,11 +136,157 @@ pub fn index_dir(state: &Path) -> PathBuf {
     state.join("index")
 }
 
+/// Passes bytes through and hashes them.
+struct HashingReader<R> {
+    inner: R,
+    hash: Sha256,
+    bytes: u64,
+}
+
+impl<R> HashingReader<R> {
+    fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hash: Sha256::new(),
+            bytes: 0,
+        }
+    }
+
+    fn digest(self, records: u64) -> FileDigest {
+        FileDigest {
+            records,
+            bytes: self.bytes,
+            sha256: hex::encode(self.hash.finalize()),
+        }
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// Passes bytes through and hashes them.
+struct HashingWriter<W> {
+    inner: W,
+    hash: Sha256,
+    bytes: u64,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The record encoding (bincode 1's fixed-int form, as `bincode::serialize` writes it),
+/// with every length bounded by [`MAX_RECORD_BYTES`] before anything is allocated.
+fn record_options() -> impl bincode::Options {
+    use bincode::Options;
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .allow_trailing_bytes()
+        .with_limit(MAX_RECORD_BYTES)
+}
+
+/// Writes a stream file record by record (magic, then one checksummed zstd stream of a
+/// bincode count and bincode records) and returns its [`FileDigest`].
+pub struct StreamWriter {
+    z: BufWriter<zstd::Encoder<'static, BufWriter<HashingWriter<std::fs::File>>>>,
+    expected: u64,
+    written: u64,
+    path: PathBuf,
+}
+
+impl StreamWriter {
+    /// # Errors
+    /// I/O errors.
+    pub fn create(path: &Path, count: u64, level: i32) -> Result<StreamWriter> {
+        let f =
+            std::fs::File::create(path).with_context(|| format!("writing {}", path.display()))?;
+        let mut w = BufWriter::with_capacity(
+            1 << 20,
+            HashingWriter {
+                inner: f,
+                hash: Sha256::new(),
+                bytes: 0,
+            },
+        );
+        w.write_all(MAGIC)?;
+        let mut enc = zstd::Encoder::new(w, level)?;
+        enc.include_checksum(true)?;
+        let mut z = BufWriter::with_capacity(1 << 20, enc);
+        bincode::serialize_into(&mut z, &count)?;
+        Ok(StreamWriter {
+            z,
+            expected: count,
+            written: 0,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// # Errors
+    /// I/O errors.
+    pub fn push<T: Serialize>(&mut self, item: &T) -> Result<()> {
+        // A record the reader would refuse is not written (the old index stays).
+        let size = bincode::serialized_size(item)?;
+        if size > MAX_RECORD_BYTES {
+            bail!(
+                "{}: record {} is {size} bytes, more than the {MAX_RECORD_BYTES} a reader accepts",
+                self.path.display(),
+                self.written
+            );
+        }
+        bincode::serialize_into(&mut self.z, item)
+            .with_context(|| format!("writing {}", self.path.display()))?;
+        self.written += 1;
+        Ok(())
+    }
+
+    /// Finish the stream, sync the file to disk and return its digest.
+    ///
+    /// # Errors
+    /// A count different from the one announced; I/O errors.
+    pub fn finish(self) -> Result<FileDigest> {
+        if self.written != self.expected {
+            bail!(
+                "{}: wrote {} records, announced {}",
+                self.path.display(),
+                self.written,
+                self.expected
+            );
+        }
+        let enc = self.z.into_inner().map_err(|e| e.into_error())?;
+        let mut w = enc.finish()?;
+        w.flush()?;
+        let h = w.into_inner().map_err(|e| e.into_error())?;
+        h.inner
+            .sync_all()
+            .with_context(|| format!("writing {}", self.path.display()))?;
+        Ok(FileDigest {
+            records: self.written,
+            bytes: h.bytes,
+            sha256: hex::encode(h.hash.finalize()),
+        })
+    }
+}
+
 /// Write `items` as one zstd stream of bincode records (level 3: the index is kept long).
 ///
 /// # Errors
 /// I/O errors.
-pub fn write_stream<T: Serialize>(path: &Path, items: &[T]) -> Result<()> {
+pub fn write_stream<T: Serialize>(path: &Path, items: &[T]) -> Result<FileDigest> {
     write_stream_level(path, items, 3)
 }
 
@@ -93,31 +294,75 @@ pub fn write_stream<T: Serialize>(path: &Path, items: &[T]) -> Result<()> {
 ///
 /// # Errors
 /// I/O errors.
-pub fn write_stream_level<T: Serialize>(path: &Path, items: &[T], level: i32) -> Result<()> {
-    let f = std::fs::File::create(path).with_context(|| format!("writing {}", path.display()))?;
-    let mut w = BufWriter::new(f);
-    w.write_all(MAGIC)?;
-    let mut z = zstd::Encoder::new(w, level)?;
-    bincode::serialize_into(&mut z, &(items.len() as u64))?;
+pub fn write_stream_level<T: Serialize>(
+    path: &Path,
+    items: &[T],
+    level: i32,
+) -> Result<FileDigest> {
+    let mut w = StreamWriter::create(path, items.len() as u64, level)?;
     for it in items {
-        bincode::serialize_into(&mut z, it)?;
+        w.push(it)?;
     }
-    let mut w = z.finish()?;
-    w.flush()?;
-    w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-    Ok(())
+    w.finish()
 }
 
 /// Call `f` on every record of a stream file, in order, without loading them all.
+/// Lengths are bounded ([`MAX_RECORD_BYTES`]) and the zstd frame checksum is verified at
+/// the end of the stream, so damage makes this fail, naming the file; but `f` has by then
+/// seen the records before the damage. Callers act only once this returns `Ok`.
 ///
 /// # Errors
 /// Missing file, wrong magic, truncated or corrupt data (the file is named).
 pub fn read_stream<T: for<'de> Deserialize<'de>>(
     path: &Path,
+    f: impl FnMut(T) -> Result<()>,
+) -> Result<u64> {
+    read_checked(path, None, f)
+}
+
+/// [`read_stream`] that also checks the file against the digest recorded when it was
+/// written: its length before reading, its record count at the header, its SHA-256 at the
+/// end. The result is an error for any damage, so a caller that acts only on `Ok` (as plan
+/// and audit do: nothing is written before the whole stream has been read) never acts on
+/// a damaged file.
+///
+/// # Errors
+/// As [`read_stream`], plus any difference from `expect`.
+pub fn read_stream_verified<T: for<'de> Deserialize<'de>>(
+    path: &Path,
+    expect: &FileDigest,
+    f: impl FnMut(T) -> Result<()>,
+) -> Result<u64> {
+    read_checked(path, Some(expect), f)
+}
+
+fn damaged(path: &Path, what: impl fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{}: damaged ({what}); the index cannot be trusted: re-run `narward index` with a fresh --state",
+        path.display()
+    )
+}
+
+fn read_checked<T: for<'de> Deserialize<'de>>(
+    path: &Path,
+    expect: Option<&FileDigest>,
     mut f: impl FnMut(T) -> Result<()>,
 ) -> Result<u64> {
+    use bincode::Options;
     let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut r = BufReader::with_capacity(1 << 20, file);
+    if let Some(e) = expect {
+        let len = file
+            .metadata()
+            .with_context(|| format!("reading {}", path.display()))?
+            .len();
+        if len != e.bytes {
+            return Err(damaged(
+                path,
+                format_args!("{len} bytes, meta.json recorded {}", e.bytes),
+            ));
+        }
+    }
+    let mut r = BufReader::with_capacity(1 << 20, HashingReader::new(file));
     let mut magic = [0u8; 12];
     r.read_exact(&mut magic)
         .with_context(|| format!("{}: truncated", path.display()))?;
@@ -125,10 +370,19 @@ pub fn read_stream<T: for<'de> Deserialize<'de>>(
         bail!("{}: not a narward index file", path.display());
     }
     let mut z = BufReader::with_capacity(1 << 20, zstd::Decoder::with_buffer(r)?);
-    let n: u64 = bincode::deserialize_from(&mut z)
+    let n: u64 = record_options()
+        .deserialize_from(&mut z)
         .with_context(|| format!("{}: corrupt header", path.display()))?;
+    if let Some(e) = expect
+        && n != e.records
+    {
+        return Err(damaged(
+            path,
+            format_args!("{n} records, meta.json recorded {}", e.records),
+        ));
+    }
     for i in 0..n {
-        let it: T = bincode::deserialize_from(&mut z).with_context(|| {
+        let it: T = record_options().deserialize_from(&mut z).with_context(|| {
             format!(
                 "{}: corrupt or truncated at record {i} of {n}",
                 path.display()
@@ -136,14 +390,34 @@ pub fn read_stream<T: for<'de> Deserialize<'de>>(
         })?;
         f(it)?;
     }
+    // The rest must be the end of the zstd stream: reading it checks the frame checksum.
+    let mut rest = [0u8; 1];
+    let extra = z
+        .read(&mut rest)
+        .with_context(|| format!("{}: corrupt after the last record", path.display()))?;
+    if extra != 0 {
+        bail!("{}: corrupt: data after the last record", path.display());
+    }
+    let mut raw = z.into_inner().finish();
+    std::io::copy(&mut raw, &mut std::io::sink())
+        .with_context(|| format!("reading {}", path.display()))?;
+    let got = raw.into_inner().digest(n);
+    if let Some(e) = expect
+        && got != *e
+    {
+        return Err(damaged(
+            path,
+            format_args!("SHA-256 {}, meta.json recorded {}", got.sha256, e.sha256),
+        ));
+    }
     Ok(n)
 }
 
 /// Read the object listing; STANDARD is stored as `None` (S3's default) so the common
 /// case holds no string.
-fn read_objects(path: &Path) -> Result<Vec<ObjectRecord>> {
+fn read_objects(path: &Path, expect: &FileDigest) -> Result<Vec<ObjectRecord>> {
     let mut v = Vec::new();
-    read_stream(path, |mut o: ObjectRecord| {
+    read_stream_verified(path, expect, |mut o: ObjectRecord| {
         if o.storage_class.as_deref() == Some("STANDARD") {
             o.storage_class = None;
         }
@@ -153,13 +427,84 @@ fn read_objects(path: &Path) -> Result<Vec<ObjectRecord>> {
     Ok(v)
 }
 
-fn read_all<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>> {
+fn read_all<T: for<'de> Deserialize<'de>>(path: &Path, expect: &FileDigest) -> Result<Vec<T>> {
     let mut v = Vec::new();
-    read_stream(path, |t| {
+    read_stream_verified(path, expect, |t| {
         v.push(t);
         Ok(())
     })?;
     Ok(v)
+}
+
+pub const OBJECTS_FILE: &str = "objects.bin.zst";
+pub const NARINFOS_FILE: &str = "narinfos.bin.zst";
+pub const DEBUGINFO_FILE: &str = "debuginfo.bin.zst";
+
+impl IndexMeta {
+    fn digest_of_content(&self) -> Result<String> {
+        let mut m = self.clone();
+        m.checksum = String::new();
+        Ok(hex::encode(Sha256::digest(serde_json::to_vec(&m)?)))
+    }
+
+    /// Set [`IndexMeta::checksum`] for the current content.
+    ///
+    /// # Errors
+    /// Serialization errors.
+    pub fn seal(&mut self) -> Result<()> {
+        self.checksum = self.digest_of_content()?;
+        Ok(())
+    }
+
+    /// The recorded digest of data file `name` (counts cross-checked with the meta's own).
+    ///
+    /// # Errors
+    /// No digest recorded, or one that contradicts the meta's counts.
+    pub fn file(&self, name: &str) -> Result<&FileDigest> {
+        let d = self
+            .files
+            .get(name)
+            .with_context(|| format!("meta.json records no digest for {name}"))?;
+        let count = match name {
+            OBJECTS_FILE => Some(self.objects),
+            NARINFOS_FILE => Some(self.narinfos),
+            _ => None,
+        };
+        if count.is_some_and(|c| c != d.records) {
+            bail!(
+                "meta.json: {name} holds {} records but the index counts {}",
+                d.records,
+                count.unwrap_or(0)
+            );
+        }
+        Ok(d)
+    }
+}
+
+/// Parse `meta.json` strictly: known version, known fields only, checksum intact.
+fn parse_meta(p: &Path, t: &str) -> Result<IndexMeta> {
+    let v: serde_json::Value =
+        serde_json::from_str(t).map_err(|e| damaged(p, format_args!("not JSON: {e}")))?;
+    let version = v.get("format_version").and_then(serde_json::Value::as_u64);
+    if version != Some(u64::from(FORMAT_VERSION)) {
+        bail!(
+            "{}: index format {} is not supported (expected {FORMAT_VERSION}); re-run `narward index` with a fresh --state",
+            p.display(),
+            version.map_or_else(|| "(none)".to_string(), |x| x.to_string())
+        );
+    }
+    let m: IndexMeta = serde_json::from_value(v).map_err(|e| damaged(p, e))?;
+    let want = m.digest_of_content()?;
+    if m.checksum != want {
+        return Err(damaged(
+            p,
+            format_args!(
+                "its checksum {:?} does not match its content {want}",
+                m.checksum
+            ),
+        ));
+    }
+    Ok(m)
 }
 
 impl Index {
@@ -179,42 +524,35 @@ impl Index {
     }
 
     /// # Errors
-    /// No index in `state`, or an unreadable/corrupt one.
+    /// No index in `state`, or an unreadable/damaged `meta.json`.
     pub fn load_meta(state: &Path) -> Result<IndexMeta> {
         let p = Self::current_dir(state).join("meta.json");
-        let t = std::fs::read_to_string(&p).with_context(|| {
-            format!(
+        let b = match std::fs::read(&p) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
                 "no index in {} (run `narward index` first)",
                 state.display()
-            )
-        })?;
-        let m: IndexMeta =
-            serde_json::from_str(&t).with_context(|| format!("{}: corrupt", p.display()))?;
-        if m.format_version != FORMAT_VERSION {
-            bail!(
-                "{}: index format {} is not supported (expected {FORMAT_VERSION}); re-run `narward index` with a fresh --state",
-                p.display(),
-                m.format_version
-            );
-        }
-        Ok(m)
+            ),
+            r => r.with_context(|| format!("reading {}", p.display()))?,
+        };
+        let t = std::str::from_utf8(&b).map_err(|e| damaged(&p, e))?;
+        parse_meta(&p, t)
     }
 
     /// # Errors
-    /// As [`Index::load_meta`], plus corrupt data files.
+    /// As [`Index::load_meta`], plus damaged data files (named).
     pub fn load(state: &Path) -> Result<Index> {
         let meta = Self::load_meta(state)?;
         let d = Self::current_dir(state);
         Ok(Index {
+            objects: read_objects(&d.join(OBJECTS_FILE), meta.file(OBJECTS_FILE)?)?,
+            narinfos: read_all(&d.join(NARINFOS_FILE), meta.file(NARINFOS_FILE)?)?,
+            debuginfo: read_all(&d.join(DEBUGINFO_FILE), meta.file(DEBUGINFO_FILE)?)?,
             meta,
-            objects: read_objects(&d.join("objects.bin.zst"))?,
-            narinfos: read_all(&d.join("narinfos.bin.zst"))?,
-            debuginfo: read_all(&d.join("debuginfo.bin.zst"))?,
         })
     }
 
-    /// Load everything but the narinfo texts (they can be streamed with [`read_stream`]
-    /// from [`Index::narinfos_path`]): what planning a large cache needs in memory.
+    /// Load everything but the narinfo texts (they can be streamed with
+    /// [`Index::stream_narinfos`]): what planning a large cache needs in memory.
     ///
     /// # Errors
     /// As [`Index::load`].
@@ -222,28 +560,42 @@ impl Index {
         let meta = Self::load_meta(state)?;
         let d = Self::current_dir(state);
         Ok(Index {
-            meta,
-            objects: read_objects(&d.join("objects.bin.zst"))?,
+            objects: read_objects(&d.join(OBJECTS_FILE), meta.file(OBJECTS_FILE)?)?,
             narinfos: Vec::new(),
-            debuginfo: read_all(&d.join("debuginfo.bin.zst"))?,
+            debuginfo: read_all(&d.join(DEBUGINFO_FILE), meta.file(DEBUGINFO_FILE)?)?,
+            meta,
         })
+    }
+
+    /// Stream the narinfo records of the generation `meta` describes into `f`, verified
+    /// against `meta` ([`read_stream_verified`]: act only once this returns `Ok`).
+    ///
+    /// # Errors
+    /// A missing or damaged narinfo file (named); `f`'s errors.
+    pub fn stream_narinfos(
+        state: &Path,
+        meta: &IndexMeta,
+        f: impl FnMut(FetchedRecord) -> Result<()>,
+    ) -> Result<u64> {
+        read_stream_verified(&Self::narinfos_path(state), meta.file(NARINFOS_FILE)?, f)
     }
 
     /// Path of the narinfo stream of the current generation (for streaming readers).
     pub fn narinfos_path(state: &Path) -> PathBuf {
-        Self::current_dir(state).join("narinfos.bin.zst")
+        Self::current_dir(state).join(NARINFOS_FILE)
     }
 
     /// Path of the object stream of the current generation.
     pub fn objects_path(state: &Path) -> PathBuf {
-        Self::current_dir(state).join("objects.bin.zst")
+        Self::current_dir(state).join(OBJECTS_FILE)
     }
 
-    /// Write this index as the current generation, atomically.
+    /// Write this index as the current generation, atomically; records the digest of
+    /// every data file in the meta and seals it.
     ///
     /// # Errors
     /// I/O errors.
-    pub fn save(&self, state: &Path) -> Result<()> {
+    pub fn save(&mut self, state: &Path) -> Result<()> {
         std::fs::create_dir_all(state)
             .with_context(|| format!("creating state directory {}", state.display()))?;
         let new = state.join("index.new");
@@ -253,13 +605,21 @@ impl Index {
             std::fs::remove_dir_all(&new)?;
         }
         std::fs::create_dir_all(&new)?;
-        write_stream(&new.join("objects.bin.zst"), &self.objects)?;
-        write_stream(&new.join("narinfos.bin.zst"), &self.narinfos)?;
-        write_stream(&new.join("debuginfo.bin.zst"), &self.debuginfo)?;
-        std::fs::write(
-            new.join("meta.json"),
-            serde_json::to_string_pretty(&self.meta)?,
-        )?;
+        let mut files = BTreeMap::new();
+        files.insert(
+            OBJECTS_FILE.to_string(),
+            write_stream(&new.join(OBJECTS_FILE), &self.objects)?,
+        );
+        files.insert(
+            NARINFOS_FILE.to_string(),
+            write_stream(&new.join(NARINFOS_FILE), &self.narinfos)?,
+        );
+        files.insert(
+            DEBUGINFO_FILE.to_string(),
+            write_stream(&new.join(DEBUGINFO_FILE), &self.debuginfo)?,
+        );
+        self.meta.files = files;
+        write_meta(&new, &mut self.meta)?;
         if cur.exists() {
             if old.exists() {
                 std::fs::remove_dir_all(&old)?;
@@ -295,6 +655,20 @@ impl Index {
     }
 }
 
+/// Seal `meta` ([`IndexMeta::seal`]) and write it as `dir/meta.json`, synced to disk.
+///
+/// # Errors
+/// I/O errors.
+pub fn write_meta(dir: &Path, meta: &mut IndexMeta) -> Result<()> {
+    meta.seal()?;
+    let p = dir.join("meta.json");
+    let mut f = std::fs::File::create(&p).with_context(|| format!("writing {}", p.display()))?;
+    f.write_all(serde_json::to_string_pretty(meta)?.as_bytes())?;
+    f.sync_all()
+        .with_context(|| format!("writing {}", p.display()))?;
+    Ok(())
+}
+
 /// Where the listing comes from.
 pub enum ListingSource {
     /// List the cache itself.
@@ -321,21 +695,75 @@ pub async fn update(
     source: ListingSource,
     concurrency: usize,
 ) -> Result<(Index, UpdateStats)> {
-    let identity = url.identity();
-    let _lock = lock_state(state)?;
-    let previous = if Index::exists(state) {
-        let prev = Index::load(state)?;
-        if prev.meta.cache != identity {
-            bail!(
-                "state directory {} holds an index of {}, not {identity}; use another --state",
-                state.display(),
-                prev.meta.cache
-            );
-        }
-        Some(prev)
+    let fresh = !state.exists();
+    let lock = lock_state(state)?;
+    let r = update_locked(state, url_text, url, cache, source, concurrency).await;
+    if r.is_err() && fresh {
+        // A first `index` that fails leaves nothing behind (not even the lock file).
+        drop(lock);
+        let _ = std::fs::remove_dir_all(state);
+    }
+    r
+}
+
+fn load_previous(state: &Path, identity: &str) -> Result<Option<Index>> {
+    if !Index::exists(state) {
+        return Ok(None);
+    }
+    let prev = Index::load(state)?;
+    if prev.meta.cache != identity {
+        bail!(
+            "state directory {} holds an index of {}, not {identity}; use another --state",
+            state.display(),
+            prev.meta.cache
+        );
+    }
+    Ok(Some(prev))
+}
+
+/// Fetch one narinfo or debuginfo object; failures become a record's `fetch_error`.
+async fn fetch_record(cache: &Cache, o: &ObjectRecord) -> FetchedRecord {
+    let r = if o.size > MAX_FETCHED_BYTES {
+        Ok(None)
     } else {
-        None
+        cache.get(&o.key).await
     };
+    let (text, fetch_error) = match r {
+        Ok(Some(b)) if b.len() as u64 > MAX_FETCHED_BYTES => (
+            Vec::new(),
+            Some(format!("larger than {MAX_FETCHED_BYTES} bytes: not read")),
+        ),
+        Ok(Some(b)) => (b, None),
+        Ok(None) if o.size > MAX_FETCHED_BYTES => (
+            Vec::new(),
+            Some(format!("larger than {MAX_FETCHED_BYTES} bytes: not read")),
+        ),
+        Ok(None) => (
+            Vec::new(),
+            Some("listed but not found when fetched".to_string()),
+        ),
+        Err(e) => (Vec::new(), Some(format!("{e:#}"))),
+    };
+    FetchedRecord {
+        key: o.key.clone(),
+        etag: o.etag.clone(),
+        size: o.size,
+        text,
+        fetch_error,
+        earlier: Vec::new(),
+    }
+}
+
+async fn update_locked(
+    state: &Path,
+    url_text: &str,
+    url: &CacheUrl,
+    cache: &Cache,
+    source: ListingSource,
+    concurrency: usize,
+) -> Result<(Index, UpdateStats)> {
+    let identity = url.identity();
+    let previous = load_previous(state, &identity)?;
     let (objects, source_desc) = match source {
         ListingSource::Live => {
             let pb = crate::progress::spinner("listing");
@@ -368,6 +796,8 @@ pub async fn update(
         .unwrap_or_default();
     let mut narinfos = Vec::new();
     let mut to_fetch = Vec::new();
+    // Previous records of the keys fetched again: their texts are carried as `earlier`.
+    let mut refetched: HashMap<String, FetchedRecord> = HashMap::new();
     for o in &objects {
         match keys::classify(&o.key) {
             ObjectKind::Narinfo(_) => stats.narinfo_objects += 1,
@@ -380,38 +810,36 @@ pub async fn update(
                 stats.reused += u64::from(!is_cache_info(&o.key));
                 narinfos.push(p);
             }
-            _ => to_fetch.push(o),
+            Some(p) => {
+                refetched.insert(o.key.clone(), p);
+                to_fetch.push(o);
+            }
+            None => to_fetch.push(o),
         }
     }
     stats.dropped = prev_map.len() as u64;
     let pb = crate::progress::bar(to_fetch.len() as u64, "narinfos");
-    let fetched: Vec<FetchedRecord> = futures::stream::iter(to_fetch)
+    let mut fetched: Vec<FetchedRecord> = futures::stream::iter(to_fetch)
         .map(|o| {
             let pb = &pb;
             async move {
-                let r = cache.get(&o.key).await;
+                let r = fetch_record(cache, o).await;
                 pb.inc(1);
-                let (text, fetch_error) = match r {
-                    Ok(Some(b)) => (b, None),
-                    Ok(None) => (
-                        Vec::new(),
-                        Some("listed but not found when fetched".to_string()),
-                    ),
-                    Err(e) => (Vec::new(), Some(format!("{e:#}"))),
-                };
-                FetchedRecord {
-                    key: o.key.clone(),
-                    etag: o.etag.clone(),
-                    size: o.size,
-                    text,
-                    fetch_error,
-                }
+                r
             }
         })
         .buffer_unordered(concurrency.max(1))
         .collect()
         .await;
     pb.finish_and_clear();
+    for r in &mut fetched {
+        if let Some(p) = refetched.remove(&r.key)
+            && matches!(keys::classify(&r.key), ObjectKind::Narinfo(_))
+        {
+            r.carry_earlier(p);
+            stats.changed += u64::from(r.changed());
+        }
+    }
     // The counts are of narinfos and debuginfo entries, as before nix-cache-info was kept.
     let counted = || fetched.iter().filter(|n| !is_cache_info(&n.key));
     stats.fetched = counted().count() as u64;
@@ -438,6 +866,8 @@ pub async fn update(
             narinfos: narinfos.len() as u64,
             unparseable: 0,
             last_update: stats.clone(),
+            files: BTreeMap::new(),
+            checksum: String::new(),
         },
         objects,
         narinfos,
@@ -486,4 +916,93 @@ pub fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small_index() -> Index {
+        let rec = FetchedRecord {
+            key: "00000000000000000000000000000000.narinfo".into(),
+            etag: None,
+            size: 3,
+            text: b"abc".to_vec(),
+            fetch_error: None,
+            earlier: Vec::new(),
+        };
+        Index {
+            meta: IndexMeta {
+                format_version: FORMAT_VERSION,
+                cache: "file:///c".into(),
+                cache_url: "file:///c".into(),
+                generation: 1,
+                updated_at: 0,
+                source: "test".into(),
+                objects: 0,
+                narinfos: 1,
+                unparseable: 1,
+                last_update: UpdateStats::default(),
+                files: BTreeMap::new(),
+                checksum: String::new(),
+            },
+            objects: Vec::new(),
+            narinfos: vec![rec],
+            debuginfo: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn edited_meta_counts_are_detected() {
+        let d = tempfile::tempdir().unwrap();
+        small_index().save(d.path()).unwrap();
+        assert_eq!(Index::load(d.path()).unwrap().narinfos.len(), 1);
+        let p = d.path().join("index/meta.json");
+        let t = std::fs::read_to_string(&p).unwrap();
+        std::fs::write(&p, t.replace("\"narinfos\": 1", "\"narinfos\": 2")).unwrap();
+        let e = format!("{:#}", Index::load(d.path()).unwrap_err());
+        assert!(e.contains("meta.json: damaged"), "{e}");
+    }
+
+    #[test]
+    fn old_index_format_is_refused_with_a_clear_error() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("index")).unwrap();
+        std::fs::write(
+            d.path().join("index/meta.json"),
+            r#"{"format_version": 1, "cache": "file:///c"}"#,
+        )
+        .unwrap();
+        let e = format!("{:#}", Index::load_meta(d.path()).unwrap_err());
+        assert!(e.contains("index format 1 is not supported"), "{e}");
+    }
+
+    /// Finding 1: a length read from a damaged file is refused before it is allocated
+    /// (it used to abort with "memory allocation of 4611686018421857287 bytes failed").
+    #[test]
+    fn huge_length_in_a_damaged_record_is_refused_before_allocating() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("narinfos.bin.zst");
+        let mut raw = Vec::new();
+        bincode::serialize_into(&mut raw, &1u64).unwrap();
+        bincode::serialize_into(&mut raw, &(u64::MAX / 4)).unwrap();
+        raw.extend_from_slice(b"short");
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend(zstd::encode_all(&raw[..], 3).unwrap());
+        std::fs::write(&p, bytes).unwrap();
+        let e = read_stream(&p, |_: FetchedRecord| Ok(())).unwrap_err();
+        assert!(format!("{e:#}").contains("narinfos.bin.zst"), "{e:#}");
+    }
+
+    #[test]
+    fn stream_files_carry_a_zstd_checksum() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x.bin.zst");
+        let dg = write_stream(&p, &[1u64, 2, 3]).unwrap();
+        assert_eq!(dg, FileDigest::of_file(&p, 3).unwrap());
+        let b = std::fs::read(&p).unwrap();
+        // Frame header descriptor (after the 12-byte magic and the 4-byte frame magic):
+        // bit 2 is Content_Checksum_flag.
+        assert_ne!(b[16] & 0b100, 0);
+    }
 }

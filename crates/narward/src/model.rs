@@ -46,6 +46,23 @@ pub struct FetchedRecord {
     pub text: Vec<u8>,
     /// Why the object could not be fetched (it is then "present but unknown").
     pub fetch_error: Option<String>,
+    /// Earlier texts of this narinfo, kept across index generations, that differ from
+    /// `text` in more than `Sig:` lines (see [`same_but_signatures`]). Narinfos are
+    /// immutable in practice: audit reports a change, and planning keeps what every
+    /// version names.
+    pub earlier: Vec<serde_bytes::ByteBuf>,
+}
+
+/// Whether two narinfo texts are equal once `Sig:` lines are ignored (adding a signature is
+/// the one legitimate change to a narinfo).
+pub fn same_but_signatures(a: &[u8], b: &[u8]) -> bool {
+    let lines = |t: &[u8]| -> Vec<Vec<u8>> {
+        t.split(|&c| c == b'\n')
+            .filter(|l| !l.starts_with(b"Sig:") && !l.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect()
+    };
+    lines(a) == lines(b)
 }
 
 /// Why a stored narinfo cannot be used.
@@ -56,6 +73,25 @@ pub struct Unparseable {
 }
 
 impl FetchedRecord {
+    /// Whether the current text was fetched and an earlier, different text is known.
+    pub fn changed(&self) -> bool {
+        self.fetch_error.is_none() && !self.earlier.is_empty()
+    }
+
+    /// Carry the known texts of `prev` (the same key's record of the previous generation)
+    /// into this freshly fetched record: every earlier text that differs from the current
+    /// one in more than `Sig:` lines, oldest first.
+    pub fn carry_earlier(&mut self, prev: FetchedRecord) {
+        let mut known: Vec<serde_bytes::ByteBuf> = prev.earlier;
+        if prev.fetch_error.is_none() && !known.iter().any(|k| same_but_signatures(k, &prev.text)) {
+            known.push(serde_bytes::ByteBuf::from(prev.text));
+        }
+        if self.fetch_error.is_none() {
+            known.retain(|k| !same_but_signatures(k, &self.text));
+        }
+        self.earlier = known;
+    }
+
     /// Parse the stored text.
     ///
     /// # Errors
@@ -76,5 +112,49 @@ impl FetchedRecord {
             key: self.key.clone(),
             reason: e.to_string(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(text: &str, fetch_error: Option<&str>) -> FetchedRecord {
+        FetchedRecord {
+            key: "k".into(),
+            etag: None,
+            size: text.len() as u64,
+            text: text.as_bytes().to_vec(),
+            fetch_error: fetch_error.map(Into::into),
+            earlier: Vec::new(),
+        }
+    }
+
+    fn earlier(r: &FetchedRecord) -> Vec<&[u8]> {
+        r.earlier.iter().map(|b| b.as_slice()).collect()
+    }
+
+    #[test]
+    fn earlier_texts_are_carried_and_signatures_are_no_change() {
+        let a = "References: x\n";
+        let b = "References: y\n";
+        // An added signature is no change.
+        let mut r = rec(&format!("{a}Sig: k:s\n"), None);
+        r.carry_earlier(rec(a, None));
+        assert!(!r.changed());
+        // A → B keeps A.
+        let mut r = rec(b, None);
+        r.carry_earlier(rec(a, None));
+        assert!(r.changed());
+        assert_eq!(earlier(&r), [a.as_bytes()]);
+        // A fetch failure keeps every known text; the next fetch compares with them.
+        let mut failed = rec("", Some("timeout"));
+        failed.carry_earlier(r);
+        assert!(!failed.changed());
+        assert_eq!(earlier(&failed), [a.as_bytes(), b.as_bytes()]);
+        // Back to A: B is what differs now.
+        let mut back = rec(a, None);
+        back.carry_earlier(failed);
+        assert_eq!(earlier(&back), [b.as_bytes()]);
     }
 }

@@ -5,12 +5,14 @@
 //!
 //! Liveness is path-level: the kept set is the closure, under References, of the roots
 //! (policy roots and rule roots). Anything unknown keeps what it might protect: an
-//! unparseable narinfo is kept along with every path its `References:` line seems to name;
-//! so is a narinfo that parses but cannot be taken at its word (its StorePath is not the path
-//! its file name names, or its URL is unusual: white space, a leading `/`, absolute), with
-//! the NAR of this cache its URL seems to name; if an unparseable narinfo has no readable
-//! `URL:`, no orphan NAR is removed; a NAR used by any kept narinfo is kept. Objects
-//! younger than `min_age_days` are kept, and their paths become roots.
+//! unparseable narinfo is kept along with every cache path whose hash appears anywhere in its
+//! text and every listed NAR a `nar/…` token in it names; if it names no listed NAR, no
+//! orphan NAR is removed; so is a narinfo that parses but cannot be taken at its word (its
+//! StorePath is not the path its file name names, or its URL is unusual: white space, a
+//! leading `/`, absolute), with the NAR of this cache its URL seems to name; a NAR used by
+//! any kept narinfo is kept. A narinfo that changed since an earlier index also keeps what
+//! its earlier texts named. Objects younger than `min_age_days` are kept, and their paths
+//! become roots.
 //! Removed paths are all archived or all deleted (`actions.unreachable`), so the removed set
 //! is closed under referrers and nothing archived refers to something deleted.
 
@@ -22,7 +24,8 @@ use crate::policy::{Follow, Policy, Unreachable};
 use anyhow::{Context, Result, bail};
 use narward_formats::keys::{self, Category, ObjectKind};
 use narward_formats::narinfo::NarInfo;
-use narward_formats::store_path::{STORE_DIR, StorePath, StorePathHash};
+use narward_formats::nixbase32;
+use narward_formats::store_path::{STORE_DIR, StorePathHash};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -85,7 +88,7 @@ pub enum Reason {
     NarOfKeptPath {
         path: StorePathHash,
     },
-    /// An orphan NAR that an unparseable narinfo without a readable URL might point to.
+    /// An orphan NAR that an unparseable narinfo naming no listed NAR might point to.
     MightBelongToUnknown,
     /// A `.ls`/debuginfo/log object whose owner is kept, or whose owner is unknown.
     OwnerKept {
@@ -288,25 +291,166 @@ struct Node {
     seed: Option<Reason>,
 }
 
-/// What a narinfo that does not parse still tells: the store paths and URL it seems to name.
-fn lenient_scan(text: &[u8]) -> (Vec<StorePathHash>, Option<String>) {
-    let t = String::from_utf8_lossy(text);
-    let mut refs = Vec::new();
-    let mut url = None;
-    for line in t.lines() {
-        if let Some(r) = line.strip_prefix("References:") {
-            refs.extend(
-                r.split_whitespace()
-                    .filter_map(|w| StorePath::parse_base_name(w).ok().map(|p| p.hash)),
-            );
-        } else if let Some(u) = line.strip_prefix("URL:") {
-            let u = u.trim();
-            if !u.is_empty() {
-                url = Some(keys::nar_key_for_url(u).to_string());
+/// What a text names, read leniently: store paths of this cache and NAR objects of its
+/// listing. Tokens that match nothing in the cache are dropped, so random text never
+/// counts as closure holes.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Named {
+    paths: Vec<StorePathHash>,
+    /// Indices of listed NAR objects.
+    nars: Vec<u32>,
+}
+
+impl Named {
+    fn extend(&mut self, o: Named) {
+        self.paths.extend(o.paths);
+        self.nars.extend(o.nars);
+    }
+}
+
+/// Every 32-character window of every run of nixbase32 characters at least 32 long: each
+/// a candidate store path hash, wherever it stands (`/nix/store/<hash>-x`, `<hash>-x!`,
+/// `a,<hash>-x`, glued to other text).
+fn hash_tokens(text: &[u8]) -> Vec<StorePathHash> {
+    const N: usize = 32;
+    let mut out = Vec::new();
+    let mut run = 0;
+    for i in 0..=text.len() {
+        if text.get(i).is_some_and(|&c| nixbase32::is_nix32_char(c)) {
+            continue;
+        }
+        if i - run >= N {
+            for s in run..=i - N {
+                let h = std::str::from_utf8(&text[s..s + N])
+                    .ok()
+                    .and_then(|t| StorePathHash::parse(t).ok());
+                out.extend(h);
             }
         }
+        run = i + 1;
     }
-    (refs, url)
+    out
+}
+
+/// Every listed NAR object a `nar/…` token of `text` names: each occurrence of `nar/`, read
+/// up to whitespace (at most 1 KiB), and every prefix of it up to 256 bytes that is a
+/// listed key (so a URL glued to the text after it still counts; Nix's NAR keys are about
+/// 70 bytes, and the bound keeps a pathological text from costing quadratic time).
+fn nar_tokens(text: &[u8], nar_index: &dyn Fn(&str) -> Option<usize>) -> Vec<u32> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(p) = text[from..].windows(4).position(|w| w == b"nar/") {
+        let start = from + p;
+        let tail = &text[start..text.len().min(start + 1024)];
+        let len = tail
+            .iter()
+            .position(|c| c.is_ascii_whitespace())
+            .unwrap_or(tail.len());
+        for l in (5..=len.min(256)).chain((len > 256).then_some(len)) {
+            if let Ok(k) = std::str::from_utf8(&tail[..l])
+                && let Some(i) = nar_index(k)
+            {
+                out.push(i as u32);
+            }
+        }
+        from = start + 4;
+    }
+    out
+}
+
+/// What a narinfo that does not parse still tells: every path of the cache whose hash
+/// appears anywhere in it, and every listed NAR it names.
+fn lenient_scan(
+    text: &[u8],
+    is_path: &dyn Fn(&StorePathHash) -> bool,
+    nar_index: &dyn Fn(&str) -> Option<usize>,
+) -> Named {
+    Named {
+        paths: hash_tokens(text).into_iter().filter(is_path).collect(),
+        nars: nar_tokens(text, nar_index),
+    }
+}
+
+/// What a parseable narinfo names beyond its fields: paths whose hashes hide in unknown
+/// fields or inside reference names (a damaged `References:` line can still parse), and,
+/// when its URL names no listed NAR, the listed NARs named in the URL or unknown fields.
+fn hidden_in_parsed(
+    ni: &NarInfo<'_>,
+    is_path: &dyn Fn(&StorePathHash) -> bool,
+    nar_index: &dyn Fn(&str) -> Option<usize>,
+) -> Named {
+    let mut n = Named::default();
+    for (k, v) in ni.unknown_fields() {
+        n.extend(lenient_scan(k.as_bytes(), is_path, nar_index));
+        n.extend(lenient_scan(v.as_bytes(), is_path, nar_index));
+    }
+    for r in &ni.references {
+        n.paths.extend(
+            hash_tokens(r.name.as_bytes())
+                .into_iter()
+                .filter(|h| is_path(h)),
+        );
+    }
+    if nar_index(keys::nar_key_for_url(ni.url)).is_none() {
+        n.nars.extend(nar_tokens(ni.url.as_bytes(), nar_index));
+    }
+    n
+}
+
+/// What the earlier texts of a narinfo (see [`FetchedRecord::earlier`]) name: the plan
+/// keeps the union of every version's references and NARs.
+fn earlier_named(
+    rec: &FetchedRecord,
+    is_path: &dyn Fn(&StorePathHash) -> bool,
+    nar_index: &dyn Fn(&str) -> Option<usize>,
+) -> Named {
+    let mut n = Named::default();
+    for t in &rec.earlier {
+        match std::str::from_utf8(t)
+            .ok()
+            .and_then(|s| NarInfo::parse(s).ok())
+        {
+            Some(ni) => {
+                n.paths
+                    .extend(ni.references.iter().map(|r| r.hash).filter(|h| is_path(h)));
+                n.nars
+                    .extend(nar_index(keys::nar_key_for_url(ni.url)).map(|i| i as u32));
+                n.extend(hidden_in_parsed(&ni, is_path, nar_index));
+            }
+            None => n.extend(lenient_scan(t, is_path, nar_index)),
+        }
+    }
+    n
+}
+
+/// What `narward plan` computes: the index in `state`, its narinfos streamed from disk and
+/// verified against `meta.json`. A damaged index file is an error naming it, and no plan
+/// is returned before the whole index was read and checked.
+///
+/// # Errors
+/// No index, or a damaged one.
+pub fn compute_from_state(
+    state: &Path,
+    policy: &Policy,
+    policy_file: &str,
+    now: i64,
+) -> Result<Plan> {
+    let Index {
+        meta,
+        objects,
+        debuginfo,
+        ..
+    } = Index::load_without_narinfos(state)?;
+    crate::progress::phase("plan: listing loaded");
+    compute_streaming(
+        &meta,
+        objects,
+        &debuginfo,
+        |sink| Index::stream_narinfos(state, &meta, |r| sink(&r)).map(|_| ()),
+        policy,
+        policy_file,
+        now,
+    )
 }
 
 /// Compute a plan from an index in memory. `now` is unix seconds (a parameter so tests are
@@ -382,6 +526,9 @@ pub fn compute_streaming(
     // NAR keys apart from the nodes: they move into the path decisions without a copy.
     let mut nar_keys: Vec<Option<Box<str>>> = (0..n).map(|_| None).collect();
     let mut unknown_urls = false;
+    // (path id, NAR object) pairs beyond `Node::nar_obj`: every NAR an unparseable or
+    // earlier narinfo text names is used by that path.
+    let mut extra_nars: Vec<(u32, u32)> = Vec::new();
     let mut unparseable = 0u64;
     let mut last_id: Option<u32> = None;
     let mut cursor = 0usize;
@@ -409,6 +556,9 @@ pub fn compute_streaming(
             cursor += 1;
         }
         let narinfo_obj = (cursor < objs.len() && objs[cursor].key == rec.key).then_some(cursor);
+        let nar_index = |k: &str| nar_objects.get(k).copied();
+        // What earlier versions of this narinfo named is kept too (narinfos are immutable).
+        let mut also = earlier_named(rec, &|h| graph.id(h).is_some(), &nar_index);
         match rec.parse() {
             Ok(ni) => {
                 let nar_key = keys::nar_key_for_url(ni.url);
@@ -447,7 +597,13 @@ pub fn compute_streaming(
                 } else {
                     None
                 };
-                graph.push_refs(id, ni.references.iter().map(|r| r.hash));
+                also.extend(hidden_in_parsed(
+                    &ni,
+                    &|h| graph.id(h).is_some(),
+                    &nar_index,
+                ));
+                let also_paths = std::mem::take(&mut also.paths);
+                graph.push_refs(id, ni.references.iter().map(|r| r.hash).chain(also_paths));
                 nar_keys[id as usize] = Some(nar_key.into());
                 nodes[id as usize] = Some(Node {
                     name: name.into(),
@@ -463,14 +619,13 @@ pub fn compute_streaming(
             }
             Err(u) => {
                 unparseable += 1;
-                let (refs, url) = lenient_scan(&rec.text);
-                unknown_urls |= url.is_none();
-                graph.push_refs(id, refs);
-                let nar_obj = url
-                    .as_deref()
-                    .and_then(|u| nar_objects.get(u))
-                    .map(|&i| i as u32);
-                nar_keys[id as usize] = url.map(Into::into);
+                let found = lenient_scan(&rec.text, &|h| graph.id(h).is_some(), &nar_index);
+                // No listed NAR found: it might be any orphan.
+                unknown_urls |= found.nars.is_empty();
+                let nar_obj = found.nars.first().copied();
+                nar_keys[id as usize] = nar_obj.map(|k| objs[k as usize].key.as_str().into());
+                also.extend(found);
+                graph.push_refs(id, std::mem::take(&mut also.paths));
                 nodes[id as usize] = Some(Node {
                     name: "".into(),
                     nar_obj,
@@ -481,6 +636,7 @@ pub fn compute_streaming(
                 });
             }
         }
+        extra_nars.extend(also.nars.into_iter().map(|k| (id, k)));
         Ok(())
     })?;
     graph.finish();
@@ -622,16 +778,19 @@ pub fn compute_streaming(
     // Per listed object (used for NARs): (a kept user, any user), NONE for none.
     let mut nar_fate: Vec<(u32, u32)> = vec![(NONE, NONE); objs.len()];
     let mut drv_fate: HashMap<&str, (Option<usize>, Option<usize>)> = HashMap::new();
+    let mut used_by = |k: u32, id: usize| {
+        let e = &mut nar_fate[k as usize];
+        if kept[id] && e.0 == NONE {
+            e.0 = id as u32;
+        }
+        if e.1 == NONE {
+            e.1 = id as u32;
+        }
+    };
     for id in 0..graph.len() {
         let n = &nodes[id];
         if let Some(k) = n.nar_obj {
-            let e = &mut nar_fate[k as usize];
-            if kept[id] && e.0 == NONE {
-                e.0 = id as u32;
-            }
-            if e.1 == NONE {
-                e.1 = id as u32;
-            }
+            used_by(k, id);
         }
         if let Some(d) = &n.deriver {
             let e = drv_fate.entry(d).or_default();
@@ -640,6 +799,9 @@ pub fn compute_streaming(
             }
             e.1.get_or_insert(id);
         }
+    }
+    for &(id, k) in &extra_nars {
+        used_by(k, id as usize);
     }
     // debuginfo key → (its NAR's key, the NAR's index in the listing).
     let debuginfo_target: HashMap<&str, (String, usize)> = debuginfo
@@ -1251,6 +1413,7 @@ mod tests {
                 size: text.len() as u64,
                 text: text.into_bytes(),
                 fetch_error: None,
+                earlier: Vec::new(),
             });
         }
         for o in 0..s.orphans {
@@ -1277,6 +1440,8 @@ mod tests {
                 narinfos: narinfos.len() as u64,
                 unparseable: 0,
                 last_update: UpdateStats::default(),
+                files: Default::default(),
+                checksum: String::new(),
             },
             objects,
             narinfos,
@@ -1345,6 +1510,235 @@ mod tests {
             }
             if !s.broken.is_empty() {
                 prop_assert!(plan.objects.iter().all(|o| o.reason != Reason::Orphan));
+            }
+        }
+    }
+
+    /// The cache of `build` with `n` unrelated paths, path `i` the only root, unreachable
+    /// paths deleted, `orphans` orphan NARs; narinfo `i`'s text replaced by `f(text)`.
+    fn edited(n: usize, i: usize, orphans: usize, f: impl Fn(&str) -> String) -> (Index, Policy) {
+        let s = Spec {
+            n,
+            edges: Vec::new(),
+            roots: vec![i],
+            young: Vec::new(),
+            ca: Vec::new(),
+            missing_nar: Vec::new(),
+            broken: Vec::new(),
+            shared_nar: Vec::new(),
+            orphans,
+            delete: true,
+        };
+        let (mut index, policy) = build(&s);
+        let key = format!("{}.narinfo", hash20(i, 1));
+        let r = index.narinfos.iter_mut().find(|r| r.key == key).unwrap();
+        r.text = f(std::str::from_utf8(&r.text).unwrap()).into_bytes();
+        (index, policy)
+    }
+
+    fn kept(plan: &Plan, i: usize) -> bool {
+        plan.path(&hash20(i, 1)).map(|p| p.decision) == Some(Decision::Keep)
+    }
+
+    fn nar_kept(plan: &Plan, key: &str) -> bool {
+        plan.object(key).map(|o| o.decision) == Some(Decision::Keep)
+    }
+
+    /// Finding 5: an unparseable narinfo keeps every path whose hash it names, in any form.
+    #[test]
+    fn unparseable_narinfo_keeps_paths_named_in_any_form() {
+        let forms = [
+            |h1: &str, _h2: &str| format!("StorePath: broken\nReferences: /nix/store/{h1}-p1\n"),
+            |h1: &str, _h2: &str| format!("StorePath: broken\nReferences: {h1}-p1!\n"),
+            |h1: &str, h2: &str| format!("StorePath: broken\nReferences: {h1}-p1,{h2}-p2\n"),
+            |h1: &str, _h2: &str| format!("StorePath broken\nDeriver: {h1}-p1.drv\n"),
+        ];
+        for (k, form) in forms.iter().enumerate() {
+            let (index, policy) = edited(4, 0, 0, |_| form(&hash20(1, 1), &hash20(2, 1)));
+            assert!(index.narinfos.iter().any(|r| r.parse().is_err()));
+            let plan = compute(&index, &policy, "test", NOW);
+            assert!(kept(&plan, 0), "form {k}: the unparseable narinfo");
+            assert!(kept(&plan, 1), "form {k}: the path it names");
+            assert_eq!(
+                kept(&plan, 2),
+                k == 2,
+                "form {k}: p2 named only by the comma form"
+            );
+            assert!(!kept(&plan, 3), "form {k}: p3 is named by nothing");
+            assert_eq!(plan.header.summary.closure_holes, 0, "form {k}");
+        }
+    }
+
+    /// Finding 5: with a duplicated `URL:` line, the NARs of both lines are kept.
+    #[test]
+    fn unparseable_narinfo_with_duplicated_url_keeps_every_nar_it_names() {
+        let orphan = format!("nar/{}.nar.xz", sha(0, 9));
+        let own = format!("nar/{}.nar.xz", sha(0, 2));
+        let (index, policy) = edited(2, 0, 1, |t| {
+            t.replacen("URL:", &format!("URL: {orphan}\nURL:"), 1)
+        });
+        assert!(
+            index.narinfos.iter().any(|r| r.parse().is_err()),
+            "duplicate URL does not parse"
+        );
+        let plan = compute(&index, &policy, "test", NOW);
+        assert!(kept(&plan, 0));
+        assert!(nar_kept(&plan, &orphan), "NAR of the first URL line");
+        assert!(nar_kept(&plan, &own), "NAR of the second URL line");
+        assert!(
+            !nar_kept(&plan, &format!("nar/{}.nar.xz", sha(1, 2))),
+            "p1's NAR is garbage"
+        );
+    }
+
+    /// Tokens that name nothing in the cache are not closure holes.
+    #[test]
+    fn random_text_of_an_unparseable_narinfo_is_no_closure_hole() {
+        let (index, policy) = edited(2, 0, 0, |_| {
+            format!("garbage {} {}\n", hash20(77, 5), sha(3, 3))
+        });
+        let plan = compute(&index, &policy, "test", NOW);
+        assert_eq!(plan.header.summary.closure_holes, 0);
+        assert!(kept(&plan, 0) && !kept(&plan, 1));
+    }
+
+    /// A narinfo that changed since an earlier index keeps what its earlier text named:
+    /// references and NAR.
+    #[test]
+    fn earlier_text_of_a_changed_narinfo_keeps_its_references_and_nar() {
+        let (mut index, policy) = edited(3, 0, 0, |t| t.to_string());
+        let key = format!("{}.narinfo", hash20(0, 1));
+        let r = index.narinfos.iter_mut().find(|r| r.key == key).unwrap();
+        let nar1 = format!("nar/{}.nar.xz", sha(1, 2));
+        let earlier = String::from_utf8(r.text.clone())
+            .unwrap()
+            .replace(
+                "References: \n",
+                &format!("References: {}-p2\n", hash20(2, 1)),
+            )
+            .replace(&format!("nar/{}.nar.xz", sha(0, 2)), &nar1);
+        r.earlier = vec![serde_bytes::ByteBuf::from(earlier.into_bytes())];
+        let plan = compute(&index, &policy, "test", NOW);
+        assert!(kept(&plan, 0) && kept(&plan, 2) && !kept(&plan, 1));
+        assert!(nar_kept(&plan, &nar1), "NAR of the earlier URL");
+    }
+
+    #[derive(Debug, Clone)]
+    enum Edit {
+        Insert(Vec<u8>),
+        Delete(usize),
+        Replace(Vec<u8>),
+    }
+
+    /// Where an edit lands: anywhere, or next to a structural byte (line ends, colons,
+    /// spaces, dashes), where edits change how a narinfo reads.
+    #[derive(Debug, Clone)]
+    enum At {
+        Anywhere(proptest::sample::Index),
+        Near(proptest::sample::Index, usize),
+    }
+
+    fn edit() -> impl Strategy<Value = (proptest::sample::Index, At, Edit)> {
+        let byte = prop_oneof![
+            any::<u8>(),
+            proptest::sample::select(b" \n:-/.,!0123456789abcdfgxyzR".to_vec())
+        ];
+        let bytes = proptest::collection::vec(byte, 1..5);
+        (
+            any::<proptest::sample::Index>(),
+            prop_oneof![
+                any::<proptest::sample::Index>().prop_map(At::Anywhere),
+                (any::<proptest::sample::Index>(), 0usize..2).prop_map(|(i, o)| At::Near(i, o)),
+            ],
+            prop_oneof![
+                bytes.clone().prop_map(Edit::Insert),
+                (1usize..5).prop_map(Edit::Delete),
+                bytes.prop_map(Edit::Replace),
+            ],
+        )
+    }
+
+    fn apply(text: &mut Vec<u8>, at: &At, e: &Edit) {
+        let at = match at {
+            At::Anywhere(i) => i.index(text.len() + 1),
+            At::Near(i, o) => {
+                let marks: Vec<usize> = (0..text.len())
+                    .filter(|&k| b"\n: -".contains(&text[k]))
+                    .collect();
+                if marks.is_empty() {
+                    0
+                } else {
+                    marks[i.index(marks.len())] + o
+                }
+            }
+        };
+        let at = at.min(text.len());
+        match e {
+            Edit::Insert(b) => {
+                text.splice(at..at, b.iter().copied());
+            }
+            Edit::Delete(n) => {
+                text.drain(at..(at + n).min(text.len()));
+            }
+            Edit::Replace(b) => {
+                let end = (at + b.len()).min(text.len());
+                text.splice(at..end, b.iter().copied());
+            }
+        }
+    }
+
+    fn intact(text: &[u8], token: &str) -> bool {
+        text.windows(token.len()).any(|w| w == token.as_bytes())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+        /// Damage only keeps more. After random byte edits to random narinfos, the kept set
+        /// still contains the closure of the roots (and of the paths kept by rule whose
+        /// narinfo was not edited) over every edge whose reference token is still intact
+        /// in the referrer's (possibly edited) text; and every NAR whose URL token is
+        /// intact in a kept narinfo is kept. An edit that rewrites the only mention of a
+        /// hash destroys the information: no reader can recover it, so such edges are not
+        /// required.
+        #[test]
+        fn damaged_narinfos_only_keep_more(s in spec(), edits in proptest::collection::vec(edit(), 1..4)) {
+            let (mut index, policy) = build(&s);
+            let mut touched = HashSet::new();
+            for (which, at, e) in &edits {
+                let r = which.index(index.narinfos.len());
+                let text = &mut index.narinfos[r].text;
+                apply(text, at, e);
+                touched.insert(index.narinfos[r].key.clone());
+            }
+            let plan = compute(&index, &policy, "test", NOW);
+            let text_of = |i: usize| {
+                let key = format!("{}.narinfo", hash20(i, 1));
+                index.narinfos.iter().find(|r| r.key == key).map(|r| (r.text.clone(), touched.contains(&key)))
+            };
+            let mut keep: HashSet<usize> = s.roots.iter().chain(&s.young).copied().collect();
+            for i in s.ca.iter().chain(&s.broken) {
+                if text_of(*i).is_some_and(|(_, t)| !t) { keep.insert(*i); }
+            }
+            loop {
+                let before = keep.len();
+                for (a, b) in &s.edges {
+                    if keep.contains(a) && text_of(*a).is_some_and(|(t, _)| intact(&t, &hash20(*b, 1))) {
+                        keep.insert(*b);
+                    }
+                }
+                if keep.len() == before { break; }
+            }
+            for i in &keep {
+                prop_assert!(kept(&plan, *i), "path {} must be kept (edits {:?})", i, edits);
+            }
+            for i in 0..s.n {
+                let nar = format!("nar/{}.nar.xz", sha(nar_of(&s, i), 2));
+                if kept(&plan, i)
+                    && index.object(&nar).is_some()
+                    && text_of(i).is_some_and(|(t, _)| intact(&t, &nar))
+                {
+                    prop_assert!(nar_kept(&plan, &nar), "NAR {} of kept path {}", nar, i);
+                }
             }
         }
     }

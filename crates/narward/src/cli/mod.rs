@@ -323,8 +323,8 @@ async fn cmd_index(g: &Global, a: IndexArgs) -> Result<ExitCode> {
             idx.meta.unparseable
         );
         println!(
-            "  fetched {}, reused {}, dropped {}, fetch errors {}",
-            st.fetched, st.reused, st.dropped, st.fetch_errors
+            "  fetched {}, reused {}, dropped {}, fetch errors {}, changed beyond signatures {}",
+            st.fetched, st.reused, st.dropped, st.fetch_errors, st.changed
         );
     }
     Ok(ExitCode::SUCCESS)

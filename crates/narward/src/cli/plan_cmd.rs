@@ -56,20 +56,10 @@ pub fn run(g: &Global, a: PlanArgs) -> Result<ExitCode> {
             let policy = Policy::load(&policy_path)?;
             // Read the pricing table first: a bad table leaves no plan behind.
             let pricing = pricing(a.pricing.as_deref())?;
-            // The narinfo texts are streamed from disk, never all in memory.
-            let Index {
-                meta,
-                objects,
-                debuginfo,
-                ..
-            } = Index::load_without_narinfos(&g.state)?;
-            narward::progress::phase("plan: listing loaded");
-            let narinfos = Index::narinfos_path(&g.state);
-            let mut p = plan::compute_streaming(
-                &meta,
-                objects,
-                &debuginfo,
-                |sink| index::read_stream(&narinfos, |r| sink(&r)).map(|_| ()),
+            // The narinfo texts are streamed from disk, never all in memory, and the whole
+            // index is verified before a plan exists.
+            let mut p = plan::compute_from_state(
+                &g.state,
                 &policy,
                 &policy_path.display().to_string(),
                 now,

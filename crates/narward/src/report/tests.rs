@@ -194,6 +194,7 @@ fn synthetic(n: usize) -> Synthetic {
             size: text.len() as u64,
             text: text.into_bytes(),
             fetch_error: None,
+            earlier: Vec::new(),
         });
     }
     objects.push(ObjectRecord {
@@ -226,6 +227,8 @@ fn synthetic(n: usize) -> Synthetic {
             narinfos: narinfos.len() as u64,
             unparseable: 0,
             last_update: UpdateStats::default(),
+            files: Default::default(),
+            checksum: String::new(),
         },
         objects,
         narinfos,
@@ -433,6 +436,8 @@ fn an_empty_index_renders() {
             narinfos: 0,
             unparseable: 0,
             last_update: UpdateStats::default(),
+            files: Default::default(),
+            checksum: String::new(),
         },
         objects: Vec::new(),
         narinfos: Vec::new(),
