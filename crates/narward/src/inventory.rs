@@ -77,7 +77,7 @@ impl CacheScope {
 enum Source {
     Local(PathBuf),
     S3 {
-        options: S3Options,
+        options: Box<S3Options>,
         max_attempts: u32,
         /// One connection per bucket read (the manifest's, the data files').
         opened: tokio::sync::Mutex<Vec<(String, Arc<S3Cache>)>>,
@@ -109,7 +109,7 @@ impl Source {
                             let o = S3Options {
                                 bucket: bucket.to_string(),
                                 prefix: String::new(),
-                                ..options.clone()
+                                ..(**options).clone()
                             };
                             let c = Arc::new(S3Cache::open(&o, *max_attempts).await?);
                             opened.push((bucket.to_string(), c.clone()));
@@ -185,7 +185,7 @@ async fn read_manifest(
         }
         ManifestLocation::S3 { options, key } => {
             let src = Source::S3 {
-                options: options.clone(),
+                options: Box::new(options.clone()),
                 max_attempts,
                 opened: Default::default(),
             };

@@ -190,10 +190,10 @@ impl FileCache {
                     .metadata()
                     .with_context(|| format!("listing {}", path.display()))?;
                 out.push(Self::record(key, &md, &path));
-            } else if ft.is_symlink() {
-                if let Some(d) = self.symlink_entry(key, &path, chain, out)? {
-                    subdirs.push(d);
-                }
+            } else if ft.is_symlink()
+                && let Some(d) = self.symlink_entry(key, &path, chain, out)?
+            {
+                subdirs.push(d);
             }
             // Sockets, FIFOs and devices are not objects of a binary cache.
         }
