@@ -199,3 +199,46 @@ fn an_empty_file_listing_warns_on_stderr_and_in_json() {
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(e.contains("warning") && e.contains("empty"), "{e}");
 }
+
+#[test]
+fn access_log_with_multibyte_time_zone_is_reported_not_a_crash() {
+    let d = tempfile::tempdir().unwrap();
+    let st = d.path().join("st");
+    index(&st, &repo().join("examples/cache"), &[]);
+    let log = d.path().join("access.log");
+    let good = "owner b [06/Feb/2019:00:00:38 +0000] 192.0.2.3 - REQ REST.GET.OBJECT k.narinfo \"GET /b/k.narinfo HTTP/1.1\" 200 - 1 1 7 - \"-\" \"curl\" -";
+    std::fs::write(
+        &log,
+        format!(
+            "{good}\n{}\n{}\n",
+            good.replace("+0000", "+0é0"),
+            good.replace("2019", "99999999999999999999")
+        ),
+    )
+    .unwrap();
+    let policy = d.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[roots]\nfiles = [\"{}\"]\n[keep]\nmin_age_days = 0\naccessed_within_days = 30\naccess_logs = [\"{}\"]\n",
+            repo().join("examples/roots/release-a.txt").display(),
+            log.display()
+        ),
+    )
+    .unwrap();
+    let out = narward(
+        &st,
+        &[
+            "plan",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--out",
+            st.join("plan").to_str().unwrap(),
+        ],
+    );
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{e}");
+    assert!(e.contains("2 malformed lines"), "{e}");
+    let place = |n: usize| format!("{}:{n}:", log.display());
+    assert!(e.contains(&place(2)) && e.contains(&place(3)), "{e}");
+}

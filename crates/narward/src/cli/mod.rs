@@ -38,6 +38,7 @@ Exit status: 0 success; 1 the command worked and found problems (audit errors);
 2 bad input or a failure (the message names the input and the place).
 
 Environment: NARWARD_STATE (state directory), NARWARD_LOG (log filter, e.g. debug),
+NARWARD_S3_CONNECT_TIMEOUT / NARWARD_S3_READ_TIMEOUT (seconds, see index --help),
 AWS_* (the standard AWS credential chain and region)."
 )]
 pub struct Cli {
