@@ -321,6 +321,8 @@ fn an_endpoint_that_never_answers_fails_in_bounded_time() {
     assert_eq!(out.status.code(), Some(2), "{e}");
     assert!(took < std::time::Duration::from_secs(30), "took {took:?}");
     assert!(e.contains(&endpoint) && e.contains("timed out"), "{e}");
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert!(!e.contains("DispatchFailure {"), "an SDK Debug dump: {e}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -14,7 +14,7 @@ use crate::model::ObjectRecord;
 use anyhow::{Context, Result, anyhow};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::http::HttpResponse;
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::types::EncodingType;
 use aws_smithy_types::checksum_config::{RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_smithy_types::retry::RetryConfig;
@@ -97,10 +97,10 @@ where
         SdkError::TimeoutError(_) => "timed out waiting for the endpoint".to_string(),
         SdkError::DispatchFailure(d) if d.is_timeout() => format!(
             "timed out waiting for the endpoint to answer ({})",
-            DisplayErrorContext(e)
+            source_chain(e)
         ),
         SdkError::DispatchFailure(_) => {
-            format!("could not reach the endpoint ({})", DisplayErrorContext(e))
+            format!("could not reach the endpoint ({})", source_chain(e))
         }
         SdkError::ServiceError(s) => {
             let status = s.raw().status().as_u16();
@@ -111,8 +111,22 @@ where
                 (None, None) => format!("HTTP {status}: {}", s.err()),
             }
         }
-        other => DisplayErrorContext(other).to_string(),
+        other => source_chain(other),
     }
+}
+
+/// An error and its sources, by their Display texts (repeats left out), on one line.
+fn source_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur = Some(e);
+    while let Some(x) = cur {
+        let t = x.to_string();
+        if !t.is_empty() && !parts.iter().any(|p| p.contains(&t)) {
+            parts.push(t);
+        }
+        cur = x.source();
+    }
+    parts.join(": ").replace('\n', " ")
 }
 
 /// Key ranges `[start, end)` covering every key, split where Nix caches have most keys
