@@ -180,6 +180,22 @@ impl S3Cache {
         })
     }
 
+    /// A listed key as stored: URL-decoded when the listing says it is encoded.
+    ///
+    /// # Errors
+    /// An encoded key that does not decode (named).
+    fn decode_key(&self, raw: &str, url_encoded: bool) -> Result<String> {
+        if !url_encoded {
+            return Ok(raw.to_string());
+        }
+        narward_formats::inventory::url_decode_key(raw).with_context(|| {
+            format!(
+                "listing {}: undecodable key {raw:?}",
+                self.describe(&self.prefix)
+            )
+        })
+    }
+
     /// `s3://bucket/key at <endpoint>`, for messages.
     fn describe(&self, full_key: &str) -> String {
         format!("s3://{}/{full_key}{}", self.bucket, self.at)
@@ -220,16 +236,12 @@ impl S3Cache {
             let page =
                 page.map_err(|e| sdk_err(format!("listing {}", self.describe(&self.prefix)), e))?;
             let before = out.len();
+            // Asked for EncodingType=url: keys come %-encoded (`+` for a space) when the
+            // answer says so; a server that ignores the parameter sends them raw.
+            let url_encoded = page.encoding_type() == Some(&EncodingType::Url);
             for o in page.contents() {
-                let Some(encoded) = o.key() else { continue };
-                // Asked for EncodingType=url: keys come %-encoded (`+` for a space).
-                let full =
-                    narward_formats::inventory::url_decode_key(encoded).with_context(|| {
-                        format!(
-                            "listing {}: undecodable key {encoded:?}",
-                            self.describe(&self.prefix)
-                        )
-                    })?;
+                let Some(raw) = o.key() else { continue };
+                let full = self.decode_key(raw, url_encoded)?;
                 let Some(key) = full.strip_prefix(&self.prefix) else {
                     continue;
                 };

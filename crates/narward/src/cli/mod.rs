@@ -169,7 +169,9 @@ pub struct IndexArgs {
     #[arg(long)]
     pub cache: Option<String>,
     /// Take the object listing from this S3 Inventory manifest.json (local path or
-    /// s3://BUCKET/KEY?endpoint=…) instead of listing the bucket.
+    /// s3://BUCKET/KEY?endpoint=…) instead of listing the bucket. The manifest must be of
+    /// the cache's bucket and every data file must match its MD5checksum; a row of another
+    /// bucket fails the run; rows outside the cache's prefix are ignored and counted.
     #[arg(long)]
     pub inventory: Option<String>,
     /// How many narinfos to fetch at once.
