@@ -53,9 +53,22 @@ impl AccessLogs {
         }
         let f =
             std::fs::File::open(path).with_context(|| format!("access log {}", path.display()))?;
-        for (i, line) in BufReader::new(f).lines().enumerate() {
-            let line = line.with_context(|| format!("access log {}:{}", path.display(), i + 1))?;
-            self.add_line(&line, &format!("{}:{}", path.display(), i + 1));
+        let mut rd = BufReader::new(f);
+        let mut buf = Vec::new();
+        for n in 1u64.. {
+            buf.clear();
+            if rd
+                .read_until(b'\n', &mut buf)
+                .with_context(|| format!("access log {}:{n}", path.display()))?
+                == 0
+            {
+                break;
+            }
+            let place = format!("{}:{n}", path.display());
+            match std::str::from_utf8(&buf) {
+                Ok(line) => self.add_line(line.trim_end_matches(['\n', '\r']), &place),
+                Err(_) => self.add_malformed(&place, "not UTF-8"),
+            }
         }
         Ok(())
     }
@@ -68,12 +81,14 @@ impl AccessLogs {
                 *e = (*e).max(time);
             }
             Ok(LogLine::Other) => {}
-            Err(e) => {
-                self.malformed += 1;
-                if self.malformed_examples.len() < MAX_EXAMPLES {
-                    self.malformed_examples.push(format!("{place}: {e}"));
-                }
-            }
+            Err(e) => self.add_malformed(place, &e.to_string()),
+        }
+    }
+
+    fn add_malformed(&mut self, place: &str, why: &str) {
+        self.malformed += 1;
+        if self.malformed_examples.len() < MAX_EXAMPLES {
+            self.malformed_examples.push(format!("{place}: {why}"));
         }
     }
 
@@ -139,19 +154,22 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let f = d.path().join("log1");
         let text = format!(
-            "{}\ngarbage\n{}\n\n{}\n",
+            "{}\ngarbage\n{}\n\n{}\r\n",
             line("a.narinfo", 6),
             line("b.narinfo", 6).replace("+0000", "+0é0"),
             line("a.narinfo", 7)
         );
-        std::fs::write(&f, text).unwrap();
+        let mut bytes = text.into_bytes();
+        bytes.extend_from_slice(b"\xff\xfe not UTF-8\n");
+        std::fs::write(&f, bytes).unwrap();
         let mut logs = AccessLogs::default();
         logs.read(d.path()).unwrap();
-        assert_eq!(logs.malformed, 2);
+        assert_eq!(logs.malformed, 3);
         assert_eq!(logs.last_access.len(), 1);
         assert_eq!(logs.last_access["a.narinfo"], 1549411238 + 86400);
         let w = logs.warnings().join("\n");
-        assert!(w.contains("2 malformed lines"), "{w}");
+        assert!(w.contains("3 malformed lines"), "{w}");
+        assert!(w.contains(&format!("{}:6: not UTF-8", f.display())), "{w}");
         assert!(w.contains(&format!("{}:2:", f.display())), "{w}");
         assert!(
             w.contains(&format!("{}:3:", f.display())) && w.contains("+0é0"),

@@ -332,29 +332,9 @@ async fn cmd_index(g: &Global, a: IndexArgs) -> Result<ExitCode> {
     }
     let cache = Cache::open(&url, a.max_attempts).await?;
     let mut warnings = Vec::new();
-    let mut outside_prefix = 0;
-    let source = match &a.inventory {
-        None => ListingSource::Live,
-        Some(loc) => {
-            let mut ml = ManifestLocation::parse(loc)?;
-            if let ManifestLocation::S3 { options, .. } = &mut ml {
-                options.timeouts = timeouts;
-            }
-            let l = inventory::read(&ml, &CacheScope::of(&url), a.max_attempts)
-                .await
-                .with_context(|| format!("reading inventory {loc}"))?;
-            outside_prefix = l.outside_prefix;
-            if l.outside_prefix > 0 {
-                warnings.push(format!(
-                    "inventory {loc}: {} rows lie outside the cache's prefix and were ignored",
-                    l.outside_prefix
-                ));
-            }
-            ListingSource::Inventory {
-                location: loc.clone(),
-                objects: l.objects,
-            }
-        }
+    let (source, outside_prefix) = match &a.inventory {
+        None => (ListingSource::Live, 0),
+        Some(loc) => inventory_source(loc, &url, &a, timeouts, &mut warnings).await?,
     };
     let (idx, st) = index::update(&g.state, &url_text, &url, &cache, source, a.concurrency).await?;
     if st.listed == 0 {
@@ -372,24 +352,53 @@ async fn cmd_index(g: &Global, a: IndexArgs) -> Result<ExitCode> {
             inventory_outside_prefix: outside_prefix,
             warnings,
         })?;
-    } else {
-        println!(
-            "indexed {} (generation {}): {} objects, {} narinfos ({} unparseable)",
-            idx.meta.cache,
-            idx.meta.generation,
-            idx.meta.objects,
-            idx.meta.narinfos,
-            idx.meta.unparseable
-        );
-        println!(
-            "  fetched {}, reused {}, dropped {}, fetch errors {}",
-            st.fetched, st.reused, st.dropped, st.fetch_errors
-        );
-        if a.inventory.is_some() {
-            println!("  inventory rows outside the cache's prefix (ignored): {outside_prefix}");
-        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "indexed {} (generation {}): {} objects, {} narinfos ({} unparseable)",
+        idx.meta.cache,
+        idx.meta.generation,
+        idx.meta.objects,
+        idx.meta.narinfos,
+        idx.meta.unparseable
+    );
+    println!(
+        "  fetched {}, reused {}, dropped {}, fetch errors {}",
+        st.fetched, st.reused, st.dropped, st.fetch_errors
+    );
+    if a.inventory.is_some() {
+        println!("  inventory rows outside the cache's prefix (ignored): {outside_prefix}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Read the inventory at `loc` as the listing of the cache `url`; returns it and the
+/// number of rows outside the cache's prefix (also added to `warnings` when not 0).
+async fn inventory_source(
+    loc: &str,
+    url: &CacheUrl,
+    a: &IndexArgs,
+    timeouts: S3Timeouts,
+    warnings: &mut Vec<String>,
+) -> Result<(ListingSource, u64)> {
+    let mut ml = ManifestLocation::parse(loc)?;
+    if let ManifestLocation::S3 { options, .. } = &mut ml {
+        options.timeouts = timeouts;
+    }
+    let l = inventory::read(&ml, &CacheScope::of(url), a.max_attempts)
+        .await
+        .with_context(|| format!("reading inventory {loc}"))?;
+    if l.outside_prefix > 0 {
+        warnings.push(format!(
+            "inventory {loc}: {} rows lie outside the cache's prefix and were ignored",
+            l.outside_prefix
+        ));
+    }
+    let source = ListingSource::Inventory {
+        location: loc.to_string(),
+        objects: l.objects,
+    };
+    Ok((source, l.outside_prefix))
 }
 
 fn read_keys(a: &AuditArgs) -> Result<Vec<PublicKey>> {
