@@ -218,7 +218,11 @@ pub fn ingest(manifest: &Path) -> Result<serde_json::Value> {
     let mut ph = Phases::new();
     let rt = tokio::runtime::Builder::new_current_thread().build()?;
     let loc = narward::inventory::ManifestLocation::Local(manifest.to_path_buf());
-    let listing = rt.block_on(narward::inventory::read(&loc, 1))?;
+    let listing = rt.block_on(narward::inventory::read(
+        &loc,
+        &narward::inventory::CacheScope::default(),
+        1,
+    ))?;
     ph.done("read");
     // (year * 12 + month, category) → objects, bytes; no allocation per object.
     let mut groups: BTreeMap<(i64, &'static str), (u64, u64)> = BTreeMap::new();

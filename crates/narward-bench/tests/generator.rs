@@ -191,7 +191,13 @@ fn generated_cache_is_consistent() {
         .unwrap();
     for fmt in ["csv", "parquet"] {
         let loc = narward::inventory::ManifestLocation::Local(generate::manifest_path(dir, fmt));
-        let l = rt.block_on(narward::inventory::read(&loc, 1)).unwrap();
+        let l = rt
+            .block_on(narward::inventory::read(
+                &loc,
+                &narward::inventory::CacheScope::default(),
+                1,
+            ))
+            .unwrap();
         assert_eq!(l.objects, idx.objects, "{fmt} inventory");
     }
 }

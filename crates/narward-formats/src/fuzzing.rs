@@ -165,3 +165,28 @@ pub fn root_list(data: &[u8]) {
         assert_eq!(again, ok.iter().map(|r| r.path).collect::<Vec<_>>());
     }
 }
+
+/// S3 server access log lines: parsing never panics or overflows, a read's time is within
+/// years 0000..=9999 (± the largest zone offset), and splitting into fields is stable (a
+/// field never holds the separator that ended it).
+pub fn access_log(data: &[u8]) {
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
+    for line in s.lines().chain(std::iter::once(s)) {
+        let fields = crate::access_log::fields(line);
+        assert!(fields.len() <= line.len());
+        if let Ok(crate::access_log::LogLine::Read { key, time }) =
+            crate::access_log::parse_line(line)
+        {
+            assert!(
+                (-62_168_000_000..=253_403_000_000).contains(&time),
+                "{time}"
+            );
+            let _ = keys::classify(&key);
+        }
+        if let Some(t) = crate::access_log::parse_time(line) {
+            assert!((-62_168_000_000..=253_403_000_000).contains(&t), "{t}");
+        }
+    }
+}

@@ -15,6 +15,7 @@
 //! | [`cache_info`] | the text of `nix-cache-info` | [`cache_info::CacheInfo`] |
 //! | [`roots`] | root lists: one store path per line, `fallback-paths.nix` | store paths with their line numbers |
 //! | [`inventory`] | S3 Inventory `manifest.json` and CSV lines | typed rows; S3 Batch Operations manifest rows |
+//! | [`access_log`] | one S3 server access log line | the key and time of a successful read |
 //! | [`fuzzing`] | arbitrary bytes | nothing; panics only if a round trip is broken |
 //!
 //! Parsers never panic on untrusted input: the library code is compiled with
@@ -37,6 +38,7 @@
     )
 )]
 
+pub mod access_log;
 pub mod cache_info;
 pub mod fuzzing;
 pub mod hash;

@@ -253,6 +253,7 @@ mod fuzz_props {
             fuzzing::nixbase32(&data);
             fuzzing::inventory_csv_row(&data);
             fuzzing::root_list(&data);
+            fuzzing::access_log(&data);
         }
 
         #[test]
@@ -276,6 +277,23 @@ mod fuzz_props {
         ) {
             let text: String = lines.iter().map(|(k, v)| format!("{k}: {v}\n")).collect();
             fuzzing::narinfo(text.as_bytes());
+        }
+
+        #[test]
+        fn arbitrary_strings_never_panic_the_access_log_parser(s in any::<String>()) {
+            fuzzing::access_log(s.as_bytes());
+        }
+
+        #[test]
+        fn log_shaped_lines_never_panic(
+            t in "[0-9é€]{0,3}/(Feb|Dec|é|)/[0-9]{0,20}:[0-9€]{0,20}:[0-9]{0,3}:[0-9]{0,3} [+é€-]?[0-9é€]{0,5}",
+            k in "[a-z0-9%+é.]{0,20}",
+            status in "(200|304|404|é)",
+        ) {
+            let line = format!(
+                "owner bucket [{t}] 192.0.2.3 - REQ REST.GET.OBJECT {k} \"GET /{k} HTTP/1.1\" {status} - 1 1 7"
+            );
+            fuzzing::access_log(line.as_bytes());
         }
 
         #[test]

@@ -5,8 +5,16 @@
 //! present, reads every data file (CSV.gz or Parquet; ORC is refused with a clear error)
 //! and gives the current objects of the source bucket: latest versions, no delete markers.
 //! Also writes reports in the same shapes, for tests and benchmarks.
+//!
+//! Nothing is dropped silently, since a dropped row makes a live object look absent:
+//! the manifest must describe the cache's bucket (`sourceBucket`), every data file must
+//! match its `MD5checksum`, and a row for another bucket fails the run (file and row
+//! named). Keys under the cache's prefix lose it (so they are cache keys, as a listing
+//! gives them); keys outside it belong to something else in the bucket and are ignored,
+//! but counted ([`InventoryListing::outside_prefix`]). Files in S3 are read through the
+//! same access layer as the cache ([`crate::cache::S3Cache`]: retries, timeouts, errors).
 
-use crate::cache::{self, CacheUrl, S3Options};
+use crate::cache::{CacheUrl, S3Cache, S3Options};
 use crate::model::ObjectRecord;
 use anyhow::{Context, Result, bail};
 use arrow_array::{Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray};
@@ -41,34 +49,90 @@ impl ManifestLocation {
     }
 }
 
+/// The cache an inventory must describe: its bucket (none for a `file://` cache, whose
+/// inventory then only has to agree with itself) and key prefix (`""` or `"prefix/"`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheScope {
+    pub bucket: Option<String>,
+    pub prefix: String,
+}
+
+impl CacheScope {
+    pub fn of(url: &CacheUrl) -> CacheScope {
+        match url {
+            CacheUrl::File(_) => CacheScope::default(),
+            CacheUrl::S3(o) => CacheScope {
+                bucket: Some(o.bucket.clone()),
+                prefix: if o.prefix.is_empty() {
+                    String::new()
+                } else {
+                    format!("{}/", o.prefix)
+                },
+            },
+        }
+    }
+}
+
 /// Reads the manifest and its files, wherever they are.
 enum Source {
     Local(PathBuf),
-    S3(aws_sdk_s3::Client),
+    S3 {
+        options: Box<S3Options>,
+        max_attempts: u32,
+        /// One connection per bucket read (the manifest's, the data files').
+        opened: tokio::sync::Mutex<Vec<(String, Arc<S3Cache>)>>,
+    },
 }
 
 impl Source {
-    async fn fetch(&self, bucket: &str, key: &str) -> Result<Vec<u8>> {
+    /// The object `key` of `bucket`; `Ok(None)` when it does not exist.
+    async fn fetch(&self, bucket: &str, key: &str) -> Result<Option<Vec<u8>>> {
         match self {
             Source::Local(manifest_dir) => {
                 let p = local_data_path(manifest_dir, key);
-                std::fs::read(&p).with_context(|| format!("inventory file {}", p.display()))
+                match std::fs::read(&p) {
+                    Ok(b) => Ok(Some(b)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(e).with_context(|| format!("inventory file {}", p.display())),
+                }
             }
-            Source::S3(client) => {
-                let o = client
-                    .get_object()
-                    .bucket(bucket)
-                    .key(key)
-                    .send()
-                    .await
-                    .map_err(|e| cache::s3_err(format!("GET s3://{bucket}/{key}"), e))?;
-                let b = o
-                    .body
-                    .collect()
-                    .await
-                    .with_context(|| format!("reading s3://{bucket}/{key}"))?;
-                Ok(b.into_bytes().to_vec())
+            Source::S3 {
+                options,
+                max_attempts,
+                opened,
+            } => {
+                let cache = {
+                    let mut opened = opened.lock().await;
+                    match opened.iter().find(|(b, _)| b == bucket) {
+                        Some((_, c)) => c.clone(),
+                        None => {
+                            let o = S3Options {
+                                bucket: bucket.to_string(),
+                                prefix: String::new(),
+                                ..(**options).clone()
+                            };
+                            let c = Arc::new(S3Cache::open(&o, *max_attempts).await?);
+                            opened.push((bucket.to_string(), c.clone()));
+                            c
+                        }
+                    }
+                };
+                cache.get(key).await
             }
+        }
+    }
+
+    /// Like [`Source::fetch`], but a missing object is an error naming it.
+    async fn fetch_required(&self, bucket: &str, key: &str) -> Result<Vec<u8>> {
+        match self.fetch(bucket, key).await? {
+            Some(b) => Ok(b),
+            None => match self {
+                Source::Local(d) => bail!(
+                    "inventory file {} not found",
+                    local_data_path(d, key).display()
+                ),
+                Source::S3 { .. } => bail!("inventory file s3://{bucket}/{key} not found"),
+            },
         }
     }
 }
@@ -91,41 +155,68 @@ fn local_data_path(manifest_dir: &Path, key: &str) -> PathBuf {
 /// The result of reading a report.
 pub struct InventoryListing {
     pub manifest: Manifest,
+    /// Objects of the cache, keyed as a listing of the cache gives them (prefix removed).
     pub objects: Vec<ObjectRecord>,
     /// Rows skipped as non-current versions or delete markers.
     pub skipped_versions: u64,
+    /// Rows whose key lies outside the cache's prefix (other data in the bucket): ignored.
+    pub outside_prefix: u64,
 }
 
-/// Read a whole inventory report.
-///
-/// # Errors
-/// Missing or malformed manifest (named), checksum mismatch, unreadable data files, a bad
-/// row (file and line named), an unsupported format.
-pub async fn read(loc: &ManifestLocation, max_attempts: u32) -> Result<InventoryListing> {
-    let (src, manifest_bytes, checksum, name) = match loc {
+/// Read the manifest (and `manifest.checksum` beside it) from `loc`.
+async fn read_manifest(
+    loc: &ManifestLocation,
+    max_attempts: u32,
+) -> Result<(Source, Vec<u8>, Option<String>, String)> {
+    Ok(match loc {
         ManifestLocation::Local(p) => {
             let b =
                 std::fs::read(p).with_context(|| format!("inventory manifest {}", p.display()))?;
-            let ck = std::fs::read_to_string(p.with_file_name("manifest.checksum")).ok();
+            let ck_path = p.with_file_name("manifest.checksum");
+            let ck = match std::fs::read_to_string(&ck_path) {
+                Ok(t) => Some(t),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => {
+                    return Err(e).with_context(|| format!("inventory {}", ck_path.display()));
+                }
+            };
             let dir = p.parent().map(Path::to_path_buf).unwrap_or_default();
             (Source::Local(dir), b, ck, p.display().to_string())
         }
         ManifestLocation::S3 { options, key } => {
-            let client = cache::s3_client(options, max_attempts).await?;
-            let src = Source::S3(client);
-            let b = src.fetch(&options.bucket, key).await?;
+            let src = Source::S3 {
+                options: Box::new(options.clone()),
+                max_attempts,
+                opened: Default::default(),
+            };
+            let b = src.fetch_required(&options.bucket, key).await?;
             let ck_key = match key.rsplit_once('/') {
                 Some((d, _)) => format!("{d}/manifest.checksum"),
                 None => "manifest.checksum".to_string(),
             };
-            let ck = src
-                .fetch(&options.bucket, &ck_key)
-                .await
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok());
+            let ck = match src.fetch(&options.bucket, &ck_key).await? {
+                Some(b) => Some(String::from_utf8(b).with_context(|| {
+                    format!("inventory s3://{}/{ck_key} is not UTF-8", options.bucket)
+                })?),
+                None => None,
+            };
             (src, b, ck, format!("s3://{}/{key}", options.bucket))
         }
-    };
+    })
+}
+
+/// Read a whole inventory report of the cache `scope`.
+///
+/// # Errors
+/// Missing or malformed manifest (named), checksum mismatch (manifest or data file), a
+/// manifest of another bucket, unreadable data files, a bad row or a row of another bucket
+/// (file and line named), an unsupported format.
+pub async fn read(
+    loc: &ManifestLocation,
+    scope: &CacheScope,
+    max_attempts: u32,
+) -> Result<InventoryListing> {
+    let (src, manifest_bytes, checksum, name) = read_manifest(loc, max_attempts).await?;
     if let Some(ck) = checksum {
         let got = hex::encode(Md5::digest(&manifest_bytes));
         if !ck.trim().eq_ignore_ascii_case(&got) {
@@ -138,6 +229,14 @@ pub async fn read(loc: &ManifestLocation, max_attempts: u32) -> Result<Inventory
     let text = std::str::from_utf8(&manifest_bytes)
         .with_context(|| format!("inventory manifest {name} is not UTF-8"))?;
     let manifest = Manifest::parse(text).with_context(|| format!("inventory manifest {name}"))?;
+    if let Some(b) = &scope.bucket
+        && manifest.source_bucket != *b
+    {
+        bail!(
+            "inventory manifest {name} describes bucket {:?}, not the cache's bucket {b:?}",
+            manifest.source_bucket
+        );
+    }
     let dest_bucket = manifest
         .destination_bucket
         .rsplit(':')
@@ -148,14 +247,20 @@ pub async fn read(loc: &ManifestLocation, max_attempts: u32) -> Result<Inventory
         manifest: manifest.clone(),
         objects: Vec::new(),
         skipped_versions: 0,
+        outside_prefix: 0,
     };
     let pb = crate::progress::bar(manifest.files.len() as u64, "inventory");
     for f in &manifest.files {
-        let data = src.fetch(&dest_bucket, &f.key).await?;
-        let where_ = f.key.clone();
+        let data = src.fetch_required(&dest_bucket, &f.key).await?;
+        check_md5(&name, f, &data)?;
+        let file = DataFile {
+            manifest: &manifest,
+            scope,
+            name: &f.key,
+        };
         match manifest.file_format.as_str() {
-            "CSV" => read_csv_gz(&manifest, &data, &where_, &mut out)?,
-            "Parquet" => read_parquet(&manifest, data, &where_, &mut out)?,
+            "CSV" => read_csv_gz(&file, &data, &mut out)?,
+            "Parquet" => read_parquet(&file, data, &mut out)?,
             other => bail!(
                 "inventory {name}: file format {other:?} is not supported (use CSV or Parquet)"
             ),
@@ -174,50 +279,98 @@ pub async fn read(loc: &ManifestLocation, max_attempts: u32) -> Result<Inventory
     Ok(out)
 }
 
-fn keep_row(
-    manifest: &Manifest,
-    bucket: &str,
-    is_latest: Option<bool>,
-    is_delete_marker: Option<bool>,
-    out: &mut InventoryListing,
-) -> bool {
-    if bucket != manifest.source_bucket {
-        return false;
+/// A data file must be the one the manifest lists: a damaged or replaced file would
+/// silently lose (or invent) objects.
+fn check_md5(manifest_name: &str, f: &inventory::ManifestFile, data: &[u8]) -> Result<()> {
+    let Some(want) = &f.md5_checksum else {
+        bail!(
+            "inventory manifest {manifest_name}: data file {} has no MD5checksum, so it cannot be verified",
+            f.key
+        );
+    };
+    let got = hex::encode(Md5::digest(data));
+    if !want.trim().eq_ignore_ascii_case(&got) {
+        bail!(
+            "inventory data file {}: MD5 {got} does not match the manifest's MD5checksum {} (damaged or replaced file)",
+            f.key,
+            want.trim()
+        );
     }
-    if is_latest == Some(false) || is_delete_marker == Some(true) {
-        out.skipped_versions += 1;
-        return false;
-    }
-    true
+    Ok(())
 }
 
-fn read_csv_gz(
-    manifest: &Manifest,
-    data: &[u8],
-    file: &str,
-    out: &mut InventoryListing,
-) -> Result<()> {
+/// The data file being read, and what its rows must agree with.
+struct DataFile<'a> {
+    manifest: &'a Manifest,
+    scope: &'a CacheScope,
+    name: &'a str,
+}
+
+/// One row's fields that decide whether (and under which key) it is an object of the cache.
+struct RowHead<'r> {
+    bucket: &'r str,
+    key: &'r str,
+    is_latest: Option<bool>,
+    is_delete_marker: Option<bool>,
+}
+
+impl DataFile<'_> {
+    /// The cache key of a row, or `None` for a row that is not a current object of the
+    /// cache (counted in `out`).
+    ///
+    /// # Errors
+    /// The row is of another bucket than the manifest's: it cannot be trusted.
+    fn cache_key(
+        &self,
+        row: &RowHead,
+        at: &str,
+        out: &mut InventoryListing,
+    ) -> Result<Option<String>> {
+        if row.bucket != self.manifest.source_bucket {
+            bail!(
+                "inventory file {}: {at} is for bucket {:?}, not the manifest's {:?}",
+                self.name,
+                row.bucket,
+                self.manifest.source_bucket
+            );
+        }
+        if row.is_latest == Some(false) || row.is_delete_marker == Some(true) {
+            out.skipped_versions += 1;
+            return Ok(None);
+        }
+        match row.key.strip_prefix(self.scope.prefix.as_str()) {
+            Some(k) if !k.is_empty() => Ok(Some(k.to_string())),
+            _ => {
+                out.outside_prefix += 1;
+                Ok(None)
+            }
+        }
+    }
+}
+
+fn read_csv_gz(file: &DataFile, data: &[u8], out: &mut InventoryListing) -> Result<()> {
+    let name = file.name;
     let schema =
-        CsvSchema::parse(&manifest.file_schema).context("inventory manifest fileSchema")?;
+        CsvSchema::parse(&file.manifest.file_schema).context("inventory manifest fileSchema")?;
     let rd = BufReader::new(flate2::read::MultiGzDecoder::new(data));
     for (i, line) in rd.lines().enumerate() {
-        let line = line.with_context(|| format!("inventory file {file}: line {}", i + 1))?;
+        let line = line.with_context(|| format!("inventory file {name}: line {}", i + 1))?;
         if line.is_empty() {
             continue;
         }
         let row = inventory::parse_csv_row(&schema, &line)
-            .with_context(|| format!("inventory file {file}: line {}", i + 1))?;
-        if !keep_row(
-            manifest,
-            &row.bucket,
-            row.is_latest,
-            row.is_delete_marker,
-            out,
-        ) {
+            .with_context(|| format!("inventory file {name}: line {}", i + 1))?;
+        let head = RowHead {
+            bucket: &row.bucket,
+            key: &row.key,
+            is_latest: row.is_latest,
+            is_delete_marker: row.is_delete_marker,
+        };
+        let Some(key) = file.cache_key(&head, &format!("line {}", i + 1), out)? else {
             continue;
-        }
+        };
         out.objects.push(ObjectRecord {
-            key: row.key,
+            key,
             size: row.size.unwrap_or(0),
             etag: row.etag,
             last_modified: row.last_modified,
@@ -238,19 +391,16 @@ fn column(batch: &RecordBatch, name: &str, ty: &DataType, file: &str) -> Result<
     }
 }
 
-fn read_parquet(
-    manifest: &Manifest,
-    data: Vec<u8>,
-    file: &str,
-    out: &mut InventoryListing,
-) -> Result<()> {
+fn read_parquet(df: &DataFile, data: Vec<u8>, out: &mut InventoryListing) -> Result<()> {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let file = df.name;
     let rd = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(data))
         .with_context(|| format!("inventory file {file}: not a Parquet file"))?
         .with_batch_size(65536)
         .build()
         .with_context(|| format!("inventory file {file}"))?;
     let ts = DataType::Timestamp(TimeUnit::Millisecond, None);
+    let mut first_row = 0usize;
     for batch in rd {
         let batch = batch.with_context(|| format!("inventory file {file}"))?;
         let Some(bucket) = column(&batch, "bucket", &DataType::Utf8, file)? else {
@@ -282,14 +432,21 @@ fn read_parquet(
         let latest = latest.as_ref().and_then(b);
         let dm = dm.as_ref().and_then(b);
         for r in 0..batch.num_rows() {
-            if key.is_null(r) {
-                bail!("inventory file {file}: row {r} has no key");
+            let at = format!("row {}", first_row + r + 1);
+            if key.is_null(r) || bucket.is_null(r) {
+                bail!("inventory file {file}: {at} has no key or no bucket");
             }
             let opt_b =
                 |a: &Option<BooleanArray>| a.as_ref().filter(|a| !a.is_null(r)).map(|a| a.value(r));
-            if !keep_row(manifest, bucket.value(r), opt_b(&latest), opt_b(&dm), out) {
+            let head = RowHead {
+                bucket: bucket.value(r),
+                key: key.value(r),
+                is_latest: opt_b(&latest),
+                is_delete_marker: opt_b(&dm),
+            };
+            let Some(cache_key) = df.cache_key(&head, &at, out)? else {
                 continue;
-            }
+            };
             let opt_s = |a: &Option<StringArray>| {
                 a.as_ref()
                     .filter(|a| !a.is_null(r))
@@ -298,13 +455,14 @@ fn read_parquet(
             let opt_i =
                 |a: &Option<Int64Array>| a.as_ref().filter(|a| !a.is_null(r)).map(|a| a.value(r));
             out.objects.push(ObjectRecord {
-                key: key.value(r).to_string(),
+                key: cache_key,
                 size: opt_i(&size).unwrap_or(0).max(0) as u64,
                 etag: opt_s(&etag),
                 last_modified: opt_i(&lm).map(|ms| ms.div_euclid(1000)),
                 storage_class: opt_s(&sc),
             });
         }
+        first_row += batch.num_rows();
     }
     Ok(())
 }
@@ -469,7 +627,9 @@ mod tests {
         for fmt in [WriteFormat::CsvGz, WriteFormat::Parquet] {
             let d = tempfile::tempdir().unwrap();
             let m = write_report(d.path(), "cache", &want, fmt, 1000).unwrap();
-            let got = read(&ManifestLocation::Local(m), 1).await.unwrap();
+            let got = read(&ManifestLocation::Local(m), &CacheScope::default(), 1)
+                .await
+                .unwrap();
             assert_eq!(got.manifest.files.len(), 3);
             assert_eq!(got.objects, want, "{fmt:?}");
         }
@@ -483,27 +643,154 @@ mod tests {
             .unwrap()
             .replace("cache", "cachX");
         std::fs::write(&m, t).unwrap();
-        let e = read(&ManifestLocation::Local(m), 1).await.err().unwrap();
+        let e = read(&ManifestLocation::Local(m), &CacheScope::default(), 1)
+            .await
+            .err()
+            .unwrap();
         assert!(
             format!("{e:#}").contains("does not match manifest.checksum"),
             "{e:#}"
         );
     }
 
+    /// Replace data file `name` of the report whose manifest is `m`, updating the
+    /// manifest's MD5checksum and manifest.checksum as S3 would.
+    fn replace_data(m: &Path, name: &str, bytes: &[u8]) {
+        let data = m
+            .parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .join("data")
+            .join(name);
+        std::fs::write(&data, bytes).unwrap();
+        let mut j: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(m).unwrap()).unwrap();
+        for f in j["files"].as_array_mut().unwrap() {
+            if f["key"].as_str().unwrap().ends_with(name) {
+                f["MD5checksum"] = hex::encode(Md5::digest(bytes)).into();
+            }
+        }
+        set_manifest(m, &j);
+    }
+
+    fn set_manifest(m: &Path, j: &serde_json::Value) {
+        let text = serde_json::to_string_pretty(j).unwrap();
+        std::fs::write(m, &text).unwrap();
+        std::fs::write(
+            m.with_file_name("manifest.checksum"),
+            hex::encode(Md5::digest(text.as_bytes())),
+        )
+        .unwrap();
+    }
+
+    fn gz(text: &str) -> Vec<u8> {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(text.as_bytes()).unwrap();
+        gz.finish().unwrap()
+    }
+
+    async fn read_err(m: &Path, scope: &CacheScope) -> String {
+        let e = read(&ManifestLocation::Local(m.to_path_buf()), scope, 1)
+            .await
+            .err()
+            .unwrap();
+        format!("{e:#}")
+    }
+
     #[tokio::test]
     async fn a_bad_row_names_file_and_line() {
         let d = tempfile::tempdir().unwrap();
         let m = write_report(d.path(), "cache", &objs()[..10], WriteFormat::CsvGz, 1000).unwrap();
-        let data = d.path().join("data/part-00000.csv.gz");
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        writeln!(gz, "\"cache\",\"a\",\"1\",\"\",\"\",\"STANDARD\"\n\"cache\",\"b\",\"notanumber\",\"\",\"\",\"STANDARD\"").unwrap();
-        std::fs::write(&data, gz.finish().unwrap()).unwrap();
-        let e = read(&ManifestLocation::Local(m), 1).await.err().unwrap();
-        let msg = format!("{e:#}");
+        let bad = gz(
+            "\"cache\",\"a\",\"1\",\"\",\"\",\"STANDARD\"\n\"cache\",\"b\",\"notanumber\",\"\",\"\",\"STANDARD\"\n",
+        );
+        replace_data(&m, "part-00000.csv.gz", &bad);
+        let msg = read_err(&m, &CacheScope::default()).await;
         assert!(
             msg.contains("part-00000.csv.gz") && msg.contains("line 2"),
             "{msg}"
         );
+    }
+
+    #[tokio::test]
+    async fn inventory_data_file_with_wrong_md5_fails_the_run() {
+        let d = tempfile::tempdir().unwrap();
+        let m = write_report(d.path(), "cache", &objs()[..10], WriteFormat::CsvGz, 1000).unwrap();
+        // A truncated data file: its rows would silently be missing.
+        std::fs::write(d.path().join("data/part-00000.csv.gz"), gz("")).unwrap();
+        let msg = read_err(&m, &CacheScope::default()).await;
+        assert!(
+            msg.contains("part-00000.csv.gz") && msg.contains("MD5checksum"),
+            "{msg}"
+        );
+    }
+
+    #[tokio::test]
+    async fn inventory_row_for_another_bucket_fails_the_run() {
+        for fmt in [WriteFormat::CsvGz, WriteFormat::Parquet] {
+            let d = tempfile::tempdir().unwrap();
+            let m = write_report(d.path(), "cache", &objs()[..10], fmt, 1000).unwrap();
+            let e = tempfile::tempdir().unwrap();
+            let other = write_report(e.path(), "elsewhere", &objs()[..3], fmt, 1000).unwrap();
+            let name = match fmt {
+                WriteFormat::CsvGz => "part-00000.csv.gz",
+                WriteFormat::Parquet => "part-00000.parquet",
+            };
+            let bytes = std::fs::read(
+                other
+                    .parent()
+                    .unwrap()
+                    .parent()
+                    .unwrap()
+                    .join("data")
+                    .join(name),
+            )
+            .unwrap();
+            replace_data(&m, name, &bytes);
+            let msg = read_err(&m, &CacheScope::default()).await;
+            assert!(
+                msg.contains(name) && (msg.contains("row 1") || msg.contains("line 1")),
+                "{fmt:?}: {msg}"
+            );
+            assert!(msg.contains("elsewhere"), "{msg}");
+        }
+    }
+
+    #[tokio::test]
+    async fn inventory_of_another_bucket_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let m = write_report(d.path(), "cache", &objs()[..10], WriteFormat::CsvGz, 1000).unwrap();
+        let scope = CacheScope {
+            bucket: Some("my-cache".into()),
+            prefix: String::new(),
+        };
+        let msg = read_err(&m, &scope).await;
+        assert!(
+            msg.contains("\"cache\"") && msg.contains("my-cache"),
+            "{msg}"
+        );
+    }
+
+    #[tokio::test]
+    async fn inventory_of_a_prefixed_cache_strips_the_prefix_and_counts_the_rest() {
+        let mut objects = objs()[..10].to_vec();
+        for o in &mut objects[..7] {
+            o.key = format!("nix/{}", o.key);
+        }
+        objects.sort_by(|a, b| a.key.cmp(&b.key));
+        for fmt in [WriteFormat::CsvGz, WriteFormat::Parquet] {
+            let d = tempfile::tempdir().unwrap();
+            let m = write_report(d.path(), "cache", &objects, fmt, 4).unwrap();
+            let scope = CacheScope {
+                bucket: Some("cache".into()),
+                prefix: "nix/".into(),
+            };
+            let got = read(&ManifestLocation::Local(m), &scope, 1).await.unwrap();
+            assert_eq!(got.outside_prefix, 3, "{fmt:?}");
+            assert_eq!(got.objects.len(), 7);
+            assert!(got.objects.iter().all(|o| !o.key.starts_with("nix/")));
+        }
     }
 
     #[test]

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 pub struct ObjectRecord {
     pub key: String,
     pub size: u64,
-    /// The S3 ETag without quotes; for `file://` caches a stand-in derived from the mtime.
+    /// The S3 ETag without quotes; for `file://` caches the content's MD5 for narinfos and
+    /// debuginfo (as S3 gives), a stand-in derived from the mtime for other objects.
     pub etag: Option<String>,
     /// Unix seconds.
     pub last_modified: Option<i64>,

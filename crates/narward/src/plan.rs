@@ -502,9 +502,13 @@ pub fn compute_streaming(
         o.last_modified
             .is_some_and(|t| t >= now - days as i64 * day)
     };
+    // Log keys carry the cache's prefix; object keys do not.
+    let last_access = crate::access_log::for_cache(
+        &policy.last_access,
+        &crate::access_log::cache_prefix(&meta.cache_url),
+    );
     let accessed = |key: &str, days: u32| {
-        policy
-            .last_access
+        last_access
             .get(key)
             .is_some_and(|&t| t >= now - days as i64 * day)
     };

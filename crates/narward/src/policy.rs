@@ -261,7 +261,8 @@ pub struct Policy {
     /// Root sources by label, with their root counts, in order.
     pub root_sources: Vec<(String, usize)>,
     pub names: GlobSet,
-    /// Last successful read per object key (unix seconds), from S3 server access logs.
+    /// Last successful read per full bucket key (unix seconds), from S3 server access logs
+    /// (a plan strips the cache's prefix: [`crate::access_log::for_cache`]).
     pub last_access: std::collections::HashMap<String, i64>,
 }
 
@@ -399,10 +400,15 @@ impl Policy {
             p.root_sources
                 .push(("inline".into(), p.roots.len() - before));
         }
+        let mut logs = crate::access_log::AccessLogs::default();
         for f in &file.keep.access_logs {
-            crate::access_log::read_into(&abs(f), &mut p.last_access)
+            logs.read(&abs(f))
                 .with_context(|| format!("policy {name}: keep.access_logs {}", f.display()))?;
         }
+        for w in logs.warnings() {
+            tracing::warn!("policy {name}: {w}");
+        }
+        p.last_access = logs.last_access;
         Ok(p)
     }
 

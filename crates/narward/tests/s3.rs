@@ -275,3 +275,394 @@ fn a_missing_bucket_is_a_clear_error() {
         "no index may be written"
     );
 }
+
+/// Run narward with the moto credentials and extra environment; any exit code.
+fn narward_env(state: &Path, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_narward"));
+    c.args(args).arg("--state").arg(state).arg("--quiet");
+    for (k, v) in [
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ] {
+        c.env(k, v);
+    }
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+#[test]
+fn an_endpoint_that_never_answers_fails_in_bounded_time() {
+    // Accepts connections and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming() {
+            held.push(s);
+        }
+    });
+    let d = tempfile::tempdir().unwrap();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let url = format!("s3://b?endpoint={endpoint}&region=us-east-1");
+    let t0 = std::time::Instant::now();
+    let out = narward_env(
+        d.path(),
+        &["index", "--cache", &url, "--max-attempts", "1"],
+        &[
+            ("NARWARD_S3_READ_TIMEOUT", "1"),
+            ("NARWARD_S3_CONNECT_TIMEOUT", "1"),
+        ],
+    );
+    let took = t0.elapsed();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{e}");
+    assert!(took < std::time::Duration::from_secs(30), "took {took:?}");
+    assert!(e.contains(&endpoint) && e.contains("timed out"), "{e}");
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert!(!e.contains("DispatchFailure {"), "an SDK Debug dump: {e}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_with_control_characters_are_listed() {
+    let b = bucket_name("ctl");
+    let opts = S3Options {
+        bucket: b.clone(),
+        endpoint: Some(s3_endpoint()),
+        region: Some("us-east-1".into()),
+        ..Default::default()
+    };
+    let client = cache::s3_client(&opts, 3).await.unwrap();
+    client.create_bucket().bucket(&b).send().await.unwrap();
+    let keys = ["log/bad\u{1}key.drv", "log/a+b c%41.drv", "nix-cache-info"];
+    for k in keys {
+        client
+            .put_object()
+            .bucket(&b)
+            .key(k)
+            .body(bytes::Bytes::from_static(b"x").into())
+            .send()
+            .await
+            .unwrap();
+    }
+    let c = narward::cache::Cache::open(&narward::cache::CacheUrl::S3(opts), 3)
+        .await
+        .unwrap();
+    let mut listed: Vec<String> = c
+        .list(&|_| {})
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    listed.sort();
+    let mut want: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+    want.sort();
+    assert_eq!(listed, want);
+    let d = tempfile::tempdir().unwrap();
+    let m = json(&narward_ok(
+        d.path(),
+        &["index", "--json", "--cache", &s3_url(&b, "")],
+    ));
+    assert_eq!(m["objects"], 3, "{m}");
+}
+
+#[test]
+fn s3_errors_are_one_line_without_sdk_dumps() {
+    let d = tempfile::tempdir().unwrap();
+    let out = narward(
+        d.path(),
+        &[
+            "index",
+            "--cache",
+            &s3_url("no-such-bucket-either", "p"),
+            "--max-attempts",
+            "1",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert!(
+        e.contains("s3://no-such-bucket-either/p/")
+            && e.contains(&s3_endpoint())
+            && e.contains("NoSuchBucket: "),
+        "{e}"
+    );
+    assert!(
+        !e.contains("ErrorMetadata") && !e.contains("Error {"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_empty_listing_of_a_typod_prefix_warns() {
+    let ex = repo().join("examples/cache");
+    let b = bucket_name("typo");
+    upload(&b, &ex, Some("nix-cache"));
+    let d = tempfile::tempdir().unwrap();
+    for prefix in ["nix-cahce", "nix%2Dcache"] {
+        let st = d.path().join(prefix);
+        let out = narward(&st, &["index", "--json", "--cache", &s3_url(&b, prefix)]);
+        assert_eq!(out.status.code(), Some(0));
+        let m = json(&String::from_utf8_lossy(&out.stdout));
+        assert_eq!(m["objects"], 0, "{m}");
+        let w = m["warnings"].to_string();
+        assert!(w.contains("empty") && w.contains(prefix), "{m}");
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(e.contains("warning") && e.contains("empty"), "{e}");
+    }
+}
+
+/// Write an inventory report of `objects` (rows for bucket `row_bucket`, manifest
+/// `sourceBucket` `source`) into the bucket "inventory-dest" under `tag`, after `tweak` may
+/// change the local copy (data files in `<dir>/data/`, manifest path given). Returns the
+/// manifest's s3:// URL.
+fn put_report(
+    d: &Path,
+    tag: &str,
+    source: &str,
+    objects: &[ObjectRecord],
+    tweak: impl FnOnce(&Path, &Path),
+) -> String {
+    let rep = d.join(format!("report-{tag}"));
+    let m = narward::inventory::write_report(
+        &rep,
+        source,
+        objects,
+        narward::inventory::WriteFormat::CsvGz,
+        10,
+    )
+    .unwrap();
+    let mtext = std::fs::read_to_string(&m).unwrap();
+    let fixed = mtext.replace(
+        &format!("inventory/{source}/config/data/"),
+        &format!("inv/{tag}/data/"),
+    );
+    write_manifest(&m, &fixed);
+    tweak(&rep, &m);
+    upload("inventory-dest", &rep, Some(&format!("inv/{tag}")));
+    format!(
+        "s3://inventory-dest/inv/{tag}/2026-11-24T01-00Z/manifest.json?endpoint={}&region=us-east-1",
+        s3_endpoint()
+    )
+}
+
+fn write_manifest(m: &Path, text: &str) {
+    use md5::Digest;
+    std::fs::write(m, text).unwrap();
+    std::fs::write(
+        m.with_file_name("manifest.checksum"),
+        hex::encode(md5::Md5::digest(text.as_bytes())),
+    )
+    .unwrap();
+}
+
+/// Index `bucket[/prefix]` from the inventory at `manifest`; any exit code.
+fn index_inventory(st: &Path, bucket: &str, prefix: &str, manifest: &str) -> std::process::Output {
+    narward(
+        st,
+        &[
+            "index",
+            "--json",
+            "--cache",
+            &s3_url(bucket, prefix),
+            "--inventory",
+            manifest,
+            "--max-attempts",
+            "1",
+        ],
+    )
+}
+
+/// The example cache uploaded under `prefix`, and its live index in `<d>/live`.
+fn prefixed_example(d: &Path, tag: &str, prefix: &str) -> (String, narward::index::Index) {
+    let b = bucket_name(tag);
+    upload(&b, &repo().join("examples/cache"), Some(prefix));
+    let live = d.join("live");
+    narward_ok(&live, &["index", "--cache", &s3_url(&b, prefix)]);
+    (b, narward::index::Index::load(&live).unwrap())
+}
+
+/// The rows an inventory of the whole bucket holds: the cache's objects with their prefix,
+/// and `extra` other objects elsewhere in the bucket.
+fn bucket_rows(idx: &narward::index::Index, prefix: &str, extra: usize) -> Vec<ObjectRecord> {
+    let mut rows: Vec<ObjectRecord> = idx
+        .objects
+        .iter()
+        .map(|o| ObjectRecord {
+            key: format!("{prefix}/{}", o.key),
+            ..o.clone()
+        })
+        .collect();
+    for i in 0..extra {
+        rows.push(ObjectRecord {
+            key: format!("other-data/{i}.bin"),
+            ..idx.objects[0].clone()
+        });
+    }
+    rows
+}
+
+#[test]
+fn inventory_of_a_prefixed_cache_strips_the_prefix_and_counts_keys_outside_it() {
+    let d = tempfile::tempdir().unwrap();
+    let (b, live) = prefixed_example(d.path(), "invp", "nix");
+    let manifest = put_report(d.path(), &b, &b, &bucket_rows(&live, "nix", 4), |_, _| {});
+    let st = d.path().join("st");
+    let out = index_inventory(&st, &b, "nix", &manifest);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(m["objects"], 27, "{m}");
+    assert_eq!(m["narinfos"], 13, "{m}");
+    assert_eq!(m["inventory_outside_prefix"], 4, "{m}");
+    assert_eq!(paths_of(&st), paths_of(&d.path().join("live")));
+}
+
+#[test]
+fn inventory_data_file_with_wrong_md5_fails_the_run_in_s3() {
+    let d = tempfile::tempdir().unwrap();
+    let (b, live) = prefixed_example(d.path(), "invm", "nix");
+    let manifest = put_report(d.path(), &b, &b, &bucket_rows(&live, "nix", 0), |rep, _| {
+        // One data file loses its rows after the manifest was written.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, b"").unwrap();
+        std::fs::write(rep.join("data/part-00001.csv.gz"), gz.finish().unwrap()).unwrap();
+    });
+    let st = d.path().join("st");
+    let out = index_inventory(&st, &b, "nix", &manifest);
+    assert_eq!(out.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("part-00001.csv.gz") && e.contains("MD5"), "{e}");
+    assert!(!narward::index::Index::exists(&st));
+}
+
+#[test]
+fn inventory_row_for_another_bucket_fails_the_run_in_s3() {
+    let d = tempfile::tempdir().unwrap();
+    let (b, live) = prefixed_example(d.path(), "invb", "nix");
+    let rows = bucket_rows(&live, "nix", 0);
+    let manifest = put_report(d.path(), &b, &b, &rows, |rep, m| {
+        // The second data file holds rows of another bucket (its MD5 in the manifest is
+        // right: the file is as written, its rows are not the cache's).
+        let other = rep.join("other");
+        let om = narward::inventory::write_report(
+            &other,
+            "another-bucket",
+            &rows[..10],
+            narward::inventory::WriteFormat::CsvGz,
+            10,
+        )
+        .unwrap();
+        let _ = om;
+        let bytes = std::fs::read(other.join("data/part-00000.csv.gz")).unwrap();
+        std::fs::write(rep.join("data/part-00001.csv.gz"), &bytes).unwrap();
+        std::fs::remove_dir_all(&other).unwrap();
+        let mut j: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(m).unwrap()).unwrap();
+        use md5::Digest;
+        j["files"][1]["MD5checksum"] = hex::encode(md5::Md5::digest(&bytes)).into();
+        write_manifest(m, &serde_json::to_string_pretty(&j).unwrap());
+    });
+    let st = d.path().join("st");
+    let out = index_inventory(&st, &b, "nix", &manifest);
+    assert_eq!(out.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("part-00001.csv.gz") && e.contains("line 1") && e.contains("another-bucket"),
+        "{e}"
+    );
+}
+
+#[test]
+fn inventory_manifest_of_another_bucket_is_refused_in_s3() {
+    let d = tempfile::tempdir().unwrap();
+    let (b, live) = prefixed_example(d.path(), "invs", "nix");
+    let manifest = put_report(
+        d.path(),
+        &b,
+        "some-other-bucket",
+        &bucket_rows(&live, "nix", 0),
+        |_, _| {},
+    );
+    let st = d.path().join("st");
+    let out = index_inventory(&st, &b, "nix", &manifest);
+    assert_eq!(out.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("some-other-bucket") && e.contains(&b), "{e}");
+}
+
+/// `dd/Mon/yyyy:HH:MM:SS +0000` of unix seconds, as access logs write it.
+fn log_time(t: i64) -> String {
+    let out = std::process::Command::new("date")
+        .env("LC_ALL", "C")
+        .args(["-u", "-d", &format!("@{t}"), "+%d/%b/%Y:%H:%M:%S +0000"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn access_logs_of_a_prefixed_cache_keep_paths_read_recently() {
+    let d = tempfile::tempdir().unwrap();
+    let (b, _) = prefixed_example(d.path(), "logs", "nix");
+    // libfoo-1.1 is garbage, but its narinfo was read an hour ago (the log key carries
+    // the cache's prefix, as S3 writes it).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let logs = d.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let key = "nix/k36ahwak8pqilvk9a22a9c6m9piays98.narinfo";
+    std::fs::write(
+        logs.join("2026-11-30-00-00-00-X"),
+        format!(
+            "owner {b} [{}] 192.0.2.3 - REQ REST.GET.OBJECT {key} \"GET /{b}/{key} HTTP/1.1\" 200 - 113 113 7 - \"-\" \"curl\" -\n",
+            log_time(now - 3600)
+        ),
+    )
+    .unwrap();
+    let base = std::fs::read_to_string(repo().join("examples/policy.toml")).unwrap();
+    let policy_text = base
+        .replace(
+            "roots/release-",
+            &format!("{}/release-", repo().join("examples/roots").display()),
+        )
+        .replace("# accessed_within_days = 180", "accessed_within_days = 30")
+        .replace(
+            "# access_logs = [\"logs/\"]",
+            &format!("access_logs = [\"{}\"]", logs.display()),
+        );
+    let policy = d.path().join("policy.toml");
+    std::fs::write(&policy, policy_text).unwrap();
+    let live = d.path().join("live");
+    let plan = d.path().join("plan");
+    narward_ok(
+        &live,
+        &[
+            "plan",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--out",
+            plan.to_str().unwrap(),
+        ],
+    );
+    let w = json(&narward_ok(
+        &live,
+        &[
+            "why",
+            "--json",
+            "--plan",
+            plan.to_str().unwrap(),
+            "/nix/store/k36ahwak8pqilvk9a22a9c6m9piays98-libfoo-1.1",
+        ],
+    ));
+    assert_eq!(w["decision"], "keep", "{w}");
+}

@@ -2,16 +2,41 @@
 //!
 //! Keys are paths relative to the root with `/` separators. A key that would leave the
 //! root (`..`, an absolute path, an empty component) is refused, never resolved.
+//!
+//! Symlinks: Nix and any HTTP server serve a file through a symlink, so one is never
+//! treated as absent. A symlink whose target stays inside the (canonical) root is listed
+//! under the link's key with the target's size and mtime, and read through. A symlink that
+//! points outside the root or dangles is listed as present-but-unknown (size 0, no ETag),
+//! and reading it fails with an error naming the key, so the index records a fetch error
+//! and a plan keeps it. A symlinked directory inside the root is walked (each real
+//! directory once); one that leaves the root fails the listing, since what it holds is
+//! unknown.
+//!
+//! ETags: small metadata objects (`.narinfo`, `debuginfo/…`) get the MD5 of their content
+//! as ETag, as S3 gives, so an incremental index refetches one whose content changed even
+//! when its size and mtime did not. Other objects get a stand-in derived from the mtime.
 
 use super::ObjectMeta;
 use crate::model::ObjectRecord;
 use anyhow::{Context, Result, bail};
+use md5::{Digest, Md5};
+use narward_formats::keys::{self, ObjectKind};
 use std::io::ErrorKind;
 use std::path::{Component, Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
 pub struct FileCache {
     root: PathBuf,
+    /// The root with every symlink resolved: targets must stay inside it.
+    canonical_root: PathBuf,
+}
+
+/// What a key's path resolves to.
+enum Resolved {
+    /// A path inside the root (the link's target when the key is a symlink).
+    Inside(PathBuf),
+    /// Nothing there, not even a dangling link.
+    Absent,
 }
 
 impl FileCache {
@@ -23,8 +48,11 @@ impl FileCache {
         if !md.is_dir() {
             bail!("cache {} is not a directory", root.display());
         }
+        let canonical_root = std::fs::canonicalize(root)
+            .with_context(|| format!("cache directory {}", root.display()))?;
         Ok(FileCache {
             root: root.to_path_buf(),
+            canonical_root,
         })
     }
 
@@ -54,58 +82,188 @@ impl FileCache {
         Ok(p)
     }
 
-    fn record(key: String, md: &std::fs::Metadata) -> ObjectRecord {
+    /// Resolve `key` through any symlinks, refusing a target outside the root.
+    ///
+    /// # Errors
+    /// An unsafe key; a symlink (of the key or a directory on its way) that leaves the
+    /// root or dangles; I/O errors other than "not found".
+    fn resolve_inside(&self, key: &str) -> Result<Resolved> {
+        let p = self.resolve(key)?;
+        match std::fs::canonicalize(&p) {
+            Ok(target) if target.starts_with(&self.canonical_root) => Ok(Resolved::Inside(target)),
+            Ok(target) => bail!(
+                "object key {key:?} is a symlink to {}, outside the cache root {}: refusing to read it",
+                target.display(),
+                self.canonical_root.display()
+            ),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                if std::fs::symlink_metadata(&p).is_ok() {
+                    bail!("object key {key:?} is a dangling symlink ({})", p.display());
+                }
+                Ok(Resolved::Absent)
+            }
+            Err(e) => {
+                Err(e).with_context(|| format!("object key {key:?}: resolving {}", p.display()))
+            }
+        }
+    }
+
+    /// The listing record of the file at `path` (the target, for a symlink) under `key`.
+    fn record(key: String, md: &std::fs::Metadata, path: &Path) -> ObjectRecord {
         let mtime = md
             .modified()
             .ok()
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok());
+        let etag = if is_small_metadata(&key) {
+            // A failed read leaves no ETag; the fetch then fails too and is recorded.
+            std::fs::read(path)
+                .ok()
+                .map(|b| hex::encode(Md5::digest(&b)))
+        } else {
+            mtime.map(|d| format!("mtime-{}.{:09}-{}", d.as_secs(), d.subsec_nanos(), md.len()))
+        };
         ObjectRecord {
             key,
             size: md.len(),
-            etag: mtime
-                .map(|d| format!("mtime-{}.{:09}-{}", d.as_secs(), d.subsec_nanos(), md.len())),
+            etag,
+            last_modified: mtime.map(|d| d.as_secs() as i64),
+            storage_class: None,
+        }
+    }
+
+    /// A symlink that leaves the root or dangles: present, content unknown.
+    fn unknown_record(key: String, link: &Path) -> ObjectRecord {
+        let mtime = std::fs::symlink_metadata(link)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok());
+        ObjectRecord {
+            key,
+            size: 0,
+            etag: None,
             last_modified: mtime.map(|d| d.as_secs() as i64),
             storage_class: None,
         }
     }
 
     /// # Errors
-    /// I/O errors while walking the tree.
+    /// I/O errors while walking the tree; a symlinked directory that leaves the root.
     pub fn list(&self, on_page: &(dyn Fn(u64) + Sync)) -> Result<Vec<ObjectRecord>> {
         let mut out = Vec::new();
-        let mut stack = vec![(self.root.clone(), String::new())];
-        while let Some((dir, prefix)) = stack.pop() {
-            let rd =
-                std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))?;
-            let before = out.len();
-            for entry in rd {
-                let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
-                let name = match entry.file_name().into_string() {
-                    Ok(n) => n,
-                    Err(n) => {
-                        tracing::warn!("skipping non-UTF-8 file name {:?} in {}", n, dir.display());
-                        continue;
-                    }
-                };
-                let ft = entry.file_type()?;
-                let key = format!("{prefix}{name}");
-                if ft.is_dir() {
-                    stack.push((entry.path(), format!("{key}/")));
-                } else if ft.is_file() {
-                    let md = entry.metadata()?;
-                    out.push(Self::record(key, &md));
-                }
-                // Symlinks and special files are not objects of a binary cache.
-            }
-            on_page((out.len() - before) as u64);
-        }
+        let mut chain = vec![self.canonical_root.clone()];
+        self.walk(&self.root, "", &mut chain, &mut out, on_page)?;
         Ok(out)
     }
 
+    /// List `dir` (whose canonical path is the last of `chain`, the canonical directories
+    /// walked to get here) into `out` with keys starting with `prefix`.
+    fn walk(
+        &self,
+        dir: &Path,
+        prefix: &str,
+        chain: &mut Vec<PathBuf>,
+        out: &mut Vec<ObjectRecord>,
+        on_page: &(dyn Fn(u64) + Sync),
+    ) -> Result<()> {
+        let rd = std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))?;
+        let before = out.len();
+        let mut subdirs = Vec::new();
+        for entry in rd {
+            let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
+            let name = match entry.file_name().into_string() {
+                Ok(n) => n,
+                Err(n) => {
+                    tracing::warn!("skipping non-UTF-8 file name {:?} in {}", n, dir.display());
+                    continue;
+                }
+            };
+            let ft = entry
+                .file_type()
+                .with_context(|| format!("listing {}", entry.path().display()))?;
+            let key = format!("{prefix}{name}");
+            let path = entry.path();
+            if ft.is_dir() {
+                let canon = chain.last().map(|c| c.join(&name)).unwrap_or_default();
+                subdirs.push((path, key, canon));
+            } else if ft.is_file() {
+                let md = entry
+                    .metadata()
+                    .with_context(|| format!("listing {}", path.display()))?;
+                out.push(Self::record(key, &md, &path));
+            } else if ft.is_symlink()
+                && let Some(d) = self.symlink_entry(key, &path, chain, out)?
+            {
+                subdirs.push(d);
+            }
+            // Sockets, FIFOs and devices are not objects of a binary cache.
+        }
+        on_page((out.len() - before) as u64);
+        for (path, key, canon) in subdirs {
+            chain.push(canon);
+            let r = self.walk(&path, &format!("{key}/"), chain, out, on_page);
+            chain.pop();
+            r?;
+        }
+        Ok(())
+    }
+
+    /// Handle a symlink found while listing: push its record, or give the directory it
+    /// points to (path, key, canonical target) for walking.
+    fn symlink_entry(
+        &self,
+        key: String,
+        link: &Path,
+        chain: &[PathBuf],
+        out: &mut Vec<ObjectRecord>,
+    ) -> Result<Option<(PathBuf, String, PathBuf)>> {
+        let Ok(target) = std::fs::canonicalize(link) else {
+            tracing::warn!(
+                "{key}: dangling symlink {}; listed as present with unknown content",
+                link.display()
+            );
+            out.push(Self::unknown_record(key, link));
+            return Ok(None);
+        };
+        let md = std::fs::metadata(&target)
+            .with_context(|| format!("listing {} (-> {})", link.display(), target.display()))?;
+        let inside = target.starts_with(&self.canonical_root);
+        if md.is_dir() {
+            if !inside {
+                bail!(
+                    "listing {}: symlinked directory {key:?} points to {}, outside the cache root {}; its objects cannot be listed safely",
+                    self.root.display(),
+                    target.display(),
+                    self.canonical_root.display()
+                );
+            }
+            if chain.iter().any(|c| c.starts_with(&target)) {
+                tracing::warn!(
+                    "{key}: symlink loop to {}; not walked again",
+                    target.display()
+                );
+                return Ok(None);
+            }
+            return Ok(Some((link.to_path_buf(), key, target)));
+        }
+        if !inside {
+            tracing::warn!(
+                "{key}: symlink to {}, outside the cache root; listed as present with unknown content",
+                target.display()
+            );
+            out.push(Self::unknown_record(key, link));
+        } else if md.is_file() {
+            out.push(Self::record(key, &md, &target));
+        }
+        Ok(None)
+    }
+
     /// # Errors
-    /// I/O errors other than "not found"; an unsafe key.
+    /// I/O errors other than "not found"; an unsafe key; a key whose path resolves outside
+    /// the root or dangles.
     pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        let p = self.resolve(key)?;
+        let Resolved::Inside(p) = self.resolve_inside(key)? else {
+            return Ok(None);
+        };
         match std::fs::read(&p) {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
@@ -114,12 +272,14 @@ impl FileCache {
     }
 
     /// # Errors
-    /// I/O errors other than "not found"; an unsafe key.
+    /// As [`FileCache::get`].
     pub fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
-        let p = self.resolve(key)?;
-        match std::fs::symlink_metadata(&p) {
+        let Resolved::Inside(p) = self.resolve_inside(key)? else {
+            return Ok(None);
+        };
+        match std::fs::metadata(&p) {
             Ok(md) if md.is_file() => {
-                let r = Self::record(key.to_string(), &md);
+                let r = Self::record(key.to_string(), &md, &p);
                 Ok(Some(ObjectMeta {
                     size: r.size,
                     etag: r.etag,
@@ -133,6 +293,15 @@ impl FileCache {
             Err(e) => Err(e).with_context(|| format!("reading {}", p.display())),
         }
     }
+}
+
+/// Objects whose ETag is their content's MD5: small, read by the index, and worth
+/// refetching whenever their content changes.
+fn is_small_metadata(key: &str) -> bool {
+    matches!(
+        keys::classify(key),
+        ObjectKind::Narinfo(_) | ObjectKind::DebugInfo(_)
+    )
 }
 
 #[cfg(test)]
@@ -176,5 +345,91 @@ mod tests {
         assert!(c.get("missing").unwrap().is_none());
         assert_eq!(c.head("nar/a.nar.xz").unwrap().unwrap().size, 3);
         assert!(c.head("nar").unwrap().is_none());
+    }
+
+    const NI: &str = "0a3yijp35sygmy51cnrrz11vimwapz7c.narinfo";
+
+    #[test]
+    fn symlinked_narinfo_inside_root_is_listed_and_read_like_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("store")).unwrap();
+        std::fs::write(dir.path().join("store/real"), b"StorePath: x\n").unwrap();
+        std::os::unix::fs::symlink("store/real", dir.path().join(NI)).unwrap();
+        // A symlinked directory inside the root is walked; a loop is not walked forever.
+        std::os::unix::fs::symlink("store", dir.path().join("nar")).unwrap();
+        std::os::unix::fs::symlink("..", dir.path().join("store/up")).unwrap();
+        let c = FileCache::open(dir.path()).unwrap();
+        let l = c.list(&|_| {}).unwrap();
+        let o = l
+            .iter()
+            .find(|o| o.key == NI)
+            .expect("symlinked narinfo listed");
+        assert_eq!(o.size, 13);
+        assert_eq!(o.etag, Some(hex::encode(Md5::digest(b"StorePath: x\n"))));
+        assert!(l.iter().any(|o| o.key == "nar/real"), "{l:?}");
+        assert_eq!(c.get(NI).unwrap().unwrap(), b"StorePath: x\n");
+        assert_eq!(c.head(NI).unwrap().unwrap().size, 13);
+    }
+
+    #[test]
+    fn symlinked_narinfo_outside_root_is_present_but_unknown() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), b"StorePath: y\n").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join(NI)).unwrap();
+        let dangling = "1a3yijp35sygmy51cnrrz11vimwapz7c.narinfo";
+        std::os::unix::fs::symlink("nothing-here", dir.path().join(dangling)).unwrap();
+        let c = FileCache::open(dir.path()).unwrap();
+        let l = c.list(&|_| {}).unwrap();
+        for key in [NI, dangling] {
+            let o = l.iter().find(|o| o.key == key).expect("never absent");
+            assert_eq!((o.size, &o.etag), (0, &None), "{key}");
+            let e = format!("{:#}", c.get(key).unwrap_err());
+            assert!(e.contains(key), "{e}");
+            assert!(c.head(key).is_err());
+        }
+        // A symlinked directory leaving the root fails the listing: its objects are unknown.
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("nar")).unwrap();
+        let e = format!("{:#}", c.list(&|_| {}).unwrap_err());
+        assert!(
+            e.contains("\"nar\"") && e.contains("outside the cache root"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn get_refuses_a_key_whose_path_leaves_the_root() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("f"), b"secret").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("out")).unwrap();
+        let c = FileCache::open(dir.path()).unwrap();
+        let e = format!("{:#}", c.get("out/f").unwrap_err());
+        assert!(
+            e.contains("\"out/f\"") && e.contains("outside the cache root"),
+            "{e}"
+        );
+        assert!(c.get("out/missing").unwrap().is_none() || c.get("out/missing").is_err());
+    }
+
+    #[test]
+    fn narinfo_etag_changes_with_content_even_at_the_same_size_and_mtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(NI);
+        std::fs::write(&p, b"References: a\n").unwrap();
+        let c = FileCache::open(dir.path()).unwrap();
+        let before = c.list(&|_| {}).unwrap();
+        let mtime = std::fs::metadata(&p).unwrap().modified().unwrap();
+        std::fs::write(&p, b"References: b\n").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        let after = c.list(&|_| {}).unwrap();
+        assert_eq!(before[0].size, after[0].size);
+        assert_eq!(before[0].last_modified, after[0].last_modified);
+        assert_ne!(before[0].etag, after[0].etag);
     }
 }

@@ -27,6 +27,27 @@ pub struct S3Options {
     /// Send the SDK's optional request checksums (`checksums=always`); off by default because
     /// many S3-compatible servers reject them.
     pub checksums_always: bool,
+    /// How long to wait for a connection and for an answer (not part of the URL).
+    pub timeouts: S3Timeouts,
+}
+
+/// Timeouts of every S3 request, so that an endpoint that accepts a connection and never
+/// answers fails the run instead of hanging it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct S3Timeouts {
+    /// Establishing the TCP (and TLS) connection.
+    pub connect: std::time::Duration,
+    /// Waiting for the first byte of a response.
+    pub read: std::time::Duration,
+}
+
+impl Default for S3Timeouts {
+    fn default() -> Self {
+        S3Timeouts {
+            connect: std::time::Duration::from_secs(10),
+            read: std::time::Duration::from_secs(60),
+        }
+    }
 }
 
 /// Where a cache is.

@@ -3,15 +3,22 @@
 //! Endpoint override with path-style addressing (for S3-compatible servers and the local
 //! test server), the standard credential chain (`profile=` selects a profile), the SDK's
 //! standard retry mode (exponential backoff with jitter on throttling and 5xx) with a
-//! configurable number of attempts. Listing is split into key ranges listed concurrently.
+//! configurable number of attempts, connect and read timeouts (so that an endpoint that
+//! never answers fails the run instead of hanging it). Listing is split into key ranges
+//! listed concurrently, with URL-encoded keys (`EncodingType=url`), so that keys holding
+//! characters XML 1.0 cannot carry (control characters) list like any other. Errors are
+//! one line: what was asked (bucket, key, endpoint) and the service's code and message.
 
 use super::{ObjectMeta, S3Options};
 use crate::model::ObjectRecord;
 use anyhow::{Context, Result, anyhow};
 use aws_sdk_s3::Client;
-use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::types::EncodingType;
 use aws_smithy_types::checksum_config::{RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_smithy_types::retry::RetryConfig;
+use aws_smithy_types::timeout::TimeoutConfig;
 use futures::{StreamExt, TryStreamExt};
 
 const NIX32: &str = "0123456789abcdfghijklmnpqrsvwxyz";
@@ -22,6 +29,8 @@ pub struct S3Cache {
     bucket: String,
     /// `""` or `"prefix/"`.
     prefix: String,
+    /// ` at <endpoint>` when an endpoint is given, for error messages.
+    at: String,
 }
 
 pub(crate) fn etag_clean(e: Option<&str>) -> Option<String> {
@@ -49,6 +58,12 @@ pub async fn client_for(o: &S3Options, max_attempts: u32) -> Result<Client> {
     let sdk = loader.load().await;
     let mut b = aws_sdk_s3::config::Builder::from(&sdk)
         .retry_config(RetryConfig::standard().with_max_attempts(max_attempts.max(1)))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(o.timeouts.connect)
+                .read_timeout(o.timeouts.read)
+                .build(),
+        )
         .force_path_style(o.endpoint.is_some());
     if sdk.region().is_none() {
         b = b.region(aws_config::Region::new("us-east-1"));
@@ -64,13 +79,54 @@ pub async fn client_for(o: &S3Options, max_attempts: u32) -> Result<Client> {
     Ok(Client::from_conf(b.build()))
 }
 
-/// Turn an SDK error into one line a person can act on.
-pub fn sdk_err<E, R>(what: String, e: SdkError<E, R>) -> anyhow::Error
+/// Turn an SDK error into one line a person can act on: `what` (which should name the
+/// bucket, key and endpoint), then the cause: the service's error code and message, a
+/// timeout, or why the endpoint could not be reached. Never the SDK's Debug dump.
+pub fn sdk_err<E>(what: String, e: SdkError<E, HttpResponse>) -> anyhow::Error
 where
-    E: std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    anyhow!("{what}: {}", DisplayErrorContext(e))
+    anyhow!("{what}: {}", sdk_cause(&e))
+}
+
+fn sdk_cause<E>(e: &SdkError<E, HttpResponse>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match e {
+        SdkError::TimeoutError(_) => "timed out waiting for the endpoint".to_string(),
+        SdkError::DispatchFailure(d) if d.is_timeout() => format!(
+            "timed out waiting for the endpoint to answer ({})",
+            source_chain(e)
+        ),
+        SdkError::DispatchFailure(_) => {
+            format!("could not reach the endpoint ({})", source_chain(e))
+        }
+        SdkError::ServiceError(s) => {
+            let status = s.raw().status().as_u16();
+            match (e.code(), e.message()) {
+                (Some(c), Some(m)) => format!("{c}: {m} (HTTP {status})"),
+                (Some(c), None) => format!("{c} (HTTP {status})"),
+                (None, Some(m)) => format!("{m} (HTTP {status})"),
+                (None, None) => format!("HTTP {status}: {}", s.err()),
+            }
+        }
+        other => source_chain(other),
+    }
+}
+
+/// An error and its sources, by their Display texts (repeats left out), on one line.
+fn source_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur = Some(e);
+    while let Some(x) = cur {
+        let t = x.to_string();
+        if !t.is_empty() && !parts.iter().any(|p| p.contains(&t)) {
+            parts.push(t);
+        }
+        cur = x.source();
+    }
+    parts.join(": ").replace('\n', " ")
 }
 
 /// Key ranges `[start, end)` covering every key, split where Nix caches have most keys
@@ -116,7 +172,33 @@ impl S3Cache {
             } else {
                 format!("{}/", o.prefix)
             },
+            at: o
+                .endpoint
+                .as_ref()
+                .map(|e| format!(" at {e}"))
+                .unwrap_or_default(),
         })
+    }
+
+    /// A listed key as stored: URL-decoded when the listing says it is encoded.
+    ///
+    /// # Errors
+    /// An encoded key that does not decode (named).
+    fn decode_key(&self, raw: &str, url_encoded: bool) -> Result<String> {
+        if !url_encoded {
+            return Ok(raw.to_string());
+        }
+        narward_formats::inventory::url_decode_key(raw).with_context(|| {
+            format!(
+                "listing {}: undecodable key {raw:?}",
+                self.describe(&self.prefix)
+            )
+        })
+    }
+
+    /// `s3://bucket/key at <endpoint>`, for messages.
+    fn describe(&self, full_key: &str) -> String {
+        format!("s3://{}/{full_key}{}", self.bucket, self.at)
     }
 
     pub fn client(&self) -> &Client {
@@ -144,16 +226,22 @@ impl S3Cache {
             .client
             .list_objects_v2()
             .bucket(&self.bucket)
+            .encoding_type(EncodingType::Url)
             .prefix(&self.prefix);
         if let Some(sa) = start_after_for(&full_start) {
             req = req.start_after(sa);
         }
         let mut pages = req.into_paginator().send();
         'pages: while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| sdk_err(format!("listing s3://{}", self.bucket), e))?;
+            let page =
+                page.map_err(|e| sdk_err(format!("listing {}", self.describe(&self.prefix)), e))?;
             let before = out.len();
+            // Asked for EncodingType=url: keys come %-encoded (`+` for a space) when the
+            // answer says so; a server that ignores the parameter sends them raw.
+            let url_encoded = page.encoding_type() == Some(&EncodingType::Url);
             for o in page.contents() {
-                let Some(full) = o.key() else { continue };
+                let Some(raw) = o.key() else { continue };
+                let full = self.decode_key(raw, url_encoded)?;
                 let Some(key) = full.strip_prefix(&self.prefix) else {
                     continue;
                 };
@@ -207,11 +295,11 @@ impl S3Cache {
                     .body
                     .collect()
                     .await
-                    .with_context(|| format!("reading s3://{}/{full}", self.bucket))?;
+                    .with_context(|| format!("reading {}", self.describe(&full)))?;
                 Ok(Some(body.into_bytes().to_vec()))
             }
             Err(SdkError::ServiceError(e)) if e.err().is_no_such_key() => Ok(None),
-            Err(e) => Err(sdk_err(format!("GET s3://{}/{full}", self.bucket), e)),
+            Err(e) => Err(sdk_err(format!("GET {}", self.describe(&full)), e)),
         }
     }
 
@@ -235,7 +323,7 @@ impl S3Cache {
                 last_modified: o.last_modified().map(|t| t.secs()),
             })),
             Err(SdkError::ServiceError(e)) if e.err().is_not_found() => Ok(None),
-            Err(e) => Err(sdk_err(format!("HEAD s3://{}/{full}", self.bucket), e)),
+            Err(e) => Err(sdk_err(format!("HEAD {}", self.describe(&full)), e)),
         }
     }
 }

@@ -6,9 +6,9 @@
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use narward::audit;
-use narward::cache::{Cache, CacheUrl};
+use narward::cache::{Cache, CacheUrl, S3Timeouts};
 use narward::index::{self, Index, ListingSource};
-use narward::inventory::{self, ManifestLocation};
+use narward::inventory::{self, CacheScope, ManifestLocation};
 use narward_formats::signature::PublicKey;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -38,6 +38,7 @@ Exit status: 0 success; 1 the command worked and found problems (audit errors);
 2 bad input or a failure (the message names the input and the place).
 
 Environment: NARWARD_STATE (state directory), NARWARD_LOG (log filter, e.g. debug),
+NARWARD_S3_CONNECT_TIMEOUT / NARWARD_S3_READ_TIMEOUT (seconds, see index --help),
 AWS_* (the standard AWS credential chain and region)."
 )]
 pub struct Cli {
@@ -186,7 +187,9 @@ pub struct IndexArgs {
     #[arg(long)]
     pub cache: Option<String>,
     /// Take the object listing from this S3 Inventory manifest.json (local path or
-    /// s3://BUCKET/KEY?endpoint=…) instead of listing the bucket.
+    /// s3://BUCKET/KEY?endpoint=…) instead of listing the bucket. The manifest must be of
+    /// the cache's bucket and every data file must match its MD5checksum; a row of another
+    /// bucket fails the run; rows outside the cache's prefix are ignored and counted.
     #[arg(long)]
     pub inventory: Option<String>,
     /// How many narinfos to fetch at once.
@@ -195,6 +198,40 @@ pub struct IndexArgs {
     /// Attempts per S3 request (exponential backoff with jitter between them).
     #[arg(long, default_value_t = 8)]
     pub max_attempts: u32,
+    /// Seconds to wait for a connection to the S3 endpoint (per attempt).
+    #[arg(
+        long,
+        env = "NARWARD_S3_CONNECT_TIMEOUT",
+        default_value_t = 10.0,
+        value_name = "SECS"
+    )]
+    pub s3_connect_timeout: f64,
+    /// Seconds to wait for an S3 response to start (per attempt): an endpoint that accepts
+    /// the connection and never answers fails the run after this.
+    #[arg(
+        long,
+        env = "NARWARD_S3_READ_TIMEOUT",
+        default_value_t = 60.0,
+        value_name = "SECS"
+    )]
+    pub s3_read_timeout: f64,
+}
+
+impl IndexArgs {
+    /// The timeouts given, checked.
+    fn timeouts(&self) -> Result<S3Timeouts> {
+        let secs = |v: f64, flag: &str| {
+            if v.is_finite() && v > 0.0 && v <= 86_400.0 {
+                Ok(std::time::Duration::from_secs_f64(v))
+            } else {
+                bail!("{flag} {v}: expected seconds between 0 and 86400")
+            }
+        };
+        Ok(S3Timeouts {
+            connect: secs(self.s3_connect_timeout, "--s3-connect-timeout")?,
+            read: secs(self.s3_read_timeout, "--s3-read-timeout")?,
+        })
+    }
 }
 
 #[derive(Args, Debug)]
@@ -294,40 +331,92 @@ pub fn cache_url_or_state(flag: Option<&str>, state: &Path) -> Result<String> {
     bail!("no --cache given and no index in {}", state.display())
 }
 
+/// What `index --json` prints: the index's meta.json plus what deserves attention.
+#[derive(serde::Serialize)]
+struct IndexOutput<'a> {
+    #[serde(flatten)]
+    meta: &'a index::IndexMeta,
+    /// Inventory rows whose key lies outside the cache's prefix (ignored); 0 for a listing.
+    inventory_outside_prefix: u64,
+    warnings: Vec<String>,
+}
+
 async fn cmd_index(g: &Global, a: IndexArgs) -> Result<ExitCode> {
     let url_text = cache_url_or_state(a.cache.as_deref(), &g.state)?;
-    let url = CacheUrl::parse(&url_text)?;
+    let mut url = CacheUrl::parse(&url_text)?;
+    let timeouts = a.timeouts()?;
+    if let CacheUrl::S3(o) = &mut url {
+        o.timeouts = timeouts;
+    }
     let cache = Cache::open(&url, a.max_attempts).await?;
-    let source = match &a.inventory {
-        None => ListingSource::Live,
-        Some(loc) => {
-            let l = inventory::read(&ManifestLocation::parse(loc)?, a.max_attempts)
-                .await
-                .with_context(|| format!("reading inventory {loc}"))?;
-            ListingSource::Inventory {
-                location: loc.clone(),
-                objects: l.objects,
-            }
-        }
+    let mut warnings = Vec::new();
+    let (source, outside_prefix) = match &a.inventory {
+        None => (ListingSource::Live, 0),
+        Some(loc) => inventory_source(loc, &url, &a, timeouts, &mut warnings).await?,
     };
     let (idx, st) = index::update(&g.state, &url_text, &url, &cache, source, a.concurrency).await?;
+    if st.listed == 0 {
+        warnings.push(format!(
+            "the listing of {} is empty: check the bucket and prefix (a typo'd or percent-encoded prefix lists nothing)",
+            idx.meta.cache
+        ));
+    }
+    for w in &warnings {
+        eprintln!("narward: warning: {w}");
+    }
     if g.json {
-        print_json(&idx.meta)?;
-    } else {
-        println!(
-            "indexed {} (generation {}): {} objects, {} narinfos ({} unparseable)",
-            idx.meta.cache,
-            idx.meta.generation,
-            idx.meta.objects,
-            idx.meta.narinfos,
-            idx.meta.unparseable
-        );
-        println!(
-            "  fetched {}, reused {}, dropped {}, fetch errors {}, changed beyond signatures {}",
-            st.fetched, st.reused, st.dropped, st.fetch_errors, st.changed
-        );
+        print_json(&IndexOutput {
+            meta: &idx.meta,
+            inventory_outside_prefix: outside_prefix,
+            warnings,
+        })?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "indexed {} (generation {}): {} objects, {} narinfos ({} unparseable)",
+        idx.meta.cache,
+        idx.meta.generation,
+        idx.meta.objects,
+        idx.meta.narinfos,
+        idx.meta.unparseable
+    );
+    println!(
+        "  fetched {}, reused {}, dropped {}, fetch errors {}, changed beyond signatures {}",
+        st.fetched, st.reused, st.dropped, st.fetch_errors, st.changed
+    );
+    if a.inventory.is_some() {
+        println!("  inventory rows outside the cache's prefix (ignored): {outside_prefix}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Read the inventory at `loc` as the listing of the cache `url`; returns it and the
+/// number of rows outside the cache's prefix (also added to `warnings` when not 0).
+async fn inventory_source(
+    loc: &str,
+    url: &CacheUrl,
+    a: &IndexArgs,
+    timeouts: S3Timeouts,
+    warnings: &mut Vec<String>,
+) -> Result<(ListingSource, u64)> {
+    let mut ml = ManifestLocation::parse(loc)?;
+    if let ManifestLocation::S3 { options, .. } = &mut ml {
+        options.timeouts = timeouts;
+    }
+    let l = inventory::read(&ml, &CacheScope::of(url), a.max_attempts)
+        .await
+        .with_context(|| format!("reading inventory {loc}"))?;
+    if l.outside_prefix > 0 {
+        warnings.push(format!(
+            "inventory {loc}: {} rows lie outside the cache's prefix and were ignored",
+            l.outside_prefix
+        ));
+    }
+    let source = ListingSource::Inventory {
+        location: loc.to_string(),
+        objects: l.objects,
+    };
+    Ok((source, l.outside_prefix))
 }
 
 fn read_keys(a: &AuditArgs) -> Result<Vec<PublicKey>> {

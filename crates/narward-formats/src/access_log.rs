@@ -1,0 +1,233 @@
+//! S3 server access log lines (reference §3.2): which object was read, and when.
+//!
+//! A line is space-separated fields, where `[…]` and `"…"` group; extra trailing fields
+//! are tolerated (AWS appends new ones). Field 3 is the time
+//! (`06/Feb/2019:00:00:38 +0000`), field 7 the operation, field 8 the URL-encoded key,
+//! field 10 the HTTP status. Only successful reads count: `REST.GET.OBJECT` or
+//! `REST.HEAD.OBJECT` with status 200, 206 or 304.
+//!
+//! Every input gives a value or an [`AccessLogError`]; nothing panics or overflows
+//! (times are range-checked: years 0000..=9999, real months, days, hours and zones).
+
+/// Why a log line is malformed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccessLogError {
+    /// Fewer fields than an access log line has.
+    #[error("{0} fields, an access log line has at least 10")]
+    TooFewFields(usize),
+    /// The time field does not parse.
+    #[error("time {0:?} is not like 06/Feb/2019:00:00:38 +0000")]
+    BadTime(String),
+    /// The key of a read does not URL-decode.
+    #[error("key {0:?} does not URL-decode")]
+    BadKey(String),
+}
+
+/// What one line says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogLine {
+    /// A successful read of `key` (the full object key, URL-decoded) at `time` (unix seconds).
+    Read {
+        /// The object key as stored in the bucket (with any cache prefix).
+        key: String,
+        /// Unix seconds.
+        time: i64,
+    },
+    /// A well-formed line that is not a successful read (a PUT, a 404, a blank line).
+    Other,
+}
+
+/// Split one log line into fields.
+pub fn fields(line: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = line;
+    loop {
+        rest = rest.trim_start_matches(' ');
+        let Some(first) = rest.chars().next() else {
+            break;
+        };
+        let close = match first {
+            '[' => Some(']'),
+            '"' => Some('"'),
+            _ => None,
+        };
+        match close {
+            Some(close) => {
+                let inner = rest.get(1..).unwrap_or("");
+                match inner.split_once(close) {
+                    Some((field, after)) => {
+                        out.push(field);
+                        rest = after;
+                    }
+                    None => {
+                        out.push(inner);
+                        rest = "";
+                    }
+                }
+            }
+            None => match rest.split_once(' ') {
+                Some((field, after)) => {
+                    out.push(field);
+                    rest = after;
+                }
+                None => {
+                    out.push(rest);
+                    rest = "";
+                }
+            },
+        }
+    }
+    out
+}
+
+/// A number of exactly `digits` ASCII digits (no sign, no spaces) within `range`.
+fn number(s: &str, digits: usize, range: std::ops::RangeInclusive<i64>) -> Option<i64> {
+    if s.len() != digits || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: i64 = s.parse().ok()?;
+    range.contains(&n).then_some(n)
+}
+
+/// Days from 1970-01-01 to the given civil date (H. Hinnant's algorithm); the inputs are
+/// range-checked by the caller, so nothing here overflows.
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Parse `06/Feb/2019:00:00:38 +0000` to unix seconds.
+pub fn parse_time(s: &str) -> Option<i64> {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (dt, tz) = s.split_once(' ')?;
+    let (date, time) = dt.split_once(':')?;
+    let mut d = date.split('/');
+    let day = number(d.next()?, 2, 1..=31)?;
+    let mon = d.next()?;
+    let year = number(d.next()?, 4, 0..=9999)?;
+    if d.next().is_some() {
+        return None;
+    }
+    let month = MONTHS.iter().position(|m| *m == mon)? as i64 + 1;
+    let mut t = time.split(':');
+    let h = number(t.next()?, 2, 0..=23)?;
+    let m = number(t.next()?, 2, 0..=59)?;
+    let sec = number(t.next()?, 2, 0..=60)?;
+    if t.next().is_some() {
+        return None;
+    }
+    let sign = match tz.get(..1)? {
+        "+" => 1,
+        "-" => -1,
+        _ => return None,
+    };
+    let off_h = number(tz.get(1..3)?, 2, 0..=23)?;
+    let off_m = number(tz.get(3..5)?, 2, 0..=59)?;
+    if tz.len() != 5 {
+        return None;
+    }
+    let off = sign * (off_h * 3600 + off_m * 60);
+    Some(days_from_civil(year, month, day) * 86400 + h * 3600 + m * 60 + sec - off)
+}
+
+/// Parse one log line.
+///
+/// # Errors
+/// Too few fields, a time that does not parse, or (for a read) a key that does not
+/// URL-decode.
+pub fn parse_line(line: &str) -> Result<LogLine, AccessLogError> {
+    if line.trim().is_empty() {
+        return Ok(LogLine::Other);
+    }
+    let f = fields(line);
+    let (Some(time), Some(op), Some(key), Some(status)) = (f.get(2), f.get(6), f.get(7), f.get(9))
+    else {
+        return Err(AccessLogError::TooFewFields(f.len()));
+    };
+    let time = parse_time(time).ok_or_else(|| AccessLogError::BadTime((*time).to_string()))?;
+    if !matches!(*op, "REST.GET.OBJECT" | "REST.HEAD.OBJECT")
+        || !matches!(*status, "200" | "206" | "304")
+    {
+        return Ok(LogLine::Other);
+    }
+    let key = crate::inventory::url_decode_key(key)
+        .map_err(|_| AccessLogError::BadKey((*key).to_string()))?;
+    Ok(LogLine::Read { key, time })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LINE: &str = r#"79a59df900b949e55d96a1e698fbacedfd6e09d98eacf8f8d5218e7cd47ef2be nix-cache [06/Feb/2019:00:00:38 +0000] 192.0.2.3 - 3E57427F3EXAMPLE REST.GET.OBJECT 0a3yijp35sygmy51cnrrz11vimwapz7c.narinfo "GET /nix-cache/0a3yijp35sygmy51cnrrz11vimwapz7c.narinfo HTTP/1.1" 200 - 113 113 7 - "-" "curl/7.15.1" - s9lzHYrFp76ZVxRcpX9+5cjAnEH2ROuNkd2BHfIa6UkFVdtjf5mKR3/eTPFvsiP/XV/VLi31234= SigV4 ECDHE-RSA-AES128-GCM-SHA256 AuthHeader cache.nixos.org TLSV1.2 - - us-east-1"#;
+
+    #[test]
+    fn parses_a_documented_line_with_an_extra_field() {
+        assert_eq!(
+            parse_line(LINE),
+            Ok(LogLine::Read {
+                key: "0a3yijp35sygmy51cnrrz11vimwapz7c.narinfo".into(),
+                time: 1549411238
+            })
+        );
+        assert_eq!(
+            parse_line(&LINE.replace(" 200 ", " 404 ")),
+            Ok(LogLine::Other)
+        );
+        assert_eq!(parse_line("garbage"), Err(AccessLogError::TooFewFields(1)));
+        assert_eq!(parse_line(""), Ok(LogLine::Other));
+    }
+
+    #[test]
+    fn time_zones_and_fields_with_multibyte_characters_do_not_panic() {
+        for tz in ["+0é0", "é000", "+€0", "+00€", "€", "+0000é", "+ 000"] {
+            assert_eq!(
+                parse_time(&format!("06/Feb/2019:00:00:38 {tz}")),
+                None,
+                "{tz}"
+            );
+            let line = LINE.replace("+0000", tz);
+            assert!(
+                matches!(parse_line(&line), Err(AccessLogError::BadTime(_))),
+                "{tz}"
+            );
+        }
+        assert_eq!(fields("a [é] \"€\" ü"), ["a", "é", "€", "ü"]);
+        assert_eq!(fields("[unterminated é"), ["unterminated é"]);
+    }
+
+    #[test]
+    fn huge_years_days_and_hours_do_not_overflow() {
+        for t in [
+            "06/Feb/9223372036854775807:00:00:38 +0000",
+            "06/Feb/99999:00:00:38 +0000",
+            "99999999999999999999/Feb/2019:00:00:38 +0000",
+            "06/Feb/2019:9223372036854775807:00:38 +0000",
+            "06/Feb/2019:00:00:38 +9999",
+            "06/Feb/-2019:00:00:38 +0000",
+            "32/Feb/2019:00:00:38 +0000",
+            "06/Feb/2019:24:00:38 +0000",
+        ] {
+            assert_eq!(parse_time(t), None, "{t}");
+        }
+        assert_eq!(
+            parse_time("06/Feb/2019:00:00:38 -0130"),
+            Some(1549411238 + 5400)
+        );
+        assert_eq!(
+            parse_time("01/Jan/0000:00:00:00 +0000"),
+            Some(-62_167_219_200)
+        );
+        assert_eq!(
+            parse_time("31/Dec/9999:23:59:60 -2359"),
+            Some(253_402_300_800 + 86_340)
+        );
+    }
+}

@@ -1,0 +1,244 @@
+//! `file://` caches that are not plain trees of regular files: symlinked narinfos inside
+//! and outside the root, reads through an inventory, and narinfos rewritten in place with
+//! the same size and mtime — through the real binary.
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// libfoo-1.1: garbage in the example (reachable from no root).
+const LIBFOO_11: &str = "k36ahwak8pqilvk9a22a9c6m9piays98";
+const LIBFOO_11_NAR: &str = "nar/13i80bv13cv66fc1p08xlhw17r8iyd2prpsvmnyilcpz8hj58w93.nar.xz";
+/// app-one-3.0: a root of release-a; references libfoo-1.2.
+const APP_ONE_30: &str = "y7f65f40783p3aj8539vppl9k71z1168";
+
+/// A private copy of the example cache.
+fn copy_example(dir: &Path) -> PathBuf {
+    let dst = dir.join("cache");
+    let st = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(repo().join("examples/cache"))
+        .arg(&dst)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    dst
+}
+
+fn index(state: &Path, cache: &Path, extra: &[&str]) -> Value {
+    let url = format!("file://{}", cache.display());
+    let mut args = vec!["index", "--json", "--cache", url.as_str()];
+    args.extend_from_slice(extra);
+    json(&narward_ok(state, &args))
+}
+
+/// Plan with examples/policy.toml (unreachable paths archived, orphan NARs deleted).
+fn plan(state: &Path) -> PathBuf {
+    let out = state.join("plan");
+    let policy = repo().join("examples/policy.toml");
+    narward_ok(
+        state,
+        &[
+            "plan",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    out
+}
+
+fn why(state: &Path, plan: &Path, what: &str) -> Value {
+    json(&narward_ok(
+        state,
+        &["why", "--json", "--plan", plan.to_str().unwrap(), what],
+    ))
+}
+
+fn paths_of(state: &Path) -> Value {
+    json(&narward_ok(state, &["paths"]))
+}
+
+#[test]
+fn symlinked_narinfo_inside_root_is_indexed_like_a_file() {
+    let d = tempfile::tempdir().unwrap();
+    let cache = copy_example(d.path());
+    let plain = d.path().join("plain");
+    index(&plain, &repo().join("examples/cache"), &[]);
+    // The narinfo lives in a directory of the cache; its key is a symlink to it.
+    let key = format!("{LIBFOO_11}.narinfo");
+    std::fs::create_dir(cache.join("real")).unwrap();
+    std::fs::rename(cache.join(&key), cache.join("real").join(&key)).unwrap();
+    std::os::unix::fs::symlink(format!("real/{key}"), cache.join(&key)).unwrap();
+    let st = d.path().join("st");
+    let m = index(&st, &cache, &[]);
+    assert_eq!(m["narinfos"], 13, "{m}");
+    assert_eq!(m["last_update"]["fetch_errors"], 0, "{m}");
+    assert_eq!(paths_of(&st), paths_of(&plain));
+}
+
+#[test]
+fn symlinked_narinfo_outside_root_is_present_but_unknown_and_its_nar_is_kept() {
+    let d = tempfile::tempdir().unwrap();
+    let cache = copy_example(d.path());
+    let outside = d.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    let key = format!("{LIBFOO_11}.narinfo");
+    std::fs::rename(cache.join(&key), outside.join(&key)).unwrap();
+    std::os::unix::fs::symlink(outside.join(&key), cache.join(&key)).unwrap();
+    let st = d.path().join("st");
+    let m = index(&st, &cache, &[]);
+    assert_eq!(m["narinfos"], 13, "the symlinked narinfo is listed: {m}");
+    assert_eq!(m["last_update"]["fetch_errors"], 1, "{m}");
+    let idx = narward::index::Index::load(&st).unwrap();
+    let rec = idx.narinfos.iter().find(|n| n.key == key).unwrap();
+    let err = rec.fetch_error.as_deref().unwrap();
+    assert!(
+        err.contains(&key) && err.contains("outside the cache root"),
+        "{err}"
+    );
+    // Its NAR is not an orphan: the plan keeps it (and whatever else might be its).
+    let p = plan(&st);
+    let w = why(&st, &p, LIBFOO_11_NAR);
+    assert_eq!(w["decision"], "keep", "{w}");
+}
+
+#[test]
+fn inventory_reads_through_a_file_cache_refuse_keys_leaving_the_root() {
+    let d = tempfile::tempdir().unwrap();
+    let cache = copy_example(d.path());
+    // An inventory listing the cache as it is...
+    let live = d.path().join("live");
+    index(&live, &cache, &[]);
+    let objects = narward::index::Index::load(&live).unwrap().objects;
+    let rep = d.path().join("report");
+    let manifest = narward::inventory::write_report(
+        &rep,
+        "cache",
+        &objects,
+        narward::inventory::WriteFormat::CsvGz,
+        100,
+    )
+    .unwrap();
+    // ...then a listed narinfo becomes a symlink out of the root.
+    let outside = d.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    let key = format!("{APP_ONE_30}.narinfo");
+    std::fs::rename(cache.join(&key), outside.join(&key)).unwrap();
+    std::os::unix::fs::symlink(outside.join(&key), cache.join(&key)).unwrap();
+    let st = d.path().join("st");
+    let m = index(&st, &cache, &["--inventory", manifest.to_str().unwrap()]);
+    assert_eq!(m["last_update"]["fetch_errors"], 1, "{m}");
+    let idx = narward::index::Index::load(&st).unwrap();
+    let rec = idx.narinfos.iter().find(|n| n.key == key).unwrap();
+    assert!(
+        rec.text.is_empty(),
+        "read through a symlink out of the root"
+    );
+    let err = rec.fetch_error.as_deref().unwrap();
+    assert!(
+        err.contains(&key) && err.contains("outside the cache root"),
+        "{err}"
+    );
+}
+
+#[test]
+fn incremental_file_index_refetches_a_narinfo_rewritten_with_same_size_and_mtime() {
+    let d = tempfile::tempdir().unwrap();
+    let cache = copy_example(d.path());
+    let st = d.path().join("st");
+    index(&st, &cache, &[]);
+    // app-one-3.0 now references libfoo-1.1 instead of libfoo-1.2: same length, and the
+    // mtime is put back, so only the content tells.
+    let p = cache.join(format!("{APP_ONE_30}.narinfo"));
+    let mtime = std::fs::metadata(&p).unwrap().modified().unwrap();
+    let old = std::fs::read_to_string(&p).unwrap();
+    let new = old.replace(
+        "6h3933iihjj8kzciqxqk9g02zc9f9g59-libfoo-1.2",
+        &format!("{LIBFOO_11}-libfoo-1.1"),
+    );
+    assert_eq!(old.len(), new.len());
+    assert_ne!(old, new);
+    std::fs::write(&p, &new).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let m = index(&st, &cache, &[]);
+    assert_eq!(m["last_update"]["fetched"], 1, "{m}");
+    let idx = narward::index::Index::load(&st).unwrap();
+    let rec = idx
+        .narinfos
+        .iter()
+        .find(|n| n.key == format!("{APP_ONE_30}.narinfo"))
+        .unwrap();
+    assert_eq!(rec.text, new.as_bytes());
+    // libfoo-1.1 is referenced by a root again: the plan keeps it.
+    let plan = plan(&st);
+    let w = why(&st, &plan, &format!("/nix/store/{LIBFOO_11}-libfoo-1.1"));
+    assert_eq!(w["decision"], "keep", "{w}");
+}
+
+#[test]
+fn an_empty_file_listing_warns_on_stderr_and_in_json() {
+    let d = tempfile::tempdir().unwrap();
+    let empty = d.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let st = d.path().join("st");
+    let url = format!("file://{}", empty.display());
+    let out = narward(&st, &["index", "--json", "--cache", &url]);
+    assert_eq!(out.status.code(), Some(0));
+    let m = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(m["objects"], 0);
+    let w = m["warnings"][0].as_str().unwrap_or_default();
+    assert!(w.contains("listing") && w.contains("empty"), "{m}");
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("warning") && e.contains("empty"), "{e}");
+}
+
+#[test]
+fn access_log_with_multibyte_time_zone_is_reported_not_a_crash() {
+    let d = tempfile::tempdir().unwrap();
+    let st = d.path().join("st");
+    index(&st, &repo().join("examples/cache"), &[]);
+    let log = d.path().join("access.log");
+    let good = "owner b [06/Feb/2019:00:00:38 +0000] 192.0.2.3 - REQ REST.GET.OBJECT k.narinfo \"GET /b/k.narinfo HTTP/1.1\" 200 - 1 1 7 - \"-\" \"curl\" -";
+    std::fs::write(
+        &log,
+        format!(
+            "{good}\n{}\n{}\n",
+            good.replace("+0000", "+0é0"),
+            good.replace("2019", "99999999999999999999")
+        ),
+    )
+    .unwrap();
+    let policy = d.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[roots]\nfiles = [\"{}\"]\n[keep]\nmin_age_days = 0\naccessed_within_days = 30\naccess_logs = [\"{}\"]\n",
+            repo().join("examples/roots/release-a.txt").display(),
+            log.display()
+        ),
+    )
+    .unwrap();
+    let out = narward(
+        &st,
+        &[
+            "plan",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--out",
+            st.join("plan").to_str().unwrap(),
+        ],
+    );
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{e}");
+    assert!(e.contains("2 malformed lines"), "{e}");
+    let place = |n: usize| format!("{}:{n}:", log.display());
+    assert!(e.contains(&place(2)) && e.contains(&place(3)), "{e}");
+}
