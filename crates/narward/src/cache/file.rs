@@ -286,6 +286,7 @@ impl FileCache {
                     storage_class: None,
                     restore: None,
                     last_modified: r.last_modified,
+                    version_id: None,
                 }))
             }
             Ok(_) => Ok(None),

@@ -6,6 +6,7 @@
 
 mod file;
 mod s3;
+pub mod store;
 
 pub use file::FileCache;
 pub use s3::S3Cache;
@@ -145,6 +146,8 @@ pub struct ObjectMeta {
     /// The raw `x-amz-restore` header, if any.
     pub restore: Option<String>,
     pub last_modified: Option<i64>,
+    /// The version id, in a bucket that has versioning.
+    pub version_id: Option<String>,
 }
 
 /// An open cache.

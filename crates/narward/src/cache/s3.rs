@@ -321,6 +321,7 @@ impl S3Cache {
                 storage_class: o.storage_class().map(|s| s.as_str().to_string()),
                 restore: o.restore().map(str::to_string),
                 last_modified: o.last_modified().map(|t| t.secs()),
+                version_id: o.version_id().map(str::to_string),
             })),
             Err(SdkError::ServiceError(e)) if e.err().is_not_found() => Ok(None),
             Err(e) => Err(sdk_err(format!("HEAD {}", self.describe(&full)), e)),
