@@ -721,23 +721,8 @@ enum InvFormat {
 /// Rows per inventory data file (S3 splits reports into files of similar size).
 const INVENTORY_ROWS_PER_FILE: usize = 2_000_000;
 
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's
-/// `civil_from_days`; kept here so the bench does not depend on where narward keeps its own).
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
 fn iso8601(secs: i64) -> String {
-    let (y, m, d) = civil_from_days(secs.div_euclid(86400));
+    let (y, m, d) = narward_formats::date::ymd(secs);
     let r = secs.rem_euclid(86400);
     format!(
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.000Z",

@@ -228,7 +228,7 @@ pub fn ingest(manifest: &Path) -> Result<serde_json::Value> {
     let mut groups: BTreeMap<(i64, &'static str), (u64, u64)> = BTreeMap::new();
     for o in &listing.objects {
         let month = o.last_modified.map_or(i64::MIN, |t| {
-            let (y, m, _) = crate::generate::civil_from_days(t.div_euclid(86400));
+            let (y, m, _) = narward_formats::date::ymd(t);
             y * 12 + m as i64
         });
         let cat: Category = o.category();

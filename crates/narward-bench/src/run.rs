@@ -985,14 +985,7 @@ fn rfc3339(t: &str) -> Option<f64> {
         h.next()?.parse::<f64>().ok()?,
     );
     let ss = h.next()?.parse::<f64>().ok()?;
-    // days_from_civil (H. Hinnant).
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + dd - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
+    let days = narward_formats::date::days_from_civil(y, m, dd);
     Some(days as f64 * 86400.0 + hh * 3600.0 + mm * 60.0 + ss)
 }
 

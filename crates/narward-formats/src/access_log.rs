@@ -89,18 +89,6 @@ fn number(s: &str, digits: usize, range: std::ops::RangeInclusive<i64>) -> Optio
     range.contains(&n).then_some(n)
 }
 
-/// Days from 1970-01-01 to the given civil date (H. Hinnant's algorithm); the inputs are
-/// range-checked by the caller, so nothing here overflows.
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// Parse `06/Feb/2019:00:00:38 +0000` to unix seconds.
 pub fn parse_time(s: &str) -> Option<i64> {
     const MONTHS: [&str; 12] = [
@@ -134,7 +122,7 @@ pub fn parse_time(s: &str) -> Option<i64> {
         return None;
     }
     let off = sign * (off_h * 3600 + off_m * 60);
-    Some(days_from_civil(year, month, day) * 86400 + h * 3600 + m * 60 + sec - off)
+    Some(crate::date::days_from_civil(year, month, day) * 86400 + h * 3600 + m * 60 + sec - off)
 }
 
 /// Parse one log line.

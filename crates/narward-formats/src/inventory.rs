@@ -410,18 +410,6 @@ pub fn parse_csv_row(schema: &CsvSchema, line: &str) -> Result<InventoryRow, Inv
     })
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
-/// `days_from_civil`).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 fn days_in_month(y: i64, m: i64) -> i64 {
     match m {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
@@ -486,7 +474,10 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
     {
         return None;
     }
-    Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + min * 60 + sec - offset)
+    Some(
+        crate::date::days_from_civil(year, month, day) * 86_400 + hour * 3600 + min * 60 + sec
+            - offset,
+    )
 }
 
 fn hex_val(c: u8) -> Option<u8> {

@@ -12,6 +12,7 @@
 //! | [`signature`] | `name:base64` keys and signatures | Ed25519 sign / verify of narinfo fingerprints |
 //! | [`narinfo`] | the text of a `.narinfo` | zero-copy [`narinfo::NarInfo`] that prints back byte for byte |
 //! | [`keys`] | an S3 object key | what kind of cache object it is |
+//! | [`date`] | civil dates, unix seconds | days since 1970, (year, month, day) |
 //! | [`cache_info`] | the text of `nix-cache-info` | [`cache_info::CacheInfo`] |
 //! | [`roots`] | root lists: one store path per line, `fallback-paths.nix` | store paths with their line numbers |
 //! | [`inventory`] | S3 Inventory `manifest.json` and CSV lines | typed rows; S3 Batch Operations manifest rows |
@@ -40,6 +41,7 @@
 
 pub mod access_log;
 pub mod cache_info;
+pub mod date;
 pub mod fuzzing;
 pub mod hash;
 pub mod inventory;

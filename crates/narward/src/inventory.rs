@@ -476,7 +476,7 @@ pub enum WriteFormat {
 
 fn iso8601(secs: i64) -> String {
     let rem = secs.rem_euclid(86400);
-    let (y, m, d) = crate::report::growth::ymd(secs);
+    let (y, m, d) = narward_formats::date::ymd(secs);
     format!(
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.000Z",
         rem / 3600,
@@ -795,7 +795,7 @@ mod tests {
 
     #[test]
     fn civil_dates() {
-        assert_eq!(crate::report::growth::ymd(0), (1970, 1, 1));
+        assert_eq!(narward_formats::date::ymd(0), (1970, 1, 1));
         assert_eq!(iso8601(1_700_000_000), "2023-11-14T22:13:20.000Z");
     }
 }

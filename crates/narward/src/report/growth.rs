@@ -12,19 +12,7 @@ use narward_formats::keys::Category;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-/// `(year, month 1–12, day 1–31)` of a unix time, UTC (H. Hinnant's civil-from-days).
-pub fn ymd(t: i64) -> (i64, u32, u32) {
-    let z = t.div_euclid(86_400) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
+pub use narward_formats::date::ymd;
 
 /// `YYYY-MM-DD` of a unix time, UTC.
 pub fn date(t: i64) -> String {
