@@ -723,7 +723,8 @@ pub struct PlanCost {
     /// One-time cost ÷ monthly saving (`None`: the plan saves nothing).
     pub break_even_months: Option<f64>,
     pub targets: Vec<TargetCost>,
-    /// Archived NARs that stay in their class (below `archive_min_size`): hidden only.
+    /// Archived NARs that stay in their class (below `archive_min_size`, or already in
+    /// GLACIER or DEEP_ARCHIVE): hidden only.
     pub hidden_only_nars: Charge,
 }
 
@@ -1300,6 +1301,41 @@ mod tests {
         let text = plan_cost_text(&c);
         assert!(text.contains("not worth archiving"), "{text}");
         assert!(text.contains("\"209KiB\""), "{text}");
+    }
+
+    #[test]
+    fn deleting_a_cold_nar_charges_the_early_deletion_minimum_and_hiding_it_does_not() {
+        let p = aws();
+        let gib = 1u64 << 30;
+        let plan = plan_of(vec![
+            // GLACIER 30 days old: 60 of its 90 days left.
+            od(&nar(1), gib, Some("GLACIER"), Decision::Delete, None, 30),
+            // DEEP_ARCHIVE 200 days old: past its 180 days, nothing to pay.
+            od(
+                &nar(2),
+                gib,
+                Some("DEEP_ARCHIVE"),
+                Decision::Delete,
+                None,
+                200,
+            ),
+            // Already in DEEP_ARCHIVE and archived: only hidden, it does not leave its class.
+            od(
+                &nar(3),
+                gib,
+                Some("DEEP_ARCHIVE"),
+                Decision::Archive,
+                None,
+                10,
+            ),
+        ]);
+        let c = price_plan(&plan, &p, NOW);
+        assert_eq!(c.one_time.early_deletion.count, 1);
+        let gfr = p.class("GLACIER").unwrap();
+        let want = gfr.billable_bytes(gib) as f64 / GB * gfr.first_rate() * (60.0 / MONTH_DAYS);
+        assert!((c.one_time.early_deletion.usd - want).abs() < 1e-9);
+        assert_eq!(c.one_time.transitions.count, 0);
+        assert_eq!(c.hidden_only_nars.count, 1);
     }
 
     #[test]

@@ -107,6 +107,14 @@ pub fn summary_text(plan: &Plan) -> String {
             human_bytes(s.hidden_only_small_nars.bytes)
         );
     }
+    if s.already_archived_nars.count > 0 {
+        let _ = writeln!(
+            o,
+            "  already archived: {} NARs ({}) are in GLACIER or DEEP_ARCHIVE already: their paths are hidden, the NARs are not copied",
+            s.already_archived_nars.count,
+            human_bytes(s.already_archived_nars.bytes)
+        );
+    }
     if s.unparseable_narinfos > 0 {
         let _ = writeln!(
             o,

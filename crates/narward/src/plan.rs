@@ -199,7 +199,8 @@ pub struct ObjectDecision {
     pub storage_class: Option<String>,
     pub decision: Decision,
     /// For archived NARs: the storage class to move to (none when too small to pay back,
-    /// or already there; the object is then only hidden).
+    /// already there, or already in GLACIER or DEEP_ARCHIVE, which cannot be copied
+    /// without a restore; the object is then only hidden).
     pub transition_to: Option<String>,
     pub reason: Reason,
 }
@@ -238,6 +239,9 @@ pub struct Summary {
     pub transitions: CountBytes,
     /// Archived NARs below `archive_min_size`: hidden only.
     pub hidden_only_small_nars: CountBytes,
+    /// Archived NARs already in GLACIER or DEEP_ARCHIVE: hidden only, never copied.
+    #[serde(default)]
+    pub already_archived_nars: CountBytes,
     /// Keep reasons of kept paths.
     pub kept_by_reason: BTreeMap<String, u64>,
     pub unparseable_narinfos: u64,
@@ -916,17 +920,9 @@ pub fn compute_streaming(
             };
             (decision, reason, kind.category())
         };
-        let transition_to = (decision == Decision::Archive
-            && category == Category::Nar
-            && o.size >= p.actions.archive_min_size.0
-            && o.storage_class() != p.actions.archive_storage_class)
-            .then(|| p.actions.archive_storage_class.clone());
+        let transition_to = archive_transition(&o, decision, category, p);
         if decision == Decision::Archive && category == Category::Nar {
-            if transition_to.is_some() {
-                summary.transitions.add(o.size);
-            } else {
-                summary.hidden_only_small_nars.add(o.size);
-            }
+            count_archived_nar(&mut summary, &o, transition_to.is_some());
         }
         summary
             .objects
@@ -972,6 +968,37 @@ pub fn compute_streaming(
         paths,
         objects,
     })
+}
+
+/// The storage class an archived NAR moves to, if it moves: only NARs of at least
+/// `archive_min_size` that are readable today (STANDARD, GLACIER_IR, INTELLIGENT_TIERING,
+/// …) and not already in the target class. A NAR already in GLACIER or DEEP_ARCHIVE is
+/// already archived: it is only hidden, never copied (a copy of it would need a restore
+/// first, and could move it to a warmer, dearer class).
+fn archive_transition(
+    o: &ObjectRecord,
+    decision: Decision,
+    category: Category,
+    p: &crate::policy::PolicyFile,
+) -> Option<String> {
+    (decision == Decision::Archive
+        && category == Category::Nar
+        && o.size >= p.actions.archive_min_size.0
+        && !o.is_archived()
+        && o.storage_class() != p.actions.archive_storage_class)
+        .then(|| p.actions.archive_storage_class.clone())
+}
+
+/// Count an archived NAR in the summary: moved, already cold (only hidden), or below
+/// the minimum size (only hidden).
+fn count_archived_nar(summary: &mut Summary, o: &ObjectRecord, moves: bool) {
+    if moves {
+        summary.transitions.add(o.size);
+    } else if o.is_archived() {
+        summary.already_archived_nars.add(o.size);
+    } else {
+        summary.hidden_only_small_nars.add(o.size);
+    }
 }
 
 /// SHA-256 (hex) of one file's content.
@@ -1271,6 +1298,8 @@ impl Plan {
 
 #[cfg(test)]
 mod tests {
+    mod cold;
+
     use super::*;
     use crate::index::{IndexMeta, UpdateStats};
     use crate::model::FetchedRecord;
