@@ -1210,6 +1210,7 @@ mod tests {
             },
             paths: Vec::new(),
             objects,
+            restore: Vec::new(),
         }
     }
 

@@ -30,8 +30,14 @@ impl ObjectRecord {
 
     /// Whether a plain GET can fetch this object (it is not in an archive tier).
     pub fn is_archived(&self) -> bool {
-        matches!(self.storage_class(), "GLACIER" | "DEEP_ARCHIVE")
+        is_archive_class(self.storage_class())
     }
+}
+
+/// Whether objects of this storage class cannot be read without a restore (GLACIER,
+/// DEEP_ARCHIVE). GLACIER_IR and INTELLIGENT_TIERING are readable: a plain GET works.
+pub fn is_archive_class(class: &str) -> bool {
+    matches!(class, "GLACIER" | "DEEP_ARCHIVE")
 }
 
 /// A small object whose content the index keeps (a narinfo or a `debuginfo/` entry): the

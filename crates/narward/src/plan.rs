@@ -20,6 +20,7 @@ use crate::graph::{Graph, NONE};
 use crate::index::{self, Index, IndexMeta};
 use crate::model::FetchedRecord;
 use crate::model::ObjectRecord;
+pub use crate::model::is_archive_class;
 use crate::policy::{Follow, Policy, Unreachable};
 use anyhow::{Context, Result, bail};
 use narward_formats::keys::{self, Category, ObjectKind};
@@ -33,7 +34,9 @@ use std::fmt;
 use std::path::Path;
 
 /// 2: the checksum covers `plan.json` itself and every file of the plan (`files`).
-pub const PLAN_FORMAT: u32 = 2;
+/// 3: the restore set (`restore.bin.zst`, `manifests/restore.csv`), the bucket's
+/// versioning in the header, already-archived NARs and the restore set in the summary.
+pub const PLAN_FORMAT: u32 = 3;
 
 /// What happens to an object or a path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -205,6 +208,24 @@ pub struct ObjectDecision {
     pub reason: Reason,
 }
 
+/// A kept path whose NAR is in an archive class (GLACIER, DEEP_ARCHIVE): its narinfo is
+/// visible, but a client cannot fetch the NAR until it is restored. The restore set of a
+/// plan ([`Plan::restore`]) lists them; `narward restore` consumes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreItem {
+    /// Base name `<hash>-<name>` of the kept path.
+    pub path: String,
+    /// Its NAR's key (relative to the cache).
+    pub nar_key: String,
+    /// The NAR's storage class (GLACIER or DEEP_ARCHIVE): it sets the retrieval tiers and
+    /// prices.
+    pub storage_class: String,
+    /// The NAR's size in bytes.
+    pub size: u64,
+    /// The NAR's ETag when the plan was made, to check the object before restoring it.
+    pub etag: Option<String>,
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CountBytes {
     pub count: u64,
@@ -242,6 +263,10 @@ pub struct Summary {
     /// Archived NARs already in GLACIER or DEEP_ARCHIVE: hidden only, never copied.
     #[serde(default)]
     pub already_archived_nars: CountBytes,
+    /// Kept paths whose NAR is in GLACIER or DEEP_ARCHIVE: the restore set
+    /// ([`Plan::restore`]); their narinfos are served while their NARs cannot be fetched.
+    #[serde(default)]
+    pub restore: CountBytes,
     /// Keep reasons of kept paths.
     pub kept_by_reason: BTreeMap<String, u64>,
     pub unparseable_narinfos: u64,
@@ -280,6 +305,9 @@ pub struct Plan {
     pub paths: Vec<PathDecision>,
     /// Sorted by key.
     pub objects: Vec<ObjectDecision>,
+    /// Kept paths whose NAR is archived, sorted by base name: they must be restored for
+    /// the path to be servable (see [`RestoreItem`]).
+    pub restore: Vec<RestoreItem>,
 }
 
 /// One store path as the planner sees it (kept small: there are hundreds of millions).
@@ -945,6 +973,10 @@ pub fn compute_streaming(
     }
     paths.sort_by(|a, b| a.path.cmp(&b.path));
     crate::progress::phase("plan: objects decided");
+    let restore = restore_set(&paths, &objects);
+    for r in &restore {
+        summary.restore.add(r.size);
+    }
 
     let header = PlanHeader {
         format_version: PLAN_FORMAT,
@@ -967,6 +999,7 @@ pub fn compute_streaming(
         header,
         paths,
         objects,
+        restore,
     })
 }
 
@@ -999,6 +1032,32 @@ fn count_archived_nar(summary: &mut Summary, o: &ObjectRecord, moves: bool) {
     } else {
         summary.hidden_only_small_nars.add(o.size);
     }
+}
+
+/// The restore set: every kept path whose NAR object (found in `objects`, sorted by key)
+/// is in GLACIER or DEEP_ARCHIVE. `paths` is sorted by base name, and so is the result.
+fn restore_set(paths: &[PathDecision], objects: &[ObjectDecision]) -> Vec<RestoreItem> {
+    let object = |k: &str| {
+        objects
+            .binary_search_by(|o| o.key.as_str().cmp(k))
+            .ok()
+            .map(|i| &objects[i])
+    };
+    paths
+        .iter()
+        .filter(|p| p.decision == Decision::Keep)
+        .filter_map(|p| {
+            let o = object(p.nar_key.as_deref()?)?;
+            let class = o.storage_class.as_deref()?;
+            is_archive_class(class).then(|| RestoreItem {
+                path: p.path.clone(),
+                nar_key: o.key.clone(),
+                storage_class: class.to_string(),
+                size: o.size,
+                etag: o.etag.clone(),
+            })
+        })
+        .collect()
 }
 
 /// SHA-256 (hex) of one file's content.
@@ -1134,13 +1193,43 @@ impl Plan {
             .with_context(|| format!("creating {}", dir.display()))?;
         index::write_stream_level(&dir.join("paths.bin.zst"), &self.paths, 1)?;
         index::write_stream_level(&dir.join("objects.bin.zst"), &self.objects, 1)?;
+        index::write_stream_level(&dir.join("restore.bin.zst"), &self.restore, 1)?;
         self.write_manifests(&dir.join("manifests"))?;
+        self.write_restore_manifest(&dir.join("manifests"))?;
         // plan.json last: its checksum covers every other file.
         self.header.files = plan_files(dir)?;
         self.header.checksum = header_checksum(&self.header)?;
         let hp = dir.join("plan.json");
         std::fs::write(&hp, serde_json::to_string_pretty(&self.header)?)
             .with_context(|| format!("writing {}", hp.display()))?;
+        Ok(())
+    }
+
+    /// `manifests/restore.csv`: the NARs of the restore set as an S3 Batch Operations
+    /// manifest (bucket, key), ready for a RestoreObject job (`s3://` caches with a
+    /// non-empty restore set only).
+    fn write_restore_manifest(&self, dir: &Path) -> Result<()> {
+        use std::io::Write;
+        let Some((bucket, prefix)) = s3_location(&self.header.cache) else {
+            return Ok(());
+        };
+        if self.restore.is_empty() {
+            return Ok(());
+        }
+        let p = dir.join("restore.csv");
+        let mut w = std::io::BufWriter::new(
+            std::fs::File::create(&p).with_context(|| format!("writing {}", p.display()))?,
+        );
+        for r in &self.restore {
+            let full = format!("{prefix}{}", r.nar_key);
+            writeln!(
+                w,
+                "{}",
+                narward_formats::inventory::batch_manifest_row(&bucket, &full, None)
+            )?;
+        }
+        w.flush()
+            .with_context(|| format!("writing {}", p.display()))?;
         Ok(())
     }
 
@@ -1236,10 +1325,16 @@ impl Plan {
             objects.push(x);
             Ok(())
         })?;
+        let mut restore = Vec::new();
+        index::read_stream(&dir.join("restore.bin.zst"), |x| {
+            restore.push(x);
+            Ok(())
+        })?;
         Ok(Plan {
             header,
             paths,
             objects,
+            restore,
         })
     }
 
@@ -1286,6 +1381,16 @@ impl Plan {
         self.paths.get(i).filter(|p| {
             p.path.starts_with(hash) && p.path.as_bytes().get(hash.len()).is_none_or(|b| *b == b'-')
         })
+    }
+
+    /// The restore-set entry of a kept path (given as for [`Plan::path`]) whose NAR is
+    /// archived.
+    pub fn restore_item(&self, q: &str) -> Option<&RestoreItem> {
+        let p = self.path(q)?;
+        self.restore
+            .binary_search_by(|r| r.path.as_str().cmp(&p.path))
+            .ok()
+            .map(|i| &self.restore[i])
     }
 
     pub fn object(&self, key: &str) -> Option<&ObjectDecision> {

@@ -125,3 +125,94 @@ fn a_removed_cold_nar_is_deleted_without_a_restore() {
     let d = manifest(&mut plan, "delete.csv");
     assert!(d.contains(&nar_key(1)) && d.contains(&nar_key(2)), "{d}");
 }
+
+/// Path 0 (the root) and path 1 (kept through a reference from 0), with their NARs in
+/// `classes`; path 2 unreachable.
+fn kept_cold_cache(classes: [Option<&str>; 3]) -> (Index, Policy) {
+    let s = Spec {
+        n: 3,
+        edges: vec![(0, 1)],
+        roots: vec![0],
+        young: Vec::new(),
+        ca: Vec::new(),
+        missing_nar: Vec::new(),
+        broken: Vec::new(),
+        shared_nar: Vec::new(),
+        orphans: 0,
+        delete: false,
+    };
+    let (mut index, policy) = build(&s);
+    index.meta.cache = "s3://cache".into();
+    for (i, c) in classes.iter().enumerate() {
+        let key = nar_key(i);
+        let o = index.objects.iter_mut().find(|o| o.key == key).unwrap();
+        o.storage_class = c.map(str::to_string);
+    }
+    (index, policy)
+}
+
+#[test]
+fn kept_paths_whose_nar_is_archived_are_the_plans_restore_set() {
+    let (index, policy) =
+        kept_cold_cache([Some("GLACIER_IR"), Some("DEEP_ARCHIVE"), Some("GLACIER")]);
+    let mut plan = compute(&index, &policy, "test", NOW);
+    // Path 0's NAR is readable (GLACIER_IR); path 2 is removed, not restored.
+    assert_eq!(plan.restore.len(), 1, "{:?}", plan.restore);
+    let r = plan.restore[0].clone();
+    assert_eq!(r.path, format!("{}-p1", hash20(1, 1)));
+    assert_eq!(
+        (r.nar_key.as_str(), r.storage_class.as_str()),
+        (nar_key(1).as_str(), "DEEP_ARCHIVE")
+    );
+    assert_eq!(r.size, 1001);
+    assert_eq!(
+        plan.header.summary.restore,
+        CountBytes {
+            count: 1,
+            bytes: 1001
+        }
+    );
+    // Written in the artifact and read back; the manifest names the NAR.
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("plan");
+    plan.write(&dir).unwrap();
+    let csv = std::fs::read_to_string(dir.join("manifests/restore.csv")).unwrap();
+    assert_eq!(csv.trim(), format!("cache,{}", nar_key(1)));
+    let back = Plan::read(&dir).unwrap();
+    assert_eq!(back.restore, plan.restore);
+    assert_eq!(back.restore_item(&hash20(1, 1)), Some(&r));
+    assert_eq!(back.restore_item(&hash20(0, 1)), None);
+}
+
+#[test]
+fn plan_show_warns_about_kept_paths_whose_nar_is_archived() {
+    let (index, policy) = kept_cold_cache([None, Some("GLACIER"), None]);
+    let plan = compute(&index, &policy, "test", NOW);
+    let text = crate::explain::summary_text(&plan);
+    assert!(text.contains("warning: 1 kept paths"), "{text}");
+    assert!(text.contains("manifests/restore.csv"), "{text}");
+    assert!(text.contains(&nar_key(1)), "{text}");
+    let (index, policy) = kept_cold_cache([None, None, Some("GLACIER")]);
+    let plan = compute(&index, &policy, "test", NOW);
+    assert!(plan.restore.is_empty());
+    let text = crate::explain::summary_text(&plan);
+    assert!(!text.contains("warning"), "{text}");
+}
+
+#[test]
+fn why_on_a_kept_path_whose_nar_is_archived_says_it_must_be_restored() {
+    let (index, policy) = kept_cold_cache([None, Some("DEEP_ARCHIVE"), None]);
+    let plan = compute(&index, &policy, "test", NOW);
+    let w = crate::explain::why(&plan, &hash20(1, 1), None).unwrap();
+    assert_eq!(w.decision, Decision::Keep);
+    assert!(w.restore.is_some());
+    assert!(
+        w.explanation
+            .contains("archived (DEEP_ARCHIVE): it must be restored"),
+        "{}",
+        w.explanation
+    );
+    let w = crate::explain::why(&plan, &hash20(0, 1), None).unwrap();
+    assert!(w.restore.is_none());
+    assert!(!w.explanation.contains("restored"), "{}", w.explanation);
+}
