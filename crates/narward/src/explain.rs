@@ -44,6 +44,13 @@ pub fn summary_text(plan: &Plan) -> String {
     let _ = writeln!(o, "  checksum {}", h.checksum);
     let _ = writeln!(
         o,
+        "  bucket versioning: {} ({}); a delete is: {}",
+        h.versioning.state.as_str(),
+        h.versioning.source,
+        h.delete_mode()
+    );
+    let _ = writeln!(
+        o,
         "roots: {} given, {} found in the cache, {} missing",
         h.roots.total, h.roots.found, h.roots.missing
     );

@@ -21,6 +21,7 @@ use crate::index::{self, Index, IndexMeta};
 use crate::model::FetchedRecord;
 use crate::model::ObjectRecord;
 pub use crate::model::is_archive_class;
+use crate::model::{BucketVersioning, VersioningState};
 use crate::policy::{Follow, Policy, Unreachable};
 use anyhow::{Context, Result, bail};
 use narward_formats::keys::{self, Category, ObjectKind};
@@ -287,6 +288,11 @@ pub struct PlanHeader {
     pub archive_storage_class: String,
     pub archive_prefix: String,
     pub archive_bucket: Option<String>,
+    /// The bucket's versioning as the index recorded it: in a versioned bucket (or one
+    /// whose versioning is unknown) a delete is a delete marker, and what it frees is
+    /// only freed once the noncurrent version expires ([`PlanHeader::delete_mode`]).
+    #[serde(default)]
+    pub versioning: BucketVersioning,
     pub roots: RootStats,
     pub summary: Summary,
     /// SHA-256 (hex) of every file of the plan directory but `plan.json`, by its path
@@ -990,6 +996,7 @@ pub fn compute_streaming(
         archive_storage_class: p.actions.archive_storage_class.clone(),
         archive_prefix: p.actions.archive_prefix.clone(),
         archive_bucket: p.actions.archive_bucket.clone(),
+        versioning: plan_versioning(meta),
         roots,
         summary,
         files: BTreeMap::new(),
@@ -1031,6 +1038,29 @@ fn count_archived_nar(summary: &mut Summary, o: &ObjectRecord, moves: bool) {
         summary.already_archived_nars.add(o.size);
     } else {
         summary.hidden_only_small_nars.add(o.size);
+    }
+}
+
+/// The bucket's versioning for a plan: as the index recorded it, or unknown for an index
+/// made before narward recorded it.
+fn plan_versioning(meta: &IndexMeta) -> BucketVersioning {
+    meta.versioning.clone().unwrap_or_else(|| BucketVersioning {
+        state: VersioningState::Unknown,
+        source: "not recorded by the index (made by an older narward; run `narward index` again)"
+            .into(),
+        noncurrent: None,
+    })
+}
+
+impl PlanHeader {
+    /// How a delete of this plan removes data: `delete`, or in a bucket that keeps (or may
+    /// keep) versions, `delete marker + noncurrent-version expiry`.
+    pub fn delete_mode(&self) -> &'static str {
+        if self.versioning.state.deletes_leave_versions() {
+            "delete marker + noncurrent-version expiry"
+        } else {
+            "delete"
+        }
     }
 }
 
@@ -1404,6 +1434,7 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     mod cold;
+    mod versioning;
 
     use super::*;
     use crate::index::{IndexMeta, UpdateStats};
@@ -1579,6 +1610,7 @@ mod tests {
                 unparseable: 0,
                 last_update: UpdateStats::default(),
                 files: Default::default(),
+                versioning: None,
                 checksum: String::new(),
             },
             objects,

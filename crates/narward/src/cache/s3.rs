@@ -303,6 +303,33 @@ impl S3Cache {
         }
     }
 
+    /// The bucket's versioning state (GetBucketVersioning: no status means never enabled).
+    ///
+    /// # Errors
+    /// S3 errors after retries (the permission `s3:GetBucketVersioning` missing, for one).
+    pub async fn versioning(&self) -> Result<crate::model::VersioningState> {
+        use crate::model::VersioningState as V;
+        use aws_sdk_s3::types::BucketVersioningStatus as S;
+        let r = self
+            .client
+            .get_bucket_versioning()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map_err(|e| {
+                sdk_err(
+                    format!("GetBucketVersioning s3://{}{}", self.bucket, self.at),
+                    e,
+                )
+            })?;
+        Ok(match r.status() {
+            None => V::Unversioned,
+            Some(S::Enabled) => V::Enabled,
+            Some(S::Suspended) => V::Suspended,
+            Some(_) => V::Unknown,
+        })
+    }
+
     /// # Errors
     /// S3 errors after retries.
     pub async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
