@@ -826,6 +826,52 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn an_inventory_of_all_versions_counts_the_noncurrent_ones() {
+        let d = tempfile::tempdir().unwrap();
+        let m = write_report(d.path(), "cache", &objs()[..3], WriteFormat::CsvGz, 1000).unwrap();
+        let nar = |c: &str| format!("nar/{}.nar.xz", c.repeat(52));
+        let t = "2026-11-24T01:00:00.000Z";
+        let rows = format!(
+            "\"cache\",\"{a}\",\"v2\",\"true\",\"false\",\"100\",\"{t}\",\"e2\",\"STANDARD\"\n\
+             \"cache\",\"{a}\",\"v1\",\"false\",\"false\",\"80\",\"{t}\",\"e1\",\"STANDARD\"\n\
+             \"cache\",\"{b}\",\"v1\",\"false\",\"false\",\"50\",\"{t}\",\"e3\",\"DEEP_ARCHIVE\"\n\
+             \"cache\",\"{b}\",\"v2\",\"true\",\"true\",\"\",\"{t}\",\"\",\"\"\n",
+            a = nar("0"),
+            b = nar("1"),
+        );
+        replace_data(&m, "part-00000.csv.gz", &gz(&rows));
+        let mut j: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&m).unwrap()).unwrap();
+        j["fileSchema"] =
+            "Bucket, Key, VersionId, IsLatest, IsDeleteMarker, Size, LastModifiedDate, ETag, StorageClass"
+                .into();
+        set_manifest(&m, &j);
+        let got = read(
+            &ManifestLocation::Local(m.clone()),
+            &CacheScope::default(),
+            1,
+        )
+        .await
+        .unwrap();
+        assert_eq!(got.objects.len(), 1);
+        let n = got.noncurrent.unwrap();
+        assert_eq!(n.total(), (2, 130));
+        assert_eq!(n.delete_markers, 1);
+        assert!(
+            n.cells
+                .iter()
+                .any(|c| c.storage_class == "DEEP_ARCHIVE" && c.bytes == 50)
+        );
+        // A report of current versions only does not know the noncurrent ones.
+        let e = tempfile::tempdir().unwrap();
+        let m = write_report(e.path(), "cache", &objs()[..3], WriteFormat::CsvGz, 1000).unwrap();
+        let got = read(&ManifestLocation::Local(m), &CacheScope::default(), 1)
+            .await
+            .unwrap();
+        assert!(got.noncurrent.is_none());
+    }
+
     #[test]
     fn civil_dates() {
         assert_eq!(crate::report::growth::ymd(0), (1970, 1, 1));

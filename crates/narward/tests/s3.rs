@@ -666,3 +666,105 @@ fn access_logs_of_a_prefixed_cache_keep_paths_read_recently() {
     ));
     assert_eq!(w["decision"], "keep", "{w}");
 }
+
+/// Turn versioning on for `bucket` on the local S3 server.
+fn enable_versioning(bucket: &str) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let o = S3Options {
+            bucket: bucket.into(),
+            endpoint: Some(s3_endpoint()),
+            region: Some("us-east-1".into()),
+            ..Default::default()
+        };
+        let c = cache::s3_client(&o, 1).await.unwrap();
+        c.put_bucket_versioning()
+            .bucket(bucket)
+            .versioning_configuration(
+                aws_sdk_s3::types::VersioningConfiguration::builder()
+                    .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
+}
+
+/// Index the example cache in `bucket`, plan it with the example policy (which archives
+/// unreachable paths and deletes an orphan NAR); the index's and the plan's JSON and the
+/// text of `plan show`.
+fn index_and_plan(st: &Path, bucket: &str) -> (serde_json::Value, serde_json::Value, String) {
+    let idx = json(&narward_ok(
+        st,
+        &["index", "--json", "--cache", &s3_url(bucket, "")],
+    ));
+    let plan = st.join("plan");
+    let policy = repo().join("examples/policy.toml");
+    let p = json(&narward_ok(
+        st,
+        &[
+            "plan",
+            "--json",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--out",
+            plan.to_str().unwrap(),
+        ],
+    ));
+    let show = narward_ok(st, &["plan", "show", plan.to_str().unwrap()]);
+    (idx, p, show)
+}
+
+#[test]
+fn a_versioned_bucket_is_recorded_and_its_savings_are_conditional_on_noncurrent_expiry() {
+    let d = tempfile::tempdir().unwrap();
+    let b = bucket_name("ver");
+    upload(&b, &repo().join("examples/cache"), None);
+    enable_versioning(&b);
+    let (idx, p, show) = index_and_plan(&d.path().join("v"), &b);
+    let v = &idx["versioning"];
+    assert_eq!(v["state"], "enabled", "{idx}");
+    assert_eq!(v["source"], "GetBucketVersioning");
+    // A live listing does not list versions: the bill is a lower bound, and said so.
+    assert!(v["noncurrent"].is_null(), "{v}");
+    let warns = idx["warnings"].to_string();
+    assert!(warns.contains("lower bound"), "{warns}");
+    assert_eq!(p["plan"]["versioning"]["state"], "enabled");
+    let c = &p["cost"]["versioning"];
+    assert_eq!(c["saving_conditional"], true, "{c}");
+    assert_eq!(
+        c["delete_mode"],
+        "delete marker + noncurrent-version expiry"
+    );
+    assert_eq!(c["bill_is_lower_bound"], true);
+    assert!(
+        c["condition"]
+            .as_str()
+            .unwrap()
+            .contains("NoncurrentVersionExpiration")
+    );
+    assert!(
+        show.contains("a delete is: delete marker + noncurrent-version expiry"),
+        "{show}"
+    );
+    assert!(show.contains("CONDITIONAL saving"), "{show}");
+    assert!(show.contains("lower bound"), "{show}");
+}
+
+#[test]
+fn an_unversioned_bucket_plans_plain_deletes_with_their_saving() {
+    let d = tempfile::tempdir().unwrap();
+    let b = bucket_name("nover");
+    upload(&b, &repo().join("examples/cache"), None);
+    let (idx, p, show) = index_and_plan(&d.path().join("u"), &b);
+    let v = &idx["versioning"];
+    assert_eq!(v["state"], "unversioned", "{idx}");
+    // A bucket never versioned has no noncurrent versions: the bill is complete.
+    assert_eq!(v["noncurrent"]["cells"], serde_json::json!([]), "{v}");
+    let c = &p["cost"]["versioning"];
+    assert_eq!(c["saving_conditional"], false, "{c}");
+    assert_eq!(c["bill_is_lower_bound"], false);
+    assert!(show.contains("a delete is: delete\n"), "{show}");
+    assert!(!show.contains("CONDITIONAL"), "{show}");
+}
