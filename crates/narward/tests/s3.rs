@@ -768,3 +768,112 @@ fn an_unversioned_bucket_plans_plain_deletes_with_their_saving() {
     assert!(show.contains("a delete is: delete\n"), "{show}");
     assert!(!show.contains("CONDITIONAL"), "{show}");
 }
+
+/// One CSV row of an inventory of all versions.
+fn version_row(
+    bucket: &str,
+    o: &ObjectRecord,
+    version: &str,
+    latest: bool,
+    marker: bool,
+) -> String {
+    let key = narward_formats::inventory::url_encode_key(&o.key);
+    format!(
+        "\"{bucket}\",\"{key}\",\"{version}\",\"{latest}\",\"{marker}\",\"{}\",\"2026-01-01T00:00:00.000Z\",\"{}\",\"{}\"\n",
+        if marker {
+            String::new()
+        } else {
+            o.size.to_string()
+        },
+        o.etag.as_deref().unwrap_or(""),
+        o.storage_class()
+    )
+}
+
+#[test]
+fn the_bill_of_a_versioned_bucket_counts_the_noncurrent_versions_its_inventory_lists() {
+    use md5::Digest;
+    let d = tempfile::tempdir().unwrap();
+    let b = bucket_name("vinv");
+    upload(&b, &repo().join("examples/cache"), None);
+    enable_versioning(&b);
+    let live = d.path().join("live");
+    narward_ok(&live, &["index", "--cache", &s3_url(&b, "")]);
+    let idx = narward::index::Index::load(&live).unwrap();
+    let nar = idx
+        .objects
+        .iter()
+        .find(|o| o.key.starts_with("nar/"))
+        .unwrap();
+    let old = ObjectRecord {
+        size: 3 << 20,
+        storage_class: Some("DEEP_ARCHIVE".into()),
+        ..nar.clone()
+    };
+    let manifest = put_report(d.path(), &b, &b, &idx.objects, |rep, m| {
+        let mut rows: String = idx
+            .objects
+            .iter()
+            .map(|o| version_row(&b, o, "v2", true, false))
+            .collect();
+        rows.push_str(&version_row(&b, &old, "v1", false, false));
+        rows.push_str(&version_row(&b, nar, "v0", false, true));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, rows.as_bytes()).unwrap();
+        let data = gz.finish().unwrap();
+        for e in std::fs::read_dir(rep.join("data")).unwrap() {
+            std::fs::remove_file(e.unwrap().path()).unwrap();
+        }
+        std::fs::write(rep.join("data/part-00000.csv.gz"), &data).unwrap();
+        let mut j: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(m).unwrap()).unwrap();
+        let key = j["files"][0]["key"]
+            .as_str()
+            .unwrap()
+            .rsplit_once('/')
+            .unwrap()
+            .0
+            .to_string();
+        j["files"] = serde_json::json!([{
+            "key": format!("{key}/part-00000.csv.gz"),
+            "size": data.len(),
+            "MD5checksum": hex::encode(md5::Md5::digest(&data)),
+        }]);
+        j["fileSchema"] = "Bucket, Key, VersionId, IsLatest, IsDeleteMarker, Size, LastModifiedDate, ETag, StorageClass".into();
+        write_manifest(m, &serde_json::to_string_pretty(&j).unwrap());
+    });
+    let st = d.path().join("st");
+    let out = index_inventory(&st, &b, "", &manifest);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(m["objects"], 27, "{m}");
+    assert_eq!(m["versioning"]["state"], "enabled", "{m}");
+    assert_eq!(m["versioning"]["noncurrent"]["delete_markers"], 1, "{m}");
+    let plan = st.join("plan");
+    let policy = repo().join("examples/policy.toml");
+    let p = json(&narward_ok(
+        &st,
+        &[
+            "plan",
+            "--json",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--out",
+            plan.to_str().unwrap(),
+        ],
+    ));
+    let c = &p["cost"];
+    assert_eq!(c["versioning"]["noncurrent"]["count"], 1, "{c}");
+    assert_eq!(c["versioning"]["noncurrent"]["bytes"], 3 << 20);
+    assert_eq!(c["versioning"]["bill_is_lower_bound"], false);
+    assert_eq!(
+        c["before"]["objects"], 28,
+        "the noncurrent version is billed"
+    );
+    let show = narward_ok(&st, &["plan", "show", plan.to_str().unwrap()]);
+    assert!(show.contains("noncurrent versions: 1 (3.0 MiB)"), "{show}");
+}
