@@ -877,3 +877,107 @@ fn the_bill_of_a_versioned_bucket_counts_the_noncurrent_versions_its_inventory_l
     let show = narward_ok(&st, &["plan", "show", plan.to_str().unwrap()]);
     assert!(show.contains("noncurrent versions: 1 (3.0 MiB)"), "{show}");
 }
+
+/// Move `key` of `bucket` to storage class `class` (a copy onto itself, as S3 allows).
+fn set_class(bucket: &str, key: &str, class: &str) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let o = S3Options {
+            bucket: bucket.into(),
+            endpoint: Some(s3_endpoint()),
+            region: Some("us-east-1".into()),
+            ..Default::default()
+        };
+        let c = cache::s3_client(&o, 1).await.unwrap();
+        c.copy_object()
+            .bucket(bucket)
+            .key(key)
+            .copy_source(format!("{bucket}/{key}"))
+            .storage_class(class.into())
+            .send()
+            .await
+            .unwrap();
+    });
+}
+
+/// The example policy archiving to `class` with no minimum size, roots by absolute path.
+fn policy_archiving_to(d: &Path, class: &str) -> std::path::PathBuf {
+    let ex = repo().join("examples");
+    let t = std::fs::read_to_string(ex.join("policy.toml"))
+        .unwrap()
+        .replace("\"roots/", &format!("\"{}/roots/", ex.display()))
+        .replace(
+            "archive_storage_class = \"DEEP_ARCHIVE\"",
+            &format!("archive_storage_class = \"{class}\""),
+        )
+        .replace("archive_min_size = \"128KiB\"", "archive_min_size = \"0\"");
+    let p = d.join(format!("policy-{class}.toml"));
+    std::fs::write(&p, t).unwrap();
+    p
+}
+
+#[test]
+fn cold_nars_on_s3_are_hidden_not_copied_and_kept_cold_nars_are_the_restore_set() {
+    let d = tempfile::tempdir().unwrap();
+    let b = bucket_name("cold");
+    upload(&b, &repo().join("examples/cache"), None);
+    let st = d.path().join("st");
+    let policy = policy_archiving_to(d.path(), "GLACIER");
+    let plan_of = |name: &str| {
+        let out = st.join(name);
+        narward_ok(&st, &["index", "--cache", &s3_url(&b, "")]);
+        let text = narward_ok(
+            &st,
+            &[
+                "plan",
+                "--policy",
+                policy.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        );
+        (out.clone(), narward::plan::Plan::read(&out).unwrap(), text)
+    };
+    let (_, before, _) = plan_of("p1");
+    let archived: Vec<&String> = before
+        .paths
+        .iter()
+        .filter(|p| p.decision == narward::plan::Decision::Archive)
+        .filter_map(|p| p.nar_key.as_ref())
+        .filter(|k| before.object(k).is_some())
+        .collect();
+    assert_eq!(archived.len(), 2, "{archived:?}");
+    let kept = before
+        .paths
+        .iter()
+        .find(|p| {
+            p.decision == narward::plan::Decision::Keep
+                && p.nar_key
+                    .as_ref()
+                    .is_some_and(|k| before.object(k).is_some())
+        })
+        .unwrap();
+    let kept_nar = kept.nar_key.clone().unwrap();
+    // One removed NAR already in DEEP_ARCHIVE (the policy says GLACIER), one readable in
+    // GLACIER_IR; one kept path's NAR in DEEP_ARCHIVE.
+    set_class(&b, archived[0], "DEEP_ARCHIVE");
+    set_class(&b, archived[1], "GLACIER_IR");
+    set_class(&b, &kept_nar, "DEEP_ARCHIVE");
+    let (dir, plan, text) = plan_of("p2");
+    let cold = plan.object(archived[0]).unwrap();
+    assert_eq!(cold.storage_class.as_deref(), Some("DEEP_ARCHIVE"));
+    assert_eq!(cold.transition_to, None);
+    let transition = std::fs::read_to_string(dir.join("manifests/transition.csv")).unwrap();
+    assert!(!transition.contains(archived[0].as_str()), "{transition}");
+    assert!(transition.contains(archived[1].as_str()), "{transition}");
+    let hide = std::fs::read_to_string(dir.join("manifests/hide.csv")).unwrap();
+    assert_eq!(hide.lines().count(), 3, "{hide}");
+    // The kept path whose NAR is archived: the restore set, warned about, explained.
+    assert_eq!(plan.restore.len(), 1, "{:?}", plan.restore);
+    assert_eq!(plan.restore[0].nar_key, kept_nar);
+    let restore = std::fs::read_to_string(dir.join("manifests/restore.csv")).unwrap();
+    assert_eq!(restore.trim(), format!("{b},{kept_nar}"));
+    assert!(text.contains("warning: 1 kept paths"), "{text}");
+    let why = narward_ok(&st, &["why", "--plan", dir.to_str().unwrap(), &kept.path]);
+    assert!(why.contains("must be restored"), "{why}");
+}
