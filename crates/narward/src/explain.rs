@@ -420,11 +420,8 @@ pub fn why(plan: &Plan, query: &str, index: Option<&Index>) -> Option<Why> {
         }
     };
     let restore = plan.restore_item(&pd.path).cloned();
-    let explanation = match &restore {
-        Some(r) => format!(
-            "{explanation}\n  its NAR {} is archived ({}): it must be restored for the path to be servable (the narinfo is served, the NAR cannot be fetched)",
-            r.nar_key, r.storage_class
-        ),
+    let explanation = match nar_note(plan, pd, restore.as_ref()) {
+        Some(n) => format!("{explanation}\n  {n}"),
         None => explanation,
     };
     Some(Why {
@@ -437,6 +434,25 @@ pub fn why(plan: &Plan, query: &str, index: Option<&Index>) -> Option<Why> {
         referrers,
         nearest_kept_referrer,
         restore,
+    })
+}
+
+/// What `why` says about a path's NAR in an archive class: a kept path's must be restored
+/// (`restore`: its restore-set entry); an archived path's is only hidden, never copied.
+fn nar_note(plan: &Plan, pd: &PathDecision, restore: Option<&RestoreItem>) -> Option<String> {
+    if let Some(r) = restore {
+        return Some(format!(
+            "its NAR {} is archived ({}): it must be restored for the path to be servable (the narinfo is served, the NAR cannot be fetched)",
+            r.nar_key, r.storage_class
+        ));
+    }
+    let o = plan.object(pd.nar_key.as_deref()?)?;
+    let class = o.storage_class.as_deref()?;
+    (o.decision == Decision::Archive && crate::model::is_archive_class(class)).then(|| {
+        format!(
+            "its NAR {} is in {class} already: only the path is hidden, the NAR is not copied",
+            o.key
+        )
     })
 }
 

@@ -272,6 +272,12 @@ pub struct Summary {
     pub kept_by_reason: BTreeMap<String, u64>,
     pub unparseable_narinfos: u64,
     pub closure_holes: u64,
+    /// How this plan's deletes remove data ([`PlanHeader::delete_mode`]): `delete`, or
+    /// `delete marker + noncurrent-version expiry` in a bucket that keeps (or may keep)
+    /// versions, where what a delete saves is conditional on the noncurrent versions
+    /// expiring.
+    #[serde(default)]
+    pub delete_mode: String,
 }
 
 /// Everything `plan.json` holds.
@@ -984,6 +990,8 @@ pub fn compute_streaming(
         summary.restore.add(r.size);
     }
 
+    let versioning = plan_versioning(meta);
+    summary.delete_mode = delete_mode(versioning.state).to_string();
     let header = PlanHeader {
         format_version: PLAN_FORMAT,
         cache: meta.cache.clone(),
@@ -996,7 +1004,7 @@ pub fn compute_streaming(
         archive_storage_class: p.actions.archive_storage_class.clone(),
         archive_prefix: p.actions.archive_prefix.clone(),
         archive_bucket: p.actions.archive_bucket.clone(),
-        versioning: plan_versioning(meta),
+        versioning,
         roots,
         summary,
         files: BTreeMap::new(),
@@ -1056,11 +1064,15 @@ impl PlanHeader {
     /// How a delete of this plan removes data: `delete`, or in a bucket that keeps (or may
     /// keep) versions, `delete marker + noncurrent-version expiry`.
     pub fn delete_mode(&self) -> &'static str {
-        if self.versioning.state.deletes_leave_versions() {
-            "delete marker + noncurrent-version expiry"
-        } else {
-            "delete"
-        }
+        delete_mode(self.versioning.state)
+    }
+}
+
+fn delete_mode(state: VersioningState) -> &'static str {
+    if state.deletes_leave_versions() {
+        "delete marker + noncurrent-version expiry"
+    } else {
+        "delete"
     }
 }
 

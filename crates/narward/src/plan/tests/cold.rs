@@ -66,6 +66,13 @@ fn a_deep_archive_nar_under_a_glacier_policy_is_not_in_transition_csv() {
         plan.object(&nar_key(2)).unwrap().transition_to.as_deref(),
         Some("GLACIER")
     );
+    let w = crate::explain::why(&plan, &hash20(1, 1), None).unwrap();
+    assert!(
+        w.explanation
+            .contains("is in DEEP_ARCHIVE already: only the path is hidden"),
+        "{}",
+        w.explanation
+    );
     let t = manifest(&mut plan, "transition.csv");
     assert!(t.contains(&nar_key(2)), "{t}");
     assert!(!t.contains(&nar_key(1)), "{t}");
