@@ -558,6 +558,23 @@ pub fn monthly_bill(objects: &[ObjectRecord], p: &Pricing) -> Bill {
     b.finish()
 }
 
+/// [`monthly_bill`] of `objects` plus the noncurrent versions a listing of all versions
+/// knows (`None`: not listed; the bill then counts current objects only).
+pub fn monthly_bill_with_versions(
+    objects: &[ObjectRecord],
+    noncurrent: Option<&NoncurrentVersions>,
+    p: &Pricing,
+) -> Bill {
+    let mut b = Biller::new(p);
+    for o in objects {
+        b.add(o.category(), o.size, o.storage_class());
+    }
+    if let Some(n) = noncurrent {
+        b.add_noncurrent(n);
+    }
+    b.finish()
+}
+
 // ------------------------------------------------------------------ per-object model ---
 
 /// `a + b·S` (S in bytes): one piece of a piecewise-affine cost.
