@@ -661,6 +661,7 @@ fn write_tables(dag: &Dag, corpus: &Corpus, opts: &Options, text_len: &[u32]) ->
                         ..Default::default()
                     },
                     files: Default::default(),
+                    versioning: None,
                     checksum: String::new(),
                 };
                 let mut meta = meta;

@@ -423,7 +423,7 @@ impl AuditReport {
                 true,
             ),
             (
-                "ERROR narinfos whose NAR is archived (not fetchable)",
+                "ERROR narinfos whose NAR is archived (not fetchable; a plan lists the kept ones as its restore set)",
                 &self.archived_nar_with_visible_narinfo,
                 true,
             ),

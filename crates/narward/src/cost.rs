@@ -15,7 +15,7 @@
 //! not included in bills.
 
 use crate::explain::human_bytes;
-use crate::model::ObjectRecord;
+use crate::model::{NoncurrentVersions, ObjectRecord, VersioningState};
 use crate::plan::{Decision, Plan};
 use anyhow::{Context, Result, bail};
 use narward_formats::keys::Category;
@@ -425,6 +425,30 @@ impl<'p> Biller<'p> {
         c.monitored += u64::from(cp.monitored(size));
     }
 
+    /// Add `count` objects of `bytes` in all, as one cell: the minimum billable size is
+    /// applied to the total (exact when the class has none, else a lower bound).
+    fn add_many(&mut self, category: Category, class: &str, count: u64, bytes: u64) {
+        let p = self.p;
+        let cp = p.class(class).unwrap_or_else(|| p.standard());
+        let c = self.cells.entry((class.to_string(), category)).or_default();
+        c.objects += count;
+        c.bytes += bytes;
+        c.billable += bytes.max(count.saturating_mul(cp.min_billable_bytes))
+            + count.saturating_mul(cp.overhead_bytes_at_class_rate);
+        c.std_overhead += count.saturating_mul(cp.overhead_bytes_at_standard_rate);
+        // Sizes are unknown one by one: monitored when the average size is.
+        if count > 0 && cp.monitored(bytes / count) {
+            c.monitored += count;
+        }
+    }
+
+    /// Add the noncurrent versions a listing knows.
+    fn add_noncurrent(&mut self, n: &NoncurrentVersions) {
+        for c in &n.cells {
+            self.add_many(c.category, &c.storage_class, c.count, c.bytes);
+        }
+    }
+
     fn finish(self) -> Bill {
         let p = self.p;
         // Volumes per priced class (unpriced ones count as STANDARD), then average rates.
@@ -530,6 +554,23 @@ pub fn monthly_bill(objects: &[ObjectRecord], p: &Pricing) -> Bill {
     let mut b = Biller::new(p);
     for o in objects {
         b.add(o.category(), o.size, o.storage_class());
+    }
+    b.finish()
+}
+
+/// [`monthly_bill`] of `objects` plus the noncurrent versions a listing of all versions
+/// knows (`None`: not listed; the bill then counts current objects only).
+pub fn monthly_bill_with_versions(
+    objects: &[ObjectRecord],
+    noncurrent: Option<&NoncurrentVersions>,
+    p: &Pricing,
+) -> Bill {
+    let mut b = Biller::new(p);
+    for o in objects {
+        b.add(o.category(), o.size, o.storage_class());
+    }
+    if let Some(n) = noncurrent {
+        b.add_noncurrent(n);
     }
     b.finish()
 }
@@ -723,8 +764,36 @@ pub struct PlanCost {
     /// One-time cost ÷ monthly saving (`None`: the plan saves nothing).
     pub break_even_months: Option<f64>,
     pub targets: Vec<TargetCost>,
-    /// Archived NARs that stay in their class (below `archive_min_size`): hidden only.
+    /// Archived NARs that stay in their class (below `archive_min_size`, or already in
+    /// GLACIER or DEEP_ARCHIVE): hidden only.
     pub hidden_only_nars: Charge,
+    /// What the bucket's versioning means for the saving.
+    pub versioning: VersioningCost,
+}
+
+/// The saving of a plan in a bucket that keeps versions: a delete there is a delete
+/// marker, and the data stays billed as a noncurrent version until a lifecycle rule
+/// (NoncurrentVersionExpiration) or a delete by version id (after the grace window)
+/// removes it; an archive copy leaves its source as a noncurrent version too. So the
+/// saving is conditional, and until then the bill does not fall.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersioningCost {
+    pub state: VersioningState,
+    /// `delete`, or `delete marker + noncurrent-version expiry`.
+    pub delete_mode: String,
+    /// Whether `monthly_saving_usd` is delivered only once noncurrent versions expire or
+    /// are deleted by version id (versioning enabled, suspended or unknown).
+    pub saving_conditional: bool,
+    /// The condition, in words (`None` when the saving is not conditional).
+    pub condition: Option<String>,
+    /// The monthly saving until then (delete markers free nothing, every copied object is
+    /// billed twice): usually negative.
+    pub monthly_saving_until_expiry_usd: f64,
+    /// Noncurrent versions already in the bucket, counted in both bills. `None`: the
+    /// listing does not list versions, so the bills are lower bounds.
+    pub noncurrent: Option<Charge>,
+    /// The bills count current objects only (the bucket may hold versions not listed).
+    pub bill_is_lower_bound: bool,
 }
 
 /// Price a plan: its monthly saving (bill before − bill after applying every decision:
@@ -745,6 +814,12 @@ pub fn price_plan(plan: &Plan, p: &Pricing, now: i64) -> PlanCost {
     let mut targets: BTreeMap<String, TargetCost> = BTreeMap::new();
     let mut hidden_only = Charge::default();
     let payback = p.model.payback_months;
+    // Noncurrent versions the listing knows stay in every bill: a plan does not touch them.
+    if let Some(n) = &plan.header.versioning.noncurrent {
+        before.add_noncurrent(n);
+        no_deletes.add_noncurrent(n);
+        after.add_noncurrent(n);
+    }
     for o in &plan.objects {
         let class = o.storage_class.as_deref().unwrap_or(STANDARD);
         before.add(o.category, o.size, class);
@@ -833,6 +908,7 @@ pub fn price_plan(plan: &Plan, p: &Pricing, now: i64) -> PlanCost {
         t.monthly_saving_usd = s;
     }
     let saving = before.monthly_usd - after.monthly_usd;
+    let versioning = versioning_cost(plan, p, &before, saving);
     PlanCost {
         pricing: p.name.clone(),
         currency: p.currency.clone(),
@@ -844,9 +920,64 @@ pub fn price_plan(plan: &Plan, p: &Pricing, now: i64) -> PlanCost {
         one_time: one,
         targets: targets.into_values().collect(),
         hidden_only_nars: hidden_only,
+        versioning,
         before,
         after,
     }
+}
+
+/// What versioning does to a plan's saving (see [`VersioningCost`]); `saving` is the
+/// saving once every version the plan leaves behind is gone.
+fn versioning_cost(plan: &Plan, p: &Pricing, before: &Bill, saving: f64) -> VersioningCost {
+    let v = &plan.header.versioning;
+    let conditional = v.state.deletes_leave_versions();
+    let noncurrent = v.noncurrent.as_ref().map(|n| {
+        let mut b = Biller::new(p);
+        b.add_noncurrent(n);
+        let (count, bytes) = n.total();
+        Charge {
+            count,
+            bytes,
+            usd: b.finish().monthly_usd,
+        }
+    });
+    VersioningCost {
+        state: v.state,
+        delete_mode: plan.header.delete_mode().to_string(),
+        saving_conditional: conditional,
+        condition: conditional.then(|| {
+            "delivered only once the noncurrent versions this plan leaves expire (a NoncurrentVersionExpiration lifecycle rule) or are deleted by version id after the grace window".to_string()
+        }),
+        monthly_saving_until_expiry_usd: if conditional {
+            before.monthly_usd - until_expiry_bill(plan, p).monthly_usd
+        } else {
+            saving
+        },
+        bill_is_lower_bound: noncurrent.is_none(),
+        noncurrent,
+    }
+}
+
+/// The bill of a versioned bucket after the plan but before any noncurrent version
+/// expires: every current object stays billed (a delete marker frees nothing, a copied
+/// object's source stays as a noncurrent version), plus the copies the plan makes.
+fn until_expiry_bill(plan: &Plan, p: &Pricing) -> Bill {
+    let mut b = Biller::new(p);
+    if let Some(n) = &plan.header.versioning.noncurrent {
+        b.add_noncurrent(n);
+    }
+    for o in &plan.objects {
+        let class = o.storage_class.as_deref().unwrap_or(STANDARD);
+        b.add(o.category, o.size, class);
+        match (o.decision, &o.transition_to) {
+            (Decision::Archive, Some(to)) => b.add(o.category, o.size, to),
+            (Decision::Archive, None) if o.category != Category::Nar => {
+                b.add(o.category, o.size, class)
+            }
+            _ => {}
+        }
+    }
+    b.finish()
 }
 
 /// Months for people: "0.3 months", "never".
@@ -856,6 +987,42 @@ pub fn months_text(m: Option<f64>) -> String {
         Some(m) if m < 0.05 => "immediately (< 0.1 month)".into(),
         Some(m) if m >= 120.0 => format!("{m:.0} months ({:.0} years)", m / 12.0),
         Some(m) => format!("{m:.1} months"),
+    }
+}
+
+/// What versioning means for the saving, in `plan` and `plan show`.
+fn versioning_text(o: &mut String, c: &PlanCost) {
+    let v = &c.versioning;
+    if let Some(cond) = &v.condition {
+        let _ = writeln!(
+            o,
+            "  CONDITIONAL saving: bucket versioning is {}, so a delete is a {}; the saving is {cond}",
+            v.state.as_str(),
+            v.delete_mode
+        );
+        let _ = writeln!(
+            o,
+            "    until then the bill changes by {}/month (delete markers free nothing; copied objects are billed twice)",
+            money(v.monthly_saving_until_expiry_usd)
+        );
+    }
+    match &v.noncurrent {
+        Some(n) if n.count > 0 => {
+            let _ = writeln!(
+                o,
+                "  noncurrent versions: {} ({}), {}/month, counted in both bills",
+                n.count,
+                human_bytes(n.bytes),
+                money(n.usd)
+            );
+        }
+        Some(_) => {}
+        None => {
+            let _ = writeln!(
+                o,
+                "  note: the listing does not list noncurrent versions: the bills count current objects only and are a lower bound"
+            );
+        }
     }
 }
 
@@ -884,6 +1051,7 @@ pub fn plan_cost_text(c: &PlanCost) -> String {
         money(c.saving_from_deletes_usd),
         money(c.saving_from_archive_usd)
     );
+    versioning_text(&mut o, c);
     let one = &c.one_time;
     let _ = writeln!(
         o,
@@ -1202,6 +1370,11 @@ mod tests {
                 archive_storage_class: "DEEP_ARCHIVE".into(),
                 archive_prefix: "narward-archive/".into(),
                 archive_bucket: None,
+                versioning: crate::model::BucketVersioning {
+                    state: VersioningState::Unversioned,
+                    source: "test".into(),
+                    noncurrent: Some(NoncurrentVersions::default()),
+                },
                 roots: Default::default(),
                 summary: Summary::default(),
                 files: Default::default(),
@@ -1209,6 +1382,7 @@ mod tests {
             },
             paths: Vec::new(),
             objects,
+            restore: Vec::new(),
         }
     }
 
@@ -1300,6 +1474,145 @@ mod tests {
         let text = plan_cost_text(&c);
         assert!(text.contains("not worth archiving"), "{text}");
         assert!(text.contains("\"209KiB\""), "{text}");
+    }
+
+    #[test]
+    fn deleting_a_cold_nar_charges_the_early_deletion_minimum_and_hiding_it_does_not() {
+        let p = aws();
+        let gib = 1u64 << 30;
+        let plan = plan_of(vec![
+            // GLACIER 30 days old: 60 of its 90 days left.
+            od(&nar(1), gib, Some("GLACIER"), Decision::Delete, None, 30),
+            // DEEP_ARCHIVE 200 days old: past its 180 days, nothing to pay.
+            od(
+                &nar(2),
+                gib,
+                Some("DEEP_ARCHIVE"),
+                Decision::Delete,
+                None,
+                200,
+            ),
+            // Already in DEEP_ARCHIVE and archived: only hidden, it does not leave its class.
+            od(
+                &nar(3),
+                gib,
+                Some("DEEP_ARCHIVE"),
+                Decision::Archive,
+                None,
+                10,
+            ),
+        ]);
+        let c = price_plan(&plan, &p, NOW);
+        assert_eq!(c.one_time.early_deletion.count, 1);
+        let gfr = p.class("GLACIER").unwrap();
+        let want = gfr.billable_bytes(gib) as f64 / GB * gfr.first_rate() * (60.0 / MONTH_DAYS);
+        assert!((c.one_time.early_deletion.usd - want).abs() < 1e-9);
+        assert_eq!(c.one_time.transitions.count, 0);
+        assert_eq!(c.hidden_only_nars.count, 1);
+    }
+
+    /// The plan of `plan_saving_one_time_cost_and_break_even`, in a bucket with `state` and
+    /// the noncurrent versions `noncurrent`.
+    fn versioned_plan(state: VersioningState, noncurrent: Option<NoncurrentVersions>) -> Plan {
+        let gib = 1u64 << 30;
+        let mut plan = plan_of(vec![
+            od(&nar(1), 10 * gib, None, Decision::Keep, None, 400),
+            od(&nar(2), 4 * gib, None, Decision::Delete, None, 400),
+            od(
+                &nar(3),
+                gib,
+                None,
+                Decision::Archive,
+                Some("DEEP_ARCHIVE"),
+                400,
+            ),
+        ]);
+        plan.header.versioning.state = state;
+        plan.header.versioning.noncurrent = noncurrent;
+        plan
+    }
+
+    #[test]
+    fn deletes_in_a_versioned_bucket_save_only_once_noncurrent_versions_expire() {
+        let p = aws();
+        let c = price_plan(&versioned_plan(VersioningState::Enabled, None), &p, NOW);
+        let v = &c.versioning;
+        assert!(v.saving_conditional);
+        assert_eq!(v.delete_mode, "delete marker + noncurrent-version expiry");
+        assert!(
+            v.condition
+                .as_deref()
+                .unwrap()
+                .contains("NoncurrentVersionExpiration")
+        );
+        // Until then: the deleted 4 GiB stay billed and the archived NAR is billed twice.
+        let gda = 0.00099;
+        let twice = -((1.0 + 32_768.0 / GB) * gda + 8192.0 / GB * 0.023);
+        assert!(
+            (v.monthly_saving_until_expiry_usd - twice).abs() < 1e-9,
+            "{}",
+            v.monthly_saving_until_expiry_usd
+        );
+        assert!(c.monthly_saving_usd > 0.0);
+        assert!(v.bill_is_lower_bound && v.noncurrent.is_none());
+        let text = plan_cost_text(&c);
+        assert!(text.contains("CONDITIONAL saving"), "{text}");
+        assert!(
+            text.contains("delete marker + noncurrent-version expiry"),
+            "{text}"
+        );
+        assert!(text.contains("lower bound"), "{text}");
+        // JSON states it too.
+        let j = serde_json::to_value(&c).unwrap();
+        assert_eq!(j["versioning"]["saving_conditional"], true);
+        // Unknown versioning is treated the same; an unversioned bucket is not.
+        let c = price_plan(&versioned_plan(VersioningState::Unknown, None), &p, NOW);
+        assert!(c.versioning.saving_conditional);
+        let c = price_plan(
+            &versioned_plan(
+                VersioningState::Unversioned,
+                Some(NoncurrentVersions::default()),
+            ),
+            &p,
+            NOW,
+        );
+        assert!(!c.versioning.saving_conditional);
+        assert_eq!(
+            c.versioning.monthly_saving_until_expiry_usd,
+            c.monthly_saving_usd
+        );
+        let text = plan_cost_text(&c);
+        assert!(
+            !text.contains("CONDITIONAL") && !text.contains("lower bound"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_bill_counts_noncurrent_versions_the_listing_knows() {
+        let p = aws();
+        let mut n = NoncurrentVersions::default();
+        n.add(&nar(9), 2 << 30, None);
+        n.add(&nar(8), 1 << 30, Some("DEEP_ARCHIVE"));
+        let plain = price_plan(
+            &versioned_plan(
+                VersioningState::Enabled,
+                Some(NoncurrentVersions::default()),
+            ),
+            &p,
+            NOW,
+        );
+        let c = price_plan(&versioned_plan(VersioningState::Enabled, Some(n)), &p, NOW);
+        let nc = c.versioning.noncurrent.unwrap();
+        assert_eq!((nc.count, nc.bytes), (2, 3 << 30));
+        assert!(!c.versioning.bill_is_lower_bound);
+        let want = 2.0 * 0.023 + (1.0 + 32_768.0 / GB) * 0.00099 + 8192.0 / GB * 0.023;
+        assert!((nc.usd - want).abs() < 1e-9, "{}", nc.usd);
+        assert!((c.before.monthly_usd - plain.before.monthly_usd - want).abs() < 1e-9);
+        assert!((c.after.monthly_usd - plain.after.monthly_usd - want).abs() < 1e-9);
+        assert_eq!(c.before.objects, plain.before.objects + 2);
+        assert!((c.monthly_saving_usd - plain.monthly_saving_usd).abs() < 1e-9);
+        assert!(plan_cost_text(&c).contains("noncurrent versions: 2"));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! plans (and, for referrers, the index).
 
 use crate::index::Index;
-use crate::plan::{CountBytes, Decision, PathDecision, Plan, Reason};
+use crate::plan::{CountBytes, Decision, PathDecision, Plan, Reason, RestoreItem};
 use narward_formats::store_path::{STORE_DIR, StorePath};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -42,6 +42,13 @@ pub fn summary_text(plan: &Plan) -> String {
         &h.policy_sha256[..16.min(h.policy_sha256.len())]
     );
     let _ = writeln!(o, "  checksum {}", h.checksum);
+    let _ = writeln!(
+        o,
+        "  bucket versioning: {} ({}); a delete is: {}",
+        h.versioning.state.as_str(),
+        h.versioning.source,
+        h.delete_mode()
+    );
     let _ = writeln!(
         o,
         "roots: {} given, {} found in the cache, {} missing",
@@ -107,6 +114,15 @@ pub fn summary_text(plan: &Plan) -> String {
             human_bytes(s.hidden_only_small_nars.bytes)
         );
     }
+    if s.already_archived_nars.count > 0 {
+        let _ = writeln!(
+            o,
+            "  already archived: {} NARs ({}) are in GLACIER or DEEP_ARCHIVE already: their paths are hidden, the NARs are not copied",
+            s.already_archived_nars.count,
+            human_bytes(s.already_archived_nars.bytes)
+        );
+    }
+    restore_warning(&mut o, plan);
     if s.unparseable_narinfos > 0 {
         let _ = writeln!(
             o,
@@ -122,6 +138,39 @@ pub fn summary_text(plan: &Plan) -> String {
         );
     }
     o
+}
+
+/// The warning about the restore set: kept paths whose NAR is archived, so their narinfo
+/// is served while the NAR cannot be fetched.
+fn restore_warning(o: &mut String, plan: &Plan) {
+    let r = plan.header.summary.restore;
+    if r.count == 0 {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "  warning: {} kept paths ({}) have their NAR in GLACIER or DEEP_ARCHIVE: their narinfos are served but the NARs cannot be fetched until restored (the plan's restore set{})",
+        r.count,
+        human_bytes(r.bytes),
+        if crate::plan::s3_location(&plan.header.cache).is_some() {
+            ", manifests/restore.csv"
+        } else {
+            ""
+        }
+    );
+    for i in plan.restore.iter().take(5) {
+        let _ = writeln!(
+            o,
+            "    {STORE_DIR}/{} -> {} ({}, {})",
+            i.path,
+            i.nar_key,
+            i.storage_class,
+            human_bytes(i.size)
+        );
+    }
+    if plan.restore.len() > 5 {
+        let _ = writeln!(o, "    … and {} more", plan.restore.len() - 5);
+    }
 }
 
 /// What moved between two plans.
@@ -258,6 +307,9 @@ pub struct Why {
     /// Direct referrers and their decisions (when the index is at hand).
     pub referrers: Vec<Step>,
     pub nearest_kept_referrer: Option<String>,
+    /// For a kept path whose NAR is archived: its restore-set entry (the path is not
+    /// servable until the NAR is restored).
+    pub restore: Option<RestoreItem>,
 }
 
 /// Explain one path (full path, base name or hash) or one object key.
@@ -275,6 +327,7 @@ pub fn why(plan: &Plan, query: &str, index: Option<&Index>) -> Option<Why> {
                 objects: vec![(o.key.clone(), o.decision, o.transition_to.clone())],
                 referrers: Vec::new(),
                 nearest_kept_referrer: None,
+                restore: None,
             });
         }
     };
@@ -366,6 +419,11 @@ pub fn why(plan: &Plan, query: &str, index: Option<&Index>) -> Option<Why> {
             e
         }
     };
+    let restore = plan.restore_item(&pd.path).cloned();
+    let explanation = match nar_note(plan, pd, restore.as_ref()) {
+        Some(n) => format!("{explanation}\n  {n}"),
+        None => explanation,
+    };
     Some(Why {
         path: format!("{STORE_DIR}/{}", pd.path),
         decision: pd.decision,
@@ -375,6 +433,26 @@ pub fn why(plan: &Plan, query: &str, index: Option<&Index>) -> Option<Why> {
         objects,
         referrers,
         nearest_kept_referrer,
+        restore,
+    })
+}
+
+/// What `why` says about a path's NAR in an archive class: a kept path's must be restored
+/// (`restore`: its restore-set entry); an archived path's is only hidden, never copied.
+fn nar_note(plan: &Plan, pd: &PathDecision, restore: Option<&RestoreItem>) -> Option<String> {
+    if let Some(r) = restore {
+        return Some(format!(
+            "its NAR {} is archived ({}): it must be restored for the path to be servable (the narinfo is served, the NAR cannot be fetched)",
+            r.nar_key, r.storage_class
+        ));
+    }
+    let o = plan.object(pd.nar_key.as_deref()?)?;
+    let class = o.storage_class.as_deref()?;
+    (o.decision == Decision::Archive && crate::model::is_archive_class(class)).then(|| {
+        format!(
+            "its NAR {} is in {class} already: only the path is hidden, the NAR is not copied",
+            o.key
+        )
     })
 }
 

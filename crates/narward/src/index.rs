@@ -24,7 +24,9 @@
 //! earlier texts ([`FetchedRecord::earlier`]) across generations.
 
 use crate::cache::{Cache, CacheUrl};
-use crate::model::{FetchedRecord, ObjectRecord};
+use crate::model::{
+    BucketVersioning, FetchedRecord, NoncurrentVersions, ObjectRecord, VersioningState,
+};
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
 use narward_formats::keys::{self, ObjectKind};
@@ -70,6 +72,10 @@ pub struct IndexMeta {
     /// Data file name → its digest, checked whenever the file is read.
     #[serde(default)]
     pub files: BTreeMap<String, FileDigest>,
+    /// The bucket's versioning and the noncurrent versions the listing knows (absent in
+    /// indexes made before narward recorded it: unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub versioning: Option<BucketVersioning>,
     /// SHA-256 of this meta's JSON with `checksum` empty ([`IndexMeta::seal`]): a damaged or
     /// edited `meta.json` (counts, digests, identity) is refused.
     #[serde(default)]
@@ -677,6 +683,8 @@ pub enum ListingSource {
     Inventory {
         location: String,
         objects: Vec<ObjectRecord>,
+        /// Noncurrent versions, when the report lists all versions.
+        noncurrent: Option<NoncurrentVersions>,
     },
 }
 
@@ -754,6 +762,34 @@ async fn fetch_record(cache: &Cache, o: &ObjectRecord) -> FetchedRecord {
     }
 }
 
+/// The bucket's versioning (GetBucketVersioning; `file://` caches have none) and the
+/// noncurrent versions known: those of an inventory of all versions, none in a bucket that
+/// was never versioned, else unknown (a live listing lists current objects only). A refused
+/// GetBucketVersioning is no error: the state is then unknown, which plans treat like a
+/// versioned bucket.
+async fn bucket_versioning(
+    cache: &Cache,
+    noncurrent: Option<NoncurrentVersions>,
+) -> BucketVersioning {
+    let (state, source) = match cache.versioning().await {
+        Ok(s) => (s, cache.versioning_source().to_string()),
+        Err(e) => (
+            VersioningState::Unknown,
+            format!("unknown: GetBucketVersioning failed: {e:#}"),
+        ),
+    };
+    let noncurrent = match (noncurrent, state) {
+        (Some(n), _) => Some(n),
+        (None, VersioningState::Unversioned) => Some(NoncurrentVersions::default()),
+        (None, _) => None,
+    };
+    BucketVersioning {
+        state,
+        source,
+        noncurrent,
+    }
+}
+
 async fn update_locked(
     state: &Path,
     url_text: &str,
@@ -764,22 +800,24 @@ async fn update_locked(
 ) -> Result<(Index, UpdateStats)> {
     let identity = url.identity();
     let previous = load_previous(state, &identity)?;
-    let (objects, source_desc) = match source {
+    let (objects, source_desc, noncurrent) = match source {
         ListingSource::Live => {
             let pb = crate::progress::spinner("listing");
             let objects = cache.list(&|n| pb.inc(n)).await?;
             pb.finish_and_clear();
-            (objects, "listing".to_string())
+            (objects, "listing".to_string(), None)
         }
         ListingSource::Inventory {
             location,
             mut objects,
+            noncurrent,
         } => {
             objects.sort_by(|a, b| a.key.cmp(&b.key));
             objects.dedup_by(|a, b| a.key == b.key);
-            (objects, format!("inventory {location}"))
+            (objects, format!("inventory {location}"), noncurrent)
         }
     };
+    let versioning = bucket_versioning(cache, noncurrent).await;
     let mut stats = UpdateStats {
         listed: objects.len() as u64,
         ..Default::default()
@@ -867,6 +905,7 @@ async fn update_locked(
             unparseable: 0,
             last_update: stats.clone(),
             files: BTreeMap::new(),
+            versioning: Some(versioning),
             checksum: String::new(),
         },
         objects,
@@ -944,6 +983,7 @@ mod tests {
                 unparseable: 1,
                 last_update: UpdateStats::default(),
                 files: BTreeMap::new(),
+                versioning: None,
                 checksum: String::new(),
             },
             objects: Vec::new(),

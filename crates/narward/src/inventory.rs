@@ -15,7 +15,7 @@
 //! same access layer as the cache ([`crate::cache::S3Cache`]: retries, timeouts, errors).
 
 use crate::cache::{CacheUrl, S3Cache, S3Options};
-use crate::model::ObjectRecord;
+use crate::model::{NoncurrentVersions, ObjectRecord};
 use anyhow::{Context, Result, bail};
 use arrow_array::{Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
@@ -159,6 +159,9 @@ pub struct InventoryListing {
     pub objects: Vec<ObjectRecord>,
     /// Rows skipped as non-current versions or delete markers.
     pub skipped_versions: u64,
+    /// Noncurrent versions of the cache's keys, when the report lists all versions (it
+    /// has an `IsLatest` column); `None` for a report of current versions only.
+    pub noncurrent: Option<NoncurrentVersions>,
     /// Rows whose key lies outside the cache's prefix (other data in the bucket): ignored.
     pub outside_prefix: u64,
 }
@@ -247,6 +250,7 @@ pub async fn read(
         manifest: manifest.clone(),
         objects: Vec::new(),
         skipped_versions: 0,
+        noncurrent: None,
         outside_prefix: 0,
     };
     let pb = crate::progress::bar(manifest.files.len() as u64, "inventory");
@@ -312,6 +316,8 @@ struct RowHead<'r> {
     key: &'r str,
     is_latest: Option<bool>,
     is_delete_marker: Option<bool>,
+    size: Option<u64>,
+    storage_class: Option<&'r str>,
 }
 
 impl DataFile<'_> {
@@ -336,6 +342,7 @@ impl DataFile<'_> {
         }
         if row.is_latest == Some(false) || row.is_delete_marker == Some(true) {
             out.skipped_versions += 1;
+            self.count_version(row, out);
             return Ok(None);
         }
         match row.key.strip_prefix(self.scope.prefix.as_str()) {
@@ -348,10 +355,29 @@ impl DataFile<'_> {
     }
 }
 
+impl DataFile<'_> {
+    /// Count a noncurrent version or delete marker of a key of the cache.
+    fn count_version(&self, row: &RowHead, out: &mut InventoryListing) {
+        let Some(k) = row.key.strip_prefix(self.scope.prefix.as_str()) else {
+            return;
+        };
+        let n = out.noncurrent.get_or_insert_default();
+        if row.is_delete_marker == Some(true) {
+            n.delete_markers += 1;
+        } else {
+            n.add(k, row.size.unwrap_or(0), row.storage_class);
+        }
+    }
+}
+
 fn read_csv_gz(file: &DataFile, data: &[u8], out: &mut InventoryListing) -> Result<()> {
     let name = file.name;
     let schema =
         CsvSchema::parse(&file.manifest.file_schema).context("inventory manifest fileSchema")?;
+    if schema.index_of("IsLatest").is_some() {
+        // A report of all versions: the noncurrent ones are known (maybe none).
+        out.noncurrent.get_or_insert_default();
+    }
     let rd = BufReader::new(flate2::read::MultiGzDecoder::new(data));
     for (i, line) in rd.lines().enumerate() {
         let line = line.with_context(|| format!("inventory file {name}: line {}", i + 1))?;
@@ -365,6 +391,8 @@ fn read_csv_gz(file: &DataFile, data: &[u8], out: &mut InventoryListing) -> Resu
             key: &row.key,
             is_latest: row.is_latest,
             is_delete_marker: row.is_delete_marker,
+            size: row.size,
+            storage_class: row.storage_class.as_deref(),
         };
         let Some(key) = file.cache_key(&head, &format!("line {}", i + 1), out)? else {
             continue;
@@ -431,6 +459,9 @@ fn read_parquet(df: &DataFile, data: Vec<u8>, out: &mut InventoryListing) -> Res
         let sc = sc.as_ref().and_then(s);
         let latest = latest.as_ref().and_then(b);
         let dm = dm.as_ref().and_then(b);
+        if latest.is_some() {
+            out.noncurrent.get_or_insert_default();
+        }
         for r in 0..batch.num_rows() {
             let at = format!("row {}", first_row + r + 1);
             if key.is_null(r) || bucket.is_null(r) {
@@ -438,11 +469,15 @@ fn read_parquet(df: &DataFile, data: Vec<u8>, out: &mut InventoryListing) -> Res
             }
             let opt_b =
                 |a: &Option<BooleanArray>| a.as_ref().filter(|a| !a.is_null(r)).map(|a| a.value(r));
+            let opt_i =
+                |a: &Option<Int64Array>| a.as_ref().filter(|a| !a.is_null(r)).map(|a| a.value(r));
             let head = RowHead {
                 bucket: bucket.value(r),
                 key: key.value(r),
                 is_latest: opt_b(&latest),
                 is_delete_marker: opt_b(&dm),
+                size: opt_i(&size).map(|v| v.max(0) as u64),
+                storage_class: sc.as_ref().filter(|a| !a.is_null(r)).map(|a| a.value(r)),
             };
             let Some(cache_key) = df.cache_key(&head, &at, out)? else {
                 continue;
@@ -452,8 +487,6 @@ fn read_parquet(df: &DataFile, data: Vec<u8>, out: &mut InventoryListing) -> Res
                     .filter(|a| !a.is_null(r))
                     .map(|a| a.value(r).trim_matches('"').to_string())
             };
-            let opt_i =
-                |a: &Option<Int64Array>| a.as_ref().filter(|a| !a.is_null(r)).map(|a| a.value(r));
             out.objects.push(ObjectRecord {
                 key: cache_key,
                 size: opt_i(&size).unwrap_or(0).max(0) as u64,
@@ -791,6 +824,52 @@ mod tests {
             assert_eq!(got.objects.len(), 7);
             assert!(got.objects.iter().all(|o| !o.key.starts_with("nix/")));
         }
+    }
+
+    #[tokio::test]
+    async fn an_inventory_of_all_versions_counts_the_noncurrent_ones() {
+        let d = tempfile::tempdir().unwrap();
+        let m = write_report(d.path(), "cache", &objs()[..3], WriteFormat::CsvGz, 1000).unwrap();
+        let nar = |c: &str| format!("nar/{}.nar.xz", c.repeat(52));
+        let t = "2026-11-24T01:00:00.000Z";
+        let rows = format!(
+            "\"cache\",\"{a}\",\"v2\",\"true\",\"false\",\"100\",\"{t}\",\"e2\",\"STANDARD\"\n\
+             \"cache\",\"{a}\",\"v1\",\"false\",\"false\",\"80\",\"{t}\",\"e1\",\"STANDARD\"\n\
+             \"cache\",\"{b}\",\"v1\",\"false\",\"false\",\"50\",\"{t}\",\"e3\",\"DEEP_ARCHIVE\"\n\
+             \"cache\",\"{b}\",\"v2\",\"true\",\"true\",\"\",\"{t}\",\"\",\"\"\n",
+            a = nar("0"),
+            b = nar("1"),
+        );
+        replace_data(&m, "part-00000.csv.gz", &gz(&rows));
+        let mut j: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&m).unwrap()).unwrap();
+        j["fileSchema"] =
+            "Bucket, Key, VersionId, IsLatest, IsDeleteMarker, Size, LastModifiedDate, ETag, StorageClass"
+                .into();
+        set_manifest(&m, &j);
+        let got = read(
+            &ManifestLocation::Local(m.clone()),
+            &CacheScope::default(),
+            1,
+        )
+        .await
+        .unwrap();
+        assert_eq!(got.objects.len(), 1);
+        let n = got.noncurrent.unwrap();
+        assert_eq!(n.total(), (2, 130));
+        assert_eq!(n.delete_markers, 1);
+        assert!(
+            n.cells
+                .iter()
+                .any(|c| c.storage_class == "DEEP_ARCHIVE" && c.bytes == 50)
+        );
+        // A report of current versions only does not know the noncurrent ones.
+        let e = tempfile::tempdir().unwrap();
+        let m = write_report(e.path(), "cache", &objs()[..3], WriteFormat::CsvGz, 1000).unwrap();
+        let got = read(&ManifestLocation::Local(m), &CacheScope::default(), 1)
+            .await
+            .unwrap();
+        assert!(got.noncurrent.is_none());
     }
 
     #[test]

@@ -30,7 +30,112 @@ impl ObjectRecord {
 
     /// Whether a plain GET can fetch this object (it is not in an archive tier).
     pub fn is_archived(&self) -> bool {
-        matches!(self.storage_class(), "GLACIER" | "DEEP_ARCHIVE")
+        is_archive_class(self.storage_class())
+    }
+}
+
+/// Whether objects of this storage class cannot be read without a restore (GLACIER,
+/// DEEP_ARCHIVE). GLACIER_IR and INTELLIGENT_TIERING are readable: a plain GET works.
+pub fn is_archive_class(class: &str) -> bool {
+    matches!(class, "GLACIER" | "DEEP_ARCHIVE")
+}
+
+/// Whether the cache's bucket keeps versions, which decides what a delete frees.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VersioningState {
+    /// Never enabled (and every `file://` cache): a delete frees the storage.
+    Unversioned,
+    /// A delete adds a delete marker; the data stays, billed, as a noncurrent version
+    /// until a lifecycle rule (NoncurrentVersionExpiration) or a delete by version id
+    /// removes it.
+    Enabled,
+    /// Was enabled: versions written then are kept as noncurrent versions on delete.
+    Suspended,
+    /// Not known (an index made before narward recorded it, or GetBucketVersioning was
+    /// refused): treated like a versioned bucket, so no saving is claimed that a delete
+    /// marker would not deliver.
+    #[default]
+    Unknown,
+}
+
+impl VersioningState {
+    /// Whether a delete may leave the data behind as a noncurrent version.
+    pub fn deletes_leave_versions(self) -> bool {
+        self != VersioningState::Unversioned
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VersioningState::Unversioned => "unversioned",
+            VersioningState::Enabled => "enabled",
+            VersioningState::Suspended => "suspended",
+            VersioningState::Unknown => "unknown",
+        }
+    }
+}
+
+/// What the index knows of the bucket's versioning.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketVersioning {
+    pub state: VersioningState,
+    /// How the state was learned (`GetBucketVersioning`, `file://`), or why it is unknown.
+    pub source: String,
+    /// Noncurrent versions of the cache's keys, when the listing lists versions (an S3
+    /// Inventory report of all versions; none exist in a bucket that was never
+    /// versioned). `None`: not known (a live listing of a versioned bucket lists current
+    /// objects only), so a bill of the listing is a lower bound.
+    pub noncurrent: Option<NoncurrentVersions>,
+}
+
+/// Noncurrent versions, per storage class and kind of object.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoncurrentVersions {
+    /// Sorted by class, then kind.
+    pub cells: Vec<VersionCell>,
+    /// Delete markers (not billed as storage; counted).
+    pub delete_markers: u64,
+}
+
+/// Noncurrent versions of one storage class and kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionCell {
+    /// As S3 spells it (`STANDARD` when the listing gives none).
+    pub storage_class: String,
+    pub category: Category,
+    pub count: u64,
+    pub bytes: u64,
+}
+
+impl NoncurrentVersions {
+    /// Count one noncurrent version of `key`.
+    pub fn add(&mut self, key: &str, size: u64, storage_class: Option<&str>) {
+        let class = storage_class.unwrap_or("STANDARD");
+        let category = keys::classify(key).category();
+        let at = self
+            .cells
+            .binary_search_by(|c| (c.storage_class.as_str(), c.category).cmp(&(class, category)));
+        let i = at.unwrap_or_else(|i| {
+            self.cells.insert(
+                i,
+                VersionCell {
+                    storage_class: class.to_string(),
+                    category,
+                    count: 0,
+                    bytes: 0,
+                },
+            );
+            i
+        });
+        self.cells[i].count += 1;
+        self.cells[i].bytes += size;
+    }
+
+    /// Versions and bytes in all.
+    pub fn total(&self) -> (u64, u64) {
+        self.cells
+            .iter()
+            .fold((0, 0), |(n, b), c| (n + c.count, b + c.bytes))
     }
 }
 
@@ -133,6 +238,27 @@ mod tests {
 
     fn earlier(r: &FetchedRecord) -> Vec<&[u8]> {
         r.earlier.iter().map(|b| b.as_slice()).collect()
+    }
+
+    #[test]
+    fn noncurrent_versions_are_summed_per_class_and_kind() {
+        let nar = |c: &str| format!("nar/{}.nar.xz", c.repeat(52));
+        let mut v = NoncurrentVersions::default();
+        v.add(&nar("0"), 10, None);
+        v.add(&nar("1"), 5, Some("STANDARD"));
+        v.add(&nar("2"), 7, Some("DEEP_ARCHIVE"));
+        v.add("00000000000000000000000000000000.narinfo", 1, None);
+        assert_eq!(v.total(), (4, 23));
+        assert_eq!(v.cells.len(), 3);
+        let std_nar = v
+            .cells
+            .iter()
+            .find(|c| c.storage_class == "STANDARD" && c.category == Category::Nar)
+            .unwrap();
+        assert_eq!((std_nar.count, std_nar.bytes), (2, 15));
+        assert!(VersioningState::Unknown.deletes_leave_versions());
+        assert!(VersioningState::Suspended.deletes_leave_versions());
+        assert!(!VersioningState::Unversioned.deletes_leave_versions());
     }
 
     #[test]

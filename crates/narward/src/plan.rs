@@ -16,24 +16,28 @@
 //! Removed paths are all archived or all deleted (`actions.unreachable`), so the removed set
 //! is closed under referrers and nothing archived refers to something deleted.
 
-use crate::graph::{Graph, NONE};
+use crate::graph::NONE;
 use crate::index::{self, Index, IndexMeta};
 use crate::model::FetchedRecord;
 use crate::model::ObjectRecord;
-use crate::policy::{Follow, Policy, Unreachable};
+pub use crate::model::is_archive_class;
+use crate::model::{BucketVersioning, VersioningState};
+use crate::policy::Policy;
 use anyhow::{Context, Result, bail};
-use narward_formats::keys::{self, Category, ObjectKind};
+use narward_formats::keys::{self, Category};
 use narward_formats::narinfo::NarInfo;
 use narward_formats::nixbase32;
 use narward_formats::store_path::{STORE_DIR, StorePathHash};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
 /// 2: the checksum covers `plan.json` itself and every file of the plan (`files`).
-pub const PLAN_FORMAT: u32 = 2;
+/// 3: the restore set (`restore.bin.zst`, `manifests/restore.csv`), the bucket's
+/// versioning in the header, already-archived NARs and the restore set in the summary.
+pub const PLAN_FORMAT: u32 = 3;
 
 /// What happens to an object or a path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -199,9 +203,28 @@ pub struct ObjectDecision {
     pub storage_class: Option<String>,
     pub decision: Decision,
     /// For archived NARs: the storage class to move to (none when too small to pay back,
-    /// or already there; the object is then only hidden).
+    /// already there, or already in GLACIER or DEEP_ARCHIVE, which cannot be copied
+    /// without a restore; the object is then only hidden).
     pub transition_to: Option<String>,
     pub reason: Reason,
+}
+
+/// A kept path whose NAR is in an archive class (GLACIER, DEEP_ARCHIVE): its narinfo is
+/// visible, but a client cannot fetch the NAR until it is restored. The restore set of a
+/// plan ([`Plan::restore`]) lists them; `narward restore` consumes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreItem {
+    /// Base name `<hash>-<name>` of the kept path.
+    pub path: String,
+    /// Its NAR's key (relative to the cache).
+    pub nar_key: String,
+    /// The NAR's storage class (GLACIER or DEEP_ARCHIVE): it sets the retrieval tiers and
+    /// prices.
+    pub storage_class: String,
+    /// The NAR's size in bytes.
+    pub size: u64,
+    /// The NAR's ETag when the plan was made, to check the object before restoring it.
+    pub etag: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -238,10 +261,23 @@ pub struct Summary {
     pub transitions: CountBytes,
     /// Archived NARs below `archive_min_size`: hidden only.
     pub hidden_only_small_nars: CountBytes,
+    /// Archived NARs already in GLACIER or DEEP_ARCHIVE: hidden only, never copied.
+    #[serde(default)]
+    pub already_archived_nars: CountBytes,
+    /// Kept paths whose NAR is in GLACIER or DEEP_ARCHIVE: the restore set
+    /// ([`Plan::restore`]); their narinfos are served while their NARs cannot be fetched.
+    #[serde(default)]
+    pub restore: CountBytes,
     /// Keep reasons of kept paths.
     pub kept_by_reason: BTreeMap<String, u64>,
     pub unparseable_narinfos: u64,
     pub closure_holes: u64,
+    /// How this plan's deletes remove data ([`PlanHeader::delete_mode`]): `delete`, or
+    /// `delete marker + noncurrent-version expiry` in a bucket that keeps (or may keep)
+    /// versions, where what a delete saves is conditional on the noncurrent versions
+    /// expiring.
+    #[serde(default)]
+    pub delete_mode: String,
 }
 
 /// Everything `plan.json` holds.
@@ -258,6 +294,11 @@ pub struct PlanHeader {
     pub archive_storage_class: String,
     pub archive_prefix: String,
     pub archive_bucket: Option<String>,
+    /// The bucket's versioning as the index recorded it: in a versioned bucket (or one
+    /// whose versioning is unknown) a delete is a delete marker, and what it frees is
+    /// only freed once the noncurrent version expires ([`PlanHeader::delete_mode`]).
+    #[serde(default)]
+    pub versioning: BucketVersioning,
     pub roots: RootStats,
     pub summary: Summary,
     /// SHA-256 (hex) of every file of the plan directory but `plan.json`, by its path
@@ -276,6 +317,9 @@ pub struct Plan {
     pub paths: Vec<PathDecision>,
     /// Sorted by key.
     pub objects: Vec<ObjectDecision>,
+    /// Kept paths whose NAR is archived, sorted by base name: they must be restored for
+    /// the path to be servable (see [`RestoreItem`]).
+    pub restore: Vec<RestoreItem>,
 }
 
 /// One store path as the planner sees it (kept small: there are hundreds of millions).
@@ -492,465 +536,74 @@ pub fn compute_streaming(
     policy_file: &str,
     now: i64,
 ) -> Result<Plan> {
-    let p = &policy.file;
-    let day = 86_400i64;
-    let young = |o: &ObjectRecord| {
-        o.last_modified
-            .is_some_and(|t| t > now - p.keep.min_age_days as i64 * day)
+    let ctx = phases::Ctx {
+        policy,
+        now,
+        // Log keys carry the cache's prefix; object keys do not.
+        last_access: crate::access_log::for_cache(
+            &policy.last_access,
+            &crate::access_log::cache_prefix(&meta.cache_url),
+        ),
+        want_derivers: objs.iter().any(|o| o.category() == Category::Log),
     };
-    let recent = |o: &ObjectRecord, days: u32| {
-        o.last_modified
-            .is_some_and(|t| t >= now - days as i64 * day)
-    };
-    // Log keys carry the cache's prefix; object keys do not.
-    let last_access = crate::access_log::for_cache(
-        &policy.last_access,
-        &crate::access_log::cache_prefix(&meta.cache_url),
-    );
-    let accessed = |key: &str, days: u32| {
-        last_access
-            .get(key)
-            .is_some_and(|&t| t >= now - days as i64 * day)
-    };
-    let want_derivers = objs.iter().any(|o| o.category() == Category::Log);
-
     crate::progress::phase("plan: start");
-    // 1. Nodes (every narinfo object of the listing, in key order) and the graph, filled
-    //    while the narinfos stream by in the same order.
-    let hashes: Vec<StorePathHash> = objs
-        .iter()
-        .filter_map(|o| match keys::classify(&o.key) {
-            ObjectKind::Narinfo(h) => Some(h),
-            _ => None,
-        })
-        .collect();
-    let n = hashes.len();
-    let mut graph = Graph::with_nodes(hashes, n * 8);
-    let mut nodes: Vec<Option<Node>> = (0..n).map(|_| None).collect();
-    // NAR keys apart from the nodes: they move into the path decisions without a copy.
-    let mut nar_keys: Vec<Option<Box<str>>> = (0..n).map(|_| None).collect();
-    let mut unknown_urls = false;
-    // (path id, NAR object) pairs beyond `Node::nar_obj`: every NAR an unparseable or
-    // earlier narinfo text names is used by that path.
-    let mut extra_nars: Vec<(u32, u32)> = Vec::new();
-    let mut unparseable = 0u64;
-    let mut last_id: Option<u32> = None;
-    let mut cursor = 0usize;
-    // NAR objects by key: a narinfo's NAR is anywhere in the listing.
-    let nar_objects: HashMap<&str, usize> = objs
-        .iter()
-        .enumerate()
-        .filter(|(_, o)| o.key.starts_with("nar/"))
-        .map(|(i, o)| (o.key.as_str(), i))
-        .collect();
-    narinfos(&mut |rec: &FetchedRecord| {
-        let ObjectKind::Narinfo(hash) = keys::classify(&rec.key) else {
-            return Ok(());
-        };
-        let Some(id) = graph.id(&hash) else {
-            // A narinfo the listing does not have: not part of this cache any more.
-            return Ok(());
-        };
-        if last_id.is_some_and(|l| id <= l) {
-            anyhow::bail!("index narinfos are not in key order at {}", rec.key);
-        }
-        last_id = Some(id);
-        // Narinfo records and objects are both in key order: walk a cursor.
-        while cursor < objs.len() && objs[cursor].key < rec.key {
-            cursor += 1;
-        }
-        let narinfo_obj = (cursor < objs.len() && objs[cursor].key == rec.key).then_some(cursor);
-        let nar_index = |k: &str| nar_objects.get(k).copied();
-        // What earlier versions of this narinfo named is kept too (narinfos are immutable).
-        let mut also = earlier_named(rec, &|h| graph.id(h).is_some(), &nar_index);
-        match rec.parse() {
-            Ok(ni) => {
-                let nar_key = keys::nar_key_for_url(ni.url);
-                let nar_obj = nar_objects.get(nar_key).map(|&i| &objs[i]);
-                let n_obj = narinfo_obj.map(|i| &objs[i]);
-                let any = |f: &dyn Fn(&ObjectRecord) -> bool| {
-                    n_obj.is_some_and(f) || nar_obj.is_some_and(f)
-                };
-                let doubt = narinfo_doubt(&hash, &ni);
-                // A StorePath that is not this narinfo's path names nothing of this path.
-                let name = if ni.store_path.hash == hash {
-                    ni.store_path.name
-                } else {
-                    ""
-                };
-                let seed = if let Some(why) = doubt.clone() {
-                    Some(Reason::Unverifiable { why })
-                } else if any(&|o| young(o)) {
-                    Some(Reason::Young)
-                } else if p.keep.content_addressed && ni.ca.is_some() {
-                    Some(Reason::ContentAddressed)
-                } else if policy.name_kept(name) {
-                    Some(Reason::NameMatch)
-                } else if p
-                    .keep
-                    .uploaded_within_days
-                    .is_some_and(|d| any(&|o| recent(o, d)))
-                {
-                    Some(Reason::UploadedRecently)
-                } else if p
-                    .keep
-                    .accessed_within_days
-                    .is_some_and(|d| accessed(&rec.key, d) || accessed(nar_key, d))
-                {
-                    Some(Reason::AccessedRecently)
-                } else {
-                    None
-                };
-                also.extend(hidden_in_parsed(
-                    &ni,
-                    &|h| graph.id(h).is_some(),
-                    &nar_index,
-                ));
-                let also_paths = std::mem::take(&mut also.paths);
-                graph.push_refs(id, ni.references.iter().map(|r| r.hash).chain(also_paths));
-                nar_keys[id as usize] = Some(nar_key.into());
-                nodes[id as usize] = Some(Node {
-                    name: name.into(),
-                    nar_obj: nar_objects.get(nar_key).map(|&i| i as u32),
-                    nar_size: ni.nar_size,
-                    file_size: ni.file_size,
-                    deriver: ni
-                        .deriver
-                        .filter(|d| want_derivers && doubt.is_none() && *d != "unknown-deriver")
-                        .map(Into::into),
-                    seed,
-                });
-            }
-            Err(u) => {
-                unparseable += 1;
-                let found = lenient_scan(&rec.text, &|h| graph.id(h).is_some(), &nar_index);
-                // No listed NAR found: it might be any orphan.
-                unknown_urls |= found.nars.is_empty();
-                let nar_obj = found.nars.first().copied();
-                nar_keys[id as usize] = nar_obj.map(|k| objs[k as usize].key.as_str().into());
-                also.extend(found);
-                graph.push_refs(id, std::mem::take(&mut also.paths));
-                nodes[id as usize] = Some(Node {
-                    name: "".into(),
-                    nar_obj,
-                    nar_size: 0,
-                    file_size: None,
-                    deriver: None,
-                    seed: Some(Reason::Unparseable { why: u.reason }),
-                });
-            }
-        }
-        extra_nars.extend(also.nars.into_iter().map(|k| (id, k)));
-        Ok(())
-    })?;
-    graph.finish();
-    crate::progress::phase("plan: narinfos streamed, graph built");
-    // A narinfo object the index holds no record for is unknown: keep it.
-    let nodes: Vec<Node> = nodes
-        .into_iter()
-        .map(|n| {
-            n.unwrap_or_else(|| {
-                unknown_urls = true;
-                Node {
-                    name: "".into(),
-                    nar_obj: None,
-                    nar_size: 0,
-                    file_size: None,
-                    deriver: None,
-                    seed: Some(Reason::Unparseable {
-                        why: "listed but not in the index".into(),
-                    }),
-                }
-            })
-        })
-        .collect();
-    let base_of = |id: usize| -> String {
-        let h = graph.hashes[id].to_string();
-        let name = &nodes[id].name;
-        if name.is_empty() {
-            h
-        } else {
-            format!("{h}-{name}")
-        }
-    };
-
+    // 1. Nodes and the graph.
+    let mut s = phases::read_narinfos(&ctx, &objs, narinfos)?;
     // 2. Roots.
-    let mut seeds: Vec<u32> = Vec::new();
-    let mut seed_reason: HashMap<u32, Reason> = HashMap::new();
-    let mut roots = RootStats {
-        total: policy.roots.len() as u64,
-        ..Default::default()
-    };
-    let mut missing_by_source: HashMap<&str, u64> = HashMap::new();
-    for r in &policy.roots {
-        match graph.id(&r.hash) {
-            Some(id) => {
-                roots.found += 1;
-                seeds.push(id);
-                seed_reason.entry(id).or_insert_with(|| Reason::Root {
-                    source: r.source.clone(),
-                });
-            }
-            None => {
-                roots.missing += 1;
-                let label = r.source.rsplit_once(':').map_or(r.source.as_str(), |x| x.0);
-                *missing_by_source.entry(label).or_default() += 1;
-                if roots.missing_examples.len() < 1000 {
-                    roots
-                        .missing_examples
-                        .push(format!("{} ({})", r.path, r.source));
-                }
-            }
-        }
-    }
-    roots.by_source = policy
-        .root_sources
-        .iter()
-        .map(|(l, n)| {
-            (
-                l.clone(),
-                *n as u64,
-                missing_by_source.get(l.as_str()).copied().unwrap_or(0),
-            )
-        })
-        .collect();
-    for (id, node) in nodes.iter().enumerate() {
-        if let Some(r) = &node.seed {
-            seeds.push(id as u32);
-            seed_reason.entry(id as u32).or_insert_with(|| r.clone());
-        }
-    }
-
+    let (seeds, seed_reason, roots) = phases::find_roots(policy, &s);
     crate::progress::phase("plan: roots");
     // 3. Liveness.
-    let parent = graph.closure(&seeds);
-    let removed_decision = match p.actions.unreachable {
-        Unreachable::Keep => Decision::Keep,
-        Unreachable::Archive => Decision::Archive,
-        Unreachable::Delete => Decision::Delete,
-    };
-    let mut paths: Vec<PathDecision> = Vec::with_capacity(graph.len());
+    let parent = s.graph.closure(&seeds);
+    let removed = ctx.removed_decision();
     let mut summary = Summary {
-        unparseable_narinfos: unparseable,
-        closure_holes: graph.missing_refs,
+        unparseable_narinfos: s.unparseable,
+        closure_holes: s.graph.missing_refs,
         ..Default::default()
     };
-    // Per node: kept?
     let kept: Vec<bool> = parent.iter().map(|&x| x != NONE).collect();
-    for id in 0..graph.len() {
-        let n = &nodes[id];
-        let (decision, reason) = if kept[id] {
-            let r = if parent[id] == id as u32 {
-                seed_reason
-                    .get(&(id as u32))
-                    .cloned()
-                    .unwrap_or(Reason::OwnerUnknown)
-            } else {
-                Reason::Reachable {
-                    from: graph.hashes[parent[id] as usize],
-                }
-            };
-            (Decision::Keep, r)
-        } else if removed_decision == Decision::Keep {
-            (Decision::Keep, Reason::PolicyKeep)
-        } else {
-            (removed_decision, Reason::Unreachable)
-        };
-        if decision == Decision::Keep {
-            *summary
-                .kept_by_reason
-                .entry(reason.kind().to_string())
-                .or_default() += 1;
-        }
-        summary
-            .paths
-            .entry(decision)
-            .or_default()
-            .add(n.file_size.unwrap_or(0));
-        paths.push(PathDecision {
-            path: base_of(id),
-            decision,
-            reason,
-            nar_key: nar_keys[id].take().map(String::from),
-            nar_size: n.nar_size,
-            file_size: n.file_size,
-        });
-    }
-
+    let mut paths = phases::decide_paths(&mut s, &parent, &seed_reason, removed, &mut summary);
     crate::progress::phase("plan: paths decided");
     // 4. Owners of the other objects.
-    // Per listed object (used for NARs): (a kept user, any user), NONE for none.
-    let mut nar_fate: Vec<(u32, u32)> = vec![(NONE, NONE); objs.len()];
-    let mut drv_fate: HashMap<&str, (Option<usize>, Option<usize>)> = HashMap::new();
-    let mut used_by = |k: u32, id: usize| {
-        let e = &mut nar_fate[k as usize];
-        if kept[id] && e.0 == NONE {
-            e.0 = id as u32;
-        }
-        if e.1 == NONE {
-            e.1 = id as u32;
-        }
-    };
-    for id in 0..graph.len() {
-        let n = &nodes[id];
-        if let Some(k) = n.nar_obj {
-            used_by(k, id);
-        }
-        if let Some(d) = &n.deriver {
-            let e = drv_fate.entry(d).or_default();
-            if kept[id] {
-                e.0.get_or_insert(id);
-            }
-            e.1.get_or_insert(id);
-        }
-    }
-    for &(id, k) in &extra_nars {
-        used_by(k, id as usize);
-    }
-    // debuginfo key → (its NAR's key, the NAR's index in the listing).
-    let debuginfo_target: HashMap<&str, (String, usize)> = debuginfo
-        .iter()
-        .filter_map(|d| {
-            let v: serde_json::Value = serde_json::from_slice(&d.text).ok()?;
-            let a = v
-                .get("archive")?
-                .as_str()?
-                .trim_start_matches("../")
-                .to_string();
-            let i = objs.binary_search_by(|o| o.key.as_str().cmp(&a)).ok()?;
-            Some((d.key.as_str(), (a, i)))
-        })
-        .collect();
-    let follow = |f: Follow, owner_decision: Decision, owner: String| -> (Decision, Reason) {
-        match (f, owner_decision) {
-            (_, Decision::Keep) => (Decision::Keep, Reason::OwnerKept { owner }),
-            (Follow::Keep, _) => (Decision::Keep, Reason::PolicyKeep),
-            (Follow::Delete, _) => (Decision::Delete, Reason::OwnerRemoved { owner }),
-            (Follow::Follow, d) => (d, Reason::OwnerRemoved { owner }),
-        }
-    };
-    // The decision for a NAR object some narinfo points to.
-    let nar_decision = |oi: usize| -> (Decision, Reason) {
-        match nar_fate[oi] {
-            (k, _) if k != NONE => (
-                Decision::Keep,
-                Reason::NarOfKeptPath {
-                    path: graph.hashes[k as usize],
-                },
-            ),
-            _ if removed_decision == Decision::Keep => (Decision::Keep, Reason::PolicyKeep),
-            _ => (removed_decision, Reason::Unreachable),
-        }
-    };
-
+    let owners = phases::Owners::find(&s, &kept, &objs, debuginfo);
     crate::progress::phase("plan: owners");
     // 5. Every object.
-    let mut objects = Vec::with_capacity(objs.len());
-    for (oi, o) in objs.into_iter().enumerate() {
-        let (decision, reason, category) = {
-            let kind = keys::classify(&o.key);
-            let (decision, reason) = if young(&o) {
-                (Decision::Keep, Reason::Young)
-            } else {
-                match kind {
-                    ObjectKind::Narinfo(h) => match graph.id(&h) {
-                        // `paths` is still in graph-id order here.
-                        Some(id) => (
-                            paths[id as usize].decision,
-                            paths[id as usize].reason.clone(),
-                        ),
-                        // Listed but never fetched into the index: unknown.
-                        None => (Decision::Keep, Reason::OwnerUnknown),
-                    },
-                    ObjectKind::Nar { .. } => match nar_fate[oi] {
-                        (_, any) if any != NONE => nar_decision(oi),
-                        _ if unknown_urls => (Decision::Keep, Reason::MightBelongToUnknown),
-                        _ => match p.actions.orphan_nars {
-                            Follow::Keep => (Decision::Keep, Reason::PolicyKeep),
-                            Follow::Delete => (Decision::Delete, Reason::Orphan),
-                            Follow::Follow if removed_decision == Decision::Keep => {
-                                (Decision::Keep, Reason::PolicyKeep)
-                            }
-                            Follow::Follow => (removed_decision, Reason::Orphan),
-                        },
-                    },
-                    ObjectKind::Listing(h) => match graph.id(&h) {
-                        Some(id) => {
-                            let id = id as usize;
-                            let d = if kept[id] {
-                                Decision::Keep
-                            } else {
-                                removed_decision
-                            };
-                            follow(
-                                p.actions.listings,
-                                d,
-                                format!("{STORE_DIR}/{}", base_of(id)),
-                            )
-                        }
-                        None => (Decision::Keep, Reason::OwnerUnknown),
-                    },
-                    ObjectKind::DebugInfo(_) => match debuginfo_target.get(o.key.as_str()) {
-                        Some((t, ti)) if nar_fate[*ti].1 != NONE => {
-                            let (d, _) = nar_decision(*ti);
-                            follow(p.actions.debuginfo, d, t.clone())
-                        }
-                        _ => (Decision::Keep, Reason::OwnerUnknown),
-                    },
-                    ObjectKind::Log(drv) => match drv_fate.get(drv) {
-                        Some((Some(k), _)) => (
-                            Decision::Keep,
-                            Reason::OwnerKept {
-                                owner: format!("{STORE_DIR}/{}", base_of(*k)),
-                            },
-                        ),
-                        Some((None, Some(_))) => follow(
-                            p.actions.logs,
-                            removed_decision,
-                            format!("{STORE_DIR}/{drv}"),
-                        ),
-                        _ => (Decision::Keep, Reason::OwnerUnknown),
-                    },
-                    _ => (Decision::Keep, Reason::NotManaged),
-                }
-            };
-            (decision, reason, kind.category())
-        };
-        let transition_to = (decision == Decision::Archive
-            && category == Category::Nar
-            && o.size >= p.actions.archive_min_size.0
-            && o.storage_class() != p.actions.archive_storage_class)
-            .then(|| p.actions.archive_storage_class.clone());
-        if decision == Decision::Archive && category == Category::Nar {
-            if transition_to.is_some() {
-                summary.transitions.add(o.size);
-            } else {
-                summary.hidden_only_small_nars.add(o.size);
-            }
-        }
-        summary
-            .objects
-            .entry(decision)
-            .or_default()
-            .entry(category)
-            .or_default()
-            .add(o.size);
-        objects.push(ObjectDecision {
-            key: o.key,
-            category,
-            size: o.size,
-            etag: o.etag,
-            last_modified: o.last_modified,
-            storage_class: o.storage_class,
-            decision,
-            transition_to,
-            reason,
-        });
-    }
+    let inputs = phases::ObjectInputs {
+        ctx: &ctx,
+        s: &s,
+        kept: &kept,
+        paths: &paths,
+        owners: &owners,
+        removed,
+    };
+    let objects = phases::decide_objects(&inputs, objs, &mut summary);
     paths.sort_by(|a, b| a.path.cmp(&b.path));
     crate::progress::phase("plan: objects decided");
+    let restore = restore_set(&paths, &objects);
+    for r in &restore {
+        summary.restore.add(r.size);
+    }
+    let header = plan_header(meta, policy, policy_file, now, roots, summary);
+    Ok(Plan {
+        header,
+        paths,
+        objects,
+        restore,
+    })
+}
 
-    let header = PlanHeader {
+/// The header of a plan computed now (files and checksum are filled when it is written).
+fn plan_header(
+    meta: &IndexMeta,
+    policy: &Policy,
+    policy_file: &str,
+    now: i64,
+    roots: RootStats,
+    mut summary: Summary,
+) -> PlanHeader {
+    let p = &policy.file;
+    let versioning = plan_versioning(meta);
+    summary.delete_mode = delete_mode(versioning.state).to_string();
+    PlanHeader {
         format_version: PLAN_FORMAT,
         cache: meta.cache.clone(),
         cache_url: meta.cache_url.clone(),
@@ -962,16 +615,96 @@ pub fn compute_streaming(
         archive_storage_class: p.actions.archive_storage_class.clone(),
         archive_prefix: p.actions.archive_prefix.clone(),
         archive_bucket: p.actions.archive_bucket.clone(),
+        versioning,
         roots,
         summary,
         files: BTreeMap::new(),
         checksum: String::new(),
-    };
-    Ok(Plan {
-        header,
-        paths,
-        objects,
+    }
+}
+
+/// The storage class an archived NAR moves to, if it moves: only NARs of at least
+/// `archive_min_size` that are readable today (STANDARD, GLACIER_IR, INTELLIGENT_TIERING,
+/// …) and not already in the target class. A NAR already in GLACIER or DEEP_ARCHIVE is
+/// already archived: it is only hidden, never copied (a copy of it would need a restore
+/// first, and could move it to a warmer, dearer class).
+fn archive_transition(
+    o: &ObjectRecord,
+    decision: Decision,
+    category: Category,
+    p: &crate::policy::PolicyFile,
+) -> Option<String> {
+    (decision == Decision::Archive
+        && category == Category::Nar
+        && o.size >= p.actions.archive_min_size.0
+        && !o.is_archived()
+        && o.storage_class() != p.actions.archive_storage_class)
+        .then(|| p.actions.archive_storage_class.clone())
+}
+
+/// Count an archived NAR in the summary: moved, already cold (only hidden), or below
+/// the minimum size (only hidden).
+fn count_archived_nar(summary: &mut Summary, o: &ObjectRecord, moves: bool) {
+    if moves {
+        summary.transitions.add(o.size);
+    } else if o.is_archived() {
+        summary.already_archived_nars.add(o.size);
+    } else {
+        summary.hidden_only_small_nars.add(o.size);
+    }
+}
+
+/// The bucket's versioning for a plan: as the index recorded it, or unknown for an index
+/// made before narward recorded it.
+fn plan_versioning(meta: &IndexMeta) -> BucketVersioning {
+    meta.versioning.clone().unwrap_or_else(|| BucketVersioning {
+        state: VersioningState::Unknown,
+        source: "not recorded by the index (made by an older narward; run `narward index` again)"
+            .into(),
+        noncurrent: None,
     })
+}
+
+impl PlanHeader {
+    /// How a delete of this plan removes data: `delete`, or in a bucket that keeps (or may
+    /// keep) versions, `delete marker + noncurrent-version expiry`.
+    pub fn delete_mode(&self) -> &'static str {
+        delete_mode(self.versioning.state)
+    }
+}
+
+fn delete_mode(state: VersioningState) -> &'static str {
+    if state.deletes_leave_versions() {
+        "delete marker + noncurrent-version expiry"
+    } else {
+        "delete"
+    }
+}
+
+/// The restore set: every kept path whose NAR object (found in `objects`, sorted by key)
+/// is in GLACIER or DEEP_ARCHIVE. `paths` is sorted by base name, and so is the result.
+fn restore_set(paths: &[PathDecision], objects: &[ObjectDecision]) -> Vec<RestoreItem> {
+    let object = |k: &str| {
+        objects
+            .binary_search_by(|o| o.key.as_str().cmp(k))
+            .ok()
+            .map(|i| &objects[i])
+    };
+    paths
+        .iter()
+        .filter(|p| p.decision == Decision::Keep)
+        .filter_map(|p| {
+            let o = object(p.nar_key.as_deref()?)?;
+            let class = o.storage_class.as_deref()?;
+            is_archive_class(class).then(|| RestoreItem {
+                path: p.path.clone(),
+                nar_key: o.key.clone(),
+                storage_class: class.to_string(),
+                size: o.size,
+                etag: o.etag.clone(),
+            })
+        })
+        .collect()
 }
 
 /// SHA-256 (hex) of one file's content.
@@ -1107,13 +840,43 @@ impl Plan {
             .with_context(|| format!("creating {}", dir.display()))?;
         index::write_stream_level(&dir.join("paths.bin.zst"), &self.paths, 1)?;
         index::write_stream_level(&dir.join("objects.bin.zst"), &self.objects, 1)?;
+        index::write_stream_level(&dir.join("restore.bin.zst"), &self.restore, 1)?;
         self.write_manifests(&dir.join("manifests"))?;
+        self.write_restore_manifest(&dir.join("manifests"))?;
         // plan.json last: its checksum covers every other file.
         self.header.files = plan_files(dir)?;
         self.header.checksum = header_checksum(&self.header)?;
         let hp = dir.join("plan.json");
         std::fs::write(&hp, serde_json::to_string_pretty(&self.header)?)
             .with_context(|| format!("writing {}", hp.display()))?;
+        Ok(())
+    }
+
+    /// `manifests/restore.csv`: the NARs of the restore set as an S3 Batch Operations
+    /// manifest (bucket, key), ready for a RestoreObject job (`s3://` caches with a
+    /// non-empty restore set only).
+    fn write_restore_manifest(&self, dir: &Path) -> Result<()> {
+        use std::io::Write;
+        let Some((bucket, prefix)) = s3_location(&self.header.cache) else {
+            return Ok(());
+        };
+        if self.restore.is_empty() {
+            return Ok(());
+        }
+        let p = dir.join("restore.csv");
+        let mut w = std::io::BufWriter::new(
+            std::fs::File::create(&p).with_context(|| format!("writing {}", p.display()))?,
+        );
+        for r in &self.restore {
+            let full = format!("{prefix}{}", r.nar_key);
+            writeln!(
+                w,
+                "{}",
+                narward_formats::inventory::batch_manifest_row(&bucket, &full, None)
+            )?;
+        }
+        w.flush()
+            .with_context(|| format!("writing {}", p.display()))?;
         Ok(())
     }
 
@@ -1209,10 +972,16 @@ impl Plan {
             objects.push(x);
             Ok(())
         })?;
+        let mut restore = Vec::new();
+        index::read_stream(&dir.join("restore.bin.zst"), |x| {
+            restore.push(x);
+            Ok(())
+        })?;
         Ok(Plan {
             header,
             paths,
             objects,
+            restore,
         })
     }
 
@@ -1261,6 +1030,16 @@ impl Plan {
         })
     }
 
+    /// The restore-set entry of a kept path (given as for [`Plan::path`]) whose NAR is
+    /// archived.
+    pub fn restore_item(&self, q: &str) -> Option<&RestoreItem> {
+        let p = self.path(q)?;
+        self.restore
+            .binary_search_by(|r| r.path.as_str().cmp(&p.path))
+            .ok()
+            .map(|i| &self.restore[i])
+    }
+
     pub fn object(&self, key: &str) -> Option<&ObjectDecision> {
         self.objects
             .binary_search_by(|o| o.key.as_str().cmp(key))
@@ -1269,11 +1048,17 @@ impl Plan {
     }
 }
 
+mod phases;
+
 #[cfg(test)]
 mod tests {
+    mod cold;
+    mod versioning;
+
     use super::*;
     use crate::index::{IndexMeta, UpdateStats};
     use crate::model::FetchedRecord;
+    use narward_formats::keys::ObjectKind;
     use narward_formats::nixbase32;
     use proptest::prelude::*;
     use std::collections::HashSet;
@@ -1445,6 +1230,7 @@ mod tests {
                 unparseable: 0,
                 last_update: UpdateStats::default(),
                 files: Default::default(),
+                versioning: None,
                 checksum: String::new(),
             },
             objects,

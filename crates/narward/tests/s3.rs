@@ -666,3 +666,318 @@ fn access_logs_of_a_prefixed_cache_keep_paths_read_recently() {
     ));
     assert_eq!(w["decision"], "keep", "{w}");
 }
+
+/// Turn versioning on for `bucket` on the local S3 server.
+fn enable_versioning(bucket: &str) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let o = S3Options {
+            bucket: bucket.into(),
+            endpoint: Some(s3_endpoint()),
+            region: Some("us-east-1".into()),
+            ..Default::default()
+        };
+        let c = cache::s3_client(&o, 1).await.unwrap();
+        c.put_bucket_versioning()
+            .bucket(bucket)
+            .versioning_configuration(
+                aws_sdk_s3::types::VersioningConfiguration::builder()
+                    .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
+}
+
+/// Index the example cache in `bucket`, plan it with the example policy (which archives
+/// unreachable paths and deletes an orphan NAR); the index's and the plan's JSON and the
+/// text of `plan show`.
+fn index_and_plan(st: &Path, bucket: &str) -> (serde_json::Value, serde_json::Value, String) {
+    let idx = json(&narward_ok(
+        st,
+        &["index", "--json", "--cache", &s3_url(bucket, "")],
+    ));
+    let plan = st.join("plan");
+    let policy = repo().join("examples/policy.toml");
+    let p = json(&narward_ok(
+        st,
+        &[
+            "plan",
+            "--json",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--out",
+            plan.to_str().unwrap(),
+        ],
+    ));
+    let show = narward_ok(st, &["plan", "show", plan.to_str().unwrap()]);
+    (idx, p, show)
+}
+
+#[test]
+fn a_versioned_bucket_is_recorded_and_its_savings_are_conditional_on_noncurrent_expiry() {
+    let d = tempfile::tempdir().unwrap();
+    let b = bucket_name("ver");
+    upload(&b, &repo().join("examples/cache"), None);
+    enable_versioning(&b);
+    let (idx, p, show) = index_and_plan(&d.path().join("v"), &b);
+    let v = &idx["versioning"];
+    assert_eq!(v["state"], "enabled", "{idx}");
+    assert_eq!(v["source"], "GetBucketVersioning");
+    // A live listing does not list versions: the bill is a lower bound, and said so.
+    assert!(v["noncurrent"].is_null(), "{v}");
+    let warns = idx["warnings"].to_string();
+    assert!(warns.contains("lower bound"), "{warns}");
+    assert_eq!(p["plan"]["versioning"]["state"], "enabled");
+    let c = &p["cost"]["versioning"];
+    assert_eq!(c["saving_conditional"], true, "{c}");
+    assert_eq!(
+        c["delete_mode"],
+        "delete marker + noncurrent-version expiry"
+    );
+    assert_eq!(c["bill_is_lower_bound"], true);
+    assert!(
+        c["condition"]
+            .as_str()
+            .unwrap()
+            .contains("NoncurrentVersionExpiration")
+    );
+    assert!(
+        show.contains("a delete is: delete marker + noncurrent-version expiry"),
+        "{show}"
+    );
+    assert!(show.contains("CONDITIONAL saving"), "{show}");
+    assert!(show.contains("lower bound"), "{show}");
+}
+
+#[test]
+fn an_unversioned_bucket_plans_plain_deletes_with_their_saving() {
+    let d = tempfile::tempdir().unwrap();
+    let b = bucket_name("nover");
+    upload(&b, &repo().join("examples/cache"), None);
+    let (idx, p, show) = index_and_plan(&d.path().join("u"), &b);
+    let v = &idx["versioning"];
+    assert_eq!(v["state"], "unversioned", "{idx}");
+    // A bucket never versioned has no noncurrent versions: the bill is complete.
+    assert_eq!(v["noncurrent"]["cells"], serde_json::json!([]), "{v}");
+    let c = &p["cost"]["versioning"];
+    assert_eq!(c["saving_conditional"], false, "{c}");
+    assert_eq!(c["bill_is_lower_bound"], false);
+    assert!(show.contains("a delete is: delete\n"), "{show}");
+    assert!(!show.contains("CONDITIONAL"), "{show}");
+}
+
+/// One CSV row of an inventory of all versions.
+fn version_row(
+    bucket: &str,
+    o: &ObjectRecord,
+    version: &str,
+    latest: bool,
+    marker: bool,
+) -> String {
+    let key = narward_formats::inventory::url_encode_key(&o.key);
+    format!(
+        "\"{bucket}\",\"{key}\",\"{version}\",\"{latest}\",\"{marker}\",\"{}\",\"2026-01-01T00:00:00.000Z\",\"{}\",\"{}\"\n",
+        if marker {
+            String::new()
+        } else {
+            o.size.to_string()
+        },
+        o.etag.as_deref().unwrap_or(""),
+        o.storage_class()
+    )
+}
+
+#[test]
+fn the_bill_of_a_versioned_bucket_counts_the_noncurrent_versions_its_inventory_lists() {
+    use md5::Digest;
+    let d = tempfile::tempdir().unwrap();
+    let b = bucket_name("vinv");
+    upload(&b, &repo().join("examples/cache"), None);
+    enable_versioning(&b);
+    let live = d.path().join("live");
+    narward_ok(&live, &["index", "--cache", &s3_url(&b, "")]);
+    let idx = narward::index::Index::load(&live).unwrap();
+    let nar = idx
+        .objects
+        .iter()
+        .find(|o| o.key.starts_with("nar/"))
+        .unwrap();
+    let old = ObjectRecord {
+        size: 3 << 20,
+        storage_class: Some("DEEP_ARCHIVE".into()),
+        ..nar.clone()
+    };
+    let manifest = put_report(d.path(), &b, &b, &idx.objects, |rep, m| {
+        let mut rows: String = idx
+            .objects
+            .iter()
+            .map(|o| version_row(&b, o, "v2", true, false))
+            .collect();
+        rows.push_str(&version_row(&b, &old, "v1", false, false));
+        rows.push_str(&version_row(&b, nar, "v0", false, true));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, rows.as_bytes()).unwrap();
+        let data = gz.finish().unwrap();
+        for e in std::fs::read_dir(rep.join("data")).unwrap() {
+            std::fs::remove_file(e.unwrap().path()).unwrap();
+        }
+        std::fs::write(rep.join("data/part-00000.csv.gz"), &data).unwrap();
+        let mut j: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(m).unwrap()).unwrap();
+        let key = j["files"][0]["key"]
+            .as_str()
+            .unwrap()
+            .rsplit_once('/')
+            .unwrap()
+            .0
+            .to_string();
+        j["files"] = serde_json::json!([{
+            "key": format!("{key}/part-00000.csv.gz"),
+            "size": data.len(),
+            "MD5checksum": hex::encode(md5::Md5::digest(&data)),
+        }]);
+        j["fileSchema"] = "Bucket, Key, VersionId, IsLatest, IsDeleteMarker, Size, LastModifiedDate, ETag, StorageClass".into();
+        write_manifest(m, &serde_json::to_string_pretty(&j).unwrap());
+    });
+    let st = d.path().join("st");
+    let out = index_inventory(&st, &b, "", &manifest);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(m["objects"], 27, "{m}");
+    assert_eq!(m["versioning"]["state"], "enabled", "{m}");
+    assert_eq!(m["versioning"]["noncurrent"]["delete_markers"], 1, "{m}");
+    let plan = st.join("plan");
+    let policy = repo().join("examples/policy.toml");
+    let p = json(&narward_ok(
+        &st,
+        &[
+            "plan",
+            "--json",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--out",
+            plan.to_str().unwrap(),
+        ],
+    ));
+    let c = &p["cost"];
+    assert_eq!(c["versioning"]["noncurrent"]["count"], 1, "{c}");
+    assert_eq!(c["versioning"]["noncurrent"]["bytes"], 3 << 20);
+    assert_eq!(c["versioning"]["bill_is_lower_bound"], false);
+    assert_eq!(
+        c["before"]["objects"], 28,
+        "the noncurrent version is billed"
+    );
+    let show = narward_ok(&st, &["plan", "show", plan.to_str().unwrap()]);
+    assert!(show.contains("noncurrent versions: 1 (3.0 MiB)"), "{show}");
+}
+
+/// Move `key` of `bucket` to storage class `class` (a copy onto itself, as S3 allows).
+fn set_class(bucket: &str, key: &str, class: &str) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let o = S3Options {
+            bucket: bucket.into(),
+            endpoint: Some(s3_endpoint()),
+            region: Some("us-east-1".into()),
+            ..Default::default()
+        };
+        let c = cache::s3_client(&o, 1).await.unwrap();
+        c.copy_object()
+            .bucket(bucket)
+            .key(key)
+            .copy_source(format!("{bucket}/{key}"))
+            .storage_class(class.into())
+            .send()
+            .await
+            .unwrap();
+    });
+}
+
+/// The example policy archiving to `class` with no minimum size, roots by absolute path.
+fn policy_archiving_to(d: &Path, class: &str) -> std::path::PathBuf {
+    let ex = repo().join("examples");
+    let t = std::fs::read_to_string(ex.join("policy.toml"))
+        .unwrap()
+        .replace("\"roots/", &format!("\"{}/roots/", ex.display()))
+        .replace(
+            "archive_storage_class = \"DEEP_ARCHIVE\"",
+            &format!("archive_storage_class = \"{class}\""),
+        )
+        .replace("archive_min_size = \"128KiB\"", "archive_min_size = \"0\"");
+    let p = d.join(format!("policy-{class}.toml"));
+    std::fs::write(&p, t).unwrap();
+    p
+}
+
+#[test]
+fn cold_nars_on_s3_are_hidden_not_copied_and_kept_cold_nars_are_the_restore_set() {
+    let d = tempfile::tempdir().unwrap();
+    let b = bucket_name("cold");
+    upload(&b, &repo().join("examples/cache"), None);
+    let st = d.path().join("st");
+    let policy = policy_archiving_to(d.path(), "GLACIER");
+    let plan_of = |name: &str| {
+        let out = st.join(name);
+        narward_ok(&st, &["index", "--cache", &s3_url(&b, "")]);
+        let text = narward_ok(
+            &st,
+            &[
+                "plan",
+                "--policy",
+                policy.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        );
+        (out.clone(), narward::plan::Plan::read(&out).unwrap(), text)
+    };
+    let (_, before, _) = plan_of("p1");
+    let archived: Vec<&String> = before
+        .paths
+        .iter()
+        .filter(|p| p.decision == narward::plan::Decision::Archive)
+        .filter_map(|p| p.nar_key.as_ref())
+        .filter(|k| before.object(k).is_some())
+        .collect();
+    assert_eq!(archived.len(), 2, "{archived:?}");
+    let kept = before
+        .paths
+        .iter()
+        .find(|p| {
+            p.decision == narward::plan::Decision::Keep
+                && p.nar_key
+                    .as_ref()
+                    .is_some_and(|k| before.object(k).is_some())
+        })
+        .unwrap();
+    let kept_nar = kept.nar_key.clone().unwrap();
+    // One removed NAR already in DEEP_ARCHIVE (the policy says GLACIER), one readable in
+    // GLACIER_IR; one kept path's NAR in DEEP_ARCHIVE.
+    set_class(&b, archived[0], "DEEP_ARCHIVE");
+    set_class(&b, archived[1], "GLACIER_IR");
+    set_class(&b, &kept_nar, "DEEP_ARCHIVE");
+    let (dir, plan, text) = plan_of("p2");
+    let cold = plan.object(archived[0]).unwrap();
+    assert_eq!(cold.storage_class.as_deref(), Some("DEEP_ARCHIVE"));
+    assert_eq!(cold.transition_to, None);
+    let transition = std::fs::read_to_string(dir.join("manifests/transition.csv")).unwrap();
+    assert!(!transition.contains(archived[0].as_str()), "{transition}");
+    assert!(transition.contains(archived[1].as_str()), "{transition}");
+    let hide = std::fs::read_to_string(dir.join("manifests/hide.csv")).unwrap();
+    assert_eq!(hide.lines().count(), 3, "{hide}");
+    // The kept path whose NAR is archived: the restore set, warned about, explained.
+    assert_eq!(plan.restore.len(), 1, "{:?}", plan.restore);
+    assert_eq!(plan.restore[0].nar_key, kept_nar);
+    let restore = std::fs::read_to_string(dir.join("manifests/restore.csv")).unwrap();
+    assert_eq!(restore.trim(), format!("{b},{kept_nar}"));
+    assert!(text.contains("warning: 1 kept paths"), "{text}");
+    let why = narward_ok(&st, &["why", "--plan", dir.to_str().unwrap(), &kept.path]);
+    assert!(why.contains("must be restored"), "{why}");
+}

@@ -193,6 +193,25 @@ impl Cache {
         }
     }
 
+    /// Whether the cache's bucket keeps versions (`file://`: never).
+    ///
+    /// # Errors
+    /// S3 errors after retries (GetBucketVersioning refused, for one).
+    pub async fn versioning(&self) -> Result<crate::model::VersioningState> {
+        match self {
+            Cache::File(_) => Ok(crate::model::VersioningState::Unversioned),
+            Cache::S3(c) => c.versioning().await,
+        }
+    }
+
+    /// Where [`Cache::versioning`] learns the state, for the index's record.
+    pub fn versioning_source(&self) -> &'static str {
+        match self {
+            Cache::File(_) => "file:// (no versioning)",
+            Cache::S3(_) => "GetBucketVersioning",
+        }
+    }
+
     /// Metadata of one object; `Ok(None)` when it does not exist.
     ///
     /// # Errors

@@ -160,6 +160,27 @@ fn start_after_for(bound: &str) -> Option<String> {
     Some(s)
 }
 
+/// The versioning state in a GetBucketVersioning answer whose root element the SDK does
+/// not accept: `<Status>Enabled</Status>` or `Suspended`; no `Status` means never
+/// enabled. `None` when the text is not such an answer.
+fn versioning_from_xml(body: &[u8]) -> Option<crate::model::VersioningState> {
+    use crate::model::VersioningState as V;
+    let t = std::str::from_utf8(body).ok()?;
+    if !t.contains("VersioningResponse") && !t.contains("VersioningConfiguration") {
+        return None;
+    }
+    let status = t
+        .split_once("<Status>")
+        .and_then(|(_, rest)| rest.split_once("</Status>"))
+        .map(|(s, _)| s.trim());
+    Some(match status {
+        None => V::Unversioned,
+        Some("Enabled") => V::Enabled,
+        Some("Suspended") => V::Suspended,
+        Some(_) => V::Unknown,
+    })
+}
+
 impl S3Cache {
     /// # Errors
     /// Configuration problems.
@@ -303,6 +324,46 @@ impl S3Cache {
         }
     }
 
+    /// The bucket's versioning state (GetBucketVersioning: no status means never enabled).
+    ///
+    /// # Errors
+    /// S3 errors after retries (the permission `s3:GetBucketVersioning` missing, for one).
+    pub async fn versioning(&self) -> Result<crate::model::VersioningState> {
+        use crate::model::VersioningState as V;
+        use aws_sdk_s3::types::BucketVersioningStatus as S;
+        let r = match self
+            .client
+            .get_bucket_versioning()
+            .bucket(&self.bucket)
+            .send()
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                // Some S3-compatible servers (moto) name the answer's root element
+                // differently, which the SDK refuses: read a 200 answer's body leniently.
+                if let Some(state) = e
+                    .raw_response()
+                    .filter(|r| r.status().as_u16() == 200)
+                    .and_then(|r| r.body().bytes())
+                    .and_then(versioning_from_xml)
+                {
+                    return Ok(state);
+                }
+                return Err(sdk_err(
+                    format!("GetBucketVersioning s3://{}{}", self.bucket, self.at),
+                    e,
+                ));
+            }
+        };
+        Ok(match r.status() {
+            None => V::Unversioned,
+            Some(S::Enabled) => V::Enabled,
+            Some(S::Suspended) => V::Suspended,
+            Some(_) => V::Unknown,
+        })
+    }
+
     /// # Errors
     /// S3 errors after retries.
     pub async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
@@ -332,6 +393,31 @@ impl S3Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn versioning_answers_with_another_root_element_are_read_leniently() {
+        use crate::model::VersioningState as V;
+        let x = |b: &str| versioning_from_xml(b.as_bytes());
+        let ns = r#"xmlns="http://s3.amazonaws.com/doc/2006-03-01/""#;
+        assert_eq!(
+            x(&format!(
+                "<?xml version=\"1.0\"?>\n<GetBucketVersioningResponse {ns}><Status>Enabled</Status></GetBucketVersioningResponse>"
+            )),
+            Some(V::Enabled)
+        );
+        assert_eq!(
+            x(&format!(
+                "<GetBucketVersioningResponse {ns}><Status>Suspended</Status></GetBucketVersioningResponse>"
+            )),
+            Some(V::Suspended)
+        );
+        assert_eq!(
+            x(&format!("<GetBucketVersioningResponse {ns}/>")),
+            Some(V::Unversioned)
+        );
+        assert_eq!(x("<Error><Code>AccessDenied</Code></Error>"), None);
+        assert_eq!(x("\u{0}\u{ff}"), None);
+    }
 
     #[test]
     fn ranges_cover_every_key_exactly_once() {

@@ -355,6 +355,7 @@ async fn cmd_index(g: &Global, a: IndexArgs) -> Result<ExitCode> {
         Some(loc) => inventory_source(loc, &url, &a, timeouts, &mut warnings).await?,
     };
     let (idx, st) = index::update(&g.state, &url_text, &url, &cache, source, a.concurrency).await?;
+    warnings.extend(versioning_warning(&idx.meta));
     if st.listed == 0 {
         warnings.push(format!(
             "the listing of {} is empty: check the bucket and prefix (a typo'd or percent-encoded prefix lists nothing)",
@@ -390,6 +391,24 @@ async fn cmd_index(g: &Global, a: IndexArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A warning when the index does not know the bucket's versioning, or knows the bucket
+/// keeps versions the listing does not show (then bills are lower bounds).
+fn versioning_warning(meta: &index::IndexMeta) -> Option<String> {
+    use narward::model::VersioningState as V;
+    let v = meta.versioning.as_ref()?;
+    match (v.state, &v.noncurrent) {
+        (V::Unknown, _) => Some(format!(
+            "the bucket's versioning is {}: plans treat deletes as delete markers and claim no saving from them until noncurrent versions expire",
+            v.source
+        )),
+        (V::Enabled | V::Suspended, None) => Some(format!(
+            "bucket versioning is {}: a live listing does not list noncurrent versions, so bills count current objects only (a lower bound); index from an S3 Inventory of all versions to count them",
+            v.state.as_str()
+        )),
+        _ => None,
+    }
+}
+
 /// Read the inventory at `loc` as the listing of the cache `url`; returns it and the
 /// number of rows outside the cache's prefix (also added to `warnings` when not 0).
 async fn inventory_source(
@@ -415,6 +434,7 @@ async fn inventory_source(
     let source = ListingSource::Inventory {
         location: loc.to_string(),
         objects: l.objects,
+        noncurrent: l.noncurrent,
     };
     Ok((source, l.outside_prefix))
 }

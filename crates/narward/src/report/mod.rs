@@ -303,6 +303,30 @@ fn root_groups(policy: &Policy) -> Vec<(String, &[crate::policy::Root])> {
     out
 }
 
+/// What the bill says about versions: the noncurrent versions it includes, or that it
+/// counts current objects only (a lower bound) in a bucket that keeps versions.
+fn versioning_note(meta: &crate::index::IndexMeta) -> Option<String> {
+    let state = meta
+        .versioning
+        .as_ref()
+        .map_or(crate::model::VersioningState::Unknown, |v| v.state);
+    match meta.versioning.as_ref().and_then(|v| v.noncurrent.as_ref()) {
+        Some(n) if n.total().0 > 0 => {
+            let (count, bytes) = n.total();
+            Some(format!(
+                "Bucket versioning: {}. The bill includes {count} noncurrent versions ({}) listed by the inventory.",
+                state.as_str(),
+                crate::explain::human_bytes(bytes)
+            ))
+        }
+        Some(_) => None,
+        None => Some(format!(
+            "Bucket versioning: {}. The listing does not list noncurrent versions, so the bill counts current objects only: a lower bound (index from an S3 Inventory of all versions to count them).",
+            state.as_str()
+        )),
+    }
+}
+
 /// Build the report data. Pure: everything comes from the arguments; `now` is unix seconds.
 pub fn build(
     index: &Index,
@@ -311,8 +335,14 @@ pub fn build(
     pricing: &Pricing,
     now: i64,
 ) -> ReportData {
-    let bill = cost::monthly_bill(&index.objects, pricing);
-    let totals_bytes: u64 = index.objects.iter().map(|o| o.size).sum();
+    let noncurrent = index
+        .meta
+        .versioning
+        .as_ref()
+        .and_then(|v| v.noncurrent.as_ref());
+    let bill = cost::monthly_bill_with_versions(&index.objects, noncurrent, pricing);
+    let totals_bytes: u64 =
+        index.objects.iter().map(|o| o.size).sum::<u64>() + noncurrent.map_or(0, |n| n.total().1);
     let usd_per_byte = if totals_bytes > 0 {
         bill.monthly_usd / totals_bytes as f64
     } else {
@@ -581,6 +611,7 @@ pub fn build(
         "Intelligent-Tiering objects are billed at the Frequent Access rate (a listing does not say which tier holds them): an upper bound.".into(),
         "Name families strip the version (Nix's rule: it starts at the first '-' followed by a non-letter); *-debug outputs, ISO/disk images and sources are grouped on their own. Path bytes are the sizes of the NAR objects the narinfos point to.".into(),
     ];
+    notes.extend(versioning_note(&index.meta));
     if !bill.unpriced_classes.is_empty() {
         notes.push(format!(
             "Storage classes not in the pricing table, billed as STANDARD: {}.",

@@ -228,6 +228,7 @@ fn synthetic(n: usize) -> Synthetic {
             unparseable: 0,
             last_update: UpdateStats::default(),
             files: Default::default(),
+            versioning: None,
             checksum: String::new(),
         },
         objects,
@@ -437,6 +438,7 @@ fn an_empty_index_renders() {
             unparseable: 0,
             last_update: UpdateStats::default(),
             files: Default::default(),
+            versioning: None,
             checksum: String::new(),
         },
         objects: Vec::new(),
@@ -452,4 +454,38 @@ fn an_empty_index_renders() {
             .unwrap()
             .contains("NaN")
     );
+}
+
+#[test]
+fn the_report_bill_counts_noncurrent_versions_or_says_it_is_a_lower_bound() {
+    use crate::model::{BucketVersioning, NoncurrentVersions, VersioningState};
+    let s = synthetic(40);
+    let mut index = s.index.clone();
+    let p = Pricing::default_aws();
+    let plain = build(&index, None, &[], &p, NOW);
+    let mut n = NoncurrentVersions::default();
+    n.add(&format!("nar/{}.nar.xz", "0".repeat(52)), 1 << 30, None);
+    n.add(&format!("nar/{}.nar.xz", "1".repeat(52)), 1 << 20, None);
+    index.meta.versioning = Some(BucketVersioning {
+        state: VersioningState::Enabled,
+        source: "test".into(),
+        noncurrent: Some(n),
+    });
+    let d = build(&index, None, &[], &p, NOW);
+    assert_eq!(d.bill.objects, plain.bill.objects + 2);
+    assert!(d.bill.monthly_usd > plain.bill.monthly_usd + 0.02);
+    let notes = d.notes.join("\n");
+    assert!(notes.contains("includes 2 noncurrent versions"), "{notes}");
+    // Versions not listed: said to be a lower bound.
+    index.meta.versioning.as_mut().unwrap().noncurrent = None;
+    let notes = build(&index, None, &[], &p, NOW).notes.join("\n");
+    assert!(notes.contains("lower bound"), "{notes}");
+    // A bucket never versioned: nothing to say.
+    index.meta.versioning = Some(BucketVersioning {
+        state: VersioningState::Unversioned,
+        source: "test".into(),
+        noncurrent: Some(NoncurrentVersions::default()),
+    });
+    let notes = build(&index, None, &[], &p, NOW).notes.join("\n");
+    assert!(!notes.contains("versioning"), "{notes}");
 }
