@@ -1,0 +1,1 @@
+//! The apply journal (placeholder until written below).
