@@ -53,7 +53,10 @@ pub enum Record {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct State {
     pub begin: Begin,
+    /// Skips of the re-check (before `checked`): they shape the program.
     pub skips: Vec<Skip>,
+    /// Skips while running (after `checked`): reported only.
+    pub runtime_skips: Vec<Skip>,
     pub checked: bool,
     /// The first batch not marked done (batches run in order).
     pub next_seq: u64,
@@ -202,6 +205,7 @@ fn apply_record(state: &mut Option<State>, rec: Record, path: &Path, lineno: usi
         *state = Some(State {
             begin: b,
             skips: Vec::new(),
+            runtime_skips: Vec::new(),
             checked: false,
             next_seq: 0,
             in_flight: None,
@@ -211,6 +215,7 @@ fn apply_record(state: &mut Option<State>, rec: Record, path: &Path, lineno: usi
     };
     match rec {
         Record::Begin(_) => bail!("journal {} line {lineno}: a second begin record", path.display()),
+        Record::Skip(k) if s.checked => s.runtime_skips.push(k),
         Record::Skip(k) => s.skips.push(k),
         Record::Checked => s.checked = true,
         Record::Announce { seq } => s.in_flight = Some(seq),

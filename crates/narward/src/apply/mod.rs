@@ -7,6 +7,7 @@
 pub mod exec;
 pub mod journal;
 pub mod program;
+pub mod recover;
 
 use serde::{Deserialize, Serialize};
 
