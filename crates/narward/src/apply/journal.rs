@@ -98,22 +98,30 @@ impl Journal {
     pub fn create(dir: &Path, begin: Begin) -> Result<Journal> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let path = dir.join("journal");
+        // The begin record is written to a temporary file and linked into place, so a
+        // crash leaves either no journal or one that starts with `begin`.
+        let tmp = dir.join("journal.tmp");
+        let mut f =
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        f.write_all(line(&Record::Begin(begin))?.as_bytes())
+            .and_then(|()| f.sync_all())
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        let linked = std::fs::hard_link(&tmp, &path);
+        let _ = std::fs::remove_file(&tmp);
+        linked.with_context(|| {
+            format!(
+                "journal {}: an apply of this plan was started already (use --resume)",
+                path.display()
+            )
+        })?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("syncing {}", dir.display()))?;
         let file = std::fs::File::options()
             .append(true)
-            .create_new(true)
             .open(&path)
-            .with_context(|| {
-                format!(
-                    "journal {}: an apply of this plan was started already (use --resume)",
-                    path.display()
-                )
-            })?;
-        let mut j = Journal { path, file };
-        j.append(&Record::Begin(begin))?;
-        if let Some(d) = dir.parent() {
-            std::fs::File::open(d).and_then(|f| f.sync_all()).ok();
-        }
-        Ok(j)
+            .with_context(|| format!("journal {}", path.display()))?;
+        Ok(Journal { path, file })
     }
 
     /// Open an existing journal for appending, with what it says.
@@ -173,7 +181,11 @@ pub fn read_records(text: &[u8], path: &Path) -> Result<(State, u64)> {
     while pos < text.len() {
         lineno += 1;
         let end = text[pos..].iter().position(|&b| b == b'\n');
-        let rec = end.and_then(|e| std::str::from_utf8(&text[pos..pos + e]).ok().and_then(parse_line));
+        let rec = end.and_then(|e| {
+            std::str::from_utf8(&text[pos..pos + e])
+                .ok()
+                .and_then(parse_line)
+        });
         let Some(rec) = rec else {
             let last = end.is_none_or(|e| pos + e + 1 == text.len());
             if last && let Some(s) = state {
@@ -200,7 +212,10 @@ fn bail_begin<T>(path: &Path) -> Result<T> {
 fn apply_record(state: &mut Option<State>, rec: Record, path: &Path, lineno: usize) -> Result<()> {
     let Some(s) = state else {
         let Record::Begin(b) = rec else {
-            bail!("journal {} line {lineno}: expected the begin record", path.display());
+            bail!(
+                "journal {} line {lineno}: expected the begin record",
+                path.display()
+            );
         };
         *state = Some(State {
             begin: b,
@@ -214,7 +229,10 @@ fn apply_record(state: &mut Option<State>, rec: Record, path: &Path, lineno: usi
         return Ok(());
     };
     match rec {
-        Record::Begin(_) => bail!("journal {} line {lineno}: a second begin record", path.display()),
+        Record::Begin(_) => bail!(
+            "journal {} line {lineno}: a second begin record",
+            path.display()
+        ),
         Record::Skip(k) if s.checked => s.runtime_skips.push(k),
         Record::Skip(k) => s.skips.push(k),
         Record::Checked => s.checked = true,

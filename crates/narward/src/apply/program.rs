@@ -206,9 +206,19 @@ pub fn program(plan: &Plan, skips: &BTreeSet<String>, layout: &Layout) -> Vec<Ba
                 continue;
             };
             if layout.archives_in_place {
-                (Phase::Archive, Loc::cache(o.key.clone()), Some(class.clone()), false)
+                (
+                    Phase::Archive,
+                    Loc::cache(o.key.clone()),
+                    Some(class.clone()),
+                    false,
+                )
             } else {
-                (Phase::Archive, Loc::archive(o.key.clone()), Some(class.clone()), true)
+                (
+                    Phase::Archive,
+                    Loc::archive(o.key.clone()),
+                    Some(class.clone()),
+                    true,
+                )
             }
         } else {
             let to = Loc::quarantine(quarantine_key(&layout.quarantine_stamp, &o.key));

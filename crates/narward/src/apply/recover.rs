@@ -38,7 +38,9 @@ pub async fn quarantine_index<S: Store>(store: &S, o: &ExecOptions) -> Result<Qu
     let mut m: QuarantineIndex = BTreeMap::new();
     for r in retry(o, || store.list(Area::Quarantine, "")).await? {
         if let Some((stamp, key)) = r.key.split_once('/') {
-            m.entry(key.to_string()).or_default().push(stamp.to_string());
+            m.entry(key.to_string())
+                .or_default()
+                .push(stamp.to_string());
         }
     }
     Ok(m)
@@ -171,7 +173,9 @@ async fn nar_source<S: Store>(store: &S, found: &Found, url: &str, o: &ExecOptio
             return Ok(c);
         }
     }
-    bail!("cannot recover: the NAR {url} is neither in the cache nor in the quarantine or archive area")
+    bail!(
+        "cannot recover: the NAR {url} is neither in the cache nor in the quarantine or archive area"
+    )
 }
 
 /// Recover the path `hash`, and with `closure` every removed path it references

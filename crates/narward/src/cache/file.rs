@@ -315,7 +315,7 @@ impl FileCache {
 
 /// Objects whose ETag is their content's MD5: small, read by the index, and worth
 /// refetching whenever their content changes.
-fn is_small_metadata(key: &str) -> bool {
+pub(crate) fn is_small_metadata(key: &str) -> bool {
     matches!(
         keys::classify(key),
         ObjectKind::Narinfo(_) | ObjectKind::DebugInfo(_)

@@ -12,21 +12,22 @@
 //! a symlink out of a root either: the parent directory of a written file must resolve
 //! inside the root.
 //!
-//! Every write goes to a temporary file (`.narward-tmp-…`) in the destination's
+//! Every write goes to a temporary file (`.narward-tmp-<name>`) in the destination's
 //! directory, is fsynced, then renamed into place (put-if-absent links it instead, which
 //! fails when the name is taken), and the directory is fsynced: a crash leaves either no
 //! file or the whole file at a final name. Copies keep the source's modification time, so
 //! a copy has the same ETag as its source under the `file://` listing's rule (content MD5
 //! for narinfos and debuginfo, size+mtime otherwise) and the plan's ETags match.
 
-use super::file::FileCache;
+use super::ObjectMeta;
+use super::file::{FileCache, is_small_metadata};
 use super::store::{
     Area, BatchDeleteResult, CopyOptions, Loc, PutOutcome, RestoreOutcome, Store, StoreError,
     StoreErrorKind, StoreResult, Tier, Versioning,
 };
-use super::ObjectMeta;
 use crate::model::ObjectRecord;
 use anyhow::{Context, Result, bail};
+use md5::{Digest, Md5};
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 
@@ -106,9 +107,28 @@ impl FileStore {
     }
 
     fn head_sync(&self, loc: &Loc) -> StoreResult<Option<ObjectMeta>> {
-        self.root(loc.area)
+        let m = self
+            .root(loc.area)
             .head(&loc.key)
-            .map_err(|e| anyhow_err("head", loc, &e))
+            .map_err(|e| anyhow_err("head", loc, &e))?;
+        // `<stamp>/<key>` in the quarantine area has the ETag its key has in the cache.
+        let stamped = loc.key.split_once('/').map(|(_, rest)| rest);
+        match (m, stamped) {
+            (Some(mut m), Some(rest))
+                if loc.area == Area::Quarantine
+                    && is_small_metadata(rest)
+                    && !is_small_metadata(&loc.key) =>
+            {
+                let bytes = self
+                    .root(loc.area)
+                    .get(&loc.key)
+                    .map_err(|e| anyhow_err("head", loc, &e))?
+                    .unwrap_or_default();
+                m.etag = Some(hex::encode(Md5::digest(&bytes)));
+                Ok(Some(m))
+            }
+            (m, _) => Ok(m),
+        }
     }
 
     /// The path to write `loc` at, with its parent directory created and checked to lie
@@ -144,9 +164,9 @@ impl FileStore {
     }
 
     fn copy_sync(&self, from: &Loc, to: &Loc, opts: &CopyOptions) -> StoreResult<ObjectMeta> {
-        let src_meta = self
-            .head_sync(from)?
-            .ok_or_else(|| StoreError::new(StoreErrorKind::NotFound, "copy", from, "no such object"))?;
+        let src_meta = self.head_sync(from)?.ok_or_else(|| {
+            StoreError::new(StoreErrorKind::NotFound, "copy", from, "no such object")
+        })?;
         if let Some(want) = &opts.if_match
             && src_meta.etag.as_deref() != Some(want.as_str())
         {
@@ -178,7 +198,9 @@ impl FileStore {
             .root(from.area)
             .existing_file(&from.key)
             .map_err(|e| anyhow_err("copy", from, &e))?
-            .ok_or_else(|| StoreError::new(StoreErrorKind::NotFound, "copy", from, "no such object"))?;
+            .ok_or_else(|| {
+                StoreError::new(StoreErrorKind::NotFound, "copy", from, "no such object")
+            })?;
         let dest = self.dest_path("copy", to)?;
         let mtime = std::fs::metadata(&src)
             .and_then(|m| m.modified())
@@ -191,7 +213,12 @@ impl FileStore {
         .map_err(|e| io_err("copy", to, &e))?;
         finish_rename(&tmp, &dest).map_err(|e| io_err("copy", to, &e))?;
         let got = self.head_sync(to)?.ok_or_else(|| {
-            StoreError::new(StoreErrorKind::Other, "copy", to, "copy vanished after rename")
+            StoreError::new(
+                StoreErrorKind::Other,
+                "copy",
+                to,
+                "copy vanished after rename",
+            )
         })?;
         if got.size != src_meta.size || got.etag != src_meta.etag {
             return Err(StoreError::new(
@@ -251,7 +278,12 @@ impl FileStore {
             .map_err(|e| anyhow_err("list", &loc, &e))?;
         v.retain(|o| {
             o.key.starts_with(prefix)
-                && !o.key.rsplit('/').next().unwrap_or("").starts_with(TMP_PREFIX)
+                && !o
+                    .key
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or("")
+                    .starts_with(TMP_PREFIX)
         });
         v.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(v)
@@ -329,6 +361,9 @@ impl Store for FileStore {
 }
 
 /// Write a temporary file beside `dest` with `fill`, fsynced; returns its path.
+///
+/// The temporary name is fixed per destination (`.narward-tmp-<name>`), so one left by a
+/// crash is overwritten by the repeated step instead of lingering.
 fn write_tmp(
     dest: &Path,
     fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
@@ -338,15 +373,12 @@ fn write_tmp(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(
-        "{TMP_PREFIX}{}-{}-{name}",
-        std::process::id(),
-        rand::random::<u64>()
-    ));
+    let tmp = dir.join(format!("{TMP_PREFIX}{name}"));
     let r = (|| {
         let mut f = std::fs::File::options()
             .write(true)
-            .create_new(true)
+            .create(true)
+            .truncate(true)
             .open(&tmp)?;
         fill(&mut f)?;
         f.sync_all()

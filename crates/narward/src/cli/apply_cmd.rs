@@ -134,7 +134,9 @@ fn check_confirm(url: &CacheUrl, given: Option<&str>) -> Result<()> {
     match given {
         Some(g) if g == name && !name.is_empty() => Ok(()),
         Some(g) => bail!("--confirm {g:?} does not match the cache's name {name:?}: refusing"),
-        None => bail!("this changes the cache: repeat its name with --confirm {name} (or use --dry-run)"),
+        None => bail!(
+            "this changes the cache: repeat its name with --confirm {name} (or use --dry-run)"
+        ),
     }
 }
 
@@ -165,7 +167,11 @@ async fn run_job<S: Store>(g: &Global, store: &S, url: &CacheUrl, job: Job) -> R
                 print_json(&r)?;
             } else {
                 for x in &r {
-                    println!("recovered {} (NAR {})", x.narinfo, x.nar.as_deref().unwrap_or("-"));
+                    println!(
+                        "recovered {} (NAR {})",
+                        x.narinfo,
+                        x.nar.as_deref().unwrap_or("-")
+                    );
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -176,7 +182,13 @@ async fn run_job<S: Store>(g: &Global, store: &S, url: &CacheUrl, job: Job) -> R
 /// `narward apply …`.
 pub async fn run(g: &Global, a: ApplyArgs) -> Result<ExitCode> {
     if a.resume {
-        let (dir, state) = unfinished_journal(&g.state)?;
+        let Some((dir, state)) = unfinished_journal(&g.state)? else {
+            eprintln!(
+                "narward: every apply in {} has finished: nothing to resume",
+                g.state.join("apply").display()
+            );
+            return Ok(ExitCode::SUCCESS);
+        };
         let plan_url = Plan::read(&state.begin.plan_dir)
             .with_context(|| format!("the plan of journal {}", dir.display()))?
             .header
@@ -286,7 +298,9 @@ fn lock_apply(state: &Path) -> Result<std::fs::File> {
         Err(std::fs::TryLockError::WouldBlock) => {
             bail!("another narward apply is running on {}", state.display())
         }
-        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("locking {}", p.display())),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", p.display()))
+        }
     }
 }
 
@@ -403,8 +417,16 @@ fn dry_run<S: Store>(g: &Global, store: &S, batches: &[Batch], skips: &[Skip]) -
         for op in &b.ops {
             e.0 += 1;
             e.1 += op.size;
-            let class = op.storage_class.as_deref().map(|c| format!(" class {c}")).unwrap_or_default();
-            let cond = op.etag.as_deref().map(|t| format!(" if-match {t}")).unwrap_or_default();
+            let class = op
+                .storage_class
+                .as_deref()
+                .map(|c| format!(" class {c}"))
+                .unwrap_or_default();
+            let cond = op
+                .etag
+                .as_deref()
+                .map(|t| format!(" if-match {t}"))
+                .unwrap_or_default();
             requests.push(format!("COPY cache:{} -> {}{class}{cond}", op.key, op.to));
             e.2 += 1;
             if op.delete_source {
@@ -421,7 +443,10 @@ fn dry_run<S: Store>(g: &Global, store: &S, batches: &[Batch], skips: &[Skip]) -
             "skipped": skips,
         }))?;
     } else {
-        println!("dry run on {}: nothing is changed", store.describe(Area::Cache));
+        println!(
+            "dry run on {}: nothing is changed",
+            store.describe(Area::Cache)
+        );
         for r in &requests {
             println!("{r}");
         }
@@ -435,29 +460,41 @@ fn dry_run<S: Store>(g: &Global, store: &S, batches: &[Batch], skips: &[Skip]) -
     Ok(ExitCode::SUCCESS)
 }
 
-/// The one unfinished journal of the state directory.
-fn unfinished_journal(state: &Path) -> Result<(PathBuf, State)> {
+/// The one unfinished journal of the state directory (`None`: there are journals and
+/// all have finished).
+fn unfinished_journal(state: &Path) -> Result<Option<(PathBuf, State)>> {
     let root = state.join("apply");
     let mut found = Vec::new();
-    let rd = std::fs::read_dir(&root).with_context(|| format!("no apply to resume in {}", root.display()))?;
+    let rd = std::fs::read_dir(&root)
+        .with_context(|| format!("no apply to resume in {}", root.display()))?;
     for e in rd {
-        let d = e.with_context(|| format!("listing {}", root.display()))?.path();
+        let d = e
+            .with_context(|| format!("listing {}", root.display()))?
+            .path();
         if !d.join("journal").is_file() {
             continue;
         }
-        let text = std::fs::read(d.join("journal")).with_context(|| format!("journal in {}", d.display()))?;
+        let text = std::fs::read(d.join("journal"))
+            .with_context(|| format!("journal in {}", d.display()))?;
         let (s, _) = journal::read_records(&text, &d.join("journal"))?;
         if !s.finished {
             found.push((d, s));
         }
     }
+    let any =
+        std::fs::read_dir(&root)?.any(|e| e.is_ok_and(|e| e.path().join("journal").is_file()));
     match found.len() {
-        1 => Ok(found.remove(0)),
-        0 => bail!("no interrupted apply in {}: nothing to resume", root.display()),
+        1 => Ok(Some(found.remove(0))),
+        0 if any => Ok(None),
+        0 => bail!("no apply to resume in {}", root.display()),
         _ => bail!(
             "several interrupted applies in {}: {}",
             root.display(),
-            found.iter().map(|(d, _)| d.display().to_string()).collect::<Vec<_>>().join(", ")
+            found
+                .iter()
+                .map(|(d, _)| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }

@@ -39,7 +39,10 @@ fn resume_state_is_a_cursor_with_the_batch_in_flight() {
     assert!(s.checked && !s.finished);
     assert_eq!((s.next_seq, s.in_flight), (1, Some(1)));
     assert_eq!(s.skips.len(), 1);
-    assert!(Journal::create(&dir, begin()).is_err(), "never started twice");
+    assert!(
+        Journal::create(&dir, begin()).is_err(),
+        "never started twice"
+    );
 }
 
 #[test]
@@ -67,7 +70,10 @@ fn damaged_record_is_refused_naming_the_file_and_line() {
     assert_ne!(damaged, text);
     std::fs::write(&p, damaged).unwrap();
     let e = format!("{:#}", Journal::open(&dir).err().unwrap());
-    assert!(e.contains(&p.display().to_string()) && e.contains("line 4"), "{e}");
+    assert!(
+        e.contains(&p.display().to_string()) && e.contains("line 4"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -194,9 +194,20 @@ fn layout() -> Layout {
 
 fn run(s: &Spec) -> (Plan, Vec<Batch>) {
     let plan = planned(s);
-    let kept = plan.paths.iter().filter(|p| p.decision == Decision::Keep).count();
-    assert_eq!(kept, reachable(s).len(), "the test cache must plan removals");
-    let skips: BTreeSet<String> = recheck(&plan, &fresh(s)).into_iter().map(|k| k.key).collect();
+    let kept = plan
+        .paths
+        .iter()
+        .filter(|p| p.decision == Decision::Keep)
+        .count();
+    assert_eq!(
+        kept,
+        reachable(s).len(),
+        "the test cache must plan removals"
+    );
+    let skips: BTreeSet<String> = recheck(&plan, &fresh(s))
+        .into_iter()
+        .map(|k| k.key)
+        .collect();
     let prog = program(&plan, &skips, &layout());
     (plan, prog)
 }
@@ -331,7 +342,12 @@ fn a_narinfo_uploaded_since_the_plan_keeps_the_removed_closure_it_references() {
         changed: vec![],
     };
     let plan = planned(&s);
-    assert!(plan.path(&hash(0)).unwrap().decision == Decision::Delete, "{:?} {:?}", plan.paths, plan.objects);
+    assert!(
+        plan.path(&hash(0)).unwrap().decision == Decision::Delete,
+        "{:?} {:?}",
+        plan.paths,
+        plan.objects
+    );
     let skips = recheck(&plan, &fresh(&s));
     for i in 0..3 {
         for k in [format!("{}.narinfo", hash(i)), nar(i)] {

@@ -38,7 +38,10 @@ fn default_dirs_are_beside_the_cache_and_overlap_is_refused() {
     assert!(a.ends_with("cache.narward-archive"), "{a:?}");
     assert!(q.ends_with("cache.narward-quarantine"), "{q:?}");
     let inside = f.cache.join("arch");
-    let e = FileStore::open(&f.cache, &inside, &q).err().unwrap().to_string();
+    let e = FileStore::open(&f.cache, &inside, &q)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(e.contains("overlap"), "{e}");
 }
 
@@ -151,7 +154,11 @@ fn writes_never_follow_a_symlink_out_of_the_root() {
     block(async {
         let e = f
             .store
-            .copy(&Loc::cache(NAR), &Loc::archive(NAR), &CopyOptions::default())
+            .copy(
+                &Loc::cache(NAR),
+                &Loc::archive(NAR),
+                &CopyOptions::default(),
+            )
             .await
             .unwrap_err();
         assert_eq!(e.kind, StoreErrorKind::Denied, "{e}");
@@ -164,7 +171,10 @@ fn restore_is_not_archived_and_versioning_is_off() {
     let f = fx();
     block(async {
         assert_eq!(
-            f.store.restore(&Loc::cache(NAR), 1, Tier::Bulk).await.unwrap(),
+            f.store
+                .restore(&Loc::cache(NAR), 1, Tier::Bulk)
+                .await
+                .unwrap(),
             RestoreOutcome::NotArchived
         );
         assert_eq!(
@@ -172,6 +182,55 @@ fn restore_is_not_archived_and_versioning_is_off() {
             Versioning::Unversioned
         );
         assert!(!f.store.archives_in_place());
-        assert!(f.store.describe(Area::Archive).ends_with("cache.narward-archive"));
+        assert!(
+            f.store
+                .describe(Area::Archive)
+                .ends_with("cache.narward-archive")
+        );
     });
+}
+
+#[test]
+fn a_stamped_narinfo_in_quarantine_keeps_its_content_etag() {
+    let f = fx();
+    block(async {
+        let src = f.store.head(&Loc::cache(NI)).await.unwrap().unwrap();
+        let to = Loc::quarantine(format!("1700000000/{NI}"));
+        let opts = CopyOptions {
+            if_match: src.etag.clone(),
+            if_absent: true,
+            ..Default::default()
+        };
+        let got = f.store.copy(&Loc::cache(NI), &to, &opts).await.unwrap();
+        assert_eq!(got.etag, src.etag);
+    });
+}
+
+#[test]
+fn a_temporary_file_left_by_a_crash_is_replaced_by_the_repeated_copy() {
+    let f = fx();
+    let stale = f
+        .store
+        .archive
+        .root()
+        .join("nar")
+        .join(format!("{TMP_PREFIX}{}", &NAR[4..]));
+    std::fs::create_dir_all(stale.parent().unwrap()).unwrap();
+    std::fs::write(&stale, b"half a NAR").unwrap();
+    block(async {
+        let opts = CopyOptions {
+            if_absent: true,
+            ..Default::default()
+        };
+        f.store
+            .copy(&Loc::cache(NAR), &Loc::archive(NAR), &opts)
+            .await
+            .unwrap();
+    });
+    assert!(!stale.exists());
+    let names: Vec<_> = std::fs::read_dir(f.store.archive.root().join("nar"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
 }
