@@ -514,3 +514,53 @@ fn kill_and_resume_reaches_the_state_of_an_uninterrupted_run() {
     }
     assert!(kills >= 50, "only {kills} kill points");
 }
+
+/// `scripts/nix-substitute-check.sh` against the file:// cache of `fx`.
+fn nix_substitute(fx: &Fx, paths: &[String]) -> std::process::Output {
+    let key = std::fs::read_to_string(repo().join("examples/trusted-key.txt")).unwrap();
+    Command::new("bash")
+        .arg(repo().join("scripts/nix-substitute-check.sh"))
+        .arg(format!("file://{}", fx.cache().display()))
+        .arg(key.trim())
+        .args(paths)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn real_nix_substitutes_every_root_after_apply_and_a_removed_path_after_recover() {
+    if !nix_available() {
+        return;
+    }
+    let fx = fixture("delete");
+    apply_ok(&fx, &[]);
+    let mut roots: Vec<String> = Vec::new();
+    for f in ["release-a.txt", "release-b.txt"] {
+        roots.extend(path_set(&repo().join("examples/roots").join(f)));
+    }
+    let out = nix_substitute(&fx, &roots);
+    assert!(
+        out.status.success(),
+        "roots (signatures required): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let removed = "/nix/store/k36ahwak8pqilvk9a22a9c6m9piays98-libfoo-1.1".to_string();
+    let out = nix_substitute(&fx, std::slice::from_ref(&removed));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a removed path is not available"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("k36ahwak8pqilvk9a22a9c6m9piays98"),
+        "Nix names the missing path: {err}"
+    );
+    fx.ok(&["recover", &removed]);
+    let out = nix_substitute(&fx, &[removed]);
+    assert!(
+        out.status.success(),
+        "after recover: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
