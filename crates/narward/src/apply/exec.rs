@@ -223,3 +223,6 @@ pub async fn run<S: Store>(
     report.objects_per_second = moved_total as f64 / report.seconds.max(1e-9);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
