@@ -275,6 +275,8 @@ fn dry_run_changes_nothing_and_lists_every_request() {
         );
         assert!(reqs.contains(&format!("DELETE cache:{}", o.key).as_str()));
     }
+    assert!(r["cost"]["one_time"].is_object(), "{r}");
+    assert_eq!(r["phases"]["hide"]["objects"], 3, "{r}");
     // A real apply afterwards is not blocked by the dry run.
     apply_ok(&fx, &[]);
 }

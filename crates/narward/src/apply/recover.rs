@@ -123,6 +123,7 @@ pub struct Recovered {
 /// The narinfo or its NAR cannot be found or copied.
 pub async fn recover_path<S: Store>(
     store: &S,
+    q: &QuarantineIndex,
     found: &Found,
     hash: &str,
     o: &ExecOptions,
@@ -138,7 +139,7 @@ pub async fn recover_path<S: Store>(
         let l = Loc::cache(u.clone());
         let in_cache = retry(o, || store.head(&l)).await?;
         if in_cache.is_none() {
-            let src = nar_source(store, found, u, o).await?;
+            let src = nar_source(store, q, found, u, o).await?;
             bring_back(store, &src, u, o).await?;
             moved.push(src);
         }
@@ -162,9 +163,14 @@ pub async fn recover_path<S: Store>(
 
 /// Where a removed path's NAR is: beside its narinfo, else in any quarantine stamp or the
 /// archive area.
-async fn nar_source<S: Store>(store: &S, found: &Found, url: &str, o: &ExecOptions) -> Result<Loc> {
+async fn nar_source<S: Store>(
+    store: &S,
+    q: &QuarantineIndex,
+    found: &Found,
+    url: &str,
+    o: &ExecOptions,
+) -> Result<Loc> {
     let mut candidates = vec![found.loc(url), Loc::archive(url)];
-    let q = quarantine_index(store, o).await?;
     for s in q.get(url).into_iter().flatten().rev() {
         candidates.push(Loc::quarantine(format!("{s}/{url}")));
     }
@@ -214,7 +220,7 @@ pub async fn recover<S: Store>(
     }
     let mut out = Vec::new();
     for (h, f) in order.iter().rev() {
-        out.push(recover_path(store, f, h, o).await?);
+        out.push(recover_path(store, &q, f, h, o).await?);
     }
     Ok(out)
 }
@@ -276,7 +282,7 @@ pub async fn finalize<S: Store>(
     for k in needed.iter().filter(|k| k.ends_with(".narinfo")).rev() {
         let h = &k[..k.len() - ".narinfo".len()];
         if let Some(f) = find(store, &q, h, o).await? {
-            rep.recovered.push(recover_path(store, &f, h, o).await?);
+            rep.recovered.push(recover_path(store, &q, &f, h, o).await?);
         }
     }
     for k in needed.iter().filter(|k| !k.ends_with(".narinfo")) {

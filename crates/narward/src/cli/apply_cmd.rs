@@ -161,6 +161,7 @@ async fn run_job<S: Store>(g: &Global, store: &S, url: &CacheUrl, job: Job) -> R
         Job::Resume { state, a } => resume(g, store, url, *state, &a).await,
         Job::Finalize { url_text, a } => finalize(g, store, url, &url_text, &a).await,
         Job::Recover { hash, closure } => {
+            let _lock = lock_apply(&g.state)?;
             let o = ExecOptions::default();
             let r = recover::recover(store, &hash, closure, &o).await?;
             if g.json {
@@ -333,7 +334,12 @@ async fn apply_new<S: Store>(
     };
     let batches = build(plan, store, &begin, &skips);
     if a.dry_run {
-        return dry_run(g, store, &batches, &skips);
+        let cost = narward::cost::price_plan(
+            plan,
+            &narward::cost::Pricing::default_aws(),
+            a.now.unwrap_or_else(index::now),
+        );
+        return dry_run(g, store, &batches, &skips, &cost);
     }
     let mut j = Journal::create(&jdir, begin)?;
     for k in &skips {
@@ -409,7 +415,13 @@ fn print_report<S: Store>(g: &Global, store: &S, r: &Report) -> Result<()> {
     Ok(())
 }
 
-fn dry_run<S: Store>(g: &Global, store: &S, batches: &[Batch], skips: &[Skip]) -> Result<ExitCode> {
+fn dry_run<S: Store>(
+    g: &Global,
+    store: &S,
+    batches: &[Batch],
+    skips: &[Skip],
+    cost: &narward::cost::PlanCost,
+) -> Result<ExitCode> {
     let mut requests = Vec::new();
     let mut phases = std::collections::BTreeMap::new();
     for b in batches {
@@ -441,6 +453,7 @@ fn dry_run<S: Store>(g: &Global, store: &S, batches: &[Batch], skips: &[Skip]) -
             "requests": requests,
             "phases": phases.iter().map(|(p, (n, b, r))| (p.to_string(), serde_json::json!({"objects": n, "bytes": b, "requests": r}))).collect::<std::collections::BTreeMap<_, _>>(),
             "skipped": skips,
+            "cost": cost,
         }))?;
     } else {
         println!(
@@ -456,6 +469,7 @@ fn dry_run<S: Store>(g: &Global, store: &S, batches: &[Batch], skips: &[Skip]) -
         for k in skips {
             println!("skip {}: {}", k.key, k.reason);
         }
+        print!("{}", narward::cost::plan_cost_text(cost));
     }
     Ok(ExitCode::SUCCESS)
 }
