@@ -357,7 +357,7 @@ fn recover_brings_a_quarantined_path_and_its_closure_back() {
         before[nar],
         "NAR back byte for byte"
     );
-    // --closure: app-one-2.9 references libfoo-1.1 (already back) and comes back itself.
+    // --closure on a path without removed references brings just that path back.
     let top = p
         .paths
         .iter()
@@ -371,6 +371,20 @@ fn recover_brings_a_quarantined_path_and_its_closure_back() {
     );
     let out = fx.run(&["recover", "00000000000000000000000000000000"]);
     assert_eq!(out.status.code(), Some(2));
+    // app-one-2.9's NAR is missing in the example: its narinfo is never put back.
+    let broken = p
+        .paths
+        .iter()
+        .find(|x| x.path.contains("app-one-2.9"))
+        .unwrap();
+    let out = fx.run(&["recover", &broken.path, "--closure"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot recover"));
+    assert!(
+        !fx.cache()
+            .join(format!("{}.narinfo", &broken.path[..32]))
+            .exists()
+    );
 }
 
 /// The final cache + archive + quarantine of `fx`: area/name → SHA-256 of the bytes.

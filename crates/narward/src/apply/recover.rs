@@ -309,3 +309,6 @@ pub async fn finalize<S: Store>(
     }
     Ok(rep)
 }
+
+#[cfg(test)]
+mod tests;
