@@ -334,6 +334,43 @@ fn finalize_respects_the_grace_window_and_recovers_what_became_reachable() {
 }
 
 #[test]
+fn finalize_without_grace_needs_unsafe_no_grace_and_confirm_and_is_loud() {
+    let fx = fixture("delete");
+    apply_ok(&fx, &["--now", &T0.to_string()]);
+    let q0 = tree(&fx.quarantine());
+    let now = (T0 + 1).to_string();
+    for args in [
+        vec![
+            "apply",
+            "--finalize",
+            "--grace",
+            "0",
+            "--confirm",
+            "cache",
+            "--now",
+            &now,
+        ],
+        vec!["apply", "--finalize", "--unsafe-no-grace", "--now", &now],
+    ] {
+        let out = fx.run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+    assert_eq!(tree(&fx.quarantine()), q0);
+    let out = fx.run(&[
+        "apply",
+        "--finalize",
+        "--unsafe-no-grace",
+        "--confirm",
+        "cache",
+        "--now",
+        &now,
+    ]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("WARNING"));
+    assert!(tree(&fx.quarantine()).is_empty());
+}
+
+#[test]
 fn recover_brings_a_quarantined_path_and_its_closure_back() {
     let fx = fixture("delete");
     let before = tree(&fx.cache());

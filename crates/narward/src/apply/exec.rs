@@ -148,6 +148,16 @@ async fn step<S: Store>(store: &S, op: &Op, o: &ExecOptions) -> StoreResult<Step
     }
     checkpoint(o);
     if op.delete_source {
+        // The source must still be what was copied (a re-upload since is left alone).
+        let now = retry(o, || store.head(&from)).await?;
+        if let (Some(m), Some(want)) = (&now, &op.etag)
+            && m.etag.as_deref() != Some(want.as_str())
+        {
+            return Ok(StepResult::Skipped(format!(
+                "changed during the step (ETag {:?}, plan {want:?}); the copy in {} and the source are both kept",
+                m.etag, op.to
+            )));
+        }
         retry(o, || store.delete(&from, None)).await?;
         checkpoint(o);
     }

@@ -554,6 +554,9 @@ async fn finalize<S: Store>(
     url_text: &str,
     a: &ApplyArgs,
 ) -> Result<ExitCode> {
+    if a.grace == 0 && !a.unsafe_no_grace {
+        bail!("--grace 0 deletes without a grace window: say so with --unsafe-no-grace");
+    }
     let _lock = lock_apply(&g.state)?;
     let grace_secs = if a.unsafe_no_grace {
         eprintln!(
