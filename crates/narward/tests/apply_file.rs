@@ -617,3 +617,36 @@ fn real_nix_substitutes_every_root_after_apply_and_a_removed_path_after_recover(
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn resume_from_a_damaged_journal_is_refused_naming_it() {
+    let fx = fixture("archive");
+    let st = apply_cmd(&fx, false, Some(3)).status().unwrap();
+    assert!(!st.success(), "aborted");
+    let dir = std::fs::read_dir(fx.state().join("apply"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("journal").exists())
+        .unwrap();
+    let j = dir.join("journal");
+    let text = std::fs::read_to_string(&j).unwrap();
+    assert!(text.lines().count() >= 3, "{text}");
+    std::fs::write(
+        &j,
+        text.replacen("\"t\":\"checked\"", "\"t\":\"chequed\"", 1),
+    )
+    .unwrap();
+    let before = final_trees(&fx);
+    let out = fx.run(&["apply", "--resume"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&j.display().to_string()) && err.contains("line 2"),
+        "{err}"
+    );
+    assert_eq!(
+        final_trees(&fx),
+        before,
+        "nothing done from a damaged journal"
+    );
+}
