@@ -164,13 +164,15 @@ async fn step<S: Store>(store: &S, op: &Op, o: &ExecOptions) -> StoreResult<Step
     Ok(StepResult::Moved)
 }
 
-/// Run `batches` from the journal's cursor `next_seq` on, journaling each.
+/// Run `batches` (in order) from the journal's cursor `next_seq` on, journaling each;
+/// `counts` are the steps per phase, for the progress bars.
 ///
 /// # Errors
 /// The journal cannot be written; a `Denied` error (the run stops; resume later).
 pub async fn run<S: Store>(
     store: &S,
-    batches: &[Batch],
+    batches: impl Iterator<Item = Batch>,
+    counts: [u64; 3],
     next_seq: u64,
     journal: &mut Journal,
     o: &ExecOptions,
@@ -178,55 +180,57 @@ pub async fn run<S: Store>(
 ) -> Result<()> {
     let start = Instant::now();
     let mut moved_total = 0u64;
-    for phase in Phase::ALL {
-        let todo: Vec<&Batch> = batches
-            .iter()
-            .filter(|b| b.phase == phase && b.seq >= next_seq)
-            .collect();
-        if todo.is_empty() {
+    let mut bar: Option<(Phase, indicatif::ProgressBar)> = None;
+    for b in batches {
+        if bar.as_ref().is_none_or(|(p, _)| *p != b.phase) {
+            if let Some((_, pb)) = bar.take() {
+                pb.finish();
+            }
+            let pb = crate::progress::bar(counts[b.phase as usize], b.phase.as_str());
+            bar = Some((b.phase, pb));
+        }
+        let Some((_, pb)) = &bar else { continue };
+        if b.seq < next_seq {
+            pb.inc(b.ops.len() as u64);
             continue;
         }
-        let pb = crate::progress::bar(
-            todo.iter().map(|b| b.ops.len() as u64).sum(),
-            phase.as_str(),
-        );
-        for b in todo {
-            journal.append(&Record::Announce { seq: b.seq })?;
-            let results: Vec<(usize, StoreResult<StepResult>)> =
-                futures::stream::iter(b.ops.iter().enumerate())
-                    .map(|(i, op)| async move { (i, run_op(store, op, o).await) })
-                    .buffer_unordered(o.concurrency.max(1))
-                    .inspect(|_| pb.inc(1))
-                    .collect()
-                    .await;
-            let pr = report.phases.entry(phase).or_default();
-            let mut denied: Option<StoreError> = None;
-            for (i, r) in results {
-                let op = &b.ops[i];
-                match r {
-                    Ok(StepResult::Moved) => {
-                        pr.moved += 1;
-                        pr.bytes += op.size;
-                        moved_total += 1;
-                    }
-                    Ok(StepResult::Skipped(reason)) => {
-                        pr.skipped += 1;
-                        let k = Skip {
-                            key: op.key.clone(),
-                            reason,
-                        };
-                        journal.append(&Record::Skip(k.clone()))?;
-                        report.skipped.push(k);
-                    }
-                    Err(e) => denied = Some(e),
+        journal.append(&Record::Announce { seq: b.seq })?;
+        let results: Vec<(usize, StoreResult<StepResult>)> =
+            futures::stream::iter(b.ops.iter().enumerate())
+                .map(|(i, op)| async move { (i, run_op(store, op, o).await) })
+                .buffer_unordered(o.concurrency.max(1))
+                .inspect(|_| pb.inc(1))
+                .collect()
+                .await;
+        let pr = report.phases.entry(b.phase).or_default();
+        let mut denied: Option<StoreError> = None;
+        for (i, r) in results {
+            let op = &b.ops[i];
+            match r {
+                Ok(StepResult::Moved) => {
+                    pr.moved += 1;
+                    pr.bytes += op.size;
+                    moved_total += 1;
                 }
+                Ok(StepResult::Skipped(reason)) => {
+                    pr.skipped += 1;
+                    let k = Skip {
+                        key: op.key.clone(),
+                        reason,
+                    };
+                    journal.append(&Record::Skip(k.clone()))?;
+                    report.skipped.push(k);
+                }
+                Err(e) => denied = Some(e),
             }
-            if let Some(e) = denied {
-                pb.abandon();
-                bail!("{e}: stopping (fix the permissions, then `narward apply --resume`)");
-            }
-            journal.append(&Record::Done { seq: b.seq })?;
         }
+        if let Some(e) = denied {
+            pb.abandon();
+            bail!("{e}: stopping (fix the permissions, then `narward apply --resume`)");
+        }
+        journal.append(&Record::Done { seq: b.seq })?;
+    }
+    if let Some((_, pb)) = bar {
         pb.finish();
     }
     report.seconds = start.elapsed().as_secs_f64();

@@ -184,76 +184,125 @@ fn tokens(text: &[u8]) -> impl Iterator<Item = &str> {
     words.chain(alnum).filter(|w| !w.is_empty())
 }
 
-/// Build the program: the plan's removed objects minus `skips`, in phases hide → archive
-/// → quarantine, each in batches of `layout.batch_size` in key order.
-pub fn program(plan: &Plan, skips: &BTreeSet<String>, layout: &Layout) -> Vec<Batch> {
-    let guards = nar_guards(plan);
-    let mut phases: [Vec<Op>; 3] = Default::default();
-    for o in plan.objects.iter().filter(|o| o.decision != Decision::Keep) {
-        if skips.contains(&o.key) {
-            continue;
+/// The program of an apply: the plan's removed objects minus `skips`, in phases hide →
+/// archive → quarantine, each cut in batches of `layout.batch_size` in key order.
+///
+/// Batches are computed lazily from the plan's ordered list of objects ([`Program::batches`]),
+/// so only one batch of steps is in memory at a time; the journal's cursor is a batch's
+/// `seq`. (The NAR → narinfo guard map is as large as the removed paths.)
+pub struct Program<'a> {
+    plan: &'a Plan,
+    skips: &'a BTreeSet<String>,
+    layout: Layout,
+    guards: HashMap<&'a str, Vec<String>>,
+}
+
+impl<'a> Program<'a> {
+    pub fn new(plan: &'a Plan, skips: &'a BTreeSet<String>, layout: &Layout) -> Program<'a> {
+        Program {
+            plan,
+            skips,
+            layout: layout.clone(),
+            guards: nar_guards(plan),
         }
+    }
+
+    /// The step of one object of the plan, and its phase; `None` when it is not touched.
+    fn op(&self, o: &crate::plan::ObjectDecision) -> Option<(Phase, Op)> {
+        if o.decision == Decision::Keep || self.skips.contains(&o.key) {
+            return None;
+        }
+        let stamp = &self.layout.quarantine_stamp;
         let (phase, to, class, delete_source) = if is_hidden_kind(o.category) {
             let to = match o.decision {
                 Decision::Archive => Loc::archive(o.key.clone()),
-                _ => Loc::quarantine(quarantine_key(&layout.quarantine_stamp, &o.key)),
+                _ => Loc::quarantine(quarantine_key(stamp, &o.key)),
             };
             (Phase::Hide, to, None, true)
         } else if o.decision == Decision::Archive {
             // Archived objects with no storage class to move to stay where they are,
             // hidden with their path (plan: too small to pay back a transition).
-            let Some(class) = &o.transition_to else {
-                continue;
-            };
-            if layout.archives_in_place {
+            let class = o.transition_to.clone()?;
+            if self.layout.archives_in_place {
                 (
                     Phase::Archive,
                     Loc::cache(o.key.clone()),
-                    Some(class.clone()),
+                    Some(class),
                     false,
                 )
             } else {
                 (
                     Phase::Archive,
                     Loc::archive(o.key.clone()),
-                    Some(class.clone()),
+                    Some(class),
                     true,
                 )
             }
         } else {
-            let to = Loc::quarantine(quarantine_key(&layout.quarantine_stamp, &o.key));
+            let to = Loc::quarantine(quarantine_key(stamp, &o.key));
             (Phase::Quarantine, to, None, true)
         };
-        let mut g: Vec<String> = guards.get(o.key.as_str()).cloned().unwrap_or_default();
+        let mut guards: Vec<String> = self.guards.get(o.key.as_str()).cloned().unwrap_or_default();
         if let Some(h) = owner_hash(o) {
-            g.push(format!("{h}.narinfo"));
+            guards.push(format!("{h}.narinfo"));
         }
         if o.category == Category::Listing {
-            g.clear();
+            guards.clear();
         }
-        phases[phase as usize].push(Op {
+        let op = Op {
             key: o.key.clone(),
             size: o.size,
             etag: o.etag.clone(),
             to,
             storage_class: class,
             delete_source,
-            guards: g,
-        });
+            guards,
+        };
+        Some((phase, op))
     }
-    let size = layout.batch_size.clamp(1, 1000);
-    let mut out = Vec::new();
-    for (i, ops) in phases.into_iter().enumerate() {
-        let phase = Phase::ALL[i];
-        for chunk in ops.chunks(size) {
-            out.push(Batch {
-                phase,
-                seq: out.len() as u64,
-                ops: chunk.to_vec(),
-            });
+
+    /// Steps per phase (for progress bars and reports).
+    pub fn counts(&self) -> [u64; 3] {
+        let mut c = [0u64; 3];
+        for (p, _) in self.plan.objects.iter().filter_map(|o| self.op(o)) {
+            c[p as usize] += 1;
         }
+        c
     }
-    out
+
+    /// Every batch, in order, computed as it is asked for.
+    pub fn batches(&self) -> impl Iterator<Item = Batch> + '_ {
+        let size = self.layout.batch_size.clamp(1, 1000);
+        Phase::ALL
+            .into_iter()
+            .flat_map(move |phase| {
+                let mut ops = self
+                    .plan
+                    .objects
+                    .iter()
+                    .filter_map(move |o| self.op(o))
+                    .filter(move |(p, _)| *p == phase)
+                    .map(|(_, op)| op);
+                std::iter::from_fn(move || {
+                    let chunk: Vec<Op> = ops.by_ref().take(size).collect();
+                    (!chunk.is_empty()).then_some((phase, chunk))
+                })
+            })
+            .scan(0u64, |n, (phase, ops)| {
+                let b = Batch {
+                    phase,
+                    seq: *n,
+                    ops,
+                };
+                *n += 1;
+                Some(b)
+            })
+    }
+}
+
+/// The whole program at once (tests and small plans).
+pub fn program(plan: &Plan, skips: &BTreeSet<String>, layout: &Layout) -> Vec<Batch> {
+    Program::new(plan, skips, layout).batches().collect()
 }
 
 /// NAR key → narinfo keys of the removed paths that use it.

@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use narward::apply::exec::{self, ExecOptions, Report};
 use narward::apply::journal::{self, Begin, Journal, Record, State};
-use narward::apply::program::{self, Batch, Layout, Skip};
+use narward::apply::program::{self, Layout, Program, Skip};
 use narward::apply::recover;
 use narward::cache::file_store::FileStore;
 use narward::cache::store::{Area, Store};
@@ -332,21 +332,22 @@ async fn apply_new<S: Store>(
         stamp: a.now.unwrap_or_else(index::now).to_string(),
         batch_size: a.batch_size.clamp(1, 1000),
     };
-    let batches = build(plan, store, &begin, &skips);
+    let set = skip_set(&skips);
+    let prog = Program::new(plan, &set, &layout(store, &begin));
     if a.dry_run {
         let cost = narward::cost::price_plan(
             plan,
             &narward::cost::Pricing::default_aws(),
             a.now.unwrap_or_else(index::now),
         );
-        return dry_run(g, store, &batches, &skips, &cost);
+        return dry_run(g, store, &prog, &skips, &cost);
     }
     let mut j = Journal::create(&jdir, begin)?;
     for k in &skips {
         j.append(&Record::Skip(k.clone()))?;
     }
     j.append(&Record::Checked)?;
-    execute(g, store, &batches, 0, &mut j, a, skips).await
+    execute(g, store, &prog, 0, &mut j, a, skips).await
 }
 
 fn area_dir<S: Store>(store: &S, area: Area) -> String {
@@ -354,15 +355,14 @@ fn area_dir<S: Store>(store: &S, area: Area) -> String {
     d.strip_prefix("file://").map(str::to_string).unwrap_or(d)
 }
 
-fn build<S: Store>(plan: &Plan, store: &S, begin: &Begin, skips: &[Skip]) -> Vec<Batch> {
-    let set: BTreeSet<String> = skips.iter().map(|k| k.key.clone()).collect();
-    program::program(plan, &set, &layout(store, begin))
+fn skip_set(skips: &[Skip]) -> BTreeSet<String> {
+    skips.iter().map(|k| k.key.clone()).collect()
 }
 
 async fn execute<S: Store>(
     g: &Global,
     store: &S,
-    batches: &[Batch],
+    prog: &Program<'_>,
     next_seq: u64,
     j: &mut Journal,
     a: &ApplyArgs,
@@ -372,7 +372,17 @@ async fn execute<S: Store>(
         skipped: skips,
         ..Report::default()
     };
-    exec::run(store, batches, next_seq, j, &exec_options(a), &mut report).await?;
+    let o = exec_options(a);
+    exec::run(
+        store,
+        prog.batches(),
+        prog.counts(),
+        next_seq,
+        j,
+        &o,
+        &mut report,
+    )
+    .await?;
     j.append(&Record::Finished)?;
     report.skipped.sort();
     report.skipped.dedup();
@@ -418,13 +428,13 @@ fn print_report<S: Store>(g: &Global, store: &S, r: &Report) -> Result<()> {
 fn dry_run<S: Store>(
     g: &Global,
     store: &S,
-    batches: &[Batch],
+    prog: &Program<'_>,
     skips: &[Skip],
     cost: &narward::cost::PlanCost,
 ) -> Result<ExitCode> {
     let mut requests = Vec::new();
     let mut phases = std::collections::BTreeMap::new();
-    for b in batches {
+    for b in prog.batches() {
         let e: &mut (u64, u64, u64) = phases.entry(b.phase.as_str()).or_default();
         for op in &b.ops {
             e.0 += 1;
@@ -542,9 +552,10 @@ async fn resume<S: Store>(
         }
         j.append(&Record::Checked)?;
     }
-    let batches = build(&plan, store, &state.begin, &skips);
+    let set = skip_set(&skips);
+    let prog = Program::new(&plan, &set, &layout(store, &state.begin));
     skips.extend(state.runtime_skips.iter().cloned());
-    execute(g, store, &batches, state.next_seq, &mut j, a, skips).await
+    execute(g, store, &prog, state.next_seq, &mut j, a, skips).await
 }
 
 async fn finalize<S: Store>(

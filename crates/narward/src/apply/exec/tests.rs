@@ -169,7 +169,16 @@ fn denied_stops_the_run_and_leaves_the_batch_announced_for_resume() {
         ops: vec![op],
     }];
     let mut rep = Report::default();
-    let e = block(run(&s, &batches, 0, &mut j, &opts(), &mut rep)).unwrap_err();
+    let e = block(run(
+        &s,
+        batches.into_iter(),
+        [0, 0, 1],
+        0,
+        &mut j,
+        &opts(),
+        &mut rep,
+    ))
+    .unwrap_err();
     assert!(e.to_string().contains("denied"), "{e}");
     drop(j);
     let (_, st) = Journal::open(&jdir).unwrap();

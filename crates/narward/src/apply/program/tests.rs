@@ -286,6 +286,12 @@ proptest! {
     #[test]
     fn steps_only_touch_keys_of_the_plan(s in spec()) {
         let (plan, prog) = run(&s);
+        let skips: BTreeSet<String> = recheck(&plan, &fresh(&s)).into_iter().map(|k| k.key).collect();
+        let counts = Program::new(&plan, &skips, &layout()).counts();
+        for p in Phase::ALL {
+            let n: usize = prog.iter().filter(|b| b.phase == p).map(|b| b.ops.len()).sum();
+            prop_assert_eq!(counts[p as usize], n as u64);
+        }
         let mut seen = BTreeSet::new();
         for (i, b) in prog.iter().enumerate() {
             prop_assert_eq!(b.seq, i as u64);
