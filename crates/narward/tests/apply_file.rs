@@ -650,3 +650,36 @@ fn resume_from_a_damaged_journal_is_refused_naming_it() {
         "nothing done from a damaged journal"
     );
 }
+
+#[test]
+fn finalize_and_recover_use_the_areas_the_apply_used() {
+    let fx = fixture("delete");
+    let other = fx.dir.join("elsewhere/q");
+    let q = other.display().to_string();
+    apply_ok(&fx, &["--now", &T0.to_string(), "--quarantine-dir", &q]);
+    assert!(!tree(&other).is_empty());
+    let p = plan_of(&fx);
+    let lib = p
+        .paths
+        .iter()
+        .find(|x| x.path.contains("libfoo-1.1"))
+        .unwrap();
+    fx.ok(&["recover", &lib.path]);
+    assert!(
+        fx.cache()
+            .join(format!("{}.narinfo", &lib.path[..32]))
+            .exists()
+    );
+    let now = (T0 + 31 * DAY).to_string();
+    let r = json(&fx.ok(&[
+        "apply",
+        "--finalize",
+        "--confirm",
+        "cache",
+        "--json",
+        "--now",
+        &now,
+    ]));
+    assert!(!r["deleted"].as_array().unwrap().is_empty(), "{r}");
+    assert!(tree(&other).is_empty());
+}

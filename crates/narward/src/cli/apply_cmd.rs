@@ -23,11 +23,12 @@ use std::process::ExitCode;
 pub struct AreaArgs {
     /// file:// caches: the directory archived objects (and their narinfos, byte for byte)
     /// move to; may be on another disk. Default: `<cache>.narward-archive` beside the
-    /// cache directory.
+    /// cache directory (for --finalize and recover: the one the latest apply used).
     #[arg(long, value_name = "DIR")]
     pub archive_dir: Option<PathBuf>,
     /// file:// caches: the directory deleted objects wait in (under `<unix-time>/`) until
-    /// `apply --finalize`. Default: `<cache>.narward-quarantine` beside the cache directory.
+    /// `apply --finalize`. Default: `<cache>.narward-quarantine` beside the cache directory
+    /// (for --finalize and recover: the one the latest apply used).
     #[arg(long, value_name = "DIR")]
     pub quarantine_dir: Option<PathBuf>,
 }
@@ -209,7 +210,7 @@ pub async fn run(g: &Global, a: ApplyArgs) -> Result<ExitCode> {
         let url_text = super::cache_url_or_state(None, &g.state)?;
         let url = CacheUrl::parse(&url_text)?;
         check_confirm(&url, a.confirm.as_deref())?;
-        let areas = a.areas.clone();
+        let areas = areas_or_journal(&a.areas, &g.state, &url)?;
         return with_store(g, &url, &areas, Job::Finalize { url_text, a }).await;
     }
     let Some(dir) = &a.plan else {
@@ -250,7 +251,40 @@ pub async fn recover_cmd(g: &Global, a: RecoverArgs) -> Result<ExitCode> {
         hash: hash.to_string(),
         closure: a.closure,
     };
-    with_store(g, &url, &a.areas, job).await
+    let areas = areas_or_journal(&a.areas, &g.state, &url)?;
+    with_store(g, &url, &areas, job).await
+}
+
+/// The area directories given by flags; a flag not given takes the directory of the
+/// latest apply of this cache recorded in the state's journals (else the default).
+fn areas_or_journal(given: &AreaArgs, state: &Path, url: &CacheUrl) -> Result<AreaArgs> {
+    let identity = url.identity();
+    let mut latest: Option<Begin> = None;
+    if let Ok(rd) = std::fs::read_dir(state.join("apply")) {
+        for e in rd.flatten() {
+            let p = e.path().join("journal");
+            let Ok(text) = std::fs::read(&p) else {
+                continue;
+            };
+            let (s, _) = journal::read_records(&text, &p)?;
+            let newer = latest.as_ref().is_none_or(|l| {
+                s.begin.stamp.parse::<i64>().unwrap_or(0) > l.stamp.parse::<i64>().unwrap_or(0)
+            });
+            if s.begin.cache == identity && newer {
+                latest = Some(s.begin);
+            }
+        }
+    }
+    Ok(AreaArgs {
+        archive_dir: given
+            .archive_dir
+            .clone()
+            .or_else(|| latest.as_ref().map(|b| PathBuf::from(&b.archive))),
+        quarantine_dir: given
+            .quarantine_dir
+            .clone()
+            .or_else(|| latest.as_ref().map(|b| PathBuf::from(&b.quarantine))),
+    })
 }
 
 /// Refresh the index of the cache (incrementally) and return it.
