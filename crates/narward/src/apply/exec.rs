@@ -179,7 +179,6 @@ pub async fn run<S: Store>(
     report: &mut Report,
 ) -> Result<()> {
     let start = Instant::now();
-    let mut moved_total = 0u64;
     let mut bar: Option<(Phase, indicatif::ProgressBar)> = None;
     for b in batches {
         if bar.as_ref().is_none_or(|(p, _)| *p != b.phase) {
@@ -202,28 +201,7 @@ pub async fn run<S: Store>(
                 .inspect(|_| pb.inc(1))
                 .collect()
                 .await;
-        let pr = report.phases.entry(b.phase).or_default();
-        let mut denied: Option<StoreError> = None;
-        for (i, r) in results {
-            let op = &b.ops[i];
-            match r {
-                Ok(StepResult::Moved) => {
-                    pr.moved += 1;
-                    pr.bytes += op.size;
-                    moved_total += 1;
-                }
-                Ok(StepResult::Skipped(reason)) => {
-                    pr.skipped += 1;
-                    let k = Skip {
-                        key: op.key.clone(),
-                        reason,
-                    };
-                    journal.append(&Record::Skip(k.clone()))?;
-                    report.skipped.push(k);
-                }
-                Err(e) => denied = Some(e),
-            }
-        }
+        let denied = tally(&b, results, journal, report)?;
         if let Some(e) = denied {
             pb.abandon();
             bail!("{e}: stopping (fix the permissions, then `narward apply --resume`)");
@@ -234,8 +212,40 @@ pub async fn run<S: Store>(
         pb.finish();
     }
     report.seconds = start.elapsed().as_secs_f64();
-    report.objects_per_second = moved_total as f64 / report.seconds.max(1e-9);
+    let moved: u64 = report.phases.values().map(|p| p.moved).sum();
+    report.objects_per_second = moved as f64 / report.seconds.max(1e-9);
     Ok(())
+}
+
+/// Count a batch's results into `report`, journaling skips; gives a `Denied` error if any.
+fn tally(
+    b: &Batch,
+    results: Vec<(usize, StoreResult<StepResult>)>,
+    journal: &mut Journal,
+    report: &mut Report,
+) -> Result<Option<StoreError>> {
+    let pr = report.phases.entry(b.phase).or_default();
+    let mut denied = None;
+    for (i, r) in results {
+        let op = &b.ops[i];
+        match r {
+            Ok(StepResult::Moved) => {
+                pr.moved += 1;
+                pr.bytes += op.size;
+            }
+            Ok(StepResult::Skipped(reason)) => {
+                pr.skipped += 1;
+                let k = Skip {
+                    key: op.key.clone(),
+                    reason,
+                };
+                journal.append(&Record::Skip(k.clone()))?;
+                report.skipped.push(k);
+            }
+            Err(e) => denied = Some(e),
+        }
+    }
+    Ok(denied)
 }
 
 #[cfg(test)]
