@@ -518,7 +518,9 @@ fn kill_and_resume_reaches_the_state_of_an_uninterrupted_run() {
             }
         }
     };
+    let t = std::time::Instant::now();
     let st = apply_cmd(&golden_fx, false, None).status().unwrap();
+    let run_us = (t.elapsed().as_micros() as u64).max(1000);
     assert!(st.success());
     let golden = final_trees(&golden_fx);
     // Mutations of the uninterrupted run: every point can be a crash point.
@@ -542,10 +544,14 @@ fn kill_and_resume_reaches_the_state_of_an_uninterrupted_run() {
             "abort after {k}, then {again:?}"
         );
     }
-    for i in 0..60 {
+    // Real SIGKILLs at random instants of a run, until at least 50 kill points in all.
+    let mut i = 0;
+    while kills < 50 || i < 20 {
+        i += 1;
+        assert!(i < 300, "only {kills} kill points after {i} runs");
         reset(&golden_fx);
         let mut child = apply_cmd(&golden_fx, false, None).spawn().unwrap();
-        std::thread::sleep(std::time::Duration::from_micros(next() % 40_000));
+        std::thread::sleep(std::time::Duration::from_micros(next() % run_us));
         let killed = child.try_wait().unwrap().is_none();
         if killed {
             child.kill().unwrap();

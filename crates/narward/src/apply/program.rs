@@ -125,6 +125,12 @@ fn rescue_referenced(plan: &Plan, fresh: &Index, skips: &mut BTreeMap<String, St
         }
         queue.push((n.key.clone(), format!("named by {}", n.key)));
     }
+    let mut owned: HashMap<&str, Vec<&str>> = HashMap::new();
+    for o in &plan.objects {
+        if let Some(h) = owner_hash(o) {
+            owned.entry(h).or_default().push(o.key.as_str());
+        }
+    }
     let mut seen: HashSet<String> = HashSet::new();
     while let Some((narinfo_key, why)) = queue.pop() {
         let Some(n) = fresh.narinfo(&narinfo_key) else {
@@ -144,7 +150,7 @@ fn rescue_referenced(plan: &Plan, fresh: &Index, skips: &mut BTreeMap<String, St
                     continue;
                 }
                 let why = format!("{}: {why}", p.path);
-                for k in path_keys(plan, &h, p.nar_key.as_deref()) {
+                for k in path_keys(&owned, &h, p.nar_key.as_deref()) {
                     skips.entry(k).or_insert_with(|| why.clone());
                 }
                 queue.push((format!("{h}.narinfo"), why));
@@ -154,15 +160,10 @@ fn rescue_referenced(plan: &Plan, fresh: &Index, skips: &mut BTreeMap<String, St
 }
 
 /// Every object key of a removed path: narinfo, `.ls`, NAR, and objects it owns.
-fn path_keys(plan: &Plan, hash: &str, nar: Option<&str>) -> Vec<String> {
+fn path_keys(owned: &HashMap<&str, Vec<&str>>, hash: &str, nar: Option<&str>) -> Vec<String> {
     let mut v = vec![format!("{hash}.narinfo"), format!("{hash}.ls")];
     v.extend(nar.map(str::to_string));
-    v.extend(
-        plan.objects
-            .iter()
-            .filter(|o| owner_hash(o).is_some_and(|h| h == hash))
-            .map(|o| o.key.clone()),
-    );
+    v.extend(owned.get(hash).into_iter().flatten().map(|k| k.to_string()));
     v
 }
 
