@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/example.sh — narward's main job on the bundled example cache (examples/cache,
 # written by real Nix), with the embedded default store in ./.narward-example:
-#   index → audit → plan (examples/policy.toml) → why → report.
+#   index → audit → plan (examples/policy.toml) → why → report, then on a COPY of the cache
+#   (never the bundled one): index → plan → apply → verify → recover.
 # Needs only cargo. The audit finds the defects planted in the example on purpose
 # (see examples/README.md) and exits 1; this script shows that and goes on.
 set -euo pipefail
@@ -29,3 +30,23 @@ if $N report --help >/dev/null 2>&1; then
   echo "report: $OUT/report/report.html"
 fi
 run $N --state "$STATE" export --parquet "$OUT/parquet"
+
+# Apply works on a copy of the cache, in its own state directory: the bundled example
+# stays as it is.
+mkdir -p "$OUT/apply"
+COPY="$(cd "$OUT/apply" && pwd)/cache"
+ASTATE="$OUT/apply/state"
+cp -a examples/cache "$COPY"
+run $N --state "$ASTATE" index --cache "file://$COPY"
+run $N --state "$ASTATE" plan --policy examples/policy-delete.toml --out "$OUT/apply/plan"
+run $N --state "$ASTATE" apply "$OUT/apply/plan" --dry-run
+set +e
+run $N --state "$ASTATE" apply "$OUT/apply/plan" --confirm cache
+echo "(apply exit status $?: 1 when objects were skipped, see above)"
+set -e
+if $N verify --help >/dev/null 2>&1; then
+  run $N --state "$ASTATE" verify
+fi
+run $N --state "$ASTATE" recover /nix/store/k36ahwak8pqilvk9a22a9c6m9piays98-libfoo-1.1
+echo
+echo "applied copy: $COPY (archive: $COPY.narward-archive, quarantine: $COPY.narward-quarantine)"

@@ -6,6 +6,7 @@
 //! [`inventory`] (S3 Inventory reports) and [`index`] (the on-disk state).
 
 pub mod access_log;
+pub mod apply;
 pub mod audit;
 pub mod cache;
 pub mod cost;

@@ -108,6 +108,23 @@ impl FileCache {
         }
     }
 
+    /// The real file behind `key` (through symlinks that stay inside the root), or `None`
+    /// when nothing is there.
+    ///
+    /// # Errors
+    /// As [`FileCache::get`].
+    pub(crate) fn existing_file(&self, key: &str) -> Result<Option<PathBuf>> {
+        Ok(match self.resolve_inside(key)? {
+            Resolved::Inside(p) => Some(p),
+            Resolved::Absent => None,
+        })
+    }
+
+    /// The canonical root (every path narward writes must stay under it).
+    pub(crate) fn canonical_root(&self) -> &Path {
+        &self.canonical_root
+    }
+
     /// The listing record of the file at `path` (the target, for a symlink) under `key`.
     fn record(key: String, md: &std::fs::Metadata, path: &Path) -> ObjectRecord {
         let mtime = md
@@ -298,7 +315,7 @@ impl FileCache {
 
 /// Objects whose ETag is their content's MD5: small, read by the index, and worth
 /// refetching whenever their content changes.
-fn is_small_metadata(key: &str) -> bool {
+pub(crate) fn is_small_metadata(key: &str) -> bool {
     matches!(
         keys::classify(key),
         ObjectKind::Narinfo(_) | ObjectKind::DebugInfo(_)

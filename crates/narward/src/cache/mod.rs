@@ -5,6 +5,7 @@
 //! restore), so everything above this module is backend-agnostic.
 
 mod file;
+pub mod file_store;
 mod s3;
 pub mod store;
 

@@ -13,6 +13,7 @@ use narward_formats::signature::PublicKey;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod apply_cmd;
 mod plan_cmd;
 mod report_cmd;
 
@@ -33,6 +34,9 @@ mod report_cmd;
   narward plan --policy policy.toml --out plans/today
   narward why /nix/store/<hash>-<name> --plan plans/today
   narward report --plan plans/today --out report/
+  narward apply plans/today --dry-run
+  narward apply plans/today --confirm nix-cache
+  narward recover /nix/store/<hash>-<name>
 
 Exit status: 0 success; 1 the command worked and found problems (audit errors);
 2 bad input or a failure (the message names the input and the place).
@@ -123,6 +127,30 @@ pub enum Command {
     /// Prices come from the built-in AWS S3 us-east-1 table unless --pricing names another.
     /// Totals equal the index's. Nothing in the cache is read or changed.
     Report(report_cmd::ReportArgs),
+    /// Carry out a plan on its cache: hide, archive, quarantine — journaled, resumable,
+    /// reversible.
+    ///
+    /// Before acting, apply refreshes the index and re-checks every object the plan
+    /// removes: anything whose size or ETag changed, or that vanished, is skipped and
+    /// reported; a removed path that a narinfo uploaded since the plan references (directly
+    /// or through other removed paths) is kept with all its objects.
+    ///
+    /// Then, in this order: (1) hide: every removed .narinfo and .ls is copied byte for
+    /// byte to the archive area (archived paths) or the quarantine area (deleted paths),
+    /// verified, and deleted from the cache, so a client never sees a narinfo whose NAR is
+    /// gone; (2) archive: NARs move to the archive storage class (in place on S3) or the
+    /// archive directory (file://), verified before the source is deleted; (3) quarantine:
+    /// deleted objects move to the quarantine area under `<unix-time>/`. A NAR moves only
+    /// when every narinfo naming it is gone from the cache.
+    ///
+    /// Every batch of steps is journaled in the state directory
+    /// (`apply/<plan-checksum>/journal`) before it runs and marked done after, so
+    /// `--resume` finishes an interrupted apply with the same end result. Nothing is
+    /// deleted for good until `--finalize`, after the grace window (30 days by default).
+    Apply(apply_cmd::ApplyArgs),
+    /// Undo the removal of a store path: bring it back from the quarantine (or file://
+    /// archive) area into the cache, NAR first, then the narinfo.
+    Recover(apply_cmd::RecoverArgs),
 }
 
 #[derive(Args, Debug)]
@@ -312,6 +340,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plan(a) => plan_cmd::run(g, a),
         Command::Why(a) => plan_cmd::why(g, a),
         Command::Report(a) => report_cmd::run(g, a),
+        Command::Apply(a) => apply_cmd::run(g, a).await,
+        Command::Recover(a) => apply_cmd::recover_cmd(g, a).await,
         Command::Paths => {
             let idx = Index::load(&g.state)?;
             print_json(&narward::paths::path_infos(&idx))?;

@@ -1,0 +1,328 @@
+//! The pure core of apply: from a [`Plan`] (and the fresh index, for the re-check) to the
+//! ordered program of steps. No files, no tokio.
+//!
+//! Order rules (ARCHITECTURE.md, "Apply"):
+//! - **recheck**: [`recheck`] compares every object the plan removes with the fresh listing
+//!   (size and ETag) and skips what changed or vanished; a removed path that a narinfo
+//!   uploaded (or changed) since the plan references, directly or through other removed
+//!   paths, is kept with all its objects; so is a path whose narinfo is skipped.
+//! - **hide** before **archive** and **quarantine**: every removed `.narinfo` and `.ls`
+//!   leaves the cache area (copied to the archive or quarantine area, then deleted) in
+//!   the first phase, so a client never sees a narinfo whose NAR is gone. A NAR's step
+//!   carries the narinfo keys of its paths as *guards*: the executor skips it unless each
+//!   guard was hidden.
+//! - Steps only touch keys the plan removes.
+
+use super::Phase;
+use crate::cache::store::{Area, Loc};
+use crate::index::Index;
+use crate::plan::{Decision, Plan};
+use narward_formats::keys::Category;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+/// An object the re-check leaves alone, and why.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Skip {
+    pub key: String,
+    pub reason: String,
+}
+
+/// One step: copy `key` from the cache area to `to` (unless `to` is the key itself, an
+/// in-place storage-class change), verify, then delete the source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Op {
+    pub key: String,
+    pub size: u64,
+    /// The plan's ETag: the copy is conditional on it.
+    pub etag: Option<String>,
+    pub to: Loc,
+    pub storage_class: Option<String>,
+    /// Whether the source is deleted after the verified copy (false for in-place archive).
+    pub delete_source: bool,
+    /// Narinfo keys that must have been hidden before this step may run.
+    pub guards: Vec<String>,
+}
+
+/// Ops of one phase, cut in batches: the journal's unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub phase: Phase,
+    /// Position of the batch in the whole program (the journal's cursor).
+    pub seq: u64,
+    pub ops: Vec<Op>,
+}
+
+/// How the program is laid out for a store.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// Archived NARs change storage class at their key (S3 archive in place).
+    pub archives_in_place: bool,
+    /// The folder of this apply in the quarantine area (`<unix-time>`).
+    pub quarantine_stamp: String,
+    /// Ops per batch (≤ 1,000, one DeleteObjects request).
+    pub batch_size: usize,
+}
+
+fn is_hidden_kind(c: Category) -> bool {
+    matches!(c, Category::Narinfo | Category::Listing)
+}
+
+/// The hash part (32 characters) of a `/nix/store/<hash>-…` path or base name.
+fn hash_of(p: &str) -> &str {
+    let b = p.rsplit('/').next().unwrap_or(p);
+    b.get(..32).unwrap_or(b)
+}
+
+/// The key of an object in the quarantine area.
+pub fn quarantine_key(stamp: &str, key: &str) -> String {
+    format!("{stamp}/{key}")
+}
+
+/// Re-check the plan against the fresh index: what must not be touched, sorted by key.
+pub fn recheck(plan: &Plan, fresh: &Index) -> Vec<Skip> {
+    let mut skips: BTreeMap<String, String> = BTreeMap::new();
+    for o in plan.objects.iter().filter(|o| o.decision != Decision::Keep) {
+        match fresh.object(&o.key) {
+            None => {
+                skips.insert(o.key.clone(), "gone from the cache since the plan".into());
+            }
+            Some(r) if r.size != o.size || r.etag != o.etag => {
+                skips.insert(
+                    o.key.clone(),
+                    format!(
+                        "changed since the plan (size {} → {}, ETag {:?} → {:?})",
+                        o.size, r.size, o.etag, r.etag
+                    ),
+                );
+            }
+            Some(_) => {}
+        }
+    }
+    rescue_referenced(plan, fresh, &mut skips);
+    skips
+        .into_iter()
+        .map(|(key, reason)| Skip { key, reason })
+        .collect()
+}
+
+/// Keep every removed path that a narinfo uploaded or changed since the plan (or a
+/// narinfo the re-check skips) names, directly or through other removed paths.
+fn rescue_referenced(plan: &Plan, fresh: &Index, skips: &mut BTreeMap<String, String>) {
+    let removed_nars: HashSet<&str> = plan
+        .objects
+        .iter()
+        .filter(|o| o.decision != Decision::Keep && o.category == Category::Nar)
+        .map(|o| o.key.as_str())
+        .collect();
+    let mut queue: Vec<(String, String)> = Vec::new();
+    for n in &fresh.narinfos {
+        let planned_unchanged = plan
+            .object(&n.key)
+            .is_some_and(|o| o.etag == n.etag && o.size == n.size);
+        if planned_unchanged && !skips.contains_key(&n.key) {
+            continue;
+        }
+        queue.push((n.key.clone(), format!("named by {}", n.key)));
+    }
+    let mut owned: HashMap<&str, Vec<&str>> = HashMap::new();
+    for o in &plan.objects {
+        if let Some(h) = owner_hash(o) {
+            owned.entry(h).or_default().push(o.key.as_str());
+        }
+    }
+    let mut seen: HashSet<String> = HashSet::new();
+    while let Some((narinfo_key, why)) = queue.pop() {
+        let Some(n) = fresh.narinfo(&narinfo_key) else {
+            continue;
+        };
+        let texts = std::iter::once(n.text.as_slice()).chain(n.earlier.iter().map(|b| &b[..]));
+        for text in texts {
+            for tok in tokens(text) {
+                if removed_nars.contains(tok) {
+                    skips.entry(tok.to_string()).or_insert_with(|| why.clone());
+                }
+                let Some(p) = plan.path(tok).filter(|p| p.decision != Decision::Keep) else {
+                    continue;
+                };
+                let h = hash_of(&p.path).to_string();
+                if !seen.insert(h.clone()) {
+                    continue;
+                }
+                let why = format!("{}: {why}", p.path);
+                for k in path_keys(&owned, &h, p.nar_key.as_deref()) {
+                    skips.entry(k).or_insert_with(|| why.clone());
+                }
+                queue.push((format!("{h}.narinfo"), why));
+            }
+        }
+    }
+}
+
+/// Every object key of a removed path: narinfo, `.ls`, NAR, and objects it owns.
+fn path_keys(owned: &HashMap<&str, Vec<&str>>, hash: &str, nar: Option<&str>) -> Vec<String> {
+    let mut v = vec![format!("{hash}.narinfo"), format!("{hash}.ls")];
+    v.extend(nar.map(str::to_string));
+    v.extend(owned.get(hash).into_iter().flatten().map(|k| k.to_string()));
+    v
+}
+
+fn owner_hash(o: &crate::plan::ObjectDecision) -> Option<&str> {
+    match &o.reason {
+        crate::plan::Reason::OwnerRemoved { owner } => Some(hash_of(owner)),
+        _ => None,
+    }
+}
+
+/// Lenient tokens of a text: runs of `[a-z0-9]` (store path hashes) and white-space
+/// separated words (NAR keys). Reading leniently keeps more, never less.
+fn tokens(text: &[u8]) -> impl Iterator<Item = &str> {
+    let t = std::str::from_utf8(text).unwrap_or("");
+    let words = t.split(|c: char| c.is_whitespace());
+    let alnum = t
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| w.len() == 32);
+    words.chain(alnum).filter(|w| !w.is_empty())
+}
+
+/// The program of an apply: the plan's removed objects minus `skips`, in phases hide →
+/// archive → quarantine, each cut in batches of `layout.batch_size` in key order.
+///
+/// Batches are computed lazily from the plan's ordered list of objects ([`Program::batches`]),
+/// so only one batch of steps is in memory at a time; the journal's cursor is a batch's
+/// `seq`. (The NAR → narinfo guard map is as large as the removed paths.)
+pub struct Program<'a> {
+    plan: &'a Plan,
+    skips: &'a BTreeSet<String>,
+    layout: Layout,
+    guards: HashMap<&'a str, Vec<String>>,
+}
+
+impl<'a> Program<'a> {
+    pub fn new(plan: &'a Plan, skips: &'a BTreeSet<String>, layout: &Layout) -> Program<'a> {
+        Program {
+            plan,
+            skips,
+            layout: layout.clone(),
+            guards: nar_guards(plan),
+        }
+    }
+
+    /// The step of one object of the plan, and its phase; `None` when it is not touched.
+    fn op(&self, o: &crate::plan::ObjectDecision) -> Option<(Phase, Op)> {
+        if o.decision == Decision::Keep || self.skips.contains(&o.key) {
+            return None;
+        }
+        let stamp = &self.layout.quarantine_stamp;
+        let (phase, to, class, delete_source) = if is_hidden_kind(o.category) {
+            let to = match o.decision {
+                Decision::Archive => Loc::archive(o.key.clone()),
+                _ => Loc::quarantine(quarantine_key(stamp, &o.key)),
+            };
+            (Phase::Hide, to, None, true)
+        } else if o.decision == Decision::Archive {
+            // Archived objects with no storage class to move to stay where they are,
+            // hidden with their path (plan: too small to pay back a transition).
+            let class = o.transition_to.clone()?;
+            if self.layout.archives_in_place {
+                (
+                    Phase::Archive,
+                    Loc::cache(o.key.clone()),
+                    Some(class),
+                    false,
+                )
+            } else {
+                (
+                    Phase::Archive,
+                    Loc::archive(o.key.clone()),
+                    Some(class),
+                    true,
+                )
+            }
+        } else {
+            let to = Loc::quarantine(quarantine_key(stamp, &o.key));
+            (Phase::Quarantine, to, None, true)
+        };
+        let mut guards: Vec<String> = self.guards.get(o.key.as_str()).cloned().unwrap_or_default();
+        if let Some(h) = owner_hash(o) {
+            guards.push(format!("{h}.narinfo"));
+        }
+        if o.category == Category::Listing {
+            guards.clear();
+        }
+        let op = Op {
+            key: o.key.clone(),
+            size: o.size,
+            etag: o.etag.clone(),
+            to,
+            storage_class: class,
+            delete_source,
+            guards,
+        };
+        Some((phase, op))
+    }
+
+    /// Steps per phase (for progress bars and reports).
+    pub fn counts(&self) -> [u64; 3] {
+        let mut c = [0u64; 3];
+        for (p, _) in self.plan.objects.iter().filter_map(|o| self.op(o)) {
+            c[p as usize] += 1;
+        }
+        c
+    }
+
+    /// Every batch, in order, computed as it is asked for.
+    pub fn batches(&self) -> impl Iterator<Item = Batch> + '_ {
+        let size = self.layout.batch_size.clamp(1, 1000);
+        Phase::ALL
+            .into_iter()
+            .flat_map(move |phase| {
+                let mut ops = self
+                    .plan
+                    .objects
+                    .iter()
+                    .filter_map(move |o| self.op(o))
+                    .filter(move |(p, _)| *p == phase)
+                    .map(|(_, op)| op);
+                std::iter::from_fn(move || {
+                    let chunk: Vec<Op> = ops.by_ref().take(size).collect();
+                    (!chunk.is_empty()).then_some((phase, chunk))
+                })
+            })
+            .scan(0u64, |n, (phase, ops)| {
+                let b = Batch {
+                    phase,
+                    seq: *n,
+                    ops,
+                };
+                *n += 1;
+                Some(b)
+            })
+    }
+}
+
+/// The whole program at once (tests and small plans).
+pub fn program(plan: &Plan, skips: &BTreeSet<String>, layout: &Layout) -> Vec<Batch> {
+    Program::new(plan, skips, layout).batches().collect()
+}
+
+/// NAR key → narinfo keys of the removed paths that use it.
+fn nar_guards(plan: &Plan) -> HashMap<&str, Vec<String>> {
+    let mut m: HashMap<&str, Vec<String>> = HashMap::new();
+    for p in plan.paths.iter().filter(|p| p.decision != Decision::Keep) {
+        if let Some(k) = &p.nar_key {
+            m.entry(k.as_str())
+                .or_default()
+                .push(format!("{}.narinfo", hash_of(&p.path)));
+        }
+    }
+    m
+}
+
+/// The area a step writes to, for reports.
+pub fn dest_area(op: &Op) -> Area {
+    op.to.area
+}
+
+#[cfg(test)]
+mod tests;

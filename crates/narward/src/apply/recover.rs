@@ -1,0 +1,314 @@
+//! `recover` and `apply --finalize` (edge): bring removed paths back from the quarantine
+//! or archive area (NAR first, then `.ls`, then the narinfo, so a client never sees a
+//! narinfo whose NAR is missing), and delete what waited out the grace window and is
+//! still unreachable.
+
+use super::exec::{ExecOptions, retry};
+use crate::cache::store::{Area, CopyOptions, Loc, Store};
+use crate::index::Index;
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Where a removed path's objects are: an area and the key prefix in it (`<stamp>/` in
+/// the quarantine area, empty in the archive area).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub area: Area,
+    pub prefix: String,
+}
+
+impl Found {
+    fn loc(&self, key: &str) -> Loc {
+        Loc {
+            area: self.area,
+            key: format!("{}{key}", self.prefix),
+        }
+    }
+}
+
+/// The quarantined objects, by key in the cache → the stamps holding one.
+pub type QuarantineIndex = BTreeMap<String, Vec<String>>;
+
+/// List the quarantine area as cache key → stamps (oldest first).
+///
+/// # Errors
+/// The listing fails.
+pub async fn quarantine_index<S: Store>(store: &S, o: &ExecOptions) -> Result<QuarantineIndex> {
+    let mut m: QuarantineIndex = BTreeMap::new();
+    for r in retry(o, || store.list(Area::Quarantine, "")).await? {
+        if let Some((stamp, key)) = r.key.split_once('/') {
+            m.entry(key.to_string())
+                .or_default()
+                .push(stamp.to_string());
+        }
+    }
+    Ok(m)
+}
+
+/// Where the narinfo `<hash>.narinfo` of a removed path is: the archive area, or the
+/// newest quarantine stamp.
+///
+/// # Errors
+/// A store error.
+pub async fn find<S: Store>(
+    store: &S,
+    q: &QuarantineIndex,
+    hash: &str,
+    o: &ExecOptions,
+) -> Result<Option<Found>> {
+    let key = format!("{hash}.narinfo");
+    if let Some(stamp) = q.get(&key).and_then(|v| v.last()) {
+        return Ok(Some(Found {
+            area: Area::Quarantine,
+            prefix: format!("{stamp}/"),
+        }));
+    }
+    let l = Loc::archive(key);
+    if retry(o, || store.head(&l)).await?.is_some() {
+        return Ok(Some(Found {
+            area: Area::Archive,
+            prefix: String::new(),
+        }));
+    }
+    Ok(None)
+}
+
+/// The `URL:` and the reference hashes of a narinfo, read leniently.
+pub fn url_and_refs(text: &[u8]) -> (Option<String>, Vec<String>) {
+    let t = String::from_utf8_lossy(text);
+    let mut url = None;
+    let mut refs = Vec::new();
+    for l in t.lines() {
+        if let Some(u) = l.strip_prefix("URL:") {
+            url = Some(u.trim().to_string());
+        } else if let Some(r) = l.strip_prefix("References:") {
+            refs.extend(
+                r.split_whitespace()
+                    .filter_map(|p| p.get(..32))
+                    .map(str::to_string),
+            );
+        }
+    }
+    (url, refs)
+}
+
+/// Copy `from` back to the cache key `key` (if absent there) and verify it.
+async fn bring_back<S: Store>(store: &S, from: &Loc, key: &str, o: &ExecOptions) -> Result<()> {
+    let to = Loc::cache(key);
+    let opts = CopyOptions {
+        if_absent: true,
+        ..Default::default()
+    };
+    let m = retry(o, || store.copy(from, &to, &opts)).await?;
+    let src = retry(o, || store.head(from)).await?;
+    if src.is_some_and(|s| s.size != m.size) {
+        bail!("recovering {to}: the copy's size differs from {from}");
+    }
+    Ok(())
+}
+
+/// What recovering one path did.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Recovered {
+    pub narinfo: String,
+    pub nar: Option<String>,
+    pub references: Vec<String>,
+}
+
+/// Recover one removed path: NAR, then `.ls`, then narinfo back into the cache area; the
+/// copies in the quarantine or archive area are removed after.
+///
+/// # Errors
+/// The narinfo or its NAR cannot be found or copied.
+pub async fn recover_path<S: Store>(
+    store: &S,
+    q: &QuarantineIndex,
+    found: &Found,
+    hash: &str,
+    o: &ExecOptions,
+) -> Result<Recovered> {
+    let ni_key = format!("{hash}.narinfo");
+    let ni = found.loc(&ni_key);
+    let text = retry(o, || store.get(&ni))
+        .await?
+        .with_context(|| format!("{ni} vanished"))?;
+    let (url, references) = url_and_refs(&text);
+    let mut moved = Vec::new();
+    if let Some(u) = &url {
+        let l = Loc::cache(u.clone());
+        let in_cache = retry(o, || store.head(&l)).await?;
+        if in_cache.is_none() {
+            let src = nar_source(store, q, found, u, o).await?;
+            bring_back(store, &src, u, o).await?;
+            moved.push(src);
+        }
+    }
+    let ls = found.loc(&format!("{hash}.ls"));
+    if retry(o, || store.head(&ls)).await?.is_some() {
+        bring_back(store, &ls, &format!("{hash}.ls"), o).await?;
+        moved.push(ls);
+    }
+    bring_back(store, &ni, &ni_key, o).await?;
+    moved.push(ni);
+    for l in moved {
+        retry(o, || store.delete(&l, None)).await?;
+    }
+    Ok(Recovered {
+        narinfo: ni_key,
+        nar: url,
+        references,
+    })
+}
+
+/// Where a removed path's NAR is: beside its narinfo, else in any quarantine stamp or the
+/// archive area.
+async fn nar_source<S: Store>(
+    store: &S,
+    q: &QuarantineIndex,
+    found: &Found,
+    url: &str,
+    o: &ExecOptions,
+) -> Result<Loc> {
+    let mut candidates = vec![found.loc(url), Loc::archive(url)];
+    for s in q.get(url).into_iter().flatten().rev() {
+        candidates.push(Loc::quarantine(format!("{s}/{url}")));
+    }
+    for c in candidates {
+        if retry(o, || store.head(&c)).await?.is_some() {
+            return Ok(c);
+        }
+    }
+    bail!(
+        "cannot recover: the NAR {url} is neither in the cache nor in the quarantine or archive area"
+    )
+}
+
+/// Recover the path `hash`, and with `closure` every removed path it references
+/// (references first, so that no recovered narinfo names a path still missing).
+///
+/// # Errors
+/// The path is in neither area (and not in the cache); a copy fails.
+pub async fn recover<S: Store>(
+    store: &S,
+    hash: &str,
+    closure: bool,
+    o: &ExecOptions,
+) -> Result<Vec<Recovered>> {
+    let q = quarantine_index(store, o).await?;
+    let mut order: Vec<(String, Found)> = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![hash.to_string()];
+    while let Some(h) = stack.pop() {
+        if !seen.insert(h.clone()) {
+            continue;
+        }
+        let Some(f) = find(store, &q, &h, o).await? else {
+            let l = Loc::cache(format!("{h}.narinfo"));
+            let in_cache = retry(o, || store.head(&l)).await?;
+            if h == hash && in_cache.is_none() {
+                bail!("{h}: no narinfo in the cache, the quarantine or the archive area");
+            }
+            continue;
+        };
+        if closure {
+            let l = f.loc(&format!("{h}.narinfo"));
+            let t = retry(o, || store.get(&l)).await?;
+            stack.extend(url_and_refs(&t.unwrap_or_default()).1);
+        }
+        order.push((h, f));
+    }
+    let mut out = Vec::new();
+    for (h, f) in order.iter().rev() {
+        out.push(recover_path(store, &q, f, h, o).await?);
+    }
+    Ok(out)
+}
+
+/// Add what `text` names among the quarantined keys to `needed`; newly needed narinfos
+/// go to `todo` (their own references are needed too).
+fn mark(text: &[u8], q: &QuarantineIndex, needed: &mut BTreeSet<String>, todo: &mut Vec<String>) {
+    let (url, refs) = url_and_refs(text);
+    for k in refs
+        .iter()
+        .map(|h| format!("{h}.narinfo"))
+        .chain(url)
+        .filter(|k| q.contains_key(k))
+    {
+        if needed.insert(k.clone()) && k.ends_with(".narinfo") {
+            todo.push(k);
+        }
+    }
+}
+
+/// What `apply --finalize` did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FinalizeReport {
+    /// Quarantined objects deleted for good.
+    pub deleted: Vec<String>,
+    /// Paths recovered because a visible narinfo references them again.
+    pub recovered: Vec<Recovered>,
+    /// Quarantined objects still inside the grace window.
+    pub waiting: u64,
+}
+
+/// Finalize: recover quarantined paths (and NARs) that a narinfo visible in `fresh`
+/// references, directly or through other quarantined paths; delete the quarantined
+/// objects whose stamp is older than `grace_secs` and that nothing needs.
+///
+/// # Errors
+/// Store errors.
+pub async fn finalize<S: Store>(
+    store: &S,
+    fresh: &Index,
+    now: i64,
+    grace_secs: i64,
+    o: &ExecOptions,
+) -> Result<FinalizeReport> {
+    let q = quarantine_index(store, o).await?;
+    let mut needed: BTreeSet<String> = BTreeSet::new();
+    let mut todo: Vec<String> = Vec::new();
+    for n in &fresh.narinfos {
+        mark(&n.text, &q, &mut needed, &mut todo);
+    }
+    while let Some(k) = todo.pop() {
+        if let Some(stamp) = q.get(&k).and_then(|v| v.last()) {
+            let l = Loc::quarantine(format!("{stamp}/{k}"));
+            let text = retry(o, || store.get(&l)).await?.unwrap_or_default();
+            mark(&text, &q, &mut needed, &mut todo);
+        }
+    }
+    let mut rep = FinalizeReport::default();
+    for k in needed.iter().filter(|k| k.ends_with(".narinfo")).rev() {
+        let h = &k[..k.len() - ".narinfo".len()];
+        if let Some(f) = find(store, &q, h, o).await? {
+            rep.recovered.push(recover_path(store, &q, &f, h, o).await?);
+        }
+    }
+    for k in needed.iter().filter(|k| !k.ends_with(".narinfo")) {
+        let l = Loc::cache(k.clone());
+        let in_cache = retry(o, || store.head(&l)).await?;
+        if let (None, Some(s)) = (in_cache, q.get(k).and_then(|v| v.last())) {
+            let from = Loc::quarantine(format!("{s}/{k}"));
+            bring_back(store, &from, k, o).await?;
+            retry(o, || store.delete(&from, None)).await?;
+        }
+    }
+    let q = quarantine_index(store, o).await?;
+    for (key, stamps) in &q {
+        for s in stamps {
+            let expired = s.parse::<i64>().is_ok_and(|t| t + grace_secs <= now);
+            if !expired || needed.contains(key) {
+                rep.waiting += 1;
+                continue;
+            }
+            let l = Loc::quarantine(format!("{s}/{key}"));
+            retry(o, || store.delete(&l, None)).await?;
+            rep.deleted.push(l.key);
+        }
+    }
+    Ok(rep)
+}
+
+#[cfg(test)]
+mod tests;

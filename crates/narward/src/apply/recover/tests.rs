@@ -1,0 +1,168 @@
+use super::*;
+use crate::cache::ObjectMeta;
+use crate::cache::file_store::FileStore;
+use crate::cache::store::{
+    BatchDeleteResult, PutOutcome, RestoreOutcome, StoreResult, Tier, Versioning,
+};
+use crate::model::ObjectRecord;
+use std::sync::Mutex;
+
+/// A FileStore that records the destination of every copy.
+struct Recording {
+    inner: FileStore,
+    copies: Mutex<Vec<String>>,
+}
+
+impl Store for Recording {
+    fn describe(&self, area: Area) -> String {
+        self.inner.describe(area)
+    }
+    fn archives_in_place(&self) -> bool {
+        false
+    }
+    async fn head(&self, loc: &Loc) -> StoreResult<Option<ObjectMeta>> {
+        self.inner.head(loc).await
+    }
+    async fn get(&self, loc: &Loc) -> StoreResult<Option<Vec<u8>>> {
+        self.inner.get(loc).await
+    }
+    async fn list(&self, area: Area, prefix: &str) -> StoreResult<Vec<ObjectRecord>> {
+        self.inner.list(area, prefix).await
+    }
+    async fn put_if_absent(&self, loc: &Loc, bytes: &[u8]) -> StoreResult<PutOutcome> {
+        self.inner.put_if_absent(loc, bytes).await
+    }
+    async fn copy(&self, from: &Loc, to: &Loc, opts: &CopyOptions) -> StoreResult<ObjectMeta> {
+        self.copies.lock().unwrap().push(to.key.clone());
+        self.inner.copy(from, to, opts).await
+    }
+    async fn delete(&self, loc: &Loc, v: Option<&str>) -> StoreResult<()> {
+        self.inner.delete(loc, v).await
+    }
+    async fn delete_batch(
+        &self,
+        area: Area,
+        keys: &[(String, Option<String>)],
+    ) -> StoreResult<Vec<BatchDeleteResult>> {
+        self.inner.delete_batch(area, keys).await
+    }
+    async fn restore(&self, loc: &Loc, days: u32, tier: Tier) -> StoreResult<RestoreOutcome> {
+        self.inner.restore(loc, days, tier).await
+    }
+    async fn versioning(&self, area: Area) -> StoreResult<Versioning> {
+        self.inner.versioning(area).await
+    }
+}
+
+const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+/// Quarantine (stamp 100) holding A → B, each with its NAR; B's NAR absent when `no_nar_b`.
+fn setup(no_nar_b: bool) -> (tempfile::TempDir, Recording) {
+    let d = tempfile::tempdir().unwrap();
+    let q = d.path().join("q/100");
+    std::fs::create_dir_all(q.join("nar")).unwrap();
+    std::fs::create_dir_all(d.path().join("cache")).unwrap();
+    for (h, refs) in [(A, format!("{B}-b")), (B, String::new())] {
+        std::fs::write(
+            q.join(format!("{h}.narinfo")),
+            format!("StorePath: /nix/store/{h}-x\nURL: nar/{h}.nar.xz\nReferences: {refs}\n"),
+        )
+        .unwrap();
+        if !(no_nar_b && h == B) {
+            std::fs::write(q.join(format!("nar/{h}.nar.xz")), h).unwrap();
+        }
+    }
+    let inner = FileStore::open(
+        &d.path().join("cache"),
+        &d.path().join("a"),
+        &d.path().join("q"),
+    )
+    .unwrap();
+    let s = Recording {
+        inner,
+        copies: Mutex::new(Vec::new()),
+    };
+    (d, s)
+}
+
+fn block<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+#[test]
+fn recover_closure_brings_references_first_and_each_nar_before_its_narinfo() {
+    let (d, s) = setup(false);
+    let r = block(recover(&s, A, true, &ExecOptions::default())).unwrap();
+    assert_eq!(r.len(), 2);
+    let copies = s.copies.lock().unwrap().clone();
+    assert_eq!(
+        copies,
+        [
+            format!("nar/{B}.nar.xz"),
+            format!("{B}.narinfo"),
+            format!("nar/{A}.nar.xz"),
+            format!("{A}.narinfo"),
+        ]
+    );
+    assert_eq!(
+        std::fs::read_dir(d.path().join("q/100/nar"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn recover_never_publishes_a_narinfo_whose_nar_is_missing() {
+    let (d, s) = setup(true);
+    let e = block(recover(&s, B, false, &ExecOptions::default())).unwrap_err();
+    assert!(e.to_string().contains(&format!("nar/{B}.nar.xz")), "{e}");
+    assert!(!d.path().join(format!("cache/{B}.narinfo")).exists());
+    assert!(
+        d.path().join(format!("q/100/{B}.narinfo")).exists(),
+        "left in quarantine"
+    );
+}
+
+#[test]
+fn finalize_keeps_the_grace_window_and_recovers_what_a_visible_narinfo_names() {
+    let (d, s) = setup(false);
+    let fresh = |texts: &[String]| crate::index::Index {
+        meta: serde_json::from_value(serde_json::json!({
+            "format_version": 1, "cache": "c", "cache_url": "c", "generation": 1,
+            "updated_at": 0, "source": "t", "objects": 0, "narinfos": 0, "unparseable": 0,
+            "last_update": {"listed": 0, "narinfo_objects": 0, "fetched": 0, "reused": 0,
+                            "dropped": 0, "fetch_errors": 0}
+        }))
+        .unwrap(),
+        objects: Vec::new(),
+        narinfos: texts
+            .iter()
+            .map(|t| crate::model::FetchedRecord {
+                key: "x.narinfo".into(),
+                etag: None,
+                size: 0,
+                text: t.clone().into_bytes(),
+                fetch_error: None,
+                earlier: Vec::new(),
+            })
+            .collect(),
+        debuginfo: Vec::new(),
+    };
+    let o = ExecOptions::default();
+    let r = block(finalize(&s, &fresh(&[]), 150, 100, &o)).unwrap();
+    assert!(r.deleted.is_empty() && r.waiting == 4, "{r:?}");
+    // Something visible references B: B is recovered, A deleted once the window passed.
+    let visible = format!("StorePath: /nix/store/c-c\nReferences: {B}-b\n");
+    let r = block(finalize(&s, &fresh(&[visible]), 300, 100, &o)).unwrap();
+    assert_eq!(r.recovered.len(), 1, "{r:?}");
+    assert!(d.path().join(format!("cache/{B}.narinfo")).exists());
+    assert!(d.path().join(format!("cache/nar/{B}.nar.xz")).exists());
+    assert_eq!(r.deleted.len(), 2, "{r:?}");
+    assert!(!d.path().join(format!("q/100/{A}.narinfo")).exists());
+}
