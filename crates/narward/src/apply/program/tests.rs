@@ -75,6 +75,7 @@ fn index(objects: Vec<ObjectRecord>, narinfos: Vec<FetchedRecord>) -> Index {
             last_update: UpdateStats::default(),
             files: Default::default(),
             checksum: String::new(),
+            versioning: None,
         },
         objects,
         narinfos,
