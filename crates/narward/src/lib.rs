@@ -20,3 +20,4 @@ pub mod plan;
 pub mod policy;
 pub mod progress;
 pub mod report;
+pub mod verify;

@@ -15,6 +15,7 @@ use std::process::ExitCode;
 
 mod plan_cmd;
 mod report_cmd;
+mod verify_cmd;
 
 /// Index, audit, plan and garbage-collect Nix binary caches in S3 (or file:// directories).
 ///
@@ -123,6 +124,16 @@ pub enum Command {
     /// Prices come from the built-in AWS S3 us-east-1 table unless --pricing names another.
     /// Totals equal the index's. Nothing in the cache is read or changed.
     Report(report_cmd::ReportArgs),
+    /// Re-read the live cache, independently of any index or plan, and check what Nix
+    /// clients rely on: every visible narinfo parses; its NAR is listed and readable (not
+    /// in GLACIER/DEEP_ARCHIVE unless a restored copy is available); every reference has a
+    /// visible narinfo (closures are complete).
+    ///
+    /// Exits with status 1 and names every problem when one is found, 0 when the cache is
+    /// clean. Run it after every apply. Examples:
+    ///   narward verify --cache file:///srv/nix-cache
+    ///   narward verify --json --cache 's3://nix-cache?region=us-east-1'
+    Verify(verify_cmd::VerifyArgs),
 }
 
 #[derive(Args, Debug)]
@@ -312,6 +323,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plan(a) => plan_cmd::run(g, a),
         Command::Why(a) => plan_cmd::why(g, a),
         Command::Report(a) => report_cmd::run(g, a),
+        Command::Verify(a) => verify_cmd::run(g, a).await,
         Command::Paths => {
             let idx = Index::load(&g.state)?;
             print_json(&narward::paths::path_infos(&idx))?;
