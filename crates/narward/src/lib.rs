@@ -7,6 +7,7 @@
 
 pub mod access_log;
 pub mod audit;
+pub mod batch_export;
 pub mod cache;
 pub mod cost;
 pub mod explain;

@@ -13,6 +13,7 @@ use narward_formats::signature::PublicKey;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod batch_export_cmd;
 mod plan_cmd;
 mod report_cmd;
 mod verify_cmd;
@@ -134,6 +135,17 @@ pub enum Command {
     ///   narward verify --cache file:///srv/nix-cache
     ///   narward verify --json --cache 's3://nix-cache?region=us-east-1'
     Verify(verify_cmd::VerifyArgs),
+    /// Write a plan's work on an s3:// cache as S3 Batch Operations jobs, phase by phase in
+    /// the safe order (hide narinfos, then transition NARs, then quarantine deleted
+    /// objects): per job a CSV manifest and the CreateJob request (job.json), plus
+    /// lifecycle.json (Batch Operations cannot delete: tagged objects expire by lifecycle)
+    /// and README.txt, which says what to fill in and that each phase must finish before
+    /// the next. Examples:
+    ///   narward batch-export plans/today --out jobs/
+    ///   narward batch-export plans/today --out jobs/ --account-id 123456789012 \
+    ///     --role-arn arn:aws:iam::123456789012:role/batch --manifest-location ops-bucket/jobs \
+    ///     --report-bucket ops-bucket
+    BatchExport(batch_export_cmd::BatchExportArgs),
 }
 
 #[derive(Args, Debug)]
@@ -324,6 +336,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Why(a) => plan_cmd::why(g, a),
         Command::Report(a) => report_cmd::run(g, a),
         Command::Verify(a) => verify_cmd::run(g, a).await,
+        Command::BatchExport(a) => batch_export_cmd::run(g, a),
         Command::Paths => {
             let idx = Index::load(&g.state)?;
             print_json(&narward::paths::path_infos(&idx))?;
