@@ -91,9 +91,11 @@ async fn put_if_absent_head_get_and_list_by_area() {
         keys(s.list(Area::Cache, "nar/").await.unwrap()),
         ["nar/a b+c.nar"]
     );
-    // The cache area lists the other areas too (they live under its prefix): callers
-    // that want only cache objects skip the area prefixes.
-    assert!(keys(s.list(Area::Cache, "").await.unwrap()).contains(&"abc.narinfo".to_string()));
+    // The other areas live under the cache prefix, but listing the cache leaves them out.
+    assert_eq!(
+        keys(s.list(Area::Cache, "").await.unwrap()),
+        ["abc.narinfo", "nar/a b+c.nar"]
+    );
     assert!(s.get(&Loc::cache("nope")).await.unwrap().is_none());
     assert!(s.head(&Loc::cache("nope")).await.unwrap().is_none());
     let h = s.head(&loc).await.unwrap().unwrap();
@@ -146,6 +148,18 @@ async fn copy_checks_the_source_etag_and_repeats_safely() {
         StoreErrorKind::PreconditionFailed
     );
     assert_eq!(s.get(&other).await.unwrap().unwrap(), b"different");
+    // A change of class in place, repeated (as after a crash): done once, then a no-op,
+    // although the object can no longer be read or copied.
+    let cold = CopyOptions {
+        storage_class: Some("GLACIER".into()),
+        if_match: Some(etag.clone()),
+        if_absent: true,
+    };
+    let m = s.copy(&from, &from, &cold).await.unwrap();
+    assert_eq!(m.storage_class.as_deref(), Some("GLACIER"));
+    let again = s.copy(&from, &from, &cold).await.unwrap();
+    assert_eq!(again.storage_class.as_deref(), Some("GLACIER"));
+    assert_eq!(kind(s.get(&from).await), StoreErrorKind::InvalidObjectState);
     // A missing source is NotFound, naming the source.
     let e = s
         .copy(&Loc::cache("nar/none"), &to, &CopyOptions::default())

@@ -10,6 +10,9 @@
 //! key) when the archive bucket is the cache's bucket; the archive prefix then holds only
 //! the byte-for-byte narinfo copies. With a separate archive bucket NARs are copied there.
 //!
+//! Areas never overlap: listing the cache area leaves out the archive and quarantine
+//! prefixes nested in it.
+//!
 //! **Errors** are mapped to [`StoreErrorKind`] from the service's code and HTTP status
 //! ([`kind_of`]); the message is the same one-line cause the read path prints.
 //!
@@ -19,7 +22,9 @@
 //! exercise the HEAD comparison. `copy` with `if_absent` HEADs the destination first and
 //! accepts an existing one only if it holds the source's bytes (same size and ETag, or for
 //! a multipart copy the source ETag recorded in its metadata). `put_if_absent` sends
-//! `If-None-Match: *`, which S3 and moto enforce.
+//! `If-None-Match: *`, which S3 and moto enforce. A copy of an object onto itself (a
+//! change of storage class in place) ignores `if_absent` and succeeds at once when the
+//! object is already in the target class, so that it can be repeated after a crash.
 //!
 //! Objects larger than the multipart threshold (5 GiB, the limit of a single CopyObject)
 //! are copied with CreateMultipartUpload + UploadPartCopy + CompleteMultipartUpload, and
@@ -46,6 +51,8 @@ use std::sync::atomic::{AtomicU16, Ordering};
 pub const MULTIPART_COPY_THRESHOLD: u64 = 5 * 1024 * 1024 * 1024;
 /// Part size of a multipart copy (S3: at least 5 MiB but the last, at most 10,000 parts).
 pub const DEFAULT_PART_SIZE: u64 = 512 * 1024 * 1024;
+/// The most parts one multipart upload may have.
+const MAX_PARTS: u64 = 10_000;
 /// Where deleted objects wait out the grace window, under the cache prefix.
 pub const DEFAULT_QUARANTINE_PREFIX: &str = "narward-quarantine/";
 /// Metadata key a multipart copy records its source's ETag under.
@@ -452,6 +459,9 @@ impl S3Store {
                 let Some(key) = full.strip_prefix(&base) else {
                     continue;
                 };
+                if self.in_other_area(area, &full) {
+                    continue;
+                }
                 out.push(ObjectRecord {
                     key: key.to_string(),
                     size: o.size().unwrap_or(0).max(0) as u64,
@@ -463,6 +473,23 @@ impl S3Store {
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
+    }
+
+    /// Whether a full key listed for `area` belongs to another area nested inside it (the
+    /// archive and quarantine prefixes lie under the cache prefix in the cache's bucket):
+    /// areas never overlap in listings.
+    fn in_other_area(&self, area: Area, full: &str) -> bool {
+        let mine = self.layout.place(area);
+        [Area::Cache, Area::Archive, Area::Quarantine]
+            .into_iter()
+            .filter(|a| *a != area)
+            .map(|a| self.layout.place(a))
+            .any(|p| {
+                p.bucket == mine.bucket
+                    && p.prefix.len() > mine.prefix.len()
+                    && p.prefix.starts_with(&mine.prefix)
+                    && full.starts_with(&p.prefix)
+            })
     }
 
     /// When the destination exists already: fine if it holds the source's bytes.
@@ -506,15 +533,35 @@ impl S3Store {
                 format!("ETag is {:?}, expected {want:?}", src.etag),
             ));
         }
-        if opts.if_absent
+        let class = |c: Option<&str>| c.unwrap_or("STANDARD").to_string();
+        if from == to {
+            // A change of storage class in place: done already when the object is in the
+            // target class (a repeat after a crash; the source may now be unreadable).
+            if class(src.storage_class.as_deref()) == class(opts.storage_class.as_deref()) {
+                return Ok(src);
+            }
+        } else if opts.if_absent
             && let Some(dst) = self.existing_copy(&src, to).await?
         {
             return Ok(dst);
         }
-        if src.size > self.layout.multipart_threshold {
-            self.copy_multipart(from, to, &src, opts).await?;
+        let r = if src.size > self.layout.multipart_threshold {
+            self.copy_multipart(from, to, &src, opts).await
         } else {
-            self.copy_single(from, to, opts).await?;
+            self.copy_single(from, to, opts).await
+        };
+        match r {
+            // Another writer created the destination since the HEAD: fine if it holds
+            // the same bytes.
+            Err(e)
+                if e.kind == StoreErrorKind::PreconditionFailed && opts.if_absent && from != to =>
+            {
+                if let Some(dst) = self.existing_copy(&src, to).await? {
+                    return Ok(dst);
+                }
+                return Err(e);
+            }
+            r => r?,
         }
         self.head_raw(to, None)
             .await?
@@ -539,7 +586,7 @@ impl S3Store {
             .metadata_directive(MetadataDirective::Copy)
             .set_copy_source_if_match(opts.if_match.clone())
             .set_storage_class(opts.storage_class.as_deref().map(StorageClass::from));
-        if opts.if_absent {
+        if opts.if_absent && from != to {
             req = req.if_none_match("*");
         }
         match req.send().await {
@@ -615,7 +662,12 @@ impl S3Store {
         opts: &CopyOptions,
         upload_id: &str,
     ) -> StoreResult<()> {
-        let part = self.layout.part_size.max(1);
+        // At most 10,000 parts: larger parts for objects over part_size × 10,000.
+        let part = self
+            .layout
+            .part_size
+            .max(src.size.div_ceil(MAX_PARTS))
+            .max(1);
         let mut parts = Vec::new();
         let mut start = 0u64;
         let mut n = 1i32;
@@ -970,6 +1022,7 @@ impl Store for S3Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_s3::operation::get_object::GetObjectError;
 
     #[test]
     fn layout_puts_archive_and_quarantine_under_the_cache_prefix_in_the_same_bucket() {
@@ -986,6 +1039,57 @@ mod tests {
         assert_eq!(l.archive.bucket, "arch");
         assert_eq!(l.archive.prefix, "narward-archive/");
         assert_eq!(l.quarantine.prefix, "c/q/");
+    }
+
+    fn service(code: Option<&str>, status: u16) -> SdkError<GetObjectError, HttpResponse> {
+        let mut meta = aws_sdk_s3::error::ErrorMetadata::builder();
+        if let Some(c) = code {
+            meta = meta.code(c);
+        }
+        let raw = HttpResponse::new(
+            aws_smithy_runtime_api::http::StatusCode::try_from(status).unwrap(),
+            aws_smithy_types::body::SdkBody::empty(),
+        );
+        SdkError::service_error(GetObjectError::generic(meta.build()), raw)
+    }
+
+    #[test]
+    fn sdk_errors_map_to_the_kinds_apply_acts_on() {
+        use StoreErrorKind::*;
+        for (code, status, want) in [
+            (Some("NoSuchKey"), 404, NotFound),
+            (None, 404, NotFound),
+            (Some("PreconditionFailed"), 412, PreconditionFailed),
+            (None, 412, PreconditionFailed),
+            (Some("SlowDown"), 503, Throttled),
+            (None, 503, Throttled),
+            (None, 429, Throttled),
+            (Some("AccessDenied"), 403, Denied),
+            (None, 403, Denied),
+            (Some("InvalidObjectState"), 403, InvalidObjectState),
+            (Some("ObjectNotInActiveTierError"), 403, InvalidObjectState),
+            (Some("InternalError"), 500, Transient),
+            (None, 502, Transient),
+            (Some("NoSuchBucket"), 404, Other),
+            (Some("InvalidArgument"), 400, Other),
+        ] {
+            assert_eq!(kind_of(&service(code, status)), want, "{code:?} {status}");
+        }
+        let t: SdkError<GetObjectError, HttpResponse> =
+            SdkError::timeout_error(std::io::Error::other("slow"));
+        assert_eq!(kind_of(&t), Transient);
+        let reset: SdkError<GetObjectError, HttpResponse> =
+            SdkError::dispatch_failure(aws_smithy_runtime_api::client::result::ConnectorError::io(
+                Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+            ));
+        assert_eq!(kind_of(&reset), Transient);
+    }
+
+    #[test]
+    fn versioning_status_is_read_from_a_body_the_sdk_could_not_parse() {
+        let moto = r#"<GetBucketVersioningResponse xmlns="x"><Status>Enabled</Status></GetBucketVersioningResponse>"#;
+        assert_eq!(versioning_status_in(moto).as_deref(), Some("Enabled"));
+        assert_eq!(versioning_status_in("<GetBucketVersioningResponse/>"), None);
     }
 
     #[test]
