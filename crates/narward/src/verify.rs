@@ -241,13 +241,15 @@ mod tests {
 
     /// A → B, both with NARs.
     fn clean() -> Fetched {
-        let mut f = Fetched::default();
-        f.objects = vec![
-            obj(&format!("{A}.narinfo"), None),
-            obj(&format!("{B}.narinfo"), None),
-            obj("nar/a.nar.xz", None),
-            obj("nar/b.nar.xz", None),
-        ];
+        let mut f = Fetched {
+            objects: vec![
+                obj(&format!("{A}.narinfo"), None),
+                obj(&format!("{B}.narinfo"), None),
+                obj("nar/a.nar.xz", None),
+                obj("nar/b.nar.xz", None),
+            ],
+            ..Default::default()
+        };
         f.narinfos.insert(
             format!("{A}.narinfo"),
             Ok(Some(narinfo(A, "a", "nar/a.nar.xz", &format!("{B}-b")))),
