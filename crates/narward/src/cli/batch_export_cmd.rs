@@ -14,6 +14,16 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Args, Debug)]
+#[command(after_long_help = "Examples:
+  narward batch-export plans/today --out jobs/
+  narward batch-export plans/today --out jobs/ --account-id 123456789012 \\
+    --role-arn arn:aws:iam::123456789012:role/narward-batch \\
+    --manifest-location ops-bucket/narward-jobs --report-bucket ops-bucket
+  aws s3 cp --recursive jobs/ s3://ops-bucket/narward-jobs/
+  aws s3control create-job --cli-input-json file://jobs/01-hide-copy-to-archive/job.json
+
+Run the jobs in the order of their numbers, each phase only after the one before has
+finished (jobs/README.txt says how to tell).")]
 pub struct BatchExportArgs {
     /// The plan directory (of an s3:// cache).
     pub plan: PathBuf,

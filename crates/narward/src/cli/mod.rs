@@ -35,6 +35,8 @@ mod verify_cmd;
   narward plan --policy policy.toml --out plans/today
   narward why /nix/store/<hash>-<name> --plan plans/today
   narward report --plan plans/today --out report/
+  narward batch-export plans/today --out jobs/    # the plan as S3 Batch Operations jobs
+  narward verify                                  # is what clients see whole?
 
 Exit status: 0 success; 1 the command worked and found problems (audit errors);
 2 bad input or a failure (the message names the input and the place).
@@ -125,26 +127,21 @@ pub enum Command {
     /// Prices come from the built-in AWS S3 us-east-1 table unless --pricing names another.
     /// Totals equal the index's. Nothing in the cache is read or changed.
     Report(report_cmd::ReportArgs),
-    /// Re-read the live cache, independently of any index or plan, and check what Nix
-    /// clients rely on: every visible narinfo parses; its NAR is listed and readable (not
-    /// in GLACIER/DEEP_ARCHIVE unless a restored copy is available); every reference has a
-    /// visible narinfo (closures are complete).
+    /// Re-read the live cache and check that what clients see is whole.
     ///
-    /// Exits with status 1 and names every problem when one is found, 0 when the cache is
-    /// clean. Run it after every apply. Examples:
-    ///   narward verify --cache file:///srv/nix-cache
-    ///   narward verify --json --cache 's3://nix-cache?region=us-east-1'
+    /// Independently of any index or plan: every visible narinfo parses; its NAR is listed
+    /// and readable (not in GLACIER/DEEP_ARCHIVE unless a restored copy is available); every
+    /// reference has a visible narinfo (closures are complete). Exits with status 1 and
+    /// names every problem when one is found, 0 when the cache is clean. Run it after every
+    /// apply.
     Verify(verify_cmd::VerifyArgs),
-    /// Write a plan's work on an s3:// cache as S3 Batch Operations jobs, phase by phase in
-    /// the safe order (hide narinfos, then transition NARs, then quarantine deleted
-    /// objects): per job a CSV manifest and the CreateJob request (job.json), plus
-    /// lifecycle.json (Batch Operations cannot delete: tagged objects expire by lifecycle)
-    /// and README.txt, which says what to fill in and that each phase must finish before
-    /// the next. Examples:
-    ///   narward batch-export plans/today --out jobs/
-    ///   narward batch-export plans/today --out jobs/ --account-id 123456789012 \
-    ///     --role-arn arn:aws:iam::123456789012:role/batch --manifest-location ops-bucket/jobs \
-    ///     --report-bucket ops-bucket
+    /// Write a plan's work on an s3:// cache as S3 Batch Operations jobs, phase by phase.
+    ///
+    /// The phases run in the safe order: hide narinfos, then transition NARs, then
+    /// quarantine deleted objects. Per job a CSV manifest and the CreateJob request
+    /// (job.json); plus lifecycle.json (Batch Operations cannot delete: tagged objects are
+    /// expired by a lifecycle rule) and README.txt, which says what to fill in and that each
+    /// phase must finish before the next starts. Reads the plan only; changes nothing.
     BatchExport(batch_export_cmd::BatchExportArgs),
 }
 

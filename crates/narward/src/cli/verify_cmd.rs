@@ -11,6 +11,11 @@ use narward_formats::keys::{self, ObjectKind};
 use std::process::ExitCode;
 
 #[derive(Args, Debug)]
+#[command(after_long_help = "Examples:
+  narward verify --cache file:///srv/nix-cache
+  narward verify --json --cache 's3://nix-cache?region=us-east-1' > verify.json
+
+Exit status: 0 clean; 1 problems found (each named); 2 the cache could not be read.")]
 pub struct VerifyArgs {
     /// The cache: file:///DIR, a directory, or s3://BUCKET[/PREFIX]?endpoint=URL&region=R.
     /// Defaults to the cache the state directory indexes.
