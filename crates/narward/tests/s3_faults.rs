@@ -184,6 +184,7 @@ async fn throttled_store_adapts_to_a_rate_limit_and_reports_the_achieved_rate() 
         &s3_endpoint(),
         FaultConfig {
             rate_limit: Some(limit),
+            burst: Some(5.0),
             max_requests: 5_000,
             lifetime: Duration::from_secs(120),
             ..Default::default()
@@ -193,11 +194,13 @@ async fn throttled_store_adapts_to_a_rate_limit_and_reports_the_achieved_rate() 
         open(&b, proxy.url(), 1).await,
         ThrottleConfig {
             max_rate: 200.0,
+            decrease_every: Duration::from_millis(500),
+            recovery_per_sec: 4.0,
             ..cfg()
         },
     ));
     let mut tasks = Vec::new();
-    for _ in 0..200 {
+    for _ in 0..400 {
         let s = store.clone();
         tasks.push(tokio::spawn(async move { s.head(&Loc::cache("k")).await }));
     }
@@ -213,10 +216,17 @@ async fn throttled_store_adapts_to_a_rate_limit_and_reports_the_achieved_rate() 
         s.throttled,
         s.rate_lowest
     );
-    assert_eq!(s.succeeded, 200);
+    assert_eq!(s.succeeded, 400);
     assert!(s.throttled > 0, "the limit was hit: {s:?}");
     assert!(s.rate_lowest < 200.0, "the rate was lowered: {s:?}");
     assert!(proxy.stats.get(&proxy.stats.rate_limited) > 0);
+    // The controller settles near the limit instead of collapsing (issue 10's benchmark
+    // target is 90 %; this guard is lower because the test machine is shared).
+    assert!(
+        ratio >= 0.6,
+        "achieved {:.0} % of the allowed rate",
+        100.0 * ratio
+    );
 }
 
 #[test]

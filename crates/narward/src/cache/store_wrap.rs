@@ -388,8 +388,9 @@ pub struct ThrottleConfig {
     pub max_rate: f64,
     /// The rate never goes below this.
     pub min_rate: f64,
-    /// Factor applied to the rate on throttling (0.5 halves it), at most once per
-    /// `decrease_every`.
+    /// On throttling (at most once per `decrease_every`) the rate becomes the success rate
+    /// observed since the last decrease, but at most `rate × decrease` and at least
+    /// `rate × 0.5`: it falls fast to what the server accepts, then stays near it.
     pub decrease: f64,
     pub decrease_every: Duration,
     /// Requests per second regained per second without throttling.
@@ -408,7 +409,7 @@ impl Default for ThrottleConfig {
             concurrency: 64,
             max_rate: 3000.0,
             min_rate: 5.0,
-            decrease: 0.5,
+            decrease: 0.8,
             decrease_every: Duration::from_millis(500),
             recovery_per_sec: 50.0,
             max_retries: 10,
@@ -443,12 +444,15 @@ struct RateState {
     next_at: Instant,
     last_decrease: Option<Instant>,
     last_increase: Instant,
+    /// Successes since `window_start` (the last decrease): the observed success rate.
+    window_ok: u64,
+    window_start: Instant,
 }
 
 /// Adaptive rate control over a store: at most `concurrency` requests in flight, spaced
-/// at the current allowed rate; a `Throttled` or `Transient` answer multiplies the rate by
-/// `decrease` (at most once per `decrease_every`, so a burst of failures counts once)
-/// and the request is retried after a fully jittered exponential backoff; the rate grows
+/// at the current allowed rate; a `Throttled` or `Transient` answer lowers the rate (see
+/// [`ThrottleConfig::decrease`]; at most once per `decrease_every`, so a burst of failures
+/// counts once) and the request is retried after a fully jittered exponential backoff; the rate grows
 /// back by `recovery_per_sec` each second. Per-key retryable failures of a batch delete
 /// are retried as a smaller batch.
 pub struct Throttled<S> {
@@ -476,6 +480,8 @@ impl<S: Store> Throttled<S> {
                 next_at: now,
                 last_decrease: None,
                 last_increase: now,
+                window_ok: 0,
+                window_start: now,
             }),
             cfg,
             started: now,
@@ -535,7 +541,16 @@ impl<S: Store> Throttled<S> {
             return;
         }
         st.last_decrease = Some(now);
-        st.rate = (st.rate * self.cfg.decrease).max(self.cfg.min_rate);
+        let secs = now.duration_since(st.window_start).as_secs_f64();
+        let observed = if secs > 0.0 {
+            st.window_ok as f64 / secs
+        } else {
+            0.0
+        };
+        let target = observed.min(st.rate * self.cfg.decrease).max(st.rate * 0.5);
+        st.rate = target.max(self.cfg.min_rate);
+        st.window_ok = 0;
+        st.window_start = now;
         st.lowest = st.lowest.min(st.rate);
         st.last_increase = now;
     }
@@ -581,6 +596,7 @@ impl<S: Store> Throttled<S> {
             match r {
                 Ok(v) => {
                     self.succeeded.fetch_add(1, Ordering::Relaxed);
+                    lock(&self.state).window_ok += 1;
                     return Ok(v);
                 }
                 Err(e) if self.on_error(&e, attempt) => {

@@ -28,9 +28,10 @@ pub struct FaultConfig {
     pub internal_error: f64,
     pub reset: f64,
     pub lost_answer: f64,
-    /// Forwarded requests per second at most (token bucket, burst = one second's worth);
-    /// above it: `503 SlowDown`.
+    /// Forwarded requests per second at most (token bucket); above it: `503 SlowDown`.
     pub rate_limit: Option<f64>,
+    /// Tokens the bucket holds at most (and starts with); `None`: one second's worth.
+    pub burst: Option<f64>,
     pub seed: u64,
     pub max_requests: u64,
     pub lifetime: Duration,
@@ -44,6 +45,7 @@ impl Default for FaultConfig {
             reset: 0.0,
             lost_answer: 0.0,
             rate_limit: None,
+            burst: None,
             seed: 1,
             max_requests: 100_000,
             lifetime: Duration::from_secs(300),
@@ -183,7 +185,8 @@ impl Shared {
         };
         let mut b = self.bucket.lock().unwrap();
         let now = Instant::now();
-        b.0 = (b.0 + rate * now.duration_since(b.1).as_secs_f64()).min(rate.max(1.0));
+        let cap = self.cfg.burst.unwrap_or(rate).max(1.0);
+        b.0 = (b.0 + rate * now.duration_since(b.1).as_secs_f64()).min(cap);
         b.1 = now;
         if b.0 >= 1.0 {
             b.0 -= 1.0;
@@ -207,7 +210,10 @@ async fn serve(
     let deadline = tokio::time::Instant::now() + cfg.lifetime;
     let shared = Arc::new(Shared {
         rng: Mutex::new(StdRng::seed_from_u64(cfg.seed)),
-        bucket: Mutex::new((cfg.rate_limit.unwrap_or(0.0).max(1.0), Instant::now())),
+        bucket: Mutex::new((
+            cfg.burst.or(cfg.rate_limit).unwrap_or(0.0).max(1.0),
+            Instant::now(),
+        )),
         cfg,
         stats,
         upstream,

@@ -298,6 +298,29 @@ async fn throttled_does_not_retry_what_cannot_succeed() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn throttled_falls_to_the_observed_success_rate_but_never_below_half() {
+    let cfg = ThrottleConfig {
+        decrease_every: Duration::from_millis(0),
+        ..fast_cfg()
+    };
+    let t = Throttled::new(MemStore::default(), cfg);
+    // 300 successes in about 0.3 s: some 1,000/s observed, below 2,000 × 0.8.
+    let start = Instant::now();
+    for i in 0..300 {
+        t.head(&Loc::cache(format!("k{i}"))).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300).saturating_sub(start.elapsed())).await;
+    let e = StoreError::new(StoreErrorKind::Throttled, "x", &Loc::cache("k"), "");
+    t.on_error(&e, 0);
+    let r = t.stats().rate_now;
+    assert!((1000.0..1600.0).contains(&r), "{r}");
+    // Next, nothing succeeded: halved, not lower.
+    t.on_error(&e, 0);
+    let r2 = t.stats().rate_now;
+    assert!((r2 - r * 0.5).abs() < 1.0, "{r} → {r2}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn throttled_keeps_to_the_allowed_rate() {
     let cfg = ThrottleConfig {
         max_rate: 200.0,
@@ -326,7 +349,11 @@ async fn throttled_halves_the_rate_once_per_window_and_recovers_slowly() {
         t.on_error(&e, 0);
     }
     let s = t.stats();
-    assert_eq!(s.rate_now, 1000.0, "a burst of throttling halves once");
+    // Nothing succeeded yet: the observed rate is 0, so the rate halves, once.
+    assert_eq!(
+        s.rate_now, 1000.0,
+        "a burst of throttling lowers the rate once"
+    );
     tokio::time::sleep(Duration::from_millis(100)).await;
     t.reserve();
     let r = t.stats().rate_now;
