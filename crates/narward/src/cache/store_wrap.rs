@@ -129,6 +129,21 @@ impl<S: Store> DryRun<S> {
         lock(&self.counts).clone()
     }
 
+    /// One line per operation kind: `copy: 12 requests, 3.4 GiB`.
+    pub fn summary_text(&self) -> String {
+        self.summary()
+            .iter()
+            .map(|(k, c)| {
+                format!(
+                    "{}: {} requests, {}\n",
+                    k.as_str(),
+                    c.requests,
+                    crate::explain::human_bytes(c.bytes)
+                )
+            })
+            .collect()
+    }
+
     fn record(&self, r: Recorded) {
         {
             let mut c = lock(&self.counts);
@@ -345,21 +360,44 @@ impl<S: Store> Store for Faulty<S> {
         area: Area,
         keys: &[(String, Option<String>)],
     ) -> StoreResult<Vec<BatchDeleteResult>> {
-        let mut out = self.inner.delete_batch(area, keys).await?;
-        // Faults per key, like DeleteObjects' <Error> entries (the key is left alone).
-        for r in &mut out {
-            let loc = Loc {
-                area,
-                key: r.key.clone(),
+        // Faults per key, like DeleteObjects' <Error> entries: the key is left alone, or
+        // (after_effect) deleted with its answer lost.
+        let faults: Vec<Option<(StoreErrorKind, bool)>> =
+            keys.iter().map(|_| self.draw(false)).collect();
+        let sent: Vec<(String, Option<String>)> = keys
+            .iter()
+            .zip(&faults)
+            .filter(|(_, f)| f.is_none_or(|(_, after)| after))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut answers = self.inner.delete_batch(area, &sent).await?.into_iter();
+        let mut out = Vec::with_capacity(keys.len());
+        for ((key, version_id), fault) in keys.iter().zip(faults) {
+            let answer = match fault {
+                Some((_, false)) => None,
+                _ => answers.next(),
             };
-            if let Some((kind, _)) = self.draw(false) {
-                r.result = Err(StoreError::new(
-                    kind,
-                    "delete batch",
-                    &loc,
-                    "injected fault",
-                ));
-            }
+            let result = match (fault, answer) {
+                (Some((kind, _)), _) => {
+                    let loc = Loc {
+                        area,
+                        key: key.clone(),
+                    };
+                    Err(StoreError::new(
+                        kind,
+                        "delete batch",
+                        &loc,
+                        "injected fault",
+                    ))
+                }
+                (None, Some(a)) => a.result,
+                (None, None) => Ok(()),
+            };
+            out.push(BatchDeleteResult {
+                key: key.clone(),
+                version_id: version_id.clone(),
+                result,
+            });
         }
         Ok(out)
     }

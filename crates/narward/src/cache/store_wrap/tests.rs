@@ -195,6 +195,11 @@ async fn dry_run_records_mutations_and_changes_nothing() {
     assert_eq!(r[0].from.as_deref(), Some("cache:nar/a"));
     assert_eq!(r[0].loc, "archive:nar/a");
     assert!(d.describe(Area::Cache).contains("dry run"));
+    let text = d.summary_text();
+    assert!(
+        text.contains("copy: 1 requests") && text.contains("delete: 4 requests"),
+        "{text}"
+    );
 }
 
 fn faulty(fraction: f64, seed: u64) -> Faulty<MemStore> {
@@ -217,6 +222,37 @@ async fn failure_pattern(f: &Faulty<MemStore>) -> Vec<Option<StoreErrorKind>> {
         v.push(r.err().map(|e| e.kind));
     }
     v
+}
+
+#[tokio::test]
+async fn faulty_batch_delete_leaves_failed_keys_alone_unless_the_answer_was_lost() {
+    let f = Faulty::new(
+        MemStore::default(),
+        FaultConfig {
+            fraction: 0.3,
+            kinds: vec![StoreErrorKind::Throttled],
+            after_effect: 0.0,
+            seed: 3,
+            reads: false,
+        },
+    );
+    for (k, _) in keys(200) {
+        f.inner().put_if_absent(&Loc::cache(k), b"x").await.unwrap();
+    }
+    let r = f.delete_batch(Area::Cache, &keys(200)).await.unwrap();
+    let failed = r.iter().filter(|r| r.result.is_err()).count();
+    assert!(failed > 20 && failed < 100, "{failed}");
+    // Exactly the failed keys are still there.
+    assert_eq!(f.inner().len(), failed);
+    for x in &r {
+        let there = f
+            .inner()
+            .head(&Loc::cache(x.key.clone()))
+            .await
+            .unwrap()
+            .is_some();
+        assert_eq!(there, x.result.is_err(), "{x:?}");
+    }
 }
 
 #[tokio::test]
