@@ -262,3 +262,56 @@ fn index_through_the_fault_proxy_completes_with_the_same_paths() {
         json(&narward_ok(&direct_state, &["paths"]))
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_multipart_copy_that_fails_midway_is_aborted_and_leaves_nothing() {
+    let b = bucket_name("mpuabort");
+    let direct = open(&b, s3_endpoint(), 3).await;
+    direct
+        .client()
+        .create_bucket()
+        .bucket(&b)
+        .send()
+        .await
+        .unwrap();
+    let data: Vec<u8> = (0..11 * 1024 * 1024u32).map(|i| (i % 253) as u8).collect();
+    let from = Loc::cache("nar/big.nar");
+    direct.put_if_absent(&from, &data).await.unwrap();
+    // Requests through the proxy, in order: HEAD source, CreateMultipartUpload,
+    // UploadPartCopy 1, UploadPartCopy 2 (fails), AbortMultipartUpload.
+    let proxy = FaultProxy::start(
+        &s3_endpoint(),
+        FaultConfig {
+            fail_nth: vec![4],
+            max_requests: 100,
+            lifetime: Duration::from_secs(60),
+            ..Default::default()
+        },
+    );
+    let o = opts(&b, proxy.url());
+    let mut layout = S3Layout::new(&o, None, "archive/", "quarantine/");
+    layout.multipart_threshold = 1024 * 1024;
+    layout.part_size = 5 * 1024 * 1024;
+    let s = S3Store::open(&o, layout, 1).await.unwrap();
+    let to = Loc::archive("nar/big.nar");
+    let e = s
+        .copy(&from, &to, &CopyOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, StoreErrorKind::Transient, "{e}");
+    assert_eq!(
+        proxy.stats.get(&proxy.stats.requests),
+        5,
+        "the upload was aborted"
+    );
+    drop(proxy);
+    let uploads = direct
+        .client()
+        .list_multipart_uploads()
+        .bucket(&b)
+        .send()
+        .await
+        .unwrap();
+    assert!(uploads.uploads().is_empty(), "{:?}", uploads.uploads());
+    assert!(direct.head(&to).await.unwrap().is_none());
+}

@@ -120,6 +120,17 @@ impl S3Layout {
         }
     }
 
+    /// The layout for applying a plan: its header's `archive_bucket` and `archive_prefix`,
+    /// and the default quarantine prefix.
+    pub fn for_plan(cache: &S3Options, header: &crate::plan::PlanHeader) -> S3Layout {
+        S3Layout::new(
+            cache,
+            header.archive_bucket.as_deref(),
+            &header.archive_prefix,
+            DEFAULT_QUARANTINE_PREFIX,
+        )
+    }
+
     fn place(&self, area: Area) -> &Place {
         match area {
             Area::Cache => &self.cache,

@@ -32,6 +32,9 @@ pub struct FaultConfig {
     pub rate_limit: Option<f64>,
     /// Tokens the bucket holds at most (and starts with); `None`: one second's worth.
     pub burst: Option<f64>,
+    /// Requests (numbered from 1 in the order they arrive) answered `500 InternalError`
+    /// whatever the fractions say: a fault at an exact step.
+    pub fail_nth: Vec<u64>,
     pub seed: u64,
     pub max_requests: u64,
     pub lifetime: Duration,
@@ -46,6 +49,7 @@ impl Default for FaultConfig {
             lost_answer: 0.0,
             rate_limit: None,
             burst: None,
+            fail_nth: Vec::new(),
             seed: 1,
             max_requests: 100_000,
             lifetime: Duration::from_secs(300),
@@ -231,7 +235,7 @@ async fn serve(
         }
         let sh = shared.clone();
         tokio::spawn(async move {
-            let _ = handle(conn, sh).await;
+            let _ = handle(conn, sh, n + 1).await;
         });
     }
 }
@@ -322,10 +326,15 @@ fn reset(conn: TcpStream) {
     drop(conn);
 }
 
-async fn handle(mut conn: TcpStream, sh: Arc<Shared>) -> std::io::Result<()> {
+async fn handle(mut conn: TcpStream, sh: Arc<Shared>, nth: u64) -> std::io::Result<()> {
     let req = read_request(&mut conn).await?;
     let st = &sh.stats;
-    let answer = match sh.decide() {
+    let action = if sh.cfg.fail_nth.contains(&nth) {
+        Action::InternalError
+    } else {
+        sh.decide()
+    };
+    let answer = match action {
         Action::SlowDown => {
             st.slow_down.fetch_add(1, Ordering::Relaxed);
             error_response(
