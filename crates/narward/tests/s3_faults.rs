@@ -261,6 +261,17 @@ fn index_through_the_fault_proxy_completes_with_the_same_paths() {
         json(&narward_ok(&st, &["paths"])),
         json(&narward_ok(&direct_state, &["paths"]))
     );
+    // verify through the proxy reaches the same verdict as directly (the example cache has
+    // one narinfo whose NAR is missing on purpose).
+    let v = |ep: &str| {
+        let out = narward(&st, &["verify", "--json", "--cache", &url(ep)]);
+        (
+            out.status.code(),
+            json(&String::from_utf8_lossy(&out.stdout))["problems"].clone(),
+        )
+    };
+    assert_eq!(v(&proxy.url()), v(&s3_endpoint()));
+    assert_eq!(v(&s3_endpoint()).0, Some(1));
 }
 
 #[tokio::test(flavor = "multi_thread")]
