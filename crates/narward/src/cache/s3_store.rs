@@ -673,17 +673,12 @@ impl S3Store {
         opts: &CopyOptions,
         upload_id: &str,
     ) -> StoreResult<()> {
-        // At most 10,000 parts: larger parts for objects over part_size × 10,000.
-        let part = self
-            .layout
-            .part_size
-            .max(src.size.div_ceil(MAX_PARTS))
-            .max(1);
         let mut parts = Vec::new();
-        let mut start = 0u64;
-        let mut n = 1i32;
-        while start < src.size {
-            let end = (start + part).min(src.size) - 1;
+        for (i, (start, end)) in part_ranges(src.size, self.layout.part_size)
+            .into_iter()
+            .enumerate()
+        {
+            let n = i32::try_from(i + 1).unwrap_or(i32::MAX);
             let r = self
                 .client
                 .upload_part_copy()
@@ -697,19 +692,26 @@ impl S3Store {
                 .send()
                 .await
                 .map_err(|e| self.copy_err(from, to, e))?;
-            let etag = r
-                .copy_part_result()
-                .and_then(|c| c.e_tag())
-                .map(str::to_string);
+            let etag = r.copy_part_result().and_then(|c| c.e_tag());
             parts.push(
                 CompletedPart::builder()
-                    .set_e_tag(etag)
+                    .set_e_tag(etag.map(str::to_string))
                     .part_number(n)
                     .build(),
             );
-            start = end + 1;
-            n += 1;
         }
+        self.complete_upload(from, to, src, upload_id, parts).await
+    }
+
+    /// CompleteMultipartUpload, then a HEAD: the destination must have the source's size.
+    async fn complete_upload(
+        &self,
+        from: &Loc,
+        to: &Loc,
+        src: &ObjectMeta,
+        upload_id: &str,
+        parts: Vec<CompletedPart>,
+    ) -> StoreResult<()> {
         let done = self
             .client
             .complete_multipart_upload()
@@ -749,13 +751,13 @@ impl S3Store {
         area: Area,
         keys: &[(String, Option<String>)],
     ) -> StoreResult<Vec<BatchDeleteResult>> {
+        let Some((k0, _)) = keys.first() else {
+            return Ok(Vec::new());
+        };
         let first = Loc {
             area,
-            key: keys.first().map(|k| k.0.clone()).unwrap_or_default(),
+            key: k0.clone(),
         };
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
         if keys.len() > 1000 {
             return Err(StoreError::new(
                 StoreErrorKind::Other,
@@ -764,26 +766,9 @@ impl S3Store {
                 format!("{} keys in one batch; at most 1,000", keys.len()),
             ));
         }
-        let base = &self.layout.place(area).prefix;
-        let objects = keys
-            .iter()
-            .map(|(k, v)| {
-                ObjectIdentifier::builder()
-                    .key(format!("{base}{k}"))
-                    .set_version_id(v.clone())
-                    .build()
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| {
-                StoreError::new(StoreErrorKind::Other, "delete batch", &first, e.to_string())
-            })?;
-        let del = Delete::builder()
-            .set_objects(Some(objects))
-            .quiet(false)
-            .build()
-            .map_err(|e| {
-                StoreError::new(StoreErrorKind::Other, "delete batch", &first, e.to_string())
-            })?;
+        let base = self.layout.place(area).prefix.as_str();
+        let del = delete_request(base, keys)
+            .map_err(|e| StoreError::new(StoreErrorKind::Other, "delete batch", &first, e))?;
         let out = self
             .client
             .delete_objects()
@@ -792,54 +777,7 @@ impl S3Store {
             .send()
             .await
             .map_err(|e| self.err("delete batch", &first, e))?;
-        let strip = |k: Option<&str>| {
-            k.and_then(|k| k.strip_prefix(base.as_str()))
-                .map(str::to_string)
-        };
-        let mut errors = std::collections::HashMap::new();
-        for e in out.errors() {
-            let key = strip(e.key()).unwrap_or_default();
-            errors.insert((key, e.version_id().map(str::to_string)), e.clone());
-        }
-        let deleted: std::collections::HashSet<(String, Option<String>)> = out
-            .deleted()
-            .iter()
-            .map(|d| {
-                (
-                    strip(d.key()).unwrap_or_default(),
-                    d.version_id().map(str::to_string),
-                )
-            })
-            .collect();
-        Ok(keys
-            .iter()
-            .map(|(k, v)| {
-                let loc = Loc {
-                    area,
-                    key: k.clone(),
-                };
-                let id = (k.clone(), v.clone());
-                let result = if let Some(e) = errors.get(&id) {
-                    Err(batch_key_error(&loc, e))
-                } else if deleted.contains(&id)
-                    || (v.is_none() && deleted.iter().any(|(dk, _)| dk == k))
-                {
-                    Ok(())
-                } else {
-                    Err(StoreError::new(
-                        StoreErrorKind::Transient,
-                        "delete batch",
-                        &loc,
-                        "DeleteObjects gave no result for this key",
-                    ))
-                };
-                BatchDeleteResult {
-                    key: k.clone(),
-                    version_id: v.clone(),
-                    result,
-                }
-            })
-            .collect())
+        Ok(batch_results(area, base, keys, &out))
     }
 
     async fn restore_impl(&self, loc: &Loc, days: u32, tier: Tier) -> StoreResult<RestoreOutcome> {
@@ -880,6 +818,94 @@ impl S3Store {
             Err(e) => Err(self.err("restore", loc, e)),
         }
     }
+}
+
+/// Inclusive byte ranges of the parts of a multipart copy of `size` bytes: `part_size`
+/// each (the last shorter), but larger when that would make more than 10,000 parts.
+fn part_ranges(size: u64, part_size: u64) -> Vec<(u64, u64)> {
+    let part = part_size.max(size.div_ceil(MAX_PARTS)).max(1);
+    let mut out = Vec::new();
+    let mut start = 0u64;
+    while start < size {
+        let end = start.saturating_add(part).min(size) - 1;
+        out.push((start, end));
+        start = end + 1;
+    }
+    out
+}
+
+/// The DeleteObjects request body for keys of an area whose prefix is `base`.
+fn delete_request(base: &str, keys: &[(String, Option<String>)]) -> Result<Delete, String> {
+    let objects = keys
+        .iter()
+        .map(|(k, v)| {
+            ObjectIdentifier::builder()
+                .key(format!("{base}{k}"))
+                .set_version_id(v.clone())
+                .build()
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    Delete::builder()
+        .set_objects(Some(objects))
+        .quiet(false)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// A result per requested key, in request order, from a DeleteObjects answer: its
+/// `<Error>` entry, its `<Deleted>` entry (for a key without version id, any entry of that
+/// key: S3 names the delete marker's version there), or a retryable failure when the answer
+/// does not mention it.
+fn batch_results(
+    area: Area,
+    base: &str,
+    keys: &[(String, Option<String>)],
+    out: &aws_sdk_s3::operation::delete_objects::DeleteObjectsOutput,
+) -> Vec<BatchDeleteResult> {
+    use std::collections::{HashMap, HashSet};
+    let strip = |k: Option<&str>| {
+        k.and_then(|k| k.strip_prefix(base))
+            .unwrap_or_default()
+            .to_string()
+    };
+    let errors: HashMap<(String, Option<String>), &aws_sdk_s3::types::Error> = out
+        .errors()
+        .iter()
+        .map(|e| ((strip(e.key()), e.version_id().map(str::to_string)), e))
+        .collect();
+    let deleted: HashSet<(String, Option<String>)> = out
+        .deleted()
+        .iter()
+        .map(|d| (strip(d.key()), d.version_id().map(str::to_string)))
+        .collect();
+    let deleted_keys: HashSet<&str> = deleted.iter().map(|(k, _)| k.as_str()).collect();
+    keys.iter()
+        .map(|(k, v)| {
+            let loc = Loc {
+                area,
+                key: k.clone(),
+            };
+            let id = (k.clone(), v.clone());
+            let result = if let Some(e) = errors.get(&id) {
+                Err(batch_key_error(&loc, e))
+            } else if deleted.contains(&id) || (v.is_none() && deleted_keys.contains(k.as_str())) {
+                Ok(())
+            } else {
+                Err(StoreError::new(
+                    StoreErrorKind::Transient,
+                    "delete batch",
+                    &loc,
+                    "DeleteObjects gave no result for this key",
+                ))
+            };
+            BatchDeleteResult {
+                key: k.clone(),
+                version_id: v.clone(),
+                result,
+            }
+        })
+        .collect()
 }
 
 /// `<Status>…</Status>` of a GetBucketVersioning answer read as text.
@@ -1101,6 +1127,18 @@ mod tests {
         let moto = r#"<GetBucketVersioningResponse xmlns="x"><Status>Enabled</Status></GetBucketVersioningResponse>"#;
         assert_eq!(versioning_status_in(moto).as_deref(), Some("Enabled"));
         assert_eq!(versioning_status_in("<GetBucketVersioningResponse/>"), None);
+    }
+
+    #[test]
+    fn multipart_parts_cover_every_byte_in_at_most_ten_thousand_parts() {
+        assert_eq!(part_ranges(11, 5), [(0, 4), (5, 9), (10, 10)]);
+        assert_eq!(part_ranges(10, 5), [(0, 4), (5, 9)]);
+        let five_tib = 5 * 1024u64.pow(4);
+        let r = part_ranges(five_tib, DEFAULT_PART_SIZE);
+        assert!(r.len() <= 10_000, "{}", r.len());
+        assert_eq!(r.first().map(|p| p.0), Some(0));
+        assert_eq!(r.last().map(|p| p.1), Some(five_tib - 1));
+        assert!(r.windows(2).all(|w| w[1].0 == w[0].1 + 1));
     }
 
     #[test]
