@@ -363,4 +363,11 @@ async fn a_missing_bucket_is_an_error_naming_bucket_and_key() {
     let e = s.put_if_absent(&Loc::cache("k"), b"x").await.unwrap_err();
     assert!(!e.kind.is_retryable(), "{e}");
     assert!(e.to_string().contains(&format!("s3://{b}/k")), "{e}");
+    // A HEAD cannot tell a missing bucket from a missing object; check_buckets can.
+    assert!(s.head(&Loc::cache("k")).await.unwrap().is_none());
+    let e = s.check_buckets().await.unwrap_err();
+    assert!(e.to_string().contains("the bucket does not exist"), "{e}");
+    assert_eq!(e.kind, StoreErrorKind::Other);
+    let (ok, _c, _b) = store("buckets").await;
+    ok.check_buckets().await.unwrap();
 }

@@ -275,6 +275,36 @@ impl S3Store {
         })
     }
 
+    /// Check that the bucket of every area exists and answers (HeadBucket). Call it before
+    /// acting: a HEAD of an object in a missing bucket is a plain 404, indistinguishable
+    /// from an absent object.
+    ///
+    /// # Errors
+    /// A missing or inaccessible bucket, named with its area.
+    pub async fn check_buckets(&self) -> StoreResult<()> {
+        for area in [Area::Cache, Area::Archive, Area::Quarantine] {
+            let loc = Loc {
+                area,
+                key: String::new(),
+            };
+            if let Err(e) = self
+                .client
+                .head_bucket()
+                .bucket(self.bucket(area))
+                .send()
+                .await
+            {
+                let mut err = self.err("check bucket", &loc, e);
+                if err.kind == StoreErrorKind::NotFound {
+                    err.kind = StoreErrorKind::Other;
+                    err.message = format!("{}: the bucket does not exist", err.message);
+                }
+                return Err(err);
+            }
+        }
+        Ok(())
+    }
+
     pub fn layout(&self) -> &S3Layout {
         &self.layout
     }
