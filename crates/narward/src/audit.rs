@@ -31,7 +31,7 @@ pub struct Finding {
 }
 
 impl Finding {
-    fn add(&mut self, max: usize, example: impl FnOnce() -> String) {
+    pub(crate) fn add(&mut self, max: usize, example: impl FnOnce() -> String) {
         self.count += 1;
         if self.examples.len() < max {
             self.examples.push(example());

@@ -8,6 +8,7 @@
 pub mod access_log;
 pub mod apply;
 pub mod audit;
+pub mod batch_export;
 pub mod cache;
 pub mod cost;
 pub mod explain;
@@ -21,3 +22,4 @@ pub mod plan;
 pub mod policy;
 pub mod progress;
 pub mod report;
+pub mod verify;

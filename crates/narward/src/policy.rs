@@ -165,8 +165,11 @@ fn default_class() -> String {
 fn default_min_size() -> ByteSize {
     ByteSize(256 * 1024)
 }
+/// The archive prefix of a policy that names none.
+pub const DEFAULT_ARCHIVE_PREFIX: &str = "narward-archive/";
+
 fn default_archive_prefix() -> String {
-    "narward-archive/".into()
+    DEFAULT_ARCHIVE_PREFIX.into()
 }
 fn default_follow() -> Follow {
     Follow::Follow

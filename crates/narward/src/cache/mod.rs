@@ -7,7 +7,9 @@
 mod file;
 pub mod file_store;
 mod s3;
+pub mod s3_store;
 pub mod store;
+pub mod store_wrap;
 
 pub use file::FileCache;
 pub use s3::S3Cache;

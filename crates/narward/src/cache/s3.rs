@@ -89,7 +89,7 @@ where
     anyhow!("{what}: {}", sdk_cause(&e))
 }
 
-fn sdk_cause<E>(e: &SdkError<E, HttpResponse>) -> String
+pub(crate) fn sdk_cause<E>(e: &SdkError<E, HttpResponse>) -> String
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {

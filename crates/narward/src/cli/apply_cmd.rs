@@ -1,7 +1,8 @@
 //! `narward apply` (with `--dry-run`, `--resume`, `--finalize`) and `narward recover`.
 //!
 //! Every command is written once, generic over `S: Store`; [`with_store`] opens the store
-//! of a cache URL and is the one place that knows the backends.
+//! of a cache URL and is the one place that knows the backends (`file://`: [`FileStore`];
+//! `s3://`: [`S3Store`] behind [`Throttled`]).
 
 use super::{Global, print_json};
 use anyhow::{Context, Result, bail};
@@ -11,10 +12,13 @@ use narward::apply::journal::{self, Begin, Journal, Record, State};
 use narward::apply::program::{self, Layout, Program, Skip};
 use narward::apply::recover;
 use narward::cache::file_store::FileStore;
+use narward::cache::s3_store::{DEFAULT_QUARANTINE_PREFIX, S3Layout, S3Store};
 use narward::cache::store::{Area, Store};
-use narward::cache::{Cache, CacheUrl};
+use narward::cache::store_wrap::{ThrottleConfig, Throttled};
+use narward::cache::{Cache, CacheUrl, S3Options};
 use narward::index::{self, Index, ListingSource};
 use narward::plan::Plan;
+use narward::policy::DEFAULT_ARCHIVE_PREFIX;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -145,8 +149,64 @@ fn check_confirm(url: &CacheUrl, given: Option<&str>) -> Result<()> {
 async fn with_store(g: &Global, url: &CacheUrl, areas: &AreaArgs, job: Job) -> Result<ExitCode> {
     match url {
         CacheUrl::File(dir) => run_job(g, &open_file_store(dir, areas)?, url, job).await,
-        CacheUrl::S3(_) => bail!("apply to s3:// needs the S3 store, which this narward lacks"),
+        CacheUrl::S3(o) => {
+            let store = open_s3_store(g, o, &job).await?;
+            run_job(g, &store, url, job).await
+        }
     }
+}
+
+/// The S3 store of a cache, laid out by the archive settings of the plan being applied
+/// (or, for --resume, --finalize and recover, of the plan of the latest apply of this
+/// cache), wrapped in adaptive throttling: bounded concurrency, backoff with jitter on
+/// `SlowDown`/5xx/timeouts, the rate lowered on throttling and regained slowly.
+async fn open_s3_store(g: &Global, o: &S3Options, job: &Job) -> Result<Throttled<S3Store>> {
+    let header = match job {
+        Job::Apply { plan, .. } => Some(plan.header.clone()),
+        Job::Resume { state, .. } => Some(Plan::read(&state.begin.plan_dir)?.header),
+        Job::Finalize { .. } | Job::Recover { .. } => {
+            let identity = CacheUrl::S3(o.clone()).identity();
+            match latest_begin(&g.state, &identity)? {
+                Some(b) => Some(
+                    Plan::read(&b.plan_dir)
+                        .with_context(|| format!("the plan of the latest apply ({})", b.plan))?
+                        .header,
+                ),
+                None => None,
+            }
+        }
+    };
+    let layout = match &header {
+        Some(h) => S3Layout::for_plan(o, h),
+        None => S3Layout::new(o, None, DEFAULT_ARCHIVE_PREFIX, DEFAULT_QUARANTINE_PREFIX),
+    };
+    // Only the throttling wrapper retries, so that backoff and rate control see every
+    // throttled attempt.
+    let store = S3Store::open(o, layout, 1).await?;
+    store.check_buckets().await?;
+    Ok(Throttled::new(store, ThrottleConfig::default()))
+}
+
+/// The `begin` record of the latest apply of the cache `identity` in the state's journals.
+fn latest_begin(state: &Path, identity: &str) -> Result<Option<Begin>> {
+    let mut latest: Option<Begin> = None;
+    let Ok(rd) = std::fs::read_dir(state.join("apply")) else {
+        return Ok(None);
+    };
+    for e in rd.flatten() {
+        let p = e.path().join("journal");
+        let Ok(text) = std::fs::read(&p) else {
+            continue;
+        };
+        let (s, _) = journal::read_records(&text, &p)?;
+        let newer = latest.as_ref().is_none_or(|l| {
+            s.begin.stamp.parse::<i64>().unwrap_or(0) > l.stamp.parse::<i64>().unwrap_or(0)
+        });
+        if s.begin.cache == identity && newer {
+            latest = Some(s.begin);
+        }
+    }
+    Ok(latest)
 }
 
 fn open_file_store(dir: &Path, areas: &AreaArgs) -> Result<FileStore> {
@@ -258,23 +318,7 @@ pub async fn recover_cmd(g: &Global, a: RecoverArgs) -> Result<ExitCode> {
 /// The area directories given by flags; a flag not given takes the directory of the
 /// latest apply of this cache recorded in the state's journals (else the default).
 fn areas_or_journal(given: &AreaArgs, state: &Path, url: &CacheUrl) -> Result<AreaArgs> {
-    let identity = url.identity();
-    let mut latest: Option<Begin> = None;
-    if let Ok(rd) = std::fs::read_dir(state.join("apply")) {
-        for e in rd.flatten() {
-            let p = e.path().join("journal");
-            let Ok(text) = std::fs::read(&p) else {
-                continue;
-            };
-            let (s, _) = journal::read_records(&text, &p)?;
-            let newer = latest.as_ref().is_none_or(|l| {
-                s.begin.stamp.parse::<i64>().unwrap_or(0) > l.stamp.parse::<i64>().unwrap_or(0)
-            });
-            if s.begin.cache == identity && newer {
-                latest = Some(s.begin);
-            }
-        }
-    }
+    let latest = latest_begin(state, &url.identity())?;
     Ok(AreaArgs {
         archive_dir: given
             .archive_dir

@@ -14,8 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod apply_cmd;
+mod batch_export_cmd;
 mod plan_cmd;
 mod report_cmd;
+mod verify_cmd;
 
 /// Index, audit, plan and garbage-collect Nix binary caches in S3 (or file:// directories).
 ///
@@ -37,6 +39,8 @@ mod report_cmd;
   narward apply plans/today --dry-run
   narward apply plans/today --confirm nix-cache
   narward recover /nix/store/<hash>-<name>
+  narward batch-export plans/today --out jobs/    # the plan as S3 Batch Operations jobs
+  narward verify                                  # is what clients see whole?
 
 Exit status: 0 success; 1 the command worked and found problems (audit errors);
 2 bad input or a failure (the message names the input and the place).
@@ -151,6 +155,22 @@ pub enum Command {
     /// Undo the removal of a store path: bring it back from the quarantine (or file://
     /// archive) area into the cache, NAR first, then the narinfo.
     Recover(apply_cmd::RecoverArgs),
+    /// Re-read the live cache and check that what clients see is whole.
+    ///
+    /// Independently of any index or plan: every visible narinfo parses; its NAR is listed
+    /// and readable (not in GLACIER/DEEP_ARCHIVE unless a restored copy is available); every
+    /// reference has a visible narinfo (closures are complete). Exits with status 1 and
+    /// names every problem when one is found, 0 when the cache is clean. Run it after every
+    /// apply.
+    Verify(verify_cmd::VerifyArgs),
+    /// Write a plan's work on an s3:// cache as S3 Batch Operations jobs, phase by phase.
+    ///
+    /// The phases run in the safe order: hide narinfos, then transition NARs, then
+    /// quarantine deleted objects. Per job a CSV manifest and the CreateJob request
+    /// (job.json); plus lifecycle.json (Batch Operations cannot delete: tagged objects are
+    /// expired by a lifecycle rule) and README.txt, which says what to fill in and that each
+    /// phase must finish before the next starts. Reads the plan only; changes nothing.
+    BatchExport(batch_export_cmd::BatchExportArgs),
 }
 
 #[derive(Args, Debug)]
@@ -342,6 +362,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Report(a) => report_cmd::run(g, a),
         Command::Apply(a) => apply_cmd::run(g, a).await,
         Command::Recover(a) => apply_cmd::recover_cmd(g, a).await,
+        Command::Verify(a) => verify_cmd::run(g, a).await,
+        Command::BatchExport(a) => batch_export_cmd::run(g, a),
         Command::Paths => {
             let idx = Index::load(&g.state)?;
             print_json(&narward::paths::path_infos(&idx))?;
