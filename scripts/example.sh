@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 cargo build --quiet --bin narward
-N=target/debug/narward
+N=${CARGO_TARGET_DIR:-target}/debug/narward
 STATE=${NARWARD_STATE:-.narward-example}
 OUT=${NARWARD_EXAMPLE_OUT:-example-output}
 rm -rf "$STATE" "$OUT"
