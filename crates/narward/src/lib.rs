@@ -5,6 +5,7 @@
 //! values and return values; the I/O lives at the edges: [`cache`] (object stores),
 //! [`inventory`] (S3 Inventory reports) and [`index`] (the on-disk state).
 
+pub mod access;
 pub mod access_log;
 pub mod audit;
 pub mod cache;

@@ -13,6 +13,7 @@ use narward_formats::signature::PublicKey;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod access_cmd;
 mod plan_cmd;
 mod report_cmd;
 
@@ -123,6 +124,9 @@ pub enum Command {
     /// Prices come from the built-in AWS S3 us-east-1 table unless --pricing names another.
     /// Totals equal the index's. Nothing in the cache is read or changed.
     Report(report_cmd::ReportArgs),
+    /// S3 server access logs: `access-logs ingest LOGS...` keeps per-key reads, hits and
+    /// misses in the state directory (for `restore --from-demand` and the report).
+    AccessLogs(access_cmd::AccessLogsArgs),
 }
 
 #[derive(Args, Debug)]
@@ -312,6 +316,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plan(a) => plan_cmd::run(g, a),
         Command::Why(a) => plan_cmd::why(g, a),
         Command::Report(a) => report_cmd::run(g, a),
+        Command::AccessLogs(a) => access_cmd::run(g, a),
         Command::Paths => {
             let idx = Index::load(&g.state)?;
             print_json(&narward::paths::path_infos(&idx))?;
