@@ -312,7 +312,9 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(!put.is_read() && !put.is_miss());
-        let dash = parse_request(&LINE.replace(" 200 ", " - ")).unwrap().unwrap();
+        let dash = parse_request(&LINE.replace(" 200 ", " - "))
+            .unwrap()
+            .unwrap();
         assert_eq!(dash.status, None);
         assert_eq!(
             parse_request(&LINE.replace(" 200 ", " 2x0 ")),
@@ -328,12 +330,18 @@ mod tests {
         );
         assert_eq!(parse_request(&listing), Ok(None));
         assert_eq!(parse_request("  "), Ok(None));
-        assert_eq!(parse_request("garbage"), Err(AccessLogError::TooFewFields(1)));
+        assert_eq!(
+            parse_request("garbage"),
+            Err(AccessLogError::TooFewFields(1))
+        );
         let encoded = LINE.replace(
             "REST.GET.OBJECT 0a3yijp35sygmy51cnrrz11vimwapz7c.narinfo",
             "REST.GET.OBJECT log/a%20b%C3%A9.drv",
         );
-        assert_eq!(parse_request(&encoded).unwrap().unwrap().key, "log/a bé.drv");
+        assert_eq!(
+            parse_request(&encoded).unwrap().unwrap().key,
+            "log/a bé.drv"
+        );
         assert!(matches!(
             parse_request(&LINE.replace("+0000", "+0é0")),
             Err(AccessLogError::BadTime(_))

@@ -21,3 +21,4 @@ pub mod plan;
 pub mod policy;
 pub mod progress;
 pub mod report;
+pub mod restore;

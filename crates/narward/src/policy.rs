@@ -330,7 +330,28 @@ impl Policy {
             names,
             last_access: Default::default(),
         };
-        let r = &file.roots;
+        p.read_roots(&file.roots, base, name)?;
+        let abs = |f: &PathBuf| {
+            if f.is_absolute() {
+                f.clone()
+            } else {
+                base.join(f)
+            }
+        };
+        let mut logs = crate::access_log::AccessLogs::default();
+        for f in &file.keep.access_logs {
+            logs.read(&abs(f))
+                .with_context(|| format!("policy {name}: keep.access_logs {}", f.display()))?;
+        }
+        for w in logs.warnings() {
+            tracing::warn!("policy {name}: {w}");
+        }
+        p.last_access = logs.last_access;
+        Ok(p)
+    }
+
+    /// Read every root source of a `[roots]` section into `self.roots`.
+    fn read_roots(&mut self, r: &RootsSection, base: &Path, name: &str) -> Result<()> {
         let abs = |f: &PathBuf| {
             if f.is_absolute() {
                 f.clone()
@@ -339,13 +360,13 @@ impl Policy {
             }
         };
         for f in &r.files {
-            p.add_source(&abs(f), RootFormat::Lines)?;
+            self.add_source(&abs(f), RootFormat::Lines)?;
         }
         for f in &r.store_paths_xz {
-            p.add_source(&abs(f), RootFormat::Xz)?;
+            self.add_source(&abs(f), RootFormat::Xz)?;
         }
         for f in &r.fallback_paths {
-            p.add_source(&abs(f), RootFormat::Nix)?;
+            self.add_source(&abs(f), RootFormat::Nix)?;
         }
         for d in &r.dirs {
             let d = abs(d);
@@ -364,7 +385,7 @@ impl Policy {
                 } else {
                     continue;
                 };
-                p.add_source(&f, fmt)?;
+                self.add_source(&f, fmt)?;
             }
         }
         for d in &r.hydra_gcroots {
@@ -372,44 +393,35 @@ impl Policy {
             let rd = std::fs::read_dir(&d)
                 .with_context(|| format!("policy {name}: roots.hydra_gcroots {}", d.display()))?;
             let label = d.display().to_string();
-            let before = p.roots.len();
+            let before = self.roots.len();
             for e in rd {
                 let e = e?;
                 let n = e.file_name().to_string_lossy().to_string();
                 if let Ok(sp) = StorePath::parse_base_name(&n) {
-                    p.roots.push(Root {
+                    self.roots.push(Root {
                         hash: sp.hash,
                         path: sp.full_path(),
                         source: format!("{label}/{n}"),
                     });
                 }
             }
-            p.root_sources.push((label, p.roots.len() - before));
+            self.root_sources.push((label, self.roots.len() - before));
         }
-        let before = p.roots.len();
+        let before = self.roots.len();
         for (i, s) in r.paths.iter().enumerate() {
             let sp = StorePath::parse_any(s.trim())
                 .map_err(|e| anyhow::anyhow!("policy {name}: roots.paths[{i}] {s:?}: {e}"))?;
-            p.roots.push(Root {
+            self.roots.push(Root {
                 hash: sp.hash,
                 path: sp.full_path(),
                 source: "inline".into(),
             });
         }
         if !r.paths.is_empty() {
-            p.root_sources
-                .push(("inline".into(), p.roots.len() - before));
+            self.root_sources
+                .push(("inline".into(), self.roots.len() - before));
         }
-        let mut logs = crate::access_log::AccessLogs::default();
-        for f in &file.keep.access_logs {
-            logs.read(&abs(f))
-                .with_context(|| format!("policy {name}: keep.access_logs {}", f.display()))?;
-        }
-        for w in logs.warnings() {
-            tracing::warn!("policy {name}: {w}");
-        }
-        p.last_access = logs.last_access;
-        Ok(p)
+        Ok(())
     }
 
     fn add_source(&mut self, f: &Path, fmt: RootFormat) -> Result<()> {
@@ -453,6 +465,30 @@ impl Policy {
     pub fn name_kept(&self, name: &str) -> bool {
         !self.names.is_empty() && self.names.is_match(name)
     }
+}
+
+/// The roots a `[roots]`-style section names (files, `store-paths.xz`, fallback paths,
+/// directories, Hydra GC roots, inline paths), read and validated exactly as a policy's:
+/// the roots, and the sources by label with their root counts. Relative paths are relative
+/// to `base`; `name` labels errors.
+///
+/// # Errors
+/// As [`Policy::load`] for its `[roots]` section.
+pub fn read_root_section(
+    r: &RootsSection,
+    base: &Path,
+    name: &str,
+) -> Result<(Vec<Root>, Vec<(String, usize)>)> {
+    let mut p = Policy {
+        file: PolicyFile::default(),
+        text: String::new(),
+        roots: Vec::new(),
+        root_sources: Vec::new(),
+        names: GlobSet::empty(),
+        last_access: Default::default(),
+    };
+    p.read_roots(r, base, name)?;
+    Ok((p.roots, p.root_sources))
 }
 
 /// The overrides of [`check_plan_roots`] (the `--allow-…` flags of `narward plan`).

@@ -80,7 +80,10 @@ impl AccessStats {
 
     /// The keys of a cache under `prefix` (`""` or `"prefix/"`), prefix stripped; keys
     /// outside it are left out.
-    pub fn for_cache<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a KeyStats)> {
+    pub fn for_cache<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a KeyStats)> {
         self.keys.iter().filter_map(move |(k, s)| {
             k.strip_prefix(prefix)
                 .filter(|k| !k.is_empty())

@@ -113,11 +113,15 @@ pub fn load(state: &Path) -> Result<(AccessMeta, AccessStats)> {
         );
     }
     if meta.digest()? != meta.checksum {
-        bail!("{} is damaged: its checksum does not match its content", mp.display());
+        bail!(
+            "{} is damaged: its checksum does not match its content",
+            mp.display()
+        );
     }
     let sp = dir.join(STATS_FILE);
     let raw = std::fs::read(&sp).with_context(|| format!("reading {}", sp.display()))?;
-    if raw.len() as u64 != meta.stats_bytes || hex::encode(Sha256::digest(&raw)) != meta.stats_sha256
+    if raw.len() as u64 != meta.stats_bytes
+        || hex::encode(Sha256::digest(&raw)) != meta.stats_sha256
     {
         bail!(
             "{} is damaged: its length or SHA-256 differs from {}",
@@ -127,7 +131,12 @@ pub fn load(state: &Path) -> Result<(AccessMeta, AccessStats)> {
     }
     let stats = decode(&raw).with_context(|| format!("{} is damaged", sp.display()))?;
     if stats.keys.len() as u64 != meta.keys {
-        bail!("{} is damaged: {} keys, meta.json says {}", sp.display(), stats.keys.len(), meta.keys);
+        bail!(
+            "{} is damaged: {} keys, meta.json says {}",
+            sp.display(),
+            stats.keys.len(),
+            meta.keys
+        );
     }
     Ok((meta, stats))
 }
@@ -262,9 +271,14 @@ fn lock(state: &Path) -> Result<std::fs::File> {
     match f.try_lock() {
         Ok(()) => Ok(f),
         Err(std::fs::TryLockError::WouldBlock) => {
-            bail!("{} is held by another narward access-logs ingest", p.display())
+            bail!(
+                "{} is held by another narward access-logs ingest",
+                p.display()
+            )
         }
-        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("locking {}", p.display())),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", p.display()))
+        }
     }
 }
 

@@ -43,7 +43,10 @@ fn hits_misses_and_last_access_are_counted_per_key() {
     let nar = &s.keys["nar/abc.nar.xz"];
     assert_eq!((nar.requests, nar.hits, nar.misses), (1, 0, 0));
     assert_eq!(s.other_requests, 1);
-    assert_eq!((rep.reads, rep.hits, rep.misses, rep.malformed), (5, 2, 2, 0));
+    assert_eq!(
+        (rep.reads, rep.hits, rep.misses, rep.malformed),
+        (5, 2, 2, 0)
+    );
     assert_eq!(rep.lines, 7);
 }
 
@@ -74,8 +77,14 @@ fn malformed_multibyte_and_garbage_lines_are_counted_and_shown_never_fatal() {
     let ex = rep.malformed_examples.join("\n");
     let name = std::fs::canonicalize(&f).unwrap().display().to_string();
     assert!(ex.contains(&format!("{name}:2:")), "{ex}");
-    assert!(ex.contains(&format!("{name}:3:")) && ex.contains("+0é0"), "{ex}");
-    assert!(ex.contains(&format!("{name}:4:")) && ex.contains("4€4"), "{ex}");
+    assert!(
+        ex.contains(&format!("{name}:3:")) && ex.contains("+0é0"),
+        "{ex}"
+    );
+    assert!(
+        ex.contains(&format!("{name}:4:")) && ex.contains("4€4"),
+        "{ex}"
+    );
     assert_eq!(s.keys[&format!("{H1}.narinfo")].misses, 1);
     assert_eq!(s.keys[&format!("{H2}.narinfo")].misses, 1);
 }
@@ -95,10 +104,18 @@ fn ingest_is_incremental_unchanged_files_are_skipped_and_appended_lines_read_onc
     std::fs::write(&log, format!("{miss}\n{miss}\ngarbage\n")).unwrap();
     let (s, rep) = store::ingest(&state, std::slice::from_ref(&log), 0).unwrap();
     assert_eq!((rep.files_appended, rep.lines, rep.malformed), (1, 2, 1));
-    assert!(rep.malformed_examples[0].contains(":3:"), "{:?}", rep.malformed_examples);
+    assert!(
+        rep.malformed_examples[0].contains(":3:"),
+        "{:?}",
+        rep.malformed_examples
+    );
     assert_eq!(s.keys[&format!("{H1}.narinfo")].misses, 2);
     // Rewritten: reported, not counted twice.
-    std::fs::write(&log, format!("{}\n", get(&format!("{H2}.narinfo"), 0, "404"))).unwrap();
+    std::fs::write(
+        &log,
+        format!("{}\n", get(&format!("{H2}.narinfo"), 0, "404")),
+    )
+    .unwrap();
     let (s, rep) = store::ingest(&state, std::slice::from_ref(&log), 0).unwrap();
     assert_eq!(rep.files_changed.len(), 1);
     assert!(!s.keys.contains_key(&format!("{H2}.narinfo")));
@@ -136,19 +153,29 @@ fn damaged_access_state_is_refused_naming_the_file() {
 fn demand_counts_narinfo_misses_within_the_window_and_rates_per_kind() {
     let mut s = AccessStats::default();
     let add = |s: &mut AccessStats, l: String| {
-        s.add(&narward_formats::access_log::parse_request(&l).unwrap().unwrap());
+        s.add(
+            &narward_formats::access_log::parse_request(&l)
+                .unwrap()
+                .unwrap(),
+        );
     };
     for day in [0, 10, 11, 12] {
         add(&mut s, get(&format!("cache/{H1}.narinfo"), day, "404"));
     }
     add(&mut s, get(&format!("cache/{H2}.narinfo"), 12, "404"));
     add(&mut s, get(&format!("other/{H2}.narinfo"), 12, "404"));
-    add(&mut s, get(&format!("cache/nar/{}.nar.xz", "1".repeat(52)), 12, "200"));
+    add(
+        &mut s,
+        get(&format!("cache/nar/{}.nar.xz", "1".repeat(52)), 12, "200"),
+    );
     add(&mut s, get(&format!("cache/{H2}.ls"), 12, "404"));
     let now = T0 + 12 * DAY;
     let d = s.narinfo_demand("cache/", now, 5, 2);
     assert_eq!(d.len(), 1);
-    assert_eq!((d[0].key.as_str(), d[0].misses), (&*format!("{H1}.narinfo"), 3));
+    assert_eq!(
+        (d[0].key.as_str(), d[0].misses),
+        (&*format!("{H1}.narinfo"), 3)
+    );
     let d = s.narinfo_demand("cache/", now, 30, 1);
     assert_eq!(d.iter().map(|d| d.misses).collect::<Vec<_>>(), [4, 1]);
     let r = s.rates("cache/");
@@ -157,6 +184,9 @@ fn demand_counts_narinfo_misses_within_the_window_and_rates_per_kind() {
     assert_eq!(ni.miss_rate(), 1.0);
     let nar = r.iter().find(|r| r.kind == Category::Nar).unwrap();
     assert_eq!(nar.hit_rate(), 1.0);
-    assert!(r.iter().any(|r| r.kind == Category::Listing && r.misses == 1));
+    assert!(
+        r.iter()
+            .any(|r| r.kind == Category::Listing && r.misses == 1)
+    );
     assert_eq!(s.last_access("cache/").len(), 1);
 }
