@@ -5,8 +5,14 @@
 //! Executing a proposal (RestoreObject, polling `x-amz-restore`, republishing NARs before
 //! narinfos and dependencies before dependents) needs the apply engine and is not here yet.
 
+pub mod artifact;
+pub mod catalog;
 pub mod estimate;
 pub mod policy;
+pub mod proposal;
 
 pub use estimate::Tier;
 pub use policy::RestorePolicy;
+
+#[cfg(test)]
+mod tests;
