@@ -16,6 +16,7 @@ use std::process::ExitCode;
 mod access_cmd;
 mod plan_cmd;
 mod report_cmd;
+mod restore_cmd;
 
 /// Index, audit, plan and garbage-collect Nix binary caches in S3 (or file:// directories).
 ///
@@ -127,6 +128,12 @@ pub enum Command {
     /// S3 server access logs: `access-logs ingest LOGS...` keeps per-key reads, hits and
     /// misses in the state directory (for `restore --from-demand` and the report).
     AccessLogs(access_cmd::AccessLogsArgs),
+    /// Get archived store paths back. Today: `restore --from-demand` proposes what the
+    /// restoration policy restores on demand (ranked, priced per retrieval tier, within the
+    /// monthly budget) as a reviewable, checksummed artifact, and `restore show DIR` prints
+    /// one. Executing it (`restore --confirm`) needs the apply engine and is not available
+    /// yet.
+    Restore(restore_cmd::RestoreArgs),
 }
 
 #[derive(Args, Debug)]
@@ -317,6 +324,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Why(a) => plan_cmd::why(g, a),
         Command::Report(a) => report_cmd::run(g, a),
         Command::AccessLogs(a) => access_cmd::run(g, a),
+        Command::Restore(a) => restore_cmd::run(g, a),
         Command::Paths => {
             let idx = Index::load(&g.state)?;
             print_json(&narward::paths::path_infos(&idx))?;

@@ -42,11 +42,28 @@ pub struct ProposalHeader {
 }
 
 impl ProposalHeader {
-    fn digest(&self) -> Result<String> {
+    /// The header's bytes with `checksum` empty, and their SHA-256.
+    fn unsealed(&self) -> Result<(Vec<u8>, String)> {
         let mut h = self.clone();
         h.checksum = String::new();
-        Ok(hex::encode(Sha256::digest(serde_json::to_vec(&h)?)))
+        let bytes = serde_json::to_vec_pretty(&h)?;
+        let sha = hex::encode(Sha256::digest(&bytes));
+        Ok((bytes, sha))
     }
+}
+
+/// Whether the file's bytes, with its checksum emptied, hash to it. The bytes are checked,
+/// not a re-serialization: decimal numbers need not survive a JSON round trip bit for bit.
+fn sealed_bytes_match(raw: &[u8], checksum: &str) -> bool {
+    let Ok(text) = std::str::from_utf8(raw) else {
+        return false;
+    };
+    let needle = format!("\"checksum\": \"{checksum}\"");
+    if checksum.is_empty() || text.matches(&needle).count() != 1 {
+        return false;
+    }
+    let unsealed = text.replacen(&needle, "\"checksum\": \"\"", 1);
+    hex::encode(Sha256::digest(unsealed.as_bytes())) == checksum
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -101,7 +118,7 @@ pub fn write(h: &mut ProposalHeader, dir: &Path) -> Result<()> {
     let csv = csv_bytes(h)?;
     h.format_version = PROPOSAL_FORMAT;
     h.files = BTreeMap::from([(OBJECTS.to_string(), hex::encode(Sha256::digest(&csv)))]);
-    h.checksum = h.digest()?;
+    h.checksum = h.unsealed()?.1;
     let write = |name: &str, bytes: &[u8]| {
         let p = dir.join(name);
         std::fs::write(&p, bytes).with_context(|| format!("writing {}", p.display()))
@@ -126,7 +143,7 @@ pub fn read(dir: &Path) -> Result<ProposalHeader> {
             h.format_version
         );
     }
-    if h.digest()? != h.checksum {
+    if !sealed_bytes_match(&text, &h.checksum) {
         bail!(
             "{} was edited: its checksum does not match its content",
             hp.display()

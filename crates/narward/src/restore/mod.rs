@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod estimate;
 pub mod policy;
 pub mod proposal;
+pub mod text;
 
 pub use estimate::Tier;
 pub use policy::RestorePolicy;

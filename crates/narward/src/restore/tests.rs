@@ -305,3 +305,27 @@ fn the_proposal_artifact_round_trips_is_never_overwritten_and_refuses_edits() {
         "objects.csv",
     );
 }
+
+#[test]
+fn proposal_checksum_survives_decimals_that_do_not_round_trip_through_json() {
+    let p = policy("[budget]\nmonthly_usd = 1000\n");
+    let body = run(&p, &all_demand(), 0.0).unwrap();
+    let values: Vec<f64> = (1..400)
+        .map(|i| f64::from(i).sqrt() * 0.012_345_678_9)
+        .collect();
+    // The finding: some of these do not survive serde_json's text → f64 bit for bit, so a
+    // checksum over a re-serialization refused every such proposal as edited.
+    assert!(values.iter().any(|x| {
+        serde_json::from_str::<f64>(&serde_json::to_string(x).unwrap()).unwrap() != *x
+    }));
+    let d = tempfile::tempdir().unwrap();
+    for (i, x) in values.iter().enumerate().step_by(7) {
+        let mut b = body.clone();
+        b.spent_before_usd = *x;
+        b.proposed_usd = x / 3.0;
+        let mut h = header(b);
+        let dir = d.path().join(format!("p{i}"));
+        artifact::write(&mut h, &dir).unwrap();
+        artifact::read(&dir).unwrap();
+    }
+}

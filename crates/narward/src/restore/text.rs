@@ -1,0 +1,116 @@
+//! Pure: a proposal as text for people.
+
+use super::artifact::ProposalHeader;
+use super::estimate::hours_text;
+use super::proposal::Status;
+use crate::cost::money;
+use narward_formats::date::civil_from_days;
+use std::fmt::Write;
+
+fn day(t: i64) -> String {
+    let (y, m, d) = civil_from_days(t.div_euclid(86_400));
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+fn gib(b: u64) -> String {
+    format!("{:.2} GiB", b as f64 / f64::from(1u32 << 30))
+}
+
+/// The ranked proposal with its per-tier estimates.
+pub fn proposal_text(h: &ProposalHeader) -> String {
+    let b = &h.body;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "restore proposal for {} (plan {}, policy {})",
+        h.cache,
+        short(&h.plan_checksum),
+        h.policy_file
+    );
+    let _ = writeln!(
+        o,
+        "  tier {} ({}); budget {} a month, {} spent before, {} proposed",
+        b.tier.as_str(),
+        b.tier_reason,
+        money(b.budget_usd),
+        money(b.spent_before_usd),
+        money(b.proposed_usd)
+    );
+    let _ = writeln!(
+        o,
+        "  the proposed objects per tier (retrieval + requests + temporary copies + republishing):"
+    );
+    for e in &b.estimates {
+        if e.available {
+            let _ = writeln!(
+                o,
+                "    {:<9} {:>12}  ready in {}",
+                e.tier.as_str(),
+                money(e.total_usd),
+                hours_text(e.hours)
+            );
+        } else {
+            let _ = writeln!(
+                o,
+                "    {:<9} {:>12}  {}",
+                e.tier.as_str(),
+                "-",
+                e.unavailable.as_deref().unwrap_or("unavailable")
+            );
+        }
+    }
+    if b.groups.is_empty() {
+        let _ = writeln!(
+            o,
+            "  no archived path was missed often enough: nothing to propose"
+        );
+    }
+    for g in &b.groups {
+        let set = g
+            .root_set
+            .as_ref()
+            .map(|s| format!(", root set {s}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "  #{} {} {} ({} misses{set}): {} paths, {} objects, {}, {} at {}, ready in {}; may be archived again from {}",
+            g.rank,
+            g.status.as_str(),
+            g.path,
+            g.misses,
+            g.paths.len(),
+            g.objects,
+            gib(g.bytes),
+            money(g.cost_usd),
+            b.tier.as_str(),
+            hours_text(g.hours),
+            day(g.rearchive_not_before)
+        );
+        if g.deleted_in_closure > 0 {
+            let _ = writeln!(
+                o,
+                "      {} paths of its closure were deleted: recover them (narward recover) or it stays unsubstitutable",
+                g.deleted_in_closure
+            );
+        }
+    }
+    let n = |s: Status| b.groups.iter().filter(|g| g.status == s).count();
+    let _ = writeln!(
+        o,
+        "  {} proposed, {} need approval, {} over budget",
+        n(Status::Proposed),
+        n(Status::NeedsApproval),
+        n(Status::OverBudget)
+    );
+    let s = &b.skipped;
+    let _ = writeln!(
+        o,
+        "  missed narinfos not proposed: {} below the threshold, {} hot already, {} deleted (narward recover), {} not in the plan",
+        s.below_threshold, s.already_hot, s.deleted, s.not_in_plan
+    );
+    o
+}
+
+fn short(s: &str) -> &str {
+    s.get(..12).unwrap_or(s)
+}
