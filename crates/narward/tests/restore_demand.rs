@@ -157,7 +157,7 @@ fn demand_from_a_synthetic_access_log_proposes_the_expected_restore_set() {
         "{shown}"
     );
     assert!(
-        shown.contains("bulk") && shown.contains("ready in"),
+        shown.contains("bulk") && shown.contains("readable in"),
         "{shown}"
     );
     let csv = std::fs::read_to_string(out_dir.join("objects.csv")).unwrap();
@@ -236,5 +236,32 @@ fn restore_without_access_statistics_or_with_a_bad_policy_fails_clearly() {
     assert!(
         e.contains("bad.toml") && e.contains("retrieval.days") && e.contains("line 4"),
         "{e}"
+    );
+}
+
+#[test]
+fn the_report_shows_hit_and_miss_rates_per_kind_from_the_access_statistics() {
+    let d = tempfile::tempdir().unwrap();
+    setup(d.path());
+    let out = d.path().join("report");
+    narward_ok(d.path(), &["report", "--out", out.to_str().unwrap()]);
+    let j = json(&std::fs::read_to_string(out.join("report.json")).unwrap());
+    let kinds = j["access"]["kinds"].as_array().unwrap();
+    let ni = kinds.iter().find(|k| k["kind"] == "narinfo").unwrap();
+    // 3 + 1 + 1 + 5 misses of narinfos; the malformed line is not counted.
+    assert_eq!(
+        (ni["requests"].as_u64(), ni["misses"].as_u64()),
+        (Some(10), Some(10))
+    );
+    assert_eq!(ni["miss_rate"].as_f64(), Some(1.0));
+    let ci = kinds.iter().find(|k| k["kind"] == "cache-info").unwrap();
+    assert_eq!(ci["hit_rate"].as_f64(), Some(1.0));
+    assert_eq!(j["access"]["malformed"], 2);
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("<section id=\"access\"><h2>Hits and misses</h2>"));
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        md.contains("| narinfo | 10 | 0 | 10 | 0.0 % | 100.0 % |"),
+        "{md}"
     );
 }

@@ -120,7 +120,9 @@ pub enum Command {
     /// largest store paths and bytes per name family; with --policy, the closure of each root
     /// source (e.g. each release) and what it shares with the others; with --plan (repeatable),
     /// each plan's monthly saving, one-time cost (transitions, early deletion) and months to
-    /// break even, side by side; and the break-even object size per archive class.
+    /// break even, side by side; the break-even object size per archive class; and, when the
+    /// state directory has access statistics (`narward access-logs ingest`), hit and miss
+    /// rates per kind of object.
     ///
     /// Prices come from the built-in AWS S3 us-east-1 table unless --pricing names another.
     /// Totals equal the index's. Nothing in the cache is read or changed.

@@ -201,7 +201,7 @@ pub fn choose_tier(
     }
 }
 
-/// Human text for a time range: `1–5 min`, `3–5 h`, `≤ 48 h`, `immediate`.
+/// Human text for a time range: `1–5 min`, `3–5 h`, `≤ 48 h`, `0 h (no restore needed)`.
 pub fn hours_text(h: Hours) -> String {
     let one = |x: f64| {
         if x < 1.0 {
@@ -211,7 +211,7 @@ pub fn hours_text(h: Hours) -> String {
         }
     };
     if h.max == 0.0 {
-        "immediate".into()
+        "0 h (no restore needed)".into()
     } else if h.min == 0.0 {
         format!("≤ {}", one(h.max))
     } else if h.max < 1.0 {

@@ -12,8 +12,19 @@ fn day(t: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
-fn gib(b: u64) -> String {
-    format!("{:.2} GiB", b as f64 / f64::from(1u32 << 30))
+fn bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut x = b as f64;
+    let mut u = 0;
+    while x >= 1024.0 && u + 1 < UNITS.len() {
+        x /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{x:.1} {}", UNITS[u])
+    }
 }
 
 /// The ranked proposal with its per-tier estimates.
@@ -44,7 +55,7 @@ pub fn proposal_text(h: &ProposalHeader) -> String {
         if e.available {
             let _ = writeln!(
                 o,
-                "    {:<9} {:>12}  ready in {}",
+                "    {:<9} {:>12}  readable in {}",
                 e.tier.as_str(),
                 money(e.total_usd),
                 hours_text(e.hours)
@@ -73,14 +84,14 @@ pub fn proposal_text(h: &ProposalHeader) -> String {
             .unwrap_or_default();
         let _ = writeln!(
             o,
-            "  #{} {} {} ({} misses{set}): {} paths, {} objects, {}, {} at {}, ready in {}; may be archived again from {}",
+            "  #{} {} {} ({} misses{set}): {} paths, {} objects, {}, {} at {}, readable in {}; may be archived again from {}",
             g.rank,
             g.status.as_str(),
             g.path,
             g.misses,
             g.paths.len(),
             g.objects,
-            gib(g.bytes),
+            bytes(g.bytes),
             money(g.cost_usd),
             b.tier.as_str(),
             hours_text(g.hours),
