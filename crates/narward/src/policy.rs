@@ -467,6 +467,9 @@ impl Policy {
     }
 }
 
+/// Roots, and their sources by label with their root counts.
+pub type RootsRead = (Vec<Root>, Vec<(String, usize)>);
+
 /// The roots a `[roots]`-style section names (files, `store-paths.xz`, fallback paths,
 /// directories, Hydra GC roots, inline paths), read and validated exactly as a policy's:
 /// the roots, and the sources by label with their root counts. Relative paths are relative
@@ -474,11 +477,7 @@ impl Policy {
 ///
 /// # Errors
 /// As [`Policy::load`] for its `[roots]` section.
-pub fn read_root_section(
-    r: &RootsSection,
-    base: &Path,
-    name: &str,
-) -> Result<(Vec<Root>, Vec<(String, usize)>)> {
+pub fn read_root_section(r: &RootsSection, base: &Path, name: &str) -> Result<RootsRead> {
     let mut p = Policy {
         file: PolicyFile::default(),
         text: String::new(),

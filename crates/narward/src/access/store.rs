@@ -373,12 +373,10 @@ fn read_lines(
     stats: &mut AccessStats,
     rep: &mut IngestReport,
 ) {
-    let mut n = first_line;
-    for raw in bytes.split_inclusive(|&b| b == b'\n') {
+    for (n, raw) in (first_line..).zip(bytes.split_inclusive(|&b| b == b'\n')) {
         stats.lines += 1;
         rep.lines += 1;
         let place = format!("{name}:{n}");
-        n += 1;
         let Ok(line) = std::str::from_utf8(raw) else {
             stats.malformed += 1;
             rep.malformed(place, "not UTF-8");

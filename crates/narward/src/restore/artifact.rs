@@ -93,7 +93,7 @@ fn csv_bytes(h: &ProposalHeader) -> Result<Vec<u8>> {
             etag: o.etag.clone().unwrap_or_default(),
         })?;
     }
-    Ok(w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)
+    w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// Write the proposal into `dir`, which must not exist or be empty; seals the header.
