@@ -8,6 +8,7 @@
 pub mod artifact;
 pub mod catalog;
 pub mod estimate;
+pub mod order;
 pub mod policy;
 pub mod proposal;
 pub mod text;
