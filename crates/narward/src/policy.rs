@@ -75,11 +75,17 @@ pub struct KeepSection {
     pub names: Vec<String>,
     /// Keep paths whose narinfo or NAR was uploaded within this many days.
     pub uploaded_within_days: Option<u32>,
-    /// Keep paths fetched within this many days, per the access data given in `access_logs`.
+    /// Keep paths fetched within this many days, per the access data given in `access_logs`
+    /// and, with `access_stats`, the state directory's access statistics.
     pub accessed_within_days: Option<u32>,
-    /// S3 server access log files or directories (needed by `accessed_within_days`).
+    /// S3 server access log files or directories (`accessed_within_days` needs these or
+    /// `access_stats`).
     #[serde(default)]
     pub access_logs: Vec<PathBuf>,
+    /// Also use the access statistics kept in the state directory by `narward access-logs
+    /// ingest` (`narward plan` refuses the policy when there are none).
+    #[serde(default)]
+    pub access_stats: bool,
     /// Never touch an object younger than this many days (uploads may be in progress).
     #[serde(default = "default_min_age")]
     pub min_age_days: u32,
@@ -97,6 +103,7 @@ impl Default for KeepSection {
             uploaded_within_days: None,
             accessed_within_days: None,
             access_logs: Vec::new(),
+            access_stats: false,
             min_age_days: default_min_age(),
         }
     }
@@ -295,9 +302,12 @@ impl Policy {
         let names = gb
             .build()
             .map_err(|e| anyhow::anyhow!("policy {name}: keep.names: {e}"))?;
-        if file.keep.accessed_within_days.is_some() && file.keep.access_logs.is_empty() {
+        if file.keep.accessed_within_days.is_some()
+            && file.keep.access_logs.is_empty()
+            && !file.keep.access_stats
+        {
             bail!(
-                "policy {name}: keep.accessed_within_days needs keep.access_logs (S3 server access logs)"
+                "policy {name}: keep.accessed_within_days needs keep.access_logs (S3 server access logs) or keep.access_stats = true (the state's `narward access-logs ingest` statistics)"
             );
         }
         let a = &file.actions;
@@ -459,6 +469,15 @@ impl Policy {
         }
         self.root_sources.push((label, self.roots.len() - before));
         Ok(())
+    }
+
+    /// Add last successful reads (full bucket keys, unix seconds), keeping the later time
+    /// of a key read in both (what `keep.access_stats` adds from the state).
+    pub fn add_last_access(&mut self, reads: impl IntoIterator<Item = (String, i64)>) {
+        for (k, t) in reads {
+            let e = self.last_access.entry(k).or_insert(t);
+            *e = (*e).max(t);
+        }
     }
 
     /// Whether a store path name matches a keep pattern.
@@ -644,6 +663,25 @@ mod tests {
         assert!(p.roots.iter().all(|r| r.path == P1));
         assert!(p.roots[0].source.ends_with("a.txt:3"));
         assert_eq!(p.root_sources.len(), 5);
+    }
+
+    #[test]
+    fn accessed_within_days_takes_logs_or_the_state_access_stats() {
+        let e = Policy::from_str("[keep]\naccessed_within_days = 9\n", Path::new("."), "p")
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("keep.access_stats"), "{e:#}");
+        let mut p = Policy::from_str(
+            "[keep]\naccessed_within_days = 9\naccess_stats = true\n",
+            Path::new("."),
+            "p",
+        )
+        .unwrap();
+        p.add_last_access([
+            ("a".to_string(), 5),
+            ("a".to_string(), 3),
+            ("b".to_string(), 1),
+        ]);
+        assert_eq!((p.last_access["a"], p.last_access["b"]), (5, 1));
     }
 
     #[test]

@@ -265,3 +265,77 @@ fn the_report_shows_hit_and_miss_rates_per_kind_from_the_access_statistics() {
         "{md}"
     );
 }
+
+#[test]
+fn keep_accessed_within_days_can_use_the_state_access_statistics() {
+    let d = tempfile::tempdir().unwrap();
+    setup(d.path());
+    // app-one-2.9 is garbage (archived by examples/policy.toml) until a hit keeps it (the
+    // log is of 2019: the window reaches back that far).
+    let logs = d.path().join("more-logs");
+    std::fs::create_dir(&logs).unwrap();
+    std::fs::write(
+        logs.join("hit"),
+        get(&format!("{APP_ONE_29}.narinfo"), 9, "200") + "\n",
+    )
+    .unwrap();
+    narward_ok(d.path(), &["access-logs", "ingest", logs.to_str().unwrap()]);
+    let text = std::fs::read_to_string(example().join("policy.toml"))
+        .unwrap()
+        .replace(
+            "# accessed_within_days = 180",
+            "accessed_within_days = 100000\naccess_stats = true",
+        )
+        .replace("\"roots/", &format!("\"{}/roots/", example().display()));
+    let policy = d.path().join("policy.toml");
+    std::fs::write(&policy, text).unwrap();
+    let plan = d.path().join("plan-accessed");
+    narward_ok(
+        d.path(),
+        &[
+            "plan",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--out",
+            plan.to_str().unwrap(),
+        ],
+    );
+    let why = |p: &str| {
+        json(&narward_ok(
+            d.path(),
+            &["why", "--json", "--plan", plan.to_str().unwrap(), p],
+        ))
+    };
+    let w = why(APP_ONE_29);
+    assert_eq!(w["decision"], "keep", "{w:#}");
+    assert!(
+        w.to_string().contains("access"),
+        "kept for its access: {w:#}"
+    );
+    assert_eq!(
+        why(LIBFOO_11)["decision"],
+        "keep",
+        "its closure is kept with it"
+    );
+    assert_ne!(
+        why(TMP_EXPERIMENT)["decision"],
+        "keep",
+        "missed, never read: not kept"
+    );
+    // Without statistics in the state, the policy is refused.
+    let empty = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", example().join("cache").display());
+    narward_ok(empty.path(), &["index", "--cache", &url]);
+    let out = narward(
+        empty.path(),
+        &[
+            "plan",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--out",
+            empty.path().join("p").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("keep.access_stats"));
+}

@@ -4,8 +4,8 @@
 //! Per key: last successful read, request count, hit and miss (404) counts, misses per
 //! day. They feed the demand-driven restore proposal ([`crate::restore`]) and the report's
 //! hit and miss rates per kind of object. [`stats`] is pure; [`store`] reads and writes
-//! the files. (`keep.accessed_within_days` in plan policies still reads its log files
-//! directly: [`crate::access_log`].)
+//! the files. `keep.accessed_within_days` in plan policies reads its own log files
+//! ([`crate::access_log`]) and, with `keep.access_stats = true`, these statistics.
 
 pub mod stats;
 pub mod store;
