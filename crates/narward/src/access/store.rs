@@ -21,7 +21,7 @@ use narward_formats::access_log::parse_request;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// Format of `<state>/access/`.
@@ -323,79 +323,138 @@ fn ingest_file(
         rep.files_unchanged += 1;
         return Ok(());
     }
-    let bytes = std::fs::read(f).with_context(|| format!("access log {name}"))?;
-    let (start, first_line) = match meta.sources.get(&name) {
-        None => {
-            rep.files_read += 1;
-            (0, 1)
-        }
-        Some(old) => match appended_from(&bytes, old) {
-            Some(first_line) => {
-                rep.files_appended += 1;
-                (old.size as usize, first_line)
-            }
+    let file = std::fs::File::open(f).with_context(|| format!("access log {name}"))?;
+    let mut rd = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut hash = Sha256::new();
+    let ctx = || format!("access log {name}");
+    let (mut total, first_line) = match meta.sources.get(&name) {
+        None => (0, 1),
+        Some(old) => match read_prefix(&mut rd, old, &mut hash).with_context(ctx)? {
+            Some(lines) => (old.size, lines + 1),
             None => {
                 rep.files_changed.push(name);
                 return Ok(());
             }
         },
     };
-    let tail = bytes.get(start..).unwrap_or(&[]);
-    read_lines(tail, &name, first_line, stats, rep);
+    let before = total;
+    let mut buf = Vec::new();
+    for n in first_line.. {
+        let (k, too_long) = next_line(&mut rd, &mut buf, &mut hash).with_context(ctx)?;
+        if k == 0 {
+            break;
+        }
+        total += k;
+        let place = format!("{name}:{n}");
+        if too_long {
+            stats.lines += 1;
+            rep.lines += 1;
+            stats.malformed += 1;
+            rep.malformed(place, &format!("longer than {MAX_LINE} bytes"));
+        } else {
+            add_line(&buf, place, stats, rep);
+        }
+    }
+    match meta.sources.get(&name) {
+        None => rep.files_read += 1,
+        Some(_) if total == before => rep.files_unchanged += 1,
+        Some(_) => rep.files_appended += 1,
+    }
     meta.sources.insert(
         name,
         SourceStamp {
-            size: bytes.len() as u64,
+            size: total,
             mtime_ns: mtime,
-            sha256: hex::encode(Sha256::digest(&bytes)),
+            sha256: hex::encode(hash.finalize()),
         },
     );
     Ok(())
 }
 
-/// When `bytes` starts with the bytes `old` describes, ending at a line end: the line
-/// number of the first new line.
-fn appended_from(bytes: &[u8], old: &SourceStamp) -> Option<u64> {
-    let prefix = bytes.get(..usize::try_from(old.size).ok()?)?;
-    if prefix.len() == bytes.len() || hex::encode(Sha256::digest(prefix)) != old.sha256 {
-        return None;
+/// Longest log line kept (longer ones are malformed; S3 log lines are far shorter).
+pub const MAX_LINE: usize = 1 << 20;
+
+/// Hash the first `old.size` bytes; when they are the bytes read before and end at a line
+/// end, the number of lines they hold.
+fn read_prefix(
+    rd: &mut impl BufRead,
+    old: &SourceStamp,
+    hash: &mut Sha256,
+) -> std::io::Result<Option<u64>> {
+    let (mut left, mut lines, mut last) = (old.size, 0u64, b'\n');
+    while left > 0 {
+        let avail = rd.fill_buf()?;
+        if avail.is_empty() {
+            return Ok(None);
+        }
+        let take = avail.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let chunk = avail.get(..take).unwrap_or(avail);
+        hash.update(chunk);
+        lines += chunk.iter().filter(|&&b| b == b'\n').count() as u64;
+        last = chunk.last().copied().unwrap_or(last);
+        rd.consume(take);
+        left -= take as u64;
     }
-    if !prefix.is_empty() && prefix.last() != Some(&b'\n') {
-        return None;
-    }
-    Some(prefix.iter().filter(|&&b| b == b'\n').count() as u64 + 1)
+    let same = hex::encode(hash.clone().finalize()) == old.sha256;
+    Ok((same && last == b'\n').then_some(lines))
 }
 
-fn read_lines(
-    bytes: &[u8],
-    name: &str,
-    first_line: u64,
-    stats: &mut AccessStats,
-    rep: &mut IngestReport,
-) {
-    for (n, raw) in (first_line..).zip(bytes.split_inclusive(|&b| b == b'\n')) {
-        stats.lines += 1;
-        rep.lines += 1;
-        let place = format!("{name}:{n}");
-        let Ok(line) = std::str::from_utf8(raw) else {
+/// Read one line (through its `\n`, if any) into `buf`, hashing it; returns the bytes
+/// consumed (0 at the end) and whether the line was longer than [`MAX_LINE`] (then `buf`
+/// holds only its start).
+fn next_line(
+    rd: &mut impl BufRead,
+    buf: &mut Vec<u8>,
+    hash: &mut Sha256,
+) -> std::io::Result<(u64, bool)> {
+    buf.clear();
+    let (mut consumed, mut too_long) = (0u64, false);
+    loop {
+        let avail = rd.fill_buf()?;
+        if avail.is_empty() {
+            break;
+        }
+        let end = avail.iter().position(|&b| b == b'\n');
+        let chunk = avail
+            .get(..end.map_or(avail.len(), |i| i + 1))
+            .unwrap_or(avail);
+        hash.update(chunk);
+        if buf.len() + chunk.len() <= MAX_LINE {
+            buf.extend_from_slice(chunk);
+        } else {
+            too_long = true;
+        }
+        let len = chunk.len();
+        rd.consume(len);
+        consumed += len as u64;
+        if end.is_some() {
+            break;
+        }
+    }
+    Ok((consumed, too_long))
+}
+
+fn add_line(raw: &[u8], place: String, stats: &mut AccessStats, rep: &mut IngestReport) {
+    stats.lines += 1;
+    rep.lines += 1;
+    let Ok(line) = std::str::from_utf8(raw) else {
+        stats.malformed += 1;
+        rep.malformed(place, "not UTF-8");
+        return;
+    };
+    match parse_request(line.trim_end_matches(['\n', '\r'])) {
+        Ok(Some(r)) => {
+            if r.is_read() {
+                rep.reads += 1;
+                rep.hits += u64::from(r.is_hit());
+                rep.misses += u64::from(r.is_miss());
+            }
+            stats.add(&r);
+        }
+        Ok(None) => {}
+        Err(e) => {
             stats.malformed += 1;
-            rep.malformed(place, "not UTF-8");
-            continue;
-        };
-        match parse_request(line.trim_end_matches(['\n', '\r'])) {
-            Ok(Some(r)) => {
-                if r.is_read() {
-                    rep.reads += 1;
-                    rep.hits += u64::from(r.is_hit());
-                    rep.misses += u64::from(r.is_miss());
-                }
-                stats.add(&r);
-            }
-            Ok(None) => {}
-            Err(e) => {
-                stats.malformed += 1;
-                rep.malformed(place, &e.to_string());
-            }
+            rep.malformed(place, &e.to_string());
         }
     }
 }

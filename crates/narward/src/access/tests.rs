@@ -190,3 +190,37 @@ fn demand_counts_narinfo_misses_within_the_window_and_rates_per_kind() {
     );
     assert_eq!(s.last_access("cache/").len(), 1);
 }
+
+#[test]
+fn an_overlong_line_is_malformed_a_touched_file_unchanged_a_shrunk_one_changed() {
+    let d = tempfile::tempdir().unwrap();
+    let state = d.path().join("state");
+    let log = d.path().join("log");
+    let miss = get(&format!("{H1}.narinfo"), 0, "404");
+    let long = "x".repeat(store::MAX_LINE + 10);
+    std::fs::write(&log, format!("{miss}\n{long}\n{miss}\n")).unwrap();
+    let (s, rep) = store::ingest(&state, std::slice::from_ref(&log), 0).unwrap();
+    assert_eq!((rep.lines, rep.malformed, rep.misses), (3, 1, 2));
+    assert!(
+        rep.malformed_examples[0].contains(":2: longer than"),
+        "{:?}",
+        rep.malformed_examples
+    );
+    assert_eq!(s.keys[&format!("{H1}.narinfo")].misses, 2);
+    // Same bytes, new mtime: nothing new is counted.
+    let f = std::fs::File::options().write(true).open(&log).unwrap();
+    f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(60))
+        .unwrap();
+    drop(f);
+    let (s, rep) = store::ingest(&state, std::slice::from_ref(&log), 0).unwrap();
+    assert_eq!(
+        (rep.files_unchanged, rep.files_changed.len(), rep.lines),
+        (1, 0, 0)
+    );
+    assert_eq!(s.keys[&format!("{H1}.narinfo")].misses, 2);
+    // Shrunk: reported as changed, not read again.
+    std::fs::write(&log, format!("{miss}\n")).unwrap();
+    let (s, rep) = store::ingest(&state, std::slice::from_ref(&log), 0).unwrap();
+    assert_eq!(rep.files_changed.len(), 1);
+    assert_eq!(s.keys[&format!("{H1}.narinfo")].misses, 2);
+}
