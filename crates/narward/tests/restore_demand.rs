@@ -339,3 +339,89 @@ fn keep_accessed_within_days_can_use_the_state_access_statistics() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("keep.access_stats"));
 }
+
+#[test]
+fn restore_of_paths_estimates_every_tier_and_only_as_a_dry_run() {
+    let d = tempfile::tempdir().unwrap();
+    let plan = setup(d.path());
+    let p = plan.to_str().unwrap();
+    let app = format!("/nix/store/{APP_ONE_29}-app-one-2.9");
+    let j = json(&narward_ok(
+        d.path(),
+        &[
+            "restore",
+            &app,
+            "--closure",
+            "--plan",
+            p,
+            "--dry-run",
+            "--json",
+        ],
+    ));
+    let e = &j["estimate"];
+    // app-one-2.9 and libfoo-1.1 are archived; libbase is hot.
+    assert_eq!(e["paths"].as_array().unwrap().len(), 2, "{e:#}");
+    assert_eq!(e["hot"], 1);
+    assert_eq!(e["estimates"].as_array().unwrap().len(), 3);
+    let alone = json(&narward_ok(
+        d.path(),
+        &["restore", APP_ONE_29, "--plan", p, "--dry-run", "--json"],
+    ));
+    assert_eq!(alone["estimate"]["paths"].as_array().unwrap().len(), 1);
+    let text = narward_ok(
+        d.path(),
+        &[
+            "restore",
+            &app,
+            "--plan",
+            p,
+            "--dry-run",
+            "--tier",
+            "standard",
+        ],
+    );
+    assert!(
+        text.contains("standard") && text.contains("<- --tier"),
+        "{text}"
+    );
+    // Without --dry-run: the estimate, then a clear refusal.
+    let out = narward(d.path(), &["restore", &app, "--plan", p]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not available yet"));
+    // A whole release from a root file; a bad line names the file and line.
+    let rel = d.path().join("rel.txt");
+    std::fs::write(
+        &rel,
+        format!("{app}\n/nix/store/{TMP_EXPERIMENT}-tmp-experiment-0.1\n"),
+    )
+    .unwrap();
+    let j = json(&narward_ok(
+        d.path(),
+        &[
+            "restore",
+            "--roots",
+            rel.to_str().unwrap(),
+            "--closure",
+            "--plan",
+            p,
+            "--dry-run",
+            "--json",
+        ],
+    ));
+    assert_eq!(j["estimate"]["paths"].as_array().unwrap().len(), 3);
+    std::fs::write(&rel, format!("{app}\nnot-a-path\n")).unwrap();
+    let out = narward(
+        d.path(),
+        &[
+            "restore",
+            "--roots",
+            rel.to_str().unwrap(),
+            "--plan",
+            p,
+            "--dry-run",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{}:2", rel.display())), "{err}");
+}

@@ -130,11 +130,12 @@ pub enum Command {
     /// S3 server access logs: `access-logs ingest LOGS...` keeps per-key reads, hits and
     /// misses in the state directory (for `restore --from-demand` and the report).
     AccessLogs(access_cmd::AccessLogsArgs),
-    /// Get archived store paths back. Today: `restore --from-demand` proposes what the
-    /// restoration policy restores on demand (ranked, priced per retrieval tier, within the
-    /// monthly budget) as a reviewable, checksummed artifact, and `restore show DIR` prints
-    /// one. Executing it (`restore --confirm`) needs the apply engine and is not available
-    /// yet.
+    /// Get archived store paths back. Today: `restore PATH... [--closure] --plan PLAN
+    /// --dry-run` (or `--roots FILE`) estimates the cost and time per retrieval tier;
+    /// `restore --from-demand` proposes what the restoration policy restores on demand
+    /// (ranked, priced per tier, within the monthly budget) as a reviewable, checksummed
+    /// artifact, and `restore show DIR` prints one. Executing restores (`restore
+    /// --confirm`) needs the apply engine and is not available yet.
     Restore(restore_cmd::RestoreArgs),
 }
 

@@ -22,6 +22,23 @@ const NOT_EXECUTED: &str = "nothing was requested: executing a proposal needs `n
 pub struct RestoreArgs {
     #[command(subcommand)]
     pub action: Option<RestoreAction>,
+    /// Store paths to restore (/nix/store/<hash>-<name>, <hash>-<name> or <hash>). Today
+    /// only with --dry-run: the estimate per retrieval tier.
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<String>,
+    /// With PATHs or --roots: their closures too.
+    #[arg(long)]
+    pub closure: bool,
+    /// A file of store paths (one per line, or store-paths.xz, or fallback-paths.nix), e.g.
+    /// a whole release (with --closure).
+    #[arg(long, value_name = "FILE")]
+    pub roots: Option<PathBuf>,
+    /// Retrieval tier for PATHs / --roots: bulk, standard or expedited.
+    #[arg(long, default_value = "bulk")]
+    pub tier: String,
+    /// RestoreObject Days for PATHs / --roots: how long the restored copy stays readable.
+    #[arg(long, default_value_t = 7)]
+    pub days: u32,
     /// Propose what the restoration policy restores on demand: archived paths whose
     /// .narinfo was missed (404) often enough in the access statistics (`narward
     /// access-logs ingest`), with the archived part of their closures, ranked, priced per
@@ -82,9 +99,12 @@ pub fn run(g: &Global, a: RestoreArgs) -> Result<ExitCode> {
         show(g, &artifact::read(dir)?)?;
         return Ok(ExitCode::SUCCESS);
     }
+    if !a.from_demand && (!a.paths.is_empty() || a.roots.is_some()) {
+        return request(g, &a);
+    }
     if !a.from_demand {
         bail!(
-            "only `narward restore --from-demand` (a proposal) and `narward restore show DIR` exist yet; restoring given paths and executing proposals need the apply engine"
+            "give store paths (or --roots FILE) with --plan and --dry-run for an estimate, --from-demand for a proposal, or `restore show DIR`"
         );
     }
     let (Some(plan_dir), Some(policy_path)) = (&a.plan, &a.policy) else {
@@ -110,6 +130,80 @@ pub fn run(g: &Global, a: RestoreArgs) -> Result<ExitCode> {
         show(g, &h)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `restore PATH... | --roots FILE --plan PLAN --dry-run`: the estimate.
+fn request(g: &Global, a: &RestoreArgs) -> Result<ExitCode> {
+    use narward::restore::request::estimate_request;
+    use narward_formats::store_path::StorePath;
+    let Some(plan_dir) = &a.plan else {
+        bail!("`narward restore PATH...` needs --plan DIR (the plan that describes the archive)");
+    };
+    let tier =
+        narward::restore::Tier::parse(&a.tier).map_err(|e| anyhow::anyhow!("--tier: {e}"))?;
+    if !(1..=30_000).contains(&a.days) {
+        bail!("--days {}: expected 1 to 30000", a.days);
+    }
+    let mut roots = Vec::new();
+    for p in &a.paths {
+        let t = p.trim();
+        let hash = match StorePath::parse_any(t) {
+            Ok(sp) => sp.hash,
+            Err(e) => narward_formats::store_path::StorePathHash::parse(t)
+                .map_err(|_| anyhow::anyhow!("{p:?} is not a store path or hash: {e}"))?,
+        };
+        roots.push(hash);
+    }
+    if let Some(f) = &a.roots {
+        roots.extend(read_roots_file(f)?);
+    }
+    let plan = Plan::read(plan_dir)?;
+    let pricing = match &a.pricing {
+        Some(f) => Pricing::load(f)?,
+        None => Pricing::default_aws(),
+    };
+    let idx = Index::load(&g.state)?;
+    if idx.meta.cache != plan.header.cache {
+        bail!(
+            "the plan {} is for {}, the index in {} for {}",
+            plan_dir.display(),
+            plan.header.cache,
+            g.state.display(),
+            idx.meta.cache
+        );
+    }
+    let cat = catalog::from_plan(&plan);
+    let graph = catalog::graph_from_index(&idx);
+    let e = estimate_request(&cat, &graph, &roots, a.closure, &pricing, a.days);
+    if g.json {
+        print_json(&serde_json::json!({ "estimate": e, "tier": tier, "executed": false }))?;
+    } else {
+        print!("{}", text::request_text(&e, a.closure, tier));
+    }
+    if !a.dry_run {
+        bail!(
+            "restoring is not available yet (it comes with the apply engine): nothing was requested; use --dry-run to see only the estimate"
+        );
+    }
+    eprintln!("narward: note: dry run: nothing was requested");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The store paths of a root file, read like a policy's roots (by extension: `.xz`,
+/// `.nix`, else one path per line).
+fn read_roots_file(f: &std::path::Path) -> Result<Vec<narward_formats::store_path::StorePathHash>> {
+    use narward::policy::{RootsSection, read_root_section};
+    let name = f.to_string_lossy();
+    let mut r = RootsSection::default();
+    if name.ends_with(".xz") {
+        r.store_paths_xz.push(f.to_path_buf());
+    } else if name.ends_with(".nix") {
+        r.fallback_paths.push(f.to_path_buf());
+    } else {
+        r.files.push(f.to_path_buf());
+    }
+    let (roots, _) = read_root_section(&r, std::path::Path::new("."), "--roots")?;
+    Ok(roots.into_iter().map(|r| r.hash).collect())
 }
 
 fn compute(

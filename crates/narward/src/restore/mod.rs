@@ -11,6 +11,7 @@ pub mod estimate;
 pub mod order;
 pub mod policy;
 pub mod proposal;
+pub mod request;
 pub mod text;
 
 pub use estimate::Tier;

@@ -125,3 +125,59 @@ pub fn proposal_text(h: &ProposalHeader) -> String {
 fn short(s: &str) -> &str {
     s.get(..12).unwrap_or(s)
 }
+
+/// The estimate of `restore PATH... --dry-run`, with `tier` marked.
+pub fn request_text(
+    e: &super::request::RequestEstimate,
+    closure: bool,
+    tier: super::Tier,
+) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "restore of {} paths{}: {} archived paths to bring back, {} objects, {}",
+        e.requested,
+        if closure { " with their closures" } else { "" },
+        e.paths.len(),
+        e.objects,
+        bytes(e.bytes)
+    );
+    let _ = writeln!(
+        o,
+        "  {} hot already, {} deleted (narward recover, not a restore), {} not in the plan",
+        e.hot,
+        e.deleted,
+        e.not_in_plan.len()
+    );
+    for h in &e.not_in_plan {
+        let _ = writeln!(o, "    not in the plan: {h}");
+    }
+    for (class, s) in &e.by_class {
+        let _ = writeln!(o, "  {class}: {} objects, {}", s.count, bytes(s.bytes));
+    }
+    let _ = writeln!(
+        o,
+        "  per tier (retrieval + requests + temporary copies + republishing):"
+    );
+    for t in &e.estimates {
+        let mark = if t.tier == tier { "  <- --tier" } else { "" };
+        if t.available {
+            let _ = writeln!(
+                o,
+                "    {:<9} {:>12}  readable in {}{mark}",
+                t.tier.as_str(),
+                money(t.total_usd),
+                hours_text(t.hours)
+            );
+        } else {
+            let _ = writeln!(
+                o,
+                "    {:<9} {:>12}  {}{mark}",
+                t.tier.as_str(),
+                "-",
+                t.unavailable.as_deref().unwrap_or("unavailable")
+            );
+        }
+    }
+    o
+}
