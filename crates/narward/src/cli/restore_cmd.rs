@@ -54,7 +54,7 @@ pub struct RestoreArgs {
     /// Directory to write the proposal into (must not exist or be empty).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Print the proposal and write nothing.
+    /// Only print the proposal or the estimate: nothing is written or requested.
     #[arg(long)]
     pub dry_run: bool,
     /// USD already spent on restores this calendar month (deducted from the budget).

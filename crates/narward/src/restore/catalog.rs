@@ -13,7 +13,7 @@ use crate::index::Index;
 use crate::model::is_archive_class;
 use crate::plan::{Decision, ObjectDecision, Plan};
 use narward_formats::keys::{listing_key, narinfo_key};
-use narward_formats::store_path::StorePath;
+use narward_formats::store_path::{StorePath, StorePathHash};
 
 /// The catalog of a plan's paths.
 pub fn from_plan(plan: &Plan) -> Catalog {
@@ -110,4 +110,67 @@ pub fn graph_from_index(idx: &Index) -> Graph {
         b.add(ni.store_path.hash, ni.references.iter().map(|x| x.hash));
     }
     b.build().0
+}
+
+/// The closure of `seeds` (hashes not in the graph are their own closure), visiting only
+/// what it reaches: memory follows the closure's size, not the graph's, so one closure per
+/// demanded path stays cheap on a cache of hundreds of millions of paths.
+pub fn closure_of(graph: &Graph, seeds: &[StorePathHash]) -> Vec<StorePathHash> {
+    let mut seen: std::collections::HashSet<u32> = std::collections::HashSet::new();
+    let mut out: Vec<StorePathHash> = Vec::new();
+    let mut stack: Vec<u32> = Vec::new();
+    for h in seeds {
+        match graph.id(h) {
+            Some(id) => {
+                if seen.insert(id) {
+                    stack.push(id);
+                }
+            }
+            None => out.push(*h),
+        }
+    }
+    while let Some(n) = stack.pop() {
+        if let Some(h) = graph.hashes.get(n as usize) {
+            out.push(*h);
+        }
+        for &r in graph.refs(n) {
+            if seen.insert(r) {
+                stack.push(r);
+            }
+        }
+    }
+    out.sort_unstable_by_key(|h| h.0);
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closure_of_matches_the_dense_closure_and_keeps_unknown_seeds() {
+        let h = |i: u8| StorePathHash([i; 20]);
+        let mut b = GraphBuilder::default();
+        b.add(h(1), [h(2), h(3)]);
+        b.add(h(2), [h(4), h(2)]);
+        b.add(h(3), [h(4), h(9)]);
+        b.add(h(4), [h(1)]);
+        b.add(h(5), []);
+        let g = b.build().0;
+        let dense: Vec<StorePathHash> = {
+            let p = g.closure(&[g.id(&h(2)).unwrap()]);
+            let mut v: Vec<StorePathHash> = p
+                .iter()
+                .enumerate()
+                .filter(|&(_, &x)| x != crate::graph::NONE)
+                .map(|(i, _)| g.hashes[i])
+                .collect();
+            v.sort_unstable_by_key(|h| h.0);
+            v
+        };
+        assert_eq!(closure_of(&g, &[h(2)]), dense);
+        assert_eq!(closure_of(&g, &[h(2)]), [h(1), h(2), h(3), h(4)]);
+        assert_eq!(closure_of(&g, &[h(5), h(7)]), [h(5), h(7)]);
+    }
 }

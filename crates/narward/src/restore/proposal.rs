@@ -24,7 +24,7 @@ use super::estimate::{ClassSet, Hours, TierEstimate, choose_tier, estimate, rear
 use super::policy::{Approval, RestorePolicy};
 use crate::access::Demand;
 use crate::cost::Pricing;
-use crate::graph::{Graph, NONE};
+use crate::graph::Graph;
 use narward_formats::store_path::StorePathHash;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
@@ -414,17 +414,10 @@ fn candidates(inp: &ProposalInput) -> (Vec<Candidate>, Skipped) {
 /// The path and, with `demand.closure`, every path of its closure that is archived;
 /// and how many of its closure are deleted.
 fn closure_to_restore(inp: &ProposalInput, h: StorePathHash) -> (Vec<StorePathHash>, u64) {
-    let ids = match inp.graph.id(&h) {
-        Some(id) if inp.policy.closure => {
-            let parent = inp.graph.closure(&[id]);
-            parent
-                .iter()
-                .enumerate()
-                .filter(|&(_, &p)| p != NONE)
-                .filter_map(|(i, _)| inp.graph.hashes.get(i).copied())
-                .collect()
-        }
-        _ => vec![h],
+    let ids = if inp.policy.closure {
+        super::catalog::closure_of(inp.graph, &[h])
+    } else {
+        vec![h]
     };
     let mut deleted = 0;
     let mut v: Vec<StorePathHash> = ids

@@ -4,7 +4,7 @@
 use super::estimate::{ClassSet, TierEstimate, estimate};
 use super::proposal::{Catalog, PathState};
 use crate::cost::Pricing;
-use crate::graph::{Graph, NONE};
+use crate::graph::Graph;
 use narward_formats::store_path::StorePathHash;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -47,15 +47,8 @@ pub fn estimate_request(
         .collect();
     let mut all: BTreeSet<StorePathHash> = asked.clone();
     if closure {
-        let seeds: Vec<u32> = asked.iter().filter_map(|h| graph.id(h)).collect();
-        let parent = graph.closure(&seeds);
-        all.extend(
-            parent
-                .iter()
-                .enumerate()
-                .filter(|&(_, &p)| p != NONE)
-                .filter_map(|(i, _)| graph.hashes.get(i).copied()),
-        );
+        let seeds: Vec<StorePathHash> = asked.iter().copied().collect();
+        all.extend(super::catalog::closure_of(graph, &seeds));
     }
     let (mut hot, mut deleted) = (0, 0);
     let mut paths = Vec::new();
