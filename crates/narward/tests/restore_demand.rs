@@ -425,3 +425,62 @@ fn restore_of_paths_estimates_every_tier_and_only_as_a_dry_run() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("{}:2", rel.display())), "{err}");
 }
+
+/// The `kind,storage_class` of every NAR row of a proposal's objects.csv.
+fn nar_rows(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("objects.csv"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(",nar,"))
+        .map(|l| l.split(',').skip(5).take(1).collect::<String>())
+        .collect()
+}
+
+#[test]
+fn a_nar_left_in_place_or_kept_is_not_in_the_proposal_and_a_transitioned_one_is() {
+    let d = tempfile::tempdir().unwrap();
+    let plan = setup(d.path());
+    // examples/policy.toml: the example's NARs are under archive_min_size, so they stay in
+    // the cache (hidden only): restoring app-one-2.9 needs only its narinfos back.
+    let small = d.path().join("small");
+    assert!(
+        propose(d.path(), &plan, &["--out", small.to_str().unwrap()])
+            .status
+            .success()
+    );
+    assert_eq!(nar_rows(&small), Vec::<String>::new());
+    // With archive_min_size = 0 the archived NARs go to DEEP_ARCHIVE: they come back by
+    // a bulk restore of up to 48 h.
+    let text = std::fs::read_to_string(example().join("policy.toml"))
+        .unwrap()
+        .replace("archive_min_size = \"128KiB\"", "archive_min_size = \"0\"")
+        .replace("\"roots/", &format!("\"{}/roots/", example().display()));
+    let policy = d.path().join("policy0.toml");
+    std::fs::write(&policy, text).unwrap();
+    let plan0 = d.path().join("plan0");
+    narward_ok(
+        d.path(),
+        &[
+            "plan",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--out",
+            plan0.to_str().unwrap(),
+        ],
+    );
+    let big = d.path().join("big");
+    let out = propose(
+        d.path(),
+        &plan0,
+        &["--out", big.to_str().unwrap(), "--json"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(nar_rows(&big), ["DEEP_ARCHIVE", "DEEP_ARCHIVE"]);
+    let j = json(&String::from_utf8_lossy(&out.stdout));
+    let g = &j["proposal"]["body"]["groups"][0];
+    assert_eq!(g["hours"]["max"].as_f64(), Some(48.0), "{g:#}");
+}

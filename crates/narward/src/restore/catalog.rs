@@ -4,7 +4,8 @@
 //!
 //! Until apply records what it archived, the plan is the archive's description: its
 //! archived paths are hidden (narinfo and `.ls` in the archive area, NAR moved to
-//! `transition_to`, or already cold, or left in place when too small to pay back), and
+//! `transition_to`, or already cold; a NAR left in place, too small to pay back a
+//! transition, needs nothing), and
 //! its restore set lists kept paths whose NAR is cold.
 
 use super::proposal::{Catalog, CatalogPath, PathState, RestoreObject};
@@ -67,7 +68,13 @@ fn archived(
             None if is_archive_class(&class) => o.last_modified,
             None => None,
         };
-        v.push(object(o, "nar", class));
+        // A NAR with no class to move to and not cold already (too small to pay back a
+        // transition) stays in the cache, hot: only its path's narinfo comes back.
+        if o.decision == Decision::Archive
+            && (o.transition_to.is_some() || is_archive_class(&class))
+        {
+            v.push(object(o, "nar", class));
+        }
     }
     for (key, kind) in [
         (listing_key(&sp.hash), "listing"),
