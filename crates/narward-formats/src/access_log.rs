@@ -6,6 +6,9 @@
 //! field 10 the HTTP status. Only successful reads count: `REST.GET.OBJECT` or
 //! `REST.HEAD.OBJECT` with status 200, 206 or 304.
 //!
+//! [`parse_request`] gives every object request instead (any operation on a key, with its
+//! HTTP status), so that misses (`REST.GET.OBJECT` answered 404) can be counted too.
+//!
 //! Every input gives a value or an [`AccessLogError`]; nothing panics or overflows
 //! (times are range-checked: years 0000..=9999, real months, days, hours and zones).
 
@@ -21,6 +24,9 @@ pub enum AccessLogError {
     /// The key of a read does not URL-decode.
     #[error("key {0:?} does not URL-decode")]
     BadKey(String),
+    /// The HTTP status is neither `-` nor a number 100..=599.
+    #[error("HTTP status {0:?} is not a number like 404")]
+    BadStatus(String),
 }
 
 /// What one line says.
@@ -150,6 +156,77 @@ pub fn parse_line(line: &str) -> Result<LogLine, AccessLogError> {
     Ok(LogLine::Read { key, time })
 }
 
+/// One request on an object, whatever its outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The operation, e.g. `REST.GET.OBJECT`, `REST.HEAD.OBJECT`, `REST.PUT.OBJECT`.
+    pub operation: String,
+    /// The object key as stored in the bucket (with any cache prefix), URL-decoded.
+    pub key: String,
+    /// Unix seconds.
+    pub time: i64,
+    /// The HTTP status; `None` when the log says `-`.
+    pub status: Option<u16>,
+}
+
+impl Request {
+    /// A read: `REST.GET.OBJECT` or `REST.HEAD.OBJECT`.
+    pub fn is_read(&self) -> bool {
+        matches!(
+            self.operation.as_str(),
+            "REST.GET.OBJECT" | "REST.HEAD.OBJECT"
+        )
+    }
+
+    /// A read that succeeded (status 200, 206 or 304): what [`parse_line`] calls a read.
+    pub fn is_hit(&self) -> bool {
+        self.is_read() && matches!(self.status, Some(200 | 206 | 304))
+    }
+
+    /// A read answered 404: the object was not there (for a `.narinfo`, a client that
+    /// wanted the path and did not get it).
+    pub fn is_miss(&self) -> bool {
+        self.is_read() && self.status == Some(404)
+    }
+}
+
+/// Parse one log line as an object request. `Ok(None)` for a blank line and for a
+/// well-formed line that names no object (key `-`, e.g. a bucket listing).
+///
+/// # Errors
+/// Too few fields, a time that does not parse, a key that does not URL-decode, or a status
+/// that is neither `-` nor a three-digit number.
+pub fn parse_request(line: &str) -> Result<Option<Request>, AccessLogError> {
+    if line.trim().is_empty() {
+        return Ok(None);
+    }
+    let f = fields(line);
+    let (Some(time), Some(op), Some(key), Some(status)) = (f.get(2), f.get(6), f.get(7), f.get(9))
+    else {
+        return Err(AccessLogError::TooFewFields(f.len()));
+    };
+    let time = parse_time(time).ok_or_else(|| AccessLogError::BadTime((*time).to_string()))?;
+    if *key == "-" {
+        return Ok(None);
+    }
+    let status = match *status {
+        "-" => None,
+        s => Some(
+            number(s, 3, 100..=599)
+                .map(|n| n as u16)
+                .ok_or_else(|| AccessLogError::BadStatus(s.to_string()))?,
+        ),
+    };
+    let key = crate::inventory::url_decode_key(key)
+        .map_err(|_| AccessLogError::BadKey((*key).to_string()))?;
+    Ok(Some(Request {
+        operation: (*op).to_string(),
+        key,
+        time,
+        status,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,5 +294,57 @@ mod tests {
             parse_time("31/Dec/9999:23:59:60 -2359"),
             Some(253_402_300_800 + 86_340)
         );
+    }
+
+    #[test]
+    fn requests_carry_operation_and_status_so_misses_can_be_counted() {
+        let r = parse_request(&LINE.replace(" 200 ", " 404 "))
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.operation, "REST.GET.OBJECT");
+        assert_eq!(r.key, "0a3yijp35sygmy51cnrrz11vimwapz7c.narinfo");
+        assert_eq!(r.status, Some(404));
+        assert_eq!(r.time, 1549411238);
+        assert!(r.is_miss() && !r.is_hit());
+        let ok = parse_request(LINE).unwrap().unwrap();
+        assert!(ok.is_hit() && !ok.is_miss());
+        let put = parse_request(&LINE.replace("REST.GET.OBJECT", "REST.PUT.OBJECT"))
+            .unwrap()
+            .unwrap();
+        assert!(!put.is_read() && !put.is_miss());
+        let dash = parse_request(&LINE.replace(" 200 ", " - "))
+            .unwrap()
+            .unwrap();
+        assert_eq!(dash.status, None);
+        assert_eq!(
+            parse_request(&LINE.replace(" 200 ", " 2x0 ")),
+            Err(AccessLogError::BadStatus("2x0".into()))
+        );
+        assert_eq!(
+            parse_request(&LINE.replace(" 200 ", " 20€ ")),
+            Err(AccessLogError::BadStatus("20€".into()))
+        );
+        let listing = LINE.replace(
+            "REST.GET.OBJECT 0a3yijp35sygmy51cnrrz11vimwapz7c.narinfo",
+            "REST.GET.BUCKET -",
+        );
+        assert_eq!(parse_request(&listing), Ok(None));
+        assert_eq!(parse_request("  "), Ok(None));
+        assert_eq!(
+            parse_request("garbage"),
+            Err(AccessLogError::TooFewFields(1))
+        );
+        let encoded = LINE.replace(
+            "REST.GET.OBJECT 0a3yijp35sygmy51cnrrz11vimwapz7c.narinfo",
+            "REST.GET.OBJECT log/a%20b%C3%A9.drv",
+        );
+        assert_eq!(
+            parse_request(&encoded).unwrap().unwrap().key,
+            "log/a bé.drv"
+        );
+        assert!(matches!(
+            parse_request(&LINE.replace("+0000", "+0é0")),
+            Err(AccessLogError::BadTime(_))
+        ));
     }
 }

@@ -185,6 +185,15 @@ pub fn access_log(data: &[u8]) {
             );
             let _ = keys::classify(&key);
         }
+        if let Ok(Some(r)) = crate::access_log::parse_request(line) {
+            assert!(
+                (-62_168_000_000..=253_403_000_000).contains(&r.time),
+                "{}",
+                r.time
+            );
+            assert!(r.status.is_none_or(|s| (100..=599).contains(&s)));
+            let _ = keys::classify(&r.key);
+        }
         if let Some(t) = crate::access_log::parse_time(line) {
             assert!((-62_168_000_000..=253_403_000_000).contains(&t), "{t}");
         }

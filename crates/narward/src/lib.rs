@@ -5,6 +5,7 @@
 //! values and return values; the I/O lives at the edges: [`cache`] (object stores),
 //! [`inventory`] (S3 Inventory reports) and [`index`] (the on-disk state).
 
+pub mod access;
 pub mod access_log;
 pub mod apply;
 pub mod audit;
@@ -22,4 +23,5 @@ pub mod plan;
 pub mod policy;
 pub mod progress;
 pub mod report;
+pub mod restore;
 pub mod verify;

@@ -75,11 +75,17 @@ pub struct KeepSection {
     pub names: Vec<String>,
     /// Keep paths whose narinfo or NAR was uploaded within this many days.
     pub uploaded_within_days: Option<u32>,
-    /// Keep paths fetched within this many days, per the access data given in `access_logs`.
+    /// Keep paths fetched within this many days, per the access data given in `access_logs`
+    /// and, with `access_stats`, the state directory's access statistics.
     pub accessed_within_days: Option<u32>,
-    /// S3 server access log files or directories (needed by `accessed_within_days`).
+    /// S3 server access log files or directories (`accessed_within_days` needs these or
+    /// `access_stats`).
     #[serde(default)]
     pub access_logs: Vec<PathBuf>,
+    /// Also use the access statistics kept in the state directory by `narward access-logs
+    /// ingest` (`narward plan` refuses the policy when there are none).
+    #[serde(default)]
+    pub access_stats: bool,
     /// Never touch an object younger than this many days (uploads may be in progress).
     #[serde(default = "default_min_age")]
     pub min_age_days: u32,
@@ -97,6 +103,7 @@ impl Default for KeepSection {
             uploaded_within_days: None,
             accessed_within_days: None,
             access_logs: Vec::new(),
+            access_stats: false,
             min_age_days: default_min_age(),
         }
     }
@@ -298,9 +305,12 @@ impl Policy {
         let names = gb
             .build()
             .map_err(|e| anyhow::anyhow!("policy {name}: keep.names: {e}"))?;
-        if file.keep.accessed_within_days.is_some() && file.keep.access_logs.is_empty() {
+        if file.keep.accessed_within_days.is_some()
+            && file.keep.access_logs.is_empty()
+            && !file.keep.access_stats
+        {
             bail!(
-                "policy {name}: keep.accessed_within_days needs keep.access_logs (S3 server access logs)"
+                "policy {name}: keep.accessed_within_days needs keep.access_logs (S3 server access logs) or keep.access_stats = true (the state's `narward access-logs ingest` statistics)"
             );
         }
         let a = &file.actions;
@@ -333,7 +343,28 @@ impl Policy {
             names,
             last_access: Default::default(),
         };
-        let r = &file.roots;
+        p.read_roots(&file.roots, base, name)?;
+        let abs = |f: &PathBuf| {
+            if f.is_absolute() {
+                f.clone()
+            } else {
+                base.join(f)
+            }
+        };
+        let mut logs = crate::access_log::AccessLogs::default();
+        for f in &file.keep.access_logs {
+            logs.read(&abs(f))
+                .with_context(|| format!("policy {name}: keep.access_logs {}", f.display()))?;
+        }
+        for w in logs.warnings() {
+            tracing::warn!("policy {name}: {w}");
+        }
+        p.last_access = logs.last_access;
+        Ok(p)
+    }
+
+    /// Read every root source of a `[roots]` section into `self.roots`.
+    fn read_roots(&mut self, r: &RootsSection, base: &Path, name: &str) -> Result<()> {
         let abs = |f: &PathBuf| {
             if f.is_absolute() {
                 f.clone()
@@ -342,13 +373,13 @@ impl Policy {
             }
         };
         for f in &r.files {
-            p.add_source(&abs(f), RootFormat::Lines)?;
+            self.add_source(&abs(f), RootFormat::Lines)?;
         }
         for f in &r.store_paths_xz {
-            p.add_source(&abs(f), RootFormat::Xz)?;
+            self.add_source(&abs(f), RootFormat::Xz)?;
         }
         for f in &r.fallback_paths {
-            p.add_source(&abs(f), RootFormat::Nix)?;
+            self.add_source(&abs(f), RootFormat::Nix)?;
         }
         for d in &r.dirs {
             let d = abs(d);
@@ -367,7 +398,7 @@ impl Policy {
                 } else {
                     continue;
                 };
-                p.add_source(&f, fmt)?;
+                self.add_source(&f, fmt)?;
             }
         }
         for d in &r.hydra_gcroots {
@@ -375,44 +406,35 @@ impl Policy {
             let rd = std::fs::read_dir(&d)
                 .with_context(|| format!("policy {name}: roots.hydra_gcroots {}", d.display()))?;
             let label = d.display().to_string();
-            let before = p.roots.len();
+            let before = self.roots.len();
             for e in rd {
                 let e = e?;
                 let n = e.file_name().to_string_lossy().to_string();
                 if let Ok(sp) = StorePath::parse_base_name(&n) {
-                    p.roots.push(Root {
+                    self.roots.push(Root {
                         hash: sp.hash,
                         path: sp.full_path(),
                         source: format!("{label}/{n}"),
                     });
                 }
             }
-            p.root_sources.push((label, p.roots.len() - before));
+            self.root_sources.push((label, self.roots.len() - before));
         }
-        let before = p.roots.len();
+        let before = self.roots.len();
         for (i, s) in r.paths.iter().enumerate() {
             let sp = StorePath::parse_any(s.trim())
                 .map_err(|e| anyhow::anyhow!("policy {name}: roots.paths[{i}] {s:?}: {e}"))?;
-            p.roots.push(Root {
+            self.roots.push(Root {
                 hash: sp.hash,
                 path: sp.full_path(),
                 source: "inline".into(),
             });
         }
         if !r.paths.is_empty() {
-            p.root_sources
-                .push(("inline".into(), p.roots.len() - before));
+            self.root_sources
+                .push(("inline".into(), self.roots.len() - before));
         }
-        let mut logs = crate::access_log::AccessLogs::default();
-        for f in &file.keep.access_logs {
-            logs.read(&abs(f))
-                .with_context(|| format!("policy {name}: keep.access_logs {}", f.display()))?;
-        }
-        for w in logs.warnings() {
-            tracing::warn!("policy {name}: {w}");
-        }
-        p.last_access = logs.last_access;
-        Ok(p)
+        Ok(())
     }
 
     fn add_source(&mut self, f: &Path, fmt: RootFormat) -> Result<()> {
@@ -452,10 +474,42 @@ impl Policy {
         Ok(())
     }
 
+    /// Add last successful reads (full bucket keys, unix seconds), keeping the later time
+    /// of a key read in both (what `keep.access_stats` adds from the state).
+    pub fn add_last_access(&mut self, reads: impl IntoIterator<Item = (String, i64)>) {
+        for (k, t) in reads {
+            let e = self.last_access.entry(k).or_insert(t);
+            *e = (*e).max(t);
+        }
+    }
+
     /// Whether a store path name matches a keep pattern.
     pub fn name_kept(&self, name: &str) -> bool {
         !self.names.is_empty() && self.names.is_match(name)
     }
+}
+
+/// Roots, and their sources by label with their root counts.
+pub type RootsRead = (Vec<Root>, Vec<(String, usize)>);
+
+/// The roots a `[roots]`-style section names (files, `store-paths.xz`, fallback paths,
+/// directories, Hydra GC roots, inline paths), read and validated exactly as a policy's:
+/// the roots, and the sources by label with their root counts. Relative paths are relative
+/// to `base`; `name` labels errors.
+///
+/// # Errors
+/// As [`Policy::load`] for its `[roots]` section.
+pub fn read_root_section(r: &RootsSection, base: &Path, name: &str) -> Result<RootsRead> {
+    let mut p = Policy {
+        file: PolicyFile::default(),
+        text: String::new(),
+        roots: Vec::new(),
+        root_sources: Vec::new(),
+        names: GlobSet::empty(),
+        last_access: Default::default(),
+    };
+    p.read_roots(r, base, name)?;
+    Ok((p.roots, p.root_sources))
 }
 
 /// The overrides of [`check_plan_roots`] (the `--allow-…` flags of `narward plan`).
@@ -612,6 +666,25 @@ mod tests {
         assert!(p.roots.iter().all(|r| r.path == P1));
         assert!(p.roots[0].source.ends_with("a.txt:3"));
         assert_eq!(p.root_sources.len(), 5);
+    }
+
+    #[test]
+    fn accessed_within_days_takes_logs_or_the_state_access_stats() {
+        let e = Policy::from_str("[keep]\naccessed_within_days = 9\n", Path::new("."), "p")
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("keep.access_stats"), "{e:#}");
+        let mut p = Policy::from_str(
+            "[keep]\naccessed_within_days = 9\naccess_stats = true\n",
+            Path::new("."),
+            "p",
+        )
+        .unwrap();
+        p.add_last_access([
+            ("a".to_string(), 5),
+            ("a".to_string(), 3),
+            ("b".to_string(), 1),
+        ]);
+        assert_eq!((p.last_access["a"], p.last_access["b"]), (5, 1));
     }
 
     #[test]

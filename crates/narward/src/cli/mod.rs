@@ -13,10 +13,12 @@ use narward_formats::signature::PublicKey;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod access_cmd;
 mod apply_cmd;
 mod batch_export_cmd;
 mod plan_cmd;
 mod report_cmd;
+mod restore_cmd;
 mod verify_cmd;
 
 /// Index, audit, plan and garbage-collect Nix binary caches in S3 (or file:// directories).
@@ -126,7 +128,9 @@ pub enum Command {
     /// largest store paths and bytes per name family; with --policy, the closure of each root
     /// source (e.g. each release) and what it shares with the others; with --plan (repeatable),
     /// each plan's monthly saving, one-time cost (transitions, early deletion) and months to
-    /// break even, side by side; and the break-even object size per archive class.
+    /// break even, side by side; the break-even object size per archive class; and, when the
+    /// state directory has access statistics (`narward access-logs ingest`), hit and miss
+    /// rates per kind of object.
     ///
     /// Prices come from the built-in AWS S3 us-east-1 table unless --pricing names another.
     /// Totals equal the index's. Nothing in the cache is read or changed.
@@ -171,6 +175,16 @@ pub enum Command {
     /// expired by a lifecycle rule) and README.txt, which says what to fill in and that each
     /// phase must finish before the next starts. Reads the plan only; changes nothing.
     BatchExport(batch_export_cmd::BatchExportArgs),
+    /// S3 server access logs: `access-logs ingest LOGS...` keeps per-key reads, hits and
+    /// misses in the state directory (for `restore --from-demand` and the report).
+    AccessLogs(access_cmd::AccessLogsArgs),
+    /// Get archived store paths back. Today: `restore PATH... [--closure] --plan PLAN
+    /// --dry-run` (or `--roots FILE`) estimates the cost and time per retrieval tier;
+    /// `restore --from-demand` proposes what the restoration policy restores on demand
+    /// (ranked, priced per tier, within the monthly budget) as a reviewable, checksummed
+    /// artifact, and `restore show DIR` prints one. Executing restores (`restore
+    /// --confirm`) needs the apply engine and is not available yet.
+    Restore(restore_cmd::RestoreArgs),
 }
 
 #[derive(Args, Debug)]
@@ -364,6 +378,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Recover(a) => apply_cmd::recover_cmd(g, a).await,
         Command::Verify(a) => verify_cmd::run(g, a).await,
         Command::BatchExport(a) => batch_export_cmd::run(g, a),
+        Command::AccessLogs(a) => access_cmd::run(g, a),
+        Command::Restore(a) => restore_cmd::run(g, a),
         Command::Paths => {
             let idx = Index::load(&g.state)?;
             print_json(&narward::paths::path_infos(&idx))?;

@@ -53,7 +53,10 @@ pub fn run(g: &Global, a: PlanArgs) -> Result<ExitCode> {
                     "`narward plan` needs --policy FILE and --out DIR (or: plan show DIR, plan diff A B)"
                 );
             };
-            let policy = Policy::load(&policy_path)?;
+            let mut policy = Policy::load(&policy_path)?;
+            if policy.file.keep.access_stats {
+                add_access_stats(&mut policy, &policy_path, &g.state)?;
+            }
             // Read the pricing table first: a bad table leaves no plan behind.
             let pricing = pricing(a.pricing.as_deref())?;
             // The narinfo texts are streamed from disk, never all in memory, and the whole
@@ -89,6 +92,30 @@ pub fn run(g: &Global, a: PlanArgs) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `keep.access_stats`: the last reads the state's access statistics know.
+fn add_access_stats(
+    policy: &mut Policy,
+    file: &std::path::Path,
+    state: &std::path::Path,
+) -> Result<()> {
+    use narward::access::store;
+    if !store::exists(state) {
+        bail!(
+            "policy {}: keep.access_stats is set but {} holds no access statistics: run `narward access-logs ingest LOGS...` first",
+            file.display(),
+            store::access_dir(state).display()
+        );
+    }
+    let (_, stats) = store::load(state)?;
+    policy.add_last_access(
+        stats
+            .keys
+            .into_iter()
+            .filter_map(|(k, s)| s.last_access.map(|t| (k, t))),
+    );
+    Ok(())
 }
 
 pub fn why(g: &Global, a: WhyArgs) -> Result<ExitCode> {

@@ -65,7 +65,12 @@ pub fn run(g: &Global, a: ReportArgs) -> Result<ExitCode> {
         plans.push((name, p));
     }
     let now = a.now.unwrap_or_else(index::now);
-    let data = report::build(&idx, policy.as_ref(), &plans, &pricing, now);
+    let mut data = report::build(&idx, policy.as_ref(), &plans, &pricing, now);
+    if narward::access::store::exists(&g.state) {
+        let (meta, stats) = narward::access::store::load(&g.state)?;
+        let prefix = narward::access_log::cache_prefix(&idx.meta.cache_url);
+        data.access = Some(report::access::section(&stats, &prefix, meta.updated_at));
+    }
     report::write(&data, &a.out)
         .with_context(|| format!("writing the report into {}", a.out.display()))?;
     if g.json {

@@ -1103,6 +1103,9 @@ pub fn render(d: &ReportData) -> String {
     composition_section(&mut o, d);
     roots_section(&mut o, d);
     plans_section(&mut o, d);
+    if let Some(a) = &d.access {
+        super::access::html(&mut o, a);
+    }
     break_even_section(&mut o, d);
     o.push_str("<section id=\"notes\"><h2>Method and assumptions</h2><ul class=\"notes\">");
     for n in &d.notes {

@@ -150,5 +150,8 @@ pub fn render(d: &ReportData) -> String {
                 .map_or("never pays back".into(), human_bytes)
         );
     }
+    if let Some(a) = &d.access {
+        super::access::markdown(&mut o, a);
+    }
     o
 }

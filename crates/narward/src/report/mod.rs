@@ -7,6 +7,7 @@
 //! [`write`] renders it as `report.html` (self-contained: inline CSS and SVG charts, no
 //! script, nothing fetched), `report.json` (the data) and `report.md` (a short summary).
 
+pub mod access;
 pub(crate) mod growth;
 mod html;
 mod markdown;
@@ -48,6 +49,10 @@ pub struct ReportData {
     /// Break-even object size and payback months per archive class (reference.md §5).
     pub break_even: BreakEven,
     pub plans: Vec<PlanReport>,
+    /// Hit and miss rates per kind of object, when the state has access statistics
+    /// (set by the caller: [`access::section`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access: Option<access::AccessSection>,
     /// Assumptions and caveats, for the reader.
     pub notes: Vec<String>,
 }
@@ -666,6 +671,7 @@ pub fn build(
             not_cheaper,
         },
         plans,
+        access: None,
         notes,
     }
 }
