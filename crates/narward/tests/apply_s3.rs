@@ -1,0 +1,417 @@
+//! `narward apply`, `apply --resume`, `apply --finalize`, `recover` and `verify` on s3://
+//! copies of the bundled example cache in the local moto server (scripts/moto.sh), through
+//! the real binary: the same claims as tests/apply_file.rs, plus what only S3 has (storage
+//! classes, InvalidObjectState, key prefixes, versioned buckets, the fault proxy).
+
+mod common;
+use common::fault_proxy::{FaultConfig, FaultProxy};
+use common::*;
+use narward::cache::S3Options;
+use narward::plan::{Decision, ObjectDecision, Plan};
+use narward_formats::keys::Category;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const T0: i64 = 1_800_000_000;
+const DAY: i64 = 86_400;
+const ARCHIVE: &str = "narward-archive/";
+const QUARANTINE: &str = "narward-quarantine/";
+
+fn bucket_name(tag: &str) -> String {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("nw-ap-{tag}-{}", n % 1_000_000_000)
+}
+
+fn s3_url(bucket: &str, prefix: &str, endpoint: &str) -> String {
+    let p = if prefix.is_empty() {
+        String::new()
+    } else {
+        format!("/{prefix}")
+    };
+    format!("s3://{bucket}{p}?endpoint={endpoint}&region=us-east-1")
+}
+
+/// One object of a bucket listing: what the kill-and-resume comparison looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Obj {
+    size: i64,
+    etag: String,
+    class: String,
+}
+
+/// Direct S3 access for the tests (the SDK on its own runtime).
+struct S3 {
+    rt: tokio::runtime::Runtime,
+    c: aws_sdk_s3::Client,
+}
+
+impl S3 {
+    fn new() -> S3 {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let o = S3Options {
+            bucket: "any".into(),
+            endpoint: Some(s3_endpoint()),
+            region: Some("us-east-1".into()),
+            ..Default::default()
+        };
+        let c = rt.block_on(narward::cache::s3_client(&o, 3)).unwrap();
+        S3 { rt, c }
+    }
+
+    /// Every key of the bucket (all areas) → size, ETag, storage class.
+    fn listing(&self, bucket: &str) -> BTreeMap<String, Obj> {
+        self.rt.block_on(async {
+            let mut m = BTreeMap::new();
+            let mut pages = self
+                .c
+                .list_objects_v2()
+                .bucket(bucket)
+                .into_paginator()
+                .send();
+            while let Some(p) = pages.next().await {
+                for o in p.unwrap().contents() {
+                    m.insert(
+                        o.key().unwrap().to_string(),
+                        Obj {
+                            size: o.size().unwrap_or(-1),
+                            etag: o.e_tag().unwrap_or("").to_string(),
+                            class: o
+                                .storage_class()
+                                .map_or("STANDARD", |c| c.as_str())
+                                .to_string(),
+                        },
+                    );
+                }
+            }
+            m
+        })
+    }
+
+    /// GET: the bytes, or the service's error code.
+    fn get(&self, bucket: &str, key: &str) -> Result<Vec<u8>, String> {
+        use aws_sdk_s3::error::ProvideErrorMetadata;
+        self.rt.block_on(async {
+            match self.c.get_object().bucket(bucket).key(key).send().await {
+                Ok(o) => Ok(o.body.collect().await.unwrap().into_bytes().to_vec()),
+                Err(e) => Err(e.code().unwrap_or("?").to_string()),
+            }
+        })
+    }
+
+    /// The storage class a HEAD reports (`STANDARD` when it reports none).
+    fn head_class(&self, bucket: &str, key: &str) -> String {
+        self.rt.block_on(async {
+            let h = self
+                .c
+                .head_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("HEAD {key}: {e:?}"));
+            h.storage_class()
+                .map_or("STANDARD", |c| c.as_str())
+                .to_string()
+        })
+    }
+
+    fn put(&self, bucket: &str, key: &str, bytes: &[u8]) {
+        self.rt.block_on(async {
+            self.c
+                .put_object()
+                .bucket(bucket)
+                .key(key)
+                .body(bytes.to_vec().into())
+                .send()
+                .await
+                .unwrap();
+        });
+    }
+
+    /// The bytes of every object of the bucket.
+    fn snapshot(&self, bucket: &str) -> BTreeMap<String, Vec<u8>> {
+        self.listing(bucket)
+            .keys()
+            .map(|k| (k.clone(), self.get(bucket, k).unwrap()))
+            .collect()
+    }
+
+    /// Make the bucket hold exactly `snap` again (STANDARD, same bytes, so same ETags).
+    fn reset(&self, bucket: &str, snap: &BTreeMap<String, Vec<u8>>) {
+        let keys: Vec<String> = self.listing(bucket).into_keys().collect();
+        self.rt.block_on(async {
+            for k in keys {
+                self.c.delete_object().bucket(bucket).key(k).send().await.unwrap();
+            }
+        });
+        for (k, v) in snap {
+            self.put(bucket, k, v);
+        }
+    }
+}
+
+/// An s3:// copy of examples/cache (under `prefix`), indexed and planned.
+struct Fx {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    bucket: String,
+    /// The cache's key prefix with its `/` (empty without one).
+    kp: String,
+    http: String,
+    s3: S3,
+}
+
+impl Fx {
+    fn state(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+    fn plan(&self) -> String {
+        self.dir.join("plan").display().to_string()
+    }
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        narward(&self.state(), args)
+    }
+    fn ok(&self, args: &[&str]) -> String {
+        narward_ok(&self.state(), args)
+    }
+    fn listing(&self) -> BTreeMap<String, Obj> {
+        self.s3.listing(&self.bucket)
+    }
+    fn full(&self, key: &str) -> String {
+        format!("{}{key}", self.kp)
+    }
+    fn plan_value(&self) -> Plan {
+        Plan::read(Path::new(&self.plan())).unwrap()
+    }
+    fn apply(&self, extra: &[&str]) -> serde_json::Value {
+        let plan = self.plan();
+        let mut args = vec!["apply", &plan, "--confirm", &self.bucket, "--json"];
+        args.extend_from_slice(extra);
+        json(&self.ok(&args))
+    }
+    fn verify(&self) -> (Option<i32>, serde_json::Value) {
+        let out = self.run(&["verify", "--json"]);
+        (
+            out.status.code(),
+            json(&String::from_utf8_lossy(&out.stdout)),
+        )
+    }
+}
+
+/// The example policy with `unreachable`, every archived NAR moved (no minimum size) and
+/// roots by absolute path.
+fn policy(dir: &Path, unreachable: &str) -> PathBuf {
+    let ex = repo().join("examples");
+    let t = std::fs::read_to_string(ex.join("policy.toml"))
+        .unwrap()
+        .replace("\"roots/", &format!("\"{}/roots/", ex.display()))
+        .replace(
+            "unreachable = \"archive\"",
+            &format!("unreachable = \"{unreachable}\""),
+        )
+        .replace("archive_min_size = \"128KiB\"", "archive_min_size = \"1B\"");
+    let p = dir.join("policy.toml");
+    std::fs::write(&p, t).unwrap();
+    p
+}
+
+/// Upload the example cache to a new bucket (under `prefix`), index it through
+/// `endpoint` (moto, or a proxy in front of it) and plan with `unreachable`.
+fn fixture_at(tag: &str, prefix: &str, unreachable: &str, endpoint: &str) -> Fx {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().canonicalize().unwrap();
+    let bucket = bucket_name(tag);
+    let http = upload(
+        &bucket,
+        &repo().join("examples/cache"),
+        (!prefix.is_empty()).then_some(prefix),
+    );
+    let kp = if prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{prefix}/")
+    };
+    let fx = Fx {
+        _tmp: tmp,
+        bucket,
+        kp,
+        http,
+        s3: S3::new(),
+        dir,
+    };
+    let url = s3_url(&fx.bucket, prefix, endpoint);
+    fx.ok(&["index", "--cache", &url]);
+    let pol = policy(&fx.dir, unreachable);
+    fx.ok(&[
+        "plan",
+        "--policy",
+        pol.to_str().unwrap(),
+        "--out",
+        &fx.plan(),
+    ]);
+    fx
+}
+
+fn fixture(tag: &str, prefix: &str, unreachable: &str) -> Fx {
+    fixture_at(tag, prefix, unreachable, &s3_endpoint())
+}
+
+fn removed(p: &Plan) -> Vec<&ObjectDecision> {
+    p.objects
+        .iter()
+        .filter(|o| o.decision != Decision::Keep)
+        .collect()
+}
+
+fn hidden_kind(o: &ObjectDecision) -> bool {
+    matches!(o.category, Category::Narinfo | Category::Listing)
+}
+
+/// The listing an apply of `p` at `T0` must leave, from the listing before: hidden
+/// narinfos to the archive or quarantine prefix, archived NARs to DEEP_ARCHIVE in place,
+/// deleted objects to the quarantine prefix; nothing else changes.
+fn expected_after(fx: &Fx, p: &Plan, before: &BTreeMap<String, Obj>) -> BTreeMap<String, Obj> {
+    let mut want = before.clone();
+    for o in removed(p) {
+        let full = fx.full(&o.key);
+        let Some(mut obj) = want.get(&full).cloned() else {
+            continue;
+        };
+        if hidden_kind(o) || o.decision == Decision::Delete {
+            want.remove(&full);
+            let to = if o.decision == Decision::Archive {
+                fx.full(&format!("{ARCHIVE}{}", o.key))
+            } else {
+                fx.full(&format!("{QUARANTINE}{T0}/{}", o.key))
+            };
+            want.insert(to, obj);
+        } else if let Some(class) = &o.transition_to {
+            obj.class = class.clone();
+            want.insert(full, obj);
+        }
+    }
+    want
+}
+
+#[test]
+fn apply_on_s3_moves_exactly_the_planned_objects_and_keeps_narinfos_byte_for_byte() {
+    for prefix in ["", "some/prefix"] {
+        let fx = fixture("exact", prefix, "archive");
+        let p = fx.plan_value();
+        let before = fx.listing();
+        let bytes_before = fx.s3.snapshot(&fx.bucket);
+        let r = fx.apply(&["--now", &T0.to_string()]);
+        assert_eq!(r["skipped"].as_array().unwrap().len(), 0, "{r}");
+        let after = fx.listing();
+        assert_eq!(after, expected_after(&fx, &p, &before), "prefix {prefix:?}");
+        let archived_nars: Vec<&ObjectDecision> = removed(&p)
+            .into_iter()
+            .filter(|o| o.category == Category::Nar && o.transition_to.is_some())
+            .collect();
+        assert!(!archived_nars.is_empty(), "the plan archives NARs");
+        for o in &archived_nars {
+            let k = fx.full(&o.key);
+            assert_eq!(fx.s3.head_class(&fx.bucket, &k), "DEEP_ARCHIVE", "{k}");
+            assert_eq!(
+                fx.s3.get(&fx.bucket, &k),
+                Err("InvalidObjectState".to_string()),
+                "GET of an archived NAR {k}"
+            );
+        }
+        let mut hidden = 0;
+        for o in removed(&p).into_iter().filter(|o| hidden_kind(o)) {
+            let area = if o.decision == Decision::Archive {
+                ARCHIVE.to_string()
+            } else {
+                format!("{QUARANTINE}{T0}/")
+            };
+            let copy = fx.s3.get(&fx.bucket, &fx.full(&format!("{area}{}", o.key)));
+            assert_eq!(
+                copy.as_ref(),
+                Ok(&bytes_before[&fx.full(&o.key)]),
+                "{} kept byte for byte in {area}",
+                o.key
+            );
+            hidden += 1;
+        }
+        assert!(hidden >= 3, "the plan hides narinfos");
+        let (code, v) = fx.verify();
+        assert_eq!(code, Some(0), "verify after apply (prefix {prefix:?}): {v}");
+    }
+}
+
+#[test]
+fn a_nar_changed_after_the_plan_is_skipped_and_reported_on_s3() {
+    let fx = fixture("changed", "", "archive");
+    let p = fx.plan_value();
+    let nar = removed(&p)
+        .into_iter()
+        .find(|o| o.category == Category::Nar && o.transition_to.is_some())
+        .unwrap()
+        .key
+        .clone();
+    let mut bytes = fx.s3.get(&fx.bucket, &nar).unwrap();
+    bytes.push(0);
+    fx.s3.put(&fx.bucket, &nar, &bytes);
+    let plan = fx.plan();
+    let out = fx.run(&["apply", &plan, "--confirm", &fx.bucket, "--json"]);
+    assert_eq!(out.status.code(), Some(1), "skips exit 1");
+    let r = json(&String::from_utf8_lossy(&out.stdout));
+    assert!(
+        r["skipped"].as_array().unwrap().iter().any(|s| s["key"] == nar.as_str()
+            && s["reason"].as_str().unwrap().contains("changed")),
+        "{r}"
+    );
+    assert_eq!(fx.s3.get(&fx.bucket, &nar).unwrap(), bytes, "left in place");
+    assert_eq!(fx.s3.head_class(&fx.bucket, &nar), "STANDARD");
+}
+
+#[test]
+fn dry_run_on_s3_changes_nothing_and_prints_every_request_with_counts_and_bytes() {
+    let fx = fixture("dry", "pre", "delete");
+    let before = fx.listing();
+    let p = fx.plan_value();
+    let plan = fx.plan();
+    let r = json(&fx.ok(&["apply", &plan, "--dry-run", "--json"]));
+    assert_eq!(fx.listing(), before, "a dry run changes nothing");
+    let reqs: Vec<&str> = r["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let mut bytes = 0;
+    for o in removed(&p)
+        .into_iter()
+        .filter(|o| hidden_kind(o) || o.decision == Decision::Delete)
+    {
+        assert!(
+            reqs.iter()
+                .any(|q| q.starts_with(&format!("COPY cache:{} ", o.key))),
+            "{} missing in {reqs:?}",
+            o.key
+        );
+        assert!(reqs.contains(&format!("DELETE cache:{}", o.key).as_str()));
+        bytes += o.size;
+    }
+    let phases = &r["phases"];
+    let total: u64 = ["hide", "quarantine"]
+        .iter()
+        .map(|k| phases[k]["bytes"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(total, bytes, "{r}");
+    assert_eq!(phases["hide"]["objects"], 3, "{r}");
+    assert!(phases["quarantine"]["requests"].as_u64().unwrap() > 0, "{r}");
+    let text = fx.ok(&["apply", &plan, "--dry-run"]);
+    assert!(text.contains("nothing is changed"), "{text}");
+    assert!(text.contains("hide") && text.contains("bytes"), "{text}");
+    assert_eq!(fx.listing(), before);
+    // A real apply afterwards is not blocked by the dry run.
+    fx.apply(&[]);
+    assert_ne!(fx.listing(), before);
+}
