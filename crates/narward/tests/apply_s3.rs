@@ -415,3 +415,122 @@ fn dry_run_on_s3_changes_nothing_and_prints_every_request_with_counts_and_bytes(
     fx.apply(&[]);
     assert_ne!(fx.listing(), before);
 }
+
+/// `narward apply` of `fx`'s plan at `T0` (or `--resume`), small batches, optionally
+/// aborting after `abort_after` mutations (NARWARD_APPLY_ABORT_AFTER).
+fn apply_cmd(fx: &Fx, resume: bool, abort_after: Option<u64>) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_narward"));
+    if resume {
+        c.args(["apply", "--resume"]);
+    } else {
+        c.args(["apply", &fx.plan(), "--confirm", &fx.bucket]);
+        c.args(["--now", &T0.to_string()]);
+    }
+    c.args(["--batch-size", "2", "--concurrency", "3", "--quiet", "--state"])
+        .arg(fx.state())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(n) = abort_after {
+        c.env("NARWARD_APPLY_ABORT_AFTER", n.to_string());
+    }
+    c
+}
+
+/// Whether an apply journal exists in the state (a kill before it leaves nothing to
+/// resume).
+fn has_journal(fx: &Fx) -> bool {
+    std::fs::read_dir(fx.state().join("apply"))
+        .map(|rd| rd.flatten().any(|e| e.path().join("journal").exists()))
+        .unwrap_or(false)
+}
+
+/// Resume until an apply finishes; returns how many runs died on the way.
+fn resume_to_end(fx: &Fx, mut first: Command, abort_on_resume: Option<u64>) -> u32 {
+    let st = first.status().unwrap();
+    let mut done = st.success() || st.code() == Some(1);
+    let mut kills = u32::from(!done);
+    let mut abort = abort_on_resume;
+    while !done {
+        let resume = has_journal(fx);
+        let out = apply_cmd(fx, resume, abort.take())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        done = out.status.success() || out.status.code() == Some(1);
+        kills += u32::from(!done);
+        assert!(
+            kills < 10,
+            "resume does not converge: {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    kills
+}
+
+/// xorshift64: reproducible "random" kill points.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn kill_and_resume_on_s3_reaches_the_bucket_of_an_uninterrupted_run() {
+    let fx = fixture("kill", "", "archive");
+    let p = fx.plan_value();
+    let before = fx.listing();
+    let snap = fx.s3.snapshot(&fx.bucket);
+    let template = fx.dir.join("state-template");
+    copy_tree(&fx.state(), &template);
+    let reset = || {
+        fx.s3.reset(&fx.bucket, &snap);
+        let _ = std::fs::remove_dir_all(fx.state());
+        copy_tree(&template, &fx.state());
+        assert_eq!(fx.listing(), before, "reset to a fresh copy");
+    };
+    let t = std::time::Instant::now();
+    assert!(apply_cmd(&fx, false, None).status().unwrap().success());
+    let run_us = (t.elapsed().as_micros() as u64).max(1000);
+    let golden = fx.listing();
+    assert_eq!(golden, expected_after(&fx, &p, &before), "uninterrupted run");
+    // Crash points at every mutation of the run (copy, delete), each with a second crash
+    // at a random point of the resume.
+    let moved = removed(&p).len() as u64;
+    let mutations = 2 * moved;
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut kills = 0u32;
+    for k in 1..=mutations {
+        reset();
+        let again = Some(1 + rng.next() % mutations);
+        kills += resume_to_end(&fx, apply_cmd(&fx, false, Some(k)), again);
+        assert_eq!(fx.listing(), golden, "abort after {k}, then {again:?}");
+    }
+    // Real SIGKILLs at random instants of a run (also during the index refresh and before
+    // the journal exists), until at least 50 kill points in all.
+    let mut i = 0;
+    while kills < 50 || i < 15 {
+        i += 1;
+        assert!(i < 200, "only {kills} kill points after {i} runs");
+        reset();
+        let mut child = apply_cmd(&fx, false, None).spawn().unwrap();
+        std::thread::sleep(Duration::from_micros(rng.next() % run_us));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+        }
+        if !child.wait().unwrap().success() {
+            kills += 1;
+            let cmd = apply_cmd(&fx, has_journal(&fx), None);
+            resume_to_end(&fx, cmd, None);
+        }
+        assert_eq!(fx.listing(), golden, "SIGKILL run {i}");
+    }
+    eprintln!(
+        "kill-and-resume on S3: {kills} kill points, {i} SIGKILL runs, {:.0}s",
+        t.elapsed().as_secs_f64()
+    );
+}
