@@ -534,3 +534,80 @@ fn kill_and_resume_on_s3_reaches_the_bucket_of_an_uninterrupted_run() {
         t.elapsed().as_secs_f64()
     );
 }
+
+#[test]
+fn apply_through_the_fault_proxy_completes_with_the_clean_runs_bucket_and_reports_the_rate() {
+    let clean = fixture("clean", "", "archive");
+    clean.apply(&["--now", &T0.to_string()]);
+    let proxy = FaultProxy::start(
+        &s3_endpoint(),
+        FaultConfig {
+            slow_down: 0.08,
+            internal_error: 0.04,
+            reset: 0.03,
+            lost_answer: 0.03,
+            seed: 7,
+            max_requests: 10_000,
+            lifetime: Duration::from_secs(240),
+            ..Default::default()
+        },
+    );
+    let fx = fixture_at("faulty", "", "archive", &proxy.url());
+    let r = fx.apply(&["--now", &T0.to_string()]);
+    let faults = proxy.stats.faults();
+    drop(proxy);
+    assert_eq!(r["skipped"].as_array().unwrap().len(), 0, "{r}");
+    assert_eq!(fx.listing(), clean.listing(), "same end state as the clean run");
+    let t = &r["throttle"];
+    eprintln!(
+        "apply through the fault proxy ({faults} faults injected): {} store operations at {:.1}/s achieved, {} retries ({} throttled, {} transient), allowed rate lowest {:.0}/s",
+        t["succeeded"], t["operations_per_second"], t["retries"], t["throttled"], t["transient"], t["rate_lowest"]
+    );
+    assert!(faults > 0, "faults were injected");
+    assert!(t["succeeded"].as_u64().unwrap() > 0, "{r}");
+    assert!(t["operations_per_second"].as_f64().unwrap() > 0.0, "{r}");
+    assert_eq!(t["failed"], 0, "{r}");
+    assert!(
+        t["throttled"].as_u64().unwrap() + t["transient"].as_u64().unwrap() > 0,
+        "the store saw the faults: {r}"
+    );
+    // The cache is sound after the apply, read directly.
+    let st = fx.dir.join("verify-state");
+    let url = s3_url(&fx.bucket, "", &s3_endpoint());
+    let out = narward(&st, &["verify", "--json", "--cache", &url]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// Bug: the bucket check before acting was made by the bare S3 store (one attempt, no
+/// retries), so a single `500` or `503 SlowDown` on HeadBucket failed apply, resume,
+/// finalize and recover with exit 2.
+#[test]
+fn a_bucket_check_answered_500_is_retried_not_fatal() {
+    let fx = fixture("check", "", "archive");
+    let proxy = FaultProxy::start(
+        &s3_endpoint(),
+        FaultConfig {
+            fail_nth: vec![1, 2],
+            lifetime: Duration::from_secs(60),
+            ..Default::default()
+        },
+    );
+    let kept = fx
+        .plan_value()
+        .paths
+        .iter()
+        .find(|p| p.decision == Decision::Keep)
+        .unwrap()
+        .path
+        .clone();
+    let url = s3_url(&fx.bucket, "", &proxy.url());
+    let st = fx.dir.join("state-check");
+    let out = narward(&st, &["recover", &kept, "--cache", &url]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(proxy.stats.get(&proxy.stats.internal_error), 2);
+}

@@ -72,6 +72,21 @@ pub struct Report {
     pub skipped: Vec<Skip>,
     pub seconds: f64,
     pub objects_per_second: f64,
+    /// What the adaptive throttling of the store did (S3): requests, throttled and
+    /// transient answers, retries, allowed and achieved rates. `None` for stores without
+    /// throttling (`file://`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub throttle: Option<ThrottleReport>,
+}
+
+/// The throttling of a run: the wrapper's counters (per store operation: a HEAD, a copy,
+/// a delete; a copy is one to three HTTP requests), and the rate achieved over the run's
+/// batches (`operations_per_second`: successful operations / `seconds`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ThrottleReport {
+    #[serde(flatten)]
+    pub stats: crate::cache::store_wrap::ThrottleStats,
+    pub operations_per_second: f64,
 }
 
 static MUTATIONS: AtomicU64 = AtomicU64::new(0);
