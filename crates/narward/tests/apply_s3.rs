@@ -611,3 +611,182 @@ fn a_bucket_check_answered_500_is_retried_not_fatal() {
     );
     assert_eq!(proxy.stats.get(&proxy.stats.internal_error), 2);
 }
+
+impl S3 {
+    fn last_modified(&self, bucket: &str, key: &str) -> (i64, u32) {
+        self.rt.block_on(async {
+            let h = self
+                .c
+                .head_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .unwrap();
+            let t = h.last_modified().unwrap();
+            (t.secs(), t.subsec_nanos())
+        })
+    }
+
+    fn restore(&self, bucket: &str, key: &str) {
+        self.rt.block_on(async {
+            self.c
+                .restore_object()
+                .bucket(bucket)
+                .key(key)
+                .restore_request(aws_sdk_s3::types::RestoreRequest::builder().days(1).build())
+                .send()
+                .await
+                .unwrap();
+        });
+    }
+}
+
+/// `<hash>.narinfo` and the NAR key of the plan's path whose name contains `name`.
+fn path_keys(p: &Plan, name: &str) -> (String, String, String) {
+    let x = p.paths.iter().find(|x| x.path.contains(name)).unwrap();
+    (
+        format!("/nix/store/{}", x.path),
+        format!("{}.narinfo", &x.path[..32]),
+        x.nar_key.clone().unwrap(),
+    )
+}
+
+fn quarantined(fx: &Fx) -> BTreeMap<String, Obj> {
+    fx.listing()
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(&fx.full(QUARANTINE)))
+        .collect()
+}
+
+#[test]
+fn finalize_on_s3_respects_the_grace_window_and_recovers_what_became_reachable() {
+    let fx = fixture("fin", "", "delete");
+    let before = fx.listing();
+    fx.apply(&["--now", &T0.to_string()]);
+    let q0 = quarantined(&fx);
+    assert!(!q0.is_empty());
+    let fin = |now: i64| {
+        json(&fx.ok(&[
+            "apply",
+            "--finalize",
+            "--confirm",
+            &fx.bucket,
+            "--json",
+            "--now",
+            &now.to_string(),
+        ]))
+    };
+    let r = fin(T0 + 29 * DAY);
+    assert_eq!(r["deleted"].as_array().unwrap().len(), 0, "{r}");
+    assert_eq!(quarantined(&fx), q0, "nothing deleted inside the grace window");
+    // A new upload references the quarantined libfoo-1.1: finalize brings it back.
+    let p = fx.plan_value();
+    let (victim, vni, vnar) = path_keys(&p, "libfoo-1.1");
+    // A narinfo uploaded since: a kept path's text under a new store path, referencing
+    // the quarantined libfoo-1.1.
+    let kept = p
+        .paths
+        .iter()
+        .find(|x| x.decision == Decision::Keep && x.nar_key.is_some())
+        .unwrap();
+    let text = String::from_utf8(
+        fx.s3
+            .get(&fx.bucket, &format!("{}.narinfo", &kept.path[..32]))
+            .unwrap(),
+    )
+    .unwrap();
+    let new = "1111111111111111111111111111111a";
+    let text: String = text
+        .lines()
+        .filter(|l| !l.starts_with("Sig:") && !l.starts_with("Deriver:"))
+        .map(|l| {
+            if l.starts_with("StorePath:") {
+                format!("StorePath: /nix/store/{new}-new\n")
+            } else if l.starts_with("References:") {
+                format!("References: {}\n", &victim[11..])
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    fx.s3
+        .put(&fx.bucket, &format!("{new}.narinfo"), text.as_bytes());
+    let r = fin(T0 + 31 * DAY);
+    assert!(
+        r["recovered"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["narinfo"] == vni.as_str()),
+        "{r}"
+    );
+    let after = fx.listing();
+    for k in [&vni, &vnar] {
+        assert_eq!(after.get(k), before.get(k), "{k} back as it was");
+    }
+    assert!(!r["deleted"].as_array().unwrap().is_empty(), "{r}");
+    assert!(quarantined(&fx).is_empty(), "the rest is deleted for good");
+    let (code, v) = fx.verify();
+    assert_eq!(code, Some(0), "{v}");
+}
+
+#[test]
+fn recover_on_s3_brings_a_quarantined_path_back_nar_before_narinfo() {
+    let fx = fixture("rec", "pre", "delete");
+    let before = fx.listing();
+    let bytes = fx.s3.snapshot(&fx.bucket);
+    fx.apply(&["--now", &T0.to_string()]);
+    let p = fx.plan_value();
+    let (path, ni, nar) = path_keys(&p, "libfoo-1.1");
+    assert!(!fx.listing().contains_key(&fx.full(&ni)));
+    let r = json(&fx.ok(&["recover", &path, "--json"]));
+    assert_eq!(r.as_array().unwrap().len(), 1, "{r}");
+    let after = fx.listing();
+    for k in [fx.full(&ni), fx.full(&nar)] {
+        assert_eq!(after.get(&k), before.get(&k), "{k} back");
+        assert_eq!(fx.s3.get(&fx.bucket, &k).as_ref(), Ok(&bytes[&k]));
+    }
+    assert!(
+        fx.s3.last_modified(&fx.bucket, &fx.full(&nar))
+            <= fx.s3.last_modified(&fx.bucket, &fx.full(&ni)),
+        "the NAR is back before the narinfo"
+    );
+    assert!(
+        !quarantined(&fx)
+            .keys()
+            .any(|k| k.ends_with(&ni) || k.ends_with(&nar)),
+        "moved out of the quarantine"
+    );
+    let (code, v) = fx.verify();
+    assert_eq!(code, Some(0), "{v}");
+}
+
+/// Bug: on S3 an archived NAR stays at its key in DEEP_ARCHIVE, so `recover` found it
+/// "in the cache" and published the narinfo: a visible narinfo whose NAR answers
+/// InvalidObjectState. Recover must refuse until the NAR is restored, and then move it
+/// back to STANDARD before the narinfo.
+#[test]
+fn recover_of_an_archived_path_on_s3_refuses_while_its_nar_is_cold() {
+    let fx = fixture("cold", "", "archive");
+    fx.apply(&["--now", &T0.to_string()]);
+    let p = fx.plan_value();
+    let (path, ni, nar) = path_keys(&p, "libfoo-1.1");
+    assert_eq!(fx.s3.head_class(&fx.bucket, &nar), "DEEP_ARCHIVE");
+    let out = fx.run(&["recover", &path]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&nar) && err.contains("restore"), "{err}");
+    assert!(!fx.listing().contains_key(&ni), "no narinfo published");
+    assert!(fx.listing().contains_key(&format!("{ARCHIVE}{ni}")));
+    let (code, v) = fx.verify();
+    assert_eq!(code, Some(0), "{v}");
+    // Restored (moto restores at once): recover moves the NAR back to STANDARD first.
+    fx.s3.restore(&fx.bucket, &nar);
+    fx.ok(&["recover", &path]);
+    assert_eq!(fx.s3.head_class(&fx.bucket, &nar), "STANDARD");
+    assert!(fx.listing().contains_key(&ni));
+    assert!(!fx.listing().contains_key(&format!("{ARCHIVE}{ni}")));
+    let (code, v) = fx.verify();
+    assert_eq!(code, Some(0), "{v}");
+}
