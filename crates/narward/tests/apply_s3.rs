@@ -790,3 +790,111 @@ fn recover_of_an_archived_path_on_s3_refuses_while_its_nar_is_cold() {
     let (code, v) = fx.verify();
     assert_eq!(code, Some(0), "{v}");
 }
+
+impl S3 {
+    fn enable_versioning(&self, bucket: &str) {
+        use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+        self.rt.block_on(async {
+            self.c.create_bucket().bucket(bucket).send().await.unwrap();
+            self.c
+                .put_bucket_versioning()
+                .bucket(bucket)
+                .versioning_configuration(
+                    VersioningConfiguration::builder()
+                        .status(BucketVersioningStatus::Enabled)
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap();
+        });
+    }
+
+    /// key → (ETags of the noncurrent versions, whether the latest is a delete marker).
+    fn versions(&self, bucket: &str) -> BTreeMap<String, (Vec<String>, bool)> {
+        self.rt.block_on(async {
+            let r = self
+                .c
+                .list_object_versions()
+                .bucket(bucket)
+                .send()
+                .await
+                .unwrap();
+            assert_ne!(r.is_truncated(), Some(true), "small bucket");
+            let mut m: BTreeMap<String, (Vec<String>, bool)> = BTreeMap::new();
+            for v in r.versions() {
+                if v.is_latest() != Some(true) {
+                    let e = m.entry(v.key().unwrap().to_string()).or_default();
+                    e.0.push(v.e_tag().unwrap_or("").to_string());
+                }
+            }
+            for d in r.delete_markers() {
+                if d.is_latest() == Some(true) {
+                    m.entry(d.key().unwrap().to_string()).or_default().1 = true;
+                }
+            }
+            m
+        })
+    }
+}
+
+/// In a versioned bucket apply quarantines by copy to the quarantine prefix, like in an
+/// unversioned one; the delete of the source adds a delete marker and leaves the data as
+/// a noncurrent version (freed only by a NoncurrentVersionExpiration rule, as the plan's
+/// delete mode says). Recover and finalize work the same.
+#[test]
+fn apply_in_a_versioned_bucket_quarantines_by_copy_and_leaves_noncurrent_versions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().canonicalize().unwrap();
+    let s3 = S3::new();
+    let bucket = bucket_name("ver");
+    s3.enable_versioning(&bucket);
+    let http = upload(&bucket, &repo().join("examples/cache"), None);
+    let fx = Fx {
+        _tmp: tmp,
+        dir,
+        bucket,
+        kp: String::new(),
+        http,
+        s3,
+    };
+    fx.ok(&["index", "--cache", &s3_url(&fx.bucket, "", &s3_endpoint())]);
+    let pol = policy(&fx.dir, "delete");
+    fx.ok(&["plan", "--policy", pol.to_str().unwrap(), "--out", &fx.plan()]);
+    let show = fx.ok(&["plan", "show", &fx.plan()]);
+    assert!(show.contains("CONDITIONAL"), "{show}");
+    let p = fx.plan_value();
+    let before = fx.listing();
+    fx.apply(&["--now", &T0.to_string()]);
+    assert_eq!(fx.listing(), expected_after(&fx, &p, &before));
+    let versions = fx.s3.versions(&fx.bucket);
+    let mut moved = 0;
+    for o in removed(&p).into_iter().filter(|o| before.contains_key(&o.key)) {
+        let (noncurrent, marker) = versions.get(&o.key).cloned().unwrap_or_default();
+        assert!(marker, "{}: a delete marker hides it", o.key);
+        assert_eq!(
+            noncurrent,
+            vec![before[&o.key].etag.clone()],
+            "{}: its data is a noncurrent version",
+            o.key
+        );
+        moved += 1;
+    }
+    assert!(moved >= 3);
+    let (code, v) = fx.verify();
+    assert_eq!(code, Some(0), "{v}");
+    // recover from the quarantine copy; finalize deletes the other copies (delete markers).
+    let (path, ni, _) = path_keys(&p, "libfoo-1.1");
+    fx.ok(&["recover", &path]);
+    assert_eq!(fx.listing().get(&ni), before.get(&ni));
+    let now = (T0 + 31 * DAY).to_string();
+    fx.ok(&["apply", "--finalize", "--confirm", &fx.bucket, "--now", &now]);
+    assert!(quarantined(&fx).is_empty());
+    let versions = fx.s3.versions(&fx.bucket);
+    assert!(
+        versions
+            .iter()
+            .any(|(k, (nc, m))| k.starts_with(QUARANTINE) && *m && !nc.is_empty()),
+        "finalized quarantine copies stay as noncurrent versions: {versions:?}"
+    );
+}
