@@ -898,3 +898,58 @@ fn apply_in_a_versioned_bucket_quarantines_by_copy_and_leaves_noncurrent_version
         "finalized quarantine copies stay as noncurrent versions: {versions:?}"
     );
 }
+
+/// `scripts/nix-substitute-check.sh` against the bucket over http (signatures required).
+fn nix_substitute(fx: &Fx, paths: &[String]) -> std::process::Output {
+    let key = std::fs::read_to_string(repo().join("examples/trusted-key.txt")).unwrap();
+    Command::new("bash")
+        .arg(repo().join("scripts/nix-substitute-check.sh"))
+        .arg(&fx.http)
+        .arg(key.trim())
+        .args(paths)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn real_nix_substitutes_every_root_from_s3_after_apply_and_a_removed_path_after_recover() {
+    if !nix_available() {
+        return;
+    }
+    let mut roots: Vec<String> = Vec::new();
+    for f in ["release-a.txt", "release-b.txt"] {
+        roots.extend(path_set(&repo().join("examples/roots").join(f)));
+    }
+    for unreachable in ["delete", "archive"] {
+        let fx = fixture("nix", "", unreachable);
+        fx.apply(&[]);
+        let out = nix_substitute(&fx, &roots);
+        assert!(
+            out.status.success(),
+            "{unreachable}: roots: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (removed, _, nar) = path_keys(&fx.plan_value(), "libfoo-1.1");
+        let out = nix_substitute(&fx, std::slice::from_ref(&removed));
+        assert_eq!(out.status.code(), Some(1), "{unreachable}: not available");
+        let err = String::from_utf8_lossy(&out.stderr);
+        eprintln!("{unreachable}: Nix on a removed path: {err}");
+        assert!(
+            err.contains(&removed[11..43])
+                && err.contains("no substituter")
+                && !err.contains("NAR")
+                && !err.contains("403"),
+            "{unreachable}: a clean 'not available' naming the path, not a broken NAR: {err}"
+        );
+        if unreachable == "archive" {
+            fx.s3.restore(&fx.bucket, &nar);
+        }
+        fx.ok(&["recover", &removed]);
+        let out = nix_substitute(&fx, std::slice::from_ref(&removed));
+        assert!(
+            out.status.success(),
+            "{unreachable}: after recover: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
