@@ -953,3 +953,59 @@ fn real_nix_substitutes_every_root_from_s3_after_apply_and_a_removed_path_after_
         );
     }
 }
+
+#[test]
+fn apply_to_a_separate_archive_bucket_moves_nars_there_in_the_archive_class() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().canonicalize().unwrap();
+    let s3 = S3::new();
+    let bucket = bucket_name("src");
+    let abucket = bucket_name("arch");
+    s3.rt.block_on(async {
+        s3.c.create_bucket().bucket(&abucket).send().await.unwrap();
+    });
+    let http = upload(&bucket, &repo().join("examples/cache"), None);
+    let fx = Fx {
+        _tmp: tmp,
+        dir,
+        bucket,
+        kp: String::new(),
+        http,
+        s3,
+    };
+    fx.ok(&["index", "--cache", &s3_url(&fx.bucket, "", &s3_endpoint())]);
+    let pol = policy(&fx.dir, "archive");
+    let t = std::fs::read_to_string(&pol).unwrap().replace(
+        "archive_prefix = \"narward-archive/\"",
+        &format!("archive_prefix = \"narward-archive/\"\narchive_bucket = \"{abucket}\""),
+    );
+    assert!(t.contains(&abucket));
+    std::fs::write(&pol, t).unwrap();
+    fx.ok(&["plan", "--policy", pol.to_str().unwrap(), "--out", &fx.plan()]);
+    let p = fx.plan_value();
+    let before = fx.listing();
+    let r = fx.apply(&["--now", &T0.to_string()]);
+    assert_eq!(r["skipped"].as_array().unwrap().len(), 0, "{r}");
+    let mut want_cache = before.clone();
+    let mut want_archive = BTreeMap::new();
+    for o in removed(&p) {
+        let Some(mut obj) = before.get(&o.key).cloned() else {
+            continue;
+        };
+        if o.decision == Decision::Delete {
+            want_cache.remove(&o.key);
+            want_cache.insert(format!("{QUARANTINE}{T0}/{}", o.key), obj);
+        } else if hidden_kind(o) || o.transition_to.is_some() {
+            want_cache.remove(&o.key);
+            if let Some(c) = &o.transition_to {
+                obj.class = c.clone();
+            }
+            want_archive.insert(format!("{ARCHIVE}{}", o.key), obj);
+        }
+    }
+    assert!(want_archive.values().any(|o| o.class == "DEEP_ARCHIVE"));
+    assert_eq!(fx.listing(), want_cache);
+    assert_eq!(fx.s3.listing(&abucket), want_archive);
+    let (code, v) = fx.verify();
+    assert_eq!(code, Some(0), "{v}");
+}
