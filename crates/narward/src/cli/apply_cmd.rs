@@ -234,7 +234,12 @@ fn open_file_store(dir: &Path, areas: &AreaArgs) -> Result<FileStore> {
     FileStore::open(dir, &a, &q)
 }
 
-async fn run_job<S: Store + ThrottleInfo>(g: &Global, store: &S, url: &CacheUrl, job: Job) -> Result<ExitCode> {
+async fn run_job<S: Store + ThrottleInfo>(
+    g: &Global,
+    store: &S,
+    url: &CacheUrl,
+    job: Job,
+) -> Result<ExitCode> {
     match job {
         Job::Apply { plan, a } => apply_new(g, store, url, &plan, &a).await,
         Job::Resume { state, a } => resume(g, store, url, *state, &a).await,
