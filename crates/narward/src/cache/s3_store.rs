@@ -24,11 +24,14 @@
 //! a multipart copy the source ETag recorded in its metadata). `put_if_absent` sends
 //! `If-None-Match: *`, which S3 and moto enforce. A copy of an object onto itself (a
 //! change of storage class in place) ignores `if_absent` and succeeds at once when the
-//! object is already in the target class, so that it can be repeated after a crash.
+//! object is already in the target class (whatever its ETag: a copy has an ETag of its own),
+//! so that it can be repeated after a crash.
 //!
-//! Objects larger than the multipart threshold (5 GiB, the limit of a single CopyObject)
-//! are copied with CreateMultipartUpload + UploadPartCopy + CompleteMultipartUpload, and
-//! the upload is aborted on any failure.
+//! Objects larger than the multipart threshold (5 GiB, the limit of a single CopyObject),
+//! and objects uploaded in parts (a `…-N` ETag, which no single copy reproduces), are
+//! copied with CreateMultipartUpload + UploadPartCopy + CompleteMultipartUpload, carrying
+//! the source's headers and recording its ETag in the copy's metadata; the upload is
+//! aborted on any failure.
 
 use super::s3::{etag_clean, sdk_cause};
 use super::store::{
