@@ -313,6 +313,7 @@ fn apply_on_s3_moves_exactly_the_planned_objects_and_keeps_narinfos_byte_for_byt
         let bytes_before = fx.s3.snapshot(&fx.bucket);
         let r = fx.apply(&["--now", &T0.to_string()]);
         assert_eq!(r["skipped"].as_array().unwrap().len(), 0, "{r}");
+        assert!(r.get("versioning_note").is_none(), "unversioned: {r}");
         let after = fx.listing();
         assert_eq!(after, expected_after(&fx, &p, &before), "prefix {prefix:?}");
         let archived_nars: Vec<&ObjectDecision> = removed(&p)
@@ -912,7 +913,13 @@ fn apply_in_a_versioned_bucket_quarantines_by_copy_and_leaves_noncurrent_version
     assert!(show.contains("CONDITIONAL"), "{show}");
     let p = fx.plan_value();
     let before = fx.listing();
-    fx.apply(&["--now", &T0.to_string()]);
+    let r = fx.apply(&["--now", &T0.to_string()]);
+    assert!(
+        r["versioning_note"]
+            .as_str()
+            .is_some_and(|n| n.contains("NoncurrentVersionExpiration")),
+        "apply states what frees the noncurrent versions: {r}"
+    );
     assert_eq!(fx.listing(), expected_after(&fx, &p, &before));
     let versions = fx.s3.versions(&fx.bucket);
     let mut moved = 0;

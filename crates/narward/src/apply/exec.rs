@@ -77,6 +77,21 @@ pub struct Report {
     /// throttling (`file://`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub throttle: Option<ThrottleReport>,
+    /// In a bucket whose versioning is enabled or suspended: what the deletes left behind
+    /// (noncurrent versions) and what frees their storage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub versioning_note: Option<String>,
+}
+
+/// The note of a run in a bucket with `v`ersioning (`None` when unversioned).
+pub fn versioning_note(v: crate::cache::store::Versioning) -> Option<String> {
+    use crate::cache::store::Versioning;
+    match v {
+        Versioning::Unversioned => None,
+        Versioning::Enabled | Versioning::Suspended => Some(
+            "the bucket is versioned: each object moved or deleted remains as a noncurrent version behind a delete marker, billed until a NoncurrentVersionExpiration lifecycle rule expires it (the plan's saving is conditional on that)".into(),
+        ),
+    }
 }
 
 /// The throttling of a run: the wrapper's counters (per store operation: a HEAD, a copy,

@@ -488,6 +488,11 @@ async fn execute<S: Store + ThrottleInfo>(
         operations_per_second: stats.succeeded as f64 / report.seconds.max(1e-9),
         stats,
     });
+    // Unknown (refused) versioning says nothing rather than fail a finished run.
+    report.versioning_note = match store.versioning(Area::Cache).await {
+        Ok(v) => exec::versioning_note(v),
+        Err(_) => None,
+    };
     j.append(&Record::Finished)?;
     report.skipped.sort();
     report.skipped.dedup();
@@ -529,6 +534,9 @@ fn print_report<S: Store + ThrottleInfo>(g: &Global, store: &S, r: &Report) -> R
             t.stats.rate_now,
             t.stats.rate_lowest
         );
+    }
+    if let Some(n) = &r.versioning_note {
+        eprintln!("narward: note: {n}");
     }
     if !r.skipped.is_empty() {
         println!("skipped (left in place): {}", r.skipped.len());
