@@ -72,6 +72,36 @@ pub struct Report {
     pub skipped: Vec<Skip>,
     pub seconds: f64,
     pub objects_per_second: f64,
+    /// What the adaptive throttling of the store did (S3): requests, throttled and
+    /// transient answers, retries, allowed and achieved rates. `None` for stores without
+    /// throttling (`file://`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub throttle: Option<ThrottleReport>,
+    /// In a bucket whose versioning is enabled or suspended: what the deletes left behind
+    /// (noncurrent versions) and what frees their storage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub versioning_note: Option<String>,
+}
+
+/// The note of a run in a bucket with `v`ersioning (`None` when unversioned).
+pub fn versioning_note(v: crate::cache::store::Versioning) -> Option<String> {
+    use crate::cache::store::Versioning;
+    match v {
+        Versioning::Unversioned => None,
+        Versioning::Enabled | Versioning::Suspended => Some(
+            "the bucket is versioned: each object moved or deleted remains as a noncurrent version behind a delete marker, billed until a NoncurrentVersionExpiration lifecycle rule expires it (the plan's saving is conditional on that)".into(),
+        ),
+    }
+}
+
+/// The throttling of a run: the wrapper's counters (per store operation: a HEAD, a copy,
+/// a delete; a copy is one to three HTTP requests), and the rate achieved over the run's
+/// batches (`operations_per_second`: successful operations / `seconds`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ThrottleReport {
+    #[serde(flatten)]
+    pub stats: crate::cache::store_wrap::ThrottleStats,
+    pub operations_per_second: f64,
 }
 
 static MUTATIONS: AtomicU64 = AtomicU64::new(0);

@@ -108,6 +108,38 @@ async fn bring_back<S: Store>(store: &S, from: &Loc, key: &str, o: &ExecOptions)
     Ok(())
 }
 
+/// A NAR at its cache key in an archive class (archived in place on S3) must be readable
+/// before its narinfo is published: not restored, recover refuses; restored, it is copied
+/// onto itself in STANDARD, so it stays readable after the restored copy expires.
+async fn warm_in_place<S: Store>(
+    store: &S,
+    nar: &Loc,
+    m: &crate::cache::ObjectMeta,
+    hash: &str,
+    o: &ExecOptions,
+) -> Result<()> {
+    let class = m.storage_class.as_deref().unwrap_or("STANDARD");
+    if !crate::model::is_archive_class(class) {
+        return Ok(());
+    }
+    if !crate::verify::restored(m.restore.as_deref()) {
+        bail!(
+            "cannot recover {hash}: its NAR {} is in {class} and not restored; restore it first (S3 RestoreObject), then recover again",
+            nar.key
+        );
+    }
+    let opts = CopyOptions {
+        storage_class: Some("STANDARD".into()),
+        if_match: m.etag.clone(),
+        if_absent: false,
+    };
+    let back = retry(o, || store.copy(nar, nar, &opts)).await?;
+    if back.size != m.size {
+        bail!("recovering {nar}: the STANDARD copy's size differs");
+    }
+    Ok(())
+}
+
 /// What recovering one path did.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Recovered {
@@ -137,11 +169,13 @@ pub async fn recover_path<S: Store>(
     let mut moved = Vec::new();
     if let Some(u) = &url {
         let l = Loc::cache(u.clone());
-        let in_cache = retry(o, || store.head(&l)).await?;
-        if in_cache.is_none() {
-            let src = nar_source(store, q, found, u, o).await?;
-            bring_back(store, &src, u, o).await?;
-            moved.push(src);
+        match retry(o, || store.head(&l)).await? {
+            None => {
+                let src = nar_source(store, q, found, u, o).await?;
+                bring_back(store, &src, u, o).await?;
+                moved.push(src);
+            }
+            Some(m) => warm_in_place(store, &l, &m, hash, o).await?,
         }
     }
     let ls = found.loc(&format!("{hash}.ls"));

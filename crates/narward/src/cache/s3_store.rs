@@ -24,11 +24,14 @@
 //! a multipart copy the source ETag recorded in its metadata). `put_if_absent` sends
 //! `If-None-Match: *`, which S3 and moto enforce. A copy of an object onto itself (a
 //! change of storage class in place) ignores `if_absent` and succeeds at once when the
-//! object is already in the target class, so that it can be repeated after a crash.
+//! object is already in the target class (whatever its ETag: a copy has an ETag of its own),
+//! so that it can be repeated after a crash.
 //!
-//! Objects larger than the multipart threshold (5 GiB, the limit of a single CopyObject)
-//! are copied with CreateMultipartUpload + UploadPartCopy + CompleteMultipartUpload, and
-//! the upload is aborted on any failure.
+//! Objects larger than the multipart threshold (5 GiB, the limit of a single CopyObject),
+//! and objects uploaded in parts (a `…-N` ETag, which no single copy reproduces), are
+//! copied with CreateMultipartUpload + UploadPartCopy + CompleteMultipartUpload, carrying
+//! the source's headers and recording its ETag in the copy's metadata; the upload is
+//! aborted on any failure.
 
 use super::s3::{etag_clean, sdk_cause};
 use super::store::{
@@ -219,6 +222,12 @@ fn unparsed_success_body<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>)
     }
     let body = String::from_utf8_lossy(raw.body().bytes()?).into_owned();
     (!body.contains("<Error>")).then_some(body)
+}
+
+/// Whether an ETag is that of an object uploaded in parts (`<hex>-<parts>`): no single
+/// copy has it.
+fn is_multipart_etag(etag: Option<&str>) -> bool {
+    etag.is_some_and(|e| e.trim_matches('"').contains('-'))
 }
 
 /// A key for `x-amz-copy-source`: every byte but unreserved characters and `/` encoded.
@@ -564,6 +573,15 @@ impl S3Store {
                 "the source does not exist",
             ));
         };
+        let class = |c: Option<&str>| c.unwrap_or("STANDARD").to_string();
+        // A change of storage class in place: done already when the object is in the
+        // target class (a repeat after a crash; the source may now be unreadable). Checked
+        // before the ETag: S3 gives the copy an ETag of its own (an object uploaded in
+        // parts loses its `…-N` ETag), so a repeat cannot match the plan's.
+        if from == to && class(src.storage_class.as_deref()) == class(opts.storage_class.as_deref())
+        {
+            return Ok(src);
+        }
         if let Some(want) = &opts.if_match
             && src.etag.as_deref() != Some(want.trim_matches('"'))
         {
@@ -574,19 +592,16 @@ impl S3Store {
                 format!("ETag is {:?}, expected {want:?}", src.etag),
             ));
         }
-        let class = |c: Option<&str>| c.unwrap_or("STANDARD").to_string();
-        if from == to {
-            // A change of storage class in place: done already when the object is in the
-            // target class (a repeat after a crash; the source may now be unreadable).
-            if class(src.storage_class.as_deref()) == class(opts.storage_class.as_deref()) {
-                return Ok(src);
-            }
-        } else if opts.if_absent
+        if from != to
+            && opts.if_absent
             && let Some(dst) = self.existing_copy(&src, to).await?
         {
             return Ok(dst);
         }
-        let r = if src.size > self.layout.multipart_threshold {
+        // A source uploaded in parts has a `…-N` ETag no single copy reproduces; copied in
+        // parts, the copy records it (metadata), so a repeat recognises its own copy.
+        let records_source = from != to && src.size > 0 && is_multipart_etag(src.etag.as_deref());
+        let r = if src.size > self.layout.multipart_threshold || records_source {
             self.copy_multipart(from, to, &src, opts).await
         } else {
             self.copy_single(from, to, opts).await
@@ -658,12 +673,26 @@ impl S3Store {
         src: &ObjectMeta,
         opts: &CopyOptions,
     ) -> StoreResult<()> {
+        // CreateMultipartUpload copies nothing of the source: carry its headers over.
+        let h = self
+            .client
+            .head_object()
+            .bucket(self.bucket(from.area))
+            .key(self.full(from))
+            .send()
+            .await
+            .map_err(|e| self.copy_err(from, to, e))?;
         let mut create = self
             .client
             .create_multipart_upload()
             .bucket(self.bucket(to.area))
             .key(self.full(to))
-            .set_storage_class(opts.storage_class.as_deref().map(StorageClass::from));
+            .set_storage_class(opts.storage_class.as_deref().map(StorageClass::from))
+            .set_content_type(h.content_type().map(str::to_string))
+            .set_content_encoding(h.content_encoding().map(str::to_string))
+            .set_cache_control(h.cache_control().map(str::to_string))
+            .set_content_disposition(h.content_disposition().map(str::to_string))
+            .set_metadata(h.metadata().cloned());
         if let Some(e) = &src.etag {
             create = create.metadata(SOURCE_ETAG_META, e);
         }

@@ -9,8 +9,8 @@
 //!   storage class changes), or another bucket and/or prefix; on `file://` a directory,
 //!   possibly on another disk;
 //! - [`Area::Quarantine`]: where deleted objects wait out the grace window. On S3 a
-//!   prefix (or, in a versioned bucket, the noncurrent versions); on `file://` a
-//!   directory.
+//!   prefix (in a versioned bucket too, where the deleted sources also remain as
+//!   noncurrent versions); on `file://` a directory.
 //!
 //! Keys given to the trait are relative to their area (`nar/xyz.nar.xz`, `<hash>.narinfo`);
 //! implementations add prefixes. Every error names the key and what was asked, and

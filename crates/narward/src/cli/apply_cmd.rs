@@ -14,7 +14,7 @@ use narward::apply::recover;
 use narward::cache::file_store::FileStore;
 use narward::cache::s3_store::{DEFAULT_QUARANTINE_PREFIX, S3Layout, S3Store};
 use narward::cache::store::{Area, Store};
-use narward::cache::store_wrap::{ThrottleConfig, Throttled};
+use narward::cache::store_wrap::{ThrottleConfig, ThrottleStats, Throttled};
 use narward::cache::{Cache, CacheUrl, S3Options};
 use narward::index::{self, Index, ListingSource};
 use narward::plan::Plan;
@@ -115,6 +115,23 @@ pub struct RecoverArgs {
     pub areas: AreaArgs,
 }
 
+/// The throttling counters of a store, for the report (`None`: not throttled).
+trait ThrottleInfo {
+    fn throttle_stats(&self) -> Option<ThrottleStats>;
+}
+
+impl ThrottleInfo for FileStore {
+    fn throttle_stats(&self) -> Option<ThrottleStats> {
+        None
+    }
+}
+
+impl ThrottleInfo for Throttled<S3Store> {
+    fn throttle_stats(&self) -> Option<ThrottleStats> {
+        Some(self.stats())
+    }
+}
+
 /// What a command does once its store is open.
 enum Job {
     Apply { plan: Box<Plan>, a: ApplyArgs },
@@ -183,7 +200,8 @@ async fn open_s3_store(g: &Global, o: &S3Options, job: &Job) -> Result<Throttled
     // Only the throttling wrapper retries, so that backoff and rate control see every
     // throttled attempt.
     let store = S3Store::open(o, layout, 1).await?;
-    store.check_buckets().await?;
+    // The bucket check answers throttling and 5xx like any request: retried with backoff.
+    exec::retry(&ExecOptions::default(), || store.check_buckets()).await?;
     Ok(Throttled::new(store, ThrottleConfig::default()))
 }
 
@@ -216,7 +234,12 @@ fn open_file_store(dir: &Path, areas: &AreaArgs) -> Result<FileStore> {
     FileStore::open(dir, &a, &q)
 }
 
-async fn run_job<S: Store>(g: &Global, store: &S, url: &CacheUrl, job: Job) -> Result<ExitCode> {
+async fn run_job<S: Store + ThrottleInfo>(
+    g: &Global,
+    store: &S,
+    url: &CacheUrl,
+    job: Job,
+) -> Result<ExitCode> {
     match job {
         Job::Apply { plan, a } => apply_new(g, store, url, &plan, &a).await,
         Job::Resume { state, a } => resume(g, store, url, *state, &a).await,
@@ -383,7 +406,7 @@ fn lock_apply(state: &Path) -> Result<std::fs::File> {
     }
 }
 
-async fn apply_new<S: Store>(
+async fn apply_new<S: Store + ThrottleInfo>(
     g: &Global,
     store: &S,
     url: &CacheUrl,
@@ -437,7 +460,7 @@ fn skip_set(skips: &[Skip]) -> BTreeSet<String> {
     skips.iter().map(|k| k.key.clone()).collect()
 }
 
-async fn execute<S: Store>(
+async fn execute<S: Store + ThrottleInfo>(
     g: &Global,
     store: &S,
     prog: &Program<'_>,
@@ -461,6 +484,15 @@ async fn execute<S: Store>(
         &mut report,
     )
     .await?;
+    report.throttle = store.throttle_stats().map(|stats| exec::ThrottleReport {
+        operations_per_second: stats.succeeded as f64 / report.seconds.max(1e-9),
+        stats,
+    });
+    // Unknown (refused) versioning says nothing rather than fail a finished run.
+    report.versioning_note = match store.versioning(Area::Cache).await {
+        Ok(v) => exec::versioning_note(v),
+        Err(_) => None,
+    };
     j.append(&Record::Finished)?;
     report.skipped.sort();
     report.skipped.dedup();
@@ -472,7 +504,7 @@ async fn execute<S: Store>(
     })
 }
 
-fn print_report<S: Store>(g: &Global, store: &S, r: &Report) -> Result<()> {
+fn print_report<S: Store + ThrottleInfo>(g: &Global, store: &S, r: &Report) -> Result<()> {
     if g.json {
         return print_json(r);
     }
@@ -490,6 +522,22 @@ fn print_report<S: Store>(g: &Global, store: &S, r: &Report) -> Result<()> {
         "  {:.1} objects/s over {:.1}s",
         r.objects_per_second, r.seconds
     );
+    if let Some(t) = &r.throttle {
+        println!(
+            "  {} store operations at {:.1}/s achieved; {} retries ({} throttled, {} transient), {} failed; allowed rate now {:.0}/s (lowest {:.0}/s)",
+            t.stats.succeeded,
+            t.operations_per_second,
+            t.stats.retries,
+            t.stats.throttled,
+            t.stats.transient,
+            t.stats.failed,
+            t.stats.rate_now,
+            t.stats.rate_lowest
+        );
+    }
+    if let Some(n) = &r.versioning_note {
+        eprintln!("narward: note: {n}");
+    }
     if !r.skipped.is_empty() {
         println!("skipped (left in place): {}", r.skipped.len());
         for k in r.skipped.iter().take(50) {
@@ -601,7 +649,7 @@ fn unfinished_journal(state: &Path) -> Result<Option<(PathBuf, State)>> {
     }
 }
 
-async fn resume<S: Store>(
+async fn resume<S: Store + ThrottleInfo>(
     g: &Global,
     store: &S,
     url: &CacheUrl,
