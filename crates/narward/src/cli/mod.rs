@@ -23,8 +23,10 @@ mod verify_cmd;
 
 /// Index, audit, plan and garbage-collect Nix binary caches in S3 (or file:// directories).
 ///
-/// narward keeps its state (the index of a cache, plans) in one directory, `./.narward` by
-/// default. Nothing but `index` reads the cache; computing plans and reports never changes it.
+/// narward keeps its state (the index of a cache, plans' journals, access statistics) in one
+/// directory, `./.narward` by default. Computing audits, plans and reports reads only that
+/// state; `index` and `verify` read the cache; only `apply`, `recover` and `restore` change
+/// it, each after `--confirm` with the cache's name, journaled and resumable.
 #[derive(Parser, Debug)]
 #[command(
     name = "narward",
