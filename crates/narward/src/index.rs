@@ -37,6 +37,8 @@ use std::fmt;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
+pub mod columns;
+
 const MAGIC: &[u8; 12] = b"NARWARD-IDX1";
 /// Version 2: `meta.json` records a SHA-256 of every data file and of itself, the zstd
 /// frames carry checksums, narinfo records carry their earlier texts.
@@ -591,6 +593,19 @@ impl Index {
         Self::current_dir(state).join(NARINFOS_FILE)
     }
 
+    /// The column files of the current generation, mapped and verified against `meta`
+    /// (`None` for an index written before narward wrote them). Borrow the
+    /// [`crate::cache_graph::CacheGraph`] from it with [`columns::Mapped::graph`].
+    ///
+    /// # Errors
+    /// A missing or damaged column file (named).
+    pub fn open_columns(state: &Path, meta: &IndexMeta) -> Result<Option<columns::Mapped>> {
+        if !columns::present(meta) {
+            return Ok(None);
+        }
+        columns::Mapped::open(&Self::current_dir(state), meta).map(Some)
+    }
+
     /// Path of the object stream of the current generation.
     pub fn objects_path(state: &Path) -> PathBuf {
         Self::current_dir(state).join(OBJECTS_FILE)
@@ -624,6 +639,10 @@ impl Index {
             DEBUGINFO_FILE.to_string(),
             write_stream(&new.join(DEBUGINFO_FILE), &self.debuginfo)?,
         );
+        let cols = crate::cache_graph::build::Columns::build(&self.objects, |f| {
+            self.narinfos.iter().try_for_each(f)
+        })?;
+        files.extend(columns::write(&new, &cols)?);
         self.meta.files = files;
         write_meta(&new, &mut self.meta)?;
         if cur.exists() {
@@ -719,6 +738,8 @@ fn load_previous(state: &Path, identity: &str) -> Result<Option<Index>> {
         return Ok(None);
     }
     let prev = Index::load(state)?;
+    // The columns are rebuilt from the narinfos, but a damaged generation is no base.
+    columns::verify(&Index::current_dir(state), &prev.meta)?;
     if prev.meta.cache != identity {
         bail!(
             "state directory {} holds an index of {}, not {identity}; use another --state",

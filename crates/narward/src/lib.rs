@@ -8,6 +8,7 @@
 pub mod access_log;
 pub mod audit;
 pub mod cache;
+pub mod cache_graph;
 pub mod cost;
 pub mod explain;
 pub mod export;
