@@ -1105,6 +1105,7 @@ mod phases;
 #[cfg(test)]
 mod tests {
     mod cold;
+    mod columns;
     mod versioning;
 
     use super::*;
