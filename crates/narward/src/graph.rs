@@ -220,6 +220,11 @@ impl Graph {
         (&self.offsets, &self.edges)
     }
 
+    /// The hashes and the reference CSR (offsets, target ids), without a copy.
+    pub fn into_parts(self) -> (Vec<StorePathHash>, Vec<u64>, Vec<u32>) {
+        (self.hashes, self.offsets, self.edges)
+    }
+
     pub fn refs(&self, id: u32) -> &[u32] {
         let i = id as usize;
         &self.edges[self.offsets[i] as usize..self.offsets[i + 1] as usize]

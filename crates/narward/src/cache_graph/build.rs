@@ -9,6 +9,7 @@ use anyhow::{Result, bail};
 use narward_formats::keys::{self, ObjectKind};
 use narward_formats::narinfo::NarInfo;
 use narward_formats::store_path::StorePathHash;
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// A string heap being built.
@@ -157,21 +158,21 @@ impl Columns {
         }
     }
 
-    /// The bytes of each column file, by name (see [`super::FILES`]).
-    pub fn files(&self) -> Vec<(&'static str, Vec<u8>)> {
-        fn b<T: bytemuck::Pod>(v: &[T]) -> Vec<u8> {
-            bytemuck::cast_slice(v).to_vec()
+    /// The bytes of each column file, by name (see [`super::FILES`]), borrowed.
+    pub fn files(&self) -> Vec<(&'static str, Cow<'_, [u8]>)> {
+        fn b<T: bytemuck::Pod>(v: &[T]) -> Cow<'_, [u8]> {
+            Cow::Borrowed(bytemuck::cast_slice(v))
         }
         let mut out = vec![
-            (super::HEADER_FILE, self.header.encode()),
+            (super::HEADER_FILE, Cow::Owned(self.header.encode())),
             ("paths.hash", b(&self.hash)),
             ("paths.nar_hash", b(&self.nar_hash)),
             ("paths.nar_size", b(&self.nar_size)),
             ("paths.file_size", b(&self.file_size)),
             ("paths.nar_object", b(&self.nar_object)),
-            ("paths.status", self.status.clone()),
-            ("paths.flags", self.flags.clone()),
-            ("paths.compression", self.compression.clone()),
+            ("paths.status", b(&self.status)),
+            ("paths.flags", b(&self.flags)),
+            ("paths.compression", b(&self.compression)),
         ];
         for (name, h) in [
             ("name", &self.name),
@@ -181,7 +182,7 @@ impl Columns {
             ("why", &self.why),
         ] {
             out.push((heap_file(name, "off"), b(&h.off)));
-            out.push((heap_file(name, "heap"), h.bytes.clone()));
+            out.push((heap_file(name, "heap"), b(&h.bytes)));
         }
         out.extend([
             ("refs.off", b(&self.refs_off)),
@@ -363,11 +364,13 @@ impl Builder<'_> {
             ..
         } = self;
         let n = graph.len();
-        let (off, ids) = graph.csr();
-        let (roff, rids) = reverse_csr(n, off, ids);
-        c.hash = graph.hashes.iter().map(|h| h.0).collect();
-        c.refs_off = off.to_vec();
-        c.refs = ids.to_vec();
+        let missing_refs = graph.missing_refs;
+        let (hashes, off, ids) = graph.into_parts();
+        let (roff, rids) = reverse_csr(n, &off, &ids);
+        c.hash = hashes.iter().map(|h| h.0).collect();
+        drop(hashes);
+        c.refs_off = off;
+        c.refs = ids;
         c.referrers_off = roff;
         c.referrers = rids;
         c.header = Header {
@@ -375,7 +378,7 @@ impl Builder<'_> {
             edges: c.refs.len() as u64,
             extra_nars: c.extra.len() as u64,
             objects: objects as u64,
-            missing_refs: graph.missing_refs,
+            missing_refs,
             unparseable,
         };
         c

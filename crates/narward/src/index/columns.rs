@@ -39,6 +39,23 @@ pub fn write(dir: &Path, c: &Columns) -> Result<BTreeMap<String, FileDigest>> {
     Ok(out)
 }
 
+/// Build the columns of the generation in `dir` from `objects` (its listing) and its
+/// narinfo stream file, and write them (for writers of an index that do not go through
+/// [`super::Index::save`], like the benchmark generator).
+///
+/// # Errors
+/// A damaged narinfo stream; I/O errors.
+pub fn write_from_narinfo_file(
+    dir: &Path,
+    objects: &[crate::model::ObjectRecord],
+) -> Result<BTreeMap<String, FileDigest>> {
+    let p = dir.join(super::NARINFOS_FILE);
+    let cols = Columns::build(objects, |f| {
+        super::read_stream(&p, |r: crate::model::FetchedRecord| f(&r)).map(|_| ())
+    })?;
+    write(dir, &cols)
+}
+
 /// Whether the generation `meta` describes has column files (indexes written before they
 /// existed do not: planning then reads the narinfos).
 pub fn present(meta: &IndexMeta) -> bool {
