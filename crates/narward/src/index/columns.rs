@@ -132,21 +132,26 @@ fn map_verified(p: &Path, d: &FileDigest) -> Result<Option<Mmap>> {
             format_args!("{len} bytes, meta.json recorded {}", d.bytes),
         ));
     }
+    // Hashed by reading, not through the map: the page cache holds the bytes, and only the
+    // pages a command touches later count in its memory.
+    let got = FileDigest::of_file(p, d.records)?;
+    if got.sha256 != d.sha256 || got.bytes != d.bytes {
+        return Err(damaged(
+            p,
+            format_args!("SHA-256 {}, meta.json recorded {}", got.sha256, d.sha256),
+        ));
+    }
     if len == 0 {
         return Ok(None);
     }
     // SAFETY: the map is read-only and private to this process; narward never writes to a
-    // generation's files after they are sealed (an update writes a new directory), so the
-    // bytes do not change under the map. A file damaged by someone else is caught by the
-    // SHA-256 check below before any byte is interpreted.
+    // generation's files after they are sealed (an update writes a new directory and
+    // renames it into place), so the bytes do not change under the map. Every length,
+    // offset and id read through it is checked ([`CacheGraph::new`]) before use.
     #[allow(unsafe_code)]
     let m = unsafe { Mmap::map(&f) }.with_context(|| format!("mapping {}", p.display()))?;
-    let got = hex::encode(Sha256::digest(&m[..]));
-    if got != d.sha256 {
-        return Err(damaged(
-            p,
-            format_args!("SHA-256 {got}, meta.json recorded {}", d.sha256),
-        ));
+    if m.len() as u64 != len {
+        return Err(damaged(p, "changed while it was read"));
     }
     Ok(Some(m))
 }
