@@ -49,3 +49,52 @@ proptest! {
         same(&in_memory, &streamed)?;
     }
 }
+
+/// The policy keeping `roots` and nothing else (no rule keeps young or CA paths).
+fn roots_only(roots: &[usize]) -> Policy {
+    let roots: Vec<String> = roots
+        .iter()
+        .map(|r| format!("\"/nix/store/{}-p{r}\"", hash20(*r, 1)))
+        .collect();
+    let text = format!(
+        "[roots]\npaths = [{}]\n[keep]\ncontent_addressed = false\nmin_age_days = 0\n[actions]\nunreachable = \"delete\"\n",
+        roots.join(", ")
+    );
+    Policy::from_str(&text, Path::new("."), "test").unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// Issue 9: the report's closure of a root set is the plan's kept set for the same
+    /// roots under a keep-nothing-else policy, damaged (unparseable) narinfos included.
+    #[test]
+    fn report_closure_of_each_root_set_equals_the_plans_kept_set(
+        s in spec(),
+        edits in proptest::collection::vec(edit(), 0..3),
+        pick in proptest::collection::vec(any::<bool>(), 40),
+    ) {
+        let (mut index, _) = build(&s);
+        for (which, at, e) in &edits {
+            let r = which.index(index.narinfos.len());
+            apply(&mut index.narinfos[r].text, at, e);
+        }
+        let roots: Vec<usize> = (0..s.n).filter(|i| pick[i % pick.len()]).collect();
+        let policy = roots_only(&roots);
+        let plan = compute(&index, &policy, "test", NOW);
+        let kept: std::collections::BTreeSet<String> = plan
+            .paths
+            .iter()
+            .filter(|p| p.decision == Decision::Keep)
+            .map(|p| p.path[..32].to_string())
+            .collect();
+        let cols = Columns::build(&index.objects, |f| index.narinfos.iter().try_for_each(f)).unwrap();
+        let graph = CacheGraph::new(cols.parts()).unwrap();
+        let (_, ids) = crate::report::root_set_closure(&graph, &policy.roots);
+        let closure: std::collections::BTreeSet<String> =
+            ids.iter().map(|&i| graph.hash(i).to_string()).collect();
+        prop_assert_eq!(&closure, &kept);
+        let data = crate::report::build(&index, Some(&policy), &[], &crate::cost::Pricing::default_aws(), NOW);
+        let sets = data.root_sets.unwrap().sets;
+        prop_assert_eq!(sets.iter().map(|r| r.closure_paths).sum::<u64>(), kept.len() as u64 * sets.len() as u64);
+    }
+}
