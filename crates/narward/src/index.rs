@@ -11,6 +11,10 @@
 //! - `debuginfo.bin.zst` — the same for `debuginfo/<build-id>` objects (small JSON links
 //!   to a NAR member), so audit can find links that point at nothing, and for
 //!   `nix-cache-info`, so audit can check its content.
+//! - the cache graph's column files ([`crate::cache_graph::FILES`]): every narinfo parsed
+//!   once into arrays (hashes, fields, string heaps, references and referrers as CSR),
+//!   written by [`Index::save`] and memory-mapped by [`Index::open_columns`]
+//!   ([`columns`]).
 //!
 //! An update writes a complete new generation into `index.new/` and renames it into place,
 //! so a crash leaves either the old or the new index, never a mix. Raw narinfo bytes are
@@ -546,6 +550,11 @@ impl Index {
         parse_meta(&p, t)
     }
 
+    /// Load everything, every narinfo text included: what `audit`, `export` and `apply`
+    /// read today. A compatibility path for the commands not yet on the
+    /// [`crate::cache_graph::CacheGraph`]: `plan`, `report` and `why` read the mapped
+    /// columns ([`Index::open_columns`]) instead of parsing the texts again.
+    ///
     /// # Errors
     /// As [`Index::load_meta`], plus damaged data files (named).
     pub fn load(state: &Path) -> Result<Index> {
