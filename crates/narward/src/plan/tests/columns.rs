@@ -98,3 +98,33 @@ proptest! {
         prop_assert_eq!(sets.iter().map(|r| r.closure_paths).sum::<u64>(), kept.len() as u64 * sets.len() as u64);
     }
 }
+
+/// `why` found referrers by parsing every narinfo again, so an unparseable narinfo that
+/// keeps a path (through what its text names) was never shown as its referrer: it now
+/// comes from the cache graph's reverse references, the ones the plan followed.
+#[test]
+fn why_lists_an_unparseable_narinfo_among_the_referrers_it_keeps() {
+    let (index, policy) = edited(3, 0, 0, |_| {
+        format!(
+            "StorePath broken\nReferences: /nix/store/{}-p1\n",
+            hash20(1, 1)
+        )
+    });
+    let plan = compute(&index, &policy, "test", NOW);
+    let cols = Columns::build(&index.objects, |f| index.narinfos.iter().try_for_each(f)).unwrap();
+    let graph = CacheGraph::new(cols.parts()).unwrap();
+    let w = crate::explain::why(&plan, &hash20(1, 1), Some(&graph)).unwrap();
+    assert_eq!(w.decision, Decision::Keep);
+    let referrers: Vec<&str> = w.referrers.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(
+        referrers,
+        [hash20(0, 1).as_str()],
+        "the unparseable narinfo of path 0"
+    );
+    assert!(
+        crate::explain::why(&plan, &hash20(2, 1), Some(&graph))
+            .unwrap()
+            .referrers
+            .is_empty()
+    );
+}
