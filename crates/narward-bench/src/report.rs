@@ -637,12 +637,14 @@ pub fn markdown(r: &Results, json_path: &Path) -> String {
     let _ = writeln!(
         w,
         "- DuckDB gets the friendliest input a data engineer could export: integer path ids in `references.parquet`, \
-         so its joins are on 32-bit integers, not 32-character hashes. narward reads its own index (the narinfo texts) \
-         and parses every narinfo on every plan.\n\
+         so its joins are on 32-bit integers, not 32-character hashes. narward's plan maps the cache graph's column \
+         files its index holds (every narinfo parsed once, when the index was written; references as 32-bit ids), after \
+         checking their SHA-256.\n\
          - DuckDB runs with `threads = {}` and `memory_limit = '{}'` (spilling to a temp directory); narward's plan is single-threaded.\n\
          - Nix reads the `file://` cache; its NAR files are sparse stand-ins (right size, no content), which neither Nix \
          command reads. A fresh `XDG_CACHE_HOME` per run keeps Nix's narinfo disk cache cold.\n\
-         - The narward index is written by the generator in the format `narward index` writes; narinfos above 1 M paths are \
+         - The narward index is written by the generator in the format `narward index` writes (the column files built from \
+         its narinfo stream by narward's own `cache_graph::build`); narinfos above 1 M paths are \
          not signed (Ed25519 signing 10 M narinfos would dominate generation); parsing does not depend on it.",
         r.options["threads"],
         r.options["duckdb_memory_limit"].as_str().unwrap_or("?")
