@@ -97,14 +97,28 @@ impl Mapped {
                 .and_then(|m| m.as_deref())
                 .unwrap_or(&[])
         };
-        cache_graph::parts_from_bytes(&get)
+        let g = cache_graph::parts_from_bytes(&get)
             .and_then(CacheGraph::new)
             .map_err(|e| {
                 anyhow::anyhow!(
                     "{}/{e:#}: damaged; the index cannot be trusted: re-run `narward index` with a fresh --state",
                     self.dir.display()
                 )
-            })
+            })?;
+        self.release_pages();
+        Ok(g)
+    }
+
+    /// Drop the pages the checks touched from this process's memory: they stay in the page
+    /// cache, and only the pages a command then reads count again (advice; errors ignored).
+    fn release_pages(&self) {
+        for m in self.maps.values().flatten() {
+            // SAFETY: `DontNeed` on a read-only, private file mapping that was never
+            // written discards no data: a later read of a page fetches it from the file
+            // again, with the same bytes (the file does not change, see `map_verified`).
+            #[allow(unsafe_code)]
+            let _ = unsafe { m.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+        }
     }
 }
 
