@@ -638,10 +638,15 @@ fn write_tables(dag: &Dag, corpus: &Corpus, opts: &Options, text_len: &[u32]) ->
             s.spawn(move || -> Result<()> {
                 let d = out.join("state/index");
                 let mut w = StreamWriter::create(&d.join("objects.bin.zst"), objects)?;
+                let mut listing = Vec::with_capacity(objects as usize);
                 for o in objects_in_key_order(dag, corpus, text_len) {
                     w.push(&o)?;
+                    listing.push(o);
                 }
                 w.finish()?;
+                // The cache graph's columns, built from the narinfos as `narward index` does.
+                let columns = index::columns::write_from_narinfo_file(&d, &listing)?;
+                drop(listing);
                 let e = StreamWriter::create(&d.join("debuginfo.bin.zst"), 0)?;
                 e.finish()?;
                 let meta = IndexMeta {
@@ -675,6 +680,7 @@ fn write_tables(dag: &Dag, corpus: &Corpus, opts: &Options, text_len: &[u32]) ->
                         index::FileDigest::of_file(&d.join(f), records)?,
                     );
                 }
+                meta.files.extend(columns);
                 index::write_meta(&d, &mut meta)?;
                 Ok(())
             })

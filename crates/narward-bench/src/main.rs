@@ -129,9 +129,6 @@ enum Probe {
         state: PathBuf,
         #[arg(long)]
         policy: PathBuf,
-        /// Expected number of references (sizes the graph builder).
-        #[arg(long)]
-        edges_hint: Option<usize>,
     },
     Ingest {
         #[arg(long)]
@@ -249,11 +246,7 @@ fn real_main() -> Result<()> {
                     sample,
                     seconds,
                 )?,
-                Probe::Closure {
-                    state,
-                    policy,
-                    edges_hint,
-                } => probes::closure(&state, &policy, edges_hint)?,
+                Probe::Closure { state, policy } => probes::closure(&state, &policy)?,
                 Probe::Ingest { manifest } => probes::ingest(&manifest)?,
             };
             println!("{}", serde_json::to_string(&v)?);

@@ -5,13 +5,12 @@
 use crate::corpus::Corpus;
 use crate::measure::{reset_peak, self_rss};
 use anyhow::Result;
-use narward::graph::{Graph, NONE};
+use narward::graph::NONE;
 use narward::index::{self, Index};
-use narward::model::{FetchedRecord, ObjectRecord};
+use narward::model::FetchedRecord;
 use narward::policy::Policy;
-use narward_formats::keys::{self, Category, ObjectKind};
+use narward_formats::keys::{self, Category};
 use narward_formats::narinfo::NarInfo;
-use narward_formats::store_path::StorePathHash;
 use serde::Serialize;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -123,51 +122,22 @@ pub fn parse_rate(
     }))
 }
 
-/// narward's planning graph built the way `narward plan` builds it, without the rest of the
-/// plan: node hashes from the object listing (streamed, keeping only narinfo keys), then
-/// every narinfo streamed from the index, parsed, and its references pushed as `u32` ids
-/// (`Graph::with_nodes` + `push_refs`); then the closure of the policy's roots and
-/// keep/archive counts and bytes.
+/// narward's planning graph loaded the way `narward plan` loads it, without the rest of the
+/// plan: the index's column files checked against `meta.json` (SHA-256) and mapped, the
+/// [`narward::cache_graph::CacheGraph`] over them (every length, offset and id checked),
+/// then the closure of the policy's roots and keep/archive counts and bytes.
 ///
 /// # Errors
-/// A missing index or policy.
-pub fn closure(
-    state: &Path,
-    policy: &Path,
-    edges_hint: Option<usize>,
-) -> Result<serde_json::Value> {
+/// A missing index (or one without column files) or policy.
+pub fn closure(state: &Path, policy: &Path) -> Result<serde_json::Value> {
     let mut ph = Phases::new();
     let pol = Policy::load(policy)?;
     ph.done("policy");
     let meta = Index::load_meta(state)?;
-    let n = meta.narinfos as usize;
-    let mut hashes: Vec<StorePathHash> = Vec::with_capacity(n);
-    index::read_stream(&Index::objects_path(state), |o: ObjectRecord| {
-        if let ObjectKind::Narinfo(h) = keys::classify(&o.key) {
-            hashes.push(h);
-        }
-        Ok(())
-    })?;
-    ph.done("node hashes from the listing");
-    let mut graph = Graph::with_nodes(hashes, edges_hint.unwrap_or(n * 8));
-    let mut file_size: Vec<u64> = vec![0; graph.len()];
-    let mut unparseable = 0u64;
-    let mut text_bytes = 0u64;
-    index::read_stream(&Index::narinfos_path(state), |r: FetchedRecord| {
-        text_bytes += r.text.len() as u64;
-        match r.parse() {
-            Ok(ni) => {
-                if let Some(id) = graph.id(&ni.store_path.hash) {
-                    graph.push_refs(id, ni.references.iter().map(|x| x.hash));
-                    file_size[id as usize] = ni.file_size.unwrap_or(0);
-                }
-            }
-            Err(_) => unparseable += 1,
-        }
-        Ok(())
-    })?;
-    graph.finish();
-    ph.done("stream + parse + push_refs");
+    let mapped = Index::open_columns(state, &meta)?
+        .ok_or_else(|| anyhow::anyhow!("the index has no column files: regenerate it"))?;
+    let graph = mapped.graph()?;
+    ph.done("map + verify columns");
     let mut seeds = Vec::with_capacity(pol.roots.len());
     let mut missing = 0u64;
     for r in &pol.roots {
@@ -180,26 +150,26 @@ pub fn closure(
     ph.done("closure");
     let (mut keep, mut keep_b, mut arch, mut arch_b) = (0u64, 0u64, 0u64, 0u64);
     for (id, p) in parent.iter().enumerate() {
+        let fs = graph.file_size(id as u32).unwrap_or(0);
         if *p != NONE {
             keep += 1;
-            keep_b += file_size[id];
+            keep_b += fs;
         } else {
             arch += 1;
-            arch_b += file_size[id];
+            arch_b += fs;
         }
     }
     ph.done("decisions");
-    let mem = graph.memory_bytes() as u64;
+    let mem = graph.graph_bytes() as u64;
     let (paths, edges) = (graph.len() as u64, graph.edge_count() as u64);
     Ok(json!({
         "paths": paths,
         "edges": edges,
-        "unparseable": unparseable,
-        "missing_refs": graph.missing_refs,
+        "unparseable": graph.unparseable(),
+        "missing_refs": graph.missing_refs(),
         "roots": pol.roots.len(),
         "missing_roots": missing,
         "keep": keep, "keep_bytes": keep_b, "archive": arch, "archive_bytes": arch_b,
-        "narinfo_text_bytes": text_bytes,
         "graph_memory_bytes": mem,
         "graph_bytes_per_path_excl_edges": (mem as f64 - 4.0 * edges as f64) / paths.max(1) as f64,
         "graph_bytes_per_edge": 4.0,

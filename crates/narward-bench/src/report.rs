@@ -60,7 +60,7 @@ fn ok_rss(t: Option<&TaskResult>) -> Option<f64> {
 pub fn label(id: &str) -> Option<&'static str> {
     Some(match id {
         "narward-graph" => {
-            "narward library: the graph half of `narward plan` alone (listing → node hashes, stream narinfos → `Graph::push_refs`, closure, keep/archive counts; no plan file)"
+            "narward library: the graph half of `narward plan` alone (map + verify the index's columns → `CacheGraph`, closure, keep/archive counts; no plan file)"
         }
         "nix-closure" => "nix path-info -r --store file://… <every distinct root> (closure only)",
         _ => return None,
@@ -215,7 +215,7 @@ pub fn markdown(r: &Results, json_path: &Path) -> String {
         let budget = 64.0 * paths + 4.0 * edges;
         let _ = writeln!(
             w,
-            "| Planning graph ≤ 64 B/path + 4 B/edge | `narward::graph::Graph` at {}: {} for {} paths + {} edges = {per_path:.0} B/path + 4 B/edge ({:.0} % of the {} budget) | **{}** |",
+            "| Planning graph ≤ 64 B/path + 4 B/edge | `narward::cache_graph::CacheGraph` (hashes, reference CSR, lookup buckets; mapped) at {}: {} for {} paths + {} edges = {per_path:.0} B/path + 4 B/edge ({:.0} % of the {} budget) | **{}** |",
             size_label(s.paths),
             gib(mem),
             n_(paths as u64),
@@ -226,19 +226,19 @@ pub fn markdown(r: &Results, json_path: &Path) -> String {
         );
         let build_peak = o["phases"]
             .as_array()
-            .and_then(|a| a.iter().find(|p| p["name"] == "stream + parse + push_refs"))
+            .and_then(|a| a.iter().find(|p| p["name"] == "map + verify columns"))
             .and_then(|p| p["peak"].as_f64());
         if let Some(bp) = build_peak {
             let _ = writeln!(
                 w,
-                "| (same, while building) | peak RSS of a process that only streams the index into the graph as `narward plan` does (policy roots, node hashes, graph, one narinfo at a time): {} = {:.0} B/path incl. edges ({:.1}× the budget) | {} |",
+                "| (same, while building) | peak RSS of a process that only loads the graph as `narward plan` does (policy roots, the columns hashed and mapped): {} = {:.0} B/path incl. edges ({:.1}× the budget) | {} |",
                 gib(bp),
                 bp / paths.max(1.0),
                 bp / budget.max(1.0),
                 if bp <= budget {
                     "met"
                 } else {
-                    "not met (the roots and stream buffers come on top of the graph)"
+                    "not met (the roots come on top of the graph)"
                 }
             );
         }
@@ -637,12 +637,14 @@ pub fn markdown(r: &Results, json_path: &Path) -> String {
     let _ = writeln!(
         w,
         "- DuckDB gets the friendliest input a data engineer could export: integer path ids in `references.parquet`, \
-         so its joins are on 32-bit integers, not 32-character hashes. narward reads its own index (the narinfo texts) \
-         and parses every narinfo on every plan.\n\
+         so its joins are on 32-bit integers, not 32-character hashes. narward's plan maps the cache graph's column \
+         files its index holds (every narinfo parsed once, when the index was written; references as 32-bit ids), after \
+         checking their SHA-256.\n\
          - DuckDB runs with `threads = {}` and `memory_limit = '{}'` (spilling to a temp directory); narward's plan is single-threaded.\n\
          - Nix reads the `file://` cache; its NAR files are sparse stand-ins (right size, no content), which neither Nix \
          command reads. A fresh `XDG_CACHE_HOME` per run keeps Nix's narinfo disk cache cold.\n\
-         - The narward index is written by the generator in the format `narward index` writes; narinfos above 1 M paths are \
+         - The narward index is written by the generator in the format `narward index` writes (the column files built from \
+         its narinfo stream by narward's own `cache_graph::build`); narinfos above 1 M paths are \
          not signed (Ed25519 signing 10 M narinfos would dominate generation); parsing does not depend on it.",
         r.options["threads"],
         r.options["duckdb_memory_limit"].as_str().unwrap_or("?")

@@ -416,7 +416,6 @@ fn tasks(
     }
     {
         let (me2, st, pol) = (me.to_path_buf(), state.clone(), policy.clone());
-        let edges = g.edges.to_string();
         v.push(Task {
             id: "narward-graph",
             group: "closure + plan",
@@ -435,9 +434,7 @@ fn tasks(
                 c.args(["probe", "closure", "--state"])
                     .arg(&st)
                     .arg("--policy")
-                    .arg(&pol)
-                    .arg("--edges-hint")
-                    .arg(&edges);
+                    .arg(&pol);
                 c
             }),
             check: Box::new(move |s| {

@@ -2,9 +2,9 @@
 //! (`plan diff`) and why one path or object has its fate (`why`). Pure functions over
 //! plans (and, for referrers, the index).
 
-use crate::index::Index;
+use crate::cache_graph::CacheGraph;
 use crate::plan::{CountBytes, Decision, PathDecision, Plan, Reason, RestoreItem};
-use narward_formats::store_path::{STORE_DIR, StorePath};
+use narward_formats::store_path::{STORE_DIR, StorePath, StorePathHash};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
@@ -313,7 +313,10 @@ pub struct Why {
 }
 
 /// Explain one path (full path, base name or hash) or one object key.
-pub fn why(plan: &Plan, query: &str, index: Option<&Index>) -> Option<Why> {
+///
+/// `graph`: the [`CacheGraph`] of the plan's cache, for the direct referrers (its reverse
+/// references: the same references the plan followed, unknown narinfos included).
+pub fn why(plan: &Plan, query: &str, graph: Option<&CacheGraph<'_>>) -> Option<Why> {
     let pd = match plan.path(query) {
         Some(p) => p,
         None => {
@@ -366,25 +369,7 @@ pub fn why(plan: &Plan, query: &str, index: Option<&Index>) -> Option<Why> {
             objects.push((o.key.clone(), o.decision, o.transition_to.clone()));
         }
     }
-    let mut referrers = Vec::new();
-    if let Some(idx) = index {
-        for rec in &idx.narinfos {
-            let Ok(ni) = rec.parse() else { continue };
-            if ni.store_path.hash.to_string() == hash {
-                continue;
-            }
-            if ni.references.iter().any(|r| r.hash.to_string() == hash) {
-                let base = ni.store_path.base_name();
-                if let Some(p) = plan.path(&base) {
-                    referrers.push(Step {
-                        path: base,
-                        decision: p.decision,
-                        reason: p.reason.to_string(),
-                    });
-                }
-            }
-        }
-    }
+    let referrers = graph.map_or_else(Vec::new, |g| direct_referrers(plan, g, &hash));
     let nearest_kept_referrer = referrers
         .iter()
         .find(|r| r.decision == Decision::Keep)
@@ -407,7 +392,7 @@ pub fn why(plan: &Plan, query: &str, index: Option<&Index>) -> Option<Why> {
                 Some(r) => {
                     let _ = write!(e, "; nearest kept referrer {STORE_DIR}/{r}");
                 }
-                None if index.is_some() => {
+                None if graph.is_some() => {
                     let _ = write!(
                         e,
                         "; no kept path refers to it ({} removed referrers)",
@@ -435,6 +420,23 @@ pub fn why(plan: &Plan, query: &str, index: Option<&Index>) -> Option<Why> {
         nearest_kept_referrer,
         restore,
     })
+}
+
+/// The paths whose references name `hash` (itself excepted), with their decisions.
+fn direct_referrers(plan: &Plan, g: &CacheGraph<'_>, hash: &str) -> Vec<Step> {
+    let Some(id) = StorePathHash::parse(hash).ok().and_then(|h| g.id(&h)) else {
+        return Vec::new();
+    };
+    g.referrers(id)
+        .iter()
+        .filter(|&&r| r != id)
+        .filter_map(|&r| plan.path(&g.hash(r).to_string()))
+        .map(|p| Step {
+            path: p.path.clone(),
+            decision: p.decision,
+            reason: p.reason.to_string(),
+        })
+        .collect()
 }
 
 /// What `why` says about a path's NAR in an archive class: a kept path's must be restored

@@ -215,6 +215,16 @@ impl Graph {
             .map(|i| slice[i].id)
     }
 
+    /// The references as CSR: offsets (`len() + 1`) and target ids.
+    pub fn csr(&self) -> (&[u64], &[u32]) {
+        (&self.offsets, &self.edges)
+    }
+
+    /// The hashes and the reference CSR (offsets, target ids), without a copy.
+    pub fn into_parts(self) -> (Vec<StorePathHash>, Vec<u64>, Vec<u32>) {
+        (self.hashes, self.offsets, self.edges)
+    }
+
     pub fn refs(&self, id: u32) -> &[u32] {
         let i = id as usize;
         &self.edges[self.offsets[i] as usize..self.offsets[i + 1] as usize]
@@ -233,23 +243,7 @@ impl Graph {
     /// reached, the node itself for a seed, or the node it was first reached from — so a
     /// chain seed → … → node can be read backwards.
     pub fn closure(&self, seeds: &[u32]) -> Vec<u32> {
-        let mut parent = vec![NONE; self.len()];
-        let mut stack = Vec::with_capacity(1024);
-        for &s in seeds {
-            if parent[s as usize] == NONE {
-                parent[s as usize] = s;
-                stack.push(s);
-            }
-        }
-        while let Some(n) = stack.pop() {
-            for &r in self.refs(n) {
-                if parent[r as usize] == NONE {
-                    parent[r as usize] = n;
-                    stack.push(r);
-                }
-            }
-        }
-        parent
+        closure_of(self.len(), |i| self.refs(i), seeds)
     }
 
     /// The reverse graph (referrers).
@@ -349,6 +343,51 @@ fn lookup_table(hashes: &[StorePathHash]) -> (Vec<Entry>, Vec<u32>, u32) {
 
 /// "No node".
 pub const NONE: u32 = u32::MAX;
+
+/// Mark the closure of `seeds` under `refs` in a graph of `n` nodes. Returns, per node,
+/// `NONE` when not reached, the node itself for a seed, or the node it was first reached
+/// from — so a chain seed → … → node can be read backwards.
+pub fn closure_of<'r>(n: usize, refs: impl Fn(u32) -> &'r [u32], seeds: &[u32]) -> Vec<u32> {
+    let mut parent = vec![NONE; n];
+    let mut stack = Vec::with_capacity(1024);
+    for &s in seeds {
+        if parent[s as usize] == NONE {
+            parent[s as usize] = s;
+            stack.push(s);
+        }
+    }
+    while let Some(x) = stack.pop() {
+        for &r in refs(x) {
+            if parent[r as usize] == NONE {
+                parent[r as usize] = x;
+                stack.push(r);
+            }
+        }
+    }
+    parent
+}
+
+/// The reverse of the CSR `(off, ids)` over `n` nodes: per node, the nodes naming it, in
+/// increasing order.
+pub fn reverse_csr(n: usize, off: &[u64], ids: &[u32]) -> (Vec<u64>, Vec<u32>) {
+    let mut counts = vec![0u64; n + 1];
+    for &t in ids {
+        counts[t as usize + 1] += 1;
+    }
+    for i in 0..n {
+        counts[i + 1] += counts[i];
+    }
+    let offsets = counts.clone();
+    let mut fill = counts;
+    let mut edges = vec![0u32; ids.len()];
+    for s in 0..n {
+        for &t in &ids[off[s] as usize..off[s + 1] as usize] {
+            edges[fill[t as usize] as usize] = s as u32;
+            fill[t as usize] += 1;
+        }
+    }
+    (offsets, edges)
+}
 
 #[cfg(test)]
 mod tests {

@@ -11,6 +11,10 @@
 //! - `debuginfo.bin.zst` — the same for `debuginfo/<build-id>` objects (small JSON links
 //!   to a NAR member), so audit can find links that point at nothing, and for
 //!   `nix-cache-info`, so audit can check its content.
+//! - the cache graph's column files ([`crate::cache_graph::FILES`]): every narinfo parsed
+//!   once into arrays (hashes, fields, string heaps, references and referrers as CSR),
+//!   written by [`Index::save`] and memory-mapped by [`Index::open_columns`]
+//!   ([`columns`]).
 //!
 //! An update writes a complete new generation into `index.new/` and renames it into place,
 //! so a crash leaves either the old or the new index, never a mix. Raw narinfo bytes are
@@ -36,6 +40,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+
+pub mod columns;
 
 const MAGIC: &[u8; 12] = b"NARWARD-IDX1";
 /// Version 2: `meta.json` records a SHA-256 of every data file and of itself, the zstd
@@ -544,6 +550,11 @@ impl Index {
         parse_meta(&p, t)
     }
 
+    /// Load everything, every narinfo text included: what `audit`, `export` and `apply`
+    /// read today. A compatibility path for the commands not yet on the
+    /// [`crate::cache_graph::CacheGraph`]: `plan`, `report` and `why` read the mapped
+    /// columns ([`Index::open_columns`]) instead of parsing the texts again.
+    ///
     /// # Errors
     /// As [`Index::load_meta`], plus damaged data files (named).
     pub fn load(state: &Path) -> Result<Index> {
@@ -591,6 +602,19 @@ impl Index {
         Self::current_dir(state).join(NARINFOS_FILE)
     }
 
+    /// The column files of the current generation, mapped and verified against `meta`
+    /// (`None` for an index written before narward wrote them). Borrow the
+    /// [`crate::cache_graph::CacheGraph`] from it with [`columns::Mapped::graph`].
+    ///
+    /// # Errors
+    /// A missing or damaged column file (named).
+    pub fn open_columns(state: &Path, meta: &IndexMeta) -> Result<Option<columns::Mapped>> {
+        if !columns::present(meta) {
+            return Ok(None);
+        }
+        columns::Mapped::open(&Self::current_dir(state), meta).map(Some)
+    }
+
     /// Path of the object stream of the current generation.
     pub fn objects_path(state: &Path) -> PathBuf {
         Self::current_dir(state).join(OBJECTS_FILE)
@@ -624,6 +648,10 @@ impl Index {
             DEBUGINFO_FILE.to_string(),
             write_stream(&new.join(DEBUGINFO_FILE), &self.debuginfo)?,
         );
+        let cols = crate::cache_graph::build::Columns::build(&self.objects, |f| {
+            self.narinfos.iter().try_for_each(f)
+        })?;
+        files.extend(columns::write(&new, &cols)?);
         self.meta.files = files;
         write_meta(&new, &mut self.meta)?;
         if cur.exists() {
@@ -719,6 +747,8 @@ fn load_previous(state: &Path, identity: &str) -> Result<Option<Index>> {
         return Ok(None);
     }
     let prev = Index::load(state)?;
+    // The columns are rebuilt from the narinfos, but a damaged generation is no base.
+    columns::verify(&Index::current_dir(state), &prev.meta)?;
     if prev.meta.cache != identity {
         bail!(
             "state directory {} holds an index of {}, not {identity}; use another --state",

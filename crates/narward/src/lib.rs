@@ -11,6 +11,7 @@ pub mod apply;
 pub mod audit;
 pub mod batch_export;
 pub mod cache;
+pub mod cache_graph;
 pub mod cost;
 pub mod explain;
 pub mod export;

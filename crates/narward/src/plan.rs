@@ -16,6 +16,7 @@
 //! Removed paths are all archived or all deleted (`actions.unreachable`), so the removed set
 //! is closed under referrers and nothing archived refers to something deleted.
 
+use crate::cache_graph::{CacheGraph, build::Columns};
 use crate::graph::NONE;
 use crate::index::{self, Index, IndexMeta};
 use crate::model::FetchedRecord;
@@ -339,14 +340,14 @@ struct Node {
 /// listing. Tokens that match nothing in the cache are dropped, so random text never
 /// counts as closure holes.
 #[derive(Debug, Default, PartialEq, Eq)]
-struct Named {
-    paths: Vec<StorePathHash>,
+pub(crate) struct Named {
+    pub paths: Vec<StorePathHash>,
     /// Indices of listed NAR objects.
-    nars: Vec<u32>,
+    pub nars: Vec<u32>,
 }
 
 impl Named {
-    fn extend(&mut self, o: Named) {
+    pub(crate) fn extend(&mut self, o: Named) {
         self.paths.extend(o.paths);
         self.nars.extend(o.nars);
     }
@@ -404,7 +405,7 @@ fn nar_tokens(text: &[u8], nar_index: &dyn Fn(&str) -> Option<usize>) -> Vec<u32
 
 /// What a narinfo that does not parse still tells: every path of the cache whose hash
 /// appears anywhere in it, and every listed NAR it names.
-fn lenient_scan(
+pub(crate) fn lenient_scan(
     text: &[u8],
     is_path: &dyn Fn(&StorePathHash) -> bool,
     nar_index: &dyn Fn(&str) -> Option<usize>,
@@ -418,7 +419,7 @@ fn lenient_scan(
 /// What a parseable narinfo names beyond its fields: paths whose hashes hide in unknown
 /// fields or inside reference names (a damaged `References:` line can still parse), and,
 /// when its URL names no listed NAR, the listed NARs named in the URL or unknown fields.
-fn hidden_in_parsed(
+pub(crate) fn hidden_in_parsed(
     ni: &NarInfo<'_>,
     is_path: &dyn Fn(&StorePathHash) -> bool,
     nar_index: &dyn Fn(&str) -> Option<usize>,
@@ -443,7 +444,7 @@ fn hidden_in_parsed(
 
 /// What the earlier texts of a narinfo (see [`FetchedRecord::earlier`]) name: the plan
 /// keeps the union of every version's references and NARs.
-fn earlier_named(
+pub(crate) fn earlier_named(
     rec: &FetchedRecord,
     is_path: &dyn Fn(&StorePathHash) -> bool,
     nar_index: &dyn Fn(&str) -> Option<usize>,
@@ -467,9 +468,10 @@ fn earlier_named(
     n
 }
 
-/// What `narward plan` computes: the index in `state`, its narinfos streamed from disk and
-/// verified against `meta.json`. A damaged index file is an error naming it, and no plan
-/// is returned before the whole index was read and checked.
+/// What `narward plan` computes: the index in `state`, its [`CacheGraph`] mapped from the
+/// column files (or, for an index written before they existed, built from the narinfos
+/// streamed from disk), verified against `meta.json`. A damaged index file is an error
+/// naming it, and no plan is returned before the whole index was read and checked.
 ///
 /// # Errors
 /// No index, or a damaged one.
@@ -486,15 +488,26 @@ pub fn compute_from_state(
         ..
     } = Index::load_without_narinfos(state)?;
     crate::progress::phase("plan: listing loaded");
-    compute_streaming(
-        &meta,
-        objects,
-        &debuginfo,
-        |sink| Index::stream_narinfos(state, &meta, |r| sink(&r)).map(|_| ()),
+    let Some(mapped) = Index::open_columns(state, &meta)? else {
+        return compute_streaming(
+            &meta,
+            objects,
+            &debuginfo,
+            |sink| Index::stream_narinfos(state, &meta, |r| sink(&r)).map(|_| ()),
+            policy,
+            policy_file,
+            now,
+        );
+    };
+    let graph = mapped.graph()?;
+    let input = PlanInput {
+        meta: &meta,
+        debuginfo: &debuginfo,
         policy,
         policy_file,
         now,
-    )
+    };
+    compute_with_graph(&input, objects, graph)
 }
 
 /// Compute a plan from an index in memory. `now` is unix seconds (a parameter so tests are
@@ -522,8 +535,8 @@ pub fn compute(index: &Index, policy: &Policy, policy_file: &str, now: i64) -> P
 }
 
 /// Compute a plan reading the narinfos from `narinfos` (called once with a sink that takes
-/// every record, in key order), so that the narinfo texts never need to be in memory
-/// together: what `narward plan` does on an index on disk.
+/// every record, in key order) into a [`CacheGraph`] in memory, as `narward index` does
+/// when it writes the columns: the plan of an index without column files.
 ///
 /// # Errors
 /// Only the source's errors (a corrupt index file).
@@ -536,6 +549,45 @@ pub fn compute_streaming(
     policy_file: &str,
     now: i64,
 ) -> Result<Plan> {
+    let cols = Columns::build(&objs, narinfos)?;
+    crate::progress::phase("plan: narinfos streamed, graph built");
+    let graph = CacheGraph::new(cols.parts())?;
+    let input = PlanInput {
+        meta,
+        debuginfo,
+        policy,
+        policy_file,
+        now,
+    };
+    compute_with_graph(&input, objs, graph)
+}
+
+/// What a plan is computed from, besides the listing and the graph.
+pub struct PlanInput<'a> {
+    pub meta: &'a IndexMeta,
+    pub debuginfo: &'a [FetchedRecord],
+    pub policy: &'a Policy,
+    pub policy_file: &'a str,
+    /// Unix seconds.
+    pub now: i64,
+}
+
+/// Compute a plan from the listing `objs` and the [`CacheGraph`] of the same generation.
+///
+/// # Errors
+/// A graph that does not belong to the listing.
+pub fn compute_with_graph(
+    input: &PlanInput<'_>,
+    objs: Vec<ObjectRecord>,
+    graph: CacheGraph<'_>,
+) -> Result<Plan> {
+    let PlanInput {
+        meta,
+        debuginfo,
+        policy,
+        policy_file,
+        now,
+    } = *input;
     let ctx = phases::Ctx {
         policy,
         now,
@@ -548,7 +600,7 @@ pub fn compute_streaming(
     };
     crate::progress::phase("plan: start");
     // 1. Nodes and the graph.
-    let mut s = phases::read_narinfos(&ctx, &objs, narinfos)?;
+    let mut s = phases::read_graph(&ctx, &objs, graph)?;
     // 2. Roots.
     let (seeds, seed_reason, roots) = phases::find_roots(policy, &s);
     crate::progress::phase("plan: roots");
@@ -557,7 +609,7 @@ pub fn compute_streaming(
     let removed = ctx.removed_decision();
     let mut summary = Summary {
         unparseable_narinfos: s.unparseable,
-        closure_holes: s.graph.missing_refs,
+        closure_holes: s.graph.missing_refs(),
         ..Default::default()
     };
     let kept: Vec<bool> = parent.iter().map(|&x| x != NONE).collect();
@@ -780,7 +832,7 @@ fn first_difference(
 /// Why a narinfo that parses still cannot be taken at its word, if it cannot: its
 /// StorePath's hash differs from its file name's (`key_hash`), or its URL is unusual
 /// ([`keys::nar_url_quirk`]). Such a narinfo is kept as unknown.
-fn narinfo_doubt(key_hash: &StorePathHash, ni: &NarInfo<'_>) -> Option<String> {
+pub(crate) fn narinfo_doubt(key_hash: &StorePathHash, ni: &NarInfo<'_>) -> Option<String> {
     if ni.store_path.hash != *key_hash {
         return Some(format!(
             "its file name names {key_hash}, its StorePath is {}",
@@ -1053,6 +1105,7 @@ mod phases;
 #[cfg(test)]
 mod tests {
     mod cold;
+    mod columns;
     mod versioning;
 
     use super::*;

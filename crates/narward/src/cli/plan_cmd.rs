@@ -2,6 +2,7 @@
 
 use super::{Global, PlanAction, PlanArgs, WhyArgs, print_json};
 use anyhow::{Context, Result, bail};
+use narward::cache_graph::{CacheGraph, build::Columns};
 use narward::cost;
 use narward::explain;
 use narward::index::{self, Index};
@@ -120,19 +121,38 @@ fn add_access_stats(
 
 pub fn why(g: &Global, a: WhyArgs) -> Result<ExitCode> {
     let p = Plan::read(&a.plan)?;
-    let idx = match Index::load(&g.state) {
-        Ok(i) if i.meta.cache == p.header.cache => {
-            if i.meta.generation != p.header.index_generation {
-                eprintln!(
-                    "narward: note: the index is at generation {}, the plan was computed from {}; referrers are today's",
-                    i.meta.generation, p.header.index_generation
-                );
-            }
-            Some(i)
+    let meta = Index::load_meta(&g.state)
+        .ok()
+        .filter(|m| m.cache == p.header.cache);
+    if let Some(m) = &meta
+        && m.generation != p.header.index_generation
+    {
+        eprintln!(
+            "narward: note: the index is at generation {}, the plan was computed from {}; referrers are today's",
+            m.generation, p.header.index_generation
+        );
+    }
+    // Referrers come from the index's cache graph: mapped from its columns, or built from
+    // its narinfos for an index written before they existed.
+    let mapped = match &meta {
+        Some(m) => Index::open_columns(&g.state, m)?,
+        None => None,
+    };
+    let built = match (&meta, &mapped) {
+        (Some(_), None) => {
+            let i = Index::load(&g.state)?;
+            Some(Columns::build(&i.objects, |f| {
+                i.narinfos.iter().try_for_each(f)
+            })?)
         }
         _ => None,
     };
-    let Some(w) = explain::why(&p, &a.path, idx.as_ref()) else {
+    let graph = match (&mapped, &built) {
+        (Some(m), _) => Some(m.graph()?),
+        (None, Some(c)) => Some(CacheGraph::new(c.parts())?),
+        _ => None,
+    };
+    let Some(w) = explain::why(&p, &a.path, graph.as_ref()) else {
         if explain::looks_like_path(&a.path) {
             bail!(
                 "{} is not in the plan (no narinfo for it in the cache when the plan was made)",

@@ -4,17 +4,16 @@
 //! every object ([`decide_objects`]). Pure, like the rest of planning.
 
 use super::{
-    Decision, Named, Node, ObjectDecision, PathDecision, Reason, RootStats, Summary,
-    archive_transition, count_archived_nar, earlier_named, hidden_in_parsed, lenient_scan,
-    narinfo_doubt,
+    Decision, Node, ObjectDecision, PathDecision, Reason, RootStats, Summary, archive_transition,
+    count_archived_nar,
 };
-use crate::graph::{Graph, NONE};
+use crate::cache_graph::{CacheGraph, Status};
+use crate::graph::NONE;
 use crate::model::{FetchedRecord, ObjectRecord};
 use crate::policy::{Follow, Policy, Unreachable};
 use anyhow::Result;
 use narward_formats::keys::{self, Category, ObjectKind};
-use narward_formats::narinfo::NarInfo;
-use narward_formats::store_path::{STORE_DIR, StorePathHash};
+use narward_formats::store_path::STORE_DIR;
 use std::borrow::Cow;
 use std::collections::HashMap;
 
@@ -61,7 +60,7 @@ impl Ctx<'_> {
     /// its word (`doubt`), or a keep rule holds for it or its objects.
     fn seed(
         &self,
-        ni: &NarInfo<'_>,
+        ca: bool,
         name: &str,
         doubt: Option<String>,
         objs: [Option<&ObjectRecord>; 2],
@@ -73,7 +72,7 @@ impl Ctx<'_> {
             Some(Reason::Unverifiable { why })
         } else if any(&|o| self.young(o)) {
             Some(Reason::Young)
-        } else if k.content_addressed && ni.ca.is_some() {
+        } else if k.content_addressed && ca {
             Some(Reason::ContentAddressed)
         } else if self.policy.name_kept(name) {
             Some(Reason::NameMatch)
@@ -93,9 +92,9 @@ impl Ctx<'_> {
     }
 }
 
-/// The graph and the nodes, once every narinfo streamed by.
-pub(super) struct Streamed {
-    pub graph: Graph,
+/// The graph and the nodes.
+pub(super) struct Streamed<'g> {
+    pub graph: CacheGraph<'g>,
     pub nodes: Vec<Node>,
     /// NAR keys apart from the nodes: they move into the path decisions without a copy.
     pub nar_keys: Vec<Option<Box<str>>>,
@@ -107,81 +106,97 @@ pub(super) struct Streamed {
     pub unknown_urls: bool,
 }
 
-/// The state of [`read_narinfos`] while the records stream by.
-struct Reader<'a> {
-    ctx: &'a Ctx<'a>,
-    objs: &'a [ObjectRecord],
-    /// NAR objects by key: a narinfo's NAR is anywhere in the listing.
-    nar_objects: HashMap<&'a str, usize>,
-    graph: Graph,
-    nodes: Vec<Option<Node>>,
-    nar_keys: Vec<Option<Box<str>>>,
-    extra_nars: Vec<(u32, u32)>,
-    unparseable: u64,
-    unknown_urls: bool,
-    last_id: Option<u32>,
-    cursor: usize,
-}
-
-/// Phase 1: nodes (every narinfo object of the listing, in key order) and the graph, filled
-/// while the narinfos stream by in the same order.
+/// Phase 1: the nodes, from the [`CacheGraph`] of the same generation as `objs` (the
+/// unknown-means-keep rules were applied when it was built); only the policy's seeds are
+/// decided here.
 ///
 /// # Errors
-/// The source's errors; records out of key order.
-pub(super) fn read_narinfos(
+/// A graph that does not belong to this listing.
+pub(super) fn read_graph<'g>(
     ctx: &Ctx<'_>,
     objs: &[ObjectRecord],
-    narinfos: impl FnOnce(&mut dyn FnMut(&FetchedRecord) -> Result<()>) -> Result<()>,
-) -> Result<Streamed> {
-    let hashes: Vec<StorePathHash> = objs
+    graph: CacheGraph<'g>,
+) -> Result<Streamed<'g>> {
+    let narinfo_objs: Vec<usize> = objs
         .iter()
-        .filter_map(|o| match keys::classify(&o.key) {
-            ObjectKind::Narinfo(h) => Some(h),
+        .enumerate()
+        .filter_map(|(i, o)| match keys::classify(&o.key) {
+            ObjectKind::Narinfo(h) => Some((i, h)),
             _ => None,
         })
-        .collect();
-    let n = hashes.len();
-    let mut r = Reader {
-        ctx,
-        objs,
-        nar_objects: objs
-            .iter()
-            .enumerate()
-            .filter(|(_, o)| o.key.starts_with("nar/"))
-            .map(|(i, o)| (o.key.as_str(), i))
-            .collect(),
-        graph: Graph::with_nodes(hashes, n * 8),
-        nodes: (0..n).map(|_| None).collect(),
-        nar_keys: (0..n).map(|_| None).collect(),
-        extra_nars: Vec::new(),
-        unparseable: 0,
-        unknown_urls: false,
-        last_id: None,
-        cursor: 0,
-    };
-    narinfos(&mut |rec: &FetchedRecord| r.record(rec))?;
-    r.graph.finish();
-    crate::progress::phase("plan: narinfos streamed, graph built");
-    let mut unknown_urls = r.unknown_urls;
-    // A narinfo object the index holds no record for is unknown: keep it.
-    let nodes: Vec<Node> = r
-        .nodes
-        .into_iter()
-        .map(|n| {
-            n.unwrap_or_else(|| {
-                unknown_urls = true;
-                unknown_node("listed but not in the index".into())
-            })
+        .enumerate()
+        .map(|(id, (i, h))| {
+            (graph.len() > id && graph.hash(id as u32) == h)
+                .then_some(i)
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "the index columns do not match its listing at {}",
+                        objs[i].key
+                    )
+                })
         })
-        .collect();
-    Ok(Streamed {
-        graph: r.graph,
-        nodes,
-        nar_keys: r.nar_keys,
-        extra_nars: r.extra_nars,
-        unparseable: r.unparseable,
-        unknown_urls,
-    })
+        .collect::<Result<_>>()?;
+    if narinfo_objs.len() != graph.len() || graph.objects() != objs.len() as u64 {
+        anyhow::bail!("the index columns do not match its listing (path or object count)");
+    }
+    let mut s = Streamed {
+        nodes: Vec::with_capacity(graph.len()),
+        nar_keys: Vec::with_capacity(graph.len()),
+        extra_nars: Vec::new(),
+        unparseable: graph.unparseable(),
+        unknown_urls: false,
+        graph,
+    };
+    for (id, &oi) in narinfo_objs.iter().enumerate() {
+        let id = id as u32;
+        let (node, nar_key) = node_of(ctx, objs, &s.graph, id, oi);
+        s.nodes.push(node);
+        s.nar_keys.push(nar_key);
+        s.unknown_urls |= s.graph.nar_unknown(id);
+        s.extra_nars
+            .extend(s.graph.extra_nars(id).iter().map(|&k| (id, k)));
+    }
+    crate::progress::phase("plan: graph loaded");
+    Ok(s)
+}
+
+/// One node and its NAR key; `oi` is its narinfo object.
+fn node_of(
+    ctx: &Ctx<'_>,
+    objs: &[ObjectRecord],
+    g: &CacheGraph<'_>,
+    id: u32,
+    oi: usize,
+) -> (Node, Option<Box<str>>) {
+    let nar_obj = g.nar_object(id);
+    let status = g.status(id);
+    if !status.parsed() {
+        let mut node = unknown_node(g.why(id).to_string());
+        node.nar_obj = nar_obj;
+        return (node, nar_obj.map(|k| objs[k as usize].key.as_str().into()));
+    }
+    let nar_key = keys::nar_key_for_url(g.url(id));
+    let doubt = (status == Status::Doubtful).then(|| g.why(id).to_string());
+    let name = g.name(id);
+    let seed = ctx.seed(
+        g.ca(id),
+        name,
+        doubt.clone(),
+        [Some(&objs[oi]), nar_obj.map(|i| &objs[i as usize])],
+        [&objs[oi].key, nar_key],
+    );
+    let node = Node {
+        name: name.into(),
+        nar_obj,
+        nar_size: g.nar_size(id),
+        file_size: g.file_size(id),
+        deriver: g
+            .deriver(id)
+            .filter(|d| ctx.want_derivers && doubt.is_none() && *d != "unknown-deriver")
+            .map(Into::into),
+        seed,
+    };
+    (node, Some(nar_key.into()))
 }
 
 /// A node whose narinfo says nothing usable.
@@ -196,117 +211,11 @@ fn unknown_node(why: String) -> Node {
     }
 }
 
-impl Reader<'_> {
-    fn nar_index(&self, k: &str) -> Option<usize> {
-        self.nar_objects.get(k).copied()
-    }
-
-    /// One narinfo record.
-    fn record(&mut self, rec: &FetchedRecord) -> Result<()> {
-        let ObjectKind::Narinfo(hash) = keys::classify(&rec.key) else {
-            return Ok(());
-        };
-        let Some(id) = self.graph.id(&hash) else {
-            // A narinfo the listing does not have: not part of this cache any more.
-            return Ok(());
-        };
-        if self.last_id.is_some_and(|l| id <= l) {
-            anyhow::bail!("index narinfos are not in key order at {}", rec.key);
-        }
-        self.last_id = Some(id);
-        // Narinfo records and objects are both in key order: walk a cursor.
-        let objs = self.objs;
-        while self.cursor < objs.len() && objs[self.cursor].key < rec.key {
-            self.cursor += 1;
-        }
-        let narinfo_obj =
-            (self.cursor < objs.len() && objs[self.cursor].key == rec.key).then_some(self.cursor);
-        // What earlier versions of this narinfo named is kept too (narinfos are immutable).
-        let also = earlier_named(rec, &|h| self.graph.id(h).is_some(), &|k| self.nar_index(k));
-        match rec.parse() {
-            Ok(ni) => self.parsed(id, &hash, &rec.key, &ni, narinfo_obj, also),
-            Err(u) => self.unparsed(id, rec, u.reason, also),
-        }
-        Ok(())
-    }
-
-    /// A narinfo that parses.
-    fn parsed(
-        &mut self,
-        id: u32,
-        hash: &StorePathHash,
-        key: &str,
-        ni: &NarInfo<'_>,
-        narinfo_obj: Option<usize>,
-        mut also: Named,
-    ) {
-        let objs = self.objs;
-        let nar_key = keys::nar_key_for_url(ni.url);
-        let nar_i = self.nar_index(nar_key);
-        let doubt = narinfo_doubt(hash, ni);
-        // A StorePath that is not this narinfo's path names nothing of this path.
-        let name = if ni.store_path.hash == *hash {
-            ni.store_path.name
-        } else {
-            ""
-        };
-        let seed = self.ctx.seed(
-            ni,
-            name,
-            doubt.clone(),
-            [narinfo_obj.map(|i| &objs[i]), nar_i.map(|i| &objs[i])],
-            [key, nar_key],
-        );
-        also.extend(hidden_in_parsed(
-            ni,
-            &|h| self.graph.id(h).is_some(),
-            &|k| self.nar_index(k),
-        ));
-        let also_paths = std::mem::take(&mut also.paths);
-        self.graph
-            .push_refs(id, ni.references.iter().map(|r| r.hash).chain(also_paths));
-        self.nar_keys[id as usize] = Some(nar_key.into());
-        let want_derivers = self.ctx.want_derivers;
-        self.nodes[id as usize] = Some(Node {
-            name: name.into(),
-            nar_obj: nar_i.map(|i| i as u32),
-            nar_size: ni.nar_size,
-            file_size: ni.file_size,
-            deriver: ni
-                .deriver
-                .filter(|d| want_derivers && doubt.is_none() && *d != "unknown-deriver")
-                .map(Into::into),
-            seed,
-        });
-        self.extra_nars
-            .extend(also.nars.into_iter().map(|k| (id, k)));
-    }
-
-    /// A narinfo that does not parse: what its text names is kept.
-    fn unparsed(&mut self, id: u32, rec: &FetchedRecord, why: String, mut also: Named) {
-        self.unparseable += 1;
-        let found = lenient_scan(&rec.text, &|h| self.graph.id(h).is_some(), &|k| {
-            self.nar_index(k)
-        });
-        // No listed NAR found: it might be any orphan.
-        self.unknown_urls |= found.nars.is_empty();
-        let nar_obj = found.nars.first().copied();
-        self.nar_keys[id as usize] = nar_obj.map(|k| self.objs[k as usize].key.as_str().into());
-        also.extend(found);
-        self.graph.push_refs(id, std::mem::take(&mut also.paths));
-        let mut node = unknown_node(why);
-        node.nar_obj = nar_obj;
-        self.nodes[id as usize] = Some(node);
-        self.extra_nars
-            .extend(also.nars.into_iter().map(|k| (id, k)));
-    }
-}
-
 /// Phase 2: the seeds of the kept set (policy roots, then paths a rule keeps) with their
 /// reasons, and the root statistics.
 pub(super) fn find_roots(
     policy: &Policy,
-    s: &Streamed,
+    s: &Streamed<'_>,
 ) -> (Vec<u32>, HashMap<u32, Reason>, RootStats) {
     let mut seeds: Vec<u32> = Vec::new();
     let mut seed_reason: HashMap<u32, Reason> = HashMap::new();
@@ -357,8 +266,8 @@ pub(super) fn find_roots(
 }
 
 /// The base name `<hash>-<name>` of a node (the hash alone when the name is unknown).
-pub(super) fn base_of(s: &Streamed, id: usize) -> String {
-    let h = s.graph.hashes[id].to_string();
+pub(super) fn base_of(s: &Streamed<'_>, id: usize) -> String {
+    let h = s.graph.hash(id as u32).to_string();
     let name = &s.nodes[id].name;
     if name.is_empty() {
         h
@@ -370,7 +279,7 @@ pub(super) fn base_of(s: &Streamed, id: usize) -> String {
 /// Phase 3: every path's decision, in graph-id order, from the closure's `parent` array.
 /// Takes the NAR keys out of `s`.
 pub(super) fn decide_paths(
-    s: &mut Streamed,
+    s: &mut Streamed<'_>,
     parent: &[u32],
     seed_reason: &HashMap<u32, Reason>,
     removed: Decision,
@@ -386,7 +295,7 @@ pub(super) fn decide_paths(
                     .unwrap_or(Reason::OwnerUnknown)
             } else {
                 Reason::Reachable {
-                    from: s.graph.hashes[par as usize],
+                    from: s.graph.hash(par),
                 }
             };
             (Decision::Keep, r)
@@ -431,7 +340,7 @@ pub(super) struct Owners<'a> {
 
 impl<'a> Owners<'a> {
     pub fn find(
-        s: &'a Streamed,
+        s: &'a Streamed<'a>,
         kept: &[bool],
         objs: &[ObjectRecord],
         debuginfo: &'a [FetchedRecord],
@@ -486,7 +395,7 @@ impl<'a> Owners<'a> {
 /// What phase 5 reads.
 pub(super) struct ObjectInputs<'a> {
     pub ctx: &'a Ctx<'a>,
-    pub s: &'a Streamed,
+    pub s: &'a Streamed<'a>,
     pub kept: &'a [bool],
     /// In graph-id order.
     pub paths: &'a [PathDecision],
@@ -511,7 +420,7 @@ impl ObjectInputs<'_> {
             (k, _) if k != NONE => (
                 Decision::Keep,
                 Reason::NarOfKeptPath {
-                    path: self.s.graph.hashes[k as usize],
+                    path: self.s.graph.hash(k),
                 },
             ),
             _ if self.removed == Decision::Keep => (Decision::Keep, Reason::PolicyKeep),

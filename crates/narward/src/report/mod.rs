@@ -15,8 +15,9 @@ pub mod svg;
 
 pub use growth::{Fit, Growth, MonthRow, ProjectionRow, date, month_label, month_number};
 
+use crate::cache_graph::{CacheGraph, Status, build::Columns};
 use crate::cost::{self, Bill, PlanCost, Pricing};
-use crate::graph::{GraphBuilder, NONE};
+use crate::graph::NONE;
 use crate::index::Index;
 use crate::plan::{CountBytes, Decision, Plan, RootStats, Summary};
 use crate::policy::Policy;
@@ -332,10 +333,47 @@ fn versioning_note(meta: &crate::index::IndexMeta) -> Option<String> {
     }
 }
 
+/// The closure of one root set in `graph`: what a plan with these roots and no keep rule
+/// keeps. Unknown means keep, as in a plan: the paths kept as unknown (unparseable,
+/// unfetched, doubtful narinfos) are seeds too, with everything they seem to name. Returns
+/// the number of roots found and the ids reached, in id order.
+pub fn root_set_closure(
+    graph: &CacheGraph<'_>,
+    roots: &[crate::policy::Root],
+) -> (usize, Vec<u32>) {
+    let mut seeds: Vec<u32> = roots.iter().filter_map(|r| graph.id(&r.hash)).collect();
+    let found = seeds.len();
+    seeds.extend((0..graph.len() as u32).filter(|&i| graph.status(i) != Status::Parsed));
+    let parent = graph.closure(&seeds);
+    let ids = (0..graph.len() as u32)
+        .filter(|&i| parent[i as usize] != NONE)
+        .collect();
+    (found, ids)
+}
+
 /// Build the report data. Pure: everything comes from the arguments; `now` is unix seconds.
+/// The root sets' closures come from a [`CacheGraph`] built in memory from the index's
+/// narinfos (see [`build_with_graph`] for one mapped from the index's columns).
 pub fn build(
     index: &Index,
     policy: Option<&Policy>,
+    plans: &[(String, Plan)],
+    pricing: &Pricing,
+    now: i64,
+) -> ReportData {
+    let cols = policy.and_then(|_| {
+        Columns::build(&index.objects, |f| index.narinfos.iter().try_for_each(f)).ok()
+    });
+    let graph = cols.as_ref().and_then(|c| CacheGraph::new(c.parts()).ok());
+    build_with_graph(index, policy.zip(graph.as_ref()), plans, pricing, now)
+}
+
+/// [`build`] with the policy and the [`CacheGraph`] of the index's generation: each root
+/// set's closure is taken there, so unknown narinfos count exactly as in a plan
+/// ([`root_set_closure`]).
+pub fn build_with_graph(
+    index: &Index,
+    policy: Option<(&Policy, &CacheGraph<'_>)>,
     plans: &[(String, Plan)],
     pricing: &Pricing,
     now: i64,
@@ -357,14 +395,6 @@ pub fn build(
 
     // Store paths.
     let mut paths: Vec<PathInfo> = Vec::with_capacity(index.narinfos.len());
-    let mut gb = GraphBuilder::with_capacity(
-        if policy.is_some() {
-            index.narinfos.len()
-        } else {
-            0
-        },
-        0,
-    );
     let mut families: HashMap<String, (u64, u64)> = HashMap::new();
     for (i, rec) in index.narinfos.iter().enumerate() {
         if !matches!(keys::classify(&rec.key), ObjectKind::Narinfo(_)) {
@@ -376,9 +406,6 @@ pub fn build(
         let f = families.entry(name_family(ni.store_path.name)).or_default();
         f.0 += 1;
         f.1 += bytes;
-        if policy.is_some() {
-            gb.add(ni.store_path.hash, ni.references.iter().map(|r| r.hash));
-        }
         paths.push(PathInfo {
             narinfo: i,
             bytes,
@@ -401,23 +428,22 @@ pub fn build(
     // the overlap matrix), a count per path for uniqueness.
     let mut membership: Vec<u64> = Vec::new();
     let mut set_labels: Vec<String> = Vec::new();
-    let root_sets = policy.map(|policy| {
-        let (graph, ids) = std::mem::take(&mut gb).build();
-        let mut bytes_of = vec![0u64; graph.len()];
-        for (p, id) in paths.iter().zip(&ids) {
-            bytes_of[*id as usize] = p.bytes;
-        }
+    let root_sets = policy.map(|(policy, graph)| {
+        let bytes_of: Vec<u64> = (0..graph.len() as u32)
+            .map(|id| {
+                graph
+                    .nar_object(id)
+                    .and_then(|o| index.objects.get(o as usize))
+                    .map_or(0, |o| o.size)
+            })
+            .collect();
         let groups = root_groups(policy);
         let mut count = vec![0u16; graph.len()];
         membership = vec![0u64; graph.len()];
         let mut sets = Vec::new();
         let mut reached: Vec<Vec<u32>> = Vec::new();
         for (gi, (label, roots)) in groups.iter().enumerate() {
-            let seeds: Vec<u32> = roots.iter().filter_map(|r| graph.id(&r.hash)).collect();
-            let parent = graph.closure(&seeds);
-            let ids: Vec<u32> = (0..graph.len() as u32)
-                .filter(|&i| parent[i as usize] != NONE)
-                .collect();
+            let (found, ids) = root_set_closure(graph, roots);
             for &i in &ids {
                 count[i as usize] = count[i as usize].saturating_add(1);
                 if gi < 64 {
@@ -427,7 +453,7 @@ pub fn build(
             sets.push(RootSetRow {
                 label: label.clone(),
                 roots: roots.len() as u64,
-                missing: (roots.len() - seeds.len()) as u64,
+                missing: (roots.len() - found) as u64,
                 closure_paths: ids.len() as u64,
                 closure_bytes: ids.iter().map(|&i| bytes_of[i as usize]).sum(),
                 unique_paths: 0,
@@ -475,14 +501,20 @@ pub fn build(
             m
         });
         // Membership by path position, for the largest-paths table.
-        let by_path: Vec<u64> = ids.iter().map(|id| membership[*id as usize]).collect();
+        let by_path: Vec<u64> = paths
+            .iter()
+            .map(|p| match keys::classify(&index.narinfos[p.narinfo].key) {
+                ObjectKind::Narinfo(h) => graph.id(&h).map_or(0, |id| membership[id as usize]),
+                _ => 0,
+            })
+            .collect();
         membership = by_path;
         RootSets {
             sets,
             union,
             outside,
             overlap,
-            closure_holes: graph.missing_refs,
+            closure_holes: graph.missing_refs(),
         }
     });
 

@@ -1,0 +1,386 @@
+//! Index time: every narinfo record read once into [`Columns`], with the unknown-means-keep
+//! rules applied here and nowhere else.
+
+use super::{Csr, Header, Heap, Parts, Status, compression_code, flag};
+use crate::graph::{Graph, NONE, reverse_csr};
+use crate::model::{FetchedRecord, ObjectRecord};
+use crate::plan::{Named, earlier_named, hidden_in_parsed, lenient_scan, narinfo_doubt};
+use anyhow::{Result, bail};
+use narward_formats::keys::{self, ObjectKind};
+use narward_formats::narinfo::NarInfo;
+use narward_formats::store_path::StorePathHash;
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+/// A string heap being built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeapBuf {
+    pub off: Vec<u64>,
+    pub bytes: Vec<u8>,
+}
+
+impl Default for HeapBuf {
+    fn default() -> Self {
+        HeapBuf {
+            off: vec![0],
+            bytes: Vec::new(),
+        }
+    }
+}
+
+impl HeapBuf {
+    fn push(&mut self, s: &str) {
+        self.bytes.extend_from_slice(s.as_bytes());
+        self.off.push(self.bytes.len() as u64);
+    }
+
+    fn view(&self) -> Heap<'_> {
+        Heap {
+            off: &self.off,
+            bytes: &self.bytes,
+        }
+    }
+}
+
+/// The columns in memory, as written to disk.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Columns {
+    pub header: Header,
+    pub hash: Vec<[u8; 20]>,
+    pub nar_hash: Vec<[u8; 32]>,
+    pub nar_size: Vec<u64>,
+    pub file_size: Vec<u64>,
+    pub nar_object: Vec<u32>,
+    pub status: Vec<u8>,
+    pub flags: Vec<u8>,
+    pub compression: Vec<u8>,
+    pub name: HeapBuf,
+    pub url: HeapBuf,
+    pub deriver: HeapBuf,
+    pub sigs: HeapBuf,
+    pub why: HeapBuf,
+    pub refs_off: Vec<u64>,
+    pub refs: Vec<u32>,
+    pub referrers_off: Vec<u64>,
+    pub referrers: Vec<u32>,
+    pub extra_off: Vec<u64>,
+    pub extra: Vec<u32>,
+}
+
+/// One path as its narinfo tells it (fields the plan and the other commands read).
+#[derive(Default)]
+struct Row<'t> {
+    status: u8,
+    flags: u8,
+    compression: u8,
+    nar_hash: [u8; 32],
+    nar_size: u64,
+    file_size: u64,
+    nar_object: u32,
+    name: &'t str,
+    url: &'t str,
+    deriver: &'t str,
+    sigs: String,
+    why: String,
+}
+
+impl Columns {
+    /// Read `narinfos` (called once with a sink taking every record, in key order) against
+    /// the listing `objs`: one path per `<hash>.narinfo` object of the listing.
+    ///
+    /// # Errors
+    /// The source's errors; records out of key order.
+    pub fn build(
+        objs: &[ObjectRecord],
+        narinfos: impl FnOnce(&mut dyn FnMut(&FetchedRecord) -> Result<()>) -> Result<()>,
+    ) -> Result<Columns> {
+        let hashes: Vec<StorePathHash> = objs
+            .iter()
+            .filter_map(|o| match keys::classify(&o.key) {
+                ObjectKind::Narinfo(h) => Some(h),
+                _ => None,
+            })
+            .collect();
+        let n = hashes.len();
+        let mut b = Builder {
+            nar_objects: objs
+                .iter()
+                .enumerate()
+                .filter(|(_, o)| o.key.starts_with("nar/"))
+                .map(|(i, o)| (o.key.as_str(), i))
+                .collect(),
+            graph: Graph::with_nodes(hashes, n * 8),
+            c: Columns::empty(),
+            unparseable: 0,
+        };
+        narinfos(&mut |rec: &FetchedRecord| b.record(rec))?;
+        b.fill_to(n);
+        b.graph.finish();
+        Ok(b.finish(objs.len()))
+    }
+
+    fn empty() -> Columns {
+        Columns {
+            extra_off: vec![0],
+            ..Default::default()
+        }
+    }
+
+    /// The columns as typed slices.
+    pub fn parts(&self) -> Parts<'_> {
+        Parts {
+            header: self.header,
+            hash: &self.hash,
+            nar_hash: &self.nar_hash,
+            nar_size: &self.nar_size,
+            file_size: &self.file_size,
+            nar_object: &self.nar_object,
+            status: &self.status,
+            flags: &self.flags,
+            compression: &self.compression,
+            name: self.name.view(),
+            url: self.url.view(),
+            deriver: self.deriver.view(),
+            sigs: self.sigs.view(),
+            why: self.why.view(),
+            refs: Csr {
+                off: &self.refs_off,
+                ids: &self.refs,
+            },
+            referrers: Csr {
+                off: &self.referrers_off,
+                ids: &self.referrers,
+            },
+            extra_nars: Csr {
+                off: &self.extra_off,
+                ids: &self.extra,
+            },
+        }
+    }
+
+    /// The bytes of each column file, by name (see [`super::FILES`]), borrowed.
+    pub fn files(&self) -> Vec<(&'static str, Cow<'_, [u8]>)> {
+        fn b<T: bytemuck::Pod>(v: &[T]) -> Cow<'_, [u8]> {
+            Cow::Borrowed(bytemuck::cast_slice(v))
+        }
+        let mut out = vec![
+            (super::HEADER_FILE, Cow::Owned(self.header.encode())),
+            ("paths.hash", b(&self.hash)),
+            ("paths.nar_hash", b(&self.nar_hash)),
+            ("paths.nar_size", b(&self.nar_size)),
+            ("paths.file_size", b(&self.file_size)),
+            ("paths.nar_object", b(&self.nar_object)),
+            ("paths.status", b(&self.status)),
+            ("paths.flags", b(&self.flags)),
+            ("paths.compression", b(&self.compression)),
+        ];
+        for (name, h) in [
+            ("name", &self.name),
+            ("url", &self.url),
+            ("deriver", &self.deriver),
+            ("sigs", &self.sigs),
+            ("why", &self.why),
+        ] {
+            out.push((heap_file(name, "off"), b(&h.off)));
+            out.push((heap_file(name, "heap"), b(&h.bytes)));
+        }
+        out.extend([
+            ("refs.off", b(&self.refs_off)),
+            ("refs.ids", b(&self.refs)),
+            ("referrers.off", b(&self.referrers_off)),
+            ("referrers.ids", b(&self.referrers)),
+            ("extra_nars.off", b(&self.extra_off)),
+            ("extra_nars.ids", b(&self.extra)),
+        ]);
+        out
+    }
+}
+
+fn heap_file(name: &str, part: &str) -> &'static str {
+    super::FILES
+        .iter()
+        .map(|f| f.0)
+        .find(|f| *f == format!("paths.{name}.{part}"))
+        .unwrap_or("unknown")
+}
+
+/// The state of [`Columns::build`] while the records stream by.
+struct Builder<'a> {
+    /// NAR objects by key: a narinfo's NAR is anywhere in the listing.
+    nar_objects: HashMap<&'a str, usize>,
+    /// The node lookup, and the reference CSR (sorted, deduplicated, holes counted).
+    graph: Graph,
+    c: Columns,
+    unparseable: u64,
+}
+
+impl Builder<'_> {
+    fn nar_index(&self, k: &str) -> Option<usize> {
+        self.nar_objects.get(k).copied()
+    }
+
+    fn is_path(&self, h: &StorePathHash) -> bool {
+        self.graph.id(h).is_some()
+    }
+
+    /// Paths `len..id` have no record: listed but not in the index, so unknown.
+    fn fill_to(&mut self, id: usize) {
+        while self.c.status.len() < id {
+            let row = Row {
+                status: Status::NotIndexed as u8,
+                flags: flag::NAR_UNKNOWN,
+                nar_object: NONE,
+                why: "listed but not in the index".into(),
+                ..Row::default()
+            };
+            self.push(row, Named::default());
+        }
+    }
+
+    /// Append one path's row, its extra references (`also.paths`, beyond a parsed
+    /// narinfo's own, already given to the graph) and extra NARs.
+    fn push(&mut self, r: Row<'_>, also: Named) {
+        let id = self.c.status.len() as u32;
+        let c = &mut self.c;
+        c.status.push(r.status);
+        c.flags.push(r.flags);
+        c.compression.push(r.compression);
+        c.nar_hash.push(r.nar_hash);
+        c.nar_size.push(r.nar_size);
+        c.file_size.push(r.file_size);
+        c.nar_object.push(r.nar_object);
+        c.name.push(r.name);
+        c.url.push(r.url);
+        c.deriver.push(r.deriver);
+        c.sigs.push(&r.sigs);
+        c.why.push(&r.why);
+        c.extra.extend(also.nars);
+        c.extra_off.push(c.extra.len() as u64);
+        if !also.paths.is_empty() {
+            self.graph.push_refs(id, also.paths);
+        }
+    }
+
+    /// One narinfo record.
+    fn record(&mut self, rec: &FetchedRecord) -> Result<()> {
+        let ObjectKind::Narinfo(hash) = keys::classify(&rec.key) else {
+            return Ok(());
+        };
+        let Some(id) = self.graph.id(&hash) else {
+            // A narinfo the listing does not have: not part of this cache any more.
+            return Ok(());
+        };
+        if (id as usize) < self.c.status.len() {
+            bail!("index narinfos are not in key order at {}", rec.key);
+        }
+        self.fill_to(id as usize);
+        // What earlier versions of this narinfo named is kept too (narinfos are immutable).
+        let also = earlier_named(rec, &|h| self.is_path(h), &|k| self.nar_index(k));
+        match rec.parse() {
+            Ok(ni) => self.parsed(id, &hash, &ni, also),
+            Err(u) => self.unparsed(rec, u.reason, also),
+        }
+        Ok(())
+    }
+
+    /// A narinfo that parses (a doubtful one too: it is kept as unknown by the plan).
+    fn parsed(&mut self, id: u32, hash: &StorePathHash, ni: &NarInfo<'_>, mut also: Named) {
+        let nar_i = self.nar_index(keys::nar_key_for_url(ni.url));
+        let doubt = narinfo_doubt(hash, ni);
+        also.extend(hidden_in_parsed(ni, &|h| self.is_path(h), &|k| {
+            self.nar_index(k)
+        }));
+        let refs = ni.references.iter().map(|r| r.hash);
+        self.graph
+            .push_refs(id, refs.chain(std::mem::take(&mut also.paths)));
+        let mut flags = 0;
+        for (set, f) in [
+            (ni.ca.is_some(), flag::CA),
+            (ni.file_size.is_some(), flag::FILE_SIZE),
+            (ni.deriver.is_some(), flag::DERIVER),
+        ] {
+            if set {
+                flags |= f;
+            }
+        }
+        let row = Row {
+            status: if doubt.is_some() {
+                Status::Doubtful as u8
+            } else {
+                Status::Parsed as u8
+            },
+            flags,
+            compression: compression_code(ni.compression),
+            nar_hash: ni.nar_hash.0,
+            nar_size: ni.nar_size,
+            file_size: ni.file_size.unwrap_or(0),
+            nar_object: nar_i.map_or(NONE, |i| i as u32),
+            // A StorePath that is not this narinfo's path names nothing of this path.
+            name: if ni.store_path.hash == *hash {
+                ni.store_path.name
+            } else {
+                ""
+            },
+            url: ni.url,
+            deriver: ni.deriver.unwrap_or(""),
+            sigs: ni.sigs.join("\n"),
+            why: doubt.unwrap_or_default(),
+        };
+        self.push(row, also);
+    }
+
+    /// A narinfo that does not parse or was not fetched: what its text names is kept.
+    fn unparsed(&mut self, rec: &FetchedRecord, why: String, mut also: Named) {
+        self.unparseable += 1;
+        let found = lenient_scan(&rec.text, &|h| self.is_path(h), &|k| self.nar_index(k));
+        // No listed NAR found: it might be any orphan.
+        let flags = if found.nars.is_empty() {
+            flag::NAR_UNKNOWN
+        } else {
+            0
+        };
+        let nar_object = found.nars.first().copied().unwrap_or(NONE);
+        also.extend(found);
+        let status = if rec.fetch_error.is_some() {
+            Status::FetchFailed
+        } else {
+            Status::Unparseable
+        };
+        let row = Row {
+            status: status as u8,
+            flags,
+            nar_object,
+            why,
+            ..Row::default()
+        };
+        self.push(row, also);
+    }
+
+    fn finish(self, objects: usize) -> Columns {
+        let Builder {
+            graph,
+            mut c,
+            unparseable,
+            ..
+        } = self;
+        let n = graph.len();
+        let missing_refs = graph.missing_refs;
+        let (hashes, off, ids) = graph.into_parts();
+        let (roff, rids) = reverse_csr(n, &off, &ids);
+        c.hash = hashes.iter().map(|h| h.0).collect();
+        drop(hashes);
+        c.refs_off = off;
+        c.refs = ids;
+        c.referrers_off = roff;
+        c.referrers = rids;
+        c.header = Header {
+            paths: n as u64,
+            edges: c.refs.len() as u64,
+            extra_nars: c.extra.len() as u64,
+            objects: objects as u64,
+            missing_refs,
+            unparseable,
+        };
+        c
+    }
+}

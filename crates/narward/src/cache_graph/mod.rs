@@ -1,0 +1,390 @@
+//! The compact parsed view of a cache, shared by the commands: [`CacheGraph`].
+//!
+//! `narward index` reads every narinfo once ([`build::Columns::build`]) into column arrays
+//! and writes each to its own file in `<state>/index/` (see [`FILES`]); readers borrow the
+//! arrays from a memory map, so the view costs no parsing and little memory. A path's id is
+//! its position among the listing's `<hash>.narinfo` keys, in key order (the order of the
+//! listing and of a plan's paths). The unknown-means-keep rules are applied once, when the
+//! columns are built: an unparseable or unfetched narinfo keeps what its text seems to name
+//! (references and extra NARs below), a doubtful one is marked so.
+//!
+//! Pure: byte slices in, values out. The files are opened in `index::columns`.
+
+pub mod build;
+
+use crate::graph::NONE;
+use anyhow::{Result, bail};
+
+/// Status of one path, as read at index time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Status {
+    /// The narinfo parses and can be taken at its word.
+    Parsed = 0,
+    /// It parses but cannot be taken at its word (StorePath ≠ file name, unusual URL): kept
+    /// as unknown, [`CacheGraph::why`] says why.
+    Doubtful = 1,
+    /// It does not parse: kept as unknown with what its text seems to name.
+    Unparseable = 2,
+    /// It could not be fetched: kept as unknown.
+    FetchFailed = 3,
+    /// Listed, but the index holds no record of it: kept as unknown.
+    NotIndexed = 4,
+}
+
+impl Status {
+    fn from_u8(b: u8) -> Option<Status> {
+        Some(match b {
+            0 => Status::Parsed,
+            1 => Status::Doubtful,
+            2 => Status::Unparseable,
+            3 => Status::FetchFailed,
+            4 => Status::NotIndexed,
+            _ => return None,
+        })
+    }
+
+    /// Whether the narinfo's fields are known (parsed, doubtful or not).
+    pub fn parsed(self) -> bool {
+        matches!(self, Status::Parsed | Status::Doubtful)
+    }
+}
+
+/// Bits of the per-path flags byte.
+pub mod flag {
+    /// The narinfo has a `CA:` field.
+    pub const CA: u8 = 1;
+    /// Its NAR is unknown (no listed NAR found in an unknown narinfo): any orphan NAR might
+    /// be it.
+    pub const NAR_UNKNOWN: u8 = 2;
+    /// It has a `FileSize:` field.
+    pub const FILE_SIZE: u8 = 4;
+    /// It has a `Deriver:` field.
+    pub const DERIVER: u8 = 8;
+}
+
+/// `Compression:` as one byte.
+pub fn compression_code(c: Option<&str>) -> u8 {
+    match c {
+        None => 0,
+        Some("none") => 1,
+        Some("xz") => 2,
+        Some("bzip2") => 3,
+        Some("zstd") => 4,
+        Some("br") => 5,
+        Some("gzip") => 6,
+        Some("lz4") => 7,
+        Some(_) => 255,
+    }
+}
+
+/// The column files, in `<state>/index/`: name and bytes per element (0: a string heap's
+/// bytes, whose length the offsets give).
+pub const FILES: [(&str, usize); 25] = [
+    (HEADER_FILE, 1),
+    ("paths.hash", 20),
+    ("paths.nar_hash", 32),
+    ("paths.nar_size", 8),
+    ("paths.file_size", 8),
+    ("paths.nar_object", 4),
+    ("paths.status", 1),
+    ("paths.flags", 1),
+    ("paths.compression", 1),
+    ("paths.name.off", 8),
+    ("paths.name.heap", 0),
+    ("paths.url.off", 8),
+    ("paths.url.heap", 0),
+    ("paths.deriver.off", 8),
+    ("paths.deriver.heap", 0),
+    ("paths.sigs.off", 8),
+    ("paths.sigs.heap", 0),
+    ("paths.why.off", 8),
+    ("paths.why.heap", 0),
+    ("refs.off", 8),
+    ("refs.ids", 4),
+    ("referrers.off", 8),
+    ("referrers.ids", 4),
+    ("extra_nars.off", 8),
+    ("extra_nars.ids", 4),
+];
+
+/// The header file: magic and counts.
+pub const HEADER_FILE: &str = "graph.header";
+const MAGIC: &[u8; 12] = b"NARWARD-CG01";
+const HEADER_LEN: usize = 12 + 6 * 8;
+
+/// Every column file name.
+pub fn file_names() -> impl Iterator<Item = &'static str> {
+    FILES.iter().map(|f| f.0)
+}
+
+/// Counts that bind the columns together and to the listing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Header {
+    pub paths: u64,
+    pub edges: u64,
+    pub extra_nars: u64,
+    /// Objects in the listing of the same generation (NAR object ids index it).
+    pub objects: u64,
+    /// References to hashes that are no path of the cache (closure holes).
+    pub missing_refs: u64,
+    /// Narinfos that do not parse or could not be fetched.
+    pub unparseable: u64,
+}
+
+impl Header {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = MAGIC.to_vec();
+        for v in [
+            self.paths,
+            self.edges,
+            self.extra_nars,
+            self.objects,
+            self.missing_refs,
+            self.unparseable,
+        ] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b
+    }
+
+    fn decode(b: &[u8]) -> Result<Header> {
+        if b.len() != HEADER_LEN || &b[..12] != MAGIC {
+            bail!("{HEADER_FILE}: not a narward graph header");
+        }
+        let mut v = [0u64; 6];
+        for (i, x) in v.iter_mut().enumerate() {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&b[12 + i * 8..20 + i * 8]);
+            *x = u64::from_le_bytes(a);
+        }
+        Ok(Header {
+            paths: v[0],
+            edges: v[1],
+            extra_nars: v[2],
+            objects: v[3],
+            missing_refs: v[4],
+            unparseable: v[5],
+        })
+    }
+}
+
+/// Compressed sparse rows: the targets of row `i` are `ids[off[i]..off[i + 1]]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Csr<'a> {
+    pub off: &'a [u64],
+    pub ids: &'a [u32],
+}
+
+impl<'a> Csr<'a> {
+    pub fn row(&self, i: u32) -> &'a [u32] {
+        let i = i as usize;
+        match (self.off.get(i), self.off.get(i + 1)) {
+            (Some(&a), Some(&b)) => self.ids.get(a as usize..b as usize).unwrap_or(&[]),
+            _ => &[],
+        }
+    }
+
+    fn check(&self, name: &str, rows: usize, bound: u64) -> Result<()> {
+        check_offsets(name, self.off, rows, self.ids.len())?;
+        if let Some(bad) = self.ids.iter().find(|&&t| u64::from(t) >= bound) {
+            bail!("{name}: id {bad} is out of range (< {bound})");
+        }
+        Ok(())
+    }
+}
+
+/// A string heap: string `i` is `bytes[off[i]..off[i + 1]]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Heap<'a> {
+    pub off: &'a [u64],
+    pub bytes: &'a [u8],
+}
+
+impl<'a> Heap<'a> {
+    /// String `i` (validated as UTF-8 on open; empty out of range).
+    pub fn get(&self, i: u32) -> &'a str {
+        let i = i as usize;
+        let s = match (self.off.get(i), self.off.get(i + 1)) {
+            (Some(&a), Some(&b)) => self.bytes.get(a as usize..b as usize).unwrap_or(&[]),
+            _ => &[],
+        };
+        std::str::from_utf8(s).unwrap_or("")
+    }
+
+    fn check(&self, name: &str, rows: usize) -> Result<()> {
+        check_offsets(name, self.off, rows, self.bytes.len())?;
+        for i in 0..rows {
+            let (a, b) = (self.off[i] as usize, self.off[i + 1] as usize);
+            if let Err(e) = std::str::from_utf8(&self.bytes[a..b]) {
+                bail!("{name}: string {i} is not UTF-8: {e}");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `off` has `rows + 1` non-decreasing entries from 0 to `len`.
+fn check_offsets(name: &str, off: &[u64], rows: usize, len: usize) -> Result<()> {
+    if off.len() != rows + 1 {
+        bail!("{name}: {} offsets for {rows} rows", off.len());
+    }
+    if off.first() != Some(&0) || off.last() != Some(&(len as u64)) {
+        bail!("{name}: offsets do not span its data ({len} entries)");
+    }
+    if let Some(w) = off.windows(2).position(|w| w[0] > w[1]) {
+        bail!("{name}: offsets decrease at row {w}");
+    }
+    Ok(())
+}
+
+/// The columns as typed slices (from a memory map or from [`build::Columns`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Parts<'a> {
+    pub header: Header,
+    pub hash: &'a [[u8; 20]],
+    pub nar_hash: &'a [[u8; 32]],
+    pub nar_size: &'a [u64],
+    pub file_size: &'a [u64],
+    pub nar_object: &'a [u32],
+    pub status: &'a [u8],
+    pub flags: &'a [u8],
+    pub compression: &'a [u8],
+    pub name: Heap<'a>,
+    pub url: Heap<'a>,
+    pub deriver: Heap<'a>,
+    pub sigs: Heap<'a>,
+    pub why: Heap<'a>,
+    pub refs: Csr<'a>,
+    pub referrers: Csr<'a>,
+    pub extra_nars: Csr<'a>,
+}
+
+mod view;
+pub use view::CacheGraph;
+
+/// Order of `<hash>.narinfo` keys: nixbase32 prints a hash from its last byte, and its
+/// alphabet is in ASCII order, so key order is the order of the reversed bytes.
+pub fn key_order(a: &[u8; 20], b: &[u8; 20]) -> std::cmp::Ordering {
+    a.iter().rev().cmp(b.iter().rev())
+}
+
+/// Typed views of the raw bytes of each column file (`get(name)`): lengths and alignment
+/// checked, then everything [`CacheGraph::new`] checks. Errors name the file.
+///
+/// # Errors
+/// A file of the wrong length or alignment, or inconsistent content.
+pub fn parts_from_bytes<'a>(get: &dyn Fn(&str) -> &'a [u8]) -> Result<Parts<'a>> {
+    #[cfg(not(target_endian = "little"))]
+    bail!("the index columns are little-endian; this machine is not");
+    let header = Header::decode(get(HEADER_FILE))?;
+    let u64s = |n: &str| cast::<u64>(n, get(n));
+    let u32s = |n: &str| cast::<u32>(n, get(n));
+    let heap = |n: &str| -> Result<Heap<'a>> {
+        Ok(Heap {
+            off: u64s(&format!("paths.{n}.off"))?,
+            bytes: get(&format!("paths.{n}.heap")),
+        })
+    };
+    let csr = |n: &str| -> Result<Csr<'a>> {
+        Ok(Csr {
+            off: u64s(&format!("{n}.off"))?,
+            ids: u32s(&format!("{n}.ids"))?,
+        })
+    };
+    Ok(Parts {
+        header,
+        hash: cast("paths.hash", get("paths.hash"))?,
+        nar_hash: cast("paths.nar_hash", get("paths.nar_hash"))?,
+        nar_size: u64s("paths.nar_size")?,
+        file_size: u64s("paths.file_size")?,
+        nar_object: u32s("paths.nar_object")?,
+        status: get("paths.status"),
+        flags: get("paths.flags"),
+        compression: get("paths.compression"),
+        name: heap("name")?,
+        url: heap("url")?,
+        deriver: heap("deriver")?,
+        sigs: heap("sigs")?,
+        why: heap("why")?,
+        refs: csr("refs")?,
+        referrers: csr("referrers")?,
+        extra_nars: csr("extra_nars")?,
+    })
+}
+
+/// `b` as a slice of `T` (an empty file is an empty slice, whatever its address).
+fn cast<'a, T: bytemuck::Pod>(name: &str, b: &'a [u8]) -> Result<&'a [T]> {
+    if b.is_empty() {
+        return Ok(&[]);
+    }
+    bytemuck::try_cast_slice(b).map_err(|e| anyhow::anyhow!("{name}: {e:?} ({} bytes)", b.len()))
+}
+
+/// Check every length, offset and id of `p` against its header.
+fn check(p: &Parts<'_>) -> Result<()> {
+    let h = p.header;
+    let n = h.paths as usize;
+    let fixed: [(&str, usize); 8] = [
+        ("paths.hash", p.hash.len()),
+        ("paths.nar_hash", p.nar_hash.len()),
+        ("paths.nar_size", p.nar_size.len()),
+        ("paths.file_size", p.file_size.len()),
+        ("paths.nar_object", p.nar_object.len()),
+        ("paths.status", p.status.len()),
+        ("paths.flags", p.flags.len()),
+        ("paths.compression", p.compression.len()),
+    ];
+    for (name, len) in fixed {
+        if len != n {
+            bail!("{name}: {len} entries, {HEADER_FILE} counts {n} paths");
+        }
+    }
+    if let Some(i) = p.status.iter().position(|&s| Status::from_u8(s).is_none()) {
+        bail!("paths.status: unknown status {} at path {i}", p.status[i]);
+    }
+    if let Some(i) = p
+        .nar_object
+        .iter()
+        .position(|&o| o != NONE && u64::from(o) >= h.objects)
+    {
+        bail!("paths.nar_object: object id out of range at path {i}");
+    }
+    if let Some(w) = p
+        .hash
+        .windows(2)
+        .position(|w| key_order(&w[0], &w[1]).is_ge())
+    {
+        bail!("paths.hash: not in key order at path {}", w + 1);
+    }
+    for (name, heap) in [
+        ("paths.name", p.name),
+        ("paths.url", p.url),
+        ("paths.deriver", p.deriver),
+        ("paths.sigs", p.sigs),
+        ("paths.why", p.why),
+    ] {
+        heap.check(name, n)?;
+    }
+    p.refs.check("refs", n, h.paths)?;
+    p.referrers.check("referrers", n, h.paths)?;
+    p.extra_nars.check("extra_nars", n, h.objects)?;
+    let counts = [
+        ("refs.ids", p.refs.ids.len() as u64, h.edges),
+        ("referrers.ids", p.referrers.ids.len() as u64, h.edges),
+        (
+            "extra_nars.ids",
+            p.extra_nars.ids.len() as u64,
+            h.extra_nars,
+        ),
+    ];
+    for (name, got, want) in counts {
+        if got != want {
+            bail!("{name}: {got} entries, {HEADER_FILE} counts {want}");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

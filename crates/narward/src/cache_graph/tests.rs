@@ -1,0 +1,156 @@
+use super::build::Columns;
+use super::*;
+use crate::model::{FetchedRecord, ObjectRecord};
+use narward_formats::store_path::StorePathHash;
+use proptest::prelude::*;
+
+fn obj(key: &str) -> ObjectRecord {
+    ObjectRecord {
+        key: key.into(),
+        size: 1,
+        etag: None,
+        last_modified: None,
+        storage_class: None,
+    }
+}
+
+/// A cache of `n` paths, path `i` referencing path `i + 1`; path 1's narinfo is garbage.
+fn columns(n: usize) -> (Vec<ObjectRecord>, Columns) {
+    let hashes: Vec<String> = (0..n)
+        .map(|i| StorePathHash([i as u8 * 7 + 1; 20]).to_string())
+        .collect();
+    let mut objs: Vec<ObjectRecord> = hashes
+        .iter()
+        .map(|h| obj(&format!("{h}.narinfo")))
+        .collect();
+    objs.extend(hashes.iter().map(|h| obj(&format!("nar/{h}.nar"))));
+    objs.sort_by(|a, b| a.key.cmp(&b.key));
+    let mut recs: Vec<FetchedRecord> = (0..n)
+        .map(|i| {
+            let h = &hashes[i];
+            let next = hashes.get(i + 1).map_or(String::new(), |r| format!("{r}-p"));
+            let text = if i == 1 {
+                format!("garbage naming /nix/store/{next} and nar/{h}.nar\n")
+            } else {
+                format!(
+                    "StorePath: /nix/store/{h}-p\nURL: nar/{h}.nar\nCompression: none\nNarHash: sha256:{}\nNarSize: 1\nReferences: {next}\n",
+                    "0".repeat(52)
+                )
+            };
+            FetchedRecord {
+                key: format!("{h}.narinfo"),
+                etag: None,
+                size: 1,
+                text: text.into_bytes(),
+                fetch_error: None,
+                earlier: Vec::new(),
+            }
+        })
+        .collect();
+    recs.sort_by(|a, b| a.key.cmp(&b.key));
+    let c = Columns::build(&objs, |f| recs.iter().try_for_each(f)).unwrap();
+    (objs, c)
+}
+
+#[test]
+fn ids_follow_narinfo_key_order_and_lookups_find_every_path() {
+    let (objs, c) = columns(20);
+    let g = CacheGraph::new(c.parts()).unwrap();
+    let keys: Vec<&str> = objs
+        .iter()
+        .map(|o| o.key.as_str())
+        .filter(|k| k.ends_with(".narinfo"))
+        .collect();
+    assert_eq!(g.len(), keys.len());
+    for (id, k) in keys.iter().enumerate() {
+        let h = g.hash(id as u32);
+        assert_eq!(format!("{h}.narinfo"), *k);
+        assert_eq!(g.id(&h), Some(id as u32));
+    }
+    assert_eq!(g.id(&StorePathHash([0; 20])), None);
+}
+
+#[test]
+fn an_unparseable_narinfo_keeps_what_its_text_names() {
+    let (_, c) = columns(4);
+    let g = CacheGraph::new(c.parts()).unwrap();
+    let h = |i: usize| StorePathHash([i as u8 * 7 + 1; 20]);
+    let broken = g.id(&h(1)).unwrap();
+    assert_eq!(g.status(broken), Status::Unparseable);
+    assert_eq!(g.unparseable(), 1);
+    // Its own hash (in the NAR key) and the next path's.
+    assert!(g.refs(broken).contains(&g.id(&h(2)).unwrap()));
+    assert!(
+        g.nar_object(broken).is_some(),
+        "its NAR is found in the text"
+    );
+    // Referrers are the reverse of references.
+    let p0 = g.id(&h(0)).unwrap();
+    assert!(g.referrers(broken).contains(&p0));
+    assert_eq!(g.status(p0), Status::Parsed);
+    assert_eq!(g.name(p0), "p");
+    assert_eq!(g.compression(p0), compression_code(Some("none")));
+}
+
+#[test]
+fn damaged_columns_are_refused_naming_the_file() {
+    let (_, c) = columns(6);
+    let mut bad = c.clone();
+    bad.refs[0] = 99;
+    let e = CacheGraph::new(bad.parts()).unwrap_err().to_string();
+    assert!(e.contains("refs"), "{e}");
+    let mut bad = c.clone();
+    bad.name.off[1] = u64::MAX;
+    let e = CacheGraph::new(bad.parts()).unwrap_err().to_string();
+    assert!(e.contains("paths.name"), "{e}");
+    let mut bad = c.clone();
+    bad.status[2] = 9;
+    let e = CacheGraph::new(bad.parts()).unwrap_err().to_string();
+    assert!(e.contains("paths.status"), "{e}");
+    let mut bad = c.clone();
+    bad.hash.swap(0, 1);
+    let e = CacheGraph::new(bad.parts()).unwrap_err().to_string();
+    assert!(e.contains("paths.hash"), "{e}");
+    let mut bad = c;
+    bad.nar_size.pop();
+    let e = CacheGraph::new(bad.parts()).unwrap_err().to_string();
+    assert!(e.contains("paths.nar_size"), "{e}");
+}
+
+#[test]
+fn column_files_round_trip_through_bytes() {
+    let (_, c) = columns(9);
+    let files = c.files();
+    assert_eq!(files.len(), FILES.len());
+    // Copy each file into u64-aligned storage, as a memory map would be.
+    let owned: Vec<(&str, Vec<u64>, usize)> = files
+        .iter()
+        .map(|(n, b)| {
+            let mut v = vec![0u64; b.len().div_ceil(8)];
+            bytemuck::cast_slice_mut::<u64, u8>(&mut v)[..b.len()].copy_from_slice(b);
+            (*n, v, b.len())
+        })
+        .collect();
+    let get = |name: &str| -> &[u8] {
+        owned
+            .iter()
+            .find(|f| f.0 == name)
+            .map_or(&[][..], |f| &bytemuck::cast_slice::<u64, u8>(&f.1)[..f.2])
+    };
+    let g = CacheGraph::new(parts_from_bytes(&get).unwrap()).unwrap();
+    let want = CacheGraph::new(c.parts()).unwrap();
+    for id in 0..g.len() as u32 {
+        assert_eq!(g.hash(id), want.hash(id));
+        assert_eq!(g.refs(id), want.refs(id));
+        assert_eq!(g.why(id), want.why(id));
+        assert_eq!(g.url(id), want.url(id));
+    }
+}
+
+proptest! {
+    #[test]
+    fn key_order_is_the_order_of_narinfo_keys(a in any::<[u8; 20]>(), b in any::<[u8; 20]>()) {
+        let (ka, kb) = (StorePathHash(a).to_string(), StorePathHash(b).to_string());
+        prop_assert_eq!(key_order(&a, &b), ka.cmp(&kb));
+    }
+}

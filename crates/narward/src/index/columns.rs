@@ -1,0 +1,171 @@
+//! The index's column files (see [`crate::cache_graph`]): written with every generation,
+//! checked against `meta.json` (length and SHA-256) and memory-mapped on open.
+
+use super::{FileDigest, IndexMeta, damaged};
+use crate::cache_graph::{self, CacheGraph, build::Columns};
+use anyhow::{Context, Result};
+use memmap2::Mmap;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Write every column file of `c` into `dir`; returns their digests by file name.
+///
+/// # Errors
+/// I/O errors.
+pub fn write(dir: &Path, c: &Columns) -> Result<BTreeMap<String, FileDigest>> {
+    let mut out = BTreeMap::new();
+    for (name, bytes) in c.files() {
+        let p = dir.join(name);
+        let mut f =
+            std::fs::File::create(&p).with_context(|| format!("writing {}", p.display()))?;
+        f.write_all(&bytes)
+            .and_then(|()| f.sync_all())
+            .with_context(|| format!("writing {}", p.display()))?;
+        let width = cache_graph::FILES
+            .iter()
+            .find(|x| x.0 == name)
+            .map_or(1, |x| x.1.max(1));
+        out.insert(
+            name.to_string(),
+            FileDigest {
+                records: (bytes.len() / width) as u64,
+                bytes: bytes.len() as u64,
+                sha256: hex::encode(Sha256::digest(&bytes)),
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Build the columns of the generation in `dir` from `objects` (its listing) and its
+/// narinfo stream file, and write them (for writers of an index that do not go through
+/// [`super::Index::save`], like the benchmark generator).
+///
+/// # Errors
+/// A damaged narinfo stream; I/O errors.
+pub fn write_from_narinfo_file(
+    dir: &Path,
+    objects: &[crate::model::ObjectRecord],
+) -> Result<BTreeMap<String, FileDigest>> {
+    let p = dir.join(super::NARINFOS_FILE);
+    let cols = Columns::build(objects, |f| {
+        super::read_stream(&p, |r: crate::model::FetchedRecord| f(&r)).map(|_| ())
+    })?;
+    write(dir, &cols)
+}
+
+/// Whether the generation `meta` describes has column files (indexes written before they
+/// existed do not: planning then reads the narinfos).
+pub fn present(meta: &IndexMeta) -> bool {
+    meta.files.contains_key(cache_graph::HEADER_FILE)
+}
+
+/// The column files of one generation, mapped and verified.
+pub struct Mapped {
+    dir: PathBuf,
+    maps: BTreeMap<&'static str, Option<Mmap>>,
+}
+
+impl Mapped {
+    /// Map every column file of `dir` and check it against `meta` (length, then SHA-256 of
+    /// the whole file): damage is refused, naming the file.
+    ///
+    /// # Errors
+    /// A missing, damaged or unreadable file.
+    pub fn open(dir: &Path, meta: &IndexMeta) -> Result<Mapped> {
+        let mut maps = BTreeMap::new();
+        for name in cache_graph::file_names() {
+            let p = dir.join(name);
+            maps.insert(name, map_verified(&p, meta.file(name)?)?);
+        }
+        Ok(Mapped {
+            dir: dir.to_path_buf(),
+            maps,
+        })
+    }
+
+    /// The graph over the mapped columns, every length, offset and id checked.
+    ///
+    /// # Errors
+    /// Inconsistent columns (the file is named).
+    pub fn graph(&self) -> Result<CacheGraph<'_>> {
+        let get = |name: &str| -> &[u8] {
+            self.maps
+                .get(name)
+                .and_then(|m| m.as_deref())
+                .unwrap_or(&[])
+        };
+        let g = cache_graph::parts_from_bytes(&get)
+            .and_then(CacheGraph::new)
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "{}/{e:#}: damaged; the index cannot be trusted: re-run `narward index` with a fresh --state",
+                    self.dir.display()
+                )
+            })?;
+        self.release_pages();
+        Ok(g)
+    }
+
+    /// Drop the pages the checks touched from this process's memory: they stay in the page
+    /// cache, and only the pages a command then reads count again (advice; errors ignored).
+    fn release_pages(&self) {
+        for m in self.maps.values().flatten() {
+            // SAFETY: `DontNeed` on a read-only, private file mapping that was never
+            // written discards no data: a later read of a page fetches it from the file
+            // again, with the same bytes (the file does not change, see `map_verified`).
+            #[allow(unsafe_code)]
+            let _ = unsafe { m.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+        }
+    }
+}
+
+/// Check that `p` matches its digest, without mapping it (for `index`, which rewrites
+/// them from the narinfos but must not build on a damaged generation).
+///
+/// # Errors
+/// As [`Mapped::open`].
+pub fn verify(dir: &Path, meta: &IndexMeta) -> Result<()> {
+    if present(meta) {
+        Mapped::open(dir, meta)?;
+    }
+    Ok(())
+}
+
+fn map_verified(p: &Path, d: &FileDigest) -> Result<Option<Mmap>> {
+    let f = std::fs::File::open(p).with_context(|| format!("reading {}", p.display()))?;
+    let len = f
+        .metadata()
+        .with_context(|| format!("reading {}", p.display()))?
+        .len();
+    if len != d.bytes {
+        return Err(damaged(
+            p,
+            format_args!("{len} bytes, meta.json recorded {}", d.bytes),
+        ));
+    }
+    // Hashed by reading, not through the map: the page cache holds the bytes, and only the
+    // pages a command touches later count in its memory.
+    let got = FileDigest::of_file(p, d.records)?;
+    if got.sha256 != d.sha256 || got.bytes != d.bytes {
+        return Err(damaged(
+            p,
+            format_args!("SHA-256 {}, meta.json recorded {}", got.sha256, d.sha256),
+        ));
+    }
+    if len == 0 {
+        return Ok(None);
+    }
+    // SAFETY: the map is read-only and private to this process; narward never writes to a
+    // generation's files after they are sealed (an update writes a new directory and
+    // renames it into place), so the bytes do not change under the map. Every length,
+    // offset and id read through it is checked ([`CacheGraph::new`]) before use.
+    #[allow(unsafe_code)]
+    let m = unsafe { Mmap::map(&f) }.with_context(|| format!("mapping {}", p.display()))?;
+    if m.len() as u64 != len {
+        return Err(damaged(p, "changed while it was read"));
+    }
+    Ok(Some(m))
+}

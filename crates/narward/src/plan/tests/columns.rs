@@ -1,0 +1,130 @@
+//! The plan from the index's mapped column files equals the plan computed from the narinfo
+//! texts (in memory, and streamed from an index without column files), byte for byte.
+
+use super::*;
+
+/// The plan of `index` read back from disk three ways.
+fn plans_from_disk(index: &Index, policy: &Policy) -> (Plan, Plan) {
+    let d = tempfile::tempdir().unwrap();
+    let st = d.path().join("state");
+    let mut saved = index.clone();
+    saved.meta.format_version = crate::index::FORMAT_VERSION;
+    saved.save(&st).unwrap();
+    let mapped = compute_from_state(&st, policy, "test", NOW).unwrap();
+    // An index written before the columns existed: same meta without them.
+    let mut meta = Index::load_meta(&st).unwrap();
+    let names: Vec<&str> = crate::cache_graph::file_names().collect();
+    meta.files.retain(|k, _| !names.contains(&k.as_str()));
+    crate::index::write_meta(&st.join("index"), &mut meta).unwrap();
+    let streamed = compute_from_state(&st, policy, "test", NOW).unwrap();
+    (mapped, streamed)
+}
+
+fn same(a: &Plan, b: &Plan) -> Result<(), TestCaseError> {
+    prop_assert_eq!(&a.paths, &b.paths);
+    prop_assert_eq!(&a.objects, &b.objects);
+    prop_assert_eq!(&a.restore, &b.restore);
+    prop_assert_eq!(
+        serde_json::to_string(&a.header).unwrap(),
+        serde_json::to_string(&b.header).unwrap()
+    );
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    #[test]
+    fn plan_from_mapped_columns_equals_plan_from_narinfo_texts(
+        s in spec(),
+        edits in proptest::collection::vec(edit(), 0..3),
+    ) {
+        let (mut index, policy) = build(&s);
+        for (which, at, e) in &edits {
+            let r = which.index(index.narinfos.len());
+            apply(&mut index.narinfos[r].text, at, e);
+        }
+        let in_memory = compute(&index, &policy, "test", NOW);
+        let (mapped, streamed) = plans_from_disk(&index, &policy);
+        same(&in_memory, &mapped)?;
+        same(&in_memory, &streamed)?;
+    }
+}
+
+/// The policy keeping `roots` and nothing else (no rule keeps young or CA paths).
+fn roots_only(roots: &[usize]) -> Policy {
+    let roots: Vec<String> = roots
+        .iter()
+        .map(|r| format!("\"/nix/store/{}-p{r}\"", hash20(*r, 1)))
+        .collect();
+    let text = format!(
+        "[roots]\npaths = [{}]\n[keep]\ncontent_addressed = false\nmin_age_days = 0\n[actions]\nunreachable = \"delete\"\n",
+        roots.join(", ")
+    );
+    Policy::from_str(&text, Path::new("."), "test").unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// Issue 9: the report's closure of a root set is the plan's kept set for the same
+    /// roots under a keep-nothing-else policy, damaged (unparseable) narinfos included.
+    #[test]
+    fn report_closure_of_each_root_set_equals_the_plans_kept_set(
+        s in spec(),
+        edits in proptest::collection::vec(edit(), 0..3),
+        pick in proptest::collection::vec(any::<bool>(), 40),
+    ) {
+        let (mut index, _) = build(&s);
+        for (which, at, e) in &edits {
+            let r = which.index(index.narinfos.len());
+            apply(&mut index.narinfos[r].text, at, e);
+        }
+        let roots: Vec<usize> = (0..s.n).filter(|i| pick[i % pick.len()]).collect();
+        let policy = roots_only(&roots);
+        let plan = compute(&index, &policy, "test", NOW);
+        let kept: std::collections::BTreeSet<String> = plan
+            .paths
+            .iter()
+            .filter(|p| p.decision == Decision::Keep)
+            .map(|p| p.path[..32].to_string())
+            .collect();
+        let cols = Columns::build(&index.objects, |f| index.narinfos.iter().try_for_each(f)).unwrap();
+        let graph = CacheGraph::new(cols.parts()).unwrap();
+        let (_, ids) = crate::report::root_set_closure(&graph, &policy.roots);
+        let closure: std::collections::BTreeSet<String> =
+            ids.iter().map(|&i| graph.hash(i).to_string()).collect();
+        prop_assert_eq!(&closure, &kept);
+        let data = crate::report::build(&index, Some(&policy), &[], &crate::cost::Pricing::default_aws(), NOW);
+        let sets = data.root_sets.unwrap().sets;
+        prop_assert_eq!(sets.iter().map(|r| r.closure_paths).sum::<u64>(), kept.len() as u64 * sets.len() as u64);
+    }
+}
+
+/// `why` found referrers by parsing every narinfo again, so an unparseable narinfo that
+/// keeps a path (through what its text names) was never shown as its referrer: it now
+/// comes from the cache graph's reverse references, the ones the plan followed.
+#[test]
+fn why_lists_an_unparseable_narinfo_among_the_referrers_it_keeps() {
+    let (index, policy) = edited(3, 0, 0, |_| {
+        format!(
+            "StorePath broken\nReferences: /nix/store/{}-p1\n",
+            hash20(1, 1)
+        )
+    });
+    let plan = compute(&index, &policy, "test", NOW);
+    let cols = Columns::build(&index.objects, |f| index.narinfos.iter().try_for_each(f)).unwrap();
+    let graph = CacheGraph::new(cols.parts()).unwrap();
+    let w = crate::explain::why(&plan, &hash20(1, 1), Some(&graph)).unwrap();
+    assert_eq!(w.decision, Decision::Keep);
+    let referrers: Vec<&str> = w.referrers.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(
+        referrers,
+        [hash20(0, 1).as_str()],
+        "the unparseable narinfo of path 0"
+    );
+    assert!(
+        crate::explain::why(&plan, &hash20(2, 1), Some(&graph))
+            .unwrap()
+            .referrers
+            .is_empty()
+    );
+}
