@@ -19,7 +19,7 @@ pub struct Found {
 }
 
 impl Found {
-    fn loc(&self, key: &str) -> Loc {
+    pub fn loc(&self, key: &str) -> Loc {
         Loc {
             area: self.area,
             key: format!("{}{key}", self.prefix),
@@ -94,7 +94,7 @@ pub fn url_and_refs(text: &[u8]) -> (Option<String>, Vec<String>) {
 }
 
 /// Copy `from` back to the cache key `key` (if absent there) and verify it.
-async fn bring_back<S: Store>(store: &S, from: &Loc, key: &str, o: &ExecOptions) -> Result<()> {
+pub async fn bring_back<S: Store>(store: &S, from: &Loc, key: &str, o: &ExecOptions) -> Result<()> {
     let to = Loc::cache(key);
     let opts = CopyOptions {
         if_absent: true,
@@ -111,7 +111,7 @@ async fn bring_back<S: Store>(store: &S, from: &Loc, key: &str, o: &ExecOptions)
 /// A NAR at its cache key in an archive class (archived in place on S3) must be readable
 /// before its narinfo is published: not restored, recover refuses; restored, it is copied
 /// onto itself in STANDARD, so it stays readable after the restored copy expires.
-async fn warm_in_place<S: Store>(
+pub async fn warm_in_place<S: Store>(
     store: &S,
     nar: &Loc,
     m: &crate::cache::ObjectMeta,
@@ -197,7 +197,7 @@ pub async fn recover_path<S: Store>(
 
 /// Where a removed path's NAR is: beside its narinfo, else in any quarantine stamp or the
 /// archive area.
-async fn nar_source<S: Store>(
+pub async fn nar_source<S: Store>(
     store: &S,
     q: &QuarantineIndex,
     found: &Found,

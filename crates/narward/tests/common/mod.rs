@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fault_proxy;
+pub mod file_fx;
 
 use narward_formats::hash::Sha256;
 use serde_json::Value;
