@@ -5,7 +5,7 @@ mod common;
 use common::file_fx::*;
 use common::*;
 use std::collections::BTreeMap;
-use std::path::Path;
+
 use std::process::Command;
 
 fn removed(p: &narward::plan::Plan) -> Vec<&narward::plan::ObjectDecision> {

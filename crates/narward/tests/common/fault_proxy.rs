@@ -67,9 +67,18 @@ pub struct ProxyStats {
     pub reset: AtomicU64,
     pub lost_answer: AtomicU64,
     pub rate_limited: AtomicU64,
+    /// The request line (`POST /bucket/key?restore HTTP/1.1`) of every request read.
+    pub log: Mutex<Vec<String>>,
 }
 
 impl ProxyStats {
+    /// Requests whose request line starts with `method` and contains `part`.
+    pub fn count(&self, method: &str, part: &str) -> usize {
+        let log = self.log.lock().unwrap();
+        log.iter()
+            .filter(|l| l.starts_with(method) && l.contains(part))
+            .count()
+    }
     pub fn get(&self, c: &AtomicU64) -> u64 {
         c.load(Ordering::Relaxed)
     }
@@ -329,6 +338,11 @@ fn reset(conn: TcpStream) {
 async fn handle(mut conn: TcpStream, sh: Arc<Shared>, nth: u64) -> std::io::Result<()> {
     let req = read_request(&mut conn).await?;
     let st = &sh.stats;
+    let first = req.split(|b| *b == b'\r').next().unwrap_or_default();
+    st.log
+        .lock()
+        .unwrap()
+        .push(String::from_utf8_lossy(first).into_owned());
     let action = if sh.cfg.fail_nth.contains(&nth) {
         Action::InternalError
     } else {

@@ -4,6 +4,7 @@
 
 pub mod fault_proxy;
 pub mod file_fx;
+pub mod s3_fx;
 
 use narward_formats::hash::Sha256;
 use serde_json::Value;

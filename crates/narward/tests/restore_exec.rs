@@ -1,0 +1,358 @@
+//! `narward restore … --confirm`, `restore status`, `restore --resume` through the real
+//! binary: on a file:// copy of examples/cache (objects move back from the archive
+//! directory) and on S3 against moto (RestoreObject, x-amz-restore, copies back to
+//! STANDARD), after an apply that archived or deleted paths.
+
+mod common;
+use common::fault_proxy::{FaultConfig, FaultProxy};
+use common::{file_fx as ff, s3_fx as sf};
+use common::{json, nix_available, repo};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+const LIBFOO: &str = "k36ahwak8pqilvk9a22a9c6m9piays98";
+const APP_ONE: &str = "27xrcg1gcw6gxjhk3v3mbgw4i0fk6siv";
+/// app-one-2.9's NAR, missing in the example cache (so that path is broken there).
+const APP_ONE_NAR: &str = "nar/13b89lqikghfdnbxhpy4hj55rxyjsivgng83fdvip6cbc7yqn25r.nar.xz";
+const LIBFOO_NAR: &str = "nar/13i80bv13cv66fc1p08xlhw17r8iyd2prpsvmnyilcpz8hj58w93.nar.xz";
+
+fn store_path(hash: &str, name: &str) -> String {
+    format!("/nix/store/{hash}-{name}")
+}
+
+/// Every record of every restore journal of the state, in order.
+fn journal_records(state: &Path) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    let mut dirs: Vec<_> = std::fs::read_dir(state.join("restore"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("journal").is_file())
+        .collect();
+    dirs.sort();
+    for d in dirs {
+        let text = std::fs::read_to_string(d.join("journal")).unwrap();
+        for l in text.lines() {
+            out.push(json(l.split_once(' ').unwrap().1));
+        }
+    }
+    out
+}
+
+/// The keys published, in journal order.
+fn published(state: &Path) -> Vec<String> {
+    journal_records(state)
+        .iter()
+        .filter(|r| r["t"] == "published")
+        .map(|r| r["key"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Asserts the safe order: each path's NAR before its narinfo, libfoo's narinfo (a
+/// reference of app-one) before app-one's.
+fn assert_safe_order(p: &[String]) {
+    let at = |k: &str| {
+        p.iter()
+            .position(|x| x == k)
+            .unwrap_or_else(|| panic!("{k} not published: {p:?}"))
+    };
+    let (lf, ao) = (format!("{LIBFOO}.narinfo"), format!("{APP_ONE}.narinfo"));
+    assert!(at(LIBFOO_NAR) < at(&lf), "{p:?}");
+    assert!(at(APP_ONE_NAR) < at(&ao), "{p:?}");
+    assert!(at(&lf) < at(&ao), "references first: {p:?}");
+    let first_narinfo = p.iter().position(|k| k.ends_with(".narinfo")).unwrap();
+    assert!(
+        p[first_narinfo..].iter().all(|k| k.ends_with(".narinfo")),
+        "NARs and .ls first: {p:?}"
+    );
+}
+
+fn file_url(fx: &ff::Fx) -> String {
+    format!("file://{}", fx.cache().display())
+}
+
+/// A file:// cache whose apply archived libfoo-1.1, app-one-2.9 (its NAR put into the
+/// archive directory, so that it can come back) and tmp-experiment-0.1.
+fn archived_file_fixture(with_app_one_nar: bool) -> ff::Fx {
+    let fx = ff::fixture("archive");
+    let plan = fx.plan();
+    fx.ok(&[
+        "apply",
+        &plan,
+        "--confirm",
+        "cache",
+        "--now",
+        &ff::T0.to_string(),
+    ]);
+    if with_app_one_nar {
+        std::fs::write(fx.archive().join(APP_ONE_NAR), b"app-one's NAR").unwrap();
+    }
+    assert!(!fx.cache().join(format!("{LIBFOO}.narinfo")).exists());
+    fx
+}
+
+#[test]
+fn file_restore_moves_a_closure_back_from_the_archive_dir_nars_first_and_byte_for_byte() {
+    let original = ff::tree(&repo().join("examples/cache"));
+    let fx = archived_file_fixture(true);
+    let app = store_path(APP_ONE, "app-one-2.9");
+    let (cache0, archive0) = (ff::tree(&fx.cache()), ff::tree(&fx.archive()));
+    // --dry-run: what and how much, nothing moved; without --confirm: refused.
+    let out = fx.ok(&["restore", &app, "--closure", "--dry-run"]);
+    assert!(
+        out.contains("2 archived paths") && out.contains("bulk"),
+        "{out}"
+    );
+    assert_eq!(ff::tree(&fx.cache()), cache0);
+    let refused = fx.run(&["restore", &app, "--closure"]);
+    assert_eq!(refused.status.code(), Some(2));
+    let wrong = fx.run(&["restore", &app, "--closure", "--confirm", "other"]);
+    assert_eq!(wrong.status.code(), Some(2));
+    assert_eq!(ff::tree(&fx.archive()), archive0, "refusals change nothing");
+    let url = file_url(&fx);
+    let st = json(&fx.ok(&[
+        "restore",
+        &app,
+        "--closure",
+        "--confirm",
+        "cache",
+        "--cache",
+        &url,
+        "--json",
+    ]));
+    assert_eq!(st[0]["finished"], true, "{st}");
+    assert_eq!(st[0]["counts"]["republished"], 2, "{st}");
+    assert_safe_order(&published(&fx.state()));
+    let cache = ff::tree(&fx.cache());
+    for k in [format!("{LIBFOO}.narinfo"), format!("{APP_ONE}.narinfo")] {
+        assert_eq!(cache[&k], original[&k], "{k} byte for byte");
+        assert!(!fx.archive().join(&k).exists(), "{k} left the archive");
+    }
+    assert_eq!(cache[LIBFOO_NAR], original[LIBFOO_NAR]);
+    assert!(!fx.archive().join(LIBFOO_NAR).exists());
+    // tmp-experiment was not asked for: still archived.
+    assert!(
+        fx.archive()
+            .join("q3dvz0fwb84hvh861d7slxrcqp6zr87k.narinfo")
+            .exists()
+    );
+    let status = fx.ok(&["restore", "status"]);
+    assert!(
+        status.contains("finished") && status.contains("2 republished"),
+        "{status}"
+    );
+}
+
+#[test]
+fn a_path_whose_nar_is_nowhere_is_never_republished_and_its_references_are() {
+    let fx = archived_file_fixture(false);
+    let app = store_path(APP_ONE, "app-one-2.9");
+    let out = fx.run(&["restore", &app, "--closure", "--confirm", "cache", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let st = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(st[0]["counts"]["failed"], 1, "{st}");
+    assert_eq!(st[0]["counts"]["republished"], 1, "{st}");
+    assert!(!fx.cache().join(format!("{APP_ONE}.narinfo")).exists());
+    assert!(fx.cache().join(format!("{LIBFOO}.narinfo")).exists());
+    assert!(fx.archive().join(format!("{APP_ONE}.narinfo")).exists());
+    let s = fx.run(&["restore", "status"]);
+    assert_eq!(s.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&s.stdout).contains(APP_ONE_NAR));
+}
+
+/// The cache and archive directories: name → bytes.
+fn file_end_state(fx: &ff::Fx) -> (BTreeMap<String, Vec<u8>>, BTreeMap<String, Vec<u8>>) {
+    (ff::tree(&fx.cache()), ff::tree(&fx.archive()))
+}
+
+#[test]
+fn file_restore_killed_at_every_step_resumes_to_the_state_of_an_uninterrupted_run() {
+    let app = store_path(APP_ONE, "app-one-2.9");
+    let clean = archived_file_fixture(true);
+    clean.ok(&["restore", &app, "--closure", "--confirm", "cache"]);
+    let want = file_end_state(&clean);
+    for k in 1..=4u64 {
+        let fx = archived_file_fixture(true);
+        let out = Command::new(env!("CARGO_BIN_EXE_narward"))
+            .args([
+                "restore",
+                &app,
+                "--closure",
+                "--confirm",
+                "cache",
+                "--quiet",
+            ])
+            .arg("--state")
+            .arg(fx.state())
+            .env("NARWARD_APPLY_ABORT_AFTER", k.to_string())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "aborted after {k} changes");
+        fx.ok(&["restore", "--resume"]);
+        assert_eq!(file_end_state(&fx), want, "killed after {k} changes");
+        assert_safe_order(&published(&fx.state()));
+    }
+}
+
+/// An S3 fixture seen through a counting proxy; the apply archived in place in
+/// DEEP_ARCHIVE; app-one's missing NAR uploaded in DEEP_ARCHIVE (so it can come back).
+fn archived_s3_fixture(tag: &str) -> (FaultProxy, sf::Fx) {
+    let proxy = FaultProxy::start(&common::s3_endpoint(), FaultConfig::default());
+    let fx = sf::fixture_at(tag, "", "archive", &proxy.url());
+    fx.apply(&["--now", &sf::T0.to_string()]);
+    fx.s3.rt.block_on(async {
+        fx.s3
+            .c
+            .put_object()
+            .bucket(&fx.bucket)
+            .key(APP_ONE_NAR)
+            .storage_class(aws_sdk_s3::types::StorageClass::DeepArchive)
+            .body(b"app-one's NAR".to_vec().into())
+            .send()
+            .await
+            .unwrap();
+    });
+    (proxy, fx)
+}
+
+fn restores_sent(p: &FaultProxy) -> usize {
+    p.stats.count("POST", "?restore")
+}
+
+/// key → (size, class) of every object of the bucket.
+fn s3_end_state(fx: &sf::Fx) -> BTreeMap<String, (i64, String)> {
+    fx.listing()
+        .into_iter()
+        .map(|(k, o)| (k, (o.size, o.class)))
+        .collect()
+}
+
+#[test]
+fn s3_restore_of_a_closure_requests_each_cold_nar_once_and_republishes_in_order() {
+    let original = ff::tree(&repo().join("examples/cache"));
+    let (proxy, fx) = archived_s3_fixture("rx");
+    let app = store_path(APP_ONE, "app-one-2.9");
+    let libfoo = store_path(LIBFOO, "libfoo-1.1");
+    assert_eq!(
+        fx.s3.get(&fx.bucket, LIBFOO_NAR),
+        Err("InvalidObjectState".to_string()),
+        "archived objects are unreadable until restored"
+    );
+    let est = fx.ok(&[
+        "restore",
+        &app,
+        "--closure",
+        "--tier",
+        "standard",
+        "--dry-run",
+    ]);
+    assert!(
+        est.contains("DEEP_ARCHIVE: 2 objects") && est.contains("<- --tier"),
+        "{est}"
+    );
+    assert_eq!(restores_sent(&proxy), 0, "a dry run requests nothing");
+    let st = json(&fx.ok(&[
+        "restore",
+        &app,
+        "--closure",
+        "--confirm",
+        &fx.bucket,
+        "--days",
+        "3",
+        "--json",
+    ]));
+    // moto makes a restored copy readable at once: everything is republished.
+    assert_eq!(st[0]["finished"], true, "{st}");
+    assert_eq!(st[0]["requests"]["started"], 2, "{st}");
+    assert_eq!(restores_sent(&proxy), 2);
+    assert_safe_order(&published(&fx.state()));
+    for nar in [LIBFOO_NAR, APP_ONE_NAR] {
+        assert_eq!(fx.s3.head_class(&fx.bucket, nar), "STANDARD", "{nar}");
+    }
+    for k in [format!("{LIBFOO}.narinfo"), format!("{APP_ONE}.narinfo")] {
+        assert_eq!(fx.s3.get(&fx.bucket, &k).unwrap(), original[&k], "{k}");
+        assert!(!fx.listing().contains_key(&format!("{}{k}", sf::ARCHIVE)));
+    }
+    // Status again: nothing requested twice.
+    fx.ok(&["restore", "status"]);
+    assert_eq!(restores_sent(&proxy), 2);
+    let key = std::fs::read_to_string(repo().join("examples/trusted-key.txt")).unwrap();
+    fx.ok(&["index"]);
+    let a = fx.run(&["audit", "--trusted-key", key.trim(), "--json"]);
+    let a = json(&String::from_utf8_lossy(&a.stdout));
+    // Every signed narinfo of the example is visible again (tmp-experiment, the unsigned
+    // one, stays archived) and verifies.
+    assert_eq!(a["signatures"]["valid"], 12, "{}", a["signatures"]);
+    assert_eq!(a["signatures"]["invalid"]["count"], 0);
+    assert_eq!(a["signatures"]["unknown_key"]["count"], 0);
+    if nix_available() {
+        let out = sf::nix_substitute(&fx, std::slice::from_ref(&libfoo));
+        assert!(
+            out.status.success(),
+            "Nix substitutes a restored path with signatures checked: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn s3_restore_killed_at_every_step_resumes_without_a_second_restore_request() {
+    let app = store_path(APP_ONE, "app-one-2.9");
+    let (_p, clean) = archived_s3_fixture("rc");
+    clean.ok(&["restore", &app, "--closure", "--confirm", &clean.bucket]);
+    let want = s3_end_state(&clean);
+    for k in 1..=6u64 {
+        let (proxy, fx) = archived_s3_fixture(&format!("rk{k}"));
+        let out = Command::new(env!("CARGO_BIN_EXE_narward"))
+            .args([
+                "restore",
+                &app,
+                "--closure",
+                "--confirm",
+                &fx.bucket,
+                "--quiet",
+            ])
+            .arg("--state")
+            .arg(fx.state())
+            .env("NARWARD_APPLY_ABORT_AFTER", k.to_string())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "aborted after {k} changes");
+        fx.ok(&["restore", "--resume"]);
+        let st = json(&fx.ok(&["restore", "status", "--json"]));
+        assert_eq!(st[0]["finished"], true, "{k}: {st}");
+        assert_eq!(s3_end_state(&fx), want, "killed after {k} changes");
+        assert_eq!(
+            restores_sent(&proxy),
+            2,
+            "killed after {k}: one request per NAR"
+        );
+        assert_safe_order(&published(&fx.state()));
+    }
+}
+
+#[test]
+fn quarantined_paths_are_restored_without_a_restore_request() {
+    let proxy = FaultProxy::start(&common::s3_endpoint(), FaultConfig::default());
+    let fx = sf::fixture_at("rq", "", "delete", &proxy.url());
+    fx.apply(&["--now", &sf::T0.to_string()]);
+    let libfoo = store_path(LIBFOO, "libfoo-1.1");
+    let est = fx.ok(&["restore", &libfoo, "--dry-run"]);
+    assert!(est.contains("1 quarantined"), "{est}");
+    let st = json(&fx.ok(&["restore", &libfoo, "--confirm", &fx.bucket, "--json"]));
+    assert_eq!(st[0]["finished"], true, "{st}");
+    assert_eq!(restores_sent(&proxy), 0);
+    let original = ff::tree(&repo().join("examples/cache"));
+    let k = format!("{LIBFOO}.narinfo");
+    assert_eq!(fx.s3.get(&fx.bucket, &k).unwrap(), original[&k]);
+    assert_eq!(
+        fx.s3.get(&fx.bucket, LIBFOO_NAR).unwrap(),
+        original[LIBFOO_NAR]
+    );
+    assert_safe_order_of_one(&published(&fx.state()));
+}
+
+fn assert_safe_order_of_one(p: &[String]) {
+    assert_eq!(p, [LIBFOO_NAR.to_string(), format!("{LIBFOO}.narinfo")]);
+}
