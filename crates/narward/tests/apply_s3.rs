@@ -391,8 +391,6 @@ impl S3 {
     }
 }
 
-/// `<hash>.narinfo` and the NAR key of the plan's path whose name contains `name`.
-
 fn quarantined(fx: &Fx) -> BTreeMap<String, Obj> {
     fx.listing()
         .into_iter()

@@ -552,3 +552,6 @@ pub async fn status<S: Store>(store: &S, s: &State, o: &ExecOptions) -> Result<R
         paths,
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -346,6 +346,7 @@ impl S3 {
     }
 }
 
+/// `<hash>.narinfo` and the NAR key of the plan's path whose name contains `name`.
 pub fn path_keys(p: &Plan, name: &str) -> (String, String, String) {
     let x = p.paths.iter().find(|x| x.path.contains(name)).unwrap();
     (
