@@ -356,3 +356,68 @@ fn quarantined_paths_are_restored_without_a_restore_request() {
 fn assert_safe_order_of_one(p: &[String]) {
     assert_eq!(p, [LIBFOO_NAR.to_string(), format!("{LIBFOO}.narinfo")]);
 }
+
+/// An S3 server access log line: a GET of `key` on `day` Feb 2019 answered `status`.
+fn log_get(key: &str, day: u32, status: &str) -> String {
+    format!(
+        "owner nix-cache [{day:02}/Feb/2019:12:00:00 +0000] 192.0.2.3 - REQ REST.GET.OBJECT {key} \"GET /{key} HTTP/1.1\" {status} - 113 113 7 - \"-\" \"curl\" -"
+    )
+}
+
+#[test]
+fn a_demand_proposal_is_executed_with_confirm_and_brings_back_only_its_proposed_paths() {
+    let fx = archived_file_fixture(false);
+    let logs = fx.dir.join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let lines: Vec<String> = [7, 8, 9]
+        .iter()
+        .map(|d| log_get(&format!("{LIBFOO}.narinfo"), *d, "404"))
+        .chain([log_get(
+            "q3dvz0fwb84hvh861d7slxrcqp6zr87k.narinfo",
+            9,
+            "404",
+        )])
+        .collect();
+    std::fs::write(logs.join("log"), lines.join("\n") + "\n").unwrap();
+    fx.ok(&["access-logs", "ingest", logs.to_str().unwrap()]);
+    let policy = repo().join("examples/restore-policy.toml");
+    let out_dir = fx.dir.join("proposal");
+    let plan = fx.plan();
+    let args = [
+        "restore",
+        "--from-demand",
+        "--plan",
+        &plan,
+        "--policy",
+        policy.to_str().unwrap(),
+        "--now",
+        "1549756800",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ];
+    // Without --confirm: written and shown, nothing moved.
+    fx.ok(&args);
+    assert!(fx.archive().join(format!("{LIBFOO}.narinfo")).exists());
+    let shown = fx.ok(&["restore", "show", out_dir.to_str().unwrap()]);
+    assert!(shown.contains("libfoo-1.1"), "{shown}");
+    let out_dir = out_dir.to_str().unwrap();
+    let wrong = fx.run(&["restore", "--proposal", out_dir, "--confirm", "nope"]);
+    assert_eq!(wrong.status.code(), Some(2));
+    let st = json(&fx.ok(&[
+        "restore",
+        "--proposal",
+        out_dir,
+        "--confirm",
+        "cache",
+        "--json",
+    ]));
+    assert_eq!(st[0]["finished"], true, "{st}");
+    assert!(fx.cache().join(format!("{LIBFOO}.narinfo")).exists());
+    assert!(fx.cache().join(LIBFOO_NAR).exists());
+    // tmp-experiment needs approval (and one miss): not brought back.
+    assert!(
+        fx.archive()
+            .join("q3dvz0fwb84hvh861d7slxrcqp6zr87k.narinfo")
+            .exists()
+    );
+}

@@ -370,7 +370,7 @@ pub async fn recover_cmd(g: &Global, a: RecoverArgs) -> Result<ExitCode> {
 
 /// The area directories given by flags; a flag not given takes the directory of the
 /// latest apply of this cache recorded in the state's journals (else the default).
-fn areas_or_journal(given: &AreaArgs, state: &Path, url: &CacheUrl) -> Result<AreaArgs> {
+pub(super) fn areas_or_journal(given: &AreaArgs, state: &Path, url: &CacheUrl) -> Result<AreaArgs> {
     let latest = latest_begin(state, &url.identity())?;
     Ok(AreaArgs {
         archive_dir: given

@@ -58,10 +58,11 @@ pub struct RestoreArgs {
     /// a whole release (with --closure).
     #[arg(long, value_name = "FILE")]
     pub roots: Option<PathBuf>,
-    /// Retrieval tier for PATHs / --roots: bulk, standard or expedited.
+    /// Retrieval tier: bulk, standard or expedited (a proposal is executed at its own tier).
     #[arg(long, default_value = "bulk")]
     pub tier: String,
-    /// RestoreObject Days for PATHs / --roots: how long the restored copy stays readable.
+    /// RestoreObject Days: how long the restored copy stays readable (republishing copies
+    /// it to STANDARD before then).
     #[arg(long, default_value_t = 7)]
     pub days: u32,
     /// Propose what the restoration policy restores on demand: archived paths whose
@@ -177,7 +178,7 @@ pub async fn run(g: &Global, a: RestoreArgs) -> Result<ExitCode> {
     }
     if let Some(dir) = &a.proposal {
         let h = artifact::read(dir)?;
-        return execute(g, &a, proposal_roots(&h), true).await;
+        return execute(g, &a, proposal_roots(&h), true, Some(h.body.tier)).await;
     }
     if !a.from_demand && (!a.paths.is_empty() || a.roots.is_some()) {
         if a.plan.is_some() && a.dry_run {
@@ -189,6 +190,7 @@ pub async fn run(g: &Global, a: RestoreArgs) -> Result<ExitCode> {
             &a,
             roots.iter().map(|h| h.to_string()).collect(),
             a.closure,
+            None,
         )
         .await;
     }
@@ -217,7 +219,7 @@ pub async fn run(g: &Global, a: RestoreArgs) -> Result<ExitCode> {
                 print!("{}", text::proposal_text(&h));
                 println!("proposal written to {}; executing it", out.display());
             }
-            return execute(g, &a, proposal_roots(&h), true).await;
+            return execute(g, &a, proposal_roots(&h), true, Some(h.body.tier)).await;
         }
         show(g, &h)?;
         if !g.json {
@@ -258,20 +260,26 @@ fn tier_and_days(a: &RestoreArgs) -> Result<narward::restore::Tier> {
     Ok(tier)
 }
 
-/// Execute (or with --dry-run estimate from the store) a restore of `roots`.
+/// Execute (or with --dry-run estimate from the store) a restore of `roots`, at the
+/// proposal's `tier` if given, else --tier.
 async fn execute(
     g: &Global,
     a: &RestoreArgs,
     roots: Vec<String>,
     closure: bool,
+    tier: Option<narward::restore::Tier>,
 ) -> Result<ExitCode> {
-    let tier = tier_and_days(a)?;
+    let given = tier_and_days(a)?;
+    let tier = tier.unwrap_or(given);
     let pricing = match &a.pricing {
         Some(f) => Pricing::load(f)?,
         None => Pricing::default_aws(),
     };
+    let url_text = super::cache_url_or_state(a.cache.as_deref(), &g.state)?;
+    let url = narward::cache::CacheUrl::parse(&url_text)?;
+    let areas = super::apply_cmd::areas_or_journal(&a.areas, &g.state, &url)?;
     let n = super::restore_exec::NewRestore {
-        url_text: super::cache_url_or_state(a.cache.as_deref(), &g.state)?,
+        url_text,
         roots,
         closure,
         tier,
@@ -279,7 +287,7 @@ async fn execute(
         dry_run: a.dry_run,
         confirm: a.confirm.clone(),
         pricing,
-        areas: a.areas.clone(),
+        areas,
         now: a.now.unwrap_or_else(narward::index::now),
     };
     super::restore_exec::new_cmd(g, n).await
