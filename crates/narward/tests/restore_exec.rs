@@ -421,3 +421,59 @@ fn a_demand_proposal_is_executed_with_confirm_and_brings_back_only_its_proposed_
             .exists()
     );
 }
+
+#[test]
+fn s3_restore_from_a_separate_archive_bucket_copies_the_nar_back_in_standard_first() {
+    let original = ff::tree(&repo().join("examples/cache"));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().canonicalize().unwrap();
+    let s3 = sf::S3::new();
+    let (bucket, abucket) = (sf::bucket_name("rsrc"), sf::bucket_name("rarch"));
+    s3.rt.block_on(async {
+        s3.c.create_bucket().bucket(&abucket).send().await.unwrap();
+    });
+    let http = common::upload(&bucket, &repo().join("examples/cache"), None);
+    let fx = sf::Fx {
+        _tmp: tmp,
+        dir,
+        bucket,
+        kp: String::new(),
+        http,
+        s3,
+    };
+    let url = sf::s3_url(&fx.bucket, "", &common::s3_endpoint());
+    fx.ok(&["index", "--cache", &url]);
+    let pol = sf::policy(&fx.dir, "archive");
+    let t = std::fs::read_to_string(&pol).unwrap().replace(
+        "archive_prefix = \"narward-archive/\"",
+        &format!("archive_prefix = \"narward-archive/\"\narchive_bucket = \"{abucket}\""),
+    );
+    std::fs::write(&pol, t).unwrap();
+    fx.ok(&["plan", "--policy", pol.to_str().unwrap(), "--out", &fx.plan()]);
+    fx.apply(&["--now", &sf::T0.to_string()]);
+    let archived_nar = format!("{}{LIBFOO_NAR}", sf::ARCHIVE);
+    let archived_ni = format!("{}{LIBFOO}.narinfo", sf::ARCHIVE);
+    assert_eq!(
+        fx.s3.get(&abucket, &archived_nar),
+        Err("InvalidObjectState".to_string())
+    );
+    let libfoo = store_path(LIBFOO, "libfoo-1.1");
+    let st = json(&fx.ok(&["restore", &libfoo, "--confirm", &fx.bucket, "--json"]));
+    assert_eq!(st[0]["finished"], true, "{st}");
+    assert_eq!(st[0]["requests"]["started"], 1, "{st}");
+    assert_safe_order_of_one(&published(&fx.state()));
+    assert_eq!(fx.s3.head_class(&fx.bucket, LIBFOO_NAR), "STANDARD");
+    assert_eq!(fx.s3.get(&fx.bucket, LIBFOO_NAR).unwrap(), original[LIBFOO_NAR]);
+    let k = format!("{LIBFOO}.narinfo");
+    assert_eq!(fx.s3.get(&fx.bucket, &k).unwrap(), original[&k]);
+    let left = fx.s3.listing(&abucket);
+    assert!(
+        !left.contains_key(&archived_nar) && !left.contains_key(&archived_ni),
+        "{left:?}"
+    );
+    let (code, v) = fx.verify();
+    assert_eq!(code, Some(0), "{v}");
+    // `status --wait` returns at once when every restore is republished.
+    let w = fx.run(&["restore", "status", "--wait", "--timeout", "5", "--interval", "1"]);
+    assert_eq!(w.status.code(), Some(0));
+}
