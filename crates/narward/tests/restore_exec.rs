@@ -449,7 +449,13 @@ fn s3_restore_from_a_separate_archive_bucket_copies_the_nar_back_in_standard_fir
         &format!("archive_prefix = \"narward-archive/\"\narchive_bucket = \"{abucket}\""),
     );
     std::fs::write(&pol, t).unwrap();
-    fx.ok(&["plan", "--policy", pol.to_str().unwrap(), "--out", &fx.plan()]);
+    fx.ok(&[
+        "plan",
+        "--policy",
+        pol.to_str().unwrap(),
+        "--out",
+        &fx.plan(),
+    ]);
     fx.apply(&["--now", &sf::T0.to_string()]);
     let archived_nar = format!("{}{LIBFOO_NAR}", sf::ARCHIVE);
     let archived_ni = format!("{}{LIBFOO}.narinfo", sf::ARCHIVE);
@@ -463,7 +469,10 @@ fn s3_restore_from_a_separate_archive_bucket_copies_the_nar_back_in_standard_fir
     assert_eq!(st[0]["requests"]["started"], 1, "{st}");
     assert_safe_order_of_one(&published(&fx.state()));
     assert_eq!(fx.s3.head_class(&fx.bucket, LIBFOO_NAR), "STANDARD");
-    assert_eq!(fx.s3.get(&fx.bucket, LIBFOO_NAR).unwrap(), original[LIBFOO_NAR]);
+    assert_eq!(
+        fx.s3.get(&fx.bucket, LIBFOO_NAR).unwrap(),
+        original[LIBFOO_NAR]
+    );
     let k = format!("{LIBFOO}.narinfo");
     assert_eq!(fx.s3.get(&fx.bucket, &k).unwrap(), original[&k]);
     let left = fx.s3.listing(&abucket);
@@ -474,6 +483,34 @@ fn s3_restore_from_a_separate_archive_bucket_copies_the_nar_back_in_standard_fir
     let (code, v) = fx.verify();
     assert_eq!(code, Some(0), "{v}");
     // `status --wait` returns at once when every restore is republished.
-    let w = fx.run(&["restore", "status", "--wait", "--timeout", "5", "--interval", "1"]);
+    let w = fx.run(&[
+        "restore",
+        "status",
+        "--wait",
+        "--timeout",
+        "5",
+        "--interval",
+        "1",
+    ]);
     assert_eq!(w.status.code(), Some(0));
+}
+
+#[test]
+fn a_path_whose_references_are_not_hot_is_not_republished_without_closure() {
+    let fx = archived_file_fixture(true);
+    let app = store_path(APP_ONE, "app-one-2.9");
+    let out = fx.run(&["restore", &app, "--confirm", "cache"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(LIBFOO) && text.contains("--closure"),
+        "{text}"
+    );
+    assert!(!fx.cache().join(format!("{APP_ONE}.narinfo")).exists());
+    assert!(fx.archive().join(format!("{APP_ONE}.narinfo")).exists());
+    assert!(
+        fx.archive().join(APP_ONE_NAR).exists(),
+        "its NAR stays archived"
+    );
+    assert!(published(&fx.state()).is_empty());
 }

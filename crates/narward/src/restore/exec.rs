@@ -99,7 +99,39 @@ pub async fn discover<S: Store>(
         }
         d.paths.push(e);
     }
+    check_references(store, &mut d, o).await?;
     Ok(d)
+}
+
+/// A path with a reference that is neither brought back with it nor hot in the cache is
+/// broken: publishing its narinfo would show a client a path whose closure is missing.
+async fn check_references<S: Store>(store: &S, d: &mut Discovery, o: &ExecOptions) -> Result<()> {
+    let inset: BTreeSet<String> = d.paths.iter().map(|p| p.hash.clone()).collect();
+    let mut hot: BTreeMap<String, bool> = BTreeMap::new();
+    for p in d.paths.iter_mut().filter(|p| p.broken.is_none()) {
+        for r in p
+            .references
+            .iter()
+            .filter(|r| **r != p.hash && !inset.contains(*r))
+        {
+            let is_hot = match hot.get(r) {
+                Some(h) => *h,
+                None => {
+                    let l = Loc::cache(format!("{r}.narinfo"));
+                    let h = retry(o, || store.head(&l)).await?.is_some();
+                    hot.insert(r.clone(), h);
+                    h
+                }
+            };
+            if !is_hot {
+                p.broken = Some(format!(
+                    "its reference {r} is not in the cache: restore with --closure"
+                ));
+                break;
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn entry<S: Store>(
@@ -334,7 +366,8 @@ enum Obj<'a> {
 fn order_of(s: &State) -> (Vec<Vec<String>>, BTreeMap<String, Obj<'_>>) {
     let mut by_key = BTreeMap::new();
     let mut rp = Vec::new();
-    for p in s.paths.values() {
+    // A broken path's objects stay where they are (nothing would point to its NAR).
+    for p in s.paths.values().filter(|p| p.broken.is_none()) {
         let Ok(hash) = StorePathHash::parse(&p.hash) else {
             continue;
         };
