@@ -514,3 +514,58 @@ fn a_path_whose_references_are_not_hot_is_not_republished_without_closure() {
     );
     assert!(published(&fx.state()).is_empty());
 }
+
+/// Whether the state holds a restore journal.
+fn has_restore_journal(state: &Path) -> bool {
+    std::fs::read_dir(state.join("restore"))
+        .map(|rd| rd.flatten().any(|e| e.path().join("journal").is_file()))
+        .unwrap_or(false)
+}
+
+#[test]
+fn s3_restore_sigkilled_at_random_instants_resumes_to_the_same_bucket_with_one_request_per_nar() {
+    let app = store_path(APP_ONE, "app-one-2.9");
+    let (_p, clean) = archived_s3_fixture("rsc");
+    let t = std::time::Instant::now();
+    clean.ok(&["restore", &app, "--closure", "--confirm", &clean.bucket]);
+    let run = t.elapsed();
+    let want = s3_end_state(&clean);
+    // Kill instants spread over the length of a clean run.
+    for (i, f) in [0.15, 0.35, 0.55, 0.75, 0.9].into_iter().enumerate() {
+        let (proxy, fx) = archived_s3_fixture(&format!("rsk{i}"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_narward"))
+            .args([
+                "restore",
+                &app,
+                "--closure",
+                "--confirm",
+                &fx.bucket,
+                "--quiet",
+            ])
+            .arg("--state")
+            .arg(fx.state())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(run.mul_f64(f));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        if has_restore_journal(&fx.state()) {
+            let n = published(&fx.state()).len();
+            eprintln!("killed at {f} of {run:?}: {n} of 4 objects published");
+            fx.ok(&["restore", "--resume"]);
+        } else {
+            fx.ok(&["restore", &app, "--closure", "--confirm", &fx.bucket]);
+        }
+        let st = json(&fx.ok(&["restore", "status", "--json"]));
+        assert_eq!(st[0]["finished"], true, "killed at {f}: {st}");
+        assert_eq!(s3_end_state(&fx), want, "killed at {f}");
+        assert_eq!(
+            restores_sent(&proxy),
+            2,
+            "killed at {f}: one request per NAR"
+        );
+        assert_safe_order(&published(&fx.state()));
+    }
+}

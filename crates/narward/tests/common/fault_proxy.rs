@@ -67,7 +67,8 @@ pub struct ProxyStats {
     pub reset: AtomicU64,
     pub lost_answer: AtomicU64,
     pub rate_limited: AtomicU64,
-    /// The request line (`POST /bucket/key?restore HTTP/1.1`) of every request read.
+    /// The request line (`POST /bucket/key?restore HTTP/1.1`) of every request forwarded
+    /// upstream (those answered by the proxy itself are not).
     pub log: Mutex<Vec<String>>,
 }
 
@@ -339,10 +340,12 @@ async fn handle(mut conn: TcpStream, sh: Arc<Shared>, nth: u64) -> std::io::Resu
     let req = read_request(&mut conn).await?;
     let st = &sh.stats;
     let first = req.split(|b| *b == b'\r').next().unwrap_or_default();
-    st.log
-        .lock()
-        .unwrap()
-        .push(String::from_utf8_lossy(first).into_owned());
+    let log = || {
+        st.log
+            .lock()
+            .unwrap()
+            .push(String::from_utf8_lossy(first).into_owned())
+    };
     let action = if sh.cfg.fail_nth.contains(&nth) {
         Action::InternalError
     } else {
@@ -371,12 +374,14 @@ async fn handle(mut conn: TcpStream, sh: Arc<Shared>, nth: u64) -> std::io::Resu
             return Ok(());
         }
         Action::LostAnswer if sh.token() => {
+            log();
             forward(&req, sh.upstream).await?;
             st.lost_answer.fetch_add(1, Ordering::Relaxed);
             reset(conn);
             return Ok(());
         }
         Action::Forward if sh.token() => {
+            log();
             st.forwarded.fetch_add(1, Ordering::Relaxed);
             forward(&req, sh.upstream).await?
         }
