@@ -252,11 +252,37 @@ pub async fn recover<S: Store>(
         }
         order.push((h, f));
     }
+    if !closure {
+        for (h, f) in &order {
+            references_hot(store, f, h, o).await?;
+        }
+    }
     let mut out = Vec::new();
     for (h, f) in order.iter().rev() {
         out.push(recover_path(store, &q, f, h, o).await?);
     }
     Ok(out)
+}
+
+/// Refuse to recover `hash` alone when a path it references is not in the cache: its
+/// narinfo would show clients a path whose closure is missing.
+async fn references_hot<S: Store>(
+    store: &S,
+    found: &Found,
+    hash: &str,
+    o: &ExecOptions,
+) -> Result<()> {
+    let l = found.loc(&format!("{hash}.narinfo"));
+    let text = retry(o, || store.get(&l)).await?.unwrap_or_default();
+    for r in url_and_refs(&text).1.iter().filter(|r| *r != hash) {
+        let ni = Loc::cache(format!("{r}.narinfo"));
+        if retry(o, || store.head(&ni)).await?.is_none() {
+            bail!(
+                "cannot recover {hash} alone: the path {r} it references is not in the cache (archived or deleted); recover with --closure"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Add what `text` names among the quarantined keys to `needed`; newly needed narinfos
