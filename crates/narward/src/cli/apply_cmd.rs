@@ -103,11 +103,14 @@ pub struct ApplyArgs {
   narward recover <hash> --closure
 
 The NAR goes back first, then the .ls, then the narinfo, so a client never sees a
-narinfo whose NAR is missing. Exit status: 0 recovered; 2 not found or failed.")]
+narinfo whose NAR is missing. To get archived paths back (GLACIER/DEEP_ARCHIVE
+retrievals, status, resume), use `narward restore`. Exit status: 0 recovered; 2 not
+found, refused (a reference not in the cache: use --closure) or failed.")]
 pub struct RecoverArgs {
     /// /nix/store/<hash>-<name>, <hash>-<name> or <hash>.
     pub path: String,
     /// Also recover every removed path it references, recursively (references first).
+    /// Without it, a path that references a path not in the cache is refused.
     #[arg(long)]
     pub closure: bool,
     /// The cache (default: the one the state directory indexes).
