@@ -124,6 +124,15 @@ pub enum RestoreAction {
     /// readable, republished or failed. It also moves each restore on: requests what is
     /// not requested yet (never twice), republishes what became readable in the safe order,
     /// and retries what failed.
+    #[command(after_long_help = "Examples:
+  narward restore status
+  narward restore status --json
+  narward restore status --wait --timeout 172800 --interval 600   # Deep Archive bulk: up to 48 h
+
+Exit status: 0 every restore republished or still waiting for its retrieval; 1 some
+path failed (the reason is shown: a NAR nowhere, a reference not brought back, a restored
+copy that expired before republishing), or --wait timed out; 2 a journal is damaged or
+the store cannot be reached.")]
     Status {
         /// Poll until every restore is republished (or one fails, or --timeout passes).
         #[arg(long)]
