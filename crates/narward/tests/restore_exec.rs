@@ -569,3 +569,57 @@ fn s3_restore_sigkilled_at_random_instants_resumes_to_the_same_bucket_with_one_r
         assert_safe_order(&published(&fx.state()));
     }
 }
+
+#[test]
+fn a_kept_path_whose_nar_alone_is_cold_gets_its_nar_restored_with_the_closure() {
+    let (proxy, fx) = archived_s3_fixture("rkc");
+    // libbase-2.38 is kept (libfoo references it); its NAR went cold behind our back.
+    let libbase = "cihbjbd97jhajp3a3i7bn78zlylxzhlw";
+    let text = String::from_utf8(
+        fx.s3
+            .get(&fx.bucket, &format!("{libbase}.narinfo"))
+            .unwrap(),
+    )
+    .unwrap();
+    let nar = text
+        .lines()
+        .find_map(|l| l.strip_prefix("URL: "))
+        .unwrap()
+        .to_string();
+    fx.s3.rt.block_on(async {
+        fx.s3
+            .c
+            .copy_object()
+            .bucket(&fx.bucket)
+            .key(&nar)
+            .copy_source(format!("{}/{nar}", fx.bucket))
+            .storage_class(aws_sdk_s3::types::StorageClass::DeepArchive)
+            .send()
+            .await
+            .unwrap();
+    });
+    assert_eq!(fx.s3.head_class(&fx.bucket, &nar), "DEEP_ARCHIVE");
+    let libfoo = store_path(LIBFOO, "libfoo-1.1");
+    let est = fx.ok(&["restore", &libfoo, "--closure", "--dry-run"]);
+    assert!(est.contains("DEEP_ARCHIVE: 2 objects"), "{est}");
+    let st = json(&fx.ok(&[
+        "restore",
+        &libfoo,
+        "--closure",
+        "--confirm",
+        &fx.bucket,
+        "--json",
+    ]));
+    assert_eq!(st[0]["finished"], true, "{st}");
+    assert_eq!(restores_sent(&proxy), 2);
+    assert_eq!(fx.s3.head_class(&fx.bucket, &nar), "STANDARD");
+    assert_eq!(fx.s3.head_class(&fx.bucket, LIBFOO_NAR), "STANDARD");
+    let p = published(&fx.state());
+    assert_eq!(p.len(), 3, "{p:?}");
+    assert!(
+        p.contains(&nar) && p.last() == Some(&format!("{LIBFOO}.narinfo")),
+        "{p:?}"
+    );
+    let (code, v) = fx.verify();
+    assert_eq!(code, Some(0), "{v}");
+}

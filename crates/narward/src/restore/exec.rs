@@ -40,7 +40,7 @@ pub struct Discovery {
 
 impl Discovery {
     pub fn archived(&self) -> impl Iterator<Item = &PathEntry> {
-        self.paths.iter().filter(|p| p.from == "archive")
+        self.paths.iter().filter(|p| p.from != "quarantine")
     }
     /// Paths that cannot be brought back (their NAR is nowhere).
     pub fn broken(&self) -> impl Iterator<Item = &PathEntry> {
@@ -84,16 +84,32 @@ pub async fn discover<S: Store>(
         if !seen.insert(h.clone()) {
             continue;
         }
-        let Some(found) = recover::find(store, &q, &h, o).await? else {
-            let l = Loc::cache(format!("{h}.narinfo"));
-            if retry(o, || store.head(&l)).await?.is_some() {
-                d.hot += 1;
-            } else if asked.contains(&h) {
-                d.missing.push(h);
+        let found = match recover::find(store, &q, &h, o).await? {
+            Some(f) => f,
+            None => {
+                let l = Loc::cache(format!("{h}.narinfo"));
+                if retry(o, || store.head(&l)).await?.is_none() {
+                    if asked.contains(&h) {
+                        d.missing.push(h);
+                    }
+                    continue;
+                }
+                Found {
+                    area: Area::Cache,
+                    prefix: String::new(),
+                }
             }
-            continue;
         };
         let e = entry(store, &q, &h, &found, o).await?;
+        if found.area == Area::Cache && e.nar.is_none() {
+            // Hot: its narinfo is visible and its NAR readable (its references are kept
+            // with it, but may have cold NARs: walked with --closure).
+            d.hot += 1;
+            if closure {
+                stack.extend(e.references.iter().filter(|r| **r != h).cloned());
+            }
+            continue;
+        }
         if closure {
             stack.extend(e.references.iter().filter(|r| **r != h).cloned());
         }
@@ -107,8 +123,13 @@ pub async fn discover<S: Store>(
 /// broken: publishing its narinfo would show a client a path whose closure is missing.
 async fn check_references<S: Store>(store: &S, d: &mut Discovery, o: &ExecOptions) -> Result<()> {
     let inset: BTreeSet<String> = d.paths.iter().map(|p| p.hash.clone()).collect();
+    // A visible narinfo whose NAR is cold: its references are as they are.
     let mut hot: BTreeMap<String, bool> = BTreeMap::new();
-    for p in d.paths.iter_mut().filter(|p| p.broken.is_none()) {
+    for p in d
+        .paths
+        .iter_mut()
+        .filter(|p| p.broken.is_none() && p.from != "cache")
+    {
         for r in p
             .references
             .iter()
@@ -366,6 +387,7 @@ enum Obj<'a> {
 fn order_of(s: &State) -> (Vec<Vec<String>>, BTreeMap<String, Obj<'_>>) {
     let mut by_key = BTreeMap::new();
     let mut rp = Vec::new();
+    let mut extra_wave = Vec::new();
     // A broken path's objects stay where they are (nothing would point to its NAR).
     for p in s.paths.values().filter(|p| p.broken.is_none()) {
         let Ok(hash) = StorePathHash::parse(&p.hash) else {
@@ -376,6 +398,13 @@ fn order_of(s: &State) -> (Vec<Vec<String>>, BTreeMap<String, Obj<'_>>) {
         }
         if p.listing.is_some() {
             by_key.insert(p.listing_key(), Obj::Listing(p));
+        }
+        if p.from == "cache" {
+            // Only its NAR is made hot again; its narinfo is visible already.
+            if let Some(n) = &p.nar {
+                extra_wave.push(n.key.clone());
+            }
+            continue;
         }
         by_key.insert(p.narinfo_key(), Obj::Narinfo(p));
         rp.push(RepublishPath {
@@ -390,7 +419,17 @@ fn order_of(s: &State) -> (Vec<Vec<String>>, BTreeMap<String, Obj<'_>>) {
             narinfo: p.narinfo_key(),
         });
     }
-    (republish_order(&rp).waves, by_key)
+    let mut waves = republish_order(&rp).waves;
+    if !extra_wave.is_empty() {
+        waves.insert(0, extra_wave);
+    }
+    (waves, by_key)
+}
+
+/// Whether a path's narinfo is visible: published by this restore, or never hidden (a
+/// kept path whose NAR alone is cold).
+fn narinfo_visible(s: &State, p: &PathEntry) -> bool {
+    p.from == "cache" || s.is_published(&p.narinfo_key())
 }
 
 /// Whether a path's narinfo may be published: its NAR, `.ls` and the narinfos of its
@@ -399,11 +438,10 @@ fn ready(s: &State, p: &PathEntry) -> bool {
     p.broken.is_none()
         && p.nar.as_ref().is_none_or(|n| s.is_published(&n.key))
         && (p.listing.is_none() || s.is_published(&p.listing_key()))
-        && p.references.iter().filter(|r| **r != p.hash).all(|r| {
-            s.paths
-                .get(r)
-                .is_none_or(|q| s.is_published(&q.narinfo_key()))
-        })
+        && p.references
+            .iter()
+            .filter(|r| **r != p.hash)
+            .all(|r| s.paths.get(r).is_none_or(|q| narinfo_visible(s, q)))
 }
 
 /// Republish what is readable, in order (see the module doc).
@@ -477,7 +515,10 @@ pub async fn advance<S: Store>(
     }
     request(store, s, j, o).await?;
     publish(store, s, j, o).await?;
-    let all = s.paths.values().all(|p| s.is_published(&p.narinfo_key()));
+    let all = s
+        .paths
+        .values()
+        .all(|p| narinfo_visible(s, p) && p.nar.as_ref().is_none_or(|n| s.is_published(&n.key)));
     if all {
         record(s, j, Record::Finished)?;
     }
@@ -527,7 +568,8 @@ async fn path_status<S: Store>(
     p: &PathEntry,
     o: &ExecOptions,
 ) -> Result<(&'static str, Option<String>)> {
-    if s.is_published(&p.narinfo_key()) {
+    let nar_done = p.nar.as_ref().is_none_or(|n| s.is_published(&n.key));
+    if narinfo_visible(s, p) && nar_done {
         return Ok(("republished", None));
     }
     if let Some(f) = path_failure(s, p) {

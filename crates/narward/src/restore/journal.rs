@@ -87,7 +87,8 @@ pub struct PathEntry {
     pub hash: String,
     /// The store path (from the narinfo's `StorePath:`; the hash when it has none).
     pub store_path: String,
-    /// `archive` or `quarantine`: where its narinfo is.
+    /// `archive` or `quarantine`: where its narinfo is; `cache` for a visible narinfo whose
+    /// NAR alone is cold (a kept path of the plan's restore set).
     pub from: String,
     /// The narinfo's place (its byte-for-byte copy beside the archived NAR).
     pub narinfo: At,
