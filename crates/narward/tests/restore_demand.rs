@@ -107,7 +107,7 @@ fn demand_from_a_synthetic_access_log_proposes_the_expected_restore_set() {
     );
     assert!(
         String::from_utf8_lossy(&out.stderr)
-            .contains("`narward restore --confirm`, which is not available yet"),
+            .contains("nothing was requested: execute a proposal with `narward restore --proposal DIR --confirm NAME`"),
         "the CLI must say that nothing was executed"
     );
     let j = json(&String::from_utf8_lossy(&out.stdout));
@@ -384,10 +384,10 @@ fn restore_of_paths_estimates_every_tier_and_only_as_a_dry_run() {
         text.contains("standard") && text.contains("<- --tier"),
         "{text}"
     );
-    // Without --dry-run: the estimate, then a clear refusal.
+    // Without --dry-run and without --confirm: the estimate, then a clear refusal.
     let out = narward(d.path(), &["restore", &app, "--plan", p]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not available yet"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--confirm"));
     // A whole release from a root file; a bad line names the file and line.
     let rel = d.path().join("rel.txt");
     std::fs::write(

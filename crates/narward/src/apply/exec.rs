@@ -106,7 +106,9 @@ pub struct ThrottleReport {
 
 static MUTATIONS: AtomicU64 = AtomicU64::new(0);
 
-fn checkpoint(o: &ExecOptions) {
+/// Count one store mutation; with `abort_after` (tests) abort the process there, as a crash
+/// would.
+pub fn checkpoint(o: &ExecOptions) {
     let n = MUTATIONS.fetch_add(1, Ordering::SeqCst) + 1;
     if o.abort_after.is_some_and(|a| n >= a) {
         eprintln!("narward: aborting after {n} mutations (NARWARD_APPLY_ABORT_AFTER)");

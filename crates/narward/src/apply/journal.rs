@@ -75,13 +75,15 @@ pub fn dir(state: &Path, plan_checksum: &str) -> PathBuf {
     state.join("apply").join(plan_checksum)
 }
 
-fn line(r: &Record) -> Result<String> {
+/// One journal line of any record type: `<16 hex of SHA-256(json)> <json>\n` (the
+/// restore journal uses the same format).
+pub fn line<R: Serialize>(r: &R) -> Result<String> {
     let json = serde_json::to_string(r)?;
     let sum = hex::encode(Sha256::digest(json.as_bytes()));
     Ok(format!("{} {json}\n", &sum[..16]))
 }
 
-fn parse_line(l: &str) -> Option<Record> {
+fn parse_line<R: serde::de::DeserializeOwned>(l: &str) -> Option<R> {
     let (sum, json) = l.split_once(' ')?;
     let want = hex::encode(Sha256::digest(json.as_bytes()));
     if sum.len() != 16 || sum != &want[..16] {
@@ -96,6 +98,19 @@ impl Journal {
     /// # Errors
     /// A journal exists already (resume it), or it cannot be written.
     pub fn create(dir: &Path, begin: Begin) -> Result<Journal> {
+        Journal::create_with(
+            dir,
+            &line(&Record::Begin(begin))?,
+            "an apply of this plan was started already (use --resume)",
+        )
+    }
+
+    /// Start a new journal whose first line is `first` (a [`line`]); `exists` says what an
+    /// existing journal means.
+    ///
+    /// # Errors
+    /// A journal exists already, or it cannot be written.
+    pub fn create_with(dir: &Path, first: &str, exists: &str) -> Result<Journal> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let path = dir.join("journal");
         // The begin record is written to a temporary file and linked into place, so a
@@ -103,17 +118,12 @@ impl Journal {
         let tmp = dir.join("journal.tmp");
         let mut f =
             std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        f.write_all(line(&Record::Begin(begin))?.as_bytes())
+        f.write_all(first.as_bytes())
             .and_then(|()| f.sync_all())
             .with_context(|| format!("writing {}", tmp.display()))?;
         let linked = std::fs::hard_link(&tmp, &path);
         let _ = std::fs::remove_file(&tmp);
-        linked.with_context(|| {
-            format!(
-                "journal {}: an apply of this plan was started already (use --resume)",
-                path.display()
-            )
-        })?;
+        linked.with_context(|| format!("journal {}: {exists}", path.display()))?;
         std::fs::File::open(dir)
             .and_then(|d| d.sync_all())
             .with_context(|| format!("syncing {}", dir.display()))?;
@@ -132,6 +142,24 @@ impl Journal {
         let path = dir.join("journal");
         let text = std::fs::read(&path).with_context(|| format!("journal {}", path.display()))?;
         let (state, good_len) = read_records(&text, &path)?;
+        Ok((Journal::reopen(&path, &text, good_len)?, state))
+    }
+
+    /// Open an existing journal of any record type: its records (a torn last line cut).
+    ///
+    /// # Errors
+    /// No journal; a damaged record before the last line (named); an empty journal.
+    pub fn open_lines<R: serde::de::DeserializeOwned>(
+        dir: &Path,
+    ) -> Result<(Journal, Vec<(usize, R)>)> {
+        let path = dir.join("journal");
+        let text = std::fs::read(&path).with_context(|| format!("journal {}", path.display()))?;
+        let (recs, good_len) = read_lines(&text, &path)?;
+        Ok((Journal::reopen(&path, &text, good_len)?, recs))
+    }
+
+    fn reopen(path: &Path, text: &[u8], good_len: u64) -> Result<Journal> {
+        let path = path.to_path_buf();
         let file = std::fs::File::options()
             .write(true)
             .open(&path)
@@ -149,14 +177,14 @@ impl Journal {
             .append(true)
             .open(&path)
             .with_context(|| format!("journal {}", path.display()))?;
-        Ok((Journal { path, file }, state))
+        Ok(Journal { path, file })
     }
 
     /// Append one record and fsync it.
     ///
     /// # Errors
     /// Write or fsync failure.
-    pub fn append(&mut self, r: &Record) -> Result<()> {
+    pub fn append<R: Serialize>(&mut self, r: &R) -> Result<()> {
         let l = line(r)?;
         self.file
             .write_all(l.as_bytes())
@@ -175,7 +203,28 @@ impl Journal {
 /// # Errors
 /// A damaged record before the last line; a journal not starting with `begin`.
 pub fn read_records(text: &[u8], path: &Path) -> Result<(State, u64)> {
+    let (recs, good_len) = read_lines::<Record>(text, path)?;
     let mut state: Option<State> = None;
+    for (lineno, rec) in recs {
+        apply_record(&mut state, rec, path, lineno)?;
+    }
+    match state {
+        Some(s) => Ok((s, good_len)),
+        None => bail_begin(path),
+    }
+}
+
+/// The records of a journal's bytes with their line numbers, and the length of the good
+/// prefix (shorter than the input when the last line is torn: dropped, when some record
+/// precedes it).
+///
+/// # Errors
+/// A damaged record before the last line, or as the only line.
+pub fn read_lines<R: serde::de::DeserializeOwned>(
+    text: &[u8],
+    path: &Path,
+) -> Result<(Vec<(usize, R)>, u64)> {
+    let mut out = Vec::new();
     let mut pos = 0usize;
     let mut lineno = 0usize;
     while pos < text.len() {
@@ -188,8 +237,8 @@ pub fn read_records(text: &[u8], path: &Path) -> Result<(State, u64)> {
         });
         let Some(rec) = rec else {
             let last = end.is_none_or(|e| pos + e + 1 == text.len());
-            if last && let Some(s) = state {
-                return Ok((s, pos as u64));
+            if last && !out.is_empty() {
+                return Ok((out, pos as u64));
             }
             bail!(
                 "journal {} line {lineno}: damaged record (checksum mismatch or unreadable); refusing to resume from a damaged journal",
@@ -197,12 +246,9 @@ pub fn read_records(text: &[u8], path: &Path) -> Result<(State, u64)> {
             );
         };
         pos += end.unwrap_or(0) + 1;
-        apply_record(&mut state, rec, path, lineno)?;
+        out.push((lineno, rec));
     }
-    match state {
-        Some(s) => Ok((s, pos as u64)),
-        None => bail_begin(path),
-    }
+    Ok((out, pos as u64))
 }
 
 fn bail_begin<T>(path: &Path) -> Result<T> {

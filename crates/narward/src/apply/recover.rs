@@ -19,7 +19,7 @@ pub struct Found {
 }
 
 impl Found {
-    fn loc(&self, key: &str) -> Loc {
+    pub fn loc(&self, key: &str) -> Loc {
         Loc {
             area: self.area,
             key: format!("{}{key}", self.prefix),
@@ -94,7 +94,7 @@ pub fn url_and_refs(text: &[u8]) -> (Option<String>, Vec<String>) {
 }
 
 /// Copy `from` back to the cache key `key` (if absent there) and verify it.
-async fn bring_back<S: Store>(store: &S, from: &Loc, key: &str, o: &ExecOptions) -> Result<()> {
+pub async fn bring_back<S: Store>(store: &S, from: &Loc, key: &str, o: &ExecOptions) -> Result<()> {
     let to = Loc::cache(key);
     let opts = CopyOptions {
         if_absent: true,
@@ -111,7 +111,7 @@ async fn bring_back<S: Store>(store: &S, from: &Loc, key: &str, o: &ExecOptions)
 /// A NAR at its cache key in an archive class (archived in place on S3) must be readable
 /// before its narinfo is published: not restored, recover refuses; restored, it is copied
 /// onto itself in STANDARD, so it stays readable after the restored copy expires.
-async fn warm_in_place<S: Store>(
+pub async fn warm_in_place<S: Store>(
     store: &S,
     nar: &Loc,
     m: &crate::cache::ObjectMeta,
@@ -197,7 +197,7 @@ pub async fn recover_path<S: Store>(
 
 /// Where a removed path's NAR is: beside its narinfo, else in any quarantine stamp or the
 /// archive area.
-async fn nar_source<S: Store>(
+pub async fn nar_source<S: Store>(
     store: &S,
     q: &QuarantineIndex,
     found: &Found,
@@ -252,11 +252,37 @@ pub async fn recover<S: Store>(
         }
         order.push((h, f));
     }
+    if !closure {
+        for (h, f) in &order {
+            references_hot(store, f, h, o).await?;
+        }
+    }
     let mut out = Vec::new();
     for (h, f) in order.iter().rev() {
         out.push(recover_path(store, &q, f, h, o).await?);
     }
     Ok(out)
+}
+
+/// Refuse to recover `hash` alone when a path it references is not in the cache: its
+/// narinfo would show clients a path whose closure is missing.
+async fn references_hot<S: Store>(
+    store: &S,
+    found: &Found,
+    hash: &str,
+    o: &ExecOptions,
+) -> Result<()> {
+    let l = found.loc(&format!("{hash}.narinfo"));
+    let text = retry(o, || store.get(&l)).await?.unwrap_or_default();
+    for r in url_and_refs(&text).1.iter().filter(|r| *r != hash) {
+        let ni = Loc::cache(format!("{r}.narinfo"));
+        if retry(o, || store.head(&ni)).await?.is_none() {
+            bail!(
+                "cannot recover {hash} alone: the path {r} it references is not in the cache (archived or deleted); recover with --closure"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Add what `text` names among the quarantined keys to `needed`; newly needed narinfos

@@ -4,6 +4,7 @@
 //! of a cache URL and is the one place that knows the backends (`file://`: [`FileStore`];
 //! `s3://`: [`S3Store`] behind [`Throttled`]).
 
+use super::restore_exec::RestoreJob;
 use super::{Global, print_json};
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -17,8 +18,9 @@ use narward::cache::store::{Area, Store};
 use narward::cache::store_wrap::{ThrottleConfig, ThrottleStats, Throttled};
 use narward::cache::{Cache, CacheUrl, S3Options};
 use narward::index::{self, Index, ListingSource};
-use narward::plan::Plan;
+use narward::plan::{Plan, PlanHeader};
 use narward::policy::DEFAULT_ARCHIVE_PREFIX;
+use narward::restore::exec::RestoreStatus;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -101,11 +103,14 @@ pub struct ApplyArgs {
   narward recover <hash> --closure
 
 The NAR goes back first, then the .ls, then the narinfo, so a client never sees a
-narinfo whose NAR is missing. Exit status: 0 recovered; 2 not found or failed.")]
+narinfo whose NAR is missing. To get archived paths back (GLACIER/DEEP_ARCHIVE
+retrievals, status, resume), use `narward restore`. Exit status: 0 recovered; 2 not
+found, refused (a reference not in the cache: use --closure) or failed.")]
 pub struct RecoverArgs {
     /// /nix/store/<hash>-<name>, <hash>-<name> or <hash>.
     pub path: String,
     /// Also recover every removed path it references, recursively (references first).
+    /// Without it, a path that references a path not in the cache is refused.
     #[arg(long)]
     pub closure: bool,
     /// The cache (default: the one the state directory indexes).
@@ -151,7 +156,7 @@ fn confirm_name(url: &CacheUrl) -> String {
     }
 }
 
-fn check_confirm(url: &CacheUrl, given: Option<&str>) -> Result<()> {
+pub(super) fn check_confirm(url: &CacheUrl, given: Option<&str>) -> Result<()> {
     let name = confirm_name(url);
     match given {
         Some(g) if g == name && !name.is_empty() => Ok(()),
@@ -167,9 +172,52 @@ async fn with_store(g: &Global, url: &CacheUrl, areas: &AreaArgs, job: Job) -> R
     match url {
         CacheUrl::File(dir) => run_job(g, &open_file_store(dir, areas)?, url, job).await,
         CacheUrl::S3(o) => {
-            let store = open_s3_store(g, o, &job).await?;
+            let header = job_header(g, o, &job)?;
+            let store = open_s3_store(o, header.as_ref()).await?;
             run_job(g, &store, url, job).await
         }
+    }
+}
+
+/// Open the store of `url` (laid out like recover's: the latest apply's areas) and run a
+/// restore job on it.
+pub(super) async fn with_restore_store(
+    g: &Global,
+    url: &CacheUrl,
+    areas: &AreaArgs,
+    job: RestoreJob,
+) -> Result<Option<RestoreStatus>> {
+    match url {
+        CacheUrl::File(dir) => {
+            super::restore_exec::run_job(g, &open_file_store(dir, areas)?, url, job).await
+        }
+        CacheUrl::S3(o) => {
+            let header = latest_header(g, o)?;
+            let store = open_s3_store(o, header.as_ref()).await?;
+            super::restore_exec::run_job(g, &store, url, job).await
+        }
+    }
+}
+
+/// The plan header whose archive settings lay out the S3 store of `job`.
+fn job_header(g: &Global, o: &S3Options, job: &Job) -> Result<Option<PlanHeader>> {
+    Ok(match job {
+        Job::Apply { plan, .. } => Some(plan.header.clone()),
+        Job::Resume { state, .. } => Some(Plan::read(&state.begin.plan_dir)?.header),
+        Job::Finalize { .. } | Job::Recover { .. } => latest_header(g, o)?,
+    })
+}
+
+/// The header of the plan of the latest apply of this cache.
+fn latest_header(g: &Global, o: &S3Options) -> Result<Option<PlanHeader>> {
+    let identity = CacheUrl::S3(o.clone()).identity();
+    match latest_begin(&g.state, &identity)? {
+        Some(b) => Ok(Some(
+            Plan::read(&b.plan_dir)
+                .with_context(|| format!("the plan of the latest apply ({})", b.plan))?
+                .header,
+        )),
+        None => Ok(None),
     }
 }
 
@@ -177,23 +225,8 @@ async fn with_store(g: &Global, url: &CacheUrl, areas: &AreaArgs, job: Job) -> R
 /// (or, for --resume, --finalize and recover, of the plan of the latest apply of this
 /// cache), wrapped in adaptive throttling: bounded concurrency, backoff with jitter on
 /// `SlowDown`/5xx/timeouts, the rate lowered on throttling and regained slowly.
-async fn open_s3_store(g: &Global, o: &S3Options, job: &Job) -> Result<Throttled<S3Store>> {
-    let header = match job {
-        Job::Apply { plan, .. } => Some(plan.header.clone()),
-        Job::Resume { state, .. } => Some(Plan::read(&state.begin.plan_dir)?.header),
-        Job::Finalize { .. } | Job::Recover { .. } => {
-            let identity = CacheUrl::S3(o.clone()).identity();
-            match latest_begin(&g.state, &identity)? {
-                Some(b) => Some(
-                    Plan::read(&b.plan_dir)
-                        .with_context(|| format!("the plan of the latest apply ({})", b.plan))?
-                        .header,
-                ),
-                None => None,
-            }
-        }
-    };
-    let layout = match &header {
+async fn open_s3_store(o: &S3Options, header: Option<&PlanHeader>) -> Result<Throttled<S3Store>> {
+    let layout = match header {
         Some(h) => S3Layout::for_plan(o, h),
         None => S3Layout::new(o, None, DEFAULT_ARCHIVE_PREFIX, DEFAULT_QUARANTINE_PREFIX),
     };
@@ -340,7 +373,7 @@ pub async fn recover_cmd(g: &Global, a: RecoverArgs) -> Result<ExitCode> {
 
 /// The area directories given by flags; a flag not given takes the directory of the
 /// latest apply of this cache recorded in the state's journals (else the default).
-fn areas_or_journal(given: &AreaArgs, state: &Path, url: &CacheUrl) -> Result<AreaArgs> {
+pub(super) fn areas_or_journal(given: &AreaArgs, state: &Path, url: &CacheUrl) -> Result<AreaArgs> {
     let latest = latest_begin(state, &url.identity())?;
     Ok(AreaArgs {
         archive_dir: given
@@ -385,7 +418,7 @@ fn exec_options(a: &ApplyArgs) -> ExecOptions {
     }
 }
 
-fn lock_apply(state: &Path) -> Result<std::fs::File> {
+pub(super) fn lock_apply(state: &Path) -> Result<std::fs::File> {
     let d = state.join("apply");
     std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
     let p = d.join("lock");

@@ -19,6 +19,7 @@ mod batch_export_cmd;
 mod plan_cmd;
 mod report_cmd;
 mod restore_cmd;
+mod restore_exec;
 mod verify_cmd;
 
 /// Index, audit, plan and garbage-collect Nix binary caches in S3 (or file:// directories).
@@ -180,12 +181,14 @@ pub enum Command {
     /// S3 server access logs: `access-logs ingest LOGS...` keeps per-key reads, hits and
     /// misses in the state directory (for `restore --from-demand` and the report).
     AccessLogs(access_cmd::AccessLogsArgs),
-    /// Get archived store paths back. Today: `restore PATH... [--closure] --plan PLAN
-    /// --dry-run` (or `--roots FILE`) estimates the cost and time per retrieval tier;
-    /// `restore --from-demand` proposes what the restoration policy restores on demand
-    /// (ranked, priced per tier, within the monthly budget) as a reviewable, checksummed
-    /// artifact, and `restore show DIR` prints one. Executing restores (`restore
-    /// --confirm`) needs the apply engine and is not available yet.
+    /// Get archived and quarantined store paths back: `restore PATH... [--closure]` (or
+    /// `--roots FILE`) prints the cost and time per retrieval tier (`--dry-run` stops
+    /// there), then with `--confirm NAME` requests each cold NAR once (journaled) and
+    /// republishes what is readable, NARs first, then narinfos, references first;
+    /// `restore status [--wait]` follows up; `--resume` continues after a crash;
+    /// `restore --from-demand` proposes what the restoration policy restores on demand as
+    /// a reviewable artifact, `restore show DIR` prints one, `--proposal DIR --confirm NAME`
+    /// executes it.
     Restore(restore_cmd::RestoreArgs),
 }
 
@@ -381,7 +384,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Verify(a) => verify_cmd::run(g, a).await,
         Command::BatchExport(a) => batch_export_cmd::run(g, a),
         Command::AccessLogs(a) => access_cmd::run(g, a),
-        Command::Restore(a) => restore_cmd::run(g, a),
+        Command::Restore(a) => restore_cmd::run(g, a).await,
         Command::Paths => {
             let idx = Index::load(&g.state)?;
             print_json(&narward::paths::path_infos(&idx))?;

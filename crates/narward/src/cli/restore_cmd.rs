@@ -1,4 +1,5 @@
-//! `narward restore --from-demand …` and `narward restore show DIR`.
+//! `narward restore`: estimates (`--dry-run`), execution (`--confirm NAME`, in
+//! [`super::restore_exec`]), `--resume`, `status`, `--from-demand` proposals and `show`.
 
 use super::{Global, print_json};
 use anyhow::{Context, Result, bail};
@@ -15,15 +16,39 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// What executing needs, said wherever a proposal is shown.
-const NOT_EXECUTED: &str = "nothing was requested: executing a proposal needs `narward restore --confirm`, which is not available yet (it comes with the apply engine)";
+const NOT_EXECUTED: &str = "nothing was requested: execute a proposal with `narward restore --proposal DIR --confirm NAME`";
 
 #[derive(Args, Debug)]
-#[command(args_conflicts_with_subcommands = true)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    after_long_help = "Examples:
+  narward restore /nix/store/<hash>-hello-2.12 --closure --dry-run
+  narward restore /nix/store/<hash>-hello-2.12 --closure --tier standard --confirm nix-cache
+  narward restore --roots release-23.05/store-paths.xz --closure --confirm nix-cache
+  narward restore status --wait --timeout 172800
+  narward restore --resume
+  narward restore --from-demand --plan plans/today --policy restore-policy.toml --out proposals/jan
+  narward restore show proposals/jan
+  narward restore --proposal proposals/jan --confirm nix-cache
+
+What is brought back is found in the store itself: paths whose narinfo is in the archive
+area (their NAR archived in place in GLACIER/DEEP_ARCHIVE, or in the archive bucket or
+directory) or in the quarantine area (deleted, not finalized: recovered at once, without a
+retrieval). Each cold NAR gets one RestoreObject (journaled in <state>/restore/<id>/: never
+requested twice, also after a crash). Once readable, objects are made hot again in a safe
+order: every NAR (copied back to STANDARD, or moved back from the archive area) and .ls
+first, then the narinfos, byte for byte, each after the narinfos of its references: a
+client never sees a narinfo before its NAR or its references. file:// caches have no
+retrieval: objects move back from the archive directory at once.
+
+Exit status: 0 done or waiting for retrievals (see `restore status`); 1 some objects
+failed (listed; `restore status` retries them), or `status --wait` timed out; 2 refused
+or failed (wrong --confirm, damaged journal or proposal, access denied)."
+)]
 pub struct RestoreArgs {
     #[command(subcommand)]
     pub action: Option<RestoreAction>,
-    /// Store paths to restore (/nix/store/<hash>-<name>, <hash>-<name> or <hash>). Today
-    /// only with --dry-run: the estimate per retrieval tier.
+    /// Store paths to restore (/nix/store/<hash>-<name>, <hash>-<name> or <hash>).
     #[arg(value_name = "PATH")]
     pub paths: Vec<String>,
     /// With PATHs or --roots: their closures too.
@@ -33,10 +58,11 @@ pub struct RestoreArgs {
     /// a whole release (with --closure).
     #[arg(long, value_name = "FILE")]
     pub roots: Option<PathBuf>,
-    /// Retrieval tier for PATHs / --roots: bulk, standard or expedited.
+    /// Retrieval tier: bulk, standard or expedited (a proposal is executed at its own tier).
     #[arg(long, default_value = "bulk")]
     pub tier: String,
-    /// RestoreObject Days for PATHs / --roots: how long the restored copy stays readable.
+    /// RestoreObject Days: how long the restored copy stays readable (republishing copies
+    /// it to STANDARD before then).
     #[arg(long, default_value_t = 7)]
     pub days: u32,
     /// Propose what the restoration policy restores on demand: archived paths whose
@@ -45,7 +71,9 @@ pub struct RestoreArgs {
     /// retrieval tier and within the monthly budget.
     #[arg(long)]
     pub from_demand: bool,
-    /// The plan that describes the archive (its archived paths and restore set).
+    /// The plan that describes the archive (its archived paths and restore set): for
+    /// --from-demand, and for an estimate from the plan alone with PATHs and --dry-run
+    /// (without it, the estimate looks at the store).
     #[arg(long)]
     pub plan: Option<PathBuf>,
     /// The restoration policy (TOML; see examples/restore-policy.toml).
@@ -63,6 +91,22 @@ pub struct RestoreArgs {
     /// A pricing table (TOML) instead of the built-in AWS S3 us-east-1 prices.
     #[arg(long, value_name = "FILE")]
     pub pricing: Option<PathBuf>,
+    /// The cache's name typed back (the bucket, or the directory's name): restoring
+    /// refuses without it. With --from-demand --out DIR: write the proposal, then execute it.
+    #[arg(long, value_name = "NAME")]
+    pub confirm: Option<String>,
+    /// Execute the proposal in this directory (`restore --from-demand --out DIR`): its
+    /// proposed groups (not those needing approval or over budget), with their closures.
+    #[arg(long, value_name = "DIR")]
+    pub proposal: Option<PathBuf>,
+    /// Continue every unfinished restore (after a crash): the same as `restore status`.
+    #[arg(long)]
+    pub resume: bool,
+    /// The cache (default: the one the state directory indexes).
+    #[arg(long, value_name = "URL")]
+    pub cache: Option<String>,
+    #[command(flatten)]
+    pub areas: super::apply_cmd::AreaArgs,
     /// Compute as if now were this unix time (tests).
     #[arg(long, hide = true)]
     pub now: Option<i64>,
@@ -75,6 +119,30 @@ pub enum RestoreAction {
     Show {
         /// The proposal directory.
         dir: PathBuf,
+    },
+    /// Every restore of the state directory: per path waiting (retrieval under way),
+    /// readable, republished or failed. It also moves each restore on: requests what is
+    /// not requested yet (never twice), republishes what became readable in the safe order,
+    /// and retries what failed.
+    #[command(after_long_help = "Examples:
+  narward restore status
+  narward restore status --json
+  narward restore status --wait --timeout 172800 --interval 600   # Deep Archive bulk: up to 48 h
+
+Exit status: 0 every restore republished or still waiting for its retrieval; 1 some
+path failed (the reason is shown: a NAR nowhere, a reference not brought back, a restored
+copy that expired before republishing), or --wait timed out; 2 a journal is damaged or
+the store cannot be reached.")]
+    Status {
+        /// Poll until every restore is republished (or one fails, or --timeout passes).
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: give up after this many seconds (exit 1).
+        #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
+        timeout: u64,
+        /// With --wait: seconds between polls.
+        #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+        interval: u64,
     },
 }
 
@@ -94,17 +162,50 @@ fn show(g: &Global, h: &ProposalHeader) -> Result<()> {
     Ok(())
 }
 
-pub fn run(g: &Global, a: RestoreArgs) -> Result<ExitCode> {
-    if let Some(RestoreAction::Show { dir }) = &a.action {
-        show(g, &artifact::read(dir)?)?;
-        return Ok(ExitCode::SUCCESS);
+pub async fn run(g: &Global, a: RestoreArgs) -> Result<ExitCode> {
+    use std::time::Duration;
+    match &a.action {
+        Some(RestoreAction::Show { dir }) => {
+            show(g, &artifact::read(dir)?)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Some(RestoreAction::Status {
+            wait,
+            timeout,
+            interval,
+        }) => {
+            let (t, i) = (
+                Duration::from_secs(*timeout),
+                Duration::from_secs(*interval),
+            );
+            return super::restore_exec::status_cmd(g, *wait, t, i).await;
+        }
+        None => {}
+    }
+    if a.resume {
+        return super::restore_exec::status_cmd(g, false, Duration::ZERO, Duration::ZERO).await;
+    }
+    if let Some(dir) = &a.proposal {
+        let h = artifact::read(dir)?;
+        return execute(g, &a, proposal_roots(&h), true, Some(h.body.tier)).await;
     }
     if !a.from_demand && (!a.paths.is_empty() || a.roots.is_some()) {
-        return request(g, &a);
+        if a.plan.is_some() && a.dry_run {
+            return request(g, &a);
+        }
+        let roots = request_roots(&a)?;
+        return execute(
+            g,
+            &a,
+            roots.iter().map(|h| h.to_string()).collect(),
+            a.closure,
+            None,
+        )
+        .await;
     }
     if !a.from_demand {
         bail!(
-            "give store paths (or --roots FILE) with --plan and --dry-run for an estimate, --from-demand for a proposal, or `restore show DIR`"
+            "give store paths (or --roots FILE), --proposal DIR, --from-demand, --resume, `restore status` or `restore show DIR`"
         );
     }
     let (Some(plan_dir), Some(policy_path)) = (&a.plan, &a.policy) else {
@@ -122,6 +223,13 @@ pub fn run(g: &Global, a: RestoreArgs) -> Result<ExitCode> {
     let mut h = compute(g, &a, plan_dir, policy_path)?;
     if let (Some(out), false) = (&a.out, a.dry_run) {
         artifact::write(&mut h, out)?;
+        if a.confirm.is_some() {
+            if !g.json {
+                print!("{}", text::proposal_text(&h));
+                println!("proposal written to {}; executing it", out.display());
+            }
+            return execute(g, &a, proposal_roots(&h), true, Some(h.body.tier)).await;
+        }
         show(g, &h)?;
         if !g.json {
             println!("proposal written to {}", out.display());
@@ -132,18 +240,71 @@ pub fn run(g: &Global, a: RestoreArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `restore PATH... | --roots FILE --plan PLAN --dry-run`: the estimate.
-fn request(g: &Global, a: &RestoreArgs) -> Result<ExitCode> {
-    use narward::restore::request::estimate_request;
-    use narward_formats::store_path::StorePath;
-    let Some(plan_dir) = &a.plan else {
-        bail!("`narward restore PATH...` needs --plan DIR (the plan that describes the archive)");
-    };
+/// The hashes of the proposed groups of a proposal.
+fn proposal_roots(h: &ProposalHeader) -> Vec<String> {
+    use narward::restore::proposal::Status;
+    let mut v: Vec<String> = h
+        .body
+        .groups
+        .iter()
+        .filter(|g| g.status == Status::Proposed)
+        .flat_map(|g| g.paths.iter().chain(std::iter::once(&g.path)))
+        .filter_map(|p| {
+            p.trim_start_matches("/nix/store/")
+                .get(..32)
+                .map(str::to_string)
+        })
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+fn tier_and_days(a: &RestoreArgs) -> Result<narward::restore::Tier> {
     let tier =
         narward::restore::Tier::parse(&a.tier).map_err(|e| anyhow::anyhow!("--tier: {e}"))?;
     if !(1..=30_000).contains(&a.days) {
         bail!("--days {}: expected 1 to 30000", a.days);
     }
+    Ok(tier)
+}
+
+/// Execute (or with --dry-run estimate from the store) a restore of `roots`, at the
+/// proposal's `tier` if given, else --tier.
+async fn execute(
+    g: &Global,
+    a: &RestoreArgs,
+    roots: Vec<String>,
+    closure: bool,
+    tier: Option<narward::restore::Tier>,
+) -> Result<ExitCode> {
+    let given = tier_and_days(a)?;
+    let tier = tier.unwrap_or(given);
+    let pricing = match &a.pricing {
+        Some(f) => Pricing::load(f)?,
+        None => Pricing::default_aws(),
+    };
+    let url_text = super::cache_url_or_state(a.cache.as_deref(), &g.state)?;
+    let url = narward::cache::CacheUrl::parse(&url_text)?;
+    let areas = super::apply_cmd::areas_or_journal(&a.areas, &g.state, &url)?;
+    let n = super::restore_exec::NewRestore {
+        url_text,
+        roots,
+        closure,
+        tier,
+        days: a.days,
+        dry_run: a.dry_run,
+        confirm: a.confirm.clone(),
+        pricing,
+        areas,
+        now: a.now.unwrap_or_else(narward::index::now),
+    };
+    super::restore_exec::new_cmd(g, n).await
+}
+
+/// The hashes of the PATHs and --roots.
+fn request_roots(a: &RestoreArgs) -> Result<Vec<narward_formats::store_path::StorePathHash>> {
+    use narward_formats::store_path::StorePath;
     let mut roots = Vec::new();
     for p in &a.paths {
         let t = p.trim();
@@ -157,6 +318,17 @@ fn request(g: &Global, a: &RestoreArgs) -> Result<ExitCode> {
     if let Some(f) = &a.roots {
         roots.extend(read_roots_file(f)?);
     }
+    Ok(roots)
+}
+
+/// `restore PATH... | --roots FILE --plan PLAN --dry-run`: the estimate from the plan.
+fn request(g: &Global, a: &RestoreArgs) -> Result<ExitCode> {
+    use narward::restore::request::estimate_request;
+    let Some(plan_dir) = &a.plan else {
+        bail!("`narward restore PATH... --plan DIR --dry-run` needs --plan DIR");
+    };
+    let tier = tier_and_days(a)?;
+    let roots = request_roots(a)?;
     let plan = Plan::read(plan_dir)?;
     let pricing = match &a.pricing {
         Some(f) => Pricing::load(f)?,
@@ -179,11 +351,6 @@ fn request(g: &Global, a: &RestoreArgs) -> Result<ExitCode> {
         print_json(&serde_json::json!({ "estimate": e, "tier": tier, "executed": false }))?;
     } else {
         print!("{}", text::request_text(&e, a.closure, tier));
-    }
-    if !a.dry_run {
-        bail!(
-            "restoring is not available yet (it comes with the apply engine): nothing was requested; use --dry-run to see only the estimate"
-        );
     }
     eprintln!("narward: note: dry run: nothing was requested");
     Ok(ExitCode::SUCCESS)

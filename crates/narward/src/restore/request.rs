@@ -82,6 +82,40 @@ pub fn estimate_request(
     }
 }
 
+/// The estimate of a restore found in the store ([`super::exec::discover`]): the cold
+/// NARs by class are what RestoreObject retrieves; quarantined paths count as `deleted`
+/// (recovered without a retrieval); missing hashes as `not_in_plan`.
+pub fn estimate_discovery(
+    d: &super::exec::Discovery,
+    requested: u64,
+    pricing: &Pricing,
+    days: u32,
+) -> RequestEstimate {
+    let mut by_class: BTreeMap<String, ClassSet> = BTreeMap::new();
+    for n in d.cold_nars() {
+        let e = by_class.entry(n.class.clone()).or_default();
+        e.count += 1;
+        e.bytes += n.size;
+    }
+    let mut paths: Vec<String> = d.archived().map(|p| p.store_path.clone()).collect();
+    paths.sort();
+    RequestEstimate {
+        requested,
+        not_in_plan: d
+            .missing
+            .iter()
+            .filter_map(|h| StorePathHash::parse(h).ok())
+            .collect(),
+        hot: d.hot,
+        deleted: d.quarantined().count() as u64,
+        paths,
+        objects: by_class.values().map(|c| c.count).sum(),
+        bytes: by_class.values().map(|c| c.bytes).sum(),
+        estimates: estimate(&by_class, pricing, days),
+        by_class,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

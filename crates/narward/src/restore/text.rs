@@ -155,15 +155,21 @@ pub fn request_text(
     for (class, s) in &e.by_class {
         let _ = writeln!(o, "  {class}: {} objects, {}", s.count, bytes(s.bytes));
     }
+    tier_lines(&mut o, &e.estimates, tier);
+    o
+}
+
+/// The per-tier lines of an estimate, `tier` marked.
+fn tier_lines(o: &mut String, estimates: &[super::estimate::TierEstimate], tier: super::Tier) {
     let _ = writeln!(
-        o,
+        *o,
         "  per tier (retrieval + requests + temporary copies + republishing):"
     );
-    for t in &e.estimates {
+    for t in estimates {
         let mark = if t.tier == tier { "  <- --tier" } else { "" };
         if t.available {
             let _ = writeln!(
-                o,
+                *o,
                 "    {:<9} {:>12}  readable in {}{mark}",
                 t.tier.as_str(),
                 money(t.total_usd),
@@ -171,13 +177,86 @@ pub fn request_text(
             );
         } else {
             let _ = writeln!(
-                o,
+                *o,
                 "    {:<9} {:>12}  {}{mark}",
                 t.tier.as_str(),
                 "-",
                 t.unavailable.as_deref().unwrap_or("unavailable")
             );
         }
+    }
+}
+
+/// What `narward restore PATH... [--dry-run]` found in the store, with every tier's cost
+/// and time.
+pub fn discovery_text(
+    d: &super::exec::Discovery,
+    e: &super::request::RequestEstimate,
+    closure: bool,
+    tier: super::Tier,
+) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "restore of {} paths{}: {} archived paths ({} cold NARs, {}), {} quarantined (recovered without a retrieval), {} hot already",
+        e.requested,
+        if closure { " with their closures" } else { "" },
+        e.paths.len(),
+        e.objects,
+        bytes(e.bytes),
+        e.deleted,
+        e.hot,
+    );
+    for h in &e.not_in_plan {
+        let _ = writeln!(
+            o,
+            "  not found: {h} (neither in the cache, the archive nor the quarantine area)"
+        );
+    }
+    for p in d.broken() {
+        let _ = writeln!(
+            o,
+            "  cannot be brought back: {} ({}); it and the paths depending on it stay hidden",
+            p.store_path,
+            p.broken.as_deref().unwrap_or("")
+        );
+    }
+    for (class, s) in &e.by_class {
+        let _ = writeln!(o, "  {class}: {} objects, {}", s.count, bytes(s.bytes));
+    }
+    tier_lines(&mut o, &e.estimates, tier);
+    o
+}
+
+/// `narward restore status`: one restore.
+pub fn status_text(s: &super::exec::RestoreStatus) -> String {
+    let mut o = String::new();
+    let counts: Vec<String> = ["republished", "readable", "waiting", "failed"]
+        .iter()
+        .map(|k| format!("{} {k}", s.counts.get(k).copied().unwrap_or(0)))
+        .collect();
+    let reqs: Vec<String> = s.requests.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    let _ = writeln!(
+        o,
+        "restore {} of {} ({} tier){}: {}; RestoreObject: {}",
+        s.id,
+        s.cache,
+        s.tier,
+        if s.finished { ", finished" } else { "" },
+        counts.join(", "),
+        if reqs.is_empty() {
+            "none".to_string()
+        } else {
+            reqs.join(", ")
+        }
+    );
+    for p in &s.paths {
+        let d = p
+            .detail
+            .as_deref()
+            .map(|d| format!("  ({d})"))
+            .unwrap_or_default();
+        let _ = writeln!(o, "  {:<11} {}{d}", p.status, p.path);
     }
     o
 }

@@ -67,9 +67,19 @@ pub struct ProxyStats {
     pub reset: AtomicU64,
     pub lost_answer: AtomicU64,
     pub rate_limited: AtomicU64,
+    /// The request line (`POST /bucket/key?restore HTTP/1.1`) of every request forwarded
+    /// upstream (those answered by the proxy itself are not).
+    pub log: Mutex<Vec<String>>,
 }
 
 impl ProxyStats {
+    /// Requests whose request line starts with `method` and contains `part`.
+    pub fn count(&self, method: &str, part: &str) -> usize {
+        let log = self.log.lock().unwrap();
+        log.iter()
+            .filter(|l| l.starts_with(method) && l.contains(part))
+            .count()
+    }
     pub fn get(&self, c: &AtomicU64) -> u64 {
         c.load(Ordering::Relaxed)
     }
@@ -329,6 +339,13 @@ fn reset(conn: TcpStream) {
 async fn handle(mut conn: TcpStream, sh: Arc<Shared>, nth: u64) -> std::io::Result<()> {
     let req = read_request(&mut conn).await?;
     let st = &sh.stats;
+    let first = req.split(|b| *b == b'\r').next().unwrap_or_default();
+    let log = || {
+        st.log
+            .lock()
+            .unwrap()
+            .push(String::from_utf8_lossy(first).into_owned())
+    };
     let action = if sh.cfg.fail_nth.contains(&nth) {
         Action::InternalError
     } else {
@@ -357,12 +374,14 @@ async fn handle(mut conn: TcpStream, sh: Arc<Shared>, nth: u64) -> std::io::Resu
             return Ok(());
         }
         Action::LostAnswer if sh.token() => {
+            log();
             forward(&req, sh.upstream).await?;
             st.lost_answer.fetch_add(1, Ordering::Relaxed);
             reset(conn);
             return Ok(());
         }
         Action::Forward if sh.token() => {
+            log();
             st.forwarded.fetch_add(1, Ordering::Relaxed);
             forward(&req, sh.upstream).await?
         }

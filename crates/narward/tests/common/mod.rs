@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod fault_proxy;
+pub mod file_fx;
+pub mod s3_fx;
 
 use narward_formats::hash::Sha256;
 use serde_json::Value;

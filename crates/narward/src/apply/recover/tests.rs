@@ -118,6 +118,22 @@ fn recover_closure_brings_references_first_and_each_nar_before_its_narinfo() {
 }
 
 #[test]
+fn recover_without_closure_refuses_a_path_whose_reference_is_not_in_the_cache() {
+    let (d, s) = setup(false);
+    let e = block(recover(&s, A, false, &ExecOptions::default())).unwrap_err();
+    assert!(
+        e.to_string().contains(B) && e.to_string().contains("--closure"),
+        "{e}"
+    );
+    assert!(!d.path().join(format!("cache/{A}.narinfo")).exists());
+    assert!(s.copies.lock().unwrap().is_empty(), "nothing moved");
+    // B alone (no references) is fine, and then A alone too.
+    block(recover(&s, B, false, &ExecOptions::default())).unwrap();
+    block(recover(&s, A, false, &ExecOptions::default())).unwrap();
+    assert!(d.path().join(format!("cache/{A}.narinfo")).exists());
+}
+
+#[test]
 fn recover_never_publishes_a_narinfo_whose_nar_is_missing() {
     let (d, s) = setup(true);
     let e = block(recover(&s, B, false, &ExecOptions::default())).unwrap_err();

@@ -1,0 +1,190 @@
+use super::*;
+use crate::cache::ObjectMeta;
+use crate::cache::file_store::FileStore;
+use crate::cache::store::{
+    BatchDeleteResult, CopyOptions, PutOutcome, StoreError, StoreResult, Versioning,
+};
+use crate::model::ObjectRecord;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// A FileStore whose archive-area NARs are in DEEP_ARCHIVE: unreadable until a
+/// RestoreObject (counted) and `ready`; `x-amz-restore` says which.
+struct Cold {
+    inner: FileStore,
+    restores: AtomicUsize,
+    requested: Mutex<BTreeSet<String>>,
+    ready: AtomicBool,
+}
+
+impl Cold {
+    fn cold(&self, loc: &Loc) -> bool {
+        loc.area == Area::Archive && loc.key.starts_with("nar/")
+    }
+    fn readable(&self, loc: &Loc) -> bool {
+        !self.cold(loc)
+            || (self.ready.load(Ordering::SeqCst)
+                && self.requested.lock().unwrap().contains(&loc.key))
+    }
+}
+
+impl Store for Cold {
+    fn describe(&self, area: Area) -> String {
+        self.inner.describe(area)
+    }
+    fn archives_in_place(&self) -> bool {
+        false
+    }
+    async fn head(&self, loc: &Loc) -> StoreResult<Option<ObjectMeta>> {
+        let m = self.inner.head(loc).await?;
+        Ok(m.map(|mut m| {
+            if self.cold(loc) {
+                m.storage_class = Some("DEEP_ARCHIVE".into());
+                if self.requested.lock().unwrap().contains(&loc.key) {
+                    let ongoing = !self.readable(loc);
+                    m.restore = Some(format!("ongoing-request=\"{ongoing}\""));
+                }
+            }
+            m
+        }))
+    }
+    async fn get(&self, loc: &Loc) -> StoreResult<Option<Vec<u8>>> {
+        self.inner.get(loc).await
+    }
+    async fn list(&self, area: Area, prefix: &str) -> StoreResult<Vec<ObjectRecord>> {
+        self.inner.list(area, prefix).await
+    }
+    async fn put_if_absent(&self, loc: &Loc, bytes: &[u8]) -> StoreResult<PutOutcome> {
+        self.inner.put_if_absent(loc, bytes).await
+    }
+    async fn copy(&self, from: &Loc, to: &Loc, opts: &CopyOptions) -> StoreResult<ObjectMeta> {
+        if !self.readable(from) {
+            return Err(StoreError::new(
+                StoreErrorKind::InvalidObjectState,
+                "copy",
+                from,
+                "archived",
+            ));
+        }
+        self.inner.copy(from, to, opts).await
+    }
+    async fn delete(&self, loc: &Loc, v: Option<&str>) -> StoreResult<()> {
+        self.inner.delete(loc, v).await
+    }
+    async fn delete_batch(
+        &self,
+        area: Area,
+        keys: &[(String, Option<String>)],
+    ) -> StoreResult<Vec<BatchDeleteResult>> {
+        self.inner.delete_batch(area, keys).await
+    }
+    async fn restore(&self, loc: &Loc, _days: u32, _tier: Tier) -> StoreResult<RestoreOutcome> {
+        self.restores.fetch_add(1, Ordering::SeqCst);
+        let fresh = self.requested.lock().unwrap().insert(loc.key.clone());
+        Ok(if fresh {
+            RestoreOutcome::Started
+        } else {
+            RestoreOutcome::InProgress
+        })
+    }
+    async fn versioning(&self, area: Area) -> StoreResult<Versioning> {
+        self.inner.versioning(area).await
+    }
+}
+
+const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+/// The archive directory holds A → B, each narinfo beside its cold NAR.
+fn setup() -> (tempfile::TempDir, Cold) {
+    let d = tempfile::tempdir().unwrap();
+    let a = d.path().join("a");
+    std::fs::create_dir_all(a.join("nar")).unwrap();
+    std::fs::create_dir_all(d.path().join("cache")).unwrap();
+    for (h, refs) in [(A, format!("{B}-b")), (B, String::new())] {
+        std::fs::write(
+            a.join(format!("{h}.narinfo")),
+            format!("StorePath: /nix/store/{h}-x\nURL: nar/{h}.nar.xz\nReferences: {refs}\n"),
+        )
+        .unwrap();
+        std::fs::write(a.join(format!("nar/{h}.nar.xz")), h).unwrap();
+    }
+    let inner = FileStore::open(&d.path().join("cache"), &a, &d.path().join("q")).unwrap();
+    let s = Cold {
+        inner,
+        restores: AtomicUsize::new(0),
+        requested: Mutex::new(BTreeSet::new()),
+        ready: AtomicBool::new(false),
+    };
+    (d, s)
+}
+
+fn block<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+fn begin() -> super::super::journal::Begin {
+    super::super::journal::Begin {
+        id: "t".into(),
+        cache_url: "file:///c".into(),
+        cache: "file:///c".into(),
+        archive_dir: None,
+        quarantine_dir: None,
+        tier: "bulk".into(),
+        days: 7,
+        roots: vec![A.into()],
+        closure: true,
+        created_at: 0,
+    }
+}
+
+#[test]
+fn a_nar_being_restored_is_waiting_requested_once_and_no_narinfo_precedes_it() {
+    let (d, s) = setup();
+    let o = ExecOptions::default();
+    let state = d.path().join("state");
+    let found = block(discover(&s, &[A.to_string()], true, &o)).unwrap();
+    assert_eq!(found.paths.len(), 2);
+    assert_eq!(found.cold_nars().count(), 2);
+    let mut j = super::super::journal::create(&state, begin()).unwrap();
+    for p in &found.paths {
+        j.append(&Record::Path(p.clone())).unwrap();
+    }
+    j.append(&Record::Checked).unwrap();
+    let jdir = super::super::journal::dir(&state, "t");
+    let (mut j, mut st) = super::super::journal::open(&jdir).unwrap();
+    for _ in 0..2 {
+        block(advance(&s, &mut st, &mut j, &o)).unwrap();
+        let r = block(status(&s, &st, &o)).unwrap();
+        assert_eq!(r.counts.get("waiting"), Some(&2), "{r:?}");
+        assert!(st.published.is_empty() && !st.finished);
+        assert!(!d.path().join(format!("cache/{B}.narinfo")).exists());
+    }
+    assert_eq!(
+        s.restores.load(Ordering::SeqCst),
+        2,
+        "never requested twice"
+    );
+    // Reopened after a "crash": the journal remembers the requests.
+    let (mut j, mut st) = super::super::journal::open(&jdir).unwrap();
+    s.ready.store(true, Ordering::SeqCst);
+    block(advance(&s, &mut st, &mut j, &o)).unwrap();
+    assert_eq!(s.restores.load(Ordering::SeqCst), 2);
+    assert!(st.finished);
+    assert_eq!(
+        st.published,
+        [
+            format!("nar/{A}.nar.xz"),
+            format!("nar/{B}.nar.xz"),
+            format!("{B}.narinfo"),
+            format!("{A}.narinfo"),
+        ]
+    );
+    let r = block(status(&s, &st, &o)).unwrap();
+    assert_eq!(r.counts.get("republished"), Some(&2));
+    assert_eq!(r.requests.get("started"), Some(&2));
+}
