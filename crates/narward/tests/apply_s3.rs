@@ -4,7 +4,7 @@
 //! classes, InvalidObjectState, key prefixes, versioned buckets, the fault proxy).
 
 mod common;
-use common::fault_proxy::{FaultConfig, FaultProxy};
+use narward_testkit::fault_proxy::{FaultConfig, FaultProxy};
 use common::*;
 use narward::cache::S3Options;
 use narward::plan::{Decision, ObjectDecision, Plan};

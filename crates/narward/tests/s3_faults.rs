@@ -4,7 +4,7 @@
 //! rate is reported; `narward index` completes too.
 
 mod common;
-use common::fault_proxy::{FaultConfig, FaultProxy};
+use narward_testkit::fault_proxy::{FaultConfig, FaultProxy};
 use common::*;
 use narward::cache::S3Options;
 use narward::cache::s3_store::{S3Layout, S3Store};

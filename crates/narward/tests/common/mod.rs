@@ -2,8 +2,6 @@
 //! reach the local S3 server (moto, started by scripts/test.sh) and real Nix.
 #![allow(dead_code)]
 
-pub mod fault_proxy;
-
 use narward_formats::hash::Sha256;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
