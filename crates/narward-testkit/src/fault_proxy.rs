@@ -468,8 +468,14 @@ mod tests {
         };
         let proxy = FaultProxy::start(&format!("http://{up}"), cfg);
         let answers: Vec<String> = (0..10).map(|i| get(&proxy, &format!("/b/k{i}"))).collect();
-        let ok = answers.iter().filter(|a| a.starts_with("HTTP/1.1 200")).count();
-        let slow = answers.iter().filter(|a| a.contains("<Code>SlowDown</Code>")).count();
+        let ok = answers
+            .iter()
+            .filter(|a| a.starts_with("HTTP/1.1 200"))
+            .count();
+        let slow = answers
+            .iter()
+            .filter(|a| a.contains("<Code>SlowDown</Code>"))
+            .count();
         // The burst of 3 (and at most one more token refilled meanwhile) goes through.
         assert!((3..=4).contains(&ok), "{ok} forwarded: {answers:?}");
         assert_eq!(ok + slow, 10);

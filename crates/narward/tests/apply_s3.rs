@@ -4,11 +4,11 @@
 //! classes, InvalidObjectState, key prefixes, versioned buckets, the fault proxy).
 
 mod common;
-use narward_testkit::fault_proxy::{FaultConfig, FaultProxy};
 use common::*;
 use narward::cache::S3Options;
 use narward::plan::{Decision, ObjectDecision, Plan};
 use narward_formats::keys::Category;
+use narward_testkit::fault_proxy::{FaultConfig, FaultProxy};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -406,7 +406,11 @@ fn dry_run_on_s3_changes_nothing_and_prints_every_request_with_counts_and_bytes(
             "{} missing in {reqs:?}",
             o.key
         );
-        assert!(reqs.contains(&format!("DELETE cache:{}", o.key).as_str()));
+        assert!(
+            deleted_in(&reqs, &o.key),
+            "no delete of {} in {reqs:?}",
+            o.key
+        );
         bytes += o.size;
     }
     let phases = &r["phases"];
@@ -1227,4 +1231,15 @@ fn resumed_in_place_archive_of_a_nar_uploaded_in_parts_is_not_reported_changed()
 #[test]
 fn resumed_quarantine_of_a_nar_uploaded_in_parts_matches_an_uninterrupted_run() {
     resume_after_every_mutation_with_nars_uploaded_in_parts("mpu-del", "delete");
+}
+
+/// Whether the dry run's requests delete `key`: a single `DELETE cache:KEY`, or a
+/// `DELETE-OBJECTS cache: N keys: K1 K2 …` batch naming it (content-addressed NARs).
+fn deleted_in(reqs: &[&str], key: &str) -> bool {
+    reqs.iter().any(|q| {
+        *q == format!("DELETE cache:{key}")
+            || q.strip_prefix("DELETE-OBJECTS cache: ")
+                .and_then(|r| r.split_once(" keys: "))
+                .is_some_and(|(_, ks)| ks.split(' ').any(|k| k == key))
+    })
 }
