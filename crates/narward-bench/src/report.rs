@@ -629,6 +629,10 @@ pub fn markdown(r: &Results, json_path: &Path) -> String {
         );
     }
 
+    if let Some(t) = &r.throttle {
+        throttle_section(w, t);
+    }
+
     // Notes.
     let _ = writeln!(w, "## Notes\n");
     for n in &r.notes {
@@ -684,4 +688,46 @@ pub fn markdown(r: &Results, json_path: &Path) -> String {
         }
     }
     m
+}
+
+/// The throttling benchmark: achieved vs allowed request rate (target ≥ 90 %).
+fn throttle_section(w: &mut String, t: &crate::throttle::ThrottleResults) {
+    let _ = writeln!(w, "## Throttled endpoint: achieved request rate\n");
+    let _ = writeln!(
+        w,
+        "**Target:** against an endpoint that allows R requests/s (and answers `503 SlowDown` above it), \
+         narward achieves ≥ 90 % of R. Endpoint: {}; a token bucket of R requests/s (burst R/10). \
+         Workload: apply's quarantine step on `Throttled<S3Store>` with its default settings \
+         (HEAD + CopyObject + DeleteObject per object, 16 objects in flight), about {:.0} s of requests per R. \
+         Achieved = requests answered by S3 / wall time. Measured separately from the tables above: \
+         `{}` at narward commit {} (unix time {}).\n",
+        t.endpoint, t.seconds_per_run, t.command, t.narward_commit, t.started_unix
+    );
+    let _ = writeln!(
+        w,
+        "| allowed R (req/s) | objects | answered by S3 | `SlowDown` answers | time | achieved (req/s) | achieved / R | narward's rate: end, lowest (req/s) | failed |"
+    );
+    let _ = writeln!(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for x in &t.runs {
+        let allowed = x
+            .allowed_rps
+            .map_or("none (ceiling)".into(), |r| format!("{r:.0}"));
+        let ratio = x.ratio.map_or("—".into(), |q| {
+            let mark = if q >= 0.9 { "✅" } else { "❌" };
+            format!("{:.1} % {mark}", 100.0 * q)
+        });
+        let _ = writeln!(
+            w,
+            "| {allowed} | {} | {} | {} | {} | {:.1} | {ratio} | {:.0}, {:.0} | {} |",
+            x.objects,
+            x.forwarded,
+            x.slow_down,
+            secs(x.seconds),
+            x.achieved_rps,
+            x.rate_now,
+            x.rate_lowest,
+            x.failed_objects
+        );
+    }
+    let _ = writeln!(w);
 }
