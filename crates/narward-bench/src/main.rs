@@ -102,7 +102,7 @@ enum Cmd {
         #[arg(long, default_value = "50,200,800", value_delimiter = ',')]
         throttle_rates: Vec<f64>,
         /// Seconds of requests per allowed rate in the throttling benchmark.
-        #[arg(long, default_value_t = 10.0)]
+        #[arg(long, default_value_t = 20.0)]
         throttle_seconds: f64,
     },
     /// Write BENCHMARKS.md again from a results.json (after changing the report layout).

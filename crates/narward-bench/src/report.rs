@@ -698,7 +698,7 @@ fn throttle_section(w: &mut String, t: &crate::throttle::ThrottleResults) {
         "**Target:** against an endpoint that allows R requests/s (and answers `503 SlowDown` above it), \
          narward achieves ≥ 90 % of R. Endpoint: {}; a token bucket of R requests/s (burst R/10). \
          Workload: apply's quarantine step on `Throttled<S3Store>` with its default settings \
-         (HEAD + CopyObject + DeleteObject per object, 16 objects in flight), about {:.0} s of requests per R. \
+         (per object: HEADs of source and destination, CopyObject, a HEAD of the copy, DeleteObject; 16 objects in flight), about {:.0} s of requests per R. \
          Achieved = requests answered by S3 / wall time. Measured separately from the tables above: \
          `{}` at narward commit {} (unix time {}).\n",
         t.endpoint, t.seconds_per_run, t.command, t.narward_commit, t.started_unix
@@ -742,7 +742,7 @@ fn throttle_section(w: &mut String, t: &crate::throttle::ThrottleResults) {
     }
     let _ = writeln!(
         w,
-        "\nnarward paces *store operations* (a copy is a HEAD and a CopyObject), so its allowed rate is \
+        "\nnarward paces *store operations* (a copy is three HEADs and a CopyObject), so its allowed rate is \
          below the HTTP request rate in the table. The ceiling row is moto and the proxy (one connection per \
          request) on this machine, without a limit.\n"
     );

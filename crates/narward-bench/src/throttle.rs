@@ -8,7 +8,7 @@
 //! (burst: a tenth of a second's worth) answering `503 SlowDown` above it. The workload
 //! is apply's quarantine step on `Throttled<S3Store>` (narward's S3 store with its
 //! default throttling, as `narward apply` opens it): for each of `objects` objects a
-//! conditional copy to the quarantine area (HEAD + CopyObject) and a delete of the
+//! conditional copy to the quarantine area (HEADs + CopyObject) and a delete of the
 //! source, 16 objects in flight. Achieved rate = requests the proxy forwarded (answered
 //! by S3) / wall time of the workload. A run without a limit measures the ceiling of
 //! moto + proxy on this machine, since a ratio is only meaningful for `R` well below it.
@@ -23,6 +23,10 @@ use narward_testkit::fault_proxy::{FaultConfig, FaultProxy};
 use serde::{Deserialize, Serialize};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// HTTP requests one object takes (counted at the proxy): the copy's HEADs of source and
+/// destination, CopyObject and a HEAD of the copy, then DeleteObject.
+const REQUESTS_PER_OBJECT: f64 = 5.0;
 
 /// One measurement at one allowed rate.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -228,7 +232,6 @@ pub fn run(rates: &[f64], seconds: f64, command: &str, commit: &str) -> Result<T
         .enable_all()
         .build()?;
     let mut runs = Vec::new();
-    // Three requests an object (HEAD, CopyObject, DeleteObject).
     let ceiling = rt.block_on(one_run(&moto.endpoint, None, 600, "ceiling"))?;
     eprintln!(
         "narward-bench: throttle: no limit: {:.0} requests/s",
@@ -236,7 +239,7 @@ pub fn run(rates: &[f64], seconds: f64, command: &str, commit: &str) -> Result<T
     );
     runs.push(ceiling);
     for &r in rates {
-        let objects = ((r * seconds / 3.0).round() as u64).max(50);
+        let objects = ((r * seconds / REQUESTS_PER_OBJECT).round() as u64).max(50);
         let run = rt.block_on(one_run(&moto.endpoint, Some(r), objects, &format!("{r}")))?;
         eprintln!(
             "narward-bench: throttle: allowed {r:.0}/s: achieved {:.1}/s ({:.1} %), {} SlowDown, {} failed",
