@@ -746,4 +746,26 @@ fn throttle_section(w: &mut String, t: &crate::throttle::ThrottleResults) {
          below the HTTP request rate in the table. The ceiling row is moto and the proxy (one connection per \
          request) on this machine, without a limit.\n"
     );
+    for x in &t.runs {
+        let (Some(r), Some(q)) = (x.allowed_rps, x.ratio) else {
+            continue;
+        };
+        if q >= 0.9 || ceiling.is_some_and(|c| r > c) {
+            continue;
+        }
+        let ideal = x.forwarded as f64 / r;
+        let _ = writeln!(
+            w,
+            "Below target at R = {r:.0}: its {} requests take {} at exactly R; the run took {}, so {} were lost. \
+             Where they go (inferred from how the wrapper works, not traced per request): the start; narward starts at its maximum rate (3,000 store operations/s) and, \
+             by design, at most halves it once per 0.5 s on throttling, so it needs about 3.5 s to come down to \
+             what R allows; meanwhile most requests are answered `503 SlowDown` ({} in all) and wait in backoff. \
+             Once there it keeps close to R (as the run at a higher R shows), so a longer run at this R should get closer to 100 %.\n",
+            x.forwarded,
+            secs(ideal),
+            secs(x.seconds),
+            secs((x.seconds - ideal).max(0.0)),
+            x.slow_down
+        );
+    }
 }
