@@ -11,6 +11,7 @@
 //! | [`contenders`] | the DuckDB scripts |
 //! | [`run`] | the `run` command: every size, every contender, results |
 //! | [`report`] | `BENCHMARKS.md` from the results |
+//! | [`throttle`] | achieved vs allowed request rate against a throttled S3 endpoint (moto + fault proxy) |
 
 pub mod contenders;
 pub mod corpus;
@@ -21,6 +22,7 @@ pub mod probes;
 pub mod report;
 pub mod rng;
 pub mod run;
+pub mod throttle;
 
 /// Parse `100k`, `1m`, `10M`, `2500`.
 ///

@@ -94,8 +94,16 @@ enum Cmd {
         #[arg(long)]
         corpus: Option<PathBuf>,
         /// Only contenders whose id starts with one of these (comma-separated).
+        /// `--only throttle` alone runs the throttling benchmark (moto + fault proxy; no
+        /// generated data) and merges it into the existing results.
         #[arg(long, value_delimiter = ',')]
         only: Option<Vec<String>>,
+        /// Allowed request rates (requests/s) of the throttling benchmark.
+        #[arg(long, default_value = "50,200,800", value_delimiter = ',')]
+        throttle_rates: Vec<f64>,
+        /// Seconds of requests per allowed rate in the throttling benchmark.
+        #[arg(long, default_value_t = 20.0)]
+        throttle_seconds: f64,
     },
     /// Write BENCHMARKS.md again from a results.json (after changing the report layout).
     Render {
@@ -197,6 +205,8 @@ fn real_main() -> Result<()> {
             narward,
             corpus: c,
             only,
+            throttle_rates,
+            throttle_seconds,
         } => {
             let root = workspace_root();
             let o = run::RunOptions {
@@ -219,6 +229,8 @@ fn real_main() -> Result<()> {
                 narward,
                 corpus: c.unwrap_or_else(corpus::default_path),
                 only,
+                throttle_rates,
+                throttle_seconds,
                 command_line: {
                     let a: Vec<String> = std::env::args().skip(1).collect();
                     format!("narward-bench {}", a.join(" "))

@@ -629,6 +629,10 @@ pub fn markdown(r: &Results, json_path: &Path) -> String {
         );
     }
 
+    if let Some(t) = &r.throttle {
+        throttle_section(w, t);
+    }
+
     // Notes.
     let _ = writeln!(w, "## Notes\n");
     for n in &r.notes {
@@ -686,4 +690,84 @@ pub fn markdown(r: &Results, json_path: &Path) -> String {
         }
     }
     m
+}
+
+/// The throttling benchmark: achieved vs allowed request rate (target ≥ 90 %).
+fn throttle_section(w: &mut String, t: &crate::throttle::ThrottleResults) {
+    let _ = writeln!(w, "## Throttled endpoint: achieved request rate\n");
+    let _ = writeln!(
+        w,
+        "**Target:** against an endpoint that allows R requests/s (and answers `503 SlowDown` above it), \
+         narward achieves ≥ 90 % of R. Endpoint: {}; a token bucket of R requests/s (burst R/10). \
+         Workload: apply's quarantine step on `Throttled<S3Store>` with its default settings \
+         (per object: HEADs of source and destination, CopyObject, a HEAD of the copy, DeleteObject; 16 objects in flight), about {:.0} s of requests per R. \
+         Achieved = requests answered by S3 / wall time. Measured separately from the tables above: \
+         `{}` at narward commit {} (unix time {}).\n",
+        t.endpoint, t.seconds_per_run, t.command, t.narward_commit, t.started_unix
+    );
+    let _ = writeln!(
+        w,
+        "| allowed R (req/s) | objects | answered by S3 | `SlowDown` answers | time | achieved (req/s) | achieved / R | narward's allowed rate: end, lowest (store ops/s) | failed |"
+    );
+    let _ = writeln!(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let ceiling = t
+        .runs
+        .iter()
+        .find(|x| x.allowed_rps.is_none())
+        .map(|x| x.achieved_rps);
+    for x in &t.runs {
+        let allowed = x
+            .allowed_rps
+            .map_or("none (ceiling)".into(), |r| format!("{r:.0}"));
+        let above = x.allowed_rps.zip(ceiling).is_some_and(|(r, c)| r > c);
+        let ratio = x.ratio.map_or("—".into(), |q| {
+            let mark = if q >= 0.9 { "✅" } else { "❌" };
+            let why = if above {
+                " (R above the ceiling: measures moto, not narward)"
+            } else {
+                ""
+            };
+            format!("{:.1} % {mark}{why}", 100.0 * q)
+        });
+        let _ = writeln!(
+            w,
+            "| {allowed} | {} | {} | {} | {} | {:.1} | {ratio} | {:.0}, {:.0} | {} |",
+            x.objects,
+            x.forwarded,
+            x.slow_down,
+            secs(x.seconds),
+            x.achieved_rps,
+            x.rate_now,
+            x.rate_lowest,
+            x.failed_objects
+        );
+    }
+    let _ = writeln!(
+        w,
+        "\nnarward paces *store operations* (a copy is three HEADs and a CopyObject), so its allowed rate is \
+         below the HTTP request rate in the table. The ceiling row is moto and the proxy (one connection per \
+         request) on this machine, without a limit.\n"
+    );
+    for x in &t.runs {
+        let (Some(r), Some(q)) = (x.allowed_rps, x.ratio) else {
+            continue;
+        };
+        if q >= 0.9 || ceiling.is_some_and(|c| r > c) {
+            continue;
+        }
+        let ideal = x.forwarded as f64 / r;
+        let _ = writeln!(
+            w,
+            "Below target at R = {r:.0}: its {} requests take {} at exactly R; the run took {}, so {} were lost. \
+             Where they go (inferred from how the wrapper works, not traced per request): the start; narward starts at its maximum rate (3,000 store operations/s) and, \
+             by design, at most halves it once per 0.5 s on throttling, so it needs about 3.5 s to come down to \
+             what R allows; meanwhile most requests are answered `503 SlowDown` ({} in all) and wait in backoff. \
+             Once there it keeps close to R (as the run at a higher R shows), so a longer run at this R should get closer to 100 %.\n",
+            x.forwarded,
+            secs(ideal),
+            secs(x.seconds),
+            secs((x.seconds - ideal).max(0.0)),
+            x.slow_down
+        );
+    }
 }

@@ -38,6 +38,10 @@ pub struct RunOptions {
     pub corpus: PathBuf,
     pub only: Option<Vec<String>>,
     pub command_line: String,
+    /// Allowed request rates of the throttling benchmark (`--only throttle`).
+    pub throttle_rates: Vec<f64>,
+    /// Seconds of requests per allowed rate.
+    pub throttle_seconds: f64,
 }
 
 /// One measured run (the output itself is not kept).
@@ -137,6 +141,10 @@ pub struct Results {
     pub options: Value,
     pub sizes: Vec<SizeResult>,
     pub notes: Vec<String>,
+    /// The throttling benchmark (`--only throttle`), measured on its own and kept across
+    /// other runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle: Option<crate::throttle::ThrottleResults>,
 }
 
 fn out_of(cmd: &str, args: &[&str]) -> String {
@@ -1070,7 +1078,53 @@ fn plan_profile(
 ///
 /// # Errors
 /// Generation fails; the results cannot be written.
+/// Whether `--only` asks for the throttling benchmark alone.
+fn throttle_only(o: &RunOptions) -> bool {
+    o.only
+        .as_ref()
+        .is_some_and(|v| !v.is_empty() && v.iter().all(|x| x == "throttle"))
+}
+
+/// The results already in `path` (`None` when there are none).
+fn previous_results(path: &Path) -> Result<Option<Results>> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(Some(serde_json::from_str(&t).with_context(|| {
+            format!("{}: not a narward-bench results file", path.display())
+        })?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// `--only throttle`: measure the throttling benchmark and merge it into the existing
+/// results (every other row kept as it was), then render BENCHMARKS.md again.
+fn run_throttle_only(o: &RunOptions) -> Result<Results> {
+    let Some(mut res) = previous_results(&o.json)? else {
+        bail!(
+            "{} does not exist: `--only throttle` adds its section to existing results (run the benchmarks first)",
+            o.json.display()
+        );
+    };
+    let commit = out_of("git", &["rev-parse", "--short", "HEAD"]);
+    progress("throttle: allowed request rate vs achieved, through the fault proxy");
+    res.throttle = Some(crate::throttle::run(
+        &o.throttle_rates,
+        o.throttle_seconds,
+        &o.command_line,
+        &commit,
+    )?);
+    write_results(o, &res)?;
+    Ok(res)
+}
+
 pub fn run(o: &RunOptions) -> Result<Results> {
+    if throttle_only(o) {
+        return run_throttle_only(o);
+    }
+    let carried = previous_results(&o.json)
+        .ok()
+        .flatten()
+        .and_then(|r| r.throttle);
     let started = Instant::now();
     let started_unix = narward::index::now();
     std::fs::create_dir_all(&o.data_dir)?;
@@ -1206,6 +1260,7 @@ pub fn run(o: &RunOptions) -> Result<Results> {
             options: options_json(o),
             sizes: sizes.clone(),
             notes: notes.clone(),
+            throttle: carried.clone(),
         };
         write_results(o, &res)?;
     }
@@ -1217,6 +1272,7 @@ pub fn run(o: &RunOptions) -> Result<Results> {
         options: options_json(o),
         sizes,
         notes,
+        throttle: carried,
     };
     write_results(o, &res)?;
     Ok(res)

@@ -178,7 +178,11 @@ fn dry_run_changes_nothing_and_lists_every_request() {
             "{} missing in {reqs:?}",
             o.key
         );
-        assert!(reqs.contains(&format!("DELETE cache:{}", o.key).as_str()));
+        assert!(
+            deleted_in(&reqs, &o.key),
+            "no delete of {} in {reqs:?}",
+            o.key
+        );
     }
     assert!(r["cost"]["one_time"].is_object(), "{r}");
     assert_eq!(r["phases"]["hide"]["objects"], 3, "{r}");
@@ -593,4 +597,74 @@ fn finalize_and_recover_use_the_areas_the_apply_used() {
     ]));
     assert!(!r["deleted"].as_array().unwrap().is_empty(), "{r}");
     assert!(tree(&other).is_empty());
+}
+
+/// Whether the dry run's requests delete `key`: a single `DELETE cache:KEY`, or a
+/// `DELETE-OBJECTS cache: N keys: K1 K2 …` batch naming it (content-addressed NARs).
+fn deleted_in(reqs: &[&str], key: &str) -> bool {
+    reqs.iter().any(|q| {
+        *q == format!("DELETE cache:{key}")
+            || q.strip_prefix("DELETE-OBJECTS cache: ")
+                .and_then(|r| r.split_once(" keys: "))
+                .is_some_and(|(_, ks)| ks.split(' ').any(|k| k == key))
+    })
+}
+
+#[test]
+fn finalize_of_more_than_1000_quarantined_objects_uses_several_journaled_delete_batches() {
+    let fx = fixture("delete");
+    apply_ok(&fx, &["--now", &T0.to_string()]);
+    let cache0 = tree(&fx.cache());
+    // 1,500 more quarantined objects of an earlier apply (only narward writes there).
+    let old = fx.quarantine().join((T0 - DAY).to_string()).join("nar");
+    std::fs::create_dir_all(&old).unwrap();
+    for i in 0..1500 {
+        std::fs::write(old.join(format!("{i:05}.nar")), i.to_string()).unwrap();
+    }
+    let q0 = tree(&fx.quarantine());
+    assert!(q0.len() > 1500);
+    let now = (T0 + 31 * DAY).to_string();
+    let r = json(&fx.ok(&[
+        "apply",
+        "--finalize",
+        "--confirm",
+        "cache",
+        "--json",
+        "--now",
+        &now,
+    ]));
+    assert!(
+        r["delete_requests"].as_u64().unwrap() >= 2,
+        "{}",
+        r["delete_requests"]
+    );
+    assert_eq!(r["deleted"].as_array().unwrap().len(), q0.len());
+    assert!(
+        r["failed"].as_array().unwrap().is_empty(),
+        "{}",
+        r["failed"]
+    );
+    // The same end state as deleting one by one: the quarantine is empty, the cache as
+    // it was.
+    assert!(tree(&fx.quarantine()).is_empty());
+    assert_eq!(tree(&fx.cache()), cache0);
+    // Each batch was journaled (its keys) before its request, then the outcome.
+    let j = std::fs::read_to_string(fx.state().join("apply/finalize.journal")).unwrap();
+    let recs: Vec<serde_json::Value> = j
+        .lines()
+        .map(|l| serde_json::from_str(l.split_once(' ').unwrap().1).unwrap())
+        .collect();
+    let batches: Vec<&serde_json::Value> = recs.iter().filter(|x| x["t"] == "delete").collect();
+    assert!(batches.len() >= 2);
+    assert!(
+        batches
+            .iter()
+            .all(|b| b["keys"].as_array().unwrap().len() <= 1000)
+    );
+    let journaled: usize = batches
+        .iter()
+        .map(|b| b["keys"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(journaled, q0.len());
+    assert_eq!(recs.last().unwrap()["t"], "deleted");
 }

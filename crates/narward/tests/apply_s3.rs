@@ -4,12 +4,13 @@
 //! classes, InvalidObjectState, key prefixes, versioned buckets, the fault proxy).
 
 mod common;
-use common::fault_proxy::{FaultConfig, FaultProxy};
 use common::s3_fx::*;
 use common::*;
 
+use narward::cache::S3Options;
 use narward::plan::{Decision, ObjectDecision};
 use narward_formats::keys::Category;
+use narward_testkit::fault_proxy::{FaultConfig, FaultProxy};
 use std::collections::BTreeMap;
 
 use std::process::{Command, Stdio};
@@ -117,7 +118,11 @@ fn dry_run_on_s3_changes_nothing_and_prints_every_request_with_counts_and_bytes(
             "{} missing in {reqs:?}",
             o.key
         );
-        assert!(reqs.contains(&format!("DELETE cache:{}", o.key).as_str()));
+        assert!(
+            deleted_in(&reqs, &o.key),
+            "no delete of {} in {reqs:?}",
+            o.key
+        );
         bytes += o.size;
     }
     let phases = &r["phases"];
@@ -869,4 +874,163 @@ fn resumed_in_place_archive_of_a_nar_uploaded_in_parts_is_not_reported_changed()
 #[test]
 fn resumed_quarantine_of_a_nar_uploaded_in_parts_matches_an_uninterrupted_run() {
     resume_after_every_mutation_with_nars_uploaded_in_parts("mpu-del", "delete");
+}
+
+/// Whether the dry run's requests delete `key`: a single `DELETE cache:KEY`, or a
+/// `DELETE-OBJECTS cache: N keys: K1 K2 …` batch naming it (content-addressed NARs).
+fn deleted_in(reqs: &[&str], key: &str) -> bool {
+    reqs.iter().any(|q| {
+        *q == format!("DELETE cache:{key}")
+            || q.strip_prefix("DELETE-OBJECTS cache: ")
+                .and_then(|r| r.split_once(" keys: "))
+                .is_some_and(|(_, ks)| ks.split(' ').any(|k| k == key))
+    })
+}
+
+impl S3 {
+    /// Put `n` small objects under `prefix` (concurrently): their keys.
+    fn put_many(&self, bucket: &str, prefix: &str, n: usize) -> Vec<String> {
+        let keys: Vec<String> = (0..n).map(|i| format!("{prefix}{i:05}.nar")).collect();
+        self.rt.block_on(async {
+            let puts = keys.iter().map(|k| {
+                self.c
+                    .put_object()
+                    .bucket(bucket)
+                    .key(k)
+                    .body(k.as_bytes().to_vec().into())
+                    .send()
+            });
+            for r in futures::future::join_all(puts).await {
+                r.unwrap();
+            }
+        });
+        keys
+    }
+}
+
+/// A finalize of more than 1,000 quarantined objects sends several DeleteObjects
+/// requests (counted at the proxy), and one failed (500) request is retried: the end
+/// state is an empty quarantine and the untouched cache, each object counted once.
+#[test]
+fn finalize_on_s3_of_more_than_1000_quarantined_objects_uses_several_delete_objects_requests() {
+    let proxy = FaultProxy::start(
+        &s3_endpoint(),
+        FaultConfig {
+            lifetime: Duration::from_secs(240),
+            ..Default::default()
+        },
+    );
+    let fx = fixture_at("finb", "", "delete", &proxy.url());
+    fx.apply(&["--now", &T0.to_string()]);
+    let old = format!("{}{}/nar/", fx.full(QUARANTINE), T0 - DAY);
+    fx.s3.put_many(&fx.bucket, &old, 1100);
+    let q0 = quarantined(&fx);
+    assert!(q0.len() > 1100);
+    let cache0: BTreeMap<String, Obj> = fx
+        .listing()
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with(&fx.full(QUARANTINE)))
+        .collect();
+    let seen = proxy.request_lines().len();
+    let now = (T0 + 31 * DAY).to_string();
+    let r = json(&fx.ok(&[
+        "apply",
+        "--finalize",
+        "--confirm",
+        &fx.bucket,
+        "--json",
+        "--now",
+        &now,
+    ]));
+    let deletes: Vec<String> = proxy.request_lines()[seen..]
+        .iter()
+        .filter(|l| l.starts_with("POST ") && l.contains("?delete"))
+        .cloned()
+        .collect();
+    assert!(deletes.len() >= 2, "{deletes:?}");
+    assert_eq!(r["delete_requests"].as_u64().unwrap(), deletes.len() as u64);
+    let deleted = r["deleted"].as_array().unwrap();
+    assert_eq!(deleted.len(), q0.len(), "each object counted once");
+    assert!(
+        r["failed"].as_array().unwrap().is_empty(),
+        "{}",
+        r["failed"]
+    );
+    assert!(quarantined(&fx).is_empty());
+    assert_eq!(fx.listing(), cache0, "the cache and archive as before");
+}
+
+/// Per-key failures of a DeleteObjects batch on S3 (injected per key by the Faulty
+/// wrapper around the real S3 store): a key failing for good is reported, stays in the
+/// bucket and is never counted as deleted; transient ones are retried until deleted.
+#[test]
+fn per_key_failures_of_a_delete_objects_batch_on_s3_are_retried_or_reported_never_lost() {
+    use narward::apply::batch_delete::delete_keys;
+    use narward::apply::exec::ExecOptions;
+    use narward::cache::s3_store::{S3Layout, S3Store};
+    use narward::cache::store::{Area, StoreErrorKind};
+    use narward::cache::store_wrap::{FaultConfig as StoreFaults, Faulty};
+    let s3 = S3::new();
+    let bucket = bucket_name("perkey");
+    s3.rt
+        .block_on(async { s3.c.create_bucket().bucket(&bucket).send().await.unwrap() });
+    let keys: Vec<String> = s3
+        .put_many(&bucket, QUARANTINE, 1200)
+        .into_iter()
+        .map(|k| k[QUARANTINE.len()..].to_string())
+        .collect();
+    let o = S3Options {
+        bucket: bucket.clone(),
+        endpoint: Some(s3_endpoint()),
+        region: Some("us-east-1".into()),
+        ..Default::default()
+    };
+    let eo = ExecOptions {
+        backoff: Duration::from_millis(1),
+        ..ExecOptions::default()
+    };
+    let run = |kinds: Vec<StoreErrorKind>, keys: &[String]| {
+        s3.rt.block_on(async {
+            let layout = S3Layout::new(&o, None, ARCHIVE, QUARANTINE);
+            let store = S3Store::open(&o, layout, 1).await.unwrap();
+            let cfg = StoreFaults {
+                fraction: 0.05,
+                kinds,
+                after_effect: 0.3,
+                seed: 9,
+                reads: false,
+            };
+            let f = Faulty::new(store, cfg);
+            let d = delete_keys(&f, Area::Quarantine, keys, &eo, &mut |_| Ok(()))
+                .await
+                .unwrap();
+            (d, f.injected())
+        })
+    };
+    let (d, injected) = run(vec![StoreErrorKind::Other], &keys);
+    assert!(injected > 0 && !d.failed.is_empty());
+    assert_eq!(d.deleted.len() + d.failed.len(), keys.len());
+    let left: Vec<String> = s3
+        .listing(&bucket)
+        .into_keys()
+        .map(|k| k[QUARANTINE.len()..].to_string())
+        .collect();
+    for k in &d.deleted {
+        assert!(!left.contains(k), "{k} counted as deleted but still there");
+    }
+    // A failure whose effect happened (answer lost) is gone although reported; every
+    // other reported key is still there: nothing is counted as deleted that is not.
+    for f in &d.failed {
+        assert!(!d.deleted.contains(&f.key));
+    }
+    assert!(left.len() <= d.failed.len());
+    // The reported keys, again with only transient per-key faults: all deleted.
+    let again: Vec<String> = d.failed.iter().map(|f| f.key.clone()).collect();
+    let (d2, _) = run(
+        vec![StoreErrorKind::Transient, StoreErrorKind::Throttled],
+        &again,
+    );
+    assert!(d2.failed.is_empty(), "{:?}", d2.failed);
+    assert_eq!(d2.deleted.len(), again.len());
+    assert!(s3.listing(&bucket).is_empty());
 }

@@ -4,9 +4,9 @@
 //! STANDARD), after an apply that archived or deleted paths.
 
 mod common;
-use common::fault_proxy::{FaultConfig, FaultProxy};
 use common::{file_fx as ff, s3_fx as sf};
 use common::{json, nix_available, repo};
+use narward_testkit::fault_proxy::{FaultConfig, FaultProxy};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;

@@ -4,12 +4,12 @@
 //! rate is reported; `narward index` completes too.
 
 mod common;
-use common::fault_proxy::{FaultConfig, FaultProxy};
 use common::*;
 use narward::cache::S3Options;
 use narward::cache::s3_store::{S3Layout, S3Store};
 use narward::cache::store::*;
 use narward::cache::store_wrap::{ThrottleConfig, Throttled, delete_all};
+use narward_testkit::fault_proxy::{FaultConfig, FaultProxy};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;

@@ -6,7 +6,9 @@
 //!    (hidden), else the step is skipped;
 //! 2. conditional copy (`if_match` the plan's ETag, `if_absent`) to the destination, and
 //!    verification of the copy's size against the plan;
-//! 3. delete of the source.
+//! 3. delete of the source: a single request right after an ETag check, except for
+//!    content-addressed NARs, whose sources are deleted together in one DeleteObjects
+//!    request once every step of the batch has run (see [`super::batch_delete`]).
 //!
 //! A repeated step (after a crash) finds the destination already holding the same bytes,
 //! or the source already gone and the destination present: both count as done.
@@ -54,6 +56,9 @@ impl Default for ExecOptions {
 pub enum StepResult {
     Moved,
     Skipped(String),
+    /// Copied and verified; the source is to be deleted in the batch's DeleteObjects
+    /// request (content-addressed NARs only).
+    AwaitingDelete,
 }
 
 /// Counts of one phase.
@@ -139,14 +144,30 @@ where
 
 /// Run one step. `Err` only for errors that must stop the run (`Denied`).
 pub async fn run_op<S: Store>(store: &S, op: &Op, o: &ExecOptions) -> StoreResult<StepResult> {
-    match step(store, op, o).await {
+    run_step(store, op, o, false).await
+}
+
+/// Run one step; with `defer_delete`, a step that would delete its source answers
+/// [`StepResult::AwaitingDelete`] instead (the caller batches those deletes).
+async fn run_step<S: Store>(
+    store: &S,
+    op: &Op,
+    o: &ExecOptions,
+    defer_delete: bool,
+) -> StoreResult<StepResult> {
+    match step(store, op, o, defer_delete).await {
         Ok(r) => Ok(r),
         Err(e) if e.kind == StoreErrorKind::Denied => Err(e),
         Err(e) => Ok(StepResult::Skipped(e.to_string())),
     }
 }
 
-async fn step<S: Store>(store: &S, op: &Op, o: &ExecOptions) -> StoreResult<StepResult> {
+async fn step<S: Store>(
+    store: &S,
+    op: &Op,
+    o: &ExecOptions,
+    defer_delete: bool,
+) -> StoreResult<StepResult> {
     for g in &op.guards {
         let l = Loc::cache(g.clone());
         if retry(o, || store.head(&l)).await?.is_some() {
@@ -190,6 +211,9 @@ async fn step<S: Store>(store: &S, op: &Op, o: &ExecOptions) -> StoreResult<Step
                 m.etag, op.to
             )));
         }
+        if defer_delete {
+            return Ok(StepResult::AwaitingDelete);
+        }
         retry(o, || store.delete(&from, None)).await?;
         checkpoint(o);
     }
@@ -226,13 +250,7 @@ pub async fn run<S: Store>(
             continue;
         }
         journal.append(&Record::Announce { seq: b.seq })?;
-        let results: Vec<(usize, StoreResult<StepResult>)> =
-            futures::stream::iter(b.ops.iter().enumerate())
-                .map(|(i, op)| async move { (i, run_op(store, op, o).await) })
-                .buffer_unordered(o.concurrency.max(1))
-                .inspect(|_| pb.inc(1))
-                .collect()
-                .await;
+        let results = run_batch(store, &b, o, pb).await;
         let denied = tally(&b, results, journal, report)?;
         if let Some(e) = denied {
             pb.abandon();
@@ -247,6 +265,43 @@ pub async fn run<S: Store>(
     let moved: u64 = report.phases.values().map(|p| p.moved).sum();
     report.objects_per_second = moved as f64 / report.seconds.max(1e-9);
     Ok(())
+}
+
+/// Run the steps of one batch (bounded concurrency), then delete the sources of its
+/// content-addressed NARs in one DeleteObjects request.
+async fn run_batch<S: Store>(
+    store: &S,
+    b: &Batch,
+    o: &ExecOptions,
+    pb: &indicatif::ProgressBar,
+) -> Vec<(usize, StoreResult<StepResult>)> {
+    let mut results: Vec<(usize, StoreResult<StepResult>)> =
+        futures::stream::iter(b.ops.iter().enumerate())
+            .map(|(i, op)| async move {
+                let defer = op.delete_source && super::batch_delete::batchable_source(&op.key);
+                (i, run_step(store, op, o, defer).await)
+            })
+            .buffer_unordered(o.concurrency.max(1))
+            .inspect(|_| pb.inc(1))
+            .collect()
+            .await;
+    let pending: Vec<usize> = results
+        .iter()
+        .filter(|(_, r)| matches!(r, Ok(StepResult::AwaitingDelete)))
+        .map(|(i, _)| *i)
+        .collect();
+    if pending.is_empty() {
+        return results;
+    }
+    results.retain(|(_, r)| !matches!(r, Ok(StepResult::AwaitingDelete)));
+    match super::batch_delete::delete_sources(store, &b.ops, &pending, o).await {
+        Ok(done) => {
+            checkpoint(o);
+            results.extend(done.into_iter().map(|(i, r)| (i, Ok(r))));
+        }
+        Err(e) => results.extend(pending.iter().map(|&i| (i, Err(e.clone())))),
+    }
+    results
 }
 
 /// Count a batch's results into `report`, journaling skips; gives a `Denied` error if any.
@@ -265,7 +320,13 @@ fn tally(
                 pr.moved += 1;
                 pr.bytes += op.size;
             }
-            Ok(StepResult::Skipped(reason)) => {
+            Ok(not_moved) => {
+                // run_batch resolves every deferred delete; one left over counts as
+                // skipped (its source is kept), never as moved.
+                let reason = match not_moved {
+                    StepResult::Skipped(r) => r,
+                    _ => "its source delete was never sent; the source is kept".into(),
+                };
                 pr.skipped += 1;
                 let k = Skip {
                     key: op.key.clone(),

@@ -3,7 +3,10 @@
 //! - [`program`] (pure): plan + fresh index → re-check skips → ordered batches of steps.
 //! - [`journal`] (edge): the append-only, checksummed record of announced and done batches.
 //! - [`exec`] (edge, tokio): runs batches against any [`crate::cache::store::Store`].
+//! - [`batch_delete`] (edge): DeleteObjects batches with per-key results, and which
+//!   deletes may be batched.
 
+pub mod batch_delete;
 pub mod exec;
 pub mod journal;
 pub mod program;

@@ -310,20 +310,28 @@ pub struct FinalizeReport {
     pub recovered: Vec<Recovered>,
     /// Quarantined objects still inside the grace window.
     pub waiting: u64,
+    /// Quarantined objects whose delete failed (after retries), with the error: still
+    /// there (or unknown), never counted as deleted; the next `--finalize` tries again.
+    pub failed: Vec<super::program::Skip>,
+    /// DeleteObjects requests sent (≤ 1,000 keys each).
+    pub delete_requests: u64,
 }
 
 /// Finalize: recover quarantined paths (and NARs) that a narinfo visible in `fresh`
 /// references, directly or through other quarantined paths; delete the quarantined
-/// objects whose stamp is older than `grace_secs` and that nothing needs.
+/// objects whose stamp is older than `grace_secs` and that nothing needs, in DeleteObjects
+/// batches of ≤ 1,000 keys, calling `announce` with each batch's keys before its request
+/// (the journal).
 ///
 /// # Errors
-/// Store errors.
+/// Store errors; `announce` fails.
 pub async fn finalize<S: Store>(
     store: &S,
     fresh: &Index,
     now: i64,
     grace_secs: i64,
     o: &ExecOptions,
+    announce: &mut dyn FnMut(&[String]) -> Result<()>,
 ) -> Result<FinalizeReport> {
     let q = quarantine_index(store, o).await?;
     let mut needed: BTreeSet<String> = BTreeSet::new();
@@ -355,6 +363,7 @@ pub async fn finalize<S: Store>(
         }
     }
     let q = quarantine_index(store, o).await?;
+    let mut expired_keys = Vec::new();
     for (key, stamps) in &q {
         for s in stamps {
             let expired = s.parse::<i64>().is_ok_and(|t| t + grace_secs <= now);
@@ -362,11 +371,14 @@ pub async fn finalize<S: Store>(
                 rep.waiting += 1;
                 continue;
             }
-            let l = Loc::quarantine(format!("{s}/{key}"));
-            retry(o, || store.delete(&l, None)).await?;
-            rep.deleted.push(l.key);
+            expired_keys.push(format!("{s}/{key}"));
         }
     }
+    let d = super::batch_delete::delete_keys(store, Area::Quarantine, &expired_keys, o, announce)
+        .await?;
+    rep.deleted = d.deleted;
+    rep.failed = d.failed;
+    rep.delete_requests = d.requests;
     Ok(rep)
 }
 

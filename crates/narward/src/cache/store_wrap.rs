@@ -431,7 +431,8 @@ pub struct ThrottleConfig {
     /// `rate × 0.5`: it falls fast to what the server accepts, then stays near it.
     pub decrease: f64,
     pub decrease_every: Duration,
-    /// Requests per second regained per second without throttling.
+    /// Requests per second regained per second without throttling, while the pacing
+    /// holds requests back (at most a quarter of the rate a second).
     pub recovery_per_sec: f64,
     /// Retries of one request (after the first attempt).
     pub max_retries: u32,
@@ -491,7 +492,8 @@ struct RateState {
 /// at the current allowed rate; a `Throttled` or `Transient` answer lowers the rate (see
 /// [`ThrottleConfig::decrease`]; at most once per `decrease_every`, so a burst of failures
 /// counts once) and the request is retried after a fully jittered exponential backoff; the rate grows
-/// back by `recovery_per_sec` each second. Per-key retryable failures of a batch delete
+/// back by `recovery_per_sec` (at most a quarter of itself) each second that requests
+/// wait for their slot. Per-key retryable failures of a batch delete
 /// are retried as a smaller batch.
 pub struct Throttled<S> {
     inner: S,
@@ -560,9 +562,16 @@ impl<S: Store> Throttled<S> {
     fn reserve(&self) -> Instant {
         let mut st = lock(&self.state);
         let now = Instant::now();
-        let grown = st.rate
-            + self.cfg.recovery_per_sec * now.duration_since(st.last_increase).as_secs_f64();
-        st.rate = grown.min(self.cfg.max_rate);
+        // The rate is regained only for the time the pacing held requests back (slots
+        // reserved up to `next_at`): idle time, e.g. while requests sleep in backoff,
+        // does not raise it. It grows by at most a quarter of itself a second, so at a
+        // low allowed rate it does not overshoot by multiples between two throttlings.
+        let busy = st
+            .next_at
+            .min(now)
+            .saturating_duration_since(st.last_increase);
+        let step = self.cfg.recovery_per_sec.min(st.rate * 0.25);
+        st.rate = (st.rate + step * busy.as_secs_f64()).min(self.cfg.max_rate);
         st.last_increase = now;
         let at = st.next_at.max(now);
         st.next_at = at + Duration::from_secs_f64(1.0 / st.rate.max(self.cfg.min_rate));

@@ -8,6 +8,7 @@ use super::restore_exec::RestoreJob;
 use super::{Global, print_json};
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use narward::apply::batch_delete::{DeleteLog, batchable_source};
 use narward::apply::exec::{self, ExecOptions, Report};
 use narward::apply::journal::{self, Begin, Journal, Record, State};
 use narward::apply::program::{self, Layout, Program, Skip};
@@ -71,7 +72,9 @@ pub struct ApplyArgs {
     #[arg(long, conflicts_with_all = ["plan", "finalize", "dry_run"])]
     pub resume: bool,
     /// Delete for good what was quarantined longer than the grace window and is still
-    /// unreachable; recover what a visible narinfo references again.
+    /// unreachable (DeleteObjects batches of ≤ 1,000 keys, each journaled in
+    /// <state>/apply/finalize.journal before its request; a key that fails is listed and
+    /// exit status is 1); recover what a visible narinfo references again.
     #[arg(long, conflicts_with = "plan")]
     pub finalize: bool,
     /// The grace window of --finalize, in days.
@@ -86,7 +89,9 @@ pub struct ApplyArgs {
     /// Steps in flight at once.
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
-    /// Steps per journaled batch (at most 1000, one DeleteObjects request).
+    /// Steps per journaled batch (at most 1000). The sources of a batch's NARs
+    /// (content-addressed) are deleted in one DeleteObjects request after its copies are
+    /// verified; narinfos, .ls and other objects one by one, each after an ETag check.
     #[arg(long, default_value_t = 1000)]
     pub batch_size: usize,
     /// Attempts per request on throttling and transient errors (backoff with jitter).
@@ -595,6 +600,7 @@ fn dry_run<S: Store>(
     let mut phases = std::collections::BTreeMap::new();
     for b in prog.batches() {
         let e: &mut (u64, u64, u64) = phases.entry(b.phase.as_str()).or_default();
+        let mut batched = Vec::new();
         for op in &b.ops {
             e.0 += 1;
             e.1 += op.size;
@@ -610,10 +616,21 @@ fn dry_run<S: Store>(
                 .unwrap_or_default();
             requests.push(format!("COPY cache:{} -> {}{class}{cond}", op.key, op.to));
             e.2 += 1;
-            if op.delete_source {
+            if op.delete_source && batchable_source(&op.key) {
+                batched.push(op.key.as_str());
+            } else if op.delete_source {
                 requests.push(format!("DELETE cache:{}", op.key));
                 e.2 += 1;
             }
+        }
+        // Content-addressed NAR sources: one DeleteObjects request per batch (≤ 1,000).
+        if !batched.is_empty() {
+            let n = batched.len();
+            requests.push(format!(
+                "DELETE-OBJECTS cache: {n} keys: {}",
+                batched.join(" ")
+            ));
+            e.2 += 1;
         }
     }
     if g.json {
@@ -738,20 +755,33 @@ async fn finalize<S: Store>(
     };
     let fresh = fresh_index(g, url, url_text, &url.identity()).await?;
     let now = a.now.unwrap_or_else(index::now);
-    let r = recover::finalize(store, &fresh, now, grace_secs, &exec_options(a)).await?;
+    let mut log = DeleteLog::open(&g.state)?;
+    let o = exec_options(a);
+    let mut announce = |keys: &[String]| log.announce(Area::Quarantine, keys);
+    let r = recover::finalize(store, &fresh, now, grace_secs, &o, &mut announce).await?;
+    log.done(&r.deleted, &r.failed)?;
     if g.json {
         print_json(&r)?;
     } else {
         println!(
-            "finalized {}: {} quarantined objects deleted, {} paths recovered (referenced again), {} objects still in the grace window",
+            "finalized {}: {} quarantined objects deleted ({} DeleteObjects requests), {} not deleted, {} paths recovered (referenced again), {} objects still in the grace window",
             store.describe(Area::Quarantine),
             r.deleted.len(),
+            r.delete_requests,
+            r.failed.len(),
             r.recovered.len(),
             r.waiting
         );
         for x in &r.recovered {
             println!("  recovered {}", x.narinfo);
         }
+        for k in r.failed.iter().take(50) {
+            println!("  not deleted {}: {}", k.key, k.reason);
+        }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if r.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -2,7 +2,6 @@
 //! reach the local S3 server (moto, started by scripts/test.sh) and real Nix.
 #![allow(dead_code)]
 
-pub mod fault_proxy;
 pub mod file_fx;
 pub mod s3_fx;
 

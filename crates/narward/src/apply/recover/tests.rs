@@ -171,11 +171,14 @@ fn finalize_keeps_the_grace_window_and_recovers_what_a_visible_narinfo_names() {
         debuginfo: Vec::new(),
     };
     let o = ExecOptions::default();
-    let r = block(finalize(&s, &fresh(&[]), 150, 100, &o)).unwrap();
+    let r = block(finalize(&s, &fresh(&[]), 150, 100, &o, &mut |_| Ok(()))).unwrap();
     assert!(r.deleted.is_empty() && r.waiting == 4, "{r:?}");
     // Something visible references B: B is recovered, A deleted once the window passed.
     let visible = format!("StorePath: /nix/store/c-c\nReferences: {B}-b\n");
-    let r = block(finalize(&s, &fresh(&[visible]), 300, 100, &o)).unwrap();
+    let r = block(finalize(&s, &fresh(&[visible]), 300, 100, &o, &mut |_| {
+        Ok(())
+    }))
+    .unwrap();
     assert_eq!(r.recovered.len(), 1, "{r:?}");
     assert!(d.path().join(format!("cache/{B}.narinfo")).exists());
     assert!(d.path().join(format!("cache/nar/{B}.nar.xz")).exists());

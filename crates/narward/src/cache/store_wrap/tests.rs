@@ -390,8 +390,54 @@ async fn throttled_halves_the_rate_once_per_window_and_recovers_slowly() {
         s.rate_now, 1000.0,
         "a burst of throttling lowers the rate once"
     );
+    // Slots reserved 0.2 s ahead: the pacing holds requests back, so the rate grows.
+    for _ in 0..200 {
+        t.reserve();
+    }
     tokio::time::sleep(Duration::from_millis(100)).await;
     t.reserve();
     let r = t.stats().rate_now;
     assert!(r > 1000.0 && r < 1100.0, "recovers by about 200/s: {r}");
+}
+
+/// Bench finding (`narward-bench run --only throttle`, 50 req/s allowed): the rate grew
+/// by `recovery_per_sec` for every second since the last change, also while every
+/// request slept in backoff, so it climbed from 24 to 733 req/s between throttlings and
+/// only 66 % of the allowed rate was achieved.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_time_does_not_raise_the_allowed_rate() {
+    let t = Throttled::new(MemStore::default(), fast_cfg());
+    let e = StoreError::new(StoreErrorKind::Throttled, "x", &Loc::cache("k"), "");
+    t.on_error(&e, 0);
+    let r0 = t.stats().rate_now;
+    // Nothing waits for a slot for 0.3 s (every request asleep in backoff).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    t.reserve();
+    let r = t.stats().rate_now;
+    assert!(r - r0 < 1.0, "{r0} → {r}: idle time raised the rate");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_low_rate_grows_by_at_most_a_quarter_of_itself_a_second() {
+    let cfg = ThrottleConfig {
+        decrease_every: Duration::from_millis(0),
+        ..fast_cfg()
+    };
+    let t = Throttled::new(MemStore::default(), cfg);
+    let e = StoreError::new(StoreErrorKind::Throttled, "x", &Loc::cache("k"), "");
+    // Nothing succeeded: halved each time, 2,000 → 62.5 (the floor is 50).
+    for _ in 0..5 {
+        t.on_error(&e, 0);
+    }
+    let r0 = t.stats().rate_now;
+    assert!((r0 - 62.5).abs() < 1.0, "{r0}");
+    for _ in 0..40 {
+        t.reserve();
+    }
+    // 40 slots at 62.5/s: the pacing is busy for the next 0.64 s.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    t.reserve();
+    let r = t.stats().rate_now;
+    // recovery_per_sec is 200, but a quarter of 62.5 a second for 0.4 s is ≈ 6.
+    assert!(r > r0 && r < r0 + 8.0, "{r0} → {r}");
 }

@@ -1,4 +1,5 @@
-//! A fault-injecting HTTP proxy for the S3 tests: it sits on 127.0.0.1 between narward and
+//! A fault-injecting HTTP proxy for the S3 tests and the throttling benchmark: it sits on
+//! 127.0.0.1 between narward and
 //! the local S3 server (moto) and, per request, either forwards it or
 //! - answers `503 SlowDown` (S3's throttling answer, XML body),
 //! - answers `500 InternalError`,
@@ -10,10 +11,10 @@
 //! bucket limits the forwarded rate and answers `503 SlowDown` above it. It handles one
 //! request per connection (it answers `Connection: close`), which every HTTP client copes
 //! with. It is bounded: it stops by itself after `max_requests` requests or `lifetime`,
-//! and when dropped.
+//! and when dropped. It keeps the request line (`POST /bucket?delete HTTP/1.1`) of every
+//! request it received, in arrival order ([`FaultProxy::request_lines`]), so a test can
+//! count requests of one kind.
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -67,16 +68,24 @@ pub struct ProxyStats {
     pub reset: AtomicU64,
     pub lost_answer: AtomicU64,
     pub rate_limited: AtomicU64,
+    /// The request line of every request received, in arrival order.
+    lines: Mutex<Vec<String>>,
     /// The request line (`POST /bucket/key?restore HTTP/1.1`) of every request forwarded
     /// upstream (those answered by the proxy itself are not).
-    pub log: Mutex<Vec<String>>,
+    forwarded_lines: Mutex<Vec<String>>,
 }
 
 impl ProxyStats {
-    /// Requests whose request line starts with `method` and contains `part`.
+    /// The request lines received so far (`METHOD TARGET HTTP/1.1`), in arrival order.
+    pub fn request_lines(&self) -> Vec<String> {
+        lock(&self.lines).clone()
+    }
+
+    /// Requests forwarded upstream whose request line starts with `method` and contains
+    /// `part`.
     pub fn count(&self, method: &str, part: &str) -> usize {
-        let log = self.log.lock().unwrap();
-        log.iter()
+        lock(&self.forwarded_lines)
+            .iter()
             .filter(|l| l.starts_with(method) && l.contains(part))
             .count()
     }
@@ -111,33 +120,55 @@ impl FaultProxy {
         format!("http://{}", self.addr)
     }
 
-    /// Start a proxy to `upstream` (`http://HOST:PORT`) on a free port, in its own thread.
+    /// The request lines received so far, in arrival order (see [`ProxyStats`]).
+    pub fn request_lines(&self) -> Vec<String> {
+        self.stats.request_lines()
+    }
+
+    /// Start a proxy to `upstream` (`http://IP:PORT`) on a free port, in its own thread.
+    /// For tests: panics when the upstream is not `http://IP:PORT` or no port is free
+    /// ([`FaultProxy::try_start`] gives the error instead).
     pub fn start(upstream: &str, cfg: FaultConfig) -> FaultProxy {
+        match FaultProxy::try_start(upstream, cfg) {
+            Ok(p) => p,
+            Err(e) => panic!("fault proxy to {upstream}: {e}"),
+        }
+    }
+
+    /// Start a proxy to `upstream` (`http://IP:PORT`) on a free port, in its own thread.
+    ///
+    /// # Errors
+    /// `upstream` is not `http://IP:PORT`; no port can be bound; no thread or runtime.
+    pub fn try_start(upstream: &str, cfg: FaultConfig) -> std::io::Result<FaultProxy> {
         let up: SocketAddr = upstream
             .trim_start_matches("http://")
             .trim_end_matches('/')
             .parse()
-            .expect("upstream is http://IP:PORT");
-        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        std_listener.set_nonblocking(true).expect("nonblocking");
-        let addr = std_listener.local_addr().expect("addr");
+            .map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("upstream {upstream:?} is not http://IP:PORT: {e}"),
+                )
+            })?;
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        std_listener.set_nonblocking(true)?;
+        let addr = std_listener.local_addr()?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
         let stats = Arc::new(ProxyStats::default());
         let (tx, rx) = tokio::sync::oneshot::channel();
         let st = stats.clone();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(serve(std_listener, up, cfg, st, rx));
-        });
-        FaultProxy {
+        let thread = std::thread::Builder::new()
+            .name("fault-proxy".into())
+            .spawn(move || rt.block_on(serve(std_listener, up, cfg, st, rx)))?;
+        Ok(FaultProxy {
             addr,
             stats,
             stop: Some(tx),
             thread: Some(thread),
-        }
+        })
     }
 }
 
@@ -161,9 +192,28 @@ enum Action {
     LostAnswer,
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// SplitMix64: a small seeded generator (the proxy needs no more).
+struct SplitMix(u64);
+
+impl SplitMix {
+    /// A uniform number in `[0, 1)`.
+    fn next_f64(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
 struct Shared {
     cfg: FaultConfig,
-    rng: Mutex<StdRng>,
+    rng: Mutex<SplitMix>,
     bucket: Mutex<(f64, Instant)>,
     stats: Arc<ProxyStats>,
     upstream: SocketAddr,
@@ -171,7 +221,7 @@ struct Shared {
 
 impl Shared {
     fn decide(&self) -> Action {
-        let x: f64 = self.rng.lock().unwrap().r#gen();
+        let x = lock(&self.rng).next_f64();
         let c = &self.cfg;
         let mut edge = c.slow_down;
         if x < edge {
@@ -197,7 +247,7 @@ impl Shared {
         let Some(rate) = self.cfg.rate_limit else {
             return true;
         };
-        let mut b = self.bucket.lock().unwrap();
+        let mut b = lock(&self.bucket);
         let now = Instant::now();
         let cap = self.cfg.burst.unwrap_or(rate).max(1.0);
         b.0 = (b.0 + rate * now.duration_since(b.1).as_secs_f64()).min(cap);
@@ -223,7 +273,7 @@ async fn serve(
     };
     let deadline = tokio::time::Instant::now() + cfg.lifetime;
     let shared = Arc::new(Shared {
-        rng: Mutex::new(StdRng::seed_from_u64(cfg.seed)),
+        rng: Mutex::new(SplitMix(cfg.seed)),
         bucket: Mutex::new((
             cfg.burst.or(cfg.rate_limit).unwrap_or(0.0).max(1.0),
             Instant::now(),
@@ -339,13 +389,10 @@ fn reset(conn: TcpStream) {
 async fn handle(mut conn: TcpStream, sh: Arc<Shared>, nth: u64) -> std::io::Result<()> {
     let req = read_request(&mut conn).await?;
     let st = &sh.stats;
-    let first = req.split(|b| *b == b'\r').next().unwrap_or_default();
-    let log = || {
-        st.log
-            .lock()
-            .unwrap()
-            .push(String::from_utf8_lossy(first).into_owned())
-    };
+    let line_end = find(&req, b"\r\n").unwrap_or(req.len());
+    let first = String::from_utf8_lossy(&req[..line_end]).into_owned();
+    lock(&st.lines).push(first.clone());
+    let log = || lock(&st.forwarded_lines).push(first.clone());
     let action = if sh.cfg.fail_nth.contains(&nth) {
         Action::InternalError
     } else {
@@ -397,4 +444,67 @@ async fn handle(mut conn: TcpStream, sh: Arc<Shared>, nth: u64) -> std::io::Resu
     conn.write_all(&answer).await?;
     conn.shutdown().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// An upstream that answers every connection `200 OK` (one request each).
+    fn upstream() -> SocketAddr {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                let Ok(mut c) = c else { return };
+                let mut buf = [0u8; 4096];
+                let _ = c.read(&mut buf);
+                let _ = c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+            }
+        });
+        addr
+    }
+
+    fn get(proxy: &FaultProxy, path: &str) -> String {
+        let mut c = std::net::TcpStream::connect(proxy.addr).unwrap();
+        write!(c, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut s = String::new();
+        let _ = c.read_to_string(&mut s);
+        s
+    }
+
+    #[test]
+    fn a_rate_limited_proxy_answers_slow_down_above_the_rate_and_logs_every_request() {
+        let up = upstream();
+        let cfg = FaultConfig {
+            rate_limit: Some(1.0),
+            burst: Some(3.0),
+            ..FaultConfig::default()
+        };
+        let proxy = FaultProxy::start(&format!("http://{up}"), cfg);
+        let answers: Vec<String> = (0..10).map(|i| get(&proxy, &format!("/b/k{i}"))).collect();
+        let ok = answers
+            .iter()
+            .filter(|a| a.starts_with("HTTP/1.1 200"))
+            .count();
+        let slow = answers
+            .iter()
+            .filter(|a| a.contains("<Code>SlowDown</Code>"))
+            .count();
+        // The burst of 3 (and at most one more token refilled meanwhile) goes through.
+        assert!((3..=4).contains(&ok), "{ok} forwarded: {answers:?}");
+        assert_eq!(ok + slow, 10);
+        assert_eq!(proxy.stats.get(&proxy.stats.rate_limited), slow as u64);
+        let lines = proxy.request_lines();
+        assert_eq!(lines.len(), 10);
+        assert_eq!(lines[0], "GET /b/k0 HTTP/1.1");
+        assert_eq!(lines[9], "GET /b/k9 HTTP/1.1");
+    }
+
+    #[test]
+    fn an_upstream_that_is_not_ip_and_port_is_an_error_not_a_panic() {
+        let e = FaultProxy::try_start("http://localhost:x", FaultConfig::default());
+        assert!(e.is_err());
+    }
 }
