@@ -3,7 +3,7 @@
 //! in a smaller batch, with backoff, up to `max_attempts`; a key that still fails is
 //! reported with its error and never counted as deleted; `Denied` stops the caller.
 //!
-//! Which deletes may be batched (ARCHITECTURE.md, "Apply"): DeleteObjects cannot be
+//! Which deletes may be batched (docs/apply.md): DeleteObjects cannot be
 //! conditional per key, so a batch widens the window between a step's ETag check and its
 //! delete. That is safe only where a write to the same key cannot bring other bytes:
 //! - objects in the quarantine area (`apply --finalize`): only narward writes there;

@@ -1,7 +1,7 @@
 //! The pure core of apply: from a [`Plan`] (and the fresh index, for the re-check) to the
 //! ordered program of steps. No files, no tokio.
 //!
-//! Order rules (ARCHITECTURE.md, "Apply"):
+//! Order rules (docs/apply.md):
 //! - **recheck**: [`recheck`] compares every object the plan removes with the fresh listing
 //!   (size and ETag) and skips what changed or vanished; a removed path that a narinfo
 //!   uploaded (or changed) since the plan references, directly or through other removed
