@@ -959,21 +959,30 @@ fn is_cache_info(key: &str) -> bool {
 pub fn lock_state(state: &Path) -> Result<std::fs::File> {
     std::fs::create_dir_all(state)
         .with_context(|| format!("creating state directory {}", state.display()))?;
-    let p = state.join("lock");
+    lock_file(&state.join("lock"), || {
+        format!(
+            "state directory {} is in use by another narward process",
+            state.display()
+        )
+    })
+}
+
+/// Hold an exclusive lock on the file `p` (created if needed; its directory must exist),
+/// released when the returned file is dropped. Every lock of the state directory (index,
+/// apply/recover/restore, access statistics) goes through here.
+///
+/// # Errors
+/// The file cannot be opened, or another process holds the lock (`busy()` says which).
+pub fn lock_file(p: &Path, busy: impl FnOnce() -> String) -> Result<std::fs::File> {
     let f = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(&p)
+        .open(p)
         .with_context(|| format!("opening {}", p.display()))?;
     match f.try_lock() {
         Ok(()) => Ok(f),
-        Err(std::fs::TryLockError::WouldBlock) => {
-            bail!(
-                "state directory {} is in use by another narward process",
-                state.display()
-            )
-        }
+        Err(std::fs::TryLockError::WouldBlock) => bail!("{}", busy()),
         Err(std::fs::TryLockError::Error(e)) => {
             Err(e).with_context(|| format!("locking {}", p.display()))
         }

@@ -262,24 +262,12 @@ pub fn ingest(state: &Path, inputs: &[PathBuf], now: i64) -> Result<(AccessStats
 
 fn lock(state: &Path) -> Result<std::fs::File> {
     let p = state.join("access.lock");
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&p)
-        .with_context(|| format!("opening {}", p.display()))?;
-    match f.try_lock() {
-        Ok(()) => Ok(f),
-        Err(std::fs::TryLockError::WouldBlock) => {
-            bail!(
-                "{} is held by another narward access-logs ingest",
-                p.display()
-            )
-        }
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(e).with_context(|| format!("locking {}", p.display()))
-        }
-    }
+    crate::index::lock_file(&p, || {
+        format!(
+            "{} is held by another narward access-logs ingest",
+            p.display()
+        )
+    })
 }
 
 /// Files under `p` (itself when a file), recursively, sorted, as absolute paths.

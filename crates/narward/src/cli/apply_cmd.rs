@@ -423,25 +423,17 @@ fn exec_options(a: &ApplyArgs) -> ExecOptions {
     }
 }
 
+/// The lock that apply, finalize, recover and restore share: one of them at a time changes
+/// a cache from this state directory.
 pub(super) fn lock_apply(state: &Path) -> Result<std::fs::File> {
     let d = state.join("apply");
     std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
-    let p = d.join("lock");
-    let f = std::fs::File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&p)
-        .with_context(|| format!("opening {}", p.display()))?;
-    match f.try_lock() {
-        Ok(()) => Ok(f),
-        Err(std::fs::TryLockError::WouldBlock) => {
-            bail!("another narward apply is running on {}", state.display())
-        }
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(e).with_context(|| format!("locking {}", p.display()))
-        }
-    }
+    index::lock_file(&d.join("lock"), || {
+        format!(
+            "another narward apply, recover or restore is running from {}",
+            state.display()
+        )
+    })
 }
 
 async fn apply_new<S: Store + ThrottleInfo>(
