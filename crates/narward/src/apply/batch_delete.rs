@@ -23,7 +23,7 @@ use crate::cache::store_wrap::DELETE_BATCH_MAX;
 use anyhow::{Context, Result};
 use narward_formats::keys::{Category, classify};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -270,10 +270,9 @@ impl DeleteLog {
     }
 
     fn append(&mut self, r: &LogRecord<'_>) -> Result<()> {
-        let json = serde_json::to_string(r)?;
-        let sum = hex::encode(Sha256::digest(json.as_bytes()));
+        let line = super::journal::line(r)?;
         self.file
-            .write_all(format!("{} {json}\n", &sum[..16]).as_bytes())
+            .write_all(line.as_bytes())
             .and_then(|()| self.file.sync_data())
             .with_context(|| format!("writing journal {}", self.path.display()))
     }

@@ -14,7 +14,7 @@
 //! - Steps only touch keys the plan removes.
 
 use super::Phase;
-use crate::cache::store::{Area, Loc};
+use crate::cache::store::Loc;
 use crate::index::Index;
 use crate::plan::{Decision, Plan};
 use narward_formats::keys::Category;
@@ -317,11 +317,6 @@ fn nar_guards(plan: &Plan) -> HashMap<&str, Vec<String>> {
         }
     }
     m
-}
-
-/// The area a step writes to, for reports.
-pub fn dest_area(op: &Op) -> Area {
-    op.to.area
 }
 
 #[cfg(test)]

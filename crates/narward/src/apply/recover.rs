@@ -4,6 +4,7 @@
 //! still unreachable.
 
 use super::exec::{ExecOptions, retry};
+use super::program::quarantine_key;
 use crate::cache::store::{Area, CopyOptions, Loc, Store};
 use crate::index::Index;
 use anyhow::{Context, Result, bail};
@@ -206,7 +207,7 @@ pub async fn nar_source<S: Store>(
 ) -> Result<Loc> {
     let mut candidates = vec![found.loc(url), Loc::archive(url)];
     for s in q.get(url).into_iter().flatten().rev() {
-        candidates.push(Loc::quarantine(format!("{s}/{url}")));
+        candidates.push(Loc::quarantine(quarantine_key(s, url)));
     }
     for c in candidates {
         if retry(o, || store.head(&c)).await?.is_some() {
@@ -357,7 +358,7 @@ pub async fn finalize<S: Store>(
         let l = Loc::cache(k.clone());
         let in_cache = retry(o, || store.head(&l)).await?;
         if let (None, Some(s)) = (in_cache, q.get(k).and_then(|v| v.last())) {
-            let from = Loc::quarantine(format!("{s}/{k}"));
+            let from = Loc::quarantine(quarantine_key(s, k));
             bring_back(store, &from, k, o).await?;
             retry(o, || store.delete(&from, None)).await?;
         }
@@ -371,7 +372,7 @@ pub async fn finalize<S: Store>(
                 rep.waiting += 1;
                 continue;
             }
-            expired_keys.push(format!("{s}/{key}"));
+            expired_keys.push(quarantine_key(s, key));
         }
     }
     let d = super::batch_delete::delete_keys(store, Area::Quarantine, &expired_keys, o, announce)

@@ -1,5 +1,5 @@
-//! The phases of [`super::compute_streaming`], one function each: read the narinfos into
-//! the graph ([`read_narinfos`]), find the roots ([`find_roots`]), decide every path
+//! The phases of [`super::compute_with_graph`], one function each: take the nodes and
+//! seeds from the cache graph ([`read_graph`]), find the roots ([`find_roots`]), decide every path
 //! ([`decide_paths`]), find the owners of the other objects ([`Owners::find`]), decide
 //! every object ([`decide_objects`]). Pure, like the rest of planning.
 

@@ -150,7 +150,11 @@ pub fn read(dir: &Path) -> Result<ProposalHeader> {
         );
     }
     for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-        let name = e?.file_name().to_string_lossy().to_string();
+        let name = e
+            .with_context(|| format!("reading {}", dir.display()))?
+            .file_name()
+            .to_string_lossy()
+            .to_string();
         if name != HEADER && !h.files.contains_key(&name) {
             bail!(
                 "{} was added to the proposal (not in {HEADER})",
@@ -158,6 +162,7 @@ pub fn read(dir: &Path) -> Result<ProposalHeader> {
             );
         }
     }
+    let mut objects = None;
     for (name, sha) in &h.files {
         let p = dir.join(name);
         let bytes = std::fs::read(&p)
@@ -168,13 +173,18 @@ pub fn read(dir: &Path) -> Result<ProposalHeader> {
                 p.display()
             );
         }
+        if name == OBJECTS {
+            // Parse the bytes just verified, not the file again.
+            objects = Some(read_rows(&p, &bytes)?);
+        }
     }
-    h.body.objects = read_rows(&dir.join(OBJECTS))?;
+    h.body.objects =
+        objects.with_context(|| format!("{}: {HEADER} lists no {OBJECTS}", dir.display()))?;
     Ok(h)
 }
 
-fn read_rows(p: &Path) -> Result<Vec<(u32, RestoreObject)>> {
-    let mut r = csv::Reader::from_path(p).with_context(|| format!("reading {}", p.display()))?;
+fn read_rows(p: &Path, bytes: &[u8]) -> Result<Vec<(u32, RestoreObject)>> {
+    let mut r = csv::Reader::from_reader(bytes);
     let mut v = Vec::new();
     for (i, row) in r.deserialize::<Row>().enumerate() {
         let row = row.with_context(|| format!("{}: row {}", p.display(), i + 2))?;

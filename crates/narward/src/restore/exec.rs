@@ -254,12 +254,15 @@ pub async fn request<S: Store>(
     o: &ExecOptions,
 ) -> Result<()> {
     let tier = super::Tier::parse(&s.begin.tier).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let nars: Vec<NarEntry> = s
+    // One entry per NAR key: paths that share a NAR must not pay for it twice.
+    let nars: BTreeMap<String, NarEntry> = s
         .paths
         .values()
         .filter_map(|p| p.nar.clone())
         .filter(|n| is_archive_class(&n.class))
+        .map(|n| (n.key.clone(), n))
         .collect();
+    let nars = nars.into_values();
     for n in nars {
         if s.requested.contains_key(&n.key) || s.is_published(&n.key) {
             continue;

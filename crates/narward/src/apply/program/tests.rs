@@ -1,4 +1,5 @@
 use super::*;
+use crate::cache::store::Area;
 use crate::index::{IndexMeta, UpdateStats};
 use crate::model::{FetchedRecord, ObjectRecord};
 use crate::plan::compute;
