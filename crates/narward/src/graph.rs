@@ -245,40 +245,9 @@ impl Graph {
     pub fn closure(&self, seeds: &[u32]) -> Vec<u32> {
         closure_of(self.len(), |i| self.refs(i), seeds)
     }
-
-    /// The reverse graph (referrers).
-    pub fn reversed(&self) -> Graph {
-        let n = self.len();
-        let mut counts = vec![0u64; n + 1];
-        for &t in &self.edges {
-            counts[t as usize + 1] += 1;
-        }
-        for i in 0..n {
-            counts[i + 1] += counts[i];
-        }
-        let offsets = counts.clone();
-        let mut fill = counts;
-        let mut edges = vec![0u32; self.edges.len()];
-        for s in 0..n as u32 {
-            for &t in self.refs(s) {
-                edges[fill[t as usize] as usize] = s;
-                fill[t as usize] += 1;
-            }
-        }
-        Graph {
-            hashes: self.hashes.clone(),
-            lookup: self.lookup.clone(),
-            buckets: self.buckets.clone(),
-            bucket_bits: self.bucket_bits,
-            offsets,
-            edges,
-            missing_refs: 0,
-        }
-    }
 }
 
 /// A hash as integers, so comparing two is two integer compares, not a `memcmp` call.
-/// A hash split into integers.
 type Key = (u64, u64, u32);
 
 /// One lookup entry: the hash as integers, then the id (24 bytes, ordered by hash).
@@ -479,10 +448,11 @@ mod tests {
                 prop_assert!(seed_ids.contains(&cur));
             }
             // the complement is closed under referrers
-            let rev = g.reversed();
-            for s in 0..g.len() as u32 {
-                if p[s as usize] == NONE {
-                    for &q in rev.refs(s) { prop_assert!(p[q as usize] == NONE); }
+            let (off, ids) = g.csr();
+            let (roff, rids) = reverse_csr(g.len(), off, ids);
+            for s in 0..g.len() {
+                if p[s] == NONE {
+                    for &q in &rids[roff[s] as usize..roff[s + 1] as usize] { prop_assert!(p[q as usize] == NONE); }
                 }
             }
         }
