@@ -581,6 +581,7 @@ fn objects_in_key_order<'a>(
     let by_hash = dag.by_hash();
     let by_fh = dag.by_file_hash();
     let narinfo = move |id: u32| ObjectRecord {
+        link_target: None,
         key: format!("{}.narinfo", dag.hashes[id as usize]),
         size: text_len[id as usize] as u64,
         etag: Some(dag.etag(id, 0)),
@@ -588,6 +589,7 @@ fn objects_in_key_order<'a>(
         storage_class: None, // STANDARD, as narward stores it
     };
     let nar = move |id: u32| ObjectRecord {
+        link_target: None,
         key: nar_key(dag, id),
         size: corpus.records[dag.rec[id as usize] as usize].file_size,
         etag: Some(dag.etag(id, 1)),
@@ -595,6 +597,7 @@ fn objects_in_key_order<'a>(
         storage_class: None, // STANDARD, as narward stores it
     };
     let info = ObjectRecord {
+        link_target: None,
         key: "nix-cache-info".into(),
         size: CACHE_INFO.len() as u64,
         etag: Some("0".repeat(32)),

@@ -1249,6 +1249,7 @@ mod tests {
 
     fn rec(key: &str, size: u64, class: Option<&str>) -> ObjectRecord {
         ObjectRecord {
+            link_target: None,
             key: key.into(),
             size,
             etag: None,

@@ -4,7 +4,8 @@
 //! Layout of `<state>/index/`:
 //! - `meta.json` — cache identity, generation, counts, what the last update did, the
 //!   length, record count and SHA-256 of each data file, and a checksum of itself;
-//! - `objects.bin.zst` — every object (key, size, ETag, last-modified, storage class),
+//! - `objects.bin.zst` — every object (key, size, ETag, last-modified, storage class,
+//!   `file://` symlink target),
 //!   sorted by key, bincode records in one zstd stream;
 //! - `narinfos.bin.zst` — every `<hash>.narinfo` object's key, ETag, size and raw bytes
 //!   (or the reason it could not be fetched), sorted by key;
@@ -45,8 +46,11 @@ pub mod columns;
 
 const MAGIC: &[u8; 12] = b"NARWARD-IDX1";
 /// Version 2: `meta.json` records a SHA-256 of every data file and of itself, the zstd
-/// frames carry checksums, narinfo records carry their earlier texts.
-pub const FORMAT_VERSION: u32 = 2;
+/// frames carry checksums, narinfo records carry their earlier texts. Version 3: object
+/// records carry their `file://` symlink target ([`ObjectRecord::link_target`]); an index
+/// of an earlier version is refused, naming the version (it does not know which NARs are
+/// read through a link), and `index` into a fresh `--state` makes a new one.
+pub const FORMAT_VERSION: u32 = 3;
 
 /// No record of an index or plan stream is larger: a length read from a damaged file is
 /// refused before anything is allocated.
@@ -1054,6 +1058,24 @@ mod tests {
         .unwrap();
         let e = format!("{:#}", Index::load_meta(d.path()).unwrap_err());
         assert!(e.contains("index format 1 is not supported"), "{e}");
+    }
+
+    /// A version-2 index holds no symlink targets: read as if none existed, a plan could
+    /// remove the target of a kept link, so it is refused, naming the version.
+    #[test]
+    fn an_index_written_before_link_targets_is_refused_naming_its_version() {
+        let d = tempfile::tempdir().unwrap();
+        small_index().save(d.path()).unwrap();
+        let p = d.path().join("index/meta.json");
+        let t = std::fs::read_to_string(&p).unwrap();
+        let mut m: serde_json::Value = serde_json::from_str(&t).unwrap();
+        m["format_version"] = 2.into();
+        std::fs::write(&p, serde_json::to_string(&m).unwrap()).unwrap();
+        let e = format!("{:#}", Index::load(d.path()).unwrap_err());
+        assert!(
+            e.contains("index format 2 is not supported (expected 3)") && e.contains("meta.json"),
+            "{e}"
+        );
     }
 
     /// Finding 1: a length read from a damaged file is refused before it is allocated

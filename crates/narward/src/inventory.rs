@@ -398,6 +398,7 @@ fn read_csv_gz(file: &DataFile, data: &[u8], out: &mut InventoryListing) -> Resu
             continue;
         };
         out.objects.push(ObjectRecord {
+            link_target: None,
             key,
             size: row.size.unwrap_or(0),
             etag: row.etag,
@@ -488,6 +489,7 @@ fn read_parquet(df: &DataFile, data: Vec<u8>, out: &mut InventoryListing) -> Res
                     .map(|a| a.value(r).trim_matches('"').to_string())
             };
             out.objects.push(ObjectRecord {
+                link_target: None,
                 key: cache_key,
                 size: opt_i(&size).unwrap_or(0).max(0) as u64,
                 etag: opt_s(&etag),
@@ -640,6 +642,7 @@ mod tests {
     fn objs() -> Vec<ObjectRecord> {
         (0..2500)
             .map(|i| ObjectRecord {
+                link_target: None,
                 key: if i % 7 == 0 {
                     format!("log/foo+bar {i}.drv")
                 } else {

@@ -16,6 +16,11 @@ pub struct ObjectRecord {
     pub last_modified: Option<i64>,
     /// `None` means STANDARD (S3 omits it in some listings).
     pub storage_class: Option<String>,
+    /// `file://` only: the key this object's content is read through, when the key is a
+    /// symlink inside the root (its target's key, itself possibly a link: follow the chain)
+    /// or a file reached through a symlinked directory (its real key). Whatever keeps this
+    /// object keeps the object it links to. `None` for plain files and every S3 object.
+    pub link_target: Option<String>,
 }
 
 impl ObjectRecord {

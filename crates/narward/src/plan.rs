@@ -112,6 +112,11 @@ pub enum Reason {
     },
     /// The policy says keep (e.g. `unreachable = "keep"`, `logs = "keep"`).
     PolicyKeep,
+    /// A `file://` object that a kept symlink (the key `link`, directly or through a chain
+    /// of links) reads: removing it would leave the link dangling.
+    LinkTarget {
+        link: String,
+    },
 }
 
 impl Reason {
@@ -136,6 +141,7 @@ impl Reason {
             Reason::Orphan => "orphan",
             Reason::OwnerRemoved { .. } => "owner-removed",
             Reason::PolicyKeep => "policy-keep",
+            Reason::LinkTarget { .. } => "link-target",
         }
     }
 }
@@ -177,6 +183,7 @@ impl fmt::Display for Reason {
             Reason::Orphan => write!(f, "orphan NAR (no narinfo points to it)"),
             Reason::OwnerRemoved { owner } => write!(f, "belongs to removed {owner}"),
             Reason::PolicyKeep => write!(f, "policy keeps it"),
+            Reason::LinkTarget { link } => write!(f, "read through the kept symlink {link}"),
         }
     }
 }
@@ -1227,6 +1234,7 @@ mod tests {
             };
             let key = format!("{h}.narinfo");
             objects.push(ObjectRecord {
+                link_target: None,
                 key: key.clone(),
                 size: text.len() as u64,
                 etag: None,
@@ -1235,6 +1243,7 @@ mod tests {
             });
             if !s.missing_nar.contains(&i) && nar_of(s, i) == i {
                 objects.push(ObjectRecord {
+                    link_target: None,
                     key: nar,
                     size: 1000 + i as u64,
                     etag: None,
@@ -1243,6 +1252,7 @@ mod tests {
                 });
             }
             objects.push(ObjectRecord {
+                link_target: None,
                 key: format!("{h}.ls"),
                 size: 10,
                 etag: None,
@@ -1260,6 +1270,7 @@ mod tests {
         }
         for o in 0..s.orphans {
             objects.push(ObjectRecord {
+                link_target: None,
                 key: format!("nar/{}.nar.xz", sha(o, 9)),
                 size: 5,
                 etag: None,

@@ -231,6 +231,7 @@ mod tests {
 
     fn obj(key: &str, class: Option<&str>) -> ObjectRecord {
         ObjectRecord {
+            link_target: None,
             key: key.into(),
             size: 10,
             etag: None,

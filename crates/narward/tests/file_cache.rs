@@ -242,3 +242,80 @@ fn access_log_with_multibyte_time_zone_is_reported_not_a_crash() {
     let place = |n: usize| format!("{}:{n}:", log.display());
     assert!(e.contains(&place(2)) && e.contains(&place(3)), "{e}");
 }
+
+/// Plan with `examples/<policy>` into `<state>/<name>`.
+fn plan_with(state: &Path, policy: &str, name: &str) -> PathBuf {
+    let out = state.join(name);
+    let policy = repo().join("examples").join(policy);
+    let args = [
+        "plan",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    narward_ok(state, &args);
+    out
+}
+
+/// A kept path's NAR key is a symlink to a NAR no narinfo names: the target is kept by
+/// every plan, and apply and finalize leave it in place, so the link never dangles.
+#[test]
+fn the_target_of_a_symlinked_nar_of_a_kept_path_is_never_removed() {
+    let d = tempfile::tempdir().unwrap();
+    let cache = copy_example(d.path());
+    let text = std::fs::read_to_string(cache.join(format!("{APP_ONE_30}.narinfo"))).unwrap();
+    let nar = text
+        .lines()
+        .find_map(|l| l.strip_prefix("URL: "))
+        .unwrap()
+        .to_string();
+    let target = format!("nar/{}.nar.xz", "0".repeat(52));
+    let bytes = std::fs::read(cache.join(&nar)).unwrap();
+    std::fs::rename(cache.join(&nar), cache.join(&target)).unwrap();
+    let base = target.trim_start_matches("nar/");
+    std::os::unix::fs::symlink(base, cache.join(&nar)).unwrap();
+    let st = d.path().join("st");
+    index(&st, &cache, &[]);
+    let idx = narward::index::Index::load(&st).unwrap();
+    let link = idx.object(&nar).unwrap();
+    assert_eq!(link.link_target.as_deref(), Some(target.as_str()));
+    for (policy, name) in [("policy.toml", "p1"), ("policy-delete.toml", "p2")] {
+        let p = plan_with(&st, policy, name);
+        let w = why(&st, &p, &target);
+        assert_eq!(w["decision"], "keep", "{policy}: {w}");
+        assert!(
+            w.to_string().contains(&nar),
+            "{policy}: names the link: {w}"
+        );
+        let w = why(&st, &p, &nar);
+        assert_eq!(w["decision"], "keep", "{policy}: {w}");
+    }
+    let p = st.join("p2");
+    let r = narward_ok(
+        &st,
+        &["apply", p.to_str().unwrap(), "--confirm", "cache", "--json"],
+    );
+    assert!(
+        json(&r)["skipped"].as_array().is_some(),
+        "apply reported: {r}"
+    );
+    narward_ok(
+        &st,
+        &[
+            "apply",
+            "--finalize",
+            "--grace",
+            "0",
+            "--unsafe-no-grace",
+            "--confirm",
+            "cache",
+        ],
+    );
+    assert_eq!(
+        std::fs::read(cache.join(&nar)).unwrap(),
+        bytes,
+        "the kept path's NAR is still read through its link"
+    );
+    assert!(cache.join(format!("{APP_ONE_30}.narinfo")).exists());
+}

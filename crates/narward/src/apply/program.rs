@@ -5,7 +5,8 @@
 //! - **recheck**: [`recheck`] compares every object the plan removes with the fresh listing
 //!   (size and ETag) and skips what changed or vanished; a removed path that a narinfo
 //!   uploaded (or changed) since the plan references, directly or through other removed
-//!   paths, is kept with all its objects; so is a path whose narinfo is skipped.
+//!   paths, is kept with all its objects; so is a path whose narinfo is skipped; and so
+//!   is every object a `file://` symlink staying in the cache reads, through chains.
 //! - **hide** before **archive** and **quarantine**: every removed `.narinfo` and `.ls`
 //!   leaves the cache area (copied to the archive or quarantine area, then deleted) in
 //!   the first phase, so a client never sees a narinfo whose NAR is gone. A NAR's step
@@ -100,6 +101,10 @@ pub fn recheck(plan: &Plan, fresh: &Index) -> Vec<Skip> {
         }
     }
     rescue_referenced(plan, fresh, &mut skips);
+    // A narinfo read through a staying link rescues what it names, and so on.
+    while rescue_link_targets(plan, fresh, &mut skips) {
+        rescue_referenced(plan, fresh, &mut skips);
+    }
     skips
         .into_iter()
         .map(|(key, reason)| Skip { key, reason })
@@ -157,6 +162,40 @@ fn rescue_referenced(plan: &Plan, fresh: &Index, skips: &mut BTreeMap<String, St
             }
         }
     }
+}
+
+/// Keep every object that a `file://` symlink staying in the cache reads (the fresh
+/// listing's [`crate::model::ObjectRecord::link_target`], through chains of links): a link
+/// the plan keeps, the re-check skips, or that appeared since the plan. Whether a
+/// narinfo was newly skipped (its references must be rescued too).
+fn rescue_link_targets(plan: &Plan, fresh: &Index, skips: &mut BTreeMap<String, String>) -> bool {
+    let stays = |key: &str, skips: &BTreeMap<String, String>| {
+        skips.contains_key(key)
+            || plan
+                .object(key)
+                .is_none_or(|o| o.decision == Decision::Keep)
+    };
+    let mut todo: Vec<&crate::model::ObjectRecord> = fresh
+        .objects
+        .iter()
+        .filter(|o| o.link_target.is_some() && stays(&o.key, skips))
+        .collect();
+    let mut seen: HashSet<&str> = todo.iter().map(|o| o.key.as_str()).collect();
+    let mut narinfo_skipped = false;
+    while let Some(link) = todo.pop() {
+        let Some(t) = link.link_target.as_deref() else {
+            continue;
+        };
+        if !stays(t, skips) {
+            let why = format!("read through the symlink {}, which stays", link.key);
+            skips.insert(t.to_string(), why);
+            narinfo_skipped |= t.ends_with(".narinfo");
+        }
+        if let Some(next) = fresh.object(t).filter(|n| seen.insert(n.key.as_str())) {
+            todo.push(next);
+        }
+    }
+    narinfo_skipped
 }
 
 /// Every object key of a removed path: narinfo, `.ls`, NAR, and objects it owns.

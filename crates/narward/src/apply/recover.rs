@@ -319,7 +319,8 @@ pub struct FinalizeReport {
 }
 
 /// Finalize: recover quarantined paths (and NARs) that a narinfo visible in `fresh`
-/// references, directly or through other quarantined paths; delete the quarantined
+/// references, directly or through other quarantined paths, and objects a `file://`
+/// symlink in `fresh` reads; delete the quarantined
 /// objects whose stamp is older than `grace_secs` and that nothing needs, in DeleteObjects
 /// batches of ≤ 1,000 keys, calling `announce` with each batch's keys before its request
 /// (the journal).
@@ -339,6 +340,12 @@ pub async fn finalize<S: Store>(
     let mut todo: Vec<String> = Vec::new();
     for n in &fresh.narinfos {
         mark(&n.text, &q, &mut needed, &mut todo);
+    }
+    // A `file://` symlink in the cache reads its target: a quarantined one comes back.
+    for t in fresh.objects.iter().filter_map(|o| o.link_target.as_ref()) {
+        if q.contains_key(t) && needed.insert(t.clone()) && t.ends_with(".narinfo") {
+            todo.push(t.clone());
+        }
     }
     while let Some(k) = todo.pop() {
         if let Some(stamp) = q.get(&k).and_then(|v| v.last()) {

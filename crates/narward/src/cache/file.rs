@@ -5,7 +5,11 @@
 //!
 //! Symlinks: Nix and any HTTP server serve a file through a symlink, so one is never
 //! treated as absent. A symlink whose target stays inside the (canonical) root is listed
-//! under the link's key with the target's size and mtime, and read through. A symlink that
+//! under the link's key with the target's size and mtime, and read through; its record's
+//! [`ObjectRecord::link_target`] names the key it points to (the link's own target, a
+//! listed key, when no symlinked directory lies on its way; else the real file's key), and
+//! a file listed through a symlinked directory names its real key, so whatever keeps the
+//! link keeps what it reads (plan, apply's re-check, finalize). A symlink that
 //! points outside the root or dangles is listed as present-but-unknown (size 0, no ETag),
 //! and reading it fails with an error naming the key, so the index records a fetch error
 //! and a plan keeps it. A symlinked directory inside the root is walked (each real
@@ -125,8 +129,14 @@ impl FileCache {
         &self.canonical_root
     }
 
-    /// The listing record of the file at `path` (the target, for a symlink) under `key`.
-    fn record(key: String, md: &std::fs::Metadata, path: &Path) -> ObjectRecord {
+    /// The listing record of the file at `path` (the target, for a symlink) under `key`,
+    /// read through `link_target` (see [`ObjectRecord::link_target`]).
+    fn record(
+        key: String,
+        md: &std::fs::Metadata,
+        path: &Path,
+        link_target: Option<String>,
+    ) -> ObjectRecord {
         let mtime = md
             .modified()
             .ok()
@@ -140,12 +150,51 @@ impl FileCache {
             mtime.map(|d| format!("mtime-{}.{:09}-{}", d.as_secs(), d.subsec_nanos(), md.len()))
         };
         ObjectRecord {
+            link_target,
             key,
             size: md.len(),
             etag,
             last_modified: mtime.map(|d| d.as_secs() as i64),
             storage_class: None,
         }
+    }
+
+    /// The key of `path`, a path under the canonical root (`None` outside it).
+    fn key_of(&self, path: &Path) -> Option<String> {
+        let rel = path.strip_prefix(&self.canonical_root).ok()?;
+        let parts: Option<Vec<&str>> = rel
+            .components()
+            .map(|c| match c {
+                Component::Normal(p) => p.to_str(),
+                _ => None,
+            })
+            .collect();
+        parts.filter(|p| !p.is_empty()).map(|p| p.join("/"))
+    }
+
+    /// The key a symlink inside the root at `link` (in the canonical directory `dir`)
+    /// reads through: its own target's key when no symlinked directory lies on the way
+    /// there (that key is listed: a file, or a link with a target of its own), else the key
+    /// of the real file `target`.
+    fn link_key(&self, link: &Path, dir: &Path, target: &Path) -> Option<String> {
+        let direct = std::fs::read_link(link).ok().and_then(|t| {
+            let mut p = PathBuf::new();
+            for c in dir.join(t).components() {
+                match c {
+                    Component::ParentDir => {
+                        p.pop();
+                    }
+                    Component::CurDir => {}
+                    c => p.push(c),
+                }
+            }
+            let parent = p.parent()?;
+            // Real directories only: then the walk lists the key as it is.
+            (std::fs::canonicalize(parent).ok()? == parent).then_some(p)
+        });
+        direct
+            .and_then(|p| self.key_of(&p))
+            .or_else(|| self.key_of(target))
     }
 
     /// A symlink that leaves the root or dangles: present, content unknown.
@@ -155,6 +204,7 @@ impl FileCache {
             .ok()
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok());
         ObjectRecord {
+            link_target: None,
             key,
             size: 0,
             etag: None,
@@ -206,7 +256,10 @@ impl FileCache {
                 let md = entry
                     .metadata()
                     .with_context(|| format!("listing {}", path.display()))?;
-                out.push(Self::record(key, &md, &path));
+                // Listed through a symlinked directory: it reads its real key.
+                let real = chain.last().and_then(|c| self.key_of(&c.join(&name)));
+                let link = real.filter(|r| *r != key);
+                out.push(Self::record(key, &md, &path, link));
             } else if ft.is_symlink()
                 && let Some(d) = self.symlink_entry(key, &path, chain, out)?
             {
@@ -269,7 +322,9 @@ impl FileCache {
             );
             out.push(Self::unknown_record(key, link));
         } else if md.is_file() {
-            out.push(Self::record(key, &md, &target));
+            let dir = chain.last().map_or(self.canonical_root.as_path(), |c| c);
+            let link = self.link_key(link, dir, &target);
+            out.push(Self::record(key, &md, &target, link));
         }
         Ok(None)
     }
@@ -296,7 +351,7 @@ impl FileCache {
         };
         match std::fs::metadata(&p) {
             Ok(md) if md.is_file() => {
-                let r = Self::record(key.to_string(), &md, &p);
+                let r = Self::record(key.to_string(), &md, &p, None);
                 Ok(Some(ObjectMeta {
                     size: r.size,
                     etag: r.etag,
@@ -385,6 +440,17 @@ mod tests {
         assert_eq!(o.size, 13);
         assert_eq!(o.etag, Some(hex::encode(Md5::digest(b"StorePath: x\n"))));
         assert!(l.iter().any(|o| o.key == "nar/real"), "{l:?}");
+        // Each names the key it reads; a chain of links names its next link.
+        let target = |k: &str| l.iter().find(|o| o.key == k).unwrap().link_target.clone();
+        assert_eq!(target(NI).as_deref(), Some("store/real"));
+        assert_eq!(target("nar/real").as_deref(), Some("store/real"));
+        assert_eq!(target("store/real"), None);
+        std::os::unix::fs::symlink(NI, dir.path().join("chain")).unwrap();
+        std::os::unix::fs::symlink("../chain", dir.path().join("store/via")).unwrap();
+        let l = c.list(&|_| {}).unwrap();
+        let target = |k: &str| l.iter().find(|o| o.key == k).unwrap().link_target.clone();
+        assert_eq!(target("chain").as_deref(), Some(NI));
+        assert_eq!(target("store/via").as_deref(), Some("chain"));
         assert_eq!(c.get(NI).unwrap().unwrap(), b"StorePath: x\n");
         assert_eq!(c.head(NI).unwrap().unwrap().size, 13);
     }

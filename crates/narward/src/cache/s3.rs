@@ -276,6 +276,7 @@ impl S3Cache {
                     break 'pages;
                 }
                 out.push(ObjectRecord {
+                    link_target: None,
                     key: key.to_string(),
                     size: o.size().unwrap_or(0).max(0) as u64,
                     etag: etag_clean(o.e_tag()),

@@ -6,6 +6,7 @@ use proptest::prelude::*;
 
 fn obj(key: &str) -> ObjectRecord {
     ObjectRecord {
+        link_target: None,
         key: key.into(),
         size: 1,
         etag: None,

@@ -498,17 +498,76 @@ impl ObjectInputs<'_> {
     }
 }
 
-/// Phase 5: every object's decision, in listing order, counted in `summary`.
+/// What kept `file://` symlinks read ([`ObjectRecord::link_target`]): listing index →
+/// the reason it is kept, and whether some kept link reads a key not in the listing.
+#[derive(Default)]
+struct LinkKeep {
+    targets: HashMap<usize, Reason>,
+    /// A kept link's target is not listed: any NAR might be what it reads.
+    unlisted: Option<Reason>,
+}
+
+/// Every object a kept link reads, through chains of links (cycle safe: each object is
+/// entered once). Links are rare (`file://` only), so their own decisions are computed
+/// here once more.
+fn kept_link_targets(inp: &ObjectInputs<'_>, objs: &[ObjectRecord]) -> LinkKeep {
+    let mut k = LinkKeep::default();
+    let mut todo: Vec<usize> = objs
+        .iter()
+        .enumerate()
+        .filter(|(oi, o)| {
+            o.link_target.is_some()
+                && inp.decide(o, *oi, &keys::classify(&o.key)).0 == Decision::Keep
+        })
+        .map(|(oi, _)| oi)
+        .collect();
+    let mut seen: std::collections::HashSet<usize> = todo.iter().copied().collect();
+    while let Some(oi) = todo.pop() {
+        let link = &objs[oi];
+        let Some(t) = link.link_target.as_deref() else {
+            continue;
+        };
+        let reason = Reason::LinkTarget {
+            link: link.key.clone(),
+        };
+        match objs.binary_search_by(|o| o.key.as_str().cmp(t)) {
+            Ok(ti) => {
+                k.targets.entry(ti).or_insert(reason);
+                if seen.insert(ti) {
+                    todo.push(ti);
+                }
+            }
+            Err(_) => {
+                k.unlisted.get_or_insert(reason);
+            }
+        }
+    }
+    k
+}
+
+/// Phase 5: every object's decision, in listing order, counted in `summary`. An object
+/// a kept symlink reads is kept with it ([`kept_link_targets`]).
 pub(super) fn decide_objects(
     inp: &ObjectInputs<'_>,
     objs: Vec<ObjectRecord>,
     summary: &mut Summary,
 ) -> Vec<ObjectDecision> {
     let p = &inp.ctx.policy.file;
+    let links = kept_link_targets(inp, &objs);
     let mut objects = Vec::with_capacity(objs.len());
     for (oi, o) in objs.into_iter().enumerate() {
         let kind = keys::classify(&o.key);
-        let (decision, reason) = inp.decide(&o, oi, &kind);
+        let (mut decision, mut reason) = inp.decide(&o, oi, &kind);
+        if decision != Decision::Keep {
+            let nar = kind.category() == Category::Nar;
+            if let Some(r) = links
+                .targets
+                .get(&oi)
+                .or(links.unlisted.as_ref().filter(|_| nar))
+            {
+                (decision, reason) = (Decision::Keep, r.clone());
+            }
+        }
         let category = kind.category();
         let transition_to = archive_transition(&o, decision, category, p);
         if decision == Decision::Archive && category == Category::Nar {

@@ -135,6 +135,7 @@ fn synthetic(n: usize) -> Synthetic {
             _ => None,
         };
         objects.push(ObjectRecord {
+            link_target: None,
             key: format!("{h}.narinfo"),
             size: text.len() as u64,
             etag: None,
@@ -142,6 +143,7 @@ fn synthetic(n: usize) -> Synthetic {
             storage_class: None,
         });
         objects.push(ObjectRecord {
+            link_target: None,
             key: nar,
             size,
             etag: None,
@@ -150,6 +152,7 @@ fn synthetic(n: usize) -> Synthetic {
         });
         if i.is_multiple_of(3) {
             objects.push(ObjectRecord {
+                link_target: None,
                 key: format!("{h}.ls"),
                 size: 200 + size / 5000,
                 etag: None,
@@ -159,6 +162,7 @@ fn synthetic(n: usize) -> Synthetic {
         }
         if i.is_multiple_of(5) {
             objects.push(ObjectRecord {
+                link_target: None,
                 key: format!("log/{}-{name}.drv", store_hash(i + 9_000_000)),
                 size: 5_000 + size / 1000,
                 etag: None,
@@ -168,6 +172,7 @@ fn synthetic(n: usize) -> Synthetic {
         }
         if i.is_multiple_of(11) {
             objects.push(ObjectRecord {
+                link_target: None,
                 key: format!("debuginfo/{:040x}", i),
                 size: 120,
                 etag: None,
@@ -198,6 +203,7 @@ fn synthetic(n: usize) -> Synthetic {
         });
     }
     objects.push(ObjectRecord {
+        link_target: None,
         key: "nix-cache-info".into(),
         size: 21,
         etag: None,

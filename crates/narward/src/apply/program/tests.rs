@@ -38,6 +38,7 @@ fn narinfo_text(i: usize, refs: &[usize]) -> String {
 
 fn rec(key: String, size: u64, etag: &str) -> ObjectRecord {
     ObjectRecord {
+        link_target: None,
         key,
         size,
         etag: Some(etag.into()),
@@ -362,4 +363,59 @@ fn a_narinfo_uploaded_since_the_plan_keeps_the_removed_closure_it_references() {
             assert!(skips.iter().any(|x| x.key == k), "{k} not kept: {skips:?}");
         }
     }
+}
+
+/// The re-check reads links from the fresh index: a kept NAR that became a symlink since
+/// the plan (through a chain ending in a cycle) keeps every object it reads; a removed
+/// link keeps nothing.
+#[test]
+fn the_recheck_keeps_what_a_staying_symlink_reads_through_chains_and_cycles() {
+    let s = Spec {
+        n: 3,
+        edges: vec![],
+        roots: vec![0],
+        delete: true,
+        uploads: vec![],
+        changed: vec![],
+    };
+    let (mut o, n) = cache(&s);
+    for i in 10..13 {
+        o.push(rec(nar(i), 300_000, "e0"));
+    }
+    let plan = compute(
+        &index(o, n),
+        &Policy::from_str(
+            &format!(
+                "[roots]\npaths = [\"/nix/store/{}-p0\"]\n[keep]\nmin_age_days = 0\n[actions]\nunreachable = \"delete\"\norphan_nars = \"delete\"\n",
+                hash(0)
+            ),
+            Path::new("."),
+            "test",
+        )
+        .unwrap(),
+        "test",
+        NOW,
+    );
+    for k in [nar(1), nar(10), nar(11), nar(12)] {
+        assert_eq!(plan.object(&k).unwrap().decision, Decision::Delete, "{k}");
+    }
+    let mut f = fresh(&s);
+    for i in 10..13 {
+        f.objects.push(rec(nar(i), 300_000, "e0"));
+    }
+    f.objects.sort_by(|a, b| a.key.cmp(&b.key));
+    let link = |f: &mut Index, from: String, to: String| {
+        let i = f.objects.iter().position(|o| o.key == from).unwrap();
+        f.objects[i].link_target = Some(to);
+    };
+    link(&mut f, nar(0), nar(10));
+    link(&mut f, nar(10), nar(11));
+    link(&mut f, nar(11), nar(10));
+    link(&mut f, nar(1), nar(12));
+    let skips = recheck(&plan, &f);
+    let skipped: BTreeSet<&str> = skips.iter().map(|x| x.key.as_str()).collect();
+    assert!(skipped.contains(nar(10).as_str()), "{skips:?}");
+    assert!(skipped.contains(nar(11).as_str()), "{skips:?}");
+    assert!(!skipped.contains(nar(12).as_str()), "{skips:?}");
+    assert!(!skipped.contains(nar(1).as_str()), "{skips:?}");
 }

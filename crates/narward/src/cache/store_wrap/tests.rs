@@ -55,6 +55,7 @@ impl Store for MemStore {
             .iter()
             .filter(|(l, _)| l.area == area && l.key.starts_with(prefix))
             .map(|(l, b)| ObjectRecord {
+                link_target: None,
                 key: l.key.clone(),
                 size: b.len() as u64,
                 etag: None,
