@@ -14,7 +14,9 @@
 //!   recorded, not requested twice.
 //! - Republishing: wave 0 every NAR and `.ls` (each only once readable), then narinfos in
 //!   waves, each only after its NAR and the narinfos of its in-set references are
-//!   published. Narinfos are copied byte for byte and compared.
+//!   published, and once its references outside the set are seen in the cache again
+//!   (HEAD just before: an apply may have removed one since discovery). Narinfos are
+//!   copied byte for byte and compared.
 
 use super::journal::{At, NarEntry, PathEntry, Record, State};
 use super::order::{RepublishPath, republish_order};
@@ -469,9 +471,9 @@ pub async fn publish<S: Store>(
                 Some(at) => publish_moved(store, at, key, o).await.map(|()| true),
                 None => Ok(true),
             },
-            Some(Obj::Narinfo(p)) if ready(s, p) => publish_moved(store, &p.narinfo, key, o)
-                .await
-                .map(|()| true),
+            Some(Obj::Narinfo(p)) if ready(s, p) => {
+                publish_narinfo(store, s, p, o).await.map(|()| true)
+            }
             Some(Obj::Narinfo(_)) | None => Ok(false),
         };
         match done {
@@ -483,18 +485,39 @@ pub async fn publish<S: Store>(
             Err(e) if is_denied(&e) => return Err(e),
             Err(e) => {
                 let reason = format!("{e:#}");
-                record(
-                    s,
-                    j,
-                    Record::Failed {
-                        key: key.clone(),
-                        reason,
-                    },
-                )?;
+                if s.failed.get(key) != Some(&reason) {
+                    let key = key.clone();
+                    record(s, j, Record::Failed { key, reason })?;
+                }
             }
         }
     }
     Ok(())
+}
+
+/// Publish the narinfo of `p` (ready: its NAR, `.ls` and in-set references are hot), after
+/// looking again at its references outside the set: found hot at discovery, an apply
+/// may have archived or deleted one since. Refused (a failure, tried again on the next
+/// status or resume) while one is not in the cache.
+async fn publish_narinfo<S: Store>(
+    store: &S,
+    s: &State,
+    p: &PathEntry,
+    o: &ExecOptions,
+) -> Result<()> {
+    let outside = p
+        .references
+        .iter()
+        .filter(|r| **r != p.hash && !s.paths.contains_key(*r));
+    for r in outside {
+        let l = Loc::cache(format!("{r}.narinfo"));
+        if retry(o, || store.head(&l)).await?.is_none() {
+            bail!(
+                "not published: its reference {r}, outside this restore, is no longer in the cache (removed since the restore began?); bring it back (`narward restore` or `recover`), then `narward restore --resume`"
+            );
+        }
+    }
+    publish_moved(store, &p.narinfo, &p.narinfo_key(), o).await
 }
 
 fn is_denied(e: &anyhow::Error) -> bool {

@@ -188,3 +188,49 @@ fn a_nar_being_restored_is_waiting_requested_once_and_no_narinfo_precedes_it() {
     assert_eq!(r.counts.get("republished"), Some(&2));
     assert_eq!(r.requests.get("started"), Some(&2));
 }
+
+/// A reference outside the restore set was hot at discovery and removed before the
+/// republish: the narinfo referencing it is not published (reported failed, naming the
+/// reference) until the reference is back, then it is.
+#[test]
+fn restore_rechecks_out_of_set_references_before_publishing() {
+    const C: &str = "cccccccccccccccccccccccccccccccc";
+    let (d, s) = setup();
+    let a = d.path().join("a");
+    std::fs::write(
+        a.join(format!("{A}.narinfo")),
+        format!("StorePath: /nix/store/{A}-x\nURL: nar/{A}.nar.xz\nReferences: {B}-b {C}-c\n"),
+    )
+    .unwrap();
+    let c_ni = d.path().join(format!("cache/{C}.narinfo"));
+    let c_text = format!("StorePath: /nix/store/{C}-c\nURL: nar/{C}.nar.xz\nReferences: \n");
+    std::fs::write(&c_ni, &c_text).unwrap();
+    let o = ExecOptions::default();
+    let state = d.path().join("state");
+    let found = block(discover(&s, &[A.to_string()], true, &o)).unwrap();
+    assert_eq!((found.paths.len(), found.hot), (2, 1), "{found:?}");
+    assert!(found.broken().next().is_none());
+    let mut j = super::super::journal::create(&state, begin()).unwrap();
+    for p in &found.paths {
+        j.append(&Record::Path(p.clone())).unwrap();
+    }
+    j.append(&Record::Checked).unwrap();
+    let jdir = super::super::journal::dir(&state, "t");
+    let (mut j, mut st) = super::super::journal::open(&jdir).unwrap();
+    // An apply hides C after discovery.
+    std::fs::remove_file(&c_ni).unwrap();
+    s.ready.store(true, Ordering::SeqCst);
+    block(advance(&s, &mut st, &mut j, &o)).unwrap();
+    assert!(st.is_published(&format!("{B}.narinfo")));
+    assert!(!st.is_published(&format!("{A}.narinfo")) && !st.finished);
+    assert!(!d.path().join(format!("cache/{A}.narinfo")).exists());
+    let r = block(status(&s, &st, &o)).unwrap();
+    let pa = r.paths.iter().find(|p| p.path.contains(A)).unwrap();
+    assert_eq!(pa.status, "failed", "{r:?}");
+    assert!(pa.detail.as_deref().unwrap_or("").contains(C), "{pa:?}");
+    // C is back: the next advance publishes A.
+    std::fs::write(&c_ni, &c_text).unwrap();
+    block(advance(&s, &mut st, &mut j, &o)).unwrap();
+    assert!(st.finished && st.is_published(&format!("{A}.narinfo")));
+    assert!(d.path().join(format!("cache/{A}.narinfo")).exists());
+}
