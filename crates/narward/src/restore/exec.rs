@@ -389,7 +389,16 @@ enum Obj<'a> {
     Narinfo(&'a PathEntry),
 }
 
-fn order_of(s: &State) -> (Vec<Vec<String>>, BTreeMap<String, Obj<'_>>) {
+/// The republishing order of a restore: waves of keys, each key's object, and the paths
+/// whose narinfo no order can publish (on a reference cycle within the set, or depending
+/// on one).
+struct Order<'a> {
+    waves: Vec<Vec<String>>,
+    by_key: BTreeMap<String, Obj<'a>>,
+    cyclic: Vec<StorePathHash>,
+}
+
+fn order_of(s: &State) -> Order<'_> {
     let mut by_key = BTreeMap::new();
     let mut rp = Vec::new();
     let mut extra_wave = Vec::new();
@@ -424,11 +433,55 @@ fn order_of(s: &State) -> (Vec<Vec<String>>, BTreeMap<String, Obj<'_>>) {
             narinfo: p.narinfo_key(),
         });
     }
-    let mut waves = republish_order(&rp).waves;
+    let order = republish_order(&rp);
+    let mut waves = order.waves;
     if !extra_wave.is_empty() {
         waves.insert(0, extra_wave);
     }
-    (waves, by_key)
+    Order {
+        waves,
+        by_key,
+        cyclic: order.cyclic,
+    }
+}
+
+/// Paths whose narinfo is never published, by hash, with the reason: broken ones (their
+/// NAR or a reference is missing), those on a reference cycle within the set, and every
+/// path of the set waiting on one of them through in-set references. Paths whose narinfo
+/// is visible already wait on nothing and pass nothing on.
+fn never_published(s: &State) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> = BTreeMap::new();
+    for p in s.paths.values() {
+        if let Some(b) = &p.broken {
+            out.insert(p.hash.clone(), b.clone());
+        } else if p.from != "cache" && StorePathHash::parse(&p.hash).is_err() {
+            let why = format!("{:?} is not a store path hash: not republished", p.hash);
+            out.insert(p.hash.clone(), why);
+        }
+    }
+    for h in order_of(s).cyclic {
+        out.entry(h.to_string()).or_insert_with(|| {
+            "on a reference cycle within the restore, or depending on one (damaged narinfos?): no order publishes it".into()
+        });
+    }
+    let mut referrers: BTreeMap<&str, Vec<&PathEntry>> = BTreeMap::new();
+    for p in s.paths.values().filter(|p| p.from != "cache") {
+        for r in p.references.iter().filter(|r| **r != p.hash) {
+            referrers.entry(r.as_str()).or_default().push(p);
+        }
+    }
+    let mut todo: Vec<String> = out.keys().cloned().collect();
+    while let Some(h) = todo.pop() {
+        let Some(q) = s.paths.get(&h) else { continue };
+        for p in referrers.get(h.as_str()).into_iter().flatten() {
+            if !out.contains_key(&p.hash) && !narinfo_visible(s, p) {
+                let why = format!("waits on {}, which is never published", q.store_path);
+                out.insert(p.hash.clone(), why);
+                todo.push(p.hash.clone());
+            }
+        }
+    }
+    out
 }
 
 /// Whether a path's narinfo is visible: published by this restore, or never hidden (a
@@ -460,7 +513,7 @@ pub async fn publish<S: Store>(
     o: &ExecOptions,
 ) -> Result<()> {
     let snapshot = s.clone();
-    let (waves, by_key) = order_of(&snapshot);
+    let Order { waves, by_key, .. } = order_of(&snapshot);
     for key in waves.iter().flatten() {
         if s.is_published(key) {
             continue;
@@ -574,8 +627,8 @@ pub struct RestoreStatus {
     pub paths: Vec<PathStatus>,
 }
 
-fn path_failure(s: &State, p: &PathEntry) -> Option<String> {
-    if let Some(b) = &p.broken {
+fn path_failure(s: &State, p: &PathEntry, never: &BTreeMap<String, String>) -> Option<String> {
+    if let Some(b) = never.get(&p.hash) {
         return Some(b.clone());
     }
     let keys = [
@@ -592,13 +645,14 @@ async fn path_status<S: Store>(
     store: &S,
     s: &State,
     p: &PathEntry,
+    never: &BTreeMap<String, String>,
     o: &ExecOptions,
 ) -> Result<(&'static str, Option<String>)> {
     let nar_done = p.nar.as_ref().is_none_or(|n| s.is_published(&n.key));
     if narinfo_visible(s, p) && nar_done {
         return Ok(("republished", None));
     }
-    if let Some(f) = path_failure(s, p) {
+    if let Some(f) = path_failure(s, p, never) {
         return Ok(("failed", Some(f)));
     }
     let Some(n) = p.nar.as_ref().filter(|n| !s.is_published(&n.key)) else {
@@ -623,15 +677,18 @@ async fn path_status<S: Store>(
     })
 }
 
-/// The status of a restore: HEADs of the NARs not yet republished.
+/// The status of a restore: HEADs of the NARs not yet republished. A path whose narinfo
+/// no order can publish ([`never_published`]) is `failed` with the reason, so `status
+/// --wait` ends (exit 1) instead of waiting for it.
 ///
 /// # Errors
 /// Store errors.
 pub async fn status<S: Store>(store: &S, s: &State, o: &ExecOptions) -> Result<RestoreStatus> {
     let mut paths = Vec::new();
     let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let never = never_published(s);
     for p in s.paths.values() {
-        let (st, detail) = path_status(store, s, p, o).await?;
+        let (st, detail) = path_status(store, s, p, &never, o).await?;
         *counts.entry(st).or_default() += 1;
         paths.push(PathStatus {
             path: p.store_path.clone(),

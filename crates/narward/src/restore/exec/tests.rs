@@ -234,3 +234,61 @@ fn restore_rechecks_out_of_set_references_before_publishing() {
     assert!(st.finished && st.is_published(&format!("{A}.narinfo")));
     assert!(d.path().join(format!("cache/{A}.narinfo")).exists());
 }
+
+/// A and B reference each other (damaged narinfos); D references E, whose NAR is
+/// nowhere. None of their narinfos is ever published, and status says so: each is
+/// `failed` with its reason (so `status --wait` ends with exit 1), none `waiting` or
+/// `readable` forever.
+#[test]
+fn a_cyclic_or_broken_restore_path_is_reported_failed_not_waited_for() {
+    const D: &str = "dddddddddddddddddddddddddddddddd";
+    const E: &str = "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee";
+    let (d, s) = setup();
+    let a = d.path().join("a");
+    for (h, refs, nar) in [
+        (A, format!("{B}-b"), true),
+        (B, format!("{A}-a"), true),
+        (D, format!("{E}-e"), true),
+        (E, String::new(), false),
+    ] {
+        std::fs::write(
+            a.join(format!("{h}.narinfo")),
+            format!("StorePath: /nix/store/{h}-x\nURL: nar/{h}.nar.xz\nReferences: {refs}\n"),
+        )
+        .unwrap();
+        if nar {
+            std::fs::write(a.join(format!("nar/{h}.nar.xz")), h).unwrap();
+        }
+    }
+    let o = ExecOptions::default();
+    let state = d.path().join("state");
+    let found = block(discover(&s, &[A.to_string(), D.to_string()], true, &o)).unwrap();
+    assert_eq!(found.paths.len(), 4, "{found:?}");
+    let mut j = super::super::journal::create(&state, begin()).unwrap();
+    for p in &found.paths {
+        j.append(&Record::Path(p.clone())).unwrap();
+    }
+    j.append(&Record::Checked).unwrap();
+    let jdir = super::super::journal::dir(&state, "t");
+    let (mut j, mut st) = super::super::journal::open(&jdir).unwrap();
+    s.ready.store(true, Ordering::SeqCst);
+    for _ in 0..2 {
+        block(advance(&s, &mut st, &mut j, &o)).unwrap();
+    }
+    assert!(!st.finished);
+    let r = block(status(&s, &st, &o)).unwrap();
+    assert_eq!(r.counts.get("failed"), Some(&4), "{r:?}");
+    let detail = |h: &str| {
+        let p = r.paths.iter().find(|p| p.path.contains(h)).unwrap();
+        p.detail.clone().unwrap_or_default()
+    };
+    assert!(
+        detail(A).contains("cycle") && detail(B).contains("cycle"),
+        "{r:?}"
+    );
+    assert!(detail(D).contains(E), "{r:?}");
+    assert!(detail(E).contains(&format!("nar/{E}.nar.xz")), "{r:?}");
+    for h in [A, B, D, E] {
+        assert!(!d.path().join(format!("cache/{h}.narinfo")).exists(), "{h}");
+    }
+}
