@@ -231,7 +231,8 @@ pub async fn recover<S: Store>(
     o: &ExecOptions,
 ) -> Result<Vec<Recovered>> {
     let q = quarantine_index(store, o).await?;
-    let mut order: Vec<(String, Found)> = Vec::new();
+    let mut found: BTreeMap<String, Found> = BTreeMap::new();
+    let mut refs: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut seen = BTreeSet::new();
     let mut stack = vec![hash.to_string()];
     while let Some(h) = stack.pop() {
@@ -246,23 +247,61 @@ pub async fn recover<S: Store>(
             }
             continue;
         };
+        let mut r = Vec::new();
         if closure {
             let l = f.loc(&format!("{h}.narinfo"));
             let t = retry(o, || store.get(&l)).await?;
-            stack.extend(url_and_refs(&t.unwrap_or_default()).1);
+            r = url_and_refs(&t.unwrap_or_default()).1;
+            stack.extend(r.iter().cloned());
         }
-        order.push((h, f));
+        refs.insert(h.clone(), r);
+        found.insert(h, f);
     }
     if !closure {
-        for (h, f) in &order {
+        for (h, f) in &found {
             references_hot(store, f, h, o).await?;
         }
     }
     let mut out = Vec::new();
-    for (h, f) in order.iter().rev() {
-        out.push(recover_path(store, &q, f, h, o).await?);
+    for h in references_first(&refs) {
+        if let Some(f) = found.get(&h) {
+            out.push(recover_path(store, &q, f, &h, o).await?);
+        }
     }
     Ok(out)
+}
+
+/// The hashes of `refs` (hash → its reference hashes) in an order where each comes after
+/// every one it references among them: restore's republishing order
+/// ([`crate::restore::order::republish_order`]), a damaged reference cycle last, and
+/// hashes that do not parse after all.
+pub fn references_first(refs: &BTreeMap<String, Vec<String>>) -> Vec<String> {
+    use crate::restore::order::{RepublishPath, republish_order};
+    use narward_formats::store_path::StorePathHash;
+    let mut odd = Vec::new();
+    let mut paths = Vec::new();
+    for (h, r) in refs {
+        match StorePathHash::parse(h) {
+            Ok(hash) => paths.push(RepublishPath {
+                hash,
+                references: r
+                    .iter()
+                    .filter_map(|x| StorePathHash::parse(x).ok())
+                    .collect(),
+                nar: None,
+                listing: None,
+                narinfo: h.clone(),
+            }),
+            Err(_) => odd.push(h.clone()),
+        }
+    }
+    let mut out: Vec<String> = republish_order(&paths)
+        .waves
+        .into_iter()
+        .flatten()
+        .collect();
+    out.extend(odd);
+    out
 }
 
 /// Refuse to recover `hash` alone when a path it references is not in the cache: its
@@ -318,8 +357,9 @@ pub struct FinalizeReport {
     pub delete_requests: u64,
 }
 
-/// Finalize: recover quarantined paths (and NARs) that a narinfo visible in `fresh`
-/// references, directly or through other quarantined paths, and objects a `file://`
+/// Finalize: recover quarantined paths (references first: [`references_first`]) and NARs
+/// that a narinfo visible in `fresh` references, directly or through other quarantined
+/// paths, and objects a `file://`
 /// symlink in `fresh` reads; delete the quarantined
 /// objects whose stamp is older than `grace_secs` and that nothing needs, in DeleteObjects
 /// batches of ≤ 1,000 keys, calling `announce` with each batch's keys before its request
@@ -338,6 +378,8 @@ pub async fn finalize<S: Store>(
     let q = quarantine_index(store, o).await?;
     let mut needed: BTreeSet<String> = BTreeSet::new();
     let mut todo: Vec<String> = Vec::new();
+    // Hash → references of each needed quarantined narinfo, for the recovery order.
+    let mut refs: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for n in &fresh.narinfos {
         mark(&n.text, &q, &mut needed, &mut todo);
     }
@@ -348,17 +390,22 @@ pub async fn finalize<S: Store>(
         }
     }
     while let Some(k) = todo.pop() {
+        let h = k.strip_suffix(".narinfo").unwrap_or(&k).to_string();
+        let mut r = Vec::new();
         if let Some(stamp) = q.get(&k).and_then(|v| v.last()) {
             let l = Loc::quarantine(format!("{stamp}/{k}"));
             let text = retry(o, || store.get(&l)).await?.unwrap_or_default();
             mark(&text, &q, &mut needed, &mut todo);
+            r = url_and_refs(&text).1;
         }
+        refs.insert(h, r);
     }
     let mut rep = FinalizeReport::default();
-    for k in needed.iter().filter(|k| k.ends_with(".narinfo")).rev() {
-        let h = &k[..k.len() - ".narinfo".len()];
-        if let Some(f) = find(store, &q, h, o).await? {
-            rep.recovered.push(recover_path(store, &q, &f, h, o).await?);
+    // References first, as `recover` does: no recovered narinfo names a path still missing.
+    for h in references_first(&refs) {
+        if let Some(f) = find(store, &q, &h, o).await? {
+            rep.recovered
+                .push(recover_path(store, &q, &f, &h, o).await?);
         }
     }
     for k in needed.iter().filter(|k| !k.ends_with(".narinfo")) {

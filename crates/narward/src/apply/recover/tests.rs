@@ -185,3 +185,83 @@ fn finalize_keeps_the_grace_window_and_recovers_what_a_visible_narinfo_names() {
     assert_eq!(r.deleted.len(), 2, "{r:?}");
     assert!(!d.path().join(format!("q/100/{A}.narinfo")).exists());
 }
+
+/// Quarantine (stamp 100) holding each `(hash, references)` path with its NAR.
+fn quarantine_of(paths: &[(&str, &[&str])]) -> (tempfile::TempDir, Recording) {
+    let (d, s) = setup(false);
+    let q = d.path().join("q/100");
+    for (h, refs) in paths {
+        let r: Vec<String> = refs.iter().map(|r| format!("{r}-x")).collect();
+        std::fs::write(
+            q.join(format!("{h}.narinfo")),
+            format!(
+                "StorePath: /nix/store/{h}-x\nURL: nar/{h}.nar.xz\nReferences: {}\n",
+                r.join(" ")
+            ),
+        )
+        .unwrap();
+        std::fs::write(q.join(format!("nar/{h}.nar.xz")), h).unwrap();
+    }
+    (d, s)
+}
+
+/// The narinfos among the copies, in order.
+fn narinfo_copies(s: &Recording) -> Vec<String> {
+    let c = s.copies.lock().unwrap();
+    c.iter()
+        .filter(|k| k.ends_with(".narinfo"))
+        .cloned()
+        .collect()
+}
+
+const X: &str = "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz";
+const Y: &str = "00000000000000000000000000000000";
+const W: &str = "11111111111111111111111111111111";
+
+/// A visible narinfo names X; X → Y → W, all quarantined, and X also names W directly.
+/// Each is recovered after what it references (hash order would put X first).
+#[test]
+fn finalize_recovers_narinfos_references_first() {
+    let (_d, s) = quarantine_of(&[(X, &[Y, W]), (Y, &[W]), (W, &[])]);
+    let visible = format!("StorePath: /nix/store/c-c\nReferences: {X}-x\n");
+    let fresh = crate::index::Index {
+        meta: serde_json::from_value(serde_json::json!({
+            "format_version": 3, "cache": "c", "cache_url": "c", "generation": 1,
+            "updated_at": 0, "source": "t", "objects": 0, "narinfos": 0, "unparseable": 0,
+            "last_update": {"listed": 0, "narinfo_objects": 0, "fetched": 0, "reused": 0,
+                            "dropped": 0, "fetch_errors": 0}
+        }))
+        .unwrap(),
+        objects: Vec::new(),
+        narinfos: vec![crate::model::FetchedRecord {
+            key: "c.narinfo".into(),
+            etag: None,
+            size: 0,
+            text: visible.into_bytes(),
+            fetch_error: None,
+            earlier: Vec::new(),
+        }],
+        debuginfo: Vec::new(),
+    };
+    let o = ExecOptions::default();
+    let r = block(finalize(&s, &fresh, 150, 100, &o, &mut |_| Ok(()))).unwrap();
+    assert_eq!(r.recovered.len(), 3, "{r:?}");
+    assert_eq!(
+        narinfo_copies(&s),
+        [W, Y, X].map(|h| format!("{h}.narinfo")),
+        "references first"
+    );
+}
+
+/// R → X, R → Y, X → Y: a depth-first walk reversed would bring X back before Y.
+#[test]
+fn recover_closure_brings_references_first_in_a_dag() {
+    let r_hash = "22222222222222222222222222222222";
+    let (_d, s) = quarantine_of(&[(r_hash, &[X, Y]), (X, &[Y]), (Y, &[])]);
+    let out = block(recover(&s, r_hash, true, &ExecOptions::default())).unwrap();
+    assert_eq!(out.len(), 3);
+    assert_eq!(
+        narinfo_copies(&s),
+        [Y, X, r_hash].map(|h| format!("{h}.narinfo"))
+    );
+}
