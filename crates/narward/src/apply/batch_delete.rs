@@ -19,14 +19,13 @@
 use super::exec::ExecOptions;
 use super::program::Skip;
 use crate::cache::store::{Area, BatchDeleteResult, Loc, Store, StoreError, StoreErrorKind};
-use crate::cache::store_wrap::DELETE_BATCH_MAX;
+use crate::cache::store_wrap::{DELETE_BATCH_MAX, pause, retryable};
 use anyhow::{Context, Result};
 use narward_formats::keys::{Category, classify};
 use serde::Serialize;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// Whether an apply may delete the source `key` (in the cache area) in a DeleteObjects
 /// batch after its copy was verified: only content-addressed NARs.
@@ -45,26 +44,9 @@ pub struct Deleted {
     pub requests: u64,
 }
 
-/// The keys of `results` whose error is retryable.
-fn retryable(results: &[BatchDeleteResult]) -> Vec<usize> {
-    (0..results.len())
-        .filter(|&i| {
-            results[i]
-                .result
-                .as_ref()
-                .is_err_and(|e| e.kind.is_retryable())
-        })
-        .collect()
-}
-
-fn pause(o: &ExecOptions, attempt: u32) -> Duration {
-    let base = o.backoff.saturating_mul(1u32 << attempt.min(10));
-    base.min(Duration::from_secs(20))
-        .mul_f64(0.5 + rand::random::<f64>())
-}
-
 /// One DeleteObjects request of ≤ 1,000 keys, the request retried as a whole on a
-/// retryable error, then its retryable per-key failures sent again (smaller batches).
+/// retryable error, then its retryable per-key failures sent again (smaller batches);
+/// by the store itself when it retries ([`Store::retries_itself`]), else here.
 ///
 /// # Errors
 /// `Denied` (for the request or any key): the caller stops.
@@ -76,12 +58,17 @@ async fn one_batch<S: Store>(
     requests: &mut u64,
 ) -> Result<Vec<BatchDeleteResult>, StoreError> {
     let mut results = send(store, area, keys, o, requests).await?;
-    for attempt in 0..o.max_attempts.saturating_sub(1) {
+    let retries = if store.retries_itself() {
+        0
+    } else {
+        o.max_attempts.saturating_sub(1)
+    };
+    for attempt in 0..retries {
         let again = retryable(&results);
         if again.is_empty() {
             break;
         }
-        tokio::time::sleep(pause(o, attempt)).await;
+        tokio::time::sleep(pause(o.backoff, super::exec::MAX_PAUSE, attempt)).await;
         let sub: Vec<(String, Option<String>)> = again
             .iter()
             .map(|&i| (results[i].key.clone(), results[i].version_id.clone()))
@@ -111,7 +98,7 @@ async fn send<S: Store>(
     o: &ExecOptions,
     requests: &mut u64,
 ) -> Result<Vec<BatchDeleteResult>, StoreError> {
-    let r = super::exec::retry(o, || {
+    let r = super::exec::retry(o, store, || {
         *requests += 1;
         store.delete_batch(area, keys)
     })

@@ -20,6 +20,7 @@ use super::Phase;
 use super::journal::{Journal, Record};
 use super::program::{Batch, Op, Skip};
 use crate::cache::store::{CopyOptions, Loc, Store, StoreError, StoreErrorKind, StoreResult};
+use crate::cache::store_wrap::pause;
 use anyhow::{Result, bail};
 use futures::StreamExt;
 use serde::Serialize;
@@ -121,26 +122,34 @@ pub fn checkpoint(o: &ExecOptions) {
     }
 }
 
-/// Call `f` until it succeeds or fails with a non-retryable error or `max_attempts` ran
-/// out, sleeping with exponential backoff and jitter between attempts.
-pub async fn retry<T, F, Fut>(o: &ExecOptions, mut f: F) -> StoreResult<T>
+/// Call `f` (a request to `store`) until it succeeds or fails with a non-retryable error
+/// or `max_attempts` ran out, sleeping with backoff ([`crate::cache::store_wrap::pause`])
+/// between attempts. A store that retries itself (`Throttled`) is asked once: one retry
+/// layer, never attempts multiplied.
+pub async fn retry<S: Store, T, F, Fut>(o: &ExecOptions, store: &S, mut f: F) -> StoreResult<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = StoreResult<T>>,
 {
+    let max_attempts = if store.retries_itself() {
+        1
+    } else {
+        o.max_attempts
+    };
     let mut attempt = 0u32;
     loop {
         match f().await {
-            Err(e) if e.kind.is_retryable() && attempt + 1 < o.max_attempts => {
-                let base = o.backoff.saturating_mul(1u32 << attempt.min(10));
-                let jitter = 0.5 + rand::random::<f64>();
-                tokio::time::sleep(base.min(Duration::from_secs(20)).mul_f64(jitter)).await;
+            Err(e) if e.kind.is_retryable() && attempt + 1 < max_attempts => {
+                tokio::time::sleep(pause(o.backoff, MAX_PAUSE, attempt)).await;
                 attempt += 1;
             }
             r => return r,
         }
     }
 }
+
+/// The longest wait between two attempts.
+pub const MAX_PAUSE: Duration = Duration::from_secs(20);
 
 /// Run one step. `Err` only for errors that must stop the run (`Denied`).
 pub async fn run_op<S: Store>(store: &S, op: &Op, o: &ExecOptions) -> StoreResult<StepResult> {
@@ -170,7 +179,7 @@ async fn step<S: Store>(
 ) -> StoreResult<StepResult> {
     for g in &op.guards {
         let l = Loc::cache(g.clone());
-        if retry(o, || store.head(&l)).await?.is_some() {
+        if retry(o, store, || store.head(&l)).await?.is_some() {
             return Ok(StepResult::Skipped(format!(
                 "its narinfo {g} is still in the cache (not hidden)"
             )));
@@ -182,7 +191,7 @@ async fn step<S: Store>(
         if_match: op.etag.clone(),
         if_absent: op.delete_source,
     };
-    match retry(o, || store.copy(&from, &op.to, &opts)).await {
+    match retry(o, store, || store.copy(&from, &op.to, &opts)).await {
         Ok(m) if m.size == op.size => {}
         Ok(m) => {
             return Ok(StepResult::Skipped(format!(
@@ -192,7 +201,7 @@ async fn step<S: Store>(
         }
         Err(e) if e.kind == StoreErrorKind::NotFound && op.delete_source => {
             // Already moved by an earlier, interrupted run?
-            return match retry(o, || store.head(&op.to)).await? {
+            return match retry(o, store, || store.head(&op.to)).await? {
                 Some(m) if m.size == op.size => Ok(StepResult::Moved),
                 _ => Ok(StepResult::Skipped(e.to_string())),
             };
@@ -202,7 +211,7 @@ async fn step<S: Store>(
     checkpoint(o);
     if op.delete_source {
         // The source must still be what was copied (a re-upload since is left alone).
-        let now = retry(o, || store.head(&from)).await?;
+        let now = retry(o, store, || store.head(&from)).await?;
         if let (Some(m), Some(want)) = (&now, &op.etag)
             && m.etag.as_deref() != Some(want.as_str())
         {
@@ -214,7 +223,7 @@ async fn step<S: Store>(
         if defer_delete {
             return Ok(StepResult::AwaitingDelete);
         }
-        retry(o, || store.delete(&from, None)).await?;
+        retry(o, store, || store.delete(&from, None)).await?;
         checkpoint(o);
     }
     Ok(StepResult::Moved)

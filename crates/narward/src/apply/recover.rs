@@ -37,7 +37,7 @@ pub type QuarantineIndex = BTreeMap<String, Vec<String>>;
 /// The listing fails.
 pub async fn quarantine_index<S: Store>(store: &S, o: &ExecOptions) -> Result<QuarantineIndex> {
     let mut m: QuarantineIndex = BTreeMap::new();
-    for r in retry(o, || store.list(Area::Quarantine, "")).await? {
+    for r in retry(o, store, || store.list(Area::Quarantine, "")).await? {
         if let Some((stamp, key)) = r.key.split_once('/') {
             m.entry(key.to_string())
                 .or_default()
@@ -66,7 +66,7 @@ pub async fn find<S: Store>(
         }));
     }
     let l = Loc::archive(key);
-    if retry(o, || store.head(&l)).await?.is_some() {
+    if retry(o, store, || store.head(&l)).await?.is_some() {
         return Ok(Some(Found {
             area: Area::Archive,
             prefix: String::new(),
@@ -101,8 +101,8 @@ pub async fn bring_back<S: Store>(store: &S, from: &Loc, key: &str, o: &ExecOpti
         if_absent: true,
         ..Default::default()
     };
-    let m = retry(o, || store.copy(from, &to, &opts)).await?;
-    let src = retry(o, || store.head(from)).await?;
+    let m = retry(o, store, || store.copy(from, &to, &opts)).await?;
+    let src = retry(o, store, || store.head(from)).await?;
     if src.is_some_and(|s| s.size != m.size) {
         bail!("recovering {to}: the copy's size differs from {from}");
     }
@@ -134,7 +134,7 @@ pub async fn warm_in_place<S: Store>(
         if_match: m.etag.clone(),
         if_absent: false,
     };
-    let back = retry(o, || store.copy(nar, nar, &opts)).await?;
+    let back = retry(o, store, || store.copy(nar, nar, &opts)).await?;
     if back.size != m.size {
         bail!("recovering {nar}: the STANDARD copy's size differs");
     }
@@ -163,14 +163,14 @@ pub async fn recover_path<S: Store>(
 ) -> Result<Recovered> {
     let ni_key = format!("{hash}.narinfo");
     let ni = found.loc(&ni_key);
-    let text = retry(o, || store.get(&ni))
+    let text = retry(o, store, || store.get(&ni))
         .await?
         .with_context(|| format!("{ni} vanished"))?;
     let (url, references) = url_and_refs(&text);
     let mut moved = Vec::new();
     if let Some(u) = &url {
         let l = Loc::cache(u.clone());
-        match retry(o, || store.head(&l)).await? {
+        match retry(o, store, || store.head(&l)).await? {
             None => {
                 let src = nar_source(store, q, found, u, o).await?;
                 bring_back(store, &src, u, o).await?;
@@ -180,14 +180,14 @@ pub async fn recover_path<S: Store>(
         }
     }
     let ls = found.loc(&format!("{hash}.ls"));
-    if retry(o, || store.head(&ls)).await?.is_some() {
+    if retry(o, store, || store.head(&ls)).await?.is_some() {
         bring_back(store, &ls, &format!("{hash}.ls"), o).await?;
         moved.push(ls);
     }
     bring_back(store, &ni, &ni_key, o).await?;
     moved.push(ni);
     for l in moved {
-        retry(o, || store.delete(&l, None)).await?;
+        retry(o, store, || store.delete(&l, None)).await?;
     }
     Ok(Recovered {
         narinfo: ni_key,
@@ -210,7 +210,7 @@ pub async fn nar_source<S: Store>(
         candidates.push(Loc::quarantine(quarantine_key(s, url)));
     }
     for c in candidates {
-        if retry(o, || store.head(&c)).await?.is_some() {
+        if retry(o, store, || store.head(&c)).await?.is_some() {
             return Ok(c);
         }
     }
@@ -241,7 +241,7 @@ pub async fn recover<S: Store>(
         }
         let Some(f) = find(store, &q, &h, o).await? else {
             let l = Loc::cache(format!("{h}.narinfo"));
-            let in_cache = retry(o, || store.head(&l)).await?;
+            let in_cache = retry(o, store, || store.head(&l)).await?;
             if h == hash && in_cache.is_none() {
                 bail!("{h}: no narinfo in the cache, the quarantine or the archive area");
             }
@@ -250,7 +250,7 @@ pub async fn recover<S: Store>(
         let mut r = Vec::new();
         if closure {
             let l = f.loc(&format!("{h}.narinfo"));
-            let t = retry(o, || store.get(&l)).await?;
+            let t = retry(o, store, || store.get(&l)).await?;
             r = url_and_refs(&t.unwrap_or_default()).1;
             stack.extend(r.iter().cloned());
         }
@@ -313,10 +313,10 @@ async fn references_hot<S: Store>(
     o: &ExecOptions,
 ) -> Result<()> {
     let l = found.loc(&format!("{hash}.narinfo"));
-    let text = retry(o, || store.get(&l)).await?.unwrap_or_default();
+    let text = retry(o, store, || store.get(&l)).await?.unwrap_or_default();
     for r in url_and_refs(&text).1.iter().filter(|r| *r != hash) {
         let ni = Loc::cache(format!("{r}.narinfo"));
-        if retry(o, || store.head(&ni)).await?.is_none() {
+        if retry(o, store, || store.head(&ni)).await?.is_none() {
             bail!(
                 "cannot recover {hash} alone: the path {r} it references is not in the cache (archived or deleted); recover with --closure"
             );
@@ -394,7 +394,7 @@ pub async fn finalize<S: Store>(
         let mut r = Vec::new();
         if let Some(stamp) = q.get(&k).and_then(|v| v.last()) {
             let l = Loc::quarantine(format!("{stamp}/{k}"));
-            let text = retry(o, || store.get(&l)).await?.unwrap_or_default();
+            let text = retry(o, store, || store.get(&l)).await?.unwrap_or_default();
             mark(&text, &q, &mut needed, &mut todo);
             r = url_and_refs(&text).1;
         }
@@ -410,11 +410,11 @@ pub async fn finalize<S: Store>(
     }
     for k in needed.iter().filter(|k| !k.ends_with(".narinfo")) {
         let l = Loc::cache(k.clone());
-        let in_cache = retry(o, || store.head(&l)).await?;
+        let in_cache = retry(o, store, || store.head(&l)).await?;
         if let (None, Some(s)) = (in_cache, q.get(k).and_then(|v| v.last())) {
             let from = Loc::quarantine(quarantine_key(s, k));
             bring_back(store, &from, k, o).await?;
-            retry(o, || store.delete(&from, None)).await?;
+            retry(o, store, || store.delete(&from, None)).await?;
         }
     }
     let q = quarantine_index(store, o).await?;

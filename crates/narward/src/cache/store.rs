@@ -221,6 +221,13 @@ pub trait Store: Send + Sync {
     /// Whether archived objects stay at their key and only change storage class.
     fn archives_in_place(&self) -> bool;
 
+    /// Whether this store retries `Throttled` and `Transient` answers itself (with backoff,
+    /// per key of a batch delete too): then callers send each request once
+    /// ([`crate::apply::exec::retry`]), so retries never stack.
+    fn retries_itself(&self) -> bool {
+        false
+    }
+
     /// Metadata of one object; `Ok(None)` when it does not exist.
     fn head(&self, loc: &Loc) -> impl Future<Output = StoreResult<Option<ObjectMeta>>> + Send;
 

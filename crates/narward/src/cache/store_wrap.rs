@@ -175,6 +175,9 @@ impl<S: Store> Store for DryRun<S> {
     fn archives_in_place(&self) -> bool {
         self.inner.archives_in_place()
     }
+    fn retries_itself(&self) -> bool {
+        self.inner.retries_itself()
+    }
     async fn head(&self, loc: &Loc) -> StoreResult<Option<ObjectMeta>> {
         self.inner.head(loc).await
     }
@@ -488,6 +491,25 @@ struct RateState {
     window_start: Instant,
 }
 
+/// The wait before retry number `attempt` (from 0): a random time in
+/// `[0, min(cap, base·2^attempt)]` (full jitter). The one backoff of narward's retries.
+pub fn pause(base: Duration, cap: Duration, attempt: u32) -> Duration {
+    let exp = base.saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX));
+    exp.min(cap).mul_f64(rand::random::<f64>())
+}
+
+/// The positions in `results` of the keys whose delete failed with a retryable error.
+pub fn retryable(results: &[BatchDeleteResult]) -> Vec<usize> {
+    (0..results.len())
+        .filter(|&i| {
+            results[i]
+                .result
+                .as_ref()
+                .is_err_and(|e| e.kind.is_retryable())
+        })
+        .collect()
+}
+
 /// Adaptive rate control over a store: at most `concurrency` requests in flight, spaced
 /// at the current allowed rate; a `Throttled` or `Transient` answer lowers the rate (see
 /// [`ThrottleConfig::decrease`]; at most once per `decrease_every`, so a burst of failures
@@ -603,12 +625,7 @@ impl<S: Store> Throttled<S> {
     }
 
     fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self
-            .cfg
-            .backoff_base
-            .saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX));
-        let cap = exp.min(self.cfg.backoff_cap);
-        cap.mul_f64(rand::random::<f64>())
+        pause(self.cfg.backoff_base, self.cfg.backoff_cap, attempt)
     }
 
     /// Note a failed attempt; whether to retry it.
@@ -667,14 +684,7 @@ impl<S: Store> Throttled<S> {
         let mut results: Vec<BatchDeleteResult> =
             self.run(|| self.inner.delete_batch(area, keys)).await?;
         for attempt in 0..self.cfg.max_retries {
-            let again: Vec<usize> = (0..results.len())
-                .filter(|&i| {
-                    results[i]
-                        .result
-                        .as_ref()
-                        .is_err_and(|e| e.kind.is_retryable())
-                })
-                .collect();
+            let again = retryable(&results);
             if again.is_empty() {
                 break;
             }
@@ -703,6 +713,9 @@ impl<S: Store> Store for Throttled<S> {
     }
     fn archives_in_place(&self) -> bool {
         self.inner.archives_in_place()
+    }
+    fn retries_itself(&self) -> bool {
+        true
     }
     async fn head(&self, loc: &Loc) -> StoreResult<Option<ObjectMeta>> {
         self.run(|| self.inner.head(loc)).await

@@ -94,7 +94,8 @@ pub struct ApplyArgs {
     /// verified; narinfos, .ls and other objects one by one, each after an ETag check.
     #[arg(long, default_value_t = 1000)]
     pub batch_size: usize,
-    /// Attempts per request on throttling and transient errors (backoff with jitter).
+    /// Attempts per request on throttling and transient errors (backoff with jitter; on
+    /// S3 by the throttling layer, per key of a DeleteObjects batch too).
     #[arg(long, default_value_t = 8)]
     pub max_attempts: u32,
     /// Act as if now were this unix time (tests: quarantine stamps, grace window).
@@ -178,7 +179,13 @@ async fn with_store(g: &Global, url: &CacheUrl, areas: &AreaArgs, job: Job) -> R
         CacheUrl::File(dir) => run_job(g, &open_file_store(dir, areas)?, url, job).await,
         CacheUrl::S3(o) => {
             let header = job_header(g, o, &job)?;
-            let store = open_s3_store(o, header.as_ref()).await?;
+            let attempts = match &job {
+                Job::Apply { a, .. } | Job::Resume { a, .. } | Job::Finalize { a, .. } => {
+                    a.max_attempts
+                }
+                Job::Recover { .. } => ExecOptions::default().max_attempts,
+            };
+            let store = open_s3_store(o, header.as_ref(), attempts).await?;
             run_job(g, &store, url, job).await
         }
     }
@@ -198,7 +205,8 @@ pub(super) async fn with_restore_store(
         }
         CacheUrl::S3(o) => {
             let header = latest_header(g, o)?;
-            let store = open_s3_store(o, header.as_ref()).await?;
+            let attempts = ExecOptions::default().max_attempts;
+            let store = open_s3_store(o, header.as_ref(), attempts).await?;
             super::restore_exec::run_job(g, &store, url, job).await
         }
     }
@@ -229,8 +237,13 @@ fn latest_header(g: &Global, o: &S3Options) -> Result<Option<PlanHeader>> {
 /// The S3 store of a cache, laid out by the archive settings of the plan being applied
 /// (or, for --resume, --finalize and recover, of the plan of the latest apply of this
 /// cache), wrapped in adaptive throttling: bounded concurrency, backoff with jitter on
-/// `SlowDown`/5xx/timeouts, the rate lowered on throttling and regained slowly.
-async fn open_s3_store(o: &S3Options, header: Option<&PlanHeader>) -> Result<Throttled<S3Store>> {
+/// `SlowDown`/5xx/timeouts (up to `max_attempts` attempts a request: the one retry
+/// layer), the rate lowered on throttling and regained slowly.
+async fn open_s3_store(
+    o: &S3Options,
+    header: Option<&PlanHeader>,
+    max_attempts: u32,
+) -> Result<Throttled<S3Store>> {
     let layout = match header {
         Some(h) => S3Layout::for_plan(o, h),
         None => S3Layout::new(o, None, DEFAULT_ARCHIVE_PREFIX, DEFAULT_QUARANTINE_PREFIX),
@@ -239,8 +252,12 @@ async fn open_s3_store(o: &S3Options, header: Option<&PlanHeader>) -> Result<Thr
     // throttled attempt.
     let store = S3Store::open(o, layout, 1).await?;
     // The bucket check answers throttling and 5xx like any request: retried with backoff.
-    exec::retry(&ExecOptions::default(), || store.check_buckets()).await?;
-    Ok(Throttled::new(store, ThrottleConfig::default()))
+    exec::retry(&ExecOptions::default(), &store, || store.check_buckets()).await?;
+    let cfg = ThrottleConfig {
+        max_retries: max_attempts.max(1) - 1,
+        ..ThrottleConfig::default()
+    };
+    Ok(Throttled::new(store, cfg))
 }
 
 /// The `begin` record of the latest apply of the cache `identity` in the state's journals.

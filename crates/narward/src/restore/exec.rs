@@ -90,7 +90,7 @@ pub async fn discover<S: Store>(
             Some(f) => f,
             None => {
                 let l = Loc::cache(format!("{h}.narinfo"));
-                if retry(o, || store.head(&l)).await?.is_none() {
+                if retry(o, store, || store.head(&l)).await?.is_none() {
                     if asked.contains(&h) {
                         d.missing.push(h);
                     }
@@ -141,7 +141,7 @@ async fn check_references<S: Store>(store: &S, d: &mut Discovery, o: &ExecOption
                 Some(h) => *h,
                 None => {
                     let l = Loc::cache(format!("{r}.narinfo"));
-                    let h = retry(o, || store.head(&l)).await?.is_some();
+                    let h = retry(o, store, || store.head(&l)).await?.is_some();
                     hot.insert(r.clone(), h);
                     h
                 }
@@ -165,12 +165,14 @@ async fn entry<S: Store>(
     o: &ExecOptions,
 ) -> Result<PathEntry> {
     let ni = found.loc(&format!("{h}.narinfo"));
-    let text = retry(o, || store.get(&ni))
+    let text = retry(o, store, || store.get(&ni))
         .await?
         .with_context(|| format!("{ni} vanished"))?;
     let (url, references) = recover::url_and_refs(&text);
     let ls = found.loc(&format!("{h}.ls"));
-    let listing = retry(o, || store.head(&ls)).await?.map(|_| At::of(&ls));
+    let listing = retry(o, store, || store.head(&ls))
+        .await?
+        .map(|_| At::of(&ls));
     let (nar, broken) = match &url {
         Some(u) => match locate_nar(store, q, found, u, o).await {
             Ok(n) => (n, None),
@@ -201,12 +203,12 @@ async fn locate_nar<S: Store>(
     o: &ExecOptions,
 ) -> Result<Option<NarEntry>> {
     let in_cache = Loc::cache(url);
-    let (at, m) = match retry(o, || store.head(&in_cache)).await? {
+    let (at, m) = match retry(o, store, || store.head(&in_cache)).await? {
         Some(m) if is_archive_class(m.storage_class.as_deref().unwrap_or("")) => (in_cache, m),
         Some(_) => return Ok(None),
         None => {
             let src = recover::nar_source(store, q, found, url, o).await?;
-            let m = retry(o, || store.head(&src))
+            let m = retry(o, store, || store.head(&src))
                 .await?
                 .with_context(|| format!("{src} vanished"))?;
             (src, m)
@@ -270,7 +272,7 @@ pub async fn request<S: Store>(
             continue;
         }
         let l = n.at.loc();
-        let m = match retry(o, || store.head(&l)).await {
+        let m = match retry(o, store, || store.head(&l)).await {
             Ok(Some(m)) => m,
             Ok(None) => {
                 let reason = format!("{l}: vanished before its restore was requested");
@@ -313,7 +315,7 @@ async fn send<S: Store>(
     let key = key.to_string();
     record(s, j, Record::Requesting { key: key.clone() })?;
     let days = s.begin.days;
-    match retry(o, || store.restore(l, days, store_tier(tier))).await {
+    match retry(o, store, || store.restore(l, days, store_tier(tier))).await {
         Ok(r) => {
             checkpoint(o);
             let outcome = outcome_str(r).to_string();
@@ -342,7 +344,7 @@ async fn publish_nar<S: Store>(store: &S, n: &NarEntry, o: &ExecOptions) -> Resu
     let cache = Loc::cache(n.key.clone());
     let src = n.at.loc();
     if src.area == Area::Cache {
-        let m = retry(o, || store.head(&cache))
+        let m = retry(o, store, || store.head(&cache))
             .await?
             .with_context(|| format!("{cache} vanished"))?;
         if !readable(&m) {
@@ -351,14 +353,14 @@ async fn publish_nar<S: Store>(store: &S, n: &NarEntry, o: &ExecOptions) -> Resu
         recover::warm_in_place(store, &cache, &m, &n.key, o).await?;
         return Ok(true);
     }
-    let sm = retry(o, || store.head(&src)).await?;
+    let sm = retry(o, store, || store.head(&src)).await?;
     match sm {
-        None if retry(o, || store.head(&cache)).await?.is_some() => Ok(true),
+        None if retry(o, store, || store.head(&cache)).await?.is_some() => Ok(true),
         None => bail!("{src} vanished and {cache} is absent"),
         Some(m) if !readable(&m) => Ok(false),
         Some(_) => {
             recover::bring_back(store, &src, &n.key, o).await?;
-            retry(o, || store.delete(&src, None)).await?;
+            retry(o, store, || store.delete(&src, None)).await?;
             Ok(true)
         }
     }
@@ -368,18 +370,18 @@ async fn publish_nar<S: Store>(store: &S, n: &NarEntry, o: &ExecOptions) -> Resu
 async fn publish_moved<S: Store>(store: &S, at: &At, key: &str, o: &ExecOptions) -> Result<()> {
     let src = at.loc();
     let cache = Loc::cache(key);
-    let Some(orig) = retry(o, || store.get(&src)).await? else {
-        if retry(o, || store.head(&cache)).await?.is_some() {
+    let Some(orig) = retry(o, store, || store.get(&src)).await? else {
+        if retry(o, store, || store.head(&cache)).await?.is_some() {
             return Ok(());
         }
         bail!("{src} vanished and {cache} is absent");
     };
     recover::bring_back(store, &src, key, o).await?;
-    let now = retry(o, || store.get(&cache)).await?;
+    let now = retry(o, store, || store.get(&cache)).await?;
     if now.as_deref() != Some(orig.as_slice()) {
         bail!("{cache} is not byte-identical to {src}: left both in place");
     }
-    retry(o, || store.delete(&src, None)).await?;
+    retry(o, store, || store.delete(&src, None)).await?;
     Ok(())
 }
 
@@ -564,7 +566,7 @@ async fn publish_narinfo<S: Store>(
         .filter(|r| **r != p.hash && !s.paths.contains_key(*r));
     for r in outside {
         let l = Loc::cache(format!("{r}.narinfo"));
-        if retry(o, || store.head(&l)).await?.is_none() {
+        if retry(o, store, || store.head(&l)).await?.is_none() {
             bail!(
                 "not published: its reference {r}, outside this restore, is no longer in the cache (removed since the restore began?); bring it back (`narward restore` or `recover`), then `narward restore --resume`"
             );
@@ -659,7 +661,7 @@ async fn path_status<S: Store>(
         return Ok(("readable", Some("waiting for its references".into())));
     };
     let l = n.at.loc();
-    let m = retry(o, || store.head(&l)).await?;
+    let m = retry(o, store, || store.head(&l)).await?;
     Ok(match m {
         Some(m) if !readable(&m) && m.restore.is_some() => (
             "waiting",

@@ -9,6 +9,7 @@ use crate::cache::store::{CopyOptions, PutOutcome, RestoreOutcome, StoreResult, 
 use crate::cache::store_wrap::{FaultConfig, Faulty};
 use crate::model::ObjectRecord;
 use std::sync::Mutex;
+use std::time::Duration;
 
 /// A store that records every delete request: single deletes by key, batches by keys.
 struct Counting<S> {
@@ -370,4 +371,57 @@ fn a_nar_whose_batched_source_delete_fails_is_skipped_not_moved_and_kept() {
             "{k}: skipped {skipped}, in cache {in_cache}"
         );
     }
+}
+
+/// Retries never stack: over a throttling store (which retries itself, here 2 retries),
+/// a request that always fails retryably is sent 3 times in all, whatever
+/// `max_attempts` says, both as a DeleteObjects batch (whole and per key) and as a single
+/// request through `exec::retry`. (They used to multiply: up to 8 × 11 attempts.)
+#[test]
+fn retries_do_not_stack_a_store_that_always_fails_retryably_gets_bounded_attempts() {
+    use crate::cache::store_wrap::{ThrottleConfig, Throttled};
+    let (_d, s, keys) = quarantined(5);
+    let faults = FaultConfig {
+        fraction: 1.0,
+        kinds: vec![StoreErrorKind::Throttled],
+        after_effect: 0.0,
+        seed: 1,
+        reads: true,
+    };
+    let cfg = ThrottleConfig {
+        max_retries: 2,
+        backoff_base: Duration::from_millis(1),
+        backoff_cap: Duration::from_millis(2),
+        ..ThrottleConfig::default()
+    };
+    let t = Throttled::new(Counting::new(Faulty::new(s, faults)), cfg);
+    let r = block(delete_keys(
+        &t,
+        Area::Quarantine,
+        &keys,
+        &opts(),
+        &mut |_| Ok(()),
+    ))
+    .unwrap();
+    assert_eq!(r.failed.len(), 5, "{r:?}");
+    assert!(r.deleted.is_empty());
+    assert_eq!(t.inner().batches.lock().unwrap().len(), 3, "1 + 2 retries");
+    assert_eq!(r.requests, 1, "one request as the caller sees it");
+    let before = t.inner().inner.injected();
+    let l = Loc::quarantine(keys[0].clone());
+    assert!(block(crate::apply::exec::retry(&opts(), &t, || t.head(&l))).is_err());
+    assert_eq!(t.inner().inner.injected() - before, 3, "1 + 2 retries");
+    // A store that does not retry itself is retried by the caller, max_attempts times.
+    let (_d, s, keys) = quarantined(1);
+    let faults = FaultConfig {
+        fraction: 1.0,
+        kinds: vec![StoreErrorKind::Transient],
+        after_effect: 0.0,
+        seed: 1,
+        reads: true,
+    };
+    let f = Faulty::new(s, faults);
+    let l = Loc::quarantine(keys[0].clone());
+    assert!(block(crate::apply::exec::retry(&opts(), &f, || f.head(&l))).is_err());
+    assert_eq!(f.injected(), 8);
 }
