@@ -10,6 +10,8 @@ mod s3;
 pub mod s3_store;
 pub mod store;
 pub mod store_wrap;
+#[cfg(test)]
+pub mod test_store;
 
 pub use file::FileCache;
 pub use s3::S3Cache;

@@ -3,73 +3,13 @@ use crate::apply::Phase;
 use crate::apply::exec::{Report, run};
 use crate::apply::journal::{Begin, Journal};
 use crate::apply::program::{Batch, Op};
-use crate::cache::ObjectMeta;
 use crate::cache::file_store::FileStore;
-use crate::cache::store::{CopyOptions, PutOutcome, RestoreOutcome, StoreResult, Tier, Versioning};
 use crate::cache::store_wrap::{FaultConfig, Faulty};
-use crate::model::ObjectRecord;
-use std::sync::Mutex;
+use crate::cache::test_store::{Spy, block};
 use std::time::Duration;
 
 /// A store that records every delete request: single deletes by key, batches by keys.
-struct Counting<S> {
-    inner: S,
-    singles: Mutex<Vec<String>>,
-    batches: Mutex<Vec<Vec<String>>>,
-}
-
-impl<S: Store> Counting<S> {
-    fn new(inner: S) -> Counting<S> {
-        Counting {
-            inner,
-            singles: Mutex::new(Vec::new()),
-            batches: Mutex::new(Vec::new()),
-        }
-    }
-}
-
-impl<S: Store> Store for Counting<S> {
-    fn describe(&self, area: Area) -> String {
-        self.inner.describe(area)
-    }
-    fn archives_in_place(&self) -> bool {
-        self.inner.archives_in_place()
-    }
-    async fn head(&self, loc: &Loc) -> StoreResult<Option<ObjectMeta>> {
-        self.inner.head(loc).await
-    }
-    async fn get(&self, loc: &Loc) -> StoreResult<Option<Vec<u8>>> {
-        self.inner.get(loc).await
-    }
-    async fn list(&self, area: Area, prefix: &str) -> StoreResult<Vec<ObjectRecord>> {
-        self.inner.list(area, prefix).await
-    }
-    async fn put_if_absent(&self, loc: &Loc, bytes: &[u8]) -> StoreResult<PutOutcome> {
-        self.inner.put_if_absent(loc, bytes).await
-    }
-    async fn copy(&self, from: &Loc, to: &Loc, opts: &CopyOptions) -> StoreResult<ObjectMeta> {
-        self.inner.copy(from, to, opts).await
-    }
-    async fn delete(&self, loc: &Loc, v: Option<&str>) -> StoreResult<()> {
-        self.singles.lock().unwrap().push(loc.key.clone());
-        self.inner.delete(loc, v).await
-    }
-    async fn delete_batch(
-        &self,
-        area: Area,
-        keys: &[(String, Option<String>)],
-    ) -> StoreResult<Vec<BatchDeleteResult>> {
-        let ks = keys.iter().map(|(k, _)| k.clone()).collect();
-        self.batches.lock().unwrap().push(ks);
-        self.inner.delete_batch(area, keys).await
-    }
-    async fn restore(&self, loc: &Loc, days: u32, tier: Tier) -> StoreResult<RestoreOutcome> {
-        self.inner.restore(loc, days, tier).await
-    }
-    async fn versioning(&self, area: Area) -> StoreResult<Versioning> {
-        self.inner.versioning(area).await
-    }
-}
+type Counting<S> = Spy<S>;
 
 fn opts() -> ExecOptions {
     ExecOptions {
@@ -77,14 +17,6 @@ fn opts() -> ExecOptions {
         max_attempts: 8,
         ..ExecOptions::default()
     }
-}
-
-fn block<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap()
-        .block_on(f)
 }
 
 /// A file:// store with `n` quarantined objects `100/nar/<i>.nar`; their keys.

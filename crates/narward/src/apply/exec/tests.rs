@@ -1,64 +1,10 @@
 use super::*;
 use crate::apply::journal::{Begin, Journal};
-use crate::cache::ObjectMeta;
 use crate::cache::file_store::FileStore;
-use crate::cache::store::{Area, BatchDeleteResult, PutOutcome, RestoreOutcome, Tier, Versioning};
-use crate::model::ObjectRecord;
-use std::sync::atomic::AtomicU32;
+use crate::cache::test_store::{Spy, block};
 
-/// A FileStore whose first `fail_copies` copies fail with `kind`.
-struct Flaky {
-    inner: FileStore,
-    fail_copies: AtomicU32,
-    kind: StoreErrorKind,
-    copies: AtomicU32,
-}
-
-impl Store for Flaky {
-    fn describe(&self, area: Area) -> String {
-        self.inner.describe(area)
-    }
-    fn archives_in_place(&self) -> bool {
-        false
-    }
-    async fn head(&self, loc: &Loc) -> StoreResult<Option<ObjectMeta>> {
-        self.inner.head(loc).await
-    }
-    async fn get(&self, loc: &Loc) -> StoreResult<Option<Vec<u8>>> {
-        self.inner.get(loc).await
-    }
-    async fn list(&self, area: Area, prefix: &str) -> StoreResult<Vec<ObjectRecord>> {
-        self.inner.list(area, prefix).await
-    }
-    async fn put_if_absent(&self, loc: &Loc, bytes: &[u8]) -> StoreResult<PutOutcome> {
-        self.inner.put_if_absent(loc, bytes).await
-    }
-    async fn copy(&self, from: &Loc, to: &Loc, opts: &CopyOptions) -> StoreResult<ObjectMeta> {
-        self.copies.fetch_add(1, Ordering::SeqCst);
-        let left = self.fail_copies.load(Ordering::SeqCst);
-        if left > 0 {
-            self.fail_copies.store(left - 1, Ordering::SeqCst);
-            return Err(StoreError::new(self.kind, "copy", from, "injected"));
-        }
-        self.inner.copy(from, to, opts).await
-    }
-    async fn delete(&self, loc: &Loc, v: Option<&str>) -> StoreResult<()> {
-        self.inner.delete(loc, v).await
-    }
-    async fn delete_batch(
-        &self,
-        area: Area,
-        keys: &[(String, Option<String>)],
-    ) -> StoreResult<Vec<BatchDeleteResult>> {
-        self.inner.delete_batch(area, keys).await
-    }
-    async fn restore(&self, loc: &Loc, days: u32, tier: Tier) -> StoreResult<RestoreOutcome> {
-        self.inner.restore(loc, days, tier).await
-    }
-    async fn versioning(&self, area: Area) -> StoreResult<Versioning> {
-        self.inner.versioning(area).await
-    }
-}
+/// A FileStore whose first copies fail.
+type Flaky = Spy<FileStore>;
 
 const NAR: &str = "nar/0a3yijp35sygmy51cnrrz11vimwapz7c.nar.xz";
 const NI: &str = "0a3yijp35sygmy51cnrrz11vimwapz7c.narinfo";
@@ -78,12 +24,7 @@ fn setup(fail: u32, kind: StoreErrorKind) -> (tempfile::TempDir, Flaky, Op) {
         delete_source: true,
         guards: vec![NI.into()],
     };
-    let s = Flaky {
-        inner,
-        fail_copies: AtomicU32::new(fail),
-        kind,
-        copies: AtomicU32::new(0),
-    };
+    let s = Spy::new(inner).failing_copies(fail, kind);
     (d, s, op)
 }
 
@@ -95,21 +36,13 @@ fn opts() -> ExecOptions {
     }
 }
 
-fn block<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
-
 #[test]
 fn throttled_and_transient_errors_are_retried_until_the_step_succeeds() {
     for kind in [StoreErrorKind::Throttled, StoreErrorKind::Transient] {
         let (d, s, op) = setup(3, kind);
         let r = block(run_op(&s, &op, &opts())).unwrap();
         assert_eq!(r, StepResult::Moved);
-        assert_eq!(s.copies.load(Ordering::SeqCst), 4);
+        assert_eq!(s.copies.lock().unwrap().len(), 4);
         assert!(!d.path().join("cache").join(NAR).exists());
         assert!(d.path().join("q/1").join(NAR).exists());
     }
@@ -123,7 +56,7 @@ fn retries_give_up_after_max_attempts_and_skip_the_object() {
         matches!(r, StepResult::Skipped(ref m) if m.contains("injected")),
         "{r:?}"
     );
-    assert_eq!(s.copies.load(Ordering::SeqCst), 5);
+    assert_eq!(s.copies.lock().unwrap().len(), 5);
     assert!(
         d.path().join("cache").join(NAR).exists(),
         "source untouched"
@@ -139,7 +72,7 @@ fn a_nar_whose_narinfo_is_still_in_the_cache_is_never_moved() {
         matches!(r, StepResult::Skipped(ref m) if m.contains(NI)),
         "{r:?}"
     );
-    assert_eq!(s.copies.load(Ordering::SeqCst), 0);
+    assert_eq!(s.copies.lock().unwrap().len(), 0);
 }
 
 #[test]

@@ -1,58 +1,9 @@
 use super::*;
-use crate::cache::ObjectMeta;
 use crate::cache::file_store::FileStore;
-use crate::cache::store::{
-    BatchDeleteResult, PutOutcome, RestoreOutcome, StoreResult, Tier, Versioning,
-};
-use crate::model::ObjectRecord;
-use std::sync::Mutex;
+use crate::cache::test_store::{Spy, block};
 
 /// A FileStore that records the destination of every copy.
-struct Recording {
-    inner: FileStore,
-    copies: Mutex<Vec<String>>,
-}
-
-impl Store for Recording {
-    fn describe(&self, area: Area) -> String {
-        self.inner.describe(area)
-    }
-    fn archives_in_place(&self) -> bool {
-        false
-    }
-    async fn head(&self, loc: &Loc) -> StoreResult<Option<ObjectMeta>> {
-        self.inner.head(loc).await
-    }
-    async fn get(&self, loc: &Loc) -> StoreResult<Option<Vec<u8>>> {
-        self.inner.get(loc).await
-    }
-    async fn list(&self, area: Area, prefix: &str) -> StoreResult<Vec<ObjectRecord>> {
-        self.inner.list(area, prefix).await
-    }
-    async fn put_if_absent(&self, loc: &Loc, bytes: &[u8]) -> StoreResult<PutOutcome> {
-        self.inner.put_if_absent(loc, bytes).await
-    }
-    async fn copy(&self, from: &Loc, to: &Loc, opts: &CopyOptions) -> StoreResult<ObjectMeta> {
-        self.copies.lock().unwrap().push(to.key.clone());
-        self.inner.copy(from, to, opts).await
-    }
-    async fn delete(&self, loc: &Loc, v: Option<&str>) -> StoreResult<()> {
-        self.inner.delete(loc, v).await
-    }
-    async fn delete_batch(
-        &self,
-        area: Area,
-        keys: &[(String, Option<String>)],
-    ) -> StoreResult<Vec<BatchDeleteResult>> {
-        self.inner.delete_batch(area, keys).await
-    }
-    async fn restore(&self, loc: &Loc, days: u32, tier: Tier) -> StoreResult<RestoreOutcome> {
-        self.inner.restore(loc, days, tier).await
-    }
-    async fn versioning(&self, area: Area) -> StoreResult<Versioning> {
-        self.inner.versioning(area).await
-    }
-}
+type Recording = Spy<FileStore>;
 
 const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
@@ -79,19 +30,8 @@ fn setup(no_nar_b: bool) -> (tempfile::TempDir, Recording) {
         &d.path().join("q"),
     )
     .unwrap();
-    let s = Recording {
-        inner,
-        copies: Mutex::new(Vec::new()),
-    };
+    let s = Spy::new(inner);
     (d, s)
-}
-
-fn block<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap()
-        .block_on(f)
 }
 
 #[test]

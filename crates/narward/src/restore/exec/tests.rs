@@ -1,96 +1,11 @@
 use super::*;
-use crate::cache::ObjectMeta;
 use crate::cache::file_store::FileStore;
-use crate::cache::store::{
-    BatchDeleteResult, CopyOptions, PutOutcome, StoreError, StoreResult, Versioning,
-};
-use crate::model::ObjectRecord;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use crate::cache::test_store::{Spy, block};
+use std::sync::atomic::Ordering;
 
 /// A FileStore whose archive-area NARs are in DEEP_ARCHIVE: unreadable until a
 /// RestoreObject (counted) and `ready`; `x-amz-restore` says which.
-struct Cold {
-    inner: FileStore,
-    restores: AtomicUsize,
-    requested: Mutex<BTreeSet<String>>,
-    ready: AtomicBool,
-}
-
-impl Cold {
-    fn cold(&self, loc: &Loc) -> bool {
-        loc.area == Area::Archive && loc.key.starts_with("nar/")
-    }
-    fn readable(&self, loc: &Loc) -> bool {
-        !self.cold(loc)
-            || (self.ready.load(Ordering::SeqCst)
-                && self.requested.lock().unwrap().contains(&loc.key))
-    }
-}
-
-impl Store for Cold {
-    fn describe(&self, area: Area) -> String {
-        self.inner.describe(area)
-    }
-    fn archives_in_place(&self) -> bool {
-        false
-    }
-    async fn head(&self, loc: &Loc) -> StoreResult<Option<ObjectMeta>> {
-        let m = self.inner.head(loc).await?;
-        Ok(m.map(|mut m| {
-            if self.cold(loc) {
-                m.storage_class = Some("DEEP_ARCHIVE".into());
-                if self.requested.lock().unwrap().contains(&loc.key) {
-                    let ongoing = !self.readable(loc);
-                    m.restore = Some(format!("ongoing-request=\"{ongoing}\""));
-                }
-            }
-            m
-        }))
-    }
-    async fn get(&self, loc: &Loc) -> StoreResult<Option<Vec<u8>>> {
-        self.inner.get(loc).await
-    }
-    async fn list(&self, area: Area, prefix: &str) -> StoreResult<Vec<ObjectRecord>> {
-        self.inner.list(area, prefix).await
-    }
-    async fn put_if_absent(&self, loc: &Loc, bytes: &[u8]) -> StoreResult<PutOutcome> {
-        self.inner.put_if_absent(loc, bytes).await
-    }
-    async fn copy(&self, from: &Loc, to: &Loc, opts: &CopyOptions) -> StoreResult<ObjectMeta> {
-        if !self.readable(from) {
-            return Err(StoreError::new(
-                StoreErrorKind::InvalidObjectState,
-                "copy",
-                from,
-                "archived",
-            ));
-        }
-        self.inner.copy(from, to, opts).await
-    }
-    async fn delete(&self, loc: &Loc, v: Option<&str>) -> StoreResult<()> {
-        self.inner.delete(loc, v).await
-    }
-    async fn delete_batch(
-        &self,
-        area: Area,
-        keys: &[(String, Option<String>)],
-    ) -> StoreResult<Vec<BatchDeleteResult>> {
-        self.inner.delete_batch(area, keys).await
-    }
-    async fn restore(&self, loc: &Loc, _days: u32, _tier: Tier) -> StoreResult<RestoreOutcome> {
-        self.restores.fetch_add(1, Ordering::SeqCst);
-        let fresh = self.requested.lock().unwrap().insert(loc.key.clone());
-        Ok(if fresh {
-            RestoreOutcome::Started
-        } else {
-            RestoreOutcome::InProgress
-        })
-    }
-    async fn versioning(&self, area: Area) -> StoreResult<Versioning> {
-        self.inner.versioning(area).await
-    }
-}
+type Cold = Spy<FileStore>;
 
 const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
@@ -110,21 +25,8 @@ fn setup() -> (tempfile::TempDir, Cold) {
         std::fs::write(a.join(format!("nar/{h}.nar.xz")), h).unwrap();
     }
     let inner = FileStore::open(&d.path().join("cache"), &a, &d.path().join("q")).unwrap();
-    let s = Cold {
-        inner,
-        restores: AtomicUsize::new(0),
-        requested: Mutex::new(BTreeSet::new()),
-        ready: AtomicBool::new(false),
-    };
+    let s = Spy::new(inner).with_cold_archive();
     (d, s)
-}
-
-fn block<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .unwrap()
-        .block_on(f)
 }
 
 fn begin() -> super::super::journal::Begin {
