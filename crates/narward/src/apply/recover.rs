@@ -314,15 +314,43 @@ async fn references_hot<S: Store>(
 ) -> Result<()> {
     let l = found.loc(&format!("{hash}.narinfo"));
     let text = retry(o, store, || store.get(&l)).await?.unwrap_or_default();
-    for r in url_and_refs(&text).1.iter().filter(|r| *r != hash) {
-        let ni = Loc::cache(format!("{r}.narinfo"));
-        if retry(o, store, || store.head(&ni)).await?.is_none() {
-            bail!(
-                "cannot recover {hash} alone: the path {r} it references is not in the cache (archived or deleted); recover with --closure"
-            );
-        }
+    let refs = url_and_refs(&text).1;
+    let others = refs.iter().filter(|r| *r != hash);
+    if let Some(r) = first_not_in_cache(store, others, &mut BTreeMap::new(), o).await? {
+        bail!(
+            "cannot recover {hash} alone: the path {r} it references is not in the cache (archived or deleted); recover with --closure"
+        );
     }
     Ok(())
+}
+
+/// The first of `hashes` whose narinfo is not in the cache area (HEAD, remembered in
+/// `seen`: hash → in the cache), if any. The one check of references that recover and
+/// restore make before a narinfo becomes visible.
+///
+/// # Errors
+/// Store errors.
+pub async fn first_not_in_cache<'a, S: Store>(
+    store: &S,
+    hashes: impl Iterator<Item = &'a String>,
+    seen: &mut BTreeMap<String, bool>,
+    o: &ExecOptions,
+) -> Result<Option<String>> {
+    for r in hashes {
+        let hot = match seen.get(r) {
+            Some(h) => *h,
+            None => {
+                let l = Loc::cache(format!("{r}.narinfo"));
+                let h = retry(o, store, || store.head(&l)).await?.is_some();
+                seen.insert(r.clone(), h);
+                h
+            }
+        };
+        if !hot {
+            return Ok(Some(r.clone()));
+        }
+    }
+    Ok(None)
 }
 
 /// Add what `text` names among the quarantined keys to `needed`; newly needed narinfos

@@ -132,26 +132,14 @@ async fn check_references<S: Store>(store: &S, d: &mut Discovery, o: &ExecOption
         .iter_mut()
         .filter(|p| p.broken.is_none() && p.from != "cache")
     {
-        for r in p
+        let outside = p
             .references
             .iter()
-            .filter(|r| **r != p.hash && !inset.contains(*r))
-        {
-            let is_hot = match hot.get(r) {
-                Some(h) => *h,
-                None => {
-                    let l = Loc::cache(format!("{r}.narinfo"));
-                    let h = retry(o, store, || store.head(&l)).await?.is_some();
-                    hot.insert(r.clone(), h);
-                    h
-                }
-            };
-            if !is_hot {
-                p.broken = Some(format!(
-                    "its reference {r} is not in the cache: restore with --closure"
-                ));
-                break;
-            }
+            .filter(|r| **r != p.hash && !inset.contains(*r));
+        if let Some(r) = recover::first_not_in_cache(store, outside, &mut hot, o).await? {
+            p.broken = Some(format!(
+                "its reference {r} is not in the cache: restore with --closure"
+            ));
         }
     }
     Ok(())
@@ -564,13 +552,10 @@ async fn publish_narinfo<S: Store>(
         .references
         .iter()
         .filter(|r| **r != p.hash && !s.paths.contains_key(*r));
-    for r in outside {
-        let l = Loc::cache(format!("{r}.narinfo"));
-        if retry(o, store, || store.head(&l)).await?.is_none() {
-            bail!(
-                "not published: its reference {r}, outside this restore, is no longer in the cache (removed since the restore began?); bring it back (`narward restore` or `recover`), then `narward restore --resume`"
-            );
-        }
+    if let Some(r) = recover::first_not_in_cache(store, outside, &mut BTreeMap::new(), o).await? {
+        bail!(
+            "not published: its reference {r}, outside this restore, is no longer in the cache (removed since the restore began?); bring it back (`narward restore` or `recover`), then `narward restore --resume`"
+        );
     }
     publish_moved(store, &p.narinfo, &p.narinfo_key(), o).await
 }
