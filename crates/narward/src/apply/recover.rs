@@ -109,6 +109,29 @@ pub async fn bring_back<S: Store>(store: &S, from: &Loc, key: &str, o: &ExecOpti
     Ok(())
 }
 
+/// Move the narinfo or `.ls` at `src` back to the cache key `key`: copied if absent,
+/// compared byte for byte with the original, then the original deleted (a copy that
+/// differs leaves both in place). Done already (`src` gone, `key` present) is success.
+///
+/// # Errors
+/// Store errors; `src` and `key` both absent; the copy differs.
+pub async fn move_back<S: Store>(store: &S, src: &Loc, key: &str, o: &ExecOptions) -> Result<()> {
+    let cache = Loc::cache(key);
+    let Some(orig) = retry(o, store, || store.get(src)).await? else {
+        if retry(o, store, || store.head(&cache)).await?.is_some() {
+            return Ok(());
+        }
+        bail!("{src} vanished and {cache} is absent");
+    };
+    bring_back(store, src, key, o).await?;
+    let now = retry(o, store, || store.get(&cache)).await?;
+    if now.as_deref() != Some(orig.as_slice()) {
+        bail!("{cache} is not byte-identical to {src}: left both in place");
+    }
+    retry(o, store, || store.delete(src, None)).await?;
+    Ok(())
+}
+
 /// A NAR at its cache key in an archive class (archived in place on S3) must be readable
 /// before its narinfo is published: not restored, recover refuses; restored, it is copied
 /// onto itself in STANDARD, so it stays readable after the restored copy expires.
@@ -149,8 +172,9 @@ pub struct Recovered {
     pub references: Vec<String>,
 }
 
-/// Recover one removed path: NAR, then `.ls`, then narinfo back into the cache area; the
-/// copies in the quarantine or archive area are removed after.
+/// Recover one removed path: NAR, then `.ls`, then narinfo back into the cache area
+/// (the last two by [`move_back`], compared byte for byte); the NAR's copy in the
+/// quarantine or archive area is removed after.
 ///
 /// # Errors
 /// The narinfo or its NAR cannot be found or copied.
@@ -167,26 +191,24 @@ pub async fn recover_path<S: Store>(
         .await?
         .with_context(|| format!("{ni} vanished"))?;
     let (url, references) = url_and_refs(&text);
-    let mut moved = Vec::new();
+    let mut nar_src = None;
     if let Some(u) = &url {
         let l = Loc::cache(u.clone());
         match retry(o, store, || store.head(&l)).await? {
             None => {
                 let src = nar_source(store, q, found, u, o).await?;
                 bring_back(store, &src, u, o).await?;
-                moved.push(src);
+                nar_src = Some(src);
             }
             Some(m) => warm_in_place(store, &l, &m, hash, o).await?,
         }
     }
     let ls = found.loc(&format!("{hash}.ls"));
     if retry(o, store, || store.head(&ls)).await?.is_some() {
-        bring_back(store, &ls, &format!("{hash}.ls"), o).await?;
-        moved.push(ls);
+        move_back(store, &ls, &format!("{hash}.ls"), o).await?;
     }
-    bring_back(store, &ni, &ni_key, o).await?;
-    moved.push(ni);
-    for l in moved {
+    move_back(store, &ni, &ni_key, o).await?;
+    if let Some(l) = nar_src {
         retry(o, store, || store.delete(&l, None)).await?;
     }
     Ok(Recovered {

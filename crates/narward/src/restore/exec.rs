@@ -3,8 +3,9 @@
 //! in the safe order of [`super::order`], journaled in [`super::journal`].
 //!
 //! It reuses apply's machinery: [`crate::apply::recover`] finds removed paths (archive
-//! area, quarantine stamps) and moves objects back (copy if absent, verify, delete the
-//! source; a NAR archived in place is copied onto itself in STANDARD once restored), and
+//! area, quarantine stamps), checks references ([`recover::first_not_in_cache`]) and
+//! moves objects back (copy if absent, verify, delete the source: [`recover::move_back`];
+//! a NAR archived in place is copied onto itself in STANDARD once restored), and
 //! [`crate::apply::exec::retry`] retries throttled and transient errors.
 //!
 //! - Quarantined paths (not finalized) need no RestoreObject: their objects are readable.
@@ -354,25 +355,6 @@ async fn publish_nar<S: Store>(store: &S, n: &NarEntry, o: &ExecOptions) -> Resu
     }
 }
 
-/// Move a `.ls` or narinfo back; a narinfo is compared byte for byte with its original.
-async fn publish_moved<S: Store>(store: &S, at: &At, key: &str, o: &ExecOptions) -> Result<()> {
-    let src = at.loc();
-    let cache = Loc::cache(key);
-    let Some(orig) = retry(o, store, || store.get(&src)).await? else {
-        if retry(o, store, || store.head(&cache)).await?.is_some() {
-            return Ok(());
-        }
-        bail!("{src} vanished and {cache} is absent");
-    };
-    recover::bring_back(store, &src, key, o).await?;
-    let now = retry(o, store, || store.get(&cache)).await?;
-    if now.as_deref() != Some(orig.as_slice()) {
-        bail!("{cache} is not byte-identical to {src}: left both in place");
-    }
-    retry(o, store, || store.delete(&src, None)).await?;
-    Ok(())
-}
-
 enum Obj<'a> {
     Nar(&'a NarEntry),
     Listing(&'a PathEntry),
@@ -511,7 +493,9 @@ pub async fn publish<S: Store>(
         let done = match by_key.get(key) {
             Some(Obj::Nar(n)) => publish_nar(store, n, o).await,
             Some(Obj::Listing(p)) => match &p.listing {
-                Some(at) => publish_moved(store, at, key, o).await.map(|()| true),
+                Some(at) => recover::move_back(store, &at.loc(), key, o)
+                    .await
+                    .map(|()| true),
                 None => Ok(true),
             },
             Some(Obj::Narinfo(p)) if ready(s, p) => {
@@ -557,7 +541,7 @@ async fn publish_narinfo<S: Store>(
             "not published: its reference {r}, outside this restore, is no longer in the cache (removed since the restore began?); bring it back (`narward restore` or `recover`), then `narward restore --resume`"
         );
     }
-    publish_moved(store, &p.narinfo, &p.narinfo_key(), o).await
+    recover::move_back(store, &p.narinfo.loc(), &p.narinfo_key(), o).await
 }
 
 fn is_denied(e: &anyhow::Error) -> bool {
