@@ -649,7 +649,7 @@ async fn path_status<S: Store>(
 }
 
 /// The status of a restore: HEADs of the NARs not yet republished. A path whose narinfo
-/// no order can publish ([`never_published`]) is `failed` with the reason, so `status
+/// no order can publish (`never_published`) is `failed` with the reason, so `status
 /// --wait` ends (exit 1) instead of waiting for it.
 ///
 /// # Errors
