@@ -28,6 +28,7 @@
 //! earlier texts ([`FetchedRecord::earlier`]) across generations.
 
 use crate::cache::{Cache, CacheUrl};
+use crate::cache_graph::CacheGraph;
 use crate::model::{
     BucketVersioning, FetchedRecord, NoncurrentVersions, ObjectRecord, VersioningState,
 };
@@ -142,6 +143,49 @@ pub struct Index {
     pub narinfos: Vec<FetchedRecord>,
     /// `debuginfo/` objects and `nix-cache-info`, sorted by key.
     pub debuginfo: Vec<FetchedRecord>,
+}
+
+/// What [`Index::open_view`] returns: the columns (borrow the [`CacheGraph`] with
+/// [`View::graph`]) and the quirks' texts, sorted by key.
+pub struct View {
+    cols: ViewCols,
+    /// Objects in the listing of the same generation.
+    objects: u64,
+    pub quirks: Vec<FetchedRecord>,
+}
+
+enum ViewCols {
+    Mapped(columns::Mapped),
+    Built(crate::cache_graph::build::Columns),
+}
+
+impl View {
+    /// The graph over the columns, every length, offset and id checked.
+    ///
+    /// # Errors
+    /// Inconsistent columns (the file is named).
+    pub fn graph(&self) -> Result<CacheGraph<'_>> {
+        let g = match &self.cols {
+            ViewCols::Mapped(m) => m.graph()?,
+            ViewCols::Built(c) => CacheGraph::new(c.parts())?,
+        };
+        if g.objects() != self.objects {
+            bail!(
+                "the index columns count {} objects, its listing {}: re-run `narward index` with a fresh --state",
+                g.objects(),
+                self.objects
+            );
+        }
+        Ok(g)
+    }
+
+    /// The quirk text of the narinfo with this key.
+    pub fn quirk(&self, key: &str) -> Option<&FetchedRecord> {
+        self.quirks
+            .binary_search_by(|r| r.key.as_str().cmp(key))
+            .ok()
+            .map(|i| &self.quirks[i])
+    }
 }
 
 pub fn index_dir(state: &Path) -> PathBuf {
@@ -451,6 +495,9 @@ fn read_all<T: for<'de> Deserialize<'de>>(path: &Path, expect: &FileDigest) -> R
 pub const OBJECTS_FILE: &str = "objects.bin.zst";
 pub const NARINFOS_FILE: &str = "narinfos.bin.zst";
 pub const DEBUGINFO_FILE: &str = "debuginfo.bin.zst";
+/// The exact texts of the narinfos the columns cannot stand in for
+/// ([`crate::cache_graph::quirks`]), same stream format, sorted by key.
+pub const QUIRKS_FILE: &str = "quirks.bin.zst";
 
 impl IndexMeta {
     fn digest_of_content(&self) -> Result<String> {
@@ -615,6 +662,57 @@ impl Index {
         columns::Mapped::open(&Self::current_dir(state), meta).map(Some)
     }
 
+    /// The index without its narinfo texts ([`Index::load_without_narinfos`]: the listing,
+    /// the debuginfo records) and its [`View`]: what every command but `index` and `plan`
+    /// reads.
+    ///
+    /// # Errors
+    /// As [`Index::open_view`].
+    pub fn load_view(state: &Path) -> Result<(Index, View)> {
+        let idx = Self::load_without_narinfos(state)?;
+        let view = Self::open_view(state, &idx.meta, &idx.objects)?;
+        Ok((idx, view))
+    }
+
+    /// The one parsed view of the current generation for every command but `plan` (which
+    /// streams its own fallback): the mapped column files and the quirks file, or, for an
+    /// index written before they existed, both built in memory from the narinfo stream.
+    /// `objects` is the listing of the same generation. Only this fallback reads narinfo
+    /// texts; nothing is returned before every file was read and checked.
+    ///
+    /// # Errors
+    /// A missing or damaged index file (named).
+    pub fn open_view(state: &Path, meta: &IndexMeta, objects: &[ObjectRecord]) -> Result<View> {
+        let d = Self::current_dir(state);
+        if let Some(m) = Self::open_columns(state, meta)?
+            && meta.files.contains_key(QUIRKS_FILE)
+        {
+            let quirks = read_all(&d.join(QUIRKS_FILE), meta.file(QUIRKS_FILE)?)?;
+            return Ok(View {
+                cols: ViewCols::Mapped(m),
+                objects: objects.len() as u64,
+                quirks,
+            });
+        }
+        let cols = crate::cache_graph::build::Columns::build(objects, |f| {
+            Self::stream_narinfos(state, meta, |r| f(&r)).map(|_| ())
+        })?;
+        let g = CacheGraph::new(cols.parts())?;
+        let mut quirks = Vec::new();
+        Self::stream_narinfos(state, meta, |r| {
+            if crate::cache_graph::quirks::is_quirk(&g, &r) {
+                quirks.push(r);
+            }
+            Ok(())
+        })?;
+        drop(g);
+        Ok(View {
+            cols: ViewCols::Built(cols),
+            objects: objects.len() as u64,
+            quirks,
+        })
+    }
+
     /// Path of the object stream of the current generation.
     pub fn objects_path(state: &Path) -> PathBuf {
         Self::current_dir(state).join(OBJECTS_FILE)
@@ -651,6 +749,12 @@ impl Index {
         let cols = crate::cache_graph::build::Columns::build(&self.objects, |f| {
             self.narinfos.iter().try_for_each(f)
         })?;
+        let g = CacheGraph::new(cols.parts())?;
+        let quirks = crate::cache_graph::quirks::collect(&g, &self.narinfos);
+        files.insert(
+            QUIRKS_FILE.to_string(),
+            write_stream(&new.join(QUIRKS_FILE), &quirks)?,
+        );
         files.extend(columns::write(&new, &cols)?);
         self.meta.files = files;
         write_meta(&new, &mut self.meta)?;

@@ -1584,5 +1584,37 @@ mod tests {
                 }
             }
         }
+
+        /// Audit reads the same unknown-means-keep rules as the plan (the CacheGraph's
+        /// NAR objects, extra NARs and unknown NARs): after random damage, the NARs audit
+        /// calls orphans are exactly the ones the plan removes as orphans, so audit never
+        /// calls "orphan" a NAR the plan keeps. (Audit used to read a narrower rule of its
+        /// own, the `URL:` line of an unparseable text only.)
+        #[test]
+        fn audit_never_calls_orphan_a_nar_the_plan_keeps(s in spec(), edits in proptest::collection::vec(edit(), 0..4)) {
+            let (mut index, policy) = build(&s);
+            for (which, at, e) in &edits {
+                let r = which.index(index.narinfos.len());
+                apply(&mut index.narinfos[r].text, at, e);
+            }
+            let plan = compute(&index, &policy, "test", NOW);
+            let audit = crate::audit::audit_index(&index, &[], usize::MAX).unwrap();
+            let called: HashSet<String> = audit
+                .orphan_nars
+                .examples
+                .iter()
+                .map(|e| e.split(' ').next().unwrap_or_default().to_string())
+                .collect();
+            let planned: HashSet<String> = plan
+                .objects
+                .iter()
+                .filter(|o| o.reason == Reason::Orphan)
+                .map(|o| o.key.clone())
+                .collect();
+            for k in &called {
+                prop_assert!(!nar_kept(&plan, k), "audit calls {} an orphan, the plan keeps it", k);
+            }
+            prop_assert_eq!(called, planned);
+        }
     }
 }

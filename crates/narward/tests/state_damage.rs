@@ -37,7 +37,8 @@ fn plan_of(state: &Path, policy: &Policy) -> anyhow::Result<Plan> {
 }
 
 fn audit_of(state: &Path) -> anyhow::Result<narward::audit::AuditReport> {
-    Ok(narward::audit::audit(&Index::load(state)?, &[], 20))
+    let (idx, view) = Index::load_view(state)?;
+    narward::audit::audit_view(&idx, &view, &[], 20)
 }
 
 /// Byte positions to damage: every one of a small file, a few hundred spread over a large one.

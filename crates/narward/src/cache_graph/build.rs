@@ -59,6 +59,7 @@ pub struct Columns {
     pub deriver: HeapBuf,
     pub sigs: HeapBuf,
     pub why: HeapBuf,
+    pub holes: HeapBuf,
     pub refs_off: Vec<u64>,
     pub refs: Vec<u32>,
     pub referrers_off: Vec<u64>,
@@ -82,6 +83,8 @@ struct Row<'t> {
     deriver: &'t str,
     sigs: String,
     why: String,
+    /// Base names of references to no path of the cache, newline-separated.
+    holes: String,
 }
 
 impl Columns {
@@ -143,6 +146,7 @@ impl Columns {
             deriver: self.deriver.view(),
             sigs: self.sigs.view(),
             why: self.why.view(),
+            holes: self.holes.view(),
             refs: Csr {
                 off: &self.refs_off,
                 ids: &self.refs,
@@ -180,6 +184,7 @@ impl Columns {
             ("deriver", &self.deriver),
             ("sigs", &self.sigs),
             ("why", &self.why),
+            ("holes", &self.holes),
         ] {
             out.push((heap_file(name, "off"), b(&h.off)));
             out.push((heap_file(name, "heap"), b(&h.bytes)));
@@ -254,6 +259,7 @@ impl Builder<'_> {
         c.deriver.push(r.deriver);
         c.sigs.push(&r.sigs);
         c.why.push(&r.why);
+        c.holes.push(&r.holes);
         c.extra.extend(also.nars);
         c.extra_off.push(c.extra.len() as u64);
         if !also.paths.is_empty() {
@@ -325,8 +331,21 @@ impl Builder<'_> {
             deriver: ni.deriver.unwrap_or(""),
             sigs: ni.sigs.join("\n"),
             why: doubt.unwrap_or_default(),
+            holes: self.holes(ni),
         };
         self.push(row, also);
+    }
+
+    /// The base names of `ni`'s references that name no path of the cache.
+    fn holes(&self, ni: &NarInfo<'_>) -> String {
+        let mut s = String::new();
+        for r in ni.references.iter().filter(|r| !self.is_path(&r.hash)) {
+            if !s.is_empty() {
+                s.push('\n');
+            }
+            r.push_base_name(&mut s);
+        }
+        s
     }
 
     /// A narinfo that does not parse or was not fetched: what its text names is kept.

@@ -11,6 +11,7 @@
 //! Pure: byte slices in, values out. The files are opened in `index::columns`.
 
 pub mod build;
+pub mod quirks;
 
 use crate::graph::NONE;
 use anyhow::{Result, bail};
@@ -80,7 +81,7 @@ pub fn compression_code(c: Option<&str>) -> u8 {
 
 /// The column files, in `<state>/index/`: name and bytes per element (0: a string heap's
 /// bytes, whose length the offsets give).
-pub const FILES: [(&str, usize); 25] = [
+pub const FILES: [(&str, usize); 27] = [
     (HEADER_FILE, 1),
     ("paths.hash", 20),
     ("paths.nar_hash", 32),
@@ -100,6 +101,8 @@ pub const FILES: [(&str, usize); 25] = [
     ("paths.sigs.heap", 0),
     ("paths.why.off", 8),
     ("paths.why.heap", 0),
+    ("paths.holes.off", 8),
+    ("paths.holes.heap", 0),
     ("refs.off", 8),
     ("refs.ids", 4),
     ("referrers.off", 8),
@@ -110,7 +113,8 @@ pub const FILES: [(&str, usize); 25] = [
 
 /// The header file: magic and counts.
 pub const HEADER_FILE: &str = "graph.header";
-const MAGIC: &[u8; 12] = b"NARWARD-CG01";
+/// Version 2 added `paths.holes`.
+const MAGIC: &[u8; 12] = b"NARWARD-CG02";
 const HEADER_LEN: usize = 12 + 6 * 8;
 
 /// Every column file name.
@@ -255,6 +259,10 @@ pub struct Parts<'a> {
     pub deriver: Heap<'a>,
     pub sigs: Heap<'a>,
     pub why: Heap<'a>,
+    /// Base names (`<hash>-<name>`, newline-separated) of the references of a parsed
+    /// narinfo that name no path of the cache: with the referenced paths' names they give
+    /// back the narinfo's reference list (its signature fingerprint).
+    pub holes: Heap<'a>,
     pub refs: Csr<'a>,
     pub referrers: Csr<'a>,
     pub extra_nars: Csr<'a>,
@@ -307,6 +315,7 @@ pub fn parts_from_bytes<'a>(get: &dyn Fn(&str) -> &'a [u8]) -> Result<Parts<'a>>
         deriver: heap("deriver")?,
         sigs: heap("sigs")?,
         why: heap("why")?,
+        holes: heap("holes")?,
         refs: csr("refs")?,
         referrers: csr("referrers")?,
         extra_nars: csr("extra_nars")?,
@@ -363,6 +372,7 @@ fn check(p: &Parts<'_>) -> Result<()> {
         ("paths.deriver", p.deriver),
         ("paths.sigs", p.sigs),
         ("paths.why", p.why),
+        ("paths.holes", p.holes),
     ] {
         heap.check(name, n)?;
     }

@@ -2,7 +2,10 @@
 
 use super::{Csr, Parts, Status, check, flag, key_order};
 use anyhow::Result;
-use narward_formats::store_path::StorePathHash;
+use narward_formats::narinfo::{SigStatus, verify_sigs};
+use narward_formats::nixbase32;
+use narward_formats::signature::PublicKey;
+use narward_formats::store_path::{STORE_DIR, StorePathHash};
 
 /// One compact, parsed view of a cache: per path its hash, narinfo fields, status, NAR
 /// object, references and referrers (CSR over path ids), and the extra NARs an unknown or
@@ -114,6 +117,52 @@ impl<'a> CacheGraph<'a> {
     /// Why the path is unknown or doubtful (empty for a parsed one).
     pub fn why(&self, id: u32) -> &'a str {
         self.p.why.get(id)
+    }
+
+    /// Base names (`<hash>-<name>`) of its references that name no path of the cache
+    /// (closure holes), as its narinfo wrote them.
+    pub fn holes(&self, id: u32) -> impl Iterator<Item = &'a str> {
+        self.p.holes.get(id).split('\n').filter(|s| !s.is_empty())
+    }
+
+    /// `/nix/store/<hash>-<name>` of a parsed path (the name may be empty when unknown).
+    pub fn full_path(&self, id: u32) -> String {
+        format!("{STORE_DIR}/{}-{}", self.hash(id), self.name(id))
+    }
+
+    /// What Nix signs ([`NarInfo::fingerprint`]) rebuilt from the columns: its path, NAR
+    /// hash and size, and its references (the referenced paths' names and the holes),
+    /// sorted and deduplicated. `None` for a path whose narinfo did not parse. It equals
+    /// the text's fingerprint unless the narinfo is a quirk (`index` keeps the text of
+    /// those: [`super::quirks`]).
+    ///
+    /// [`NarInfo::fingerprint`]: narward_formats::narinfo::NarInfo::fingerprint
+    pub fn fingerprint(&self, id: u32) -> Option<String> {
+        if !self.status(id).parsed() {
+            return None;
+        }
+        let mut refs: Vec<String> = self
+            .refs(id)
+            .iter()
+            .map(|&r| self.full_path(r))
+            .chain(self.holes(id).map(|b| format!("{STORE_DIR}/{b}")))
+            .collect();
+        refs.sort_unstable();
+        refs.dedup();
+        let mut s = format!("1;{};sha256:", self.full_path(id));
+        nixbase32::encode_into(&self.nar_hash(id), &mut s);
+        s.push_str(&format!(";{};", self.nar_size(id)));
+        s.push_str(&refs.join(","));
+        Some(s)
+    }
+
+    /// Nix's signature verdict ([`verify_sigs`]) from the columns. `None` when unparsed.
+    pub fn sig_status(&self, id: u32, trusted: &[PublicKey]) -> Option<SigStatus> {
+        if !self.status(id).parsed() {
+            return None;
+        }
+        let fp = || self.fingerprint(id).unwrap_or_default();
+        Some(verify_sigs(self.sigs(id), fp, trusted))
     }
 
     pub fn nar_hash(&self, id: u32) -> [u8; 32] {

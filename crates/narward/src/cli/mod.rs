@@ -541,8 +541,8 @@ fn read_keys(a: &AuditArgs) -> Result<Vec<PublicKey>> {
 
 fn cmd_audit(g: &Global, a: AuditArgs) -> Result<ExitCode> {
     let keys = read_keys(&a)?;
-    let idx = Index::load(&g.state)?;
-    let r = audit::audit(&idx, &keys, a.max_examples);
+    let (idx, view) = Index::load_view(&g.state)?;
+    let r = audit::audit_view(&idx, &view, &keys, a.max_examples)?;
     if g.json {
         print_json(&r)?;
     } else {
