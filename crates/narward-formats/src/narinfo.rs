@@ -739,7 +739,28 @@ impl<'a> NarInfo<'a> {
     /// Checks the signatures against `trusted` keys: valid if any `Sig`
     /// verifies against a trusted key of the same name (Nix's rule).
     pub fn verify(&self, trusted: &[PublicKey]) -> SigStatus {
-        verify_sigs(self.sigs.iter().copied(), || self.fingerprint(), trusted)
+        if self.sigs.is_empty() {
+            return SigStatus::Unsigned;
+        }
+        let mut fingerprint = None;
+        let mut trusted_name_seen = false;
+        for sig in &self.sigs {
+            let name = sig.split_once(':').map_or(*sig, |(n, _)| n);
+            for key in trusted.iter().filter(|k| k.name == name) {
+                trusted_name_seen = true;
+                let fp = fingerprint.get_or_insert_with(|| self.fingerprint());
+                if key.verify(fp, sig) {
+                    return SigStatus::Valid {
+                        key: key.name.clone(),
+                    };
+                }
+            }
+        }
+        if trusted_name_seen {
+            SigStatus::Invalid
+        } else {
+            SigStatus::UnknownKey
+        }
     }
 
     /// A signature over this narinfo's fingerprint, to add as a `Sig` line.
@@ -866,43 +887,6 @@ impl fmt::Display for NarInfo<'_> {
             }
         }
         Ok(())
-    }
-}
-
-/// Nix's signature rule over a fingerprint (see [`NarInfo::fingerprint`]) and `Sig:` values:
-/// valid if any signature verifies against a trusted key of the same name; invalid if a
-/// trusted name signs but nothing verifies; unknown key or unsigned otherwise. The one rule
-/// for a narinfo's text ([`NarInfo::verify`]) and for its parsed values held elsewhere.
-pub fn verify_sigs<'s>(
-    sigs: impl IntoIterator<Item = &'s str>,
-    fingerprint: impl FnOnce() -> String,
-    trusted: &[PublicKey],
-) -> SigStatus {
-    let mut fingerprint = Some(fingerprint);
-    let mut fp: Option<String> = None;
-    let mut any = false;
-    let mut trusted_name_seen = false;
-    for sig in sigs {
-        any = true;
-        let name = sig.split_once(':').map_or(sig, |(n, _)| n);
-        for key in trusted.iter().filter(|k| k.name == name) {
-            trusted_name_seen = true;
-            if fp.is_none() {
-                fp = fingerprint.take().map(|f| f());
-            }
-            if key.verify(fp.as_deref().unwrap_or(""), sig) {
-                return SigStatus::Valid {
-                    key: key.name.clone(),
-                };
-            }
-        }
-    }
-    if !any {
-        SigStatus::Unsigned
-    } else if trusted_name_seen {
-        SigStatus::Invalid
-    } else {
-        SigStatus::UnknownKey
     }
 }
 

@@ -16,7 +16,7 @@
 //! check nothing; plans keep such paths as unknown).
 
 use crate::cache_graph::build::Columns;
-use crate::cache_graph::{CacheGraph, compression_code};
+use crate::cache_graph::{CacheGraph, Snapshot, compression_code, quirks};
 use crate::index::Index;
 use crate::model::FetchedRecord;
 use narward_formats::keys::{self, ObjectKind};
@@ -93,15 +93,6 @@ pub struct AuditReport {
     pub warnings: u64,
 }
 
-/// What audit reads: the listing and debuginfo records of an index (its narinfo texts are
-/// not read: load it with [`Index::load_without_narinfos`]), the [`CacheGraph`] of the same
-/// generation, and the texts of its quirks ([`crate::cache_graph::quirks`], sorted by key).
-pub struct Input<'a> {
-    pub index: &'a Index,
-    pub graph: &'a CacheGraph<'a>,
-    pub quirks: &'a [FetchedRecord],
-}
-
 /// Audit an index (loaded without narinfo texts) from its [`crate::index::View`].
 ///
 /// # Errors
@@ -113,12 +104,7 @@ pub fn audit_view(
     max_examples: usize,
 ) -> anyhow::Result<AuditReport> {
     let graph = view.graph()?;
-    let input = Input {
-        index,
-        graph: &graph,
-        quirks: &view.quirks,
-    };
-    Ok(audit(&input, trusted, max_examples))
+    Ok(audit(&view.snapshot(index, &graph), trusted, max_examples))
 }
 
 /// Audit an index held in memory, narinfo texts included (tests, small caches): its
@@ -134,7 +120,7 @@ pub fn audit_index(
     let cols = Columns::build(&index.objects, |f| index.narinfos.iter().try_for_each(f))?;
     let graph = CacheGraph::new(cols.parts())?;
     let quirks = crate::cache_graph::quirks::collect(&graph, &index.narinfos);
-    let input = Input {
+    let input = Snapshot {
         index,
         graph: &graph,
         quirks: &quirks,
@@ -146,7 +132,7 @@ pub fn audit_index(
 /// rules the columns hold (the same the plan reads), and the quirk texts where the
 /// columns cannot stand in for the text. `trusted` may be empty (signatures are then not
 /// judged).
-pub fn audit(input: &Input<'_>, trusted: &[PublicKey], max_examples: usize) -> AuditReport {
+pub fn audit(input: &Snapshot<'_>, trusted: &[PublicKey], max_examples: usize) -> AuditReport {
     let (index, g) = (input.index, input.graph);
     let mx = max_examples;
     let mut r = AuditReport {
@@ -163,7 +149,7 @@ pub fn audit(input: &Input<'_>, trusted: &[PublicKey], max_examples: usize) -> A
             .or_default() += 1;
     }
     for id in 0..g.len() as u32 {
-        let quirk = quirk_of(input.quirks, &narinfo_key(g, id));
+        let quirk = quirks::find(input.quirks, &narinfo_key(g, id));
         audit_path(&mut r, input, id, quirk, trusted, mx);
     }
     audit_objects(&mut r, index, g, mx);
@@ -198,35 +184,22 @@ fn narinfo_key(g: &CacheGraph<'_>, id: u32) -> String {
     format!("{}.narinfo", g.hash(id))
 }
 
-fn quirk_of<'q>(quirks: &'q [FetchedRecord], key: &str) -> Option<&'q FetchedRecord> {
-    quirks
-        .binary_search_by(|r| r.key.as_str().cmp(key))
-        .ok()
-        .map(|i| &quirks[i])
-}
-
-/// Nix's signature verdict for path `id`: from its quirk text when `index` kept one (the
-/// columns cannot give back its fingerprint), else from the columns. `None` when its
-/// narinfo did not parse.
+/// Nix's signature verdict for path `id`, from its narinfo as every reader takes it
+/// ([`quirks::narinfo`]: the quirk text `index` kept, else printed from the columns).
+/// `None` when its narinfo did not parse.
 pub fn sig_verdict(
     g: &CacheGraph<'_>,
+    quirks: &[FetchedRecord],
     id: u32,
-    quirk: Option<&FetchedRecord>,
     trusted: &[PublicKey],
 ) -> Option<SigStatus> {
-    if !g.status(id).parsed() {
-        return None;
-    }
-    match quirk.map(FetchedRecord::parse) {
-        Some(Ok(ni)) => Some(ni.verify(trusted)),
-        _ => g.sig_status(id, trusted),
-    }
+    quirks::narinfo(g, quirks, id).map(|ni| ni.verify(trusted))
 }
 
 /// The checks of one path's row (and its quirk text).
 fn audit_path(
     r: &mut AuditReport,
-    input: &Input<'_>,
+    input: &Snapshot<'_>,
     id: u32,
     quirk: Option<&FetchedRecord>,
     trusted: &[PublicKey],
@@ -242,17 +215,20 @@ fn audit_path(
             .add(mx, || format!("{}: {}", narinfo_key(g, id), g.why(id)));
         return;
     }
-    let text = quirk.and_then(|q| q.parse().ok());
-    let path = text
-        .as_ref()
-        .map_or_else(|| g.full_path(id), |ni| ni.store_path.full_path());
-    if let Some(v) = sig_verdict(g, id, quirk, trusted).filter(|_| r.signatures.checked) {
-        count_signature(&mut r.signatures, v, g.ca(id), &path, mx);
+    let Some(ni) = input.narinfo(id) else {
+        return;
+    };
+    let path = ni.store_path.full_path();
+    if r.signatures.checked {
+        count_signature(
+            &mut r.signatures,
+            ni.verify(trusted),
+            ni.ca.is_some(),
+            &path,
+            mx,
+        );
     }
-    if text
-        .as_ref()
-        .is_some_and(|ni| ni.store_path.hash != g.hash(id))
-    {
+    if ni.store_path.hash != g.hash(id) {
         r.store_path_mismatch.add(mx, || {
             format!(
                 "{}: StorePath {path} is not the path its file name names",

@@ -179,12 +179,18 @@ impl View {
         Ok(g)
     }
 
-    /// The quirk text of the narinfo with this key.
-    pub fn quirk(&self, key: &str) -> Option<&FetchedRecord> {
-        self.quirks
-            .binary_search_by(|r| r.key.as_str().cmp(key))
-            .ok()
-            .map(|i| &self.quirks[i])
+    /// What the commands read: `index` (loaded without narinfo texts, of the same
+    /// generation), `graph` (from [`View::graph`]) and the quirks.
+    pub fn snapshot<'a>(
+        &'a self,
+        index: &'a Index,
+        graph: &'a CacheGraph<'a>,
+    ) -> crate::cache_graph::Snapshot<'a> {
+        crate::cache_graph::Snapshot {
+            index,
+            graph,
+            quirks: &self.quirks,
+        }
     }
 }
 

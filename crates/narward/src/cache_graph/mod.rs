@@ -62,6 +62,8 @@ pub mod flag {
     pub const FILE_SIZE: u8 = 4;
     /// It has a `Deriver:` field.
     pub const DERIVER: u8 = 8;
+    /// It has a `FileHash:` field.
+    pub const FILE_HASH: u8 = 16;
 }
 
 /// `Compression:` as one byte.
@@ -79,12 +81,29 @@ pub fn compression_code(c: Option<&str>) -> u8 {
     }
 }
 
+/// The `Compression:` value of a code (`None` for no field; the outer `None` for a value
+/// the code does not name, whose text `index` keeps as a quirk).
+pub fn compression_name(code: u8) -> Option<Option<&'static str>> {
+    Some(match code {
+        0 => None,
+        1 => Some("none"),
+        2 => Some("xz"),
+        3 => Some("bzip2"),
+        4 => Some("zstd"),
+        5 => Some("br"),
+        6 => Some("gzip"),
+        7 => Some("lz4"),
+        _ => return None,
+    })
+}
+
 /// The column files, in `<state>/index/`: name and bytes per element (0: a string heap's
 /// bytes, whose length the offsets give).
-pub const FILES: [(&str, usize); 27] = [
+pub const FILES: [(&str, usize); 30] = [
     (HEADER_FILE, 1),
     ("paths.hash", 20),
     ("paths.nar_hash", 32),
+    ("paths.file_hash", 32),
     ("paths.nar_size", 8),
     ("paths.file_size", 8),
     ("paths.nar_object", 4),
@@ -103,6 +122,8 @@ pub const FILES: [(&str, usize); 27] = [
     ("paths.why.heap", 0),
     ("paths.holes.off", 8),
     ("paths.holes.heap", 0),
+    ("paths.ca.off", 8),
+    ("paths.ca.heap", 0),
     ("refs.off", 8),
     ("refs.ids", 4),
     ("referrers.off", 8),
@@ -113,7 +134,8 @@ pub const FILES: [(&str, usize); 27] = [
 
 /// The header file: magic and counts.
 pub const HEADER_FILE: &str = "graph.header";
-/// Version 2 added `paths.holes`.
+/// Version 2 added `paths.holes`, `paths.file_hash` and `paths.ca`: with them the columns
+/// print a narinfo back ([`CacheGraph::narinfo`]).
 const MAGIC: &[u8; 12] = b"NARWARD-CG02";
 const HEADER_LEN: usize = 12 + 6 * 8;
 
@@ -248,6 +270,7 @@ pub struct Parts<'a> {
     pub header: Header,
     pub hash: &'a [[u8; 20]],
     pub nar_hash: &'a [[u8; 32]],
+    pub file_hash: &'a [[u8; 32]],
     pub nar_size: &'a [u64],
     pub file_size: &'a [u64],
     pub nar_object: &'a [u32],
@@ -263,6 +286,8 @@ pub struct Parts<'a> {
     /// narinfo that name no path of the cache: with the referenced paths' names they give
     /// back the narinfo's reference list (its signature fingerprint).
     pub holes: Heap<'a>,
+    /// `CA:` values (empty without one).
+    pub ca: Heap<'a>,
     pub refs: Csr<'a>,
     pub referrers: Csr<'a>,
     pub extra_nars: Csr<'a>,
@@ -270,6 +295,23 @@ pub struct Parts<'a> {
 
 mod view;
 pub use view::CacheGraph;
+
+/// One generation of the index as the commands after `index` read it: the listing and
+/// debuginfo records (an [`crate::index::Index`] loaded without narinfo texts), its
+/// [`CacheGraph`], and the texts of its quirks ([`quirks`], sorted by key).
+#[derive(Clone, Copy)]
+pub struct Snapshot<'a> {
+    pub index: &'a crate::index::Index,
+    pub graph: &'a CacheGraph<'a>,
+    pub quirks: &'a [crate::model::FetchedRecord],
+}
+
+impl<'a> Snapshot<'a> {
+    /// Path `id`'s narinfo as every reader takes it ([`quirks::narinfo`]).
+    pub fn narinfo(&self, id: u32) -> Option<narward_formats::narinfo::NarInfo<'a>> {
+        quirks::narinfo(self.graph, self.quirks, id)
+    }
+}
 
 /// Order of `<hash>.narinfo` keys: nixbase32 prints a hash from its last byte, and its
 /// alphabet is in ASCII order, so key order is the order of the reversed bytes.
@@ -304,6 +346,7 @@ pub fn parts_from_bytes<'a>(get: &dyn Fn(&str) -> &'a [u8]) -> Result<Parts<'a>>
         header,
         hash: cast("paths.hash", get("paths.hash"))?,
         nar_hash: cast("paths.nar_hash", get("paths.nar_hash"))?,
+        file_hash: cast("paths.file_hash", get("paths.file_hash"))?,
         nar_size: u64s("paths.nar_size")?,
         file_size: u64s("paths.file_size")?,
         nar_object: u32s("paths.nar_object")?,
@@ -316,6 +359,7 @@ pub fn parts_from_bytes<'a>(get: &dyn Fn(&str) -> &'a [u8]) -> Result<Parts<'a>>
         sigs: heap("sigs")?,
         why: heap("why")?,
         holes: heap("holes")?,
+        ca: heap("ca")?,
         refs: csr("refs")?,
         referrers: csr("referrers")?,
         extra_nars: csr("extra_nars")?,
@@ -334,9 +378,10 @@ fn cast<'a, T: bytemuck::Pod>(name: &str, b: &'a [u8]) -> Result<&'a [T]> {
 fn check(p: &Parts<'_>) -> Result<()> {
     let h = p.header;
     let n = h.paths as usize;
-    let fixed: [(&str, usize); 8] = [
+    let fixed: [(&str, usize); 9] = [
         ("paths.hash", p.hash.len()),
         ("paths.nar_hash", p.nar_hash.len()),
+        ("paths.file_hash", p.file_hash.len()),
         ("paths.nar_size", p.nar_size.len()),
         ("paths.file_size", p.file_size.len()),
         ("paths.nar_object", p.nar_object.len()),
@@ -373,6 +418,7 @@ fn check(p: &Parts<'_>) -> Result<()> {
         ("paths.sigs", p.sigs),
         ("paths.why", p.why),
         ("paths.holes", p.holes),
+        ("paths.ca", p.ca),
     ] {
         heap.check(name, n)?;
     }

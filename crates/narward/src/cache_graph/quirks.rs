@@ -1,18 +1,20 @@
-//! The narinfos whose text the columns cannot stand in for (the *quirks*): `index` keeps
-//! their exact text in a side file (`quirks.bin.zst`) so audit still judges them from the
-//! text. Every other narinfo's signature fingerprint is rebuilt exactly from the columns
-//! ([`CacheGraph::fingerprint`]); the columns never hold a text's `FileHash` or field
-//! order, so "exact" means exactly what Nix signs and checks, not the bytes.
+//! The narinfos whose text the columns cannot give back (the *quirks*): `index` keeps
+//! their exact text in a side file (`quirks.bin.zst`, checksummed like the other index
+//! files). Every other parsed narinfo prints back byte for byte from the columns
+//! ([`CacheGraph::narinfo`]), so its signature is verified from the columns as Nix
+//! verifies it from the parsed values.
 
 use super::CacheGraph;
 use crate::model::FetchedRecord;
 use narward_formats::keys::{self, ObjectKind};
+use narward_formats::narinfo::NarInfo;
 
 /// Whether `rec` is a quirk of `g`: its text changed since an earlier index (audit shows
-/// how), or it parses but the columns do not give back its fingerprint (a reference
-/// whose name differs from the referenced path's own, a StorePath naming another path,
-/// references hidden in other fields or taken from earlier texts). A narinfo that does
-/// not parse is no quirk: the columns hold why and what it seems to name.
+/// how), or it parses but the columns do not print it back byte for byte (fields out of
+/// Nix's order, unsorted references, old `System:` lines, a reference whose name differs
+/// from the referenced path's own, a StorePath naming another path, references hidden in
+/// other fields or taken from earlier texts, an unusual `Compression:`). A narinfo that
+/// does not parse is no quirk: the columns hold why and what it seems to name.
 pub fn is_quirk(g: &CacheGraph<'_>, rec: &FetchedRecord) -> bool {
     if rec.changed() {
         return true;
@@ -23,10 +25,8 @@ pub fn is_quirk(g: &CacheGraph<'_>, rec: &FetchedRecord) -> bool {
     let Some(id) = g.id(&h) else {
         return false;
     };
-    match rec.parse() {
-        Ok(ni) => g.fingerprint(id).as_deref() != Some(ni.fingerprint().as_str()),
-        Err(_) => false,
-    }
+    rec.parse().is_ok()
+        && g.narinfo(id).map(|n| n.to_string().into_bytes()) != Some(rec.text.clone())
 }
 
 /// The quirks among `records`, in their order (key order when they are).
@@ -39,4 +39,29 @@ pub fn collect<'r>(
         .filter(|r| is_quirk(g, r))
         .cloned()
         .collect()
+}
+
+/// The quirk of the narinfo with this key in `quirks` (sorted by key).
+pub fn find<'q>(quirks: &'q [FetchedRecord], key: &str) -> Option<&'q FetchedRecord> {
+    quirks
+        .binary_search_by(|r| r.key.as_str().cmp(key))
+        .ok()
+        .map(|i| &quirks[i])
+}
+
+/// Path `id`'s narinfo as every reader takes it: its quirk text when `index` kept one
+/// that parses, else printed from the columns. `None` when its narinfo did not parse.
+pub fn narinfo<'a>(
+    g: &CacheGraph<'a>,
+    quirks: &'a [FetchedRecord],
+    id: u32,
+) -> Option<NarInfo<'a>> {
+    if !g.status(id).parsed() {
+        return None;
+    }
+    let key = format!("{}.narinfo", g.hash(id));
+    match find(quirks, &key).map(FetchedRecord::parse) {
+        Some(Ok(ni)) => Some(ni),
+        _ => g.narinfo(id),
+    }
 }

@@ -2,10 +2,9 @@
 
 use super::{Csr, Parts, Status, check, flag, key_order};
 use anyhow::Result;
-use narward_formats::narinfo::{SigStatus, verify_sigs};
-use narward_formats::nixbase32;
-use narward_formats::signature::PublicKey;
-use narward_formats::store_path::{STORE_DIR, StorePathHash};
+use narward_formats::hash::Sha256;
+use narward_formats::narinfo::NarInfo;
+use narward_formats::store_path::{STORE_DIR, StorePath, StorePathHash};
 
 /// One compact, parsed view of a cache: per path its hash, narinfo fields, status, NAR
 /// object, references and referrers (CSR over path ids), and the extra NARs an unknown or
@@ -130,39 +129,55 @@ impl<'a> CacheGraph<'a> {
         format!("{STORE_DIR}/{}-{}", self.hash(id), self.name(id))
     }
 
-    /// What Nix signs ([`NarInfo::fingerprint`]) rebuilt from the columns: its path, NAR
-    /// hash and size, and its references (the referenced paths' names and the holes),
-    /// sorted and deduplicated. `None` for a path whose narinfo did not parse. It equals
-    /// the text's fingerprint unless the narinfo is a quirk (`index` keeps the text of
-    /// those: [`super::quirks`]).
-    ///
-    /// [`NarInfo::fingerprint`]: narward_formats::narinfo::NarInfo::fingerprint
-    pub fn fingerprint(&self, id: u32) -> Option<String> {
+    /// The narinfo of a parsed path printed back from the columns, in Nix's writer order:
+    /// its fields, and its references (the referenced paths' names, then the holes, sorted
+    /// and deduplicated as Nix writes them). `None` for a path whose narinfo did not parse
+    /// or whose `Compression:` value has no code. Its text equals the narinfo's unless the
+    /// narinfo is a quirk, whose text `index` keeps ([`super::quirks`]); so its
+    /// [`NarInfo::fingerprint`] and [`NarInfo::verify`] are Nix's for every other path.
+    pub fn narinfo(&self, id: u32) -> Option<NarInfo<'a>> {
         if !self.status(id).parsed() {
             return None;
         }
-        let mut refs: Vec<String> = self
+        let compression = super::compression_name(self.compression(id))?;
+        let me = StorePath {
+            hash: self.hash(id),
+            name: self.name(id),
+        };
+        let mut ni = NarInfo::new(
+            me,
+            self.url(id),
+            Sha256(self.nar_hash(id)),
+            self.nar_size(id),
+        );
+        ni.compression = compression;
+        ni.file_hash = self.file_hash(id).map(Sha256);
+        ni.file_size = self.file_size(id);
+        let mut refs: Vec<StorePath<'a>> = self
             .refs(id)
             .iter()
-            .map(|&r| self.full_path(r))
-            .chain(self.holes(id).map(|b| format!("{STORE_DIR}/{b}")))
+            .map(|&r| StorePath {
+                hash: self.hash(r),
+                name: self.name(r),
+            })
+            .chain(
+                self.holes(id)
+                    .filter_map(|b| StorePath::parse_base_name(b).ok()),
+            )
             .collect();
         refs.sort_unstable();
         refs.dedup();
-        let mut s = format!("1;{};sha256:", self.full_path(id));
-        nixbase32::encode_into(&self.nar_hash(id), &mut s);
-        s.push_str(&format!(";{};", self.nar_size(id)));
-        s.push_str(&refs.join(","));
-        Some(s)
+        ni.references = refs;
+        ni.deriver = self.deriver(id);
+        ni.sigs = self.sigs(id).collect();
+        ni.ca = self.ca(id).then(|| self.p.ca.get(id));
+        Some(ni)
     }
 
-    /// Nix's signature verdict ([`verify_sigs`]) from the columns. `None` when unparsed.
-    pub fn sig_status(&self, id: u32, trusted: &[PublicKey]) -> Option<SigStatus> {
-        if !self.status(id).parsed() {
-            return None;
-        }
-        let fp = || self.fingerprint(id).unwrap_or_default();
-        Some(verify_sigs(self.sigs(id), fp, trusted))
+    /// The `FileHash:` value, if the narinfo has one.
+    pub fn file_hash(&self, id: u32) -> Option<[u8; 32]> {
+        self.flag(id, flag::FILE_HASH)
+            .then(|| self.p.file_hash[id as usize])
     }
 
     pub fn nar_hash(&self, id: u32) -> [u8; 32] {

@@ -361,8 +361,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Index(a) => cmd_index(g, a).await,
         Command::Audit(a) => cmd_audit(g, a),
         Command::Export(a) => {
-            let idx = Index::load(&g.state)?;
-            let st = narward::export::export_parquet(&idx, &a.parquet)?;
+            let (idx, view) = Index::load_view(&g.state)?;
+            let graph = view.graph()?;
+            let st = narward::export::export_parquet(&view.snapshot(&idx, &graph), &a.parquet)?;
             if g.json {
                 print_json(&st)?;
             } else {
@@ -386,8 +387,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::AccessLogs(a) => access_cmd::run(g, a),
         Command::Restore(a) => restore_cmd::run(g, a).await,
         Command::Paths => {
-            let idx = Index::load(&g.state)?;
-            print_json(&narward::paths::path_infos(&idx))?;
+            let (idx, view) = Index::load_view(&g.state)?;
+            let graph = view.graph()?;
+            print_json(&narward::paths::path_infos(&view.snapshot(&idx, &graph)))?;
             Ok(ExitCode::SUCCESS)
         }
     }
