@@ -15,7 +15,6 @@
 //! whose URL is absolute (Nix fetches the NAR from outside this cache, where narward can
 //! check nothing; plans keep such paths as unknown).
 
-use crate::cache_graph::build::Columns;
 use crate::cache_graph::{CacheGraph, Snapshot, compression_code, quirks};
 use crate::index::Index;
 use crate::model::FetchedRecord;
@@ -117,9 +116,8 @@ pub fn audit_index(
     trusted: &[PublicKey],
     max_examples: usize,
 ) -> anyhow::Result<AuditReport> {
-    let cols = Columns::build(&index.objects, |f| index.narinfos.iter().try_for_each(f))?;
+    let (cols, quirks) = crate::cache_graph::of_index(index)?;
     let graph = CacheGraph::new(cols.parts())?;
-    let quirks = crate::cache_graph::quirks::collect(&graph, &index.narinfos);
     let input = Snapshot {
         index,
         graph: &graph,

@@ -1,4 +1,5 @@
 use super::*;
+use crate::cache_graph::build::Columns;
 use crate::cache_graph::quirks;
 use crate::model::ObjectRecord;
 use narward_formats::narinfo::NarInfo;

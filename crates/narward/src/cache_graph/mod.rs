@@ -307,6 +307,19 @@ pub struct Snapshot<'a> {
 }
 
 impl<'a> Snapshot<'a> {
+    /// Path `id`'s store path: its quirk text's `StorePath` when `index` kept one that
+    /// parses (it may name another path), else its hash and name from the columns.
+    pub fn store_path(&self, id: u32) -> narward_formats::store_path::StorePath<'a> {
+        let key = format!("{}.narinfo", self.graph.hash(id));
+        match quirks::find(self.quirks, &key).map(crate::model::FetchedRecord::parse) {
+            Some(Ok(ni)) => ni.store_path,
+            _ => narward_formats::store_path::StorePath {
+                hash: self.graph.hash(id),
+                name: self.graph.name(id),
+            },
+        }
+    }
+
     /// Path `id`'s narinfo as every reader takes it ([`quirks::narinfo`]).
     pub fn narinfo(&self, id: u32) -> Option<narward_formats::narinfo::NarInfo<'a>> {
         quirks::narinfo(self.graph, self.quirks, id)
@@ -440,6 +453,19 @@ fn check(p: &Parts<'_>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The columns and quirks of an index held in memory, narinfo texts included, built as
+/// `narward index` builds them (tests, small caches).
+///
+/// # Errors
+/// Narinfo records out of key order.
+pub fn of_index(
+    index: &crate::index::Index,
+) -> Result<(build::Columns, Vec<crate::model::FetchedRecord>)> {
+    let cols = build::Columns::build(&index.objects, |f| index.narinfos.iter().try_for_each(f))?;
+    let quirks = quirks::collect(&CacheGraph::new(cols.parts())?, &index.narinfos);
+    Ok((cols, quirks))
 }
 
 #[cfg(test)]

@@ -93,7 +93,7 @@ proptest! {
         let closure: std::collections::BTreeSet<String> =
             ids.iter().map(|&i| graph.hash(i).to_string()).collect();
         prop_assert_eq!(&closure, &kept);
-        let data = crate::report::build(&index, Some(&policy), &[], &crate::cost::Pricing::default_aws(), NOW);
+        let data = crate::report::build_index(&index, Some(&policy), &[], &crate::cost::Pricing::default_aws(), NOW).unwrap();
         let sets = data.root_sets.unwrap().sets;
         prop_assert_eq!(sets.iter().map(|r| r.closure_paths).sum::<u64>(), kept.len() as u64 * sets.len() as u64);
     }
