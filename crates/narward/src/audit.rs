@@ -116,14 +116,7 @@ pub fn audit_index(
     trusted: &[PublicKey],
     max_examples: usize,
 ) -> anyhow::Result<AuditReport> {
-    let (cols, quirks) = crate::cache_graph::of_index(index)?;
-    let graph = CacheGraph::new(cols.parts())?;
-    let input = Snapshot {
-        index,
-        graph: &graph,
-        quirks: &quirks,
-    };
-    Ok(audit(&input, trusted, max_examples))
+    crate::cache_graph::with_snapshot(index, |s| audit(s, trusted, max_examples))
 }
 
 /// Audit a cache from its [`CacheGraph`]: every path's row, with the unknown-means-keep

@@ -6,7 +6,7 @@
 use super::exec::{ExecOptions, retry};
 use super::program::quarantine_key;
 use crate::cache::store::{Area, CopyOptions, Loc, Store};
-use crate::index::Index;
+use crate::cache_graph::Snapshot;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -328,7 +328,7 @@ pub struct FinalizeReport {
 /// Store errors; `announce` fails.
 pub async fn finalize<S: Store>(
     store: &S,
-    fresh: &Index,
+    fresh: &Snapshot<'_>,
     now: i64,
     grace_secs: i64,
     o: &ExecOptions,
@@ -337,8 +337,12 @@ pub async fn finalize<S: Store>(
     let q = quarantine_index(store, o).await?;
     let mut needed: BTreeSet<String> = BTreeSet::new();
     let mut todo: Vec<String> = Vec::new();
-    for n in &fresh.narinfos {
-        mark(&n.text, &q, &mut needed, &mut todo);
+    // Each visible narinfo's text as fetched (the quirk text `index` kept, or the text
+    // printed back from the columns).
+    for id in 0..fresh.graph.len() as u32 {
+        if let Some(text) = fresh.texts(id).first() {
+            mark(text, &q, &mut needed, &mut todo);
+        }
     }
     while let Some(k) = todo.pop() {
         if let Some(stamp) = q.get(&k).and_then(|v| v.last()) {

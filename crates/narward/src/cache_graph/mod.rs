@@ -307,11 +307,33 @@ pub struct Snapshot<'a> {
 }
 
 impl<'a> Snapshot<'a> {
+    /// The quirk record of path `id`, if `index` kept its text.
+    pub fn quirk(&self, id: u32) -> Option<&'a crate::model::FetchedRecord> {
+        quirks::find(self.quirks, &format!("{}.narinfo", self.graph.hash(id)))
+    }
+
+    /// Path `id`'s narinfo text, then its earlier texts: the quirk's when `index` kept it,
+    /// else the narinfo printed from the columns (byte for byte the text fetched); none
+    /// for a narinfo that could not be fetched.
+    pub fn texts(&self, id: u32) -> Vec<std::borrow::Cow<'a, [u8]>> {
+        use std::borrow::Cow;
+        match self.quirk(id) {
+            Some(q) => std::iter::once(Cow::Borrowed(&q.text[..]))
+                .chain(q.earlier.iter().map(|b| Cow::Borrowed(&b[..])))
+                .collect(),
+            None => self
+                .graph
+                .narinfo(id)
+                .map(|n| Cow::Owned(n.to_string().into_bytes()))
+                .into_iter()
+                .collect(),
+        }
+    }
+
     /// Path `id`'s store path: its quirk text's `StorePath` when `index` kept one that
     /// parses (it may name another path), else its hash and name from the columns.
     pub fn store_path(&self, id: u32) -> narward_formats::store_path::StorePath<'a> {
-        let key = format!("{}.narinfo", self.graph.hash(id));
-        match quirks::find(self.quirks, &key).map(crate::model::FetchedRecord::parse) {
+        match self.quirk(id).map(crate::model::FetchedRecord::parse) {
             Some(Ok(ni)) => ni.store_path,
             _ => narward_formats::store_path::StorePath {
                 hash: self.graph.hash(id),
@@ -453,6 +475,24 @@ fn check(p: &Parts<'_>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Call `f` with the [`Snapshot`] of an index held in memory, narinfo texts included
+/// ([`of_index`]; tests, small caches).
+///
+/// # Errors
+/// Narinfo records out of key order.
+pub fn with_snapshot<R>(
+    index: &crate::index::Index,
+    f: impl FnOnce(&Snapshot<'_>) -> R,
+) -> Result<R> {
+    let (cols, quirks) = of_index(index)?;
+    let graph = CacheGraph::new(cols.parts())?;
+    Ok(f(&Snapshot {
+        index,
+        graph: &graph,
+        quirks: &quirks,
+    }))
 }
 
 /// The columns and quirks of an index held in memory, narinfo texts included, built as

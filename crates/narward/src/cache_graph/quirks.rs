@@ -1,8 +1,11 @@
 //! The narinfos whose text the columns cannot give back (the *quirks*): `index` keeps
 //! their exact text in a side file (`quirks.bin.zst`, checksummed like the other index
-//! files). Every other parsed narinfo prints back byte for byte from the columns
+//! files). Every other narinfo that parses prints back byte for byte from the columns
 //! ([`CacheGraph::narinfo`]), so its signature is verified from the columns as Nix
-//! verifies it from the parsed values.
+//! verifies it from the parsed values, and the readers that scan a narinfo's text
+//! leniently (apply's re-check, finalize) read the same bytes ([`Snapshot::text`]).
+//!
+//! [`Snapshot::text`]: super::Snapshot::text
 
 use super::CacheGraph;
 use crate::model::FetchedRecord;
@@ -13,8 +16,10 @@ use narward_formats::narinfo::NarInfo;
 /// how), or it parses but the columns do not print it back byte for byte (fields out of
 /// Nix's order, unsorted references, old `System:` lines, a reference whose name differs
 /// from the referenced path's own, a StorePath naming another path, references hidden in
-/// other fields or taken from earlier texts, an unusual `Compression:`). A narinfo that
-/// does not parse is no quirk: the columns hold why and what it seems to name.
+/// other fields or taken from earlier texts, an unusual `Compression:`), or it does not
+/// parse but has a text (the columns hold only what it names in this cache; apply's
+/// re-check and finalize scan the text for names outside it). A narinfo that could not be
+/// fetched has no text.
 pub fn is_quirk(g: &CacheGraph<'_>, rec: &FetchedRecord) -> bool {
     if rec.changed() {
         return true;
@@ -25,8 +30,10 @@ pub fn is_quirk(g: &CacheGraph<'_>, rec: &FetchedRecord) -> bool {
     let Some(id) = g.id(&h) else {
         return false;
     };
-    rec.parse().is_ok()
-        && g.narinfo(id).map(|n| n.to_string().into_bytes()) != Some(rec.text.clone())
+    match rec.parse() {
+        Ok(_) => g.narinfo(id).map(|n| n.to_string().into_bytes()) != Some(rec.text.clone()),
+        Err(_) => !rec.text.is_empty(),
+    }
 }
 
 /// The quirks among `records`, in their order (key order when they are).

@@ -364,14 +364,7 @@ pub fn build_index(
     pricing: &Pricing,
     now: i64,
 ) -> Result<ReportData> {
-    let (cols, quirks) = crate::cache_graph::of_index(index)?;
-    let graph = CacheGraph::new(cols.parts())?;
-    let snap = Snapshot {
-        index,
-        graph: &graph,
-        quirks: &quirks,
-    };
-    Ok(build(&snap, policy, plans, pricing, now))
+    crate::cache_graph::with_snapshot(index, |s| build(s, policy, plans, pricing, now))
 }
 
 /// Build the report data from a [`Snapshot`] (the listing, the [`CacheGraph`] and the

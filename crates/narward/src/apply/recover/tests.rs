@@ -148,6 +148,7 @@ fn recover_never_publishes_a_narinfo_whose_nar_is_missing() {
 #[test]
 fn finalize_keeps_the_grace_window_and_recovers_what_a_visible_narinfo_names() {
     let (d, s) = setup(false);
+    let c_key = format!("{}.narinfo", "c".repeat(32));
     let fresh = |texts: &[String]| crate::index::Index {
         meta: serde_json::from_value(serde_json::json!({
             "format_version": 1, "cache": "c", "cache_url": "c", "generation": 1,
@@ -156,11 +157,20 @@ fn finalize_keeps_the_grace_window_and_recovers_what_a_visible_narinfo_names() {
                             "dropped": 0, "fetch_errors": 0}
         }))
         .unwrap(),
-        objects: Vec::new(),
+        objects: texts
+            .iter()
+            .map(|_| crate::model::ObjectRecord {
+                key: c_key.clone(),
+                size: 0,
+                etag: None,
+                last_modified: None,
+                storage_class: None,
+            })
+            .collect(),
         narinfos: texts
             .iter()
             .map(|t| crate::model::FetchedRecord {
-                key: "x.narinfo".into(),
+                key: c_key.clone(),
                 etag: None,
                 size: 0,
                 text: t.clone().into_bytes(),
@@ -171,14 +181,17 @@ fn finalize_keeps_the_grace_window_and_recovers_what_a_visible_narinfo_names() {
         debuginfo: Vec::new(),
     };
     let o = ExecOptions::default();
-    let r = block(finalize(&s, &fresh(&[]), 150, 100, &o, &mut |_| Ok(()))).unwrap();
+    let finalize = |f: &crate::index::Index, now| {
+        crate::cache_graph::with_snapshot(f, |snap| {
+            block(finalize(&s, snap, now, 100, &o, &mut |_| Ok(())))
+        })
+        .unwrap()
+    };
+    let r = finalize(&fresh(&[]), 150).unwrap();
     assert!(r.deleted.is_empty() && r.waiting == 4, "{r:?}");
     // Something visible references B: B is recovered, A deleted once the window passed.
     let visible = format!("StorePath: /nix/store/c-c\nReferences: {B}-b\n");
-    let r = block(finalize(&s, &fresh(&[visible]), 300, 100, &o, &mut |_| {
-        Ok(())
-    }))
-    .unwrap();
+    let r = finalize(&fresh(&[visible]), 300).unwrap();
     assert_eq!(r.recovered.len(), 1, "{r:?}");
     assert!(d.path().join(format!("cache/{B}.narinfo")).exists());
     assert!(d.path().join(format!("cache/nar/{B}.nar.xz")).exists());
