@@ -1585,6 +1585,29 @@ mod tests {
             }
         }
 
+        /// Apply's re-check and finalize scan a narinfo's text from the snapshot
+        /// (`Snapshot::texts`): after random damage, that is byte for byte the text fetched
+        /// for every narinfo (printed back from the columns, or kept as a quirk), and no
+        /// more texts are kept than needed (a quirk never prints back).
+        #[test]
+        fn snapshot_texts_are_the_fetched_texts(s in spec(), edits in proptest::collection::vec(edit(), 0..4)) {
+            let (mut index, _) = build(&s);
+            for (which, at, e) in &edits {
+                let r = which.index(index.narinfos.len());
+                apply(&mut index.narinfos[r].text, at, e);
+            }
+            crate::cache_graph::with_snapshot(&index, |snap| -> Result<(), TestCaseError> {
+                for (id, rec) in index.narinfos.iter().enumerate() {
+                    let texts = snap.texts(id as u32);
+                    prop_assert_eq!(texts.first().map(|t| t.to_vec()), Some(rec.text.clone()), "{}", rec.key);
+                    if let Some(q) = snap.quirk(id as u32) && q.parse().is_ok() {
+                        prop_assert!(snap.graph.narinfo(id as u32).map(|n| n.to_string().into_bytes()) != Some(q.text.clone()));
+                    }
+                }
+                Ok(())
+            }).unwrap()?;
+        }
+
         /// Audit reads the same unknown-means-keep rules as the plan (the CacheGraph's
         /// NAR objects, extra NARs and unknown NARs): after random damage, the NARs audit
         /// calls orphans are exactly the ones the plan removes as orphans, so audit never
