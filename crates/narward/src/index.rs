@@ -14,13 +14,15 @@
 //! - the cache graph's column files ([`crate::cache_graph::FILES`]): every narinfo parsed
 //!   once into arrays (hashes, fields, string heaps, references and referrers as CSR),
 //!   written by [`Index::save`] and memory-mapped by [`Index::open_columns`]
-//!   ([`columns`]).
+//!   ([`columns`]);
+//! - `quirks.bin.zst` — the exact texts of the narinfos the columns do not print back byte
+//!   for byte ([`crate::cache_graph::quirks`]), same stream format.
 //!
 //! An update writes a complete new generation into `index.new/` and renames it into place,
-//! so a crash leaves either the old or the new index, never a mix. Raw narinfo bytes are
-//! kept rather than a parsed form: the formats crate stays the single interpretation, audit
-//! can verify signatures byte for byte, and zstd folds the repeated parts (FileHash repeats
-//! URL, reference names repeat across paths).
+//! so a crash leaves either the old or the new index, never a mix. The raw narinfo bytes
+//! are still kept (`narward index` rebuilds the columns from them on every update), but
+//! only `index` reads them: every other command reads the columns and the quirks
+//! ([`Index::load_view`]).
 //!
 //! Damage is refused, naming the file: zstd frame checksums, lengths bounded before
 //! allocation ([`MAX_RECORD_BYTES`]), counts and SHA-256 checked against `meta.json`
@@ -603,10 +605,10 @@ impl Index {
         parse_meta(&p, t)
     }
 
-    /// Load everything, every narinfo text included: what `audit`, `export` and `apply`
-    /// read today. A compatibility path for the commands not yet on the
-    /// [`crate::cache_graph::CacheGraph`]: `plan`, `report` and `why` read the mapped
-    /// columns ([`Index::open_columns`]) instead of parsing the texts again.
+    /// Load everything, every narinfo text included: what an incremental `index` builds
+    /// on (and tests read). Every other command reads the
+    /// [`crate::cache_graph::CacheGraph`] ([`Index::load_view`], [`Index::open_columns`])
+    /// instead of parsing the texts again.
     ///
     /// # Errors
     /// As [`Index::load_meta`], plus damaged data files (named).

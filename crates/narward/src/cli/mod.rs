@@ -89,6 +89,8 @@ pub enum Command {
     /// space around them or pointing outside the cache, orphan NARs, closure holes, size
     /// mismatches (FileSize; NarSize of uncompressed NARs), shared NARs, dangling
     /// .ls/debuginfo, and nix-cache-info (present, readable, StoreDir /nix/store).
+    /// A NAR no narinfo names is an orphan only when no narinfo's NAR is unknown (then
+    /// it is reported apart: plans keep it). Reads the index's columns, as plan does.
     ///
     /// Exits with status 1 when it finds integrity errors, so it can gate a cron job.
     Audit(AuditArgs),
