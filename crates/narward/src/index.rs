@@ -158,7 +158,7 @@ pub struct View {
 
 enum ViewCols {
     Mapped(columns::Mapped),
-    Built(crate::cache_graph::build::Columns),
+    Built(Box<crate::cache_graph::build::Columns>),
 }
 
 impl View {
@@ -715,7 +715,7 @@ impl Index {
         })?;
         drop(g);
         Ok(View {
-            cols: ViewCols::Built(cols),
+            cols: ViewCols::Built(Box::new(cols)),
             objects: objects.len() as u64,
             quirks,
         })
