@@ -859,8 +859,17 @@ fn load_previous(state: &Path, identity: &str) -> Result<Option<Index>> {
         return Ok(None);
     }
     let prev = Index::load(state)?;
-    // The columns are rebuilt from the narinfos, but a damaged generation is no base.
-    columns::verify(&Index::current_dir(state), &prev.meta)?;
+    // The columns and quirks are rebuilt from the narinfos, but a damaged generation is
+    // no base.
+    let dir = Index::current_dir(state);
+    columns::verify(&dir, &prev.meta)?;
+    if prev.meta.files.contains_key(QUIRKS_FILE) {
+        read_stream_verified(
+            &dir.join(QUIRKS_FILE),
+            prev.meta.file(QUIRKS_FILE)?,
+            |_: FetchedRecord| Ok(()),
+        )?;
+    }
     if prev.meta.cache != identity {
         bail!(
             "state directory {} holds an index of {}, not {identity}; use another --state",

@@ -20,6 +20,30 @@ fn plans_from_disk(index: &Index, policy: &Policy) -> (Plan, Plan) {
     (mapped, streamed)
 }
 
+/// The audit of `index` three ways: in memory, from the saved index's mapped columns and
+/// quirks file, and from the same index without them (built in memory from the narinfos).
+fn audits(index: &Index) -> [crate::audit::AuditReport; 3] {
+    let d = tempfile::tempdir().unwrap();
+    let st = d.path().join("state");
+    let mut saved = index.clone();
+    saved.meta.format_version = crate::index::FORMAT_VERSION;
+    saved.save(&st).unwrap();
+    let from_disk = || {
+        let (i, v) = Index::load_view(&st).unwrap();
+        crate::audit::audit_view(&i, &v, &[], usize::MAX).unwrap()
+    };
+    let mapped = from_disk();
+    let mut meta = Index::load_meta(&st).unwrap();
+    let names: Vec<&str> = crate::cache_graph::file_names().collect();
+    meta.files
+        .retain(|k, _| !names.contains(&k.as_str()) && k != crate::index::QUIRKS_FILE);
+    crate::index::write_meta(&st.join("index"), &mut meta).unwrap();
+    let built = from_disk();
+    let mut in_memory = crate::audit::audit_index(index, &[], usize::MAX).unwrap();
+    in_memory.generation = mapped.generation;
+    [in_memory, mapped, built]
+}
+
 fn same(a: &Plan, b: &Plan) -> Result<(), TestCaseError> {
     prop_assert_eq!(&a.paths, &b.paths);
     prop_assert_eq!(&a.objects, &b.objects);
@@ -29,6 +53,26 @@ fn same(a: &Plan, b: &Plan) -> Result<(), TestCaseError> {
         serde_json::to_string(&b.header).unwrap()
     );
     Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    /// Audit reads the same view however the index was written: the quirks file and the
+    /// mapped columns give the audit the narinfo texts give.
+    #[test]
+    fn audit_from_mapped_columns_equals_audit_from_narinfo_texts(
+        s in spec(),
+        edits in proptest::collection::vec(edit(), 0..3),
+    ) {
+        let (mut index, _) = build(&s);
+        for (which, at, e) in &edits {
+            let r = which.index(index.narinfos.len());
+            apply(&mut index.narinfos[r].text, at, e);
+        }
+        let [a, b, c] = audits(&index);
+        prop_assert_eq!(&a, &b);
+        prop_assert_eq!(&b, &c);
+    }
 }
 
 proptest! {
