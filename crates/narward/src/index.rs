@@ -6,8 +6,9 @@
 //!   length, record count and SHA-256 of each data file, and a checksum of itself;
 //! - `objects.bin.zst` — every object (key, size, ETag, last-modified, storage class),
 //!   sorted by key, bincode records in one zstd stream;
-//! - `narinfos.bin.zst` — every `<hash>.narinfo` object's key, ETag, size and raw bytes
-//!   (or the reason it could not be fetched), sorted by key;
+//! - `narinfos.bin.zst` — in indexes written before the columns printed narinfos back
+//!   (and by the benchmark generator): every `<hash>.narinfo` object's key, ETag, size and
+//!   raw bytes (or the reason it could not be fetched), sorted by key; no longer written;
 //! - `debuginfo.bin.zst` — the same for `debuginfo/<build-id>` objects (small JSON links
 //!   to a NAR member), so audit can find links that point at nothing, and for
 //!   `nix-cache-info`, so audit can check its content.
@@ -19,9 +20,10 @@
 //!   for byte ([`crate::cache_graph::quirks`]), same stream format.
 //!
 //! An update writes a complete new generation into `index.new/` and renames it into place,
-//! so a crash leaves either the old or the new index, never a mix. The raw narinfo bytes
-//! are still kept (`narward index` rebuilds the columns from them on every update), but
-//! only `index` reads them: every other command reads the columns and the quirks
+//! so a crash leaves either the old or the new index, never a mix. The narinfo texts are
+//! not stored apart: every text the columns do not print back byte for byte is a quirk,
+//! so the columns and the quirks give back every text fetched ([`Index::load`], which an
+//! incremental `index` builds on); every other command reads the columns and the quirks
 //! ([`Index::load_view`]).
 //!
 //! Damage is refused, naming the file: zstd frame checksums, lengths bounded before
@@ -606,21 +608,37 @@ impl Index {
     }
 
     /// Load everything, every narinfo text included: what an incremental `index` builds
-    /// on (and tests read). Every other command reads the
+    /// on (and tests read). The texts come from the narinfo stream of an index that has
+    /// one, else from the columns and the quirks ([`crate::cache_graph::records`]: byte for
+    /// byte the texts fetched). Every other command reads the
     /// [`crate::cache_graph::CacheGraph`] ([`Index::load_view`], [`Index::open_columns`])
     /// instead of parsing the texts again.
     ///
     /// # Errors
     /// As [`Index::load_meta`], plus damaged data files (named).
     pub fn load(state: &Path) -> Result<Index> {
-        let meta = Self::load_meta(state)?;
+        let mut idx = Self::load_without_narinfos(state)?;
         let d = Self::current_dir(state);
-        Ok(Index {
-            objects: read_objects(&d.join(OBJECTS_FILE), meta.file(OBJECTS_FILE)?)?,
-            narinfos: read_all(&d.join(NARINFOS_FILE), meta.file(NARINFOS_FILE)?)?,
-            debuginfo: read_all(&d.join(DEBUGINFO_FILE), meta.file(DEBUGINFO_FILE)?)?,
-            meta,
-        })
+        idx.narinfos = if idx.meta.files.contains_key(NARINFOS_FILE) {
+            // An index written with the narinfo stream (before the columns printed the
+            // narinfos back, or by the benchmark generator).
+            read_all(&d.join(NARINFOS_FILE), idx.meta.file(NARINFOS_FILE)?)?
+        } else {
+            let view = Self::open_view(state, &idx.meta, &idx.objects)?;
+            let graph = view.graph()?;
+            crate::cache_graph::records(&view.snapshot(&idx, &graph))
+        };
+        if idx.narinfos.len() as u64 != idx.meta.narinfos {
+            return Err(damaged(
+                &d.join("meta.json"),
+                format_args!(
+                    "{} narinfo records, meta.json counts {}",
+                    idx.narinfos.len(),
+                    idx.meta.narinfos
+                ),
+            ));
+        }
+        Ok(idx)
     }
 
     /// Load everything but the narinfo texts (they can be streamed with
@@ -745,10 +763,6 @@ impl Index {
         files.insert(
             OBJECTS_FILE.to_string(),
             write_stream(&new.join(OBJECTS_FILE), &self.objects)?,
-        );
-        files.insert(
-            NARINFOS_FILE.to_string(),
-            write_stream(&new.join(NARINFOS_FILE), &self.narinfos)?,
         );
         files.insert(
             DEBUGINFO_FILE.to_string(),
@@ -1138,7 +1152,7 @@ mod tests {
                 generation: 1,
                 updated_at: 0,
                 source: "test".into(),
-                objects: 0,
+                objects: 1,
                 narinfos: 1,
                 unparseable: 1,
                 last_update: UpdateStats::default(),
@@ -1146,7 +1160,14 @@ mod tests {
                 versioning: None,
                 checksum: String::new(),
             },
-            objects: Vec::new(),
+            // A narinfo record is always of a listed object.
+            objects: vec![ObjectRecord {
+                key: "00000000000000000000000000000000.narinfo".into(),
+                size: 3,
+                etag: None,
+                last_modified: None,
+                storage_class: None,
+            }],
             narinfos: vec![rec],
             debuginfo: Vec::new(),
         }

@@ -11,12 +11,12 @@ use std::path::{Path, PathBuf};
 
 const NOW: i64 = 2_000_000_000;
 /// Every file of `<state>/index/`: the streams, the quirks and the column files of the
-/// cache graph.
+/// cache graph (`index` writes no narinfo stream: the columns and quirks give the texts
+/// back).
 fn state_files() -> Vec<&'static str> {
     [
         "meta.json",
         "objects.bin.zst",
-        "narinfos.bin.zst",
         "debuginfo.bin.zst",
         "quirks.bin.zst",
     ]
@@ -117,8 +117,8 @@ fn damaged_state_file_is_refused_naming_it() {
             }
         }
         // Through the binary: exit code 2 and the file named, or (for a command that does
-        // not read the file: `plan` and `audit` read the columns, not the narinfo texts;
-        // `plan` not the quirks) the same result as on the intact state; never a crash.
+        // not read the file: `plan` reads the columns, not the quirks) the same result as
+        // on the intact state; never a crash.
         for pos in [0, orig.len() / 3, orig.len() / 2, orig.len() - 1] {
             let mut bad = orig.clone();
             bad[pos] ^= 1 << (pos % 8);
@@ -176,10 +176,9 @@ fn truncated_or_extended_state_file_is_refused() {
             match plan_of(&st, &policy) {
                 Err(e) => assert!(format!("{e:#}").contains(name), "{name}: {e:#}"),
                 // A newline after meta.json's JSON changes nothing; plan does not read the
-                // narinfo texts or the quirks (the columns hold what it needs).
+                // quirks (the columns hold what it needs).
                 Ok(p) => assert!(
-                    ["meta.json", "narinfos.bin.zst", "quirks.bin.zst"].contains(&name)
-                        && p.paths == good.paths,
+                    ["meta.json", "quirks.bin.zst"].contains(&name) && p.paths == good.paths,
                     "{name}"
                 ),
             }

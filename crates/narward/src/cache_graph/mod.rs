@@ -477,6 +477,47 @@ fn check(p: &Parts<'_>) -> Result<()> {
     Ok(())
 }
 
+/// The narinfo records of `snap`, as `index` fetched them (what an incremental `index`
+/// builds on): a quirk's record as kept; else the text printed back from the columns (byte
+/// for byte the one fetched), or the fetch error, with the listing's ETag and size (a
+/// record is written with the listed object's). A path the index holds no record of has
+/// none here either.
+pub fn records(snap: &Snapshot<'_>) -> Vec<crate::model::FetchedRecord> {
+    let g = snap.graph;
+    let mut out = Vec::with_capacity(g.len());
+    for id in 0..g.len() as u32 {
+        if let Some(q) = snap.quirk(id) {
+            out.push(q.clone());
+            continue;
+        }
+        let key = format!("{}.narinfo", g.hash(id));
+        let (text, fetch_error) = match g.status(id) {
+            Status::NotIndexed => continue,
+            Status::FetchFailed => {
+                let why = g.why(id);
+                let e = why.strip_prefix("could not be fetched: ").unwrap_or(why);
+                (Vec::new(), Some(e.to_string()))
+            }
+            _ => (
+                g.narinfo(id)
+                    .map(|n| n.to_string().into_bytes())
+                    .unwrap_or_default(),
+                None,
+            ),
+        };
+        let listed = snap.index.object(&key);
+        out.push(crate::model::FetchedRecord {
+            etag: listed.and_then(|o| o.etag.clone()),
+            size: listed.map_or(0, |o| o.size),
+            key,
+            text,
+            fetch_error,
+            earlier: Vec::new(),
+        });
+    }
+    out
+}
+
 /// Call `f` with the [`Snapshot`] of an index held in memory, narinfo texts included
 /// ([`of_index`]; tests, small caches).
 ///

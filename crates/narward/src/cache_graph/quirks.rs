@@ -12,8 +12,8 @@ use crate::model::FetchedRecord;
 use narward_formats::keys::{self, ObjectKind};
 use narward_formats::narinfo::NarInfo;
 
-/// Whether `rec` is a quirk of `g`: its text changed since an earlier index (audit shows
-/// how), or it parses but the columns do not print it back byte for byte (fields out of
+/// Whether `rec` is a quirk of `g`: it carries earlier texts (it changed since an earlier
+/// index: audit shows how, plans keep what every version names), or it parses but the columns do not print it back byte for byte (fields out of
 /// Nix's order, unsorted references, old `System:` lines, a reference whose name differs
 /// from the referenced path's own, a StorePath naming another path, references hidden in
 /// other fields or taken from earlier texts, an unusual `Compression:`), or it does not
@@ -21,7 +21,8 @@ use narward_formats::narinfo::NarInfo;
 /// re-check and finalize scan the text for names outside it). A narinfo that could not be
 /// fetched has no text.
 pub fn is_quirk(g: &CacheGraph<'_>, rec: &FetchedRecord) -> bool {
-    if rec.changed() {
+    // Earlier texts (even of a narinfo that could not be fetched this time) are kept.
+    if !rec.earlier.is_empty() {
         return true;
     }
     let ObjectKind::Narinfo(h) = keys::classify(&rec.key) else {
