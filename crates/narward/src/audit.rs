@@ -1,4 +1,9 @@
-//! Audit: what is wrong with a cache, computed from its index alone (no I/O).
+//! Audit: what is wrong with a cache, computed from its index alone (no I/O): from the
+//! [`Snapshot`] every command reads (listing, [`CacheGraph`] columns, quirk texts), never
+//! from the narinfo texts. Signatures are verified from each narinfo as the columns print
+//! it back (byte for byte the text fetched) or from its quirk text, as Nix verifies them
+//! from the parsed values; NAR owners (orphans, shared NARs) are the plan's, read from the
+//! same columns with the same unknown-means-keep rules.
 //!
 //! Integrity errors (a client can be hurt): invalid signatures, narinfos that do not parse,
 //! narinfos whose NAR object is missing or archived (not fetchable), references to store
@@ -10,7 +15,8 @@
 //! an earlier index in more than `Sig:` lines (narinfos are immutable in practice: clients
 //! may hold the old one), and — when trusted keys are given — input-addressed paths with
 //! no valid signature.
-//! Warnings (waste or oddities): NAR objects no narinfo points to, NARs shared by several
+//! Warnings (waste or oddities): NAR objects no narinfo points to (reported apart while
+//! some narinfo's NAR is unknown: it might be one of them), NARs shared by several
 //! narinfos, `.ls` listings and `debuginfo/` links that point at nothing, and narinfos
 //! whose URL is absolute (Nix fetches the NAR from outside this cache, where narward can
 //! check nothing; plans keep such paths as unknown).
