@@ -874,15 +874,18 @@ fn load_previous(state: &Path, identity: &str) -> Result<Option<Index>> {
     }
     let prev = Index::load(state)?;
     // The columns and quirks are rebuilt from the narinfos, but a damaged generation is
-    // no base.
-    let dir = Index::current_dir(state);
-    columns::verify(&dir, &prev.meta)?;
-    if prev.meta.files.contains_key(QUIRKS_FILE) {
-        read_stream_verified(
-            &dir.join(QUIRKS_FILE),
-            prev.meta.file(QUIRKS_FILE)?,
-            |_: FetchedRecord| Ok(()),
-        )?;
+    // no base. Without a narinfo stream `Index::load` read the records from the columns
+    // and quirks, verified; with one, they are verified here.
+    if prev.meta.files.contains_key(NARINFOS_FILE) {
+        let dir = Index::current_dir(state);
+        columns::verify(&dir, &prev.meta)?;
+        if prev.meta.files.contains_key(QUIRKS_FILE) {
+            read_stream_verified(
+                &dir.join(QUIRKS_FILE),
+                prev.meta.file(QUIRKS_FILE)?,
+                |_: FetchedRecord| Ok(()),
+            )?;
+        }
     }
     if prev.meta.cache != identity {
         bail!(

@@ -309,6 +309,9 @@ pub struct Snapshot<'a> {
 impl<'a> Snapshot<'a> {
     /// The quirk record of path `id`, if `index` kept its text.
     pub fn quirk(&self, id: u32) -> Option<&'a crate::model::FetchedRecord> {
+        if self.quirks.is_empty() {
+            return None;
+        }
         quirks::find(self.quirks, &format!("{}.narinfo", self.graph.hash(id)))
     }
 
