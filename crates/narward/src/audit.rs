@@ -1,4 +1,9 @@
-//! Audit: what is wrong with a cache, computed from its index alone (no I/O).
+//! Audit: what is wrong with a cache, computed from its index alone (no I/O): from the
+//! [`Snapshot`] every command reads (listing, [`CacheGraph`] columns, quirk texts), never
+//! from the narinfo texts. Signatures are verified from each narinfo as the columns print
+//! it back (byte for byte the text fetched) or from its quirk text, as Nix verifies them
+//! from the parsed values; NAR owners (orphans, shared NARs) are the plan's, read from the
+//! same columns with the same unknown-means-keep rules.
 //!
 //! Integrity errors (a client can be hurt): invalid signatures, narinfos that do not parse,
 //! narinfos whose NAR object is missing or archived (not fetchable), references to store
@@ -10,18 +15,21 @@
 //! an earlier index in more than `Sig:` lines (narinfos are immutable in practice: clients
 //! may hold the old one), and — when trusted keys are given — input-addressed paths with
 //! no valid signature.
-//! Warnings (waste or oddities): NAR objects no narinfo points to, NARs shared by several
+//! Warnings (waste or oddities): NAR objects no narinfo points to (reported apart while
+//! some narinfo's NAR is unknown: it might be one of them), NARs shared by several
 //! narinfos, `.ls` listings and `debuginfo/` links that point at nothing, and narinfos
 //! whose URL is absolute (Nix fetches the NAR from outside this cache, where narward can
 //! check nothing; plans keep such paths as unknown).
 
+use crate::cache_graph::{CacheGraph, Snapshot, compression_code, quirks};
 use crate::index::Index;
+use crate::model::FetchedRecord;
 use narward_formats::keys::{self, ObjectKind};
 use narward_formats::narinfo::SigStatus;
 use narward_formats::signature::PublicKey;
-use narward_formats::store_path::{STORE_DIR, StorePathHash};
+use narward_formats::store_path::STORE_DIR;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 /// One finding class: exact count, and up to `max_examples` examples.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -77,6 +85,9 @@ pub struct AuditReport {
     pub foreign_nar_urls: Finding,
     pub orphan_nars: Finding,
     pub orphan_nar_bytes: u64,
+    /// NARs no narinfo names while some narinfo's NAR is unknown: it might be one of
+    /// these (plans keep them), so they are not called orphans.
+    pub nars_maybe_of_unknown: Finding,
     pub shared_nars: Finding,
     pub dangling_listings: Finding,
     pub dangling_debuginfo: Finding,
@@ -87,14 +98,45 @@ pub struct AuditReport {
     pub warnings: u64,
 }
 
-/// Audit an index. `trusted` may be empty (signatures are then not judged).
-pub fn audit(index: &Index, trusted: &[PublicKey], max_examples: usize) -> AuditReport {
+/// Audit an index (loaded without narinfo texts) from its [`crate::index::View`].
+///
+/// # Errors
+/// Inconsistent columns (named).
+pub fn audit_view(
+    index: &Index,
+    view: &crate::index::View,
+    trusted: &[PublicKey],
+    max_examples: usize,
+) -> anyhow::Result<AuditReport> {
+    let graph = view.graph()?;
+    Ok(audit(&view.snapshot(index, &graph), trusted, max_examples))
+}
+
+/// Audit an index held in memory, narinfo texts included (tests, small caches): its
+/// columns and quirks are built as `narward index` builds them, then [`audit`].
+///
+/// # Errors
+/// Narinfo records out of key order.
+pub fn audit_index(
+    index: &Index,
+    trusted: &[PublicKey],
+    max_examples: usize,
+) -> anyhow::Result<AuditReport> {
+    crate::cache_graph::with_snapshot(index, |s| audit(s, trusted, max_examples))
+}
+
+/// Audit a cache from its [`CacheGraph`]: every path's row, with the unknown-means-keep
+/// rules the columns hold (the same the plan reads), and the quirk texts where the
+/// columns cannot stand in for the text. `trusted` may be empty (signatures are then not
+/// judged).
+pub fn audit(input: &Snapshot<'_>, trusted: &[PublicKey], max_examples: usize) -> AuditReport {
+    let (index, g) = (input.index, input.graph);
     let mx = max_examples;
     let mut r = AuditReport {
         cache: index.meta.cache.clone(),
         generation: index.meta.generation,
         objects: index.objects.len() as u64,
-        narinfos: index.narinfos.len() as u64,
+        narinfos: g.len() as u64,
         ..Default::default()
     };
     r.signatures.checked = !trusted.is_empty();
@@ -103,124 +145,12 @@ pub fn audit(index: &Index, trusted: &[PublicKey], max_examples: usize) -> Audit
             .entry(o.category().as_str().to_string())
             .or_default() += 1;
     }
-    // Every store-path hash that has a narinfo object, parseable or not: an unparseable
-    // narinfo still proves the path is there (present but unknown), so it is no hole.
-    let present: HashSet<StorePathHash> = index
-        .narinfos
-        .iter()
-        .filter_map(|n| match keys::classify(&n.key) {
-            ObjectKind::Narinfo(h) => Some(h),
-            _ => None,
-        })
-        .collect();
-    let mut nar_users: HashMap<&str, Vec<&str>> = HashMap::new();
-    for rec in &index.narinfos {
-        if rec.changed() {
-            r.narinfo_changed
-                .add(mx, || describe_change(&rec.key, &rec.earlier, &rec.text));
-        }
-        let ni = match rec.parse() {
-            Ok(ni) => ni,
-            Err(u) => {
-                r.unparseable_narinfos
-                    .add(mx, || format!("{}: {}", u.key, u.reason));
-                // The NAR its URL line seems to name is not an orphan (plans keep it).
-                if let Some(k) = lenient_nar_key(&rec.text) {
-                    nar_users.entry(k).or_default().push(rec.key.as_str());
-                }
-                continue;
-            }
-        };
-        let path = ni.store_path.full_path();
-        if r.signatures.checked {
-            let ca = ni.ca.is_some();
-            match ni.verify(trusted) {
-                SigStatus::Valid { .. } => r.signatures.valid += 1,
-                SigStatus::Invalid => r.signatures.invalid.add(mx, || path.clone()),
-                SigStatus::Unsigned if ca => r.signatures.content_addressed_unsigned += 1,
-                SigStatus::UnknownKey if ca => r.signatures.content_addressed_unsigned += 1,
-                SigStatus::Unsigned => r.signatures.unsigned.add(mx, || path.clone()),
-                SigStatus::UnknownKey => r.signatures.unknown_key.add(mx, || path.clone()),
-            }
-        }
-        if key_hash(&rec.key).is_some_and(|h| h != ni.store_path.hash) {
-            r.store_path_mismatch.add(mx, || {
-                format!(
-                    "{}: StorePath {path} is not the path its file name names",
-                    rec.key
-                )
-            });
-        }
-        let nar_key = keys::nar_key_for_url(ni.url);
-        nar_users.entry(nar_key).or_default().push(rec.key.as_str());
-        match keys::nar_url_quirk(ni.url) {
-            // The NAR Nix fetches is elsewhere: nothing of this cache to check.
-            Some(keys::UrlQuirk::Absolute) => r
-                .foreign_nar_urls
-                .add(mx, || format!("{path} -> {}", ni.url)),
-            quirk => {
-                if quirk.is_some() {
-                    r.unusual_nar_urls.add(mx, || {
-                        format!(
-                            "{path}: URL {:?} (Nix asks for that key; plans keep {nar_key})",
-                            ni.url
-                        )
-                    });
-                }
-                check_nar_object(&mut r, mx, &path, &ni, nar_key, index.object(nar_key));
-            }
-        }
-        for rf in &ni.references {
-            if !present.contains(&rf.hash) {
-                r.closure_holes.add(mx, || {
-                    format!("{path} references {STORE_DIR}/{}", rf.base_name())
-                });
-            }
-        }
+    for id in 0..g.len() as u32 {
+        let quirk = quirks::find(input.quirks, &narinfo_key(g, id));
+        audit_path(&mut r, input, id, quirk, trusted, mx);
     }
-    let listed: HashSet<&str> = index.objects.iter().map(|o| o.key.as_str()).collect();
-    for o in &index.objects {
-        match keys::classify(&o.key) {
-            ObjectKind::Nar { .. } => match nar_users.get(o.key.as_str()) {
-                None => {
-                    r.orphan_nar_bytes += o.size;
-                    r.orphan_nars
-                        .add(mx, || format!("{} ({} bytes)", o.key, o.size));
-                }
-                Some(users) if users.len() > 1 => {
-                    r.shared_nars
-                        .add(mx, || format!("{} used by {}", o.key, users.join(", ")));
-                }
-                Some(_) => {}
-            },
-            ObjectKind::Listing(h) if !present.contains(&h) => {
-                r.dangling_listings.add(mx, || o.key.clone());
-            }
-            _ => {}
-        }
-    }
-    for d in index.debuginfo.iter().filter(|d| d.key != "nix-cache-info") {
-        let target = std::str::from_utf8(&d.text)
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
-            .and_then(|v| {
-                v.get("archive")
-                    .and_then(|a| a.as_str())
-                    .map(str::to_string)
-            });
-        match target {
-            None => r
-                .dangling_debuginfo
-                .add(mx, || format!("{}: not a debuginfo link", d.key)),
-            Some(a) => {
-                let nar = a.trim_start_matches("../");
-                if !listed.contains(nar) {
-                    r.dangling_debuginfo
-                        .add(mx, || format!("{} -> {nar} (missing)", d.key));
-                }
-            }
-        }
-    }
+    audit_objects(&mut r, index, g, mx);
+    audit_debuginfo(&mut r, index, mx);
     r.cache_info = check_cache_info(index);
     r.errors = r.signatures.invalid.count
         + r.unparseable_narinfos.count
@@ -240,36 +170,182 @@ pub fn audit(index: &Index, trusted: &[PublicKey], max_examples: usize) -> Audit
         + r.cache_info.len() as u64;
     r.warnings = r.foreign_nar_urls.count
         + r.orphan_nars.count
+        + r.nars_maybe_of_unknown.count
         + r.shared_nars.count
         + r.dangling_listings.count
         + r.dangling_debuginfo.count;
     r
 }
 
-/// The NAR key the `URL:` line of a narinfo that does not parse seems to name.
-fn lenient_nar_key(text: &[u8]) -> Option<&str> {
-    let t = std::str::from_utf8(text).ok()?;
-    t.lines()
-        .find_map(|l| l.strip_prefix("URL:"))
-        .map(|u| keys::nar_key_for_url(u.trim()))
-        .filter(|k| !k.is_empty())
+fn narinfo_key(g: &CacheGraph<'_>, id: u32) -> String {
+    format!("{}.narinfo", g.hash(id))
 }
 
-/// The store-path hash a narinfo key names (`<hash>.narinfo`), if it does.
-fn key_hash(key: &str) -> Option<StorePathHash> {
-    match keys::classify(key) {
-        ObjectKind::Narinfo(h) => Some(h),
-        _ => None,
+/// Nix's signature verdict for path `id`, from its narinfo as every reader takes it
+/// ([`quirks::narinfo`]: the quirk text `index` kept, else printed from the columns).
+/// `None` when its narinfo did not parse.
+pub fn sig_verdict(
+    g: &CacheGraph<'_>,
+    quirks: &[FetchedRecord],
+    id: u32,
+    trusted: &[PublicKey],
+) -> Option<SigStatus> {
+    quirks::narinfo(g, quirks, id).map(|ni| ni.verify(trusted))
+}
+
+/// The checks of one path's row (and its quirk text).
+fn audit_path(
+    r: &mut AuditReport,
+    input: &Snapshot<'_>,
+    id: u32,
+    quirk: Option<&FetchedRecord>,
+    trusted: &[PublicKey],
+    mx: usize,
+) {
+    let g = input.graph;
+    if let Some(q) = quirk.filter(|q| q.changed()) {
+        r.narinfo_changed
+            .add(mx, || describe_change(&q.key, &q.earlier, &q.text));
+    }
+    if !g.status(id).parsed() {
+        r.unparseable_narinfos
+            .add(mx, || format!("{}: {}", narinfo_key(g, id), g.why(id)));
+        return;
+    }
+    let Some(ni) = input.narinfo(id) else {
+        return;
+    };
+    let path = ni.store_path.full_path();
+    if r.signatures.checked {
+        count_signature(
+            &mut r.signatures,
+            ni.verify(trusted),
+            ni.ca.is_some(),
+            &path,
+            mx,
+        );
+    }
+    if ni.store_path.hash != g.hash(id) {
+        r.store_path_mismatch.add(mx, || {
+            format!(
+                "{}: StorePath {path} is not the path its file name names",
+                narinfo_key(g, id)
+            )
+        });
+    }
+    let url = g.url(id);
+    let nar_key = keys::nar_key_for_url(url);
+    match keys::nar_url_quirk(url) {
+        // The NAR Nix fetches is elsewhere: nothing of this cache to check.
+        Some(keys::UrlQuirk::Absolute) => r.foreign_nar_urls.add(mx, || format!("{path} -> {url}")),
+        quirk => {
+            if quirk.is_some() {
+                r.unusual_nar_urls.add(mx, || {
+                    format!("{path}: URL {url:?} (Nix asks for that key; plans keep {nar_key})")
+                });
+            }
+            let obj = g
+                .nar_object(id)
+                .and_then(|o| input.index.objects.get(o as usize));
+            check_nar_object(r, mx, &path, g, id, nar_key, obj);
+        }
+    }
+    for b in g.holes(id) {
+        r.closure_holes
+            .add(mx, || format!("{path} references {STORE_DIR}/{b}"));
     }
 }
 
-/// The checks of a narinfo's NAR object: missing, archived, FileSize, and NarSize when the
+fn count_signature(s: &mut SignatureSummary, v: SigStatus, ca: bool, path: &str, mx: usize) {
+    match v {
+        SigStatus::Valid { .. } => s.valid += 1,
+        SigStatus::Invalid => s.invalid.add(mx, || path.to_string()),
+        SigStatus::Unsigned | SigStatus::UnknownKey if ca => s.content_addressed_unsigned += 1,
+        SigStatus::Unsigned => s.unsigned.add(mx, || path.to_string()),
+        SigStatus::UnknownKey => s.unknown_key.add(mx, || path.to_string()),
+    }
+}
+
+/// NARs (orphans, shared) and `.ls` listings. A NAR is used by a path when it is the
+/// path's NAR object or one of its extra NARs: the plan's rule, read from the same columns,
+/// so audit calls "orphan" exactly the NARs no narinfo may use. While some narinfo's NAR
+/// is unknown, a NAR nothing names might be its: such NARs are reported apart (the plan
+/// keeps them).
+fn audit_objects(r: &mut AuditReport, index: &Index, g: &CacheGraph<'_>, mx: usize) {
+    let mut users: HashMap<u32, Vec<u32>> = HashMap::new();
+    let mut nar_unknown = false;
+    for id in 0..g.len() as u32 {
+        nar_unknown |= g.nar_unknown(id);
+        for o in g
+            .nar_object(id)
+            .into_iter()
+            .chain(g.extra_nars(id).iter().copied())
+        {
+            let u = users.entry(o).or_default();
+            if !u.contains(&id) {
+                u.push(id);
+            }
+        }
+    }
+    for (oi, o) in index.objects.iter().enumerate() {
+        match keys::classify(&o.key) {
+            ObjectKind::Nar { .. } => match users.get(&(oi as u32)) {
+                None if nar_unknown => r
+                    .nars_maybe_of_unknown
+                    .add(mx, || format!("{} ({} bytes)", o.key, o.size)),
+                None => {
+                    r.orphan_nar_bytes += o.size;
+                    r.orphan_nars
+                        .add(mx, || format!("{} ({} bytes)", o.key, o.size));
+                }
+                Some(u) if u.len() > 1 => {
+                    let names: Vec<String> = u.iter().map(|&id| narinfo_key(g, id)).collect();
+                    r.shared_nars
+                        .add(mx, || format!("{} used by {}", o.key, names.join(", ")));
+                }
+                Some(_) => {}
+            },
+            ObjectKind::Listing(h) if g.id(&h).is_none() => {
+                r.dangling_listings.add(mx, || o.key.clone());
+            }
+            _ => {}
+        }
+    }
+}
+
+fn audit_debuginfo(r: &mut AuditReport, index: &Index, mx: usize) {
+    for d in index.debuginfo.iter().filter(|d| d.key != "nix-cache-info") {
+        let target = std::str::from_utf8(&d.text)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+            .and_then(|v| {
+                v.get("archive")
+                    .and_then(|a| a.as_str())
+                    .map(str::to_string)
+            });
+        match target {
+            None => r
+                .dangling_debuginfo
+                .add(mx, || format!("{}: not a debuginfo link", d.key)),
+            Some(a) => {
+                let nar = a.trim_start_matches("../");
+                if index.object(nar).is_none() {
+                    r.dangling_debuginfo
+                        .add(mx, || format!("{} -> {nar} (missing)", d.key));
+                }
+            }
+        }
+    }
+}
+
+/// The checks of a path's NAR object: missing, archived, FileSize, and NarSize when the
 /// NAR is not compressed.
 fn check_nar_object(
     r: &mut AuditReport,
     mx: usize,
     path: &str,
-    ni: &narward_formats::narinfo::NarInfo<'_>,
+    g: &CacheGraph<'_>,
+    id: u32,
     nar_key: &str,
     obj: Option<&crate::model::ObjectRecord>,
 ) {
@@ -282,7 +358,7 @@ fn check_nar_object(
             format!("{path} -> {nar_key} ({})", o.storage_class())
         });
     }
-    if let Some(fs) = ni.file_size
+    if let Some(fs) = g.file_size(id)
         && fs != o.size
     {
         r.file_size_mismatch.add(mx, || {
@@ -292,11 +368,12 @@ fn check_nar_object(
             )
         });
     }
-    if ni.compression_or_default() == "none" && ni.nar_size != o.size {
+    let nar_size = g.nar_size(id);
+    if g.compression(id) == compression_code(Some("none")) && nar_size != o.size {
         r.nar_size_mismatch.add(mx, || {
             format!(
-                "{path}: Compression none, NarSize {}, object {nar_key} has {} bytes",
-                ni.nar_size, o.size
+                "{path}: Compression none, NarSize {nar_size}, object {nar_key} has {} bytes",
+                o.size
             )
         });
     }
@@ -395,7 +472,7 @@ impl AuditReport {
                 "  signatures: not checked (pass --trusted-key NAME:BASE64)"
             );
         }
-        let sections: [(&str, &Finding, bool); 17] = [
+        let sections: [(&str, &Finding, bool); 18] = [
             ("ERROR invalid signatures", &self.signatures.invalid, true),
             (
                 "ERROR unsigned (input-addressed)",
@@ -463,6 +540,11 @@ impl AuditReport {
                 true,
             ),
             (
+                "warning NARs no narinfo names, which an unknown narinfo might use (plans keep them)",
+                &self.nars_maybe_of_unknown,
+                true,
+            ),
+            (
                 "warning NARs shared by several narinfos",
                 &self.shared_nars,
                 true,
@@ -504,3 +586,6 @@ impl AuditReport {
         s
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -10,13 +10,12 @@
 //! Hashes are the 32-character nix32 store-path hashes; `file_hash`/`nar_hash` are
 //! `sha256:<nix32>`. A narinfo that does not parse has only `key`, `hash` and `error`.
 
-use crate::index::Index;
+use crate::cache_graph::Snapshot;
 use anyhow::{Context, Result};
 use arrow_array::{
     ArrayRef, Int64Array, RecordBatch, StringArray, TimestampSecondArray, UInt32Array,
 };
 use arrow_schema::{Field, Schema};
-use narward_formats::keys::{self, ObjectKind};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -105,7 +104,8 @@ pub struct ExportStats {
 
 /// # Errors
 /// I/O errors.
-pub fn export_parquet(index: &Index, dir: &Path) -> Result<ExportStats> {
+pub fn export_parquet(snap: &Snapshot<'_>, dir: &Path) -> Result<ExportStats> {
+    let index = snap.index;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let o = &index.objects;
     write_parquet(
@@ -137,19 +137,31 @@ pub fn export_parquet(index: &Index, dir: &Path) -> Result<ExportStats> {
             ),
         ],
     )?;
+    let (n, nrefs) = write_narinfos(snap, dir)?;
+    Ok(ExportStats {
+        objects: index.objects.len(),
+        narinfos: n,
+        references: nrefs,
+    })
+}
+
+/// `narinfos.parquet` and `references.parquet`, from the [`CacheGraph`] (each narinfo as
+/// every reader takes it: printed from the columns, or its quirk text); returns the row
+/// counts.
+///
+/// [`CacheGraph`]: crate::cache_graph::CacheGraph
+fn write_narinfos(snap: &Snapshot<'_>, dir: &Path) -> Result<(usize, usize)> {
+    let g = snap.graph;
     let mut cols: [Vec<Option<String>>; 11] = Default::default();
     let (mut file_size, mut nar_size) = (Vec::new(), Vec::new());
     let (mut nsig, mut nref) = (Vec::new(), Vec::new());
     let (mut referrer, mut reference, mut reference_path) = (Vec::new(), Vec::new(), Vec::new());
-    for rec in &index.narinfos {
-        let hash = match keys::classify(&rec.key) {
-            ObjectKind::Narinfo(h) => Some(h.to_string()),
-            _ => None,
-        };
-        cols[0].push(Some(rec.key.clone()));
-        cols[1].push(hash.clone());
-        match rec.parse() {
-            Ok(ni) => {
+    for id in 0..g.len() as u32 {
+        let hash = g.hash(id).to_string();
+        cols[0].push(Some(format!("{hash}.narinfo")));
+        cols[1].push(Some(hash));
+        match snap.narinfo(id) {
+            Some(ni) => {
                 cols[2].push(Some(ni.store_path.full_path()));
                 cols[3].push(Some(ni.store_path.name.to_string()));
                 cols[4].push(Some(ni.url.to_string()));
@@ -170,11 +182,11 @@ pub fn export_parquet(index: &Index, dir: &Path) -> Result<ExportStats> {
                     reference_path.push(Some(r.full_path()));
                 }
             }
-            Err(u) => {
+            None => {
                 for c in cols.iter_mut().skip(2).take(8) {
                     c.push(None);
                 }
-                cols[10].push(Some(u.reason));
+                cols[10].push(Some(g.why(id).to_string()));
                 file_size.push(None);
                 nar_size.push(None);
                 nsig.push(None);
@@ -182,7 +194,7 @@ pub fn export_parquet(index: &Index, dir: &Path) -> Result<ExportStats> {
             }
         }
     }
-    let n = index.narinfos.len();
+    let n = g.len();
     let nrefs = referrer.len();
     let [
         key,
@@ -225,9 +237,5 @@ pub fn export_parquet(index: &Index, dir: &Path) -> Result<ExportStats> {
             ("reference_path", s(reference_path)),
         ],
     )?;
-    Ok(ExportStats {
-        objects: index.objects.len(),
-        narinfos: n,
-        references: nrefs,
-    })
+    Ok((n, nrefs))
 }

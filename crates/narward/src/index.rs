@@ -7,21 +7,25 @@
 //! - `objects.bin.zst` — every object (key, size, ETag, last-modified, storage class,
 //!   `file://` symlink target),
 //!   sorted by key, bincode records in one zstd stream;
-//! - `narinfos.bin.zst` — every `<hash>.narinfo` object's key, ETag, size and raw bytes
-//!   (or the reason it could not be fetched), sorted by key;
+//! - `narinfos.bin.zst` — in indexes written before the columns printed narinfos back
+//!   (and by the benchmark generator): every `<hash>.narinfo` object's key, ETag, size and
+//!   raw bytes (or the reason it could not be fetched), sorted by key; no longer written;
 //! - `debuginfo.bin.zst` — the same for `debuginfo/<build-id>` objects (small JSON links
 //!   to a NAR member), so audit can find links that point at nothing, and for
 //!   `nix-cache-info`, so audit can check its content.
 //! - the cache graph's column files ([`crate::cache_graph::FILES`]): every narinfo parsed
 //!   once into arrays (hashes, fields, string heaps, references and referrers as CSR),
 //!   written by [`Index::save`] and memory-mapped by [`Index::open_columns`]
-//!   ([`columns`]).
+//!   ([`columns`]);
+//! - `quirks.bin.zst` — the exact texts of the narinfos the columns do not print back byte
+//!   for byte ([`crate::cache_graph::quirks`]), same stream format.
 //!
 //! An update writes a complete new generation into `index.new/` and renames it into place,
-//! so a crash leaves either the old or the new index, never a mix. Raw narinfo bytes are
-//! kept rather than a parsed form: the formats crate stays the single interpretation, audit
-//! can verify signatures byte for byte, and zstd folds the repeated parts (FileHash repeats
-//! URL, reference names repeat across paths).
+//! so a crash leaves either the old or the new index, never a mix. The narinfo texts are
+//! not stored apart: every text the columns do not print back byte for byte is a quirk,
+//! so the columns and the quirks give back every text fetched ([`Index::load`], which an
+//! incremental `index` builds on); every other command reads the columns and the quirks
+//! ([`Index::load_view`]).
 //!
 //! Damage is refused, naming the file: zstd frame checksums, lengths bounded before
 //! allocation ([`MAX_RECORD_BYTES`]), counts and SHA-256 checked against `meta.json`
@@ -29,6 +33,7 @@
 //! earlier texts ([`FetchedRecord::earlier`]) across generations.
 
 use crate::cache::{Cache, CacheUrl};
+use crate::cache_graph::CacheGraph;
 use crate::model::{
     BucketVersioning, FetchedRecord, NoncurrentVersions, ObjectRecord, VersioningState,
 };
@@ -146,6 +151,55 @@ pub struct Index {
     pub narinfos: Vec<FetchedRecord>,
     /// `debuginfo/` objects and `nix-cache-info`, sorted by key.
     pub debuginfo: Vec<FetchedRecord>,
+}
+
+/// What [`Index::open_view`] returns: the columns (borrow the [`CacheGraph`] with
+/// [`View::graph`]) and the quirks' texts, sorted by key.
+pub struct View {
+    cols: ViewCols,
+    /// Objects in the listing of the same generation.
+    objects: u64,
+    pub quirks: Vec<FetchedRecord>,
+}
+
+enum ViewCols {
+    Mapped(columns::Mapped),
+    Built(Box<crate::cache_graph::build::Columns>),
+}
+
+impl View {
+    /// The graph over the columns, every length, offset and id checked.
+    ///
+    /// # Errors
+    /// Inconsistent columns (the file is named).
+    pub fn graph(&self) -> Result<CacheGraph<'_>> {
+        let g = match &self.cols {
+            ViewCols::Mapped(m) => m.graph()?,
+            ViewCols::Built(c) => CacheGraph::new(c.parts())?,
+        };
+        if g.objects() != self.objects {
+            bail!(
+                "the index columns count {} objects, its listing {}: re-run `narward index` with a fresh --state",
+                g.objects(),
+                self.objects
+            );
+        }
+        Ok(g)
+    }
+
+    /// What the commands read: `index` (loaded without narinfo texts, of the same
+    /// generation), `graph` (from [`View::graph`]) and the quirks.
+    pub fn snapshot<'a>(
+        &'a self,
+        index: &'a Index,
+        graph: &'a CacheGraph<'a>,
+    ) -> crate::cache_graph::Snapshot<'a> {
+        crate::cache_graph::Snapshot {
+            index,
+            graph,
+            quirks: &self.quirks,
+        }
+    }
 }
 
 pub fn index_dir(state: &Path) -> PathBuf {
@@ -455,6 +509,9 @@ fn read_all<T: for<'de> Deserialize<'de>>(path: &Path, expect: &FileDigest) -> R
 pub const OBJECTS_FILE: &str = "objects.bin.zst";
 pub const NARINFOS_FILE: &str = "narinfos.bin.zst";
 pub const DEBUGINFO_FILE: &str = "debuginfo.bin.zst";
+/// The exact texts of the narinfos the columns cannot stand in for
+/// ([`crate::cache_graph::quirks`]), same stream format, sorted by key.
+pub const QUIRKS_FILE: &str = "quirks.bin.zst";
 
 impl IndexMeta {
     fn digest_of_content(&self) -> Result<String> {
@@ -554,22 +611,38 @@ impl Index {
         parse_meta(&p, t)
     }
 
-    /// Load everything, every narinfo text included: what `audit`, `export` and `apply`
-    /// read today. A compatibility path for the commands not yet on the
-    /// [`crate::cache_graph::CacheGraph`]: `plan`, `report` and `why` read the mapped
-    /// columns ([`Index::open_columns`]) instead of parsing the texts again.
+    /// Load everything, every narinfo text included: what an incremental `index` builds
+    /// on (and tests read). The texts come from the narinfo stream of an index that has
+    /// one, else from the columns and the quirks ([`crate::cache_graph::records`]: byte for
+    /// byte the texts fetched). Every other command reads the
+    /// [`crate::cache_graph::CacheGraph`] ([`Index::load_view`], [`Index::open_columns`])
+    /// instead of parsing the texts again.
     ///
     /// # Errors
     /// As [`Index::load_meta`], plus damaged data files (named).
     pub fn load(state: &Path) -> Result<Index> {
-        let meta = Self::load_meta(state)?;
+        let mut idx = Self::load_without_narinfos(state)?;
         let d = Self::current_dir(state);
-        Ok(Index {
-            objects: read_objects(&d.join(OBJECTS_FILE), meta.file(OBJECTS_FILE)?)?,
-            narinfos: read_all(&d.join(NARINFOS_FILE), meta.file(NARINFOS_FILE)?)?,
-            debuginfo: read_all(&d.join(DEBUGINFO_FILE), meta.file(DEBUGINFO_FILE)?)?,
-            meta,
-        })
+        idx.narinfos = if idx.meta.files.contains_key(NARINFOS_FILE) {
+            // An index written with the narinfo stream (before the columns printed the
+            // narinfos back, or by the benchmark generator).
+            read_all(&d.join(NARINFOS_FILE), idx.meta.file(NARINFOS_FILE)?)?
+        } else {
+            let view = Self::open_view(state, &idx.meta, &idx.objects)?;
+            let graph = view.graph()?;
+            crate::cache_graph::records(&view.snapshot(&idx, &graph))
+        };
+        if idx.narinfos.len() as u64 != idx.meta.narinfos {
+            return Err(damaged(
+                &d.join("meta.json"),
+                format_args!(
+                    "{} narinfo records, meta.json counts {}",
+                    idx.narinfos.len(),
+                    idx.meta.narinfos
+                ),
+            ));
+        }
+        Ok(idx)
     }
 
     /// Load everything but the narinfo texts (they can be streamed with
@@ -619,6 +692,57 @@ impl Index {
         columns::Mapped::open(&Self::current_dir(state), meta).map(Some)
     }
 
+    /// The index without its narinfo texts ([`Index::load_without_narinfos`]: the listing,
+    /// the debuginfo records) and its [`View`]: what every command but `index` and `plan`
+    /// reads.
+    ///
+    /// # Errors
+    /// As [`Index::open_view`].
+    pub fn load_view(state: &Path) -> Result<(Index, View)> {
+        let idx = Self::load_without_narinfos(state)?;
+        let view = Self::open_view(state, &idx.meta, &idx.objects)?;
+        Ok((idx, view))
+    }
+
+    /// The one parsed view of the current generation for every command but `plan` (which
+    /// streams its own fallback): the mapped column files and the quirks file, or, for an
+    /// index written before they existed, both built in memory from the narinfo stream.
+    /// `objects` is the listing of the same generation. Only this fallback reads narinfo
+    /// texts; nothing is returned before every file was read and checked.
+    ///
+    /// # Errors
+    /// A missing or damaged index file (named).
+    pub fn open_view(state: &Path, meta: &IndexMeta, objects: &[ObjectRecord]) -> Result<View> {
+        let d = Self::current_dir(state);
+        if let Some(m) = Self::open_columns(state, meta)?
+            && meta.files.contains_key(QUIRKS_FILE)
+        {
+            let quirks = read_all(&d.join(QUIRKS_FILE), meta.file(QUIRKS_FILE)?)?;
+            return Ok(View {
+                cols: ViewCols::Mapped(m),
+                objects: objects.len() as u64,
+                quirks,
+            });
+        }
+        let cols = crate::cache_graph::build::Columns::build(objects, |f| {
+            Self::stream_narinfos(state, meta, |r| f(&r)).map(|_| ())
+        })?;
+        let g = CacheGraph::new(cols.parts())?;
+        let mut quirks = Vec::new();
+        Self::stream_narinfos(state, meta, |r| {
+            if crate::cache_graph::quirks::is_quirk(&g, &r) {
+                quirks.push(r);
+            }
+            Ok(())
+        })?;
+        drop(g);
+        Ok(View {
+            cols: ViewCols::Built(Box::new(cols)),
+            objects: objects.len() as u64,
+            quirks,
+        })
+    }
+
     /// Path of the object stream of the current generation.
     pub fn objects_path(state: &Path) -> PathBuf {
         Self::current_dir(state).join(OBJECTS_FILE)
@@ -645,16 +769,18 @@ impl Index {
             write_stream(&new.join(OBJECTS_FILE), &self.objects)?,
         );
         files.insert(
-            NARINFOS_FILE.to_string(),
-            write_stream(&new.join(NARINFOS_FILE), &self.narinfos)?,
-        );
-        files.insert(
             DEBUGINFO_FILE.to_string(),
             write_stream(&new.join(DEBUGINFO_FILE), &self.debuginfo)?,
         );
         let cols = crate::cache_graph::build::Columns::build(&self.objects, |f| {
             self.narinfos.iter().try_for_each(f)
         })?;
+        let g = CacheGraph::new(cols.parts())?;
+        let quirks = crate::cache_graph::quirks::collect(&g, &self.narinfos);
+        files.insert(
+            QUIRKS_FILE.to_string(),
+            write_stream(&new.join(QUIRKS_FILE), &quirks)?,
+        );
         files.extend(columns::write(&new, &cols)?);
         self.meta.files = files;
         write_meta(&new, &mut self.meta)?;
@@ -751,8 +877,20 @@ fn load_previous(state: &Path, identity: &str) -> Result<Option<Index>> {
         return Ok(None);
     }
     let prev = Index::load(state)?;
-    // The columns are rebuilt from the narinfos, but a damaged generation is no base.
-    columns::verify(&Index::current_dir(state), &prev.meta)?;
+    // The columns and quirks are rebuilt from the narinfos, but a damaged generation is
+    // no base. Without a narinfo stream `Index::load` read the records from the columns
+    // and quirks, verified; with one, they are verified here.
+    if prev.meta.files.contains_key(NARINFOS_FILE) {
+        let dir = Index::current_dir(state);
+        columns::verify(&dir, &prev.meta)?;
+        if prev.meta.files.contains_key(QUIRKS_FILE) {
+            read_stream_verified(
+                &dir.join(QUIRKS_FILE),
+                prev.meta.file(QUIRKS_FILE)?,
+                |_: FetchedRecord| Ok(()),
+            )?;
+        }
+    }
     if prev.meta.cache != identity {
         bail!(
             "state directory {} holds an index of {}, not {identity}; use another --state",
@@ -1021,7 +1159,7 @@ mod tests {
                 generation: 1,
                 updated_at: 0,
                 source: "test".into(),
-                objects: 0,
+                objects: 1,
                 narinfos: 1,
                 unparseable: 1,
                 last_update: UpdateStats::default(),
@@ -1029,7 +1167,15 @@ mod tests {
                 versioning: None,
                 checksum: String::new(),
             },
-            objects: Vec::new(),
+            // A narinfo record is always of a listed object.
+            objects: vec![ObjectRecord {
+                key: "00000000000000000000000000000000.narinfo".into(),
+                size: 3,
+                etag: None,
+                last_modified: None,
+                storage_class: None,
+                link_target: None,
+            }],
             narinfos: vec![rec],
             debuginfo: Vec::new(),
         }

@@ -1,7 +1,7 @@
 //! The indexed store paths in the JSON shape of `nix path-info --json` (Nix 2.x), so the
 //! index can be compared with Nix's own view of a cache.
 
-use crate::index::Index;
+use crate::cache_graph::Snapshot;
 use narward_formats::store_path::STORE_DIR;
 use serde::Serialize;
 
@@ -26,12 +26,11 @@ pub struct PathInfo {
     pub download_size: Option<u64>,
 }
 
-/// Every parseable narinfo of the index, sorted by path. References are full paths, sorted.
-pub fn path_infos(index: &Index) -> Vec<PathInfo> {
-    let mut v: Vec<PathInfo> = index
-        .narinfos
-        .iter()
-        .filter_map(|r| r.parse().ok())
+/// Every parseable narinfo of the index (as every reader takes it: printed from the
+/// columns, or its quirk text), sorted by path. References are full paths, sorted.
+pub fn path_infos(snap: &Snapshot<'_>) -> Vec<PathInfo> {
+    let mut v: Vec<PathInfo> = (0..snap.graph.len() as u32)
+        .filter_map(|id| snap.narinfo(id))
         .map(|ni| {
             let mut references: Vec<String> = ni.references.iter().map(|r| r.full_path()).collect();
             references.sort();

@@ -1595,5 +1595,60 @@ mod tests {
                 }
             }
         }
+
+        /// Apply's re-check and finalize scan a narinfo's text from the snapshot
+        /// (`Snapshot::texts`): after random damage, that is byte for byte the text fetched
+        /// for every narinfo (printed back from the columns, or kept as a quirk), and no
+        /// more texts are kept than needed (a quirk never prints back).
+        #[test]
+        fn snapshot_texts_are_the_fetched_texts(s in spec(), edits in proptest::collection::vec(edit(), 0..4)) {
+            let (mut index, _) = build(&s);
+            for (which, at, e) in &edits {
+                let r = which.index(index.narinfos.len());
+                apply(&mut index.narinfos[r].text, at, e);
+            }
+            crate::cache_graph::with_snapshot(&index, |snap| -> Result<(), TestCaseError> {
+                for (id, rec) in index.narinfos.iter().enumerate() {
+                    let texts = snap.texts(id as u32);
+                    prop_assert_eq!(texts.first().map(|t| t.to_vec()), Some(rec.text.clone()), "{}", rec.key);
+                    if let Some(q) = snap.quirk(id as u32) && q.parse().is_ok() {
+                        prop_assert!(snap.graph.narinfo(id as u32).map(|n| n.to_string().into_bytes()) != Some(q.text.clone()));
+                    }
+                }
+                Ok(())
+            }).unwrap()?;
+        }
+
+        /// Audit reads the same unknown-means-keep rules as the plan (the CacheGraph's
+        /// NAR objects, extra NARs and unknown NARs): after random damage, the NARs audit
+        /// calls orphans are exactly the ones the plan removes as orphans, so audit never
+        /// calls "orphan" a NAR the plan keeps. (Audit used to read a narrower rule of its
+        /// own, the `URL:` line of an unparseable text only.)
+        #[test]
+        fn audit_never_calls_orphan_a_nar_the_plan_keeps(s in spec(), edits in proptest::collection::vec(edit(), 0..4)) {
+            let (mut index, policy) = build(&s);
+            for (which, at, e) in &edits {
+                let r = which.index(index.narinfos.len());
+                apply(&mut index.narinfos[r].text, at, e);
+            }
+            let plan = compute(&index, &policy, "test", NOW);
+            let audit = crate::audit::audit_index(&index, &[], usize::MAX).unwrap();
+            let called: HashSet<String> = audit
+                .orphan_nars
+                .examples
+                .iter()
+                .map(|e| e.split(' ').next().unwrap_or_default().to_string())
+                .collect();
+            let planned: HashSet<String> = plan
+                .objects
+                .iter()
+                .filter(|o| o.reason == Reason::Orphan)
+                .map(|o| o.key.clone())
+                .collect();
+            for k in &called {
+                prop_assert!(!nar_kept(&plan, k), "audit calls {} an orphan, the plan keeps it", k);
+            }
+            prop_assert_eq!(called, planned);
+        }
     }
 }

@@ -10,13 +10,15 @@ use narward::policy::Policy;
 use std::path::{Path, PathBuf};
 
 const NOW: i64 = 2_000_000_000;
-/// Every file of `<state>/index/`: the streams and the column files of the cache graph.
+/// Every file of `<state>/index/`: the streams, the quirks and the column files of the
+/// cache graph (`index` writes no narinfo stream: the columns and quirks give the texts
+/// back).
 fn state_files() -> Vec<&'static str> {
     [
         "meta.json",
         "objects.bin.zst",
-        "narinfos.bin.zst",
         "debuginfo.bin.zst",
+        "quirks.bin.zst",
     ]
     .into_iter()
     .chain(narward::cache_graph::file_names())
@@ -37,7 +39,8 @@ fn plan_of(state: &Path, policy: &Policy) -> anyhow::Result<Plan> {
 }
 
 fn audit_of(state: &Path) -> anyhow::Result<narward::audit::AuditReport> {
-    Ok(narward::audit::audit(&Index::load(state)?, &[], 20))
+    let (idx, view) = Index::load_view(state)?;
+    narward::audit::audit_view(&idx, &view, &[], 20)
 }
 
 /// Byte positions to damage: every one of a small file, a few hundred spread over a large one.
@@ -114,8 +117,8 @@ fn damaged_state_file_is_refused_naming_it() {
             }
         }
         // Through the binary: exit code 2 and the file named, or (for a command that does
-        // not read the file: `plan` reads the columns, not the narinfo texts; `audit` the
-        // texts, not the columns) the same result as on the intact state; never a crash.
+        // not read the file: `plan` reads the columns, not the quirks) the same result as
+        // on the intact state; never a crash.
         for pos in [0, orig.len() / 3, orig.len() / 2, orig.len() - 1] {
             let mut bad = orig.clone();
             bad[pos] ^= 1 << (pos % 8);
@@ -173,9 +176,9 @@ fn truncated_or_extended_state_file_is_refused() {
             match plan_of(&st, &policy) {
                 Err(e) => assert!(format!("{e:#}").contains(name), "{name}: {e:#}"),
                 // A newline after meta.json's JSON changes nothing; plan does not read the
-                // narinfo texts (the columns hold what it needs).
+                // quirks (the columns hold what it needs).
                 Ok(p) => assert!(
-                    ["meta.json", "narinfos.bin.zst"].contains(&name) && p.paths == good.paths,
+                    ["meta.json", "quirks.bin.zst"].contains(&name) && p.paths == good.paths,
                     "{name}"
                 ),
             }

@@ -16,7 +16,7 @@
 
 use super::Phase;
 use crate::cache::store::Loc;
-use crate::index::Index;
+use crate::cache_graph::Snapshot;
 use crate::plan::{Decision, Plan};
 use narward_formats::keys::Category;
 use serde::{Deserialize, Serialize};
@@ -75,16 +75,27 @@ fn hash_of(p: &str) -> &str {
     b.get(..32).unwrap_or(b)
 }
 
+/// The store-path hash a `<hash>.narinfo` key names.
+fn key_hash(key: &str) -> Option<narward_formats::store_path::StorePathHash> {
+    match narward_formats::keys::classify(key) {
+        narward_formats::keys::ObjectKind::Narinfo(h) => Some(h),
+        _ => None,
+    }
+}
+
 /// The key of an object in the quarantine area.
 pub fn quarantine_key(stamp: &str, key: &str) -> String {
     format!("{stamp}/{key}")
 }
 
-/// Re-check the plan against the fresh index: what must not be touched, sorted by key.
-pub fn recheck(plan: &Plan, fresh: &Index) -> Vec<Skip> {
+/// Re-check the plan against the fresh index (its listing, [`CacheGraph`] and quirks; no
+/// narinfo text is read from it): what must not be touched, sorted by key.
+///
+/// [`CacheGraph`]: crate::cache_graph::CacheGraph
+pub fn recheck(plan: &Plan, fresh: &Snapshot<'_>) -> Vec<Skip> {
     let mut skips: BTreeMap<String, String> = BTreeMap::new();
     for o in plan.objects.iter().filter(|o| o.decision != Decision::Keep) {
-        match fresh.object(&o.key) {
+        match fresh.index.object(&o.key) {
             None => {
                 skips.insert(o.key.clone(), "gone from the cache since the plan".into());
             }
@@ -102,7 +113,7 @@ pub fn recheck(plan: &Plan, fresh: &Index) -> Vec<Skip> {
     }
     rescue_referenced(plan, fresh, &mut skips);
     // A narinfo read through a staying link rescues what it names, and so on.
-    while rescue_link_targets(plan, fresh, &mut skips) {
+    while rescue_link_targets(plan, fresh.index, &mut skips) {
         rescue_referenced(plan, fresh, &mut skips);
     }
     skips
@@ -112,8 +123,10 @@ pub fn recheck(plan: &Plan, fresh: &Index) -> Vec<Skip> {
 }
 
 /// Keep every removed path that a narinfo uploaded or changed since the plan (or a
-/// narinfo the re-check skips) names, directly or through other removed paths.
-fn rescue_referenced(plan: &Plan, fresh: &Index, skips: &mut BTreeMap<String, String>) {
+/// narinfo the re-check skips) names, directly or through other removed paths. A
+/// narinfo's texts are [`Snapshot::texts`]: the kept quirk text and its earlier texts, or
+/// the text printed back from the columns (byte for byte the one fetched).
+fn rescue_referenced(plan: &Plan, fresh: &Snapshot<'_>, skips: &mut BTreeMap<String, String>) {
     let removed_nars: HashSet<&str> = plan
         .objects
         .iter()
@@ -121,14 +134,18 @@ fn rescue_referenced(plan: &Plan, fresh: &Index, skips: &mut BTreeMap<String, St
         .map(|o| o.key.as_str())
         .collect();
     let mut queue: Vec<(String, String)> = Vec::new();
-    for n in &fresh.narinfos {
+    let g = fresh.graph;
+    for id in 0..g.len() as u32 {
+        let key = format!("{}.narinfo", g.hash(id));
+        let listed = fresh.index.object(&key);
         let planned_unchanged = plan
-            .object(&n.key)
-            .is_some_and(|o| o.etag == n.etag && o.size == n.size);
-        if planned_unchanged && !skips.contains_key(&n.key) {
+            .object(&key)
+            .is_some_and(|o| listed.is_some_and(|n| o.etag == n.etag && o.size == n.size));
+        if planned_unchanged && !skips.contains_key(&key) {
             continue;
         }
-        queue.push((n.key.clone(), format!("named by {}", n.key)));
+        let why = format!("named by {key}");
+        queue.push((key, why));
     }
     let mut owned: HashMap<&str, Vec<&str>> = HashMap::new();
     for o in &plan.objects {
@@ -138,12 +155,11 @@ fn rescue_referenced(plan: &Plan, fresh: &Index, skips: &mut BTreeMap<String, St
     }
     let mut seen: HashSet<String> = HashSet::new();
     while let Some((narinfo_key, why)) = queue.pop() {
-        let Some(n) = fresh.narinfo(&narinfo_key) else {
+        let Some(id) = key_hash(&narinfo_key).and_then(|h| g.id(&h)) else {
             continue;
         };
-        let texts = std::iter::once(n.text.as_slice()).chain(n.earlier.iter().map(|b| &b[..]));
-        for text in texts {
-            for tok in tokens(text) {
+        for text in fresh.texts(id) {
+            for tok in tokens(&text) {
                 if removed_nars.contains(tok) {
                     skips.entry(tok.to_string()).or_insert_with(|| why.clone());
                 }
@@ -168,7 +184,11 @@ fn rescue_referenced(plan: &Plan, fresh: &Index, skips: &mut BTreeMap<String, St
 /// listing's [`crate::model::ObjectRecord::link_target`], through chains of links): a link
 /// the plan keeps, the re-check skips, or that appeared since the plan. Whether a
 /// narinfo was newly skipped (its references must be rescued too).
-fn rescue_link_targets(plan: &Plan, fresh: &Index, skips: &mut BTreeMap<String, String>) -> bool {
+fn rescue_link_targets(
+    plan: &Plan,
+    fresh: &crate::index::Index,
+    skips: &mut BTreeMap<String, String>,
+) -> bool {
     let stays = |key: &str, skips: &BTreeMap<String, String>| {
         skips.contains_key(key)
             || plan

@@ -6,7 +6,7 @@
 use super::exec::{ExecOptions, retry};
 use super::program::quarantine_key;
 use crate::cache::store::{Area, CopyOptions, Loc, Store};
-use crate::index::Index;
+use crate::cache_graph::Snapshot;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -419,7 +419,7 @@ pub struct FinalizeReport {
 /// Store errors; `announce` fails.
 pub async fn finalize<S: Store>(
     store: &S,
-    fresh: &Index,
+    fresh: &Snapshot<'_>,
     now: i64,
     grace_secs: i64,
     o: &ExecOptions,
@@ -430,11 +430,20 @@ pub async fn finalize<S: Store>(
     let mut todo: Vec<String> = Vec::new();
     // Hash → references of each needed quarantined narinfo, for the recovery order.
     let mut refs: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for n in &fresh.narinfos {
-        mark(&n.text, &q, &mut needed, &mut todo);
+    // Each visible narinfo's text as fetched (the quirk text `index` kept, or the text
+    // printed back from the columns).
+    for id in 0..fresh.graph.len() as u32 {
+        if let Some(text) = fresh.texts(id).first() {
+            mark(text, &q, &mut needed, &mut todo);
+        }
     }
     // A `file://` symlink in the cache reads its target: a quarantined one comes back.
-    for t in fresh.objects.iter().filter_map(|o| o.link_target.as_ref()) {
+    for t in fresh
+        .index
+        .objects
+        .iter()
+        .filter_map(|o| o.link_target.as_ref())
+    {
         if q.contains_key(t) && needed.insert(t.clone()) && t.ends_with(".narinfo") {
             todo.push(t.clone());
         }

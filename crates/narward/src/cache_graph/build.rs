@@ -48,6 +48,7 @@ pub struct Columns {
     pub header: Header,
     pub hash: Vec<[u8; 20]>,
     pub nar_hash: Vec<[u8; 32]>,
+    pub file_hash: Vec<[u8; 32]>,
     pub nar_size: Vec<u64>,
     pub file_size: Vec<u64>,
     pub nar_object: Vec<u32>,
@@ -59,6 +60,8 @@ pub struct Columns {
     pub deriver: HeapBuf,
     pub sigs: HeapBuf,
     pub why: HeapBuf,
+    pub holes: HeapBuf,
+    pub ca: HeapBuf,
     pub refs_off: Vec<u64>,
     pub refs: Vec<u32>,
     pub referrers_off: Vec<u64>,
@@ -74,14 +77,18 @@ struct Row<'t> {
     flags: u8,
     compression: u8,
     nar_hash: [u8; 32],
+    file_hash: [u8; 32],
     nar_size: u64,
     file_size: u64,
     nar_object: u32,
     name: &'t str,
     url: &'t str,
     deriver: &'t str,
+    ca: &'t str,
     sigs: String,
     why: String,
+    /// Base names of references to no path of the cache, newline-separated.
+    holes: String,
 }
 
 impl Columns {
@@ -132,6 +139,7 @@ impl Columns {
             header: self.header,
             hash: &self.hash,
             nar_hash: &self.nar_hash,
+            file_hash: &self.file_hash,
             nar_size: &self.nar_size,
             file_size: &self.file_size,
             nar_object: &self.nar_object,
@@ -143,6 +151,8 @@ impl Columns {
             deriver: self.deriver.view(),
             sigs: self.sigs.view(),
             why: self.why.view(),
+            holes: self.holes.view(),
+            ca: self.ca.view(),
             refs: Csr {
                 off: &self.refs_off,
                 ids: &self.refs,
@@ -167,6 +177,7 @@ impl Columns {
             (super::HEADER_FILE, Cow::Owned(self.header.encode())),
             ("paths.hash", b(&self.hash)),
             ("paths.nar_hash", b(&self.nar_hash)),
+            ("paths.file_hash", b(&self.file_hash)),
             ("paths.nar_size", b(&self.nar_size)),
             ("paths.file_size", b(&self.file_size)),
             ("paths.nar_object", b(&self.nar_object)),
@@ -180,6 +191,8 @@ impl Columns {
             ("deriver", &self.deriver),
             ("sigs", &self.sigs),
             ("why", &self.why),
+            ("holes", &self.holes),
+            ("ca", &self.ca),
         ] {
             out.push((heap_file(name, "off"), b(&h.off)));
             out.push((heap_file(name, "heap"), b(&h.bytes)));
@@ -246,6 +259,7 @@ impl Builder<'_> {
         c.flags.push(r.flags);
         c.compression.push(r.compression);
         c.nar_hash.push(r.nar_hash);
+        c.file_hash.push(r.file_hash);
         c.nar_size.push(r.nar_size);
         c.file_size.push(r.file_size);
         c.nar_object.push(r.nar_object);
@@ -254,6 +268,8 @@ impl Builder<'_> {
         c.deriver.push(r.deriver);
         c.sigs.push(&r.sigs);
         c.why.push(&r.why);
+        c.holes.push(&r.holes);
+        c.ca.push(r.ca);
         c.extra.extend(also.nars);
         c.extra_off.push(c.extra.len() as u64);
         if !also.paths.is_empty() {
@@ -298,6 +314,7 @@ impl Builder<'_> {
             (ni.ca.is_some(), flag::CA),
             (ni.file_size.is_some(), flag::FILE_SIZE),
             (ni.deriver.is_some(), flag::DERIVER),
+            (ni.file_hash.is_some(), flag::FILE_HASH),
         ] {
             if set {
                 flags |= f;
@@ -312,6 +329,7 @@ impl Builder<'_> {
             flags,
             compression: compression_code(ni.compression),
             nar_hash: ni.nar_hash.0,
+            file_hash: ni.file_hash.map_or([0; 32], |h| h.0),
             nar_size: ni.nar_size,
             file_size: ni.file_size.unwrap_or(0),
             nar_object: nar_i.map_or(NONE, |i| i as u32),
@@ -323,10 +341,24 @@ impl Builder<'_> {
             },
             url: ni.url,
             deriver: ni.deriver.unwrap_or(""),
+            ca: ni.ca.unwrap_or(""),
             sigs: ni.sigs.join("\n"),
             why: doubt.unwrap_or_default(),
+            holes: self.holes(ni),
         };
         self.push(row, also);
+    }
+
+    /// The base names of `ni`'s references that name no path of the cache.
+    fn holes(&self, ni: &NarInfo<'_>) -> String {
+        let mut s = String::new();
+        for r in ni.references.iter().filter(|r| !self.is_path(&r.hash)) {
+            if !s.is_empty() {
+                s.push('\n');
+            }
+            r.push_base_name(&mut s);
+        }
+        s
     }
 
     /// A narinfo that does not parse or was not fetched: what its text names is kept.

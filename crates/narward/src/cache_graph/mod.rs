@@ -11,6 +11,7 @@
 //! Pure: byte slices in, values out. The files are opened in `index::columns`.
 
 pub mod build;
+pub mod quirks;
 
 use crate::graph::NONE;
 use anyhow::{Result, bail};
@@ -61,6 +62,8 @@ pub mod flag {
     pub const FILE_SIZE: u8 = 4;
     /// It has a `Deriver:` field.
     pub const DERIVER: u8 = 8;
+    /// It has a `FileHash:` field.
+    pub const FILE_HASH: u8 = 16;
 }
 
 /// `Compression:` as one byte.
@@ -78,12 +81,29 @@ pub fn compression_code(c: Option<&str>) -> u8 {
     }
 }
 
+/// The `Compression:` value of a code (`None` for no field; the outer `None` for a value
+/// the code does not name, whose text `index` keeps as a quirk).
+pub fn compression_name(code: u8) -> Option<Option<&'static str>> {
+    Some(match code {
+        0 => None,
+        1 => Some("none"),
+        2 => Some("xz"),
+        3 => Some("bzip2"),
+        4 => Some("zstd"),
+        5 => Some("br"),
+        6 => Some("gzip"),
+        7 => Some("lz4"),
+        _ => return None,
+    })
+}
+
 /// The column files, in `<state>/index/`: name and bytes per element (0: a string heap's
 /// bytes, whose length the offsets give).
-pub const FILES: [(&str, usize); 25] = [
+pub const FILES: [(&str, usize); 30] = [
     (HEADER_FILE, 1),
     ("paths.hash", 20),
     ("paths.nar_hash", 32),
+    ("paths.file_hash", 32),
     ("paths.nar_size", 8),
     ("paths.file_size", 8),
     ("paths.nar_object", 4),
@@ -100,6 +120,10 @@ pub const FILES: [(&str, usize); 25] = [
     ("paths.sigs.heap", 0),
     ("paths.why.off", 8),
     ("paths.why.heap", 0),
+    ("paths.holes.off", 8),
+    ("paths.holes.heap", 0),
+    ("paths.ca.off", 8),
+    ("paths.ca.heap", 0),
     ("refs.off", 8),
     ("refs.ids", 4),
     ("referrers.off", 8),
@@ -110,7 +134,9 @@ pub const FILES: [(&str, usize); 25] = [
 
 /// The header file: magic and counts.
 pub const HEADER_FILE: &str = "graph.header";
-const MAGIC: &[u8; 12] = b"NARWARD-CG01";
+/// Version 2 added `paths.holes`, `paths.file_hash` and `paths.ca`: with them the columns
+/// print a narinfo back ([`CacheGraph::narinfo`]).
+const MAGIC: &[u8; 12] = b"NARWARD-CG02";
 const HEADER_LEN: usize = 12 + 6 * 8;
 
 /// Every column file name.
@@ -244,6 +270,7 @@ pub struct Parts<'a> {
     pub header: Header,
     pub hash: &'a [[u8; 20]],
     pub nar_hash: &'a [[u8; 32]],
+    pub file_hash: &'a [[u8; 32]],
     pub nar_size: &'a [u64],
     pub file_size: &'a [u64],
     pub nar_object: &'a [u32],
@@ -255,6 +282,12 @@ pub struct Parts<'a> {
     pub deriver: Heap<'a>,
     pub sigs: Heap<'a>,
     pub why: Heap<'a>,
+    /// Base names (`<hash>-<name>`, newline-separated) of the references of a parsed
+    /// narinfo that name no path of the cache: with the referenced paths' names they give
+    /// back the narinfo's reference list (its signature fingerprint).
+    pub holes: Heap<'a>,
+    /// `CA:` values (empty without one).
+    pub ca: Heap<'a>,
     pub refs: Csr<'a>,
     pub referrers: Csr<'a>,
     pub extra_nars: Csr<'a>,
@@ -262,6 +295,61 @@ pub struct Parts<'a> {
 
 mod view;
 pub use view::CacheGraph;
+
+/// One generation of the index as the commands after `index` read it: the listing and
+/// debuginfo records (an [`crate::index::Index`] loaded without narinfo texts), its
+/// [`CacheGraph`], and the texts of its quirks ([`quirks`], sorted by key).
+#[derive(Clone, Copy)]
+pub struct Snapshot<'a> {
+    pub index: &'a crate::index::Index,
+    pub graph: &'a CacheGraph<'a>,
+    pub quirks: &'a [crate::model::FetchedRecord],
+}
+
+impl<'a> Snapshot<'a> {
+    /// The quirk record of path `id`, if `index` kept its text.
+    pub fn quirk(&self, id: u32) -> Option<&'a crate::model::FetchedRecord> {
+        if self.quirks.is_empty() {
+            return None;
+        }
+        quirks::find(self.quirks, &format!("{}.narinfo", self.graph.hash(id)))
+    }
+
+    /// Path `id`'s narinfo text, then its earlier texts: the quirk's when `index` kept it,
+    /// else the narinfo printed from the columns (byte for byte the text fetched); none
+    /// for a narinfo that could not be fetched.
+    pub fn texts(&self, id: u32) -> Vec<std::borrow::Cow<'a, [u8]>> {
+        use std::borrow::Cow;
+        match self.quirk(id) {
+            Some(q) => std::iter::once(Cow::Borrowed(&q.text[..]))
+                .chain(q.earlier.iter().map(|b| Cow::Borrowed(&b[..])))
+                .collect(),
+            None => self
+                .graph
+                .narinfo(id)
+                .map(|n| Cow::Owned(n.to_string().into_bytes()))
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    /// Path `id`'s store path: its quirk text's `StorePath` when `index` kept one that
+    /// parses (it may name another path), else its hash and name from the columns.
+    pub fn store_path(&self, id: u32) -> narward_formats::store_path::StorePath<'a> {
+        match self.quirk(id).map(crate::model::FetchedRecord::parse) {
+            Some(Ok(ni)) => ni.store_path,
+            _ => narward_formats::store_path::StorePath {
+                hash: self.graph.hash(id),
+                name: self.graph.name(id),
+            },
+        }
+    }
+
+    /// Path `id`'s narinfo as every reader takes it ([`quirks::narinfo`]).
+    pub fn narinfo(&self, id: u32) -> Option<narward_formats::narinfo::NarInfo<'a>> {
+        quirks::narinfo(self.graph, self.quirks, id)
+    }
+}
 
 /// Order of `<hash>.narinfo` keys: nixbase32 prints a hash from its last byte, and its
 /// alphabet is in ASCII order, so key order is the order of the reversed bytes.
@@ -296,6 +384,7 @@ pub fn parts_from_bytes<'a>(get: &dyn Fn(&str) -> &'a [u8]) -> Result<Parts<'a>>
         header,
         hash: cast("paths.hash", get("paths.hash"))?,
         nar_hash: cast("paths.nar_hash", get("paths.nar_hash"))?,
+        file_hash: cast("paths.file_hash", get("paths.file_hash"))?,
         nar_size: u64s("paths.nar_size")?,
         file_size: u64s("paths.file_size")?,
         nar_object: u32s("paths.nar_object")?,
@@ -307,6 +396,8 @@ pub fn parts_from_bytes<'a>(get: &dyn Fn(&str) -> &'a [u8]) -> Result<Parts<'a>>
         deriver: heap("deriver")?,
         sigs: heap("sigs")?,
         why: heap("why")?,
+        holes: heap("holes")?,
+        ca: heap("ca")?,
         refs: csr("refs")?,
         referrers: csr("referrers")?,
         extra_nars: csr("extra_nars")?,
@@ -325,9 +416,10 @@ fn cast<'a, T: bytemuck::Pod>(name: &str, b: &'a [u8]) -> Result<&'a [T]> {
 fn check(p: &Parts<'_>) -> Result<()> {
     let h = p.header;
     let n = h.paths as usize;
-    let fixed: [(&str, usize); 8] = [
+    let fixed: [(&str, usize); 9] = [
         ("paths.hash", p.hash.len()),
         ("paths.nar_hash", p.nar_hash.len()),
+        ("paths.file_hash", p.file_hash.len()),
         ("paths.nar_size", p.nar_size.len()),
         ("paths.file_size", p.file_size.len()),
         ("paths.nar_object", p.nar_object.len()),
@@ -363,6 +455,8 @@ fn check(p: &Parts<'_>) -> Result<()> {
         ("paths.deriver", p.deriver),
         ("paths.sigs", p.sigs),
         ("paths.why", p.why),
+        ("paths.holes", p.holes),
+        ("paths.ca", p.ca),
     ] {
         heap.check(name, n)?;
     }
@@ -384,6 +478,78 @@ fn check(p: &Parts<'_>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The narinfo records of `snap`, as `index` fetched them (what an incremental `index`
+/// builds on): a quirk's record as kept; else the text printed back from the columns (byte
+/// for byte the one fetched), or the fetch error, with the listing's ETag and size (a
+/// record is written with the listed object's). A path the index holds no record of has
+/// none here either.
+pub fn records(snap: &Snapshot<'_>) -> Vec<crate::model::FetchedRecord> {
+    let g = snap.graph;
+    let mut out = Vec::with_capacity(g.len());
+    for id in 0..g.len() as u32 {
+        if let Some(q) = snap.quirk(id) {
+            out.push(q.clone());
+            continue;
+        }
+        let key = format!("{}.narinfo", g.hash(id));
+        let (text, fetch_error) = match g.status(id) {
+            Status::NotIndexed => continue,
+            Status::FetchFailed => {
+                let why = g.why(id);
+                let e = why.strip_prefix("could not be fetched: ").unwrap_or(why);
+                (Vec::new(), Some(e.to_string()))
+            }
+            _ => (
+                g.narinfo(id)
+                    .map(|n| n.to_string().into_bytes())
+                    .unwrap_or_default(),
+                None,
+            ),
+        };
+        let listed = snap.index.object(&key);
+        out.push(crate::model::FetchedRecord {
+            etag: listed.and_then(|o| o.etag.clone()),
+            size: listed.map_or(0, |o| o.size),
+            key,
+            text,
+            fetch_error,
+            earlier: Vec::new(),
+        });
+    }
+    out
+}
+
+/// Call `f` with the [`Snapshot`] of an index held in memory, narinfo texts included
+/// ([`of_index`]; tests, small caches).
+///
+/// # Errors
+/// Narinfo records out of key order.
+pub fn with_snapshot<R>(
+    index: &crate::index::Index,
+    f: impl FnOnce(&Snapshot<'_>) -> R,
+) -> Result<R> {
+    let (cols, quirks) = of_index(index)?;
+    let graph = CacheGraph::new(cols.parts())?;
+    Ok(f(&Snapshot {
+        index,
+        graph: &graph,
+        quirks: &quirks,
+    }))
+}
+
+/// The columns and quirks of an index held in memory, narinfo texts included, built as
+/// `narward index` builds them (tests, small caches).
+///
+/// # Errors
+/// Narinfo records out of key order.
+pub fn of_index(
+    index: &crate::index::Index,
+) -> Result<(build::Columns, Vec<crate::model::FetchedRecord>)> {
+    let cols = build::Columns::build(&index.objects, |f| index.narinfos.iter().try_for_each(f))?;
+    let quirks = quirks::collect(&CacheGraph::new(cols.parts())?, &index.narinfos);
+    Ok((cols, quirks))
 }
 
 #[cfg(test)]

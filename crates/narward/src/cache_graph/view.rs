@@ -2,7 +2,9 @@
 
 use super::{Csr, Parts, Status, check, flag, key_order};
 use anyhow::Result;
-use narward_formats::store_path::StorePathHash;
+use narward_formats::hash::Sha256;
+use narward_formats::narinfo::NarInfo;
+use narward_formats::store_path::{STORE_DIR, StorePath, StorePathHash};
 
 /// One compact, parsed view of a cache: per path its hash, narinfo fields, status, NAR
 /// object, references and referrers (CSR over path ids), and the extra NARs an unknown or
@@ -114,6 +116,68 @@ impl<'a> CacheGraph<'a> {
     /// Why the path is unknown or doubtful (empty for a parsed one).
     pub fn why(&self, id: u32) -> &'a str {
         self.p.why.get(id)
+    }
+
+    /// Base names (`<hash>-<name>`) of its references that name no path of the cache
+    /// (closure holes), as its narinfo wrote them.
+    pub fn holes(&self, id: u32) -> impl Iterator<Item = &'a str> {
+        self.p.holes.get(id).split('\n').filter(|s| !s.is_empty())
+    }
+
+    /// `/nix/store/<hash>-<name>` of a parsed path (the name may be empty when unknown).
+    pub fn full_path(&self, id: u32) -> String {
+        format!("{STORE_DIR}/{}-{}", self.hash(id), self.name(id))
+    }
+
+    /// The narinfo of a parsed path printed back from the columns, in Nix's writer order:
+    /// its fields, and its references (the referenced paths' names, then the holes, sorted
+    /// and deduplicated as Nix writes them). `None` for a path whose narinfo did not parse
+    /// or whose `Compression:` value has no code. Its text equals the narinfo's unless the
+    /// narinfo is a quirk, whose text `index` keeps ([`super::quirks`]); so its
+    /// [`NarInfo::fingerprint`] and [`NarInfo::verify`] are Nix's for every other path.
+    pub fn narinfo(&self, id: u32) -> Option<NarInfo<'a>> {
+        if !self.status(id).parsed() {
+            return None;
+        }
+        let compression = super::compression_name(self.compression(id))?;
+        let me = StorePath {
+            hash: self.hash(id),
+            name: self.name(id),
+        };
+        let mut ni = NarInfo::new(
+            me,
+            self.url(id),
+            Sha256(self.nar_hash(id)),
+            self.nar_size(id),
+        );
+        ni.compression = compression;
+        ni.file_hash = self.file_hash(id).map(Sha256);
+        ni.file_size = self.file_size(id);
+        let mut refs: Vec<StorePath<'a>> = self
+            .refs(id)
+            .iter()
+            .map(|&r| StorePath {
+                hash: self.hash(r),
+                name: self.name(r),
+            })
+            .chain(
+                self.holes(id)
+                    .filter_map(|b| StorePath::parse_base_name(b).ok()),
+            )
+            .collect();
+        refs.sort_unstable();
+        refs.dedup();
+        ni.references = refs;
+        ni.deriver = self.deriver(id);
+        ni.sigs = self.sigs(id).collect();
+        ni.ca = self.ca(id).then(|| self.p.ca.get(id));
+        Some(ni)
+    }
+
+    /// The `FileHash:` value, if the narinfo has one.
+    pub fn file_hash(&self, id: u32) -> Option<[u8; 32]> {
+        self.flag(id, flag::FILE_HASH)
+            .then(|| self.p.file_hash[id as usize])
     }
 
     pub fn nar_hash(&self, id: u32) -> [u8; 32] {

@@ -410,7 +410,14 @@ pub(super) fn areas_or_journal(given: &AreaArgs, state: &Path, url: &CacheUrl) -
 }
 
 /// Refresh the index of the cache (incrementally) and return it.
-async fn fresh_index(g: &Global, url: &CacheUrl, url_text: &str, expect: &str) -> Result<Index> {
+/// Refresh the index, then read its new generation back as every command does: the
+/// listing and its [`index::View`] (columns and quirks; the narinfo texts are not held).
+async fn fresh_index(
+    g: &Global,
+    url: &CacheUrl,
+    url_text: &str,
+    expect: &str,
+) -> Result<(Index, index::View)> {
     let cache = Cache::open(url, 8).await?;
     let (idx, _) = index::update(&g.state, url_text, url, &cache, ListingSource::Live, 32)
         .await
@@ -418,7 +425,8 @@ async fn fresh_index(g: &Global, url: &CacheUrl, url_text: &str, expect: &str) -
     if idx.meta.cache != expect {
         bail!("the state indexes {}, not {expect}", idx.meta.cache);
     }
-    Ok(idx)
+    drop(idx);
+    Index::load_view(&g.state)
 }
 
 fn layout<S: Store>(store: &S, begin: &Begin) -> Layout {
@@ -469,8 +477,9 @@ async fn apply_new<S: Store + ThrottleInfo>(
             jdir.display()
         );
     }
-    let fresh = fresh_index(g, url, &plan.header.cache_url, &plan.header.cache).await?;
-    let skips = program::recheck(plan, &fresh);
+    let (fresh, view) = fresh_index(g, url, &plan.header.cache_url, &plan.header.cache).await?;
+    let graph = view.graph()?;
+    let skips = program::recheck(plan, &view.snapshot(&fresh, &graph));
     let begin = Begin {
         plan: plan.header.checksum.clone(),
         plan_dir: std::fs::canonicalize(a.plan.as_deref().unwrap_or(Path::new(".")))?,
@@ -730,8 +739,9 @@ async fn resume<S: Store + ThrottleInfo>(
     }
     let mut skips = state.skips.clone();
     if !state.checked {
-        let fresh = fresh_index(g, url, &plan.header.cache_url, &plan.header.cache).await?;
-        skips = program::recheck(&plan, &fresh);
+        let (fresh, view) = fresh_index(g, url, &plan.header.cache_url, &plan.header.cache).await?;
+        let graph = view.graph()?;
+        skips = program::recheck(&plan, &view.snapshot(&fresh, &graph));
         for k in &skips {
             j.append(&Record::Skip(k.clone()))?;
         }
@@ -762,12 +772,14 @@ async fn finalize<S: Store>(
     } else {
         i64::from(a.grace) * 86_400
     };
-    let fresh = fresh_index(g, url, url_text, &url.identity()).await?;
+    let (fresh, view) = fresh_index(g, url, url_text, &url.identity()).await?;
+    let graph = view.graph()?;
     let now = a.now.unwrap_or_else(index::now);
     let mut log = DeleteLog::open(&g.state)?;
     let o = exec_options(a);
     let mut announce = |keys: &[String]| log.announce(Area::Quarantine, keys);
-    let r = recover::finalize(store, &fresh, now, grace_secs, &o, &mut announce).await?;
+    let snap = view.snapshot(&fresh, &graph);
+    let r = recover::finalize(store, &snap, now, grace_secs, &o, &mut announce).await?;
     log.done(&r.deleted, &r.failed)?;
     if g.json {
         print_json(&r)?;

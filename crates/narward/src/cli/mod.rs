@@ -89,6 +89,8 @@ pub enum Command {
     /// space around them or pointing outside the cache, orphan NARs, closure holes, size
     /// mismatches (FileSize; NarSize of uncompressed NARs), shared NARs, dangling
     /// .ls/debuginfo, and nix-cache-info (present, readable, StoreDir /nix/store).
+    /// A NAR no narinfo names is an orphan only when no narinfo's NAR is unknown (then
+    /// it is reported apart: plans keep it). Reads the index's columns, as plan does.
     ///
     /// Exits with status 1 when it finds integrity errors, so it can gate a cron job.
     Audit(AuditArgs),
@@ -361,8 +363,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Index(a) => cmd_index(g, a).await,
         Command::Audit(a) => cmd_audit(g, a),
         Command::Export(a) => {
-            let idx = Index::load(&g.state)?;
-            let st = narward::export::export_parquet(&idx, &a.parquet)?;
+            let (idx, view) = Index::load_view(&g.state)?;
+            let graph = view.graph()?;
+            let st = narward::export::export_parquet(&view.snapshot(&idx, &graph), &a.parquet)?;
             if g.json {
                 print_json(&st)?;
             } else {
@@ -386,8 +389,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::AccessLogs(a) => access_cmd::run(g, a),
         Command::Restore(a) => restore_cmd::run(g, a).await,
         Command::Paths => {
-            let idx = Index::load(&g.state)?;
-            print_json(&narward::paths::path_infos(&idx))?;
+            let (idx, view) = Index::load_view(&g.state)?;
+            let graph = view.graph()?;
+            print_json(&narward::paths::path_infos(&view.snapshot(&idx, &graph)))?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -541,8 +545,8 @@ fn read_keys(a: &AuditArgs) -> Result<Vec<PublicKey>> {
 
 fn cmd_audit(g: &Global, a: AuditArgs) -> Result<ExitCode> {
     let keys = read_keys(&a)?;
-    let idx = Index::load(&g.state)?;
-    let r = audit::audit(&idx, &keys, a.max_examples);
+    let (idx, view) = Index::load_view(&g.state)?;
+    let r = audit::audit_view(&idx, &view, &keys, a.max_examples)?;
     if g.json {
         print_json(&r)?;
     } else {

@@ -2,7 +2,6 @@
 
 use super::{Global, PlanAction, PlanArgs, WhyArgs, print_json};
 use anyhow::{Context, Result, bail};
-use narward::cache_graph::{CacheGraph, build::Columns};
 use narward::cost;
 use narward::explain;
 use narward::index::{self, Index};
@@ -139,17 +138,12 @@ pub fn why(g: &Global, a: WhyArgs) -> Result<ExitCode> {
         None => None,
     };
     let built = match (&meta, &mapped) {
-        (Some(_), None) => {
-            let i = Index::load(&g.state)?;
-            Some(Columns::build(&i.objects, |f| {
-                i.narinfos.iter().try_for_each(f)
-            })?)
-        }
+        (Some(_), None) => Some(Index::load_view(&g.state)?.1),
         _ => None,
     };
     let graph = match (&mapped, &built) {
         (Some(m), _) => Some(m.graph()?),
-        (None, Some(c)) => Some(CacheGraph::new(c.parts())?),
+        (None, Some(v)) => Some(v.graph()?),
         _ => None,
     };
     let Some(w) = explain::why(&p, &a.path, graph.as_ref()) else {

@@ -40,7 +40,8 @@ pub fn run(g: &Global, a: ReportArgs) -> Result<ExitCode> {
         None => Pricing::default_aws(),
     };
     let policy = a.policy.as_deref().map(Policy::load).transpose()?;
-    let idx = Index::load(&g.state)?;
+    let (idx, view) = Index::load_view(&g.state)?;
+    let graph = view.graph()?;
     let mut plans = Vec::new();
     for dir in &a.plans {
         let p = Plan::read(dir)?;
@@ -65,18 +66,8 @@ pub fn run(g: &Global, a: ReportArgs) -> Result<ExitCode> {
         plans.push((name, p));
     }
     let now = a.now.unwrap_or_else(index::now);
-    // The root sets' closures: from the index's columns (mapped), else built in memory.
-    let mapped = match &policy {
-        Some(_) => Index::open_columns(&g.state, &idx.meta)?,
-        None => None,
-    };
-    let mut data = match (&mapped, &policy) {
-        (Some(m), Some(p)) => {
-            let graph = m.graph()?;
-            report::build_with_graph(&idx, Some((p, &graph)), &plans, &pricing, now)
-        }
-        _ => report::build(&idx, policy.as_ref(), &plans, &pricing, now),
-    };
+    let snap = view.snapshot(&idx, &graph);
+    let mut data = report::build(&snap, policy.as_ref(), &plans, &pricing, now);
     if narward::access::store::exists(&g.state) {
         let (meta, stats) = narward::access::store::load(&g.state)?;
         let prefix = narward::access_log::cache_prefix(&idx.meta.cache_url);

@@ -334,7 +334,7 @@ fn request(g: &Global, a: &RestoreArgs) -> Result<ExitCode> {
         Some(f) => Pricing::load(f)?,
         None => Pricing::default_aws(),
     };
-    let idx = Index::load(&g.state)?;
+    let (idx, view) = Index::load_view(&g.state)?;
     if idx.meta.cache != plan.header.cache {
         bail!(
             "the plan {} is for {}, the index in {} for {}",
@@ -345,7 +345,7 @@ fn request(g: &Global, a: &RestoreArgs) -> Result<ExitCode> {
         );
     }
     let cat = catalog::from_plan(&plan);
-    let graph = catalog::graph_from_index(&idx);
+    let graph = catalog::graph_of(&view.graph()?);
     let e = estimate_request(&cat, &graph, &roots, a.closure, &pricing, a.days);
     if g.json {
         print_json(&serde_json::json!({ "estimate": e, "tier": tier, "executed": false }))?;
@@ -392,7 +392,7 @@ fn compute(
         );
     }
     let (ameta, stats) = access_store::load(&g.state)?;
-    let idx = Index::load(&g.state)?;
+    let (idx, view) = Index::load_view(&g.state)?;
     if idx.meta.cache != plan.header.cache {
         bail!(
             "the plan {} is for {}, the index in {} for {}",
@@ -412,7 +412,7 @@ fn compute(
     let prefix = narward::access_log::cache_prefix(&plan.header.cache_url);
     let demand = stats.narinfo_demand(&prefix, now, policy.window_days, 1);
     let cat = catalog::from_plan(&plan);
-    let graph = catalog::graph_from_index(&idx);
+    let graph = catalog::graph_of(&view.graph()?);
     let body = propose(&ProposalInput {
         demand: &demand,
         catalog: &cat,

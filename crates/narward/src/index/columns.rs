@@ -39,8 +39,8 @@ pub fn write(dir: &Path, c: &Columns) -> Result<BTreeMap<String, FileDigest>> {
     Ok(out)
 }
 
-/// Build the columns of the generation in `dir` from `objects` (its listing) and its
-/// narinfo stream file, and write them (for writers of an index that do not go through
+/// Build the columns and the quirks file of the generation in `dir` from `objects` (its
+/// listing) and its narinfo stream file, and write them (for writers of an index that do not go through
 /// [`super::Index::save`], like the benchmark generator).
 ///
 /// # Errors
@@ -53,13 +53,27 @@ pub fn write_from_narinfo_file(
     let cols = Columns::build(objects, |f| {
         super::read_stream(&p, |r: crate::model::FetchedRecord| f(&r)).map(|_| ())
     })?;
-    write(dir, &cols)
+    let g = CacheGraph::new(cols.parts())?;
+    let mut quirks = Vec::new();
+    super::read_stream(&p, |r: crate::model::FetchedRecord| {
+        if cache_graph::quirks::is_quirk(&g, &r) {
+            quirks.push(r);
+        }
+        Ok(())
+    })?;
+    let mut out = write(dir, &cols)?;
+    out.insert(
+        super::QUIRKS_FILE.to_string(),
+        super::write_stream(&dir.join(super::QUIRKS_FILE), &quirks)?,
+    );
+    Ok(out)
 }
 
-/// Whether the generation `meta` describes has column files (indexes written before they
-/// existed do not: planning then reads the narinfos).
+/// Whether the generation `meta` describes has column files of this version (indexes
+/// written before they existed, or before `paths.holes`, do not: the columns are then
+/// built in memory from the narinfos, see [`super::Index::open_graph`]).
 pub fn present(meta: &IndexMeta) -> bool {
-    meta.files.contains_key(cache_graph::HEADER_FILE)
+    cache_graph::file_names().all(|f| meta.files.contains_key(f))
 }
 
 /// The column files of one generation, mapped and verified.

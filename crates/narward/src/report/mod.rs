@@ -15,14 +15,14 @@ pub mod svg;
 
 pub use growth::{Fit, Growth, MonthRow, ProjectionRow, date, month_label, month_number};
 
-use crate::cache_graph::{CacheGraph, Status, build::Columns};
+use crate::cache_graph::{CacheGraph, Snapshot, Status};
 use crate::cost::{self, Bill, PlanCost, Pricing};
 use crate::graph::NONE;
 use crate::index::Index;
 use crate::plan::{CountBytes, Decision, Plan, RootStats, Summary};
 use crate::policy::Policy;
 use anyhow::{Context, Result};
-use narward_formats::keys::{self, Category, ObjectKind};
+use narward_formats::keys::Category;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::Path;
@@ -228,7 +228,8 @@ pub fn name_family(name: &str) -> String {
 
 /// One parsed store path, as the report needs it.
 struct PathInfo {
-    narinfo: usize,
+    /// Its id in the [`CacheGraph`].
+    id: u32,
     bytes: u64,
     class: Option<String>,
 }
@@ -351,33 +352,33 @@ pub fn root_set_closure(
     (found, ids)
 }
 
-/// Build the report data. Pure: everything comes from the arguments; `now` is unix seconds.
-/// The root sets' closures come from a [`CacheGraph`] built in memory from the index's
-/// narinfos (see [`build_with_graph`] for one mapped from the index's columns).
-pub fn build(
+/// [`build`] for an index held in memory, narinfo texts included (tests, small caches):
+/// its columns and quirks are built as `narward index` builds them.
+///
+/// # Errors
+/// Narinfo records out of key order.
+pub fn build_index(
     index: &Index,
     policy: Option<&Policy>,
     plans: &[(String, Plan)],
     pricing: &Pricing,
     now: i64,
-) -> ReportData {
-    let cols = policy.and_then(|_| {
-        Columns::build(&index.objects, |f| index.narinfos.iter().try_for_each(f)).ok()
-    });
-    let graph = cols.as_ref().and_then(|c| CacheGraph::new(c.parts()).ok());
-    build_with_graph(index, policy.zip(graph.as_ref()), plans, pricing, now)
+) -> Result<ReportData> {
+    crate::cache_graph::with_snapshot(index, |s| build(s, policy, plans, pricing, now))
 }
 
-/// [`build`] with the policy and the [`CacheGraph`] of the index's generation: each root
-/// set's closure is taken there, so unknown narinfos count exactly as in a plan
-/// ([`root_set_closure`]).
-pub fn build_with_graph(
-    index: &Index,
-    policy: Option<(&Policy, &CacheGraph<'_>)>,
+/// Build the report data from a [`Snapshot`] (the listing, the [`CacheGraph`] and the
+/// quirks; no narinfo text is read). Pure: everything comes from the arguments; `now` is
+/// unix seconds. Each root set's closure is taken in the graph, so unknown narinfos count
+/// exactly as in a plan ([`root_set_closure`]).
+pub fn build(
+    snap: &Snapshot<'_>,
+    policy: Option<&Policy>,
     plans: &[(String, Plan)],
     pricing: &Pricing,
     now: i64,
 ) -> ReportData {
+    let index = snap.index;
     let noncurrent = index
         .meta
         .versioning
@@ -392,26 +393,7 @@ pub fn build_with_graph(
         0.0
     };
     let growth = growth::compute(&index.objects, now, usd_per_byte);
-
-    // Store paths.
-    let mut paths: Vec<PathInfo> = Vec::with_capacity(index.narinfos.len());
-    let mut families: HashMap<String, (u64, u64)> = HashMap::new();
-    for (i, rec) in index.narinfos.iter().enumerate() {
-        if !matches!(keys::classify(&rec.key), ObjectKind::Narinfo(_)) {
-            continue;
-        }
-        let Ok(ni) = rec.parse() else { continue };
-        let nar = index.object(ni.nar_key());
-        let bytes = nar.map_or(0, |o| o.size);
-        let f = families.entry(name_family(ni.store_path.name)).or_default();
-        f.0 += 1;
-        f.1 += bytes;
-        paths.push(PathInfo {
-            narinfo: i,
-            bytes,
-            class: nar.and_then(|o| o.storage_class.clone()),
-        });
-    }
+    let paths = store_paths(snap);
     let totals = Totals {
         objects: index.objects.len() as u64,
         bytes: totals_bytes,
@@ -423,128 +405,70 @@ pub fn build_with_graph(
         store_paths: paths.len() as u64,
         path_bytes: paths.iter().map(|p| p.bytes).sum(),
     };
+    let sets = policy.map(|p| root_sets(snap, p));
+    let (membership, set_labels) = sets
+        .as_ref()
+        .map_or((Vec::new(), Vec::new()), |s| (s.1.clone(), s.2.clone()));
+    let (families, family_count) = family_rows(snap, &paths);
+    let notes = notes(index, pricing, &bill, &growth, &totals);
+    ReportData {
+        cache: index.meta.cache.clone(),
+        cache_url: index.meta.cache_url.clone(),
+        index_generation: index.meta.generation,
+        index_updated_at: index.meta.updated_at,
+        generated_at: now,
+        pricing: PricingInfo {
+            name: pricing.name.clone(),
+            currency: pricing.currency.clone(),
+            as_of: pricing.as_of.clone(),
+            payback_months: pricing.model.payback_months,
+        },
+        totals,
+        bill,
+        growth,
+        composition: Composition {
+            size_histogram: size_histogram(index),
+            largest_paths: largest_paths(snap, &paths, &membership, &set_labels),
+            families,
+            family_count,
+        },
+        root_sets: sets.map(|s| s.0),
+        break_even: break_even(index, pricing),
+        plans: plan_reports(index, plans, pricing, now),
+        access: None,
+        notes,
+    }
+}
 
-    // Root sets: one closure per root source; a bit per set and path (up to 64 sets for
-    // the overlap matrix), a count per path for uniqueness.
-    let mut membership: Vec<u64> = Vec::new();
-    let mut set_labels: Vec<String> = Vec::new();
-    let root_sets = policy.map(|(policy, graph)| {
-        let bytes_of: Vec<u64> = (0..graph.len() as u32)
-            .map(|id| {
-                graph
-                    .nar_object(id)
-                    .and_then(|o| index.objects.get(o as usize))
-                    .map_or(0, |o| o.size)
-            })
-            .collect();
-        let groups = root_groups(policy);
-        let mut count = vec![0u16; graph.len()];
-        membership = vec![0u64; graph.len()];
-        let mut sets = Vec::new();
-        let mut reached: Vec<Vec<u32>> = Vec::new();
-        for (gi, (label, roots)) in groups.iter().enumerate() {
-            let (found, ids) = root_set_closure(graph, roots);
-            for &i in &ids {
-                count[i as usize] = count[i as usize].saturating_add(1);
-                if gi < 64 {
-                    membership[i as usize] |= 1 << gi;
-                }
+/// The store paths the report can name (narinfos that parse), with their NAR objects.
+fn store_paths(snap: &Snapshot<'_>) -> Vec<PathInfo> {
+    let g = snap.graph;
+    (0..g.len() as u32)
+        .filter(|&id| g.status(id).parsed())
+        .map(|id| {
+            let nar = g
+                .nar_object(id)
+                .and_then(|o| snap.index.objects.get(o as usize));
+            PathInfo {
+                id,
+                bytes: nar.map_or(0, |o| o.size),
+                class: nar.and_then(|o| o.storage_class.clone()),
             }
-            sets.push(RootSetRow {
-                label: label.clone(),
-                roots: roots.len() as u64,
-                missing: (roots.len() - found) as u64,
-                closure_paths: ids.len() as u64,
-                closure_bytes: ids.iter().map(|&i| bytes_of[i as usize]).sum(),
-                unique_paths: 0,
-                unique_bytes: 0,
-                shared_bytes: 0,
-            });
-            set_labels.push(label.clone());
-            reached.push(ids);
-        }
-        for (s, ids) in sets.iter_mut().zip(&reached) {
-            for &i in ids {
-                if count[i as usize] == 1 {
-                    s.unique_paths += 1;
-                    s.unique_bytes += bytes_of[i as usize];
-                } else {
-                    s.shared_bytes += bytes_of[i as usize];
-                }
-            }
-        }
-        let mut union = CountBytes::default();
-        let mut outside = CountBytes::default();
-        for (i, c) in count.iter().enumerate() {
-            let t = if *c > 0 { &mut union } else { &mut outside };
-            t.count += 1;
-            t.bytes += bytes_of[i];
-        }
-        let n = sets.len();
-        let overlap = (n <= 24).then(|| {
-            let mut m = vec![vec![0u64; n]; n];
-            for (i, mask) in membership.iter().enumerate() {
-                if *mask == 0 {
-                    continue;
-                }
-                for (a, row) in m.iter_mut().enumerate() {
-                    if mask & (1 << a) == 0 {
-                        continue;
-                    }
-                    for (b, cell) in row.iter_mut().enumerate() {
-                        if mask & (1 << b) != 0 {
-                            *cell += bytes_of[i];
-                        }
-                    }
-                }
-            }
-            m
-        });
-        // Membership by path position, for the largest-paths table.
-        let by_path: Vec<u64> = paths
-            .iter()
-            .map(|p| match keys::classify(&index.narinfos[p.narinfo].key) {
-                ObjectKind::Narinfo(h) => graph.id(&h).map_or(0, |id| membership[id as usize]),
-                _ => 0,
-            })
-            .collect();
-        membership = by_path;
-        RootSets {
-            sets,
-            union,
-            outside,
-            overlap,
-            closure_holes: graph.missing_refs(),
-        }
-    });
-
-    // Largest paths.
-    let mut order: Vec<usize> = (0..paths.len()).collect();
-    order.sort_by(|a, b| paths[*b].bytes.cmp(&paths[*a].bytes).then(a.cmp(b)));
-    let largest_paths = order
-        .iter()
-        .take(TOP)
-        .filter_map(|&i| {
-            let p = &paths[i];
-            let ni = index.narinfos[p.narinfo].parse().ok()?;
-            let mask = membership.get(i).copied().unwrap_or(0);
-            Some(PathRow {
-                path: ni.store_path.base_name(),
-                family: name_family(ni.store_path.name),
-                bytes: p.bytes,
-                nar_size: ni.nar_size,
-                storage_class: p.class.clone(),
-                root_sets: set_labels
-                    .iter()
-                    .enumerate()
-                    .filter(|(k, _)| *k < 64 && mask & (1 << k) != 0)
-                    .map(|(_, l)| l.clone())
-                    .collect(),
-            })
         })
-        .collect();
+        .collect()
+}
 
-    // Families.
+/// Bytes by name family: the largest [`TOP`] − 1, then one row with the rest; and how many
+/// families there are.
+fn family_rows(snap: &Snapshot<'_>, paths: &[PathInfo]) -> (Vec<FamilyRow>, u64) {
+    let mut families: HashMap<String, (u64, u64)> = HashMap::new();
+    for p in paths {
+        let f = families
+            .entry(name_family(snap.store_path(p.id).name))
+            .or_default();
+        f.0 += 1;
+        f.1 += p.bytes;
+    }
     let family_count = families.len() as u64;
     let mut fam: Vec<FamilyRow> = families
         .into_iter()
@@ -563,8 +487,135 @@ pub fn build_with_graph(
             bytes: rest.iter().map(|f| f.bytes).sum(),
         });
     }
+    (fam, family_count)
+}
 
-    // Break-even table.
+/// The [`TOP`] largest store paths, with the root sets (bits of `membership`, by graph
+/// id) whose closure holds each.
+fn largest_paths(
+    snap: &Snapshot<'_>,
+    paths: &[PathInfo],
+    membership: &[u64],
+    set_labels: &[String],
+) -> Vec<PathRow> {
+    let mut order: Vec<usize> = (0..paths.len()).collect();
+    order.sort_by(|a, b| paths[*b].bytes.cmp(&paths[*a].bytes).then(a.cmp(b)));
+    order
+        .iter()
+        .take(TOP)
+        .map(|&i| {
+            let p = &paths[i];
+            let sp = snap.store_path(p.id);
+            let mask = membership.get(p.id as usize).copied().unwrap_or(0);
+            PathRow {
+                path: sp.base_name(),
+                family: name_family(sp.name),
+                bytes: p.bytes,
+                nar_size: snap.graph.nar_size(p.id),
+                storage_class: p.class.clone(),
+                root_sets: set_labels
+                    .iter()
+                    .enumerate()
+                    .filter(|(k, _)| *k < 64 && mask & (1 << k) != 0)
+                    .map(|(_, l)| l.clone())
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+/// Root sets: one closure per root source; a bit per set and path (up to 64 sets, by
+/// graph id, returned with the sets' labels for the largest-paths table), a count per
+/// path for uniqueness.
+fn root_sets(snap: &Snapshot<'_>, policy: &Policy) -> (RootSets, Vec<u64>, Vec<String>) {
+    let graph = snap.graph;
+    let bytes_of: Vec<u64> = (0..graph.len() as u32)
+        .map(|id| {
+            graph
+                .nar_object(id)
+                .and_then(|o| snap.index.objects.get(o as usize))
+                .map_or(0, |o| o.size)
+        })
+        .collect();
+    let mut count = vec![0u16; graph.len()];
+    let mut membership = vec![0u64; graph.len()];
+    let mut sets = Vec::new();
+    let mut labels = Vec::new();
+    let mut reached: Vec<Vec<u32>> = Vec::new();
+    for (gi, (label, roots)) in root_groups(policy).iter().enumerate() {
+        let (found, ids) = root_set_closure(graph, roots);
+        for &i in &ids {
+            count[i as usize] = count[i as usize].saturating_add(1);
+            if gi < 64 {
+                membership[i as usize] |= 1 << gi;
+            }
+        }
+        sets.push(RootSetRow {
+            label: label.clone(),
+            roots: roots.len() as u64,
+            missing: (roots.len() - found) as u64,
+            closure_paths: ids.len() as u64,
+            closure_bytes: ids.iter().map(|&i| bytes_of[i as usize]).sum(),
+            unique_paths: 0,
+            unique_bytes: 0,
+            shared_bytes: 0,
+        });
+        labels.push(label.clone());
+        reached.push(ids);
+    }
+    for (s, ids) in sets.iter_mut().zip(&reached) {
+        for &i in ids {
+            if count[i as usize] == 1 {
+                s.unique_paths += 1;
+                s.unique_bytes += bytes_of[i as usize];
+            } else {
+                s.shared_bytes += bytes_of[i as usize];
+            }
+        }
+    }
+    let mut union = CountBytes::default();
+    let mut outside = CountBytes::default();
+    for (i, c) in count.iter().enumerate() {
+        let t = if *c > 0 { &mut union } else { &mut outside };
+        t.count += 1;
+        t.bytes += bytes_of[i];
+    }
+    let overlap = overlap(sets.len(), &membership, &bytes_of);
+    let rs = RootSets {
+        sets,
+        union,
+        outside,
+        overlap,
+        closure_holes: graph.missing_refs(),
+    };
+    (rs, membership, labels)
+}
+
+/// `m[a][b]`: bytes in both set a and set b (only with at most 24 sets).
+fn overlap(n: usize, membership: &[u64], bytes_of: &[u64]) -> Option<Vec<Vec<u64>>> {
+    (n <= 24).then(|| {
+        let mut m = vec![vec![0u64; n]; n];
+        for (i, mask) in membership.iter().enumerate() {
+            if *mask == 0 {
+                continue;
+            }
+            for (a, row) in m.iter_mut().enumerate() {
+                if mask & (1 << a) == 0 {
+                    continue;
+                }
+                for (b, cell) in row.iter_mut().enumerate() {
+                    if mask & (1 << b) != 0 {
+                        *cell += bytes_of[i];
+                    }
+                }
+            }
+        }
+        m
+    })
+}
+
+/// Break-even object size and payback months per archive class.
+fn break_even(index: &Index, pricing: &Pricing) -> BreakEven {
     let payback = pricing.model.payback_months;
     let sizes: Vec<u64> = vec![64 << 10, 128 << 10, 256 << 10, 1 << 20, 10 << 20, 100 << 20];
     let nar_sizes: Vec<u64> = index
@@ -617,9 +668,22 @@ pub fn build_with_graph(
             }
         })
         .collect();
+    BreakEven {
+        payback_months: payback,
+        sizes,
+        classes,
+        nars,
+        not_cheaper,
+    }
+}
 
-    // Plans.
-    let plans = plans
+fn plan_reports(
+    index: &Index,
+    plans: &[(String, Plan)],
+    pricing: &Pricing,
+    now: i64,
+) -> Vec<PlanReport> {
+    plans
         .iter()
         .map(|(name, p)| {
             let h = &p.header;
@@ -636,8 +700,17 @@ pub fn build_with_graph(
                 cost: cost::price_plan(p, pricing, now),
             }
         })
-        .collect();
+        .collect()
+}
 
+/// Assumptions and caveats, for the reader.
+fn notes(
+    index: &Index,
+    pricing: &Pricing,
+    bill: &Bill,
+    growth: &Growth,
+    totals: &Totals,
+) -> Vec<String> {
     let mut notes = vec![
         format!(
             "Prices: {} ({}), {}. Storage only: requests for reads, restores and egress depend on traffic the index does not see.",
@@ -666,46 +739,13 @@ pub fn build_with_graph(
             }
         ));
     }
-    let unparsed = totals.narinfos - totals.store_paths;
+    let unparsed = totals.narinfos.saturating_sub(totals.store_paths);
     if unparsed > 0 {
         notes.push(format!(
             "{unparsed} narinfos could not be read or parsed: their paths are not in the composition tables (run `narward audit`)."
         ));
     }
-
-    ReportData {
-        cache: index.meta.cache.clone(),
-        cache_url: index.meta.cache_url.clone(),
-        index_generation: index.meta.generation,
-        index_updated_at: index.meta.updated_at,
-        generated_at: now,
-        pricing: PricingInfo {
-            name: pricing.name.clone(),
-            currency: pricing.currency.clone(),
-            as_of: pricing.as_of.clone(),
-            payback_months: payback,
-        },
-        totals,
-        bill,
-        growth,
-        composition: Composition {
-            size_histogram: size_histogram(index),
-            largest_paths,
-            families: fam,
-            family_count,
-        },
-        root_sets,
-        break_even: BreakEven {
-            payback_months: payback,
-            sizes,
-            classes,
-            nars,
-            not_cheaper,
-        },
-        plans,
-        access: None,
-        notes,
-    }
+    notes
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -324,7 +324,7 @@ fn synthetic_cache_report_reconciles_and_renders() {
     let p1 = plan::compute(&s.index, &archive, "archive.toml", NOW);
     let p2 = plan::compute(&s.index, &delete, "delete.toml", NOW);
     let plans = vec![("archive".to_string(), p1), ("delete".to_string(), p2)];
-    let d = build(&s.index, Some(&archive), &plans, &pricing, NOW);
+    let d = build_index(&s.index, Some(&archive), &plans, &pricing, NOW).unwrap();
     assert_reconciles(&s.index, &d);
 
     // 24 months of history, the last one partial; the fit sees the exponential growth.
@@ -413,7 +413,7 @@ fn a_report_without_policy_plans_or_history_still_renders() {
     for o in &mut index.objects {
         o.last_modified = Some(NOW - DAY);
     }
-    let d = build(&index, None, &[], &Pricing::default_aws(), NOW);
+    let d = build_index(&index, None, &[], &Pricing::default_aws(), NOW).unwrap();
     assert_reconciles(&index, &d);
     assert!(d.growth.fit.is_none());
     assert!(
@@ -451,7 +451,7 @@ fn an_empty_index_renders() {
         narinfos: Vec::new(),
         debuginfo: Vec::new(),
     };
-    let d = build(&index, None, &[], &Pricing::default_aws(), NOW);
+    let d = build_index(&index, None, &[], &Pricing::default_aws(), NOW).unwrap();
     assert_eq!(d.totals, Totals::default());
     let tmp = tempfile::tempdir().unwrap();
     write(&d, tmp.path()).unwrap();
@@ -468,7 +468,7 @@ fn the_report_bill_counts_noncurrent_versions_or_says_it_is_a_lower_bound() {
     let s = synthetic(40);
     let mut index = s.index.clone();
     let p = Pricing::default_aws();
-    let plain = build(&index, None, &[], &p, NOW);
+    let plain = build_index(&index, None, &[], &p, NOW).unwrap();
     let mut n = NoncurrentVersions::default();
     n.add(&format!("nar/{}.nar.xz", "0".repeat(52)), 1 << 30, None);
     n.add(&format!("nar/{}.nar.xz", "1".repeat(52)), 1 << 20, None);
@@ -477,14 +477,17 @@ fn the_report_bill_counts_noncurrent_versions_or_says_it_is_a_lower_bound() {
         source: "test".into(),
         noncurrent: Some(n),
     });
-    let d = build(&index, None, &[], &p, NOW);
+    let d = build_index(&index, None, &[], &p, NOW).unwrap();
     assert_eq!(d.bill.objects, plain.bill.objects + 2);
     assert!(d.bill.monthly_usd > plain.bill.monthly_usd + 0.02);
     let notes = d.notes.join("\n");
     assert!(notes.contains("includes 2 noncurrent versions"), "{notes}");
     // Versions not listed: said to be a lower bound.
     index.meta.versioning.as_mut().unwrap().noncurrent = None;
-    let notes = build(&index, None, &[], &p, NOW).notes.join("\n");
+    let notes = build_index(&index, None, &[], &p, NOW)
+        .unwrap()
+        .notes
+        .join("\n");
     assert!(notes.contains("lower bound"), "{notes}");
     // A bucket never versioned: nothing to say.
     index.meta.versioning = Some(BucketVersioning {
@@ -492,6 +495,9 @@ fn the_report_bill_counts_noncurrent_versions_or_says_it_is_a_lower_bound() {
         source: "test".into(),
         noncurrent: Some(NoncurrentVersions::default()),
     });
-    let notes = build(&index, None, &[], &p, NOW).notes.join("\n");
+    let notes = build_index(&index, None, &[], &p, NOW)
+        .unwrap()
+        .notes
+        .join("\n");
     assert!(!notes.contains("versioning"), "{notes}");
 }

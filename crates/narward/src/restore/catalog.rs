@@ -1,6 +1,6 @@
 //! Pure: a plan and an index seen as a restore needs them: what state each path is in
 //! and what restoring it brings back ([`from_plan`]), and the reference graph
-//! ([`graph_from_index`]).
+//! ([`graph_of`]).
 //!
 //! Until apply records what it archived, the plan is the archive's description: its
 //! archived paths are hidden (narinfo and `.ls` in the archive area, NAR moved to
@@ -9,8 +9,8 @@
 //! its restore set lists kept paths whose NAR is cold.
 
 use super::proposal::{Catalog, CatalogPath, PathState, RestoreObject};
+use crate::cache_graph::CacheGraph;
 use crate::graph::{Graph, GraphBuilder};
-use crate::index::Index;
 use crate::model::is_archive_class;
 use crate::plan::{Decision, ObjectDecision, Plan};
 use narward_formats::keys::{listing_key, narinfo_key};
@@ -108,13 +108,13 @@ fn object(o: &ObjectDecision, kind: &str, class: String) -> RestoreObject {
     }
 }
 
-/// The reference graph of every parseable narinfo of the index (every version's
-/// references, as planning keeps them).
-pub fn graph_from_index(idx: &Index) -> Graph {
+/// The reference graph of the index's [`CacheGraph`]: every path with the references
+/// planning follows (every version's, and what an unknown narinfo seems to name), so a
+/// restore brings back at least what a plan would keep.
+pub fn graph_of(g: &CacheGraph<'_>) -> Graph {
     let mut b = GraphBuilder::default();
-    for r in &idx.narinfos {
-        let Ok(ni) = r.parse() else { continue };
-        b.add(ni.store_path.hash, ni.references.iter().map(|x| x.hash));
+    for id in 0..g.len() as u32 {
+        b.add(g.hash(id), g.refs(id).iter().map(|&r| g.hash(r)));
     }
     b.build().0
 }

@@ -88,6 +88,7 @@ fn recover_never_publishes_a_narinfo_whose_nar_is_missing() {
 #[test]
 fn finalize_keeps_the_grace_window_and_recovers_what_a_visible_narinfo_names() {
     let (d, s) = setup(false);
+    let c_key = format!("{}.narinfo", "c".repeat(32));
     let fresh = |texts: &[String]| crate::index::Index {
         meta: serde_json::from_value(serde_json::json!({
             "format_version": 1, "cache": "c", "cache_url": "c", "generation": 1,
@@ -96,11 +97,21 @@ fn finalize_keeps_the_grace_window_and_recovers_what_a_visible_narinfo_names() {
                             "dropped": 0, "fetch_errors": 0}
         }))
         .unwrap(),
-        objects: Vec::new(),
+        objects: texts
+            .iter()
+            .map(|_| crate::model::ObjectRecord {
+                key: c_key.clone(),
+                size: 0,
+                etag: None,
+                last_modified: None,
+                storage_class: None,
+                link_target: None,
+            })
+            .collect(),
         narinfos: texts
             .iter()
             .map(|t| crate::model::FetchedRecord {
-                key: "x.narinfo".into(),
+                key: c_key.clone(),
                 etag: None,
                 size: 0,
                 text: t.clone().into_bytes(),
@@ -111,14 +122,17 @@ fn finalize_keeps_the_grace_window_and_recovers_what_a_visible_narinfo_names() {
         debuginfo: Vec::new(),
     };
     let o = ExecOptions::default();
-    let r = block(finalize(&s, &fresh(&[]), 150, 100, &o, &mut |_| Ok(()))).unwrap();
+    let finalize = |f: &crate::index::Index, now| {
+        crate::cache_graph::with_snapshot(f, |snap| {
+            block(finalize(&s, snap, now, 100, &o, &mut |_| Ok(())))
+        })
+        .unwrap()
+    };
+    let r = finalize(&fresh(&[]), 150).unwrap();
     assert!(r.deleted.is_empty() && r.waiting == 4, "{r:?}");
     // Something visible references B: B is recovered, A deleted once the window passed.
     let visible = format!("StorePath: /nix/store/c-c\nReferences: {B}-b\n");
-    let r = block(finalize(&s, &fresh(&[visible]), 300, 100, &o, &mut |_| {
-        Ok(())
-    }))
-    .unwrap();
+    let r = finalize(&fresh(&[visible]), 300).unwrap();
     assert_eq!(r.recovered.len(), 1, "{r:?}");
     assert!(d.path().join(format!("cache/{B}.narinfo")).exists());
     assert!(d.path().join(format!("cache/nar/{B}.nar.xz")).exists());
@@ -163,7 +177,10 @@ const W: &str = "11111111111111111111111111111111";
 #[test]
 fn finalize_recovers_narinfos_references_first() {
     let (_d, s) = quarantine_of(&[(X, &[Y, W]), (Y, &[W]), (W, &[])]);
-    let visible = format!("StorePath: /nix/store/c-c\nReferences: {X}-x\n");
+    let visible = format!(
+        "StorePath: /nix/store/{}-c\nReferences: {X}-x\n",
+        "c".repeat(32)
+    );
     let fresh = crate::index::Index {
         meta: serde_json::from_value(serde_json::json!({
             "format_version": 3, "cache": "c", "cache_url": "c", "generation": 1,
@@ -172,9 +189,16 @@ fn finalize_recovers_narinfos_references_first() {
                             "dropped": 0, "fetch_errors": 0}
         }))
         .unwrap(),
-        objects: Vec::new(),
+        objects: vec![crate::model::ObjectRecord {
+            key: format!("{}.narinfo", "c".repeat(32)),
+            size: 0,
+            etag: None,
+            last_modified: None,
+            storage_class: None,
+            link_target: None,
+        }],
         narinfos: vec![crate::model::FetchedRecord {
-            key: "c.narinfo".into(),
+            key: format!("{}.narinfo", "c".repeat(32)),
             etag: None,
             size: 0,
             text: visible.into_bytes(),
@@ -184,7 +208,11 @@ fn finalize_recovers_narinfos_references_first() {
         debuginfo: Vec::new(),
     };
     let o = ExecOptions::default();
-    let r = block(finalize(&s, &fresh, 150, 100, &o, &mut |_| Ok(()))).unwrap();
+    let r = crate::cache_graph::with_snapshot(&fresh, |snap| {
+        block(finalize(&s, snap, 150, 100, &o, &mut |_| Ok(())))
+    })
+    .unwrap()
+    .unwrap();
     assert_eq!(r.recovered.len(), 3, "{r:?}");
     assert_eq!(
         narinfo_copies(&s),

@@ -11,13 +11,45 @@ fn plans_from_disk(index: &Index, policy: &Policy) -> (Plan, Plan) {
     saved.meta.format_version = crate::index::FORMAT_VERSION;
     saved.save(&st).unwrap();
     let mapped = compute_from_state(&st, policy, "test", NOW).unwrap();
-    // An index written before the columns existed: same meta without them.
-    let mut meta = Index::load_meta(&st).unwrap();
-    let names: Vec<&str> = crate::cache_graph::file_names().collect();
-    meta.files.retain(|k, _| !names.contains(&k.as_str()));
-    crate::index::write_meta(&st.join("index"), &mut meta).unwrap();
+    // An index written before the columns existed: its narinfo stream, no columns.
+    as_before_columns(&st, index);
     let streamed = compute_from_state(&st, policy, "test", NOW).unwrap();
     (mapped, streamed)
+}
+
+/// Make the saved index in `st` one written before the columns existed: the narinfo
+/// stream of `index`, no columns, no quirks.
+fn as_before_columns(st: &std::path::Path, index: &Index) {
+    let dir = st.join("index");
+    let mut meta = Index::load_meta(st).unwrap();
+    let names: Vec<&str> = crate::cache_graph::file_names().collect();
+    meta.files
+        .retain(|k, _| !names.contains(&k.as_str()) && k != crate::index::QUIRKS_FILE);
+    let p = dir.join(crate::index::NARINFOS_FILE);
+    let dg = crate::index::write_stream(&p, &index.narinfos).unwrap();
+    meta.files
+        .insert(crate::index::NARINFOS_FILE.to_string(), dg);
+    crate::index::write_meta(&dir, &mut meta).unwrap();
+}
+
+/// The audit of `index` three ways: in memory, from the saved index's mapped columns and
+/// quirks file, and from the same index without them (built in memory from the narinfos).
+fn audits(index: &Index) -> [crate::audit::AuditReport; 3] {
+    let d = tempfile::tempdir().unwrap();
+    let st = d.path().join("state");
+    let mut saved = index.clone();
+    saved.meta.format_version = crate::index::FORMAT_VERSION;
+    saved.save(&st).unwrap();
+    let from_disk = || {
+        let (i, v) = Index::load_view(&st).unwrap();
+        crate::audit::audit_view(&i, &v, &[], usize::MAX).unwrap()
+    };
+    let mapped = from_disk();
+    as_before_columns(&st, index);
+    let built = from_disk();
+    let mut in_memory = crate::audit::audit_index(index, &[], usize::MAX).unwrap();
+    in_memory.generation = mapped.generation;
+    [in_memory, mapped, built]
 }
 
 fn same(a: &Plan, b: &Plan) -> Result<(), TestCaseError> {
@@ -29,6 +61,61 @@ fn same(a: &Plan, b: &Plan) -> Result<(), TestCaseError> {
         serde_json::to_string(&b.header).unwrap()
     );
     Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    /// `index` no longer writes the narinfo stream: the columns and the quirks give back
+    /// every record it fetched (damaged texts, earlier texts, fetch errors), which is what
+    /// an incremental `index` builds on.
+    #[test]
+    fn a_saved_index_gives_back_every_narinfo_record_without_a_narinfo_stream(
+        s in spec(),
+        edits in proptest::collection::vec(edit(), 0..3),
+        changed in proptest::collection::vec(any::<proptest::sample::Index>(), 0..3),
+        failed in proptest::collection::vec(any::<proptest::sample::Index>(), 0..2),
+    ) {
+        let (mut index, _) = build(&s);
+        for (which, at, e) in &edits {
+            let r = which.index(index.narinfos.len());
+            apply(&mut index.narinfos[r].text, at, e);
+        }
+        for c in &changed {
+            let r = c.index(index.narinfos.len());
+            index.narinfos[r].earlier.push(serde_bytes::ByteBuf::from(b"StorePath: earlier\n".to_vec()));
+        }
+        for f in &failed {
+            let i = f.index(index.narinfos.len());
+            let r = &mut index.narinfos[i];
+            r.text.clear();
+            r.fetch_error = Some("connection reset".into());
+        }
+        let d = tempfile::tempdir().unwrap();
+        let st = d.path().join("state");
+        let mut saved = index.clone();
+        saved.meta.format_version = crate::index::FORMAT_VERSION;
+        saved.save(&st).unwrap();
+        prop_assert!(!st.join("index").join(crate::index::NARINFOS_FILE).exists());
+        let back = Index::load(&st).unwrap();
+        prop_assert_eq!(&back.narinfos, &index.narinfos);
+    }
+
+    /// Audit reads the same view however the index was written: the quirks file and the
+    /// mapped columns give the audit the narinfo texts give.
+    #[test]
+    fn audit_from_mapped_columns_equals_audit_from_narinfo_texts(
+        s in spec(),
+        edits in proptest::collection::vec(edit(), 0..3),
+    ) {
+        let (mut index, _) = build(&s);
+        for (which, at, e) in &edits {
+            let r = which.index(index.narinfos.len());
+            apply(&mut index.narinfos[r].text, at, e);
+        }
+        let [a, b, c] = audits(&index);
+        prop_assert_eq!(&a, &b);
+        prop_assert_eq!(&b, &c);
+    }
 }
 
 proptest! {
@@ -93,7 +180,7 @@ proptest! {
         let closure: std::collections::BTreeSet<String> =
             ids.iter().map(|&i| graph.hash(i).to_string()).collect();
         prop_assert_eq!(&closure, &kept);
-        let data = crate::report::build(&index, Some(&policy), &[], &crate::cost::Pricing::default_aws(), NOW);
+        let data = crate::report::build_index(&index, Some(&policy), &[], &crate::cost::Pricing::default_aws(), NOW).unwrap();
         let sets = data.root_sets.unwrap().sets;
         prop_assert_eq!(sets.iter().map(|r| r.closure_paths).sum::<u64>(), kept.len() as u64 * sets.len() as u64);
     }
