@@ -509,6 +509,7 @@ impl Plan {
 }
 
 /// A plan's header and restore set, once every decision went to a [`PlanSink`].
+#[derive(Debug)]
 pub struct Planned {
     pub header: PlanHeader,
     pub restore: Vec<RestoreItem>,
@@ -1029,6 +1030,7 @@ pub use write::PlanWriter;
 mod tests {
     mod cold;
     mod columns;
+    mod sink;
     mod versioning;
 
     use super::*;

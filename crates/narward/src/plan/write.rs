@@ -29,14 +29,27 @@ pub struct PlanWriter {
     dir: PathBuf,
     /// Where it is written until then.
     tmp: PathBuf,
-    paths: StreamWriter,
-    objects: StreamWriter,
+    /// The decision streams (taken when finished).
+    paths: Option<StreamWriter>,
+    objects: Option<StreamWriter>,
     /// The last path and key written: decisions must come sorted (readers binary-search).
     last_path: String,
     last_key: String,
     manifests: Option<Manifests>,
     decisions: DecisionColumns,
     parquet: Option<crate::export::ParquetWriter>,
+    /// Set once the plan was moved into place.
+    done: bool,
+}
+
+impl Drop for PlanWriter {
+    /// A plan abandoned before [`PlanWriter::finish`] (an error, a refusal) leaves
+    /// nothing behind (best effort: a crash leaves `.NAME.partial`, never a plan).
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_dir_all(&self.tmp);
+        }
+    }
 }
 
 /// The S3 Batch Operations manifests of an `s3://` cache.
@@ -62,8 +75,12 @@ impl PlanWriter {
         std::fs::create_dir_all(tmp.join("manifests"))
             .with_context(|| format!("creating {}", tmp.display()))?;
         Ok(PlanWriter {
-            paths: StreamWriter::create(&tmp.join("paths.bin.zst"), paths, 1)?,
-            objects: StreamWriter::create(&tmp.join("objects.bin.zst"), objects, 1)?,
+            paths: Some(StreamWriter::create(&tmp.join("paths.bin.zst"), paths, 1)?),
+            objects: Some(StreamWriter::create(
+                &tmp.join("objects.bin.zst"),
+                objects,
+                1,
+            )?),
             last_path: String::new(),
             last_key: String::new(),
             manifests: s3_location(cache).map(|(bucket, prefix)| Manifests {
@@ -73,6 +90,7 @@ impl PlanWriter {
             }),
             decisions: DecisionColumns::default(),
             parquet: None,
+            done: false,
             dir: dir.to_path_buf(),
             tmp,
         })
@@ -91,7 +109,10 @@ impl PlanWriter {
             );
         }
         self.last_path.clone_from(&p.path);
-        self.paths.push(p)
+        match &mut self.paths {
+            Some(w) => w.push(p),
+            None => bail!("plan paths written after the plan was finished"),
+        }
     }
 
     /// Write one object's decision (objects come sorted by key).
@@ -107,7 +128,10 @@ impl PlanWriter {
             );
         }
         self.last_key.clone_from(&o.key);
-        self.objects.push(o)?;
+        match &mut self.objects {
+            Some(w) => w.push(o)?,
+            None => bail!("plan objects written after the plan was finished"),
+        }
         if let Some(m) = &mut self.manifests {
             m.row(&self.tmp.join("manifests"), o)?;
         }
@@ -142,8 +166,12 @@ impl PlanWriter {
         if let Some(w) = self.parquet.take() {
             w.close()?;
         }
-        self.paths.finish()?;
-        self.objects.finish()?;
+        for w in [self.paths.take(), self.objects.take()]
+            .into_iter()
+            .flatten()
+        {
+            w.finish()?;
+        }
         if let Some(m) = self.manifests.take() {
             m.finish(&self.tmp.join("manifests"), restore)?;
         }
@@ -162,6 +190,7 @@ impl PlanWriter {
                 self.dir.display()
             )
         })?;
+        self.done = true;
         Ok(header)
     }
 }

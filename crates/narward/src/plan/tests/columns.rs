@@ -29,7 +29,11 @@ fn written_as_decided(st: &Path, policy: &Policy, out: &Path) -> Plan {
         w: None,
     };
     let planned = plan_from_state(st, policy, "test", NOW, &mut sink).unwrap();
-    let header = sink.w.unwrap().finish(planned.header, &planned.restore).unwrap();
+    let header = sink
+        .w
+        .unwrap()
+        .finish(planned.header, &planned.restore)
+        .unwrap();
     let read = Plan::read(out).unwrap();
     assert_eq!(read.header, header);
     assert_eq!(read.restore, planned.restore);
