@@ -547,13 +547,31 @@ pub fn plan_from_state(
     now: i64,
     sink: &mut (impl PlanSink + ?Sized),
 ) -> Result<Planned> {
+    let meta = Index::load_meta(state)?;
+    // The listing is read while the column files are hashed: two independent passes over
+    // the disk (each verified), one per core.
+    let (loaded, mapped) = std::thread::scope(|sc| {
+        let columns = sc.spawn(|| Index::open_columns(state, &meta));
+        let loaded = Index::load_without_narinfos(state);
+        let mapped = columns
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("verifying the index columns failed")));
+        (loaded, mapped)
+    });
     let Index {
-        meta,
+        meta: listed,
         objects,
         debuginfo,
         ..
-    } = Index::load_without_narinfos(state)?;
-    crate::progress::phase("plan: listing loaded");
+    } = loaded?;
+    let mapped = mapped?;
+    if listed.checksum != meta.checksum {
+        bail!(
+            "the index in {} changed while it was read (a concurrent `narward index`?): run `narward plan` again",
+            state.display()
+        );
+    }
+    crate::progress::phase("plan: listing loaded, columns verified");
     let input = PlanInput {
         meta: &meta,
         debuginfo: &debuginfo,
@@ -561,7 +579,7 @@ pub fn plan_from_state(
         policy_file,
         now,
     };
-    let Some(mapped) = Index::open_columns(state, &meta)? else {
+    let Some(mapped) = mapped else {
         let narinfos = |sink: &mut dyn FnMut(&FetchedRecord) -> Result<()>| -> Result<()> {
             Index::stream_narinfos(state, &meta, |r| sink(&r)).map(|_| ())
         };
