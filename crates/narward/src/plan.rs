@@ -1042,7 +1042,7 @@ impl Plan {
 
 mod phases;
 mod write;
-pub use write::PlanWriter;
+pub use write::{PlanWriter, PlanWriterThread};
 
 #[cfg(test)]
 mod tests {

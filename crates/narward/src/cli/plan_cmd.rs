@@ -6,7 +6,9 @@ use narward::cache_graph::{CacheGraph, build::Columns};
 use narward::cost;
 use narward::explain;
 use narward::index::{self, Index};
-use narward::plan::{self, Begin, ObjectDecision, PathDecision, Plan, PlanSink, PlanWriter};
+use narward::plan::{
+    self, Begin, ObjectDecision, PathDecision, Plan, PlanSink, PlanWriter, PlanWriterThread,
+};
 use narward::policy::{Policy, RootOverrides, check_plan_roots};
 use std::process::ExitCode;
 
@@ -104,7 +106,7 @@ struct Writing<'a> {
     out: &'a std::path::Path,
     policy: &'a narward::policy::PolicyFile,
     allow: RootOverrides,
-    writer: Option<PlanWriter>,
+    writer: Option<PlanWriterThread>,
     pricer: cost::PlanPricer<'a>,
 }
 
@@ -116,13 +118,14 @@ impl PlanSink for Writing<'_> {
                 b.cache
             )
         })?;
-        self.writer = Some(PlanWriter::create(self.out, b.cache, b.paths, b.objects)?);
+        let w = PlanWriter::create(self.out, b.cache, b.paths, b.objects)?;
+        self.writer = Some(PlanWriterThread::spawn(w));
         Ok(())
     }
 
     fn path(&mut self, p: PathDecision) -> Result<()> {
         match &mut self.writer {
-            Some(w) => w.path(&p),
+            Some(w) => w.path(p),
             None => bail!("a plan decision came before the plan began"),
         }
     }
@@ -130,7 +133,7 @@ impl PlanSink for Writing<'_> {
     fn object(&mut self, o: ObjectDecision) -> Result<()> {
         self.pricer.add(&o);
         match &mut self.writer {
-            Some(w) => w.object(&o),
+            Some(w) => w.object(o),
             None => bail!("a plan decision came before the plan began"),
         }
     }

@@ -321,3 +321,107 @@ impl DecisionColumns {
         ]
     }
 }
+
+/// A decision on its way to the writer thread.
+enum Decided {
+    Path(PathDecision),
+    Object(ObjectDecision),
+}
+
+/// Decisions per message to the writer thread.
+const SEND_BATCH: usize = 4096;
+
+/// A [`PlanWriter`] on its own thread: the decisions are encoded, compressed and written
+/// while the next ones are made. At most a few batches are in flight (bounded memory).
+pub struct PlanWriterThread {
+    batch: Vec<Decided>,
+    tx: Option<std::sync::mpsc::SyncSender<Vec<Decided>>>,
+    handle: Option<std::thread::JoinHandle<Result<PlanWriter>>>,
+}
+
+impl PlanWriterThread {
+    /// Move `w` to a thread of its own.
+    pub fn spawn(mut w: PlanWriter) -> PlanWriterThread {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Decided>>(4);
+        let handle = std::thread::spawn(move || -> Result<PlanWriter> {
+            for batch in rx {
+                for d in batch {
+                    match d {
+                        Decided::Path(p) => w.path(&p)?,
+                        Decided::Object(o) => w.object(&o)?,
+                    }
+                }
+            }
+            Ok(w)
+        });
+        PlanWriterThread {
+            batch: Vec::with_capacity(SEND_BATCH),
+            tx: Some(tx),
+            handle: Some(handle),
+        }
+    }
+
+    /// As [`PlanWriter::path`].
+    ///
+    /// # Errors
+    /// The writer's errors (of this or an earlier decision).
+    pub fn path(&mut self, p: PathDecision) -> Result<()> {
+        self.push(Decided::Path(p))
+    }
+
+    /// As [`PlanWriter::object`].
+    ///
+    /// # Errors
+    /// The writer's errors (of this or an earlier decision).
+    pub fn object(&mut self, o: ObjectDecision) -> Result<()> {
+        self.push(Decided::Object(o))
+    }
+
+    fn push(&mut self, d: Decided) -> Result<()> {
+        self.batch.push(d);
+        if self.batch.len() >= SEND_BATCH {
+            self.send()?;
+        }
+        Ok(())
+    }
+
+    fn send(&mut self) -> Result<()> {
+        let b = std::mem::replace(&mut self.batch, Vec::with_capacity(SEND_BATCH));
+        let sent = self.tx.as_ref().is_some_and(|tx| tx.send(b).is_ok());
+        if sent {
+            return Ok(());
+        }
+        // The thread stopped: its error says why.
+        match self.join() {
+            Err(e) => Err(e),
+            Ok(_) => bail!("the plan writer stopped early"),
+        }
+    }
+
+    fn join(&mut self) -> Result<PlanWriter> {
+        self.tx = None;
+        match self.handle.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => bail!("the plan writer thread panicked"),
+            None => bail!("the plan writer already stopped"),
+        }
+    }
+
+    /// As [`PlanWriter::finish`], once every decision is written.
+    ///
+    /// # Errors
+    /// The writer's errors.
+    pub fn finish(mut self, header: PlanHeader, restore: &[RestoreItem]) -> Result<PlanHeader> {
+        if !self.batch.is_empty() {
+            self.send()?;
+        }
+        self.join()?.finish(header, restore)
+    }
+}
+
+impl Drop for PlanWriterThread {
+    /// Abandoned: the thread ends and its writer removes the partial plan.
+    fn drop(&mut self) {
+        let _ = self.join();
+    }
+}
