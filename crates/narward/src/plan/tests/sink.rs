@@ -157,3 +157,34 @@ fn plan_writer_refuses_decisions_out_of_order() {
     drop(w);
     assert!(!out.exists());
 }
+
+#[test]
+fn plan_writer_thread_writes_the_same_plan_and_reports_the_writers_errors() {
+    let (index, policy) = small_cache();
+    let plan = compute(&index, &policy, "test", NOW);
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("plan");
+    let n = |v: usize| v as u64;
+    let w = PlanWriter::create(&out, "s3://c", n(plan.paths.len()), n(plan.objects.len()));
+    let mut t = PlanWriterThread::spawn(w.unwrap());
+    for p in &plan.paths {
+        t.path(p.clone()).unwrap();
+    }
+    for o in &plan.objects {
+        t.object(o.clone()).unwrap();
+    }
+    t.finish(plan.header.clone(), &plan.restore).unwrap();
+    let read = Plan::read(&out).unwrap();
+    assert_eq!(read.paths, plan.paths);
+    assert_eq!(read.objects, plan.objects);
+    // Out of order: the thread's error comes back, and nothing is left behind.
+    let out2 = d.path().join("plan2");
+    let w = PlanWriter::create(&out2, "s3://c", 2, 0).unwrap();
+    let mut t = PlanWriterThread::spawn(w);
+    t.path(plan.paths[1].clone()).unwrap();
+    t.path(plan.paths[0].clone()).unwrap();
+    let e = t.finish(plan.header.clone(), &[]).unwrap_err();
+    assert!(e.to_string().contains("out of order"), "{e:#}");
+    assert!(!out2.exists());
+    assert!(!d.path().join(".plan2.partial").exists());
+}
