@@ -835,7 +835,21 @@ fn file_sha(path: &Path) -> Result<String> {
 /// The digest of every file under `dir` (recursively) but the top-level `plan.json`, by
 /// path relative to `dir` with `/` separators.
 fn plan_files(dir: &Path) -> Result<BTreeMap<String, String>> {
-    fn walk(root: &Path, rel: &str, out: &mut BTreeMap<String, String>) -> Result<()> {
+    plan_files_known(dir, &BTreeMap::new())
+}
+
+/// [`plan_files`], taking the digests in `known` (by relative path) for the files they
+/// name instead of reading them again (a writer hashes what it writes).
+fn plan_files_known(
+    dir: &Path,
+    known: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>> {
+    fn walk(
+        root: &Path,
+        rel: &str,
+        known: &BTreeMap<String, String>,
+        out: &mut BTreeMap<String, String>,
+    ) -> Result<()> {
         let d = root.join(rel);
         let entries = std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))?;
         for e in entries {
@@ -847,15 +861,19 @@ fn plan_files(dir: &Path) -> Result<BTreeMap<String, String>> {
                 format!("{rel}/{name}")
             };
             if e.file_type()?.is_dir() {
-                walk(root, &r, out)?;
+                walk(root, &r, known, out)?;
             } else if r != "plan.json" {
-                out.insert(r.clone(), file_sha(&root.join(&r))?);
+                let sha = match known.get(&r) {
+                    Some(k) => k.clone(),
+                    None => file_sha(&root.join(&r))?,
+                };
+                out.insert(r, sha);
             }
         }
         Ok(())
     }
     let mut out = BTreeMap::new();
-    walk(dir, "", &mut out)?;
+    walk(dir, "", known, &mut out)?;
     Ok(out)
 }
 

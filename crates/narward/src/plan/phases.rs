@@ -349,7 +349,7 @@ pub(super) fn decide_paths(
         let path = s.base_of(id as usize);
         if decision == Decision::Keep {
             *kept_by_reason.entry(reason.kind()).or_default() += 1;
-            restore.extend(restore_item(objs, &path, nar_key));
+            restore.extend(restore_item(objs, s.graph.nar_object(id), &path, nar_key));
         }
         sink.path(PathDecision {
             path,
@@ -370,11 +370,22 @@ pub(super) fn decide_paths(
     Ok(restore)
 }
 
-/// The restore-set entry of a kept path, if its NAR (found in `objs`, sorted by key) is
-/// in GLACIER or DEEP_ARCHIVE.
-fn restore_item(objs: &[ObjectRecord], path: &str, nar_key: Option<&str>) -> Option<RestoreItem> {
+/// The restore-set entry of a kept path, if its NAR (the listed object `nar_obj` when its
+/// key is `nar_key`, else found in `objs`, sorted by key) is in GLACIER or DEEP_ARCHIVE.
+fn restore_item(
+    objs: &[ObjectRecord],
+    nar_obj: Option<u32>,
+    path: &str,
+    nar_key: Option<&str>,
+) -> Option<RestoreItem> {
     let k = nar_key?;
-    let o = &objs[objs.binary_search_by(|o| o.key.as_str().cmp(k)).ok()?];
+    let listed = nar_obj
+        .and_then(|i| objs.get(i as usize))
+        .filter(|o| o.key == k);
+    let o = match listed {
+        Some(o) => o,
+        None => &objs[objs.binary_search_by(|o| o.key.as_str().cmp(k)).ok()?],
+    };
     let class = o.storage_class.as_deref()?;
     is_archive_class(class).then(|| RestoreItem {
         path: path.to_string(),

@@ -5,8 +5,8 @@
 //! either absent (or empty) or whole.
 
 use super::{
-    Decision, ObjectDecision, PathDecision, PlanHeader, RestoreItem, header_checksum, plan_files,
-    s3_location,
+    Decision, ObjectDecision, PathDecision, PlanHeader, RestoreItem, header_checksum,
+    plan_files_known, s3_location,
 };
 use crate::index::{self, StreamWriter};
 use anyhow::{Context, Result, bail};
@@ -166,18 +166,23 @@ impl PlanWriter {
         if let Some(w) = self.parquet.take() {
             w.close()?;
         }
-        for w in [self.paths.take(), self.objects.take()]
-            .into_iter()
-            .flatten()
-        {
-            w.finish()?;
+        // The streams are hashed as they are written: not read again.
+        let mut known = BTreeMap::new();
+        for (name, w) in [
+            ("paths.bin.zst", self.paths.take()),
+            ("objects.bin.zst", self.objects.take()),
+        ] {
+            if let Some(w) = w {
+                known.insert(name.to_string(), w.finish()?.sha256);
+            }
         }
         if let Some(m) = self.manifests.take() {
             m.finish(&self.tmp.join("manifests"), restore)?;
         }
-        index::write_stream_level(&self.tmp.join("restore.bin.zst"), restore, 1)?;
+        let r = index::write_stream_level(&self.tmp.join("restore.bin.zst"), restore, 1)?;
+        known.insert("restore.bin.zst".to_string(), r.sha256);
         // plan.json last: its checksum covers every other file.
-        header.files = plan_files(&self.tmp)?;
+        header.files = plan_files_known(&self.tmp, &known)?;
         header.checksum = header_checksum(&header)?;
         let hp = self.tmp.join("plan.json");
         std::fs::write(&hp, serde_json::to_string_pretty(&header)?)
