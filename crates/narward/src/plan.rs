@@ -701,6 +701,7 @@ pub fn compute_with_graph(
         s: &s,
         parent: &parent,
         seed_reason: &seed_reason,
+        policy,
         removed: ctx.removed_decision(),
     };
     let mut summary = Summary {

@@ -230,29 +230,34 @@ impl<'g> Streamed<'g> {
     }
 }
 
+/// Why a seed is kept: a policy root (its index in `policy.roots`: its source is only
+/// copied into the decision written) or a rule.
+pub(super) enum Seed {
+    Root(usize),
+    Rule(Reason),
+}
+
 /// Phase 2: the seeds of the kept set (policy roots, then paths a rule keeps) with their
 /// reasons, and the root statistics.
 pub(super) fn find_roots(
     ctx: &Ctx<'_>,
     objs: &[ObjectRecord],
     s: &Streamed<'_>,
-) -> (Vec<u32>, HashMap<u32, Reason>, RootStats) {
+) -> (Vec<u32>, HashMap<u32, Seed>, RootStats) {
     let policy = ctx.policy;
     let mut seeds: Vec<u32> = Vec::new();
-    let mut seed_reason: HashMap<u32, Reason> = HashMap::new();
+    let mut seed_reason: HashMap<u32, Seed> = HashMap::new();
     let mut roots = RootStats {
         total: policy.roots.len() as u64,
         ..Default::default()
     };
     let mut missing_by_source: HashMap<&str, u64> = HashMap::new();
-    for r in &policy.roots {
+    for (i, r) in policy.roots.iter().enumerate() {
         match s.graph.id(&r.hash) {
             Some(id) => {
                 roots.found += 1;
                 seeds.push(id);
-                seed_reason.entry(id).or_insert_with(|| Reason::Root {
-                    source: r.source.clone(),
-                });
+                seed_reason.entry(id).or_insert(Seed::Root(i));
             }
             None => {
                 roots.missing += 1;
@@ -280,7 +285,7 @@ pub(super) fn find_roots(
     for id in 0..s.graph.len() as u32 {
         if let Some(r) = s.seed(ctx, objs, id) {
             seeds.push(id);
-            seed_reason.entry(id).or_insert(r);
+            seed_reason.entry(id).or_insert(Seed::Rule(r));
         }
     }
     (seeds, seed_reason, roots)
@@ -291,11 +296,26 @@ pub(super) fn find_roots(
 pub(super) struct Verdicts<'a> {
     pub s: &'a Streamed<'a>,
     pub parent: &'a [u32],
-    pub seed_reason: &'a HashMap<u32, Reason>,
+    pub seed_reason: &'a HashMap<u32, Seed>,
+    pub policy: &'a crate::policy::Policy,
     pub removed: Decision,
 }
 
 impl Verdicts<'_> {
+    fn reason_of_seed(&self, id: u32) -> Reason {
+        match self.seed_reason.get(&id) {
+            Some(Seed::Root(i)) => Reason::Root {
+                source: self
+                    .policy
+                    .roots
+                    .get(*i)
+                    .map_or_else(String::new, |r| r.source.clone()),
+            },
+            Some(Seed::Rule(r)) => r.clone(),
+            None => Reason::OwnerUnknown,
+        }
+    }
+
     pub fn kept(&self, id: usize) -> bool {
         self.parent.get(id).is_some_and(|&p| p != NONE)
     }
@@ -305,13 +325,7 @@ impl Verdicts<'_> {
         match self.parent.get(id as usize).copied().unwrap_or(NONE) {
             NONE if self.removed == Decision::Keep => (Decision::Keep, Reason::PolicyKeep),
             NONE => (self.removed, Reason::Unreachable),
-            par if par == id => (
-                Decision::Keep,
-                self.seed_reason
-                    .get(&id)
-                    .cloned()
-                    .unwrap_or(Reason::OwnerUnknown),
-            ),
+            par if par == id => (Decision::Keep, self.reason_of_seed(id)),
             par => (
                 Decision::Keep,
                 Reason::Reachable {
