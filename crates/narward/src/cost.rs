@@ -16,7 +16,7 @@
 
 use crate::explain::human_bytes;
 use crate::model::{NoncurrentVersions, ObjectRecord, VersioningState};
-use crate::plan::{Decision, Plan};
+use crate::plan::{Decision, ObjectDecision, Plan, PlanHeader};
 use anyhow::{Context, Result, bail};
 use narward_formats::keys::Category;
 use serde::{Deserialize, Serialize};
@@ -416,8 +416,17 @@ impl<'p> Biller<'p> {
     fn add(&mut self, category: Category, size: u64, class: &str) {
         let p = self.p;
         let cp = p.class(class).unwrap_or_else(|| p.standard());
-        let key = (class.to_string(), category);
-        let c = self.cells.entry(key).or_default();
+        // Found without allocating: a bill has a few cells, and plans add millions of
+        // objects.
+        let found = self
+            .cells
+            .iter_mut()
+            .find(|((c, k), _)| *k == category && c == class)
+            .map(|(_, c)| c);
+        let c = match found {
+            Some(c) => c,
+            None => self.cells.entry((class.to_string(), category)).or_default(),
+        };
         c.objects += 1;
         c.bytes += size;
         c.billable += cp.billable_bytes(size);
@@ -807,129 +816,203 @@ pub struct VersioningCost {
 /// transition, so an early-deletion charge for an object transitioned after its upload is
 /// underestimated.
 pub fn price_plan(plan: &Plan, p: &Pricing, now: i64) -> PlanCost {
-    let mut before = Biller::new(p);
-    let mut no_deletes = Biller::new(p);
-    let mut after = Biller::new(p);
-    let mut one = OneTimeCost::default();
-    let mut targets: BTreeMap<String, TargetCost> = BTreeMap::new();
-    let mut hidden_only = Charge::default();
-    let payback = p.model.payback_months;
-    // Noncurrent versions the listing knows stay in every bill: a plan does not touch them.
-    if let Some(n) = &plan.header.versioning.noncurrent {
-        before.add_noncurrent(n);
-        no_deletes.add_noncurrent(n);
-        after.add_noncurrent(n);
-    }
+    let mut pricer = PlanPricer::new(p, now);
     for o in &plan.objects {
+        pricer.add(o);
+    }
+    pricer.finish(&plan.header)
+}
+
+/// [`price_plan`] one object at a time, as a plan's decisions are made: nothing per
+/// object is held.
+pub struct PlanPricer<'p> {
+    p: &'p Pricing,
+    now: i64,
+    before: Biller<'p>,
+    no_deletes: Biller<'p>,
+    after: Biller<'p>,
+    /// The bill of a versioned bucket before any noncurrent version expires.
+    until_expiry: Biller<'p>,
+    one: OneTimeCost,
+    targets: BTreeMap<String, TargetCost>,
+    /// Per target class, the saving of its moves as `fixed + per_std_rate × the average
+    /// STANDARD rate before the plan` (known only once every object was seen).
+    target_saving: BTreeMap<String, (f64, f64)>,
+    hidden_only: Charge,
+}
+
+impl<'p> PlanPricer<'p> {
+    pub fn new(p: &'p Pricing, now: i64) -> PlanPricer<'p> {
+        PlanPricer {
+            p,
+            now,
+            before: Biller::new(p),
+            no_deletes: Biller::new(p),
+            after: Biller::new(p),
+            until_expiry: Biller::new(p),
+            one: OneTimeCost::default(),
+            targets: BTreeMap::new(),
+            target_saving: BTreeMap::new(),
+            hidden_only: Charge::default(),
+        }
+    }
+
+    /// Count one object of the plan.
+    pub fn add(&mut self, o: &ObjectDecision) {
+        let p = self.p;
         let class = o.storage_class.as_deref().unwrap_or(STANDARD);
-        before.add(o.category, o.size, class);
+        self.before.add(o.category, o.size, class);
+        self.until_expiry.add(o.category, o.size, class);
         let cp = p.class(class).unwrap_or_else(|| p.standard());
         let leaves = match (o.decision, &o.transition_to) {
-            (Decision::Keep, _) => false,
+            (Decision::Keep, _) => {
+                self.no_deletes.add(o.category, o.size, class);
+                self.after.add(o.category, o.size, class);
+                false
+            }
             (Decision::Delete, _) => true,
             (Decision::Archive, Some(to)) => {
-                no_deletes.add(o.category, o.size, class);
-                after.add(o.category, o.size, to);
-                let tp = p.class(to).unwrap_or_else(|| p.standard());
-                let price = tp.transition_price() + tp.transition_in_per_gb * o.size as f64 / GB;
-                one.transitions.add(o.size, price);
-                let t = targets.entry(to.clone()).or_insert_with(|| TargetCost {
-                    class: to.clone(),
-                    transitions: Charge::default(),
-                    monthly_saving_usd: 0.0,
-                    break_even_size: break_even_size(p, to, payback),
-                    not_worth_archiving: Charge::default(),
-                });
-                t.transitions.add(o.size, price);
-                if t.break_even_size.is_none_or(|b| o.size < b) {
-                    t.not_worth_archiving.add(o.size, price);
-                }
+                self.no_deletes.add(o.category, o.size, class);
+                self.after.add(o.category, o.size, to);
+                self.until_expiry.add(o.category, o.size, to);
+                self.transition(o, class, to);
                 true
             }
             (Decision::Archive, None) => {
-                no_deletes.add(o.category, o.size, class);
-                after.add(o.category, o.size, class);
+                self.no_deletes.add(o.category, o.size, class);
+                self.after.add(o.category, o.size, class);
                 if o.category == Category::Nar {
-                    hidden_only.add(o.size, 0.0);
+                    self.hidden_only.add(o.size, 0.0);
                     false
                 } else {
-                    one.copies.add(o.size, cp.put_per_1000 / 1000.0);
+                    self.until_expiry.add(o.category, o.size, class);
+                    self.one.copies.add(o.size, cp.put_per_1000 / 1000.0);
                     true
                 }
             }
         };
-        if o.decision == Decision::Keep {
-            no_deletes.add(o.category, o.size, class);
-            after.add(o.category, o.size, class);
-        }
         if leaves && cp.min_duration_days > 0 {
-            match o.last_modified {
-                None => one.unknown_age += 1,
-                Some(t) => {
-                    let age_days = (now - t).max(0) as f64 / 86_400.0;
-                    let left = cp.min_duration_days as f64 - age_days;
-                    if left > 0.0 {
-                        let usd = cp.billable_bytes(o.size) as f64 / GB
-                            * cp.first_rate()
-                            * (left / MONTH_DAYS);
-                        one.early_deletion.add(o.size, usd);
-                    }
+            self.early_deletion(o, cp);
+        }
+    }
+
+    /// An archived NAR moving from `class` to `to`: its transition price and its share of
+    /// the target's monthly saving.
+    fn transition(&mut self, o: &ObjectDecision, class: &str, to: &str) {
+        let p = self.p;
+        let tp = p.class(to).unwrap_or_else(|| p.standard());
+        let price = tp.transition_price() + tp.transition_in_per_gb * o.size as f64 / GB;
+        self.one.transitions.add(o.size, price);
+        let payback = p.model.payback_months;
+        let t = self
+            .targets
+            .entry(to.to_string())
+            .or_insert_with(|| TargetCost {
+                class: to.to_string(),
+                transitions: Charge::default(),
+                monthly_saving_usd: 0.0,
+                break_even_size: break_even_size(p, to, payback),
+                not_worth_archiving: Charge::default(),
+            });
+        t.transitions.add(o.size, price);
+        if t.break_even_size.is_none_or(|b| o.size < b) {
+            t.not_worth_archiving.add(o.size, price);
+        }
+        // Monthly cost before minus after, at the class rates; STANDARD (and unpriced
+        // classes) at the average STANDARD rate of the bill before, added in `finish`.
+        let fp = p.class(class).unwrap_or_else(|| p.standard());
+        let from_std = class == STANDARD || p.class(class).is_none();
+        let from_billable = fp.billable_bytes(o.size) as f64;
+        let (mut fixed, mut per_std) = (0.0, 0.0);
+        if from_std {
+            per_std += from_billable;
+        } else {
+            fixed += from_billable * fp.first_rate() / GB;
+        }
+        per_std += fp.overhead_bytes_at_standard_rate as f64;
+        fixed -= tp.billable_bytes(o.size) as f64 * tp.first_rate() / GB;
+        per_std -= tp.overhead_bytes_at_standard_rate as f64;
+        let e = self.target_saving.entry(to.to_string()).or_default();
+        e.0 += fixed;
+        e.1 += per_std;
+    }
+
+    /// An object leaving a class with a minimum duration before its end.
+    fn early_deletion(&mut self, o: &ObjectDecision, cp: &ClassPrice) {
+        match o.last_modified {
+            None => self.one.unknown_age += 1,
+            Some(t) => {
+                let age_days = (self.now - t).max(0) as f64 / 86_400.0;
+                let left = cp.min_duration_days as f64 - age_days;
+                if left > 0.0 {
+                    let usd = cp.billable_bytes(o.size) as f64 / GB
+                        * cp.first_rate()
+                        * (left / MONTH_DAYS);
+                    self.one.early_deletion.add(o.size, usd);
                 }
             }
         }
     }
-    one.total_usd = one.transitions.usd + one.copies.usd + one.early_deletion.usd;
-    let before = before.finish();
-    let no_deletes = no_deletes.finish();
-    let after = after.finish();
-    // Per-target saving at the rates of the bill before (marginal, so tiers do not mix in).
-    for t in targets.values_mut() {
-        let tp = p.class(&t.class).unwrap_or_else(|| p.standard());
-        let r = tp.first_rate() / GB;
-        let mut s = 0.0;
-        for o in plan
-            .objects
-            .iter()
-            .filter(|o| o.transition_to.as_deref() == Some(t.class.as_str()))
-        {
-            let from = o.storage_class.as_deref().unwrap_or(STANDARD);
-            let fp = p.class(from).unwrap_or_else(|| p.standard());
-            let from_rate = if from == STANDARD || p.class(from).is_none() {
-                before.standard_avg_rate
-            } else {
-                fp.first_rate()
-            } / GB;
-            let c_from = fp.billable_bytes(o.size) as f64 * from_rate
-                + fp.overhead_bytes_at_standard_rate as f64 * before.standard_avg_rate / GB;
-            let c_to = tp.billable_bytes(o.size) as f64 * r
-                + tp.overhead_bytes_at_standard_rate as f64 * before.standard_avg_rate / GB;
-            s += c_from - c_to;
+
+    /// The price of the plan whose every object was added.
+    pub fn finish(mut self, header: &PlanHeader) -> PlanCost {
+        let p = self.p;
+        // Noncurrent versions the listing knows stay in every bill: a plan does not touch
+        // them.
+        if let Some(n) = &header.versioning.noncurrent {
+            for b in [
+                &mut self.before,
+                &mut self.no_deletes,
+                &mut self.after,
+                &mut self.until_expiry,
+            ] {
+                b.add_noncurrent(n);
+            }
         }
-        t.monthly_saving_usd = s;
-    }
-    let saving = before.monthly_usd - after.monthly_usd;
-    let versioning = versioning_cost(plan, p, &before, saving);
-    PlanCost {
-        pricing: p.name.clone(),
-        currency: p.currency.clone(),
-        payback_months: payback,
-        monthly_saving_usd: saving,
-        saving_from_deletes_usd: before.monthly_usd - no_deletes.monthly_usd,
-        saving_from_archive_usd: no_deletes.monthly_usd - after.monthly_usd,
-        break_even_months: (saving > 0.0).then(|| one.total_usd / saving),
-        one_time: one,
-        targets: targets.into_values().collect(),
-        hidden_only_nars: hidden_only,
-        versioning,
-        before,
-        after,
+        let mut one = self.one;
+        one.total_usd = one.transitions.usd + one.copies.usd + one.early_deletion.usd;
+        let before = self.before.finish();
+        let no_deletes = self.no_deletes.finish();
+        let after = self.after.finish();
+        let mut targets = self.targets;
+        for t in targets.values_mut() {
+            let (fixed, per_std) = self
+                .target_saving
+                .get(&t.class)
+                .copied()
+                .unwrap_or_default();
+            t.monthly_saving_usd = fixed + per_std * before.standard_avg_rate / GB;
+        }
+        let saving = before.monthly_usd - after.monthly_usd;
+        let versioning = versioning_cost(header, p, &before, saving, self.until_expiry);
+        PlanCost {
+            pricing: p.name.clone(),
+            currency: p.currency.clone(),
+            payback_months: p.model.payback_months,
+            monthly_saving_usd: saving,
+            saving_from_deletes_usd: before.monthly_usd - no_deletes.monthly_usd,
+            saving_from_archive_usd: no_deletes.monthly_usd - after.monthly_usd,
+            break_even_months: (saving > 0.0).then(|| one.total_usd / saving),
+            one_time: one,
+            targets: targets.into_values().collect(),
+            hidden_only_nars: self.hidden_only,
+            versioning,
+            before,
+            after,
+        }
     }
 }
 
 /// What versioning does to a plan's saving (see [`VersioningCost`]); `saving` is the
 /// saving once every version the plan leaves behind is gone.
-fn versioning_cost(plan: &Plan, p: &Pricing, before: &Bill, saving: f64) -> VersioningCost {
-    let v = &plan.header.versioning;
+fn versioning_cost(
+    header: &PlanHeader,
+    p: &Pricing,
+    before: &Bill,
+    saving: f64,
+    until_expiry: Biller<'_>,
+) -> VersioningCost {
+    let v = &header.versioning;
     let conditional = v.state.deletes_leave_versions();
     let noncurrent = v.noncurrent.as_ref().map(|n| {
         let mut b = Biller::new(p);
@@ -943,41 +1026,19 @@ fn versioning_cost(plan: &Plan, p: &Pricing, before: &Bill, saving: f64) -> Vers
     });
     VersioningCost {
         state: v.state,
-        delete_mode: plan.header.delete_mode().to_string(),
+        delete_mode: header.delete_mode().to_string(),
         saving_conditional: conditional,
         condition: conditional.then(|| {
             "delivered only once the noncurrent versions this plan leaves expire (a NoncurrentVersionExpiration lifecycle rule) or are deleted by version id after the grace window".to_string()
         }),
         monthly_saving_until_expiry_usd: if conditional {
-            before.monthly_usd - until_expiry_bill(plan, p).monthly_usd
+            before.monthly_usd - until_expiry.finish().monthly_usd
         } else {
             saving
         },
         bill_is_lower_bound: noncurrent.is_none(),
         noncurrent,
     }
-}
-
-/// The bill of a versioned bucket after the plan but before any noncurrent version
-/// expires: every current object stays billed (a delete marker frees nothing, a copied
-/// object's source stays as a noncurrent version), plus the copies the plan makes.
-fn until_expiry_bill(plan: &Plan, p: &Pricing) -> Bill {
-    let mut b = Biller::new(p);
-    if let Some(n) = &plan.header.versioning.noncurrent {
-        b.add_noncurrent(n);
-    }
-    for o in &plan.objects {
-        let class = o.storage_class.as_deref().unwrap_or(STANDARD);
-        b.add(o.category, o.size, class);
-        match (o.decision, &o.transition_to) {
-            (Decision::Archive, Some(to)) => b.add(o.category, o.size, to),
-            (Decision::Archive, None) if o.category != Category::Nar => {
-                b.add(o.category, o.size, class)
-            }
-            _ => {}
-        }
-    }
-    b.finish()
 }
 
 /// Months for people: "0.3 months", "never".

@@ -3,7 +3,7 @@
 //! plans (and, for referrers, the index).
 
 use crate::cache_graph::CacheGraph;
-use crate::plan::{CountBytes, Decision, PathDecision, Plan, Reason, RestoreItem};
+use crate::plan::{CountBytes, Decision, PathDecision, Plan, PlanHeader, Reason, RestoreItem};
 use narward_formats::store_path::{STORE_DIR, StorePath, StorePathHash};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -27,7 +27,12 @@ pub fn human_bytes(b: u64) -> String {
 
 /// The text of `plan show`.
 pub fn summary_text(plan: &Plan) -> String {
-    let h = &plan.header;
+    summary_text_of(&plan.header, &plan.restore)
+}
+
+/// [`summary_text`] of a plan's header and restore set (what `narward plan` holds once
+/// it has written the decisions).
+pub fn summary_text_of(h: &PlanHeader, restore: &[RestoreItem]) -> String {
     let s = &h.summary;
     let mut o = String::new();
     let _ = writeln!(
@@ -122,7 +127,7 @@ pub fn summary_text(plan: &Plan) -> String {
             human_bytes(s.already_archived_nars.bytes)
         );
     }
-    restore_warning(&mut o, plan);
+    restore_warning(&mut o, h, restore);
     if s.unparseable_narinfos > 0 {
         let _ = writeln!(
             o,
@@ -142,8 +147,8 @@ pub fn summary_text(plan: &Plan) -> String {
 
 /// The warning about the restore set: kept paths whose NAR is archived, so their narinfo
 /// is served while the NAR cannot be fetched.
-fn restore_warning(o: &mut String, plan: &Plan) {
-    let r = plan.header.summary.restore;
+fn restore_warning(o: &mut String, h: &PlanHeader, restore: &[RestoreItem]) {
+    let r = h.summary.restore;
     if r.count == 0 {
         return;
     }
@@ -152,13 +157,13 @@ fn restore_warning(o: &mut String, plan: &Plan) {
         "  warning: {} kept paths ({}) have their NAR in GLACIER or DEEP_ARCHIVE: their narinfos are served but the NARs cannot be fetched until restored (the plan's restore set{})",
         r.count,
         human_bytes(r.bytes),
-        if crate::plan::s3_location(&plan.header.cache).is_some() {
+        if crate::plan::s3_location(&h.cache).is_some() {
             ", manifests/restore.csv"
         } else {
             ""
         }
     );
-    for i in plan.restore.iter().take(5) {
+    for i in restore.iter().take(5) {
         let _ = writeln!(
             o,
             "    {STORE_DIR}/{} -> {} ({}, {})",
@@ -168,8 +173,8 @@ fn restore_warning(o: &mut String, plan: &Plan) {
             human_bytes(i.size)
         );
     }
-    if plan.restore.len() > 5 {
-        let _ = writeln!(o, "    … and {} more", plan.restore.len() - 5);
+    if restore.len() > 5 {
+        let _ = writeln!(o, "    … and {} more", restore.len() - 5);
     }
 }
 

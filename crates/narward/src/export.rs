@@ -52,38 +52,70 @@ pub fn write_parquet_batches<'a>(
     path: &Path,
     batches: impl Iterator<Item = Vec<(&'a str, ArrayRef)>>,
 ) -> Result<()> {
-    let mut writer: Option<parquet::arrow::ArrowWriter<std::fs::File>> = None;
-    let mut schema = None;
+    let mut writer: Option<ParquetWriter> = None;
     for columns in batches {
-        let sch = schema
-            .get_or_insert_with(|| {
-                Arc::new(Schema::new(
-                    columns
-                        .iter()
-                        .map(|(n, a)| Field::new(*n, a.data_type().clone(), true))
-                        .collect::<Vec<_>>(),
-                ))
-            })
-            .clone();
-        let batch =
-            RecordBatch::try_new(sch.clone(), columns.into_iter().map(|(_, a)| a).collect())?;
         if writer.is_none() {
-            let f = std::fs::File::create(path)
-                .with_context(|| format!("writing {}", path.display()))?;
-            let props = parquet::file::properties::WriterProperties::builder()
-                .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
-                .set_max_row_group_row_count(Some(1 << 17))
-                .build();
-            writer = Some(parquet::arrow::ArrowWriter::try_new(f, sch, Some(props))?);
+            writer = Some(ParquetWriter::create(path, &columns)?);
         }
         if let Some(w) = writer.as_mut() {
-            w.write(&batch)?;
+            w.write(columns)?;
         }
     }
     if let Some(w) = writer {
         w.close()?;
     }
     Ok(())
+}
+
+/// A Parquet file written batch by batch (all batches with the columns of the first).
+pub struct ParquetWriter {
+    schema: Arc<Schema>,
+    writer: parquet::arrow::ArrowWriter<std::fs::File>,
+}
+
+impl ParquetWriter {
+    /// Create `path` for batches with the names and types of `columns`.
+    ///
+    /// # Errors
+    /// I/O or encoding errors.
+    pub fn create(path: &Path, columns: &[(&str, ArrayRef)]) -> Result<ParquetWriter> {
+        let schema = Arc::new(Schema::new(
+            columns
+                .iter()
+                .map(|(n, a)| Field::new(*n, a.data_type().clone(), true))
+                .collect::<Vec<_>>(),
+        ));
+        let f =
+            std::fs::File::create(path).with_context(|| format!("writing {}", path.display()))?;
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
+            .set_max_row_group_row_count(Some(1 << 17))
+            .build();
+        let writer = parquet::arrow::ArrowWriter::try_new(f, schema.clone(), Some(props))?;
+        Ok(ParquetWriter { schema, writer })
+    }
+
+    /// Write one batch.
+    ///
+    /// # Errors
+    /// Columns unlike the first batch's; I/O or encoding errors.
+    pub fn write(&mut self, columns: Vec<(&str, ArrayRef)>) -> Result<()> {
+        let batch = RecordBatch::try_new(
+            self.schema.clone(),
+            columns.into_iter().map(|(_, a)| a).collect(),
+        )?;
+        self.writer.write(&batch)?;
+        Ok(())
+    }
+
+    /// Finish the file.
+    ///
+    /// # Errors
+    /// I/O or encoding errors.
+    pub fn close(self) -> Result<()> {
+        self.writer.close()?;
+        Ok(())
+    }
 }
 
 fn s(v: Vec<Option<String>>) -> ArrayRef {

@@ -17,7 +17,6 @@
 //! is closed under referrers and nothing archived refers to something deleted.
 
 use crate::cache_graph::{CacheGraph, build::Columns};
-use crate::graph::NONE;
 use crate::index::{self, Index, IndexMeta};
 use crate::model::FetchedRecord;
 use crate::model::ObjectRecord;
@@ -38,7 +37,9 @@ use std::path::Path;
 /// 2: the checksum covers `plan.json` itself and every file of the plan (`files`).
 /// 3: the restore set (`restore.bin.zst`, `manifests/restore.csv`), the bucket's
 /// versioning in the header, already-archived NARs and the restore set in the summary.
-pub const PLAN_FORMAT: u32 = 3;
+/// 4: decisions written as they are made; the summary no longer repeats the delete mode
+/// (derived from `versioning`, [`PlanHeader::delete_mode`]).
+pub const PLAN_FORMAT: u32 = 4;
 
 /// What happens to an object or a path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -270,22 +271,14 @@ pub struct Summary {
     /// Archived NARs below `archive_min_size`: hidden only.
     pub hidden_only_small_nars: CountBytes,
     /// Archived NARs already in GLACIER or DEEP_ARCHIVE: hidden only, never copied.
-    #[serde(default)]
     pub already_archived_nars: CountBytes,
     /// Kept paths whose NAR is in GLACIER or DEEP_ARCHIVE: the restore set
     /// ([`Plan::restore`]); their narinfos are served while their NARs cannot be fetched.
-    #[serde(default)]
     pub restore: CountBytes,
     /// Keep reasons of kept paths.
     pub kept_by_reason: BTreeMap<String, u64>,
     pub unparseable_narinfos: u64,
     pub closure_holes: u64,
-    /// How this plan's deletes remove data ([`PlanHeader::delete_mode`]): `delete`, or
-    /// `delete marker + noncurrent-version expiry` in a bucket that keeps (or may keep)
-    /// versions, where what a delete saves is conditional on the noncurrent versions
-    /// expiring.
-    #[serde(default)]
-    pub delete_mode: String,
 }
 
 /// Everything `plan.json` holds.
@@ -305,7 +298,6 @@ pub struct PlanHeader {
     /// The bucket's versioning as the index recorded it: in a versioned bucket (or one
     /// whose versioning is unknown) a delete is a delete marker, and what it frees is
     /// only freed once the noncurrent version expires ([`PlanHeader::delete_mode`]).
-    #[serde(default)]
     pub versioning: BucketVersioning,
     pub roots: RootStats,
     pub summary: Summary,
@@ -328,19 +320,6 @@ pub struct Plan {
     /// Kept paths whose NAR is archived, sorted by base name: they must be restored for
     /// the path to be servable (see [`RestoreItem`]).
     pub restore: Vec<RestoreItem>,
-}
-
-/// One store path as the planner sees it (kept small: there are hundreds of millions).
-struct Node {
-    /// The name after `<hash>-`; empty when the narinfo does not parse.
-    name: Box<str>,
-    /// Index of its NAR object in the listing, if listed.
-    nar_obj: Option<u32>,
-    nar_size: u64,
-    file_size: Option<u64>,
-    /// Only collected when the cache has build logs (the only use).
-    deriver: Option<Box<str>>,
-    seed: Option<Reason>,
 }
 
 /// What a text names, read leniently: store paths of this cache and NAR objects of its
@@ -475,38 +454,131 @@ pub(crate) fn earlier_named(
     n
 }
 
-/// What `narward plan` computes: the index in `state`, its [`CacheGraph`] mapped from the
-/// column files (or, for an index written before they existed, built from the narinfos
-/// streamed from disk), verified against `meta.json`. A damaged index file is an error
-/// naming it, and no plan is returned before the whole index was read and checked.
+/// Where a plan's decisions go, in order, as they are made: held in memory (a [`Plan`]) or
+/// written to a plan directory as they come ([`PlanWriter`]), so the decisions of a cache
+/// of hundreds of millions of objects are never all in memory.
+pub trait PlanSink {
+    /// Called once, when the roots are known and before any decision: a sink may refuse
+    /// the plan here (too few roots), before anything was written.
+    ///
+    /// # Errors
+    /// The refusal, or the sink's I/O errors.
+    fn begin(&mut self, b: &Begin<'_>) -> Result<()>;
+    /// Every path, sorted by base name.
+    ///
+    /// # Errors
+    /// The sink's I/O errors.
+    fn path(&mut self, p: PathDecision) -> Result<()>;
+    /// Every object, sorted by key, after every path.
+    ///
+    /// # Errors
+    /// The sink's I/O errors.
+    fn object(&mut self, o: ObjectDecision) -> Result<()>;
+}
+
+/// What a [`PlanSink`] learns before the decisions.
+pub struct Begin<'a> {
+    /// The cache's identity (`s3://bucket/prefix`, `file://…`).
+    pub cache: &'a str,
+    pub roots: &'a RootStats,
+    pub paths: u64,
+    pub objects: u64,
+}
+
+impl PlanSink for Plan {
+    fn begin(&mut self, b: &Begin<'_>) -> Result<()> {
+        self.paths.reserve(b.paths as usize);
+        self.objects.reserve(b.objects as usize);
+        Ok(())
+    }
+
+    fn path(&mut self, p: PathDecision) -> Result<()> {
+        self.paths.push(p);
+        Ok(())
+    }
+
+    fn object(&mut self, o: ObjectDecision) -> Result<()> {
+        self.objects.push(o);
+        Ok(())
+    }
+}
+
+impl Plan {
+    /// An empty plan with `header`, for [`PlanSink`] to fill.
+    fn collecting(header: PlanHeader) -> Plan {
+        Plan {
+            header,
+            paths: Vec::new(),
+            objects: Vec::new(),
+            restore: Vec::new(),
+        }
+    }
+}
+
+/// A plan's header and restore set, once every decision went to a [`PlanSink`].
+#[derive(Debug)]
+pub struct Planned {
+    pub header: PlanHeader,
+    pub restore: Vec<RestoreItem>,
+}
+
+/// What `narward plan` computes, in memory ([`plan_from_state`] with a [`Plan`] as sink).
 ///
 /// # Errors
-/// No index, or a damaged one.
+/// As [`plan_from_state`].
 pub fn compute_from_state(
     state: &Path,
     policy: &Policy,
     policy_file: &str,
     now: i64,
 ) -> Result<Plan> {
+    let mut plan = Plan::collecting(empty_header());
+    let Planned { header, restore } = plan_from_state(state, policy, policy_file, now, &mut plan)?;
+    plan.header = header;
+    plan.restore = restore;
+    Ok(plan)
+}
+
+/// What `narward plan` does: the index in `state`, its [`CacheGraph`] mapped from the
+/// column files (or, for an index written before they existed, built from the narinfos
+/// streamed from disk), verified against `meta.json`; every decision goes to `sink` as it
+/// is made. A damaged index file is an error naming it, and the sink sees nothing before
+/// the whole index was read and checked.
+///
+/// # Errors
+/// No index, or a damaged one; the sink's errors.
+pub fn plan_from_state(
+    state: &Path,
+    policy: &Policy,
+    policy_file: &str,
+    now: i64,
+    sink: &mut (impl PlanSink + ?Sized),
+) -> Result<Planned> {
+    let meta = Index::load_meta(state)?;
+    // The listing is read while the column files are hashed: two independent passes over
+    // the disk (each verified), one per core.
+    let (loaded, mapped) = std::thread::scope(|sc| {
+        let columns = sc.spawn(|| Index::open_columns(state, &meta));
+        let loaded = Index::load_without_narinfos(state);
+        let mapped = columns
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("verifying the index columns failed")));
+        (loaded, mapped)
+    });
     let Index {
-        meta,
+        meta: listed,
         objects,
         debuginfo,
         ..
-    } = Index::load_without_narinfos(state)?;
-    crate::progress::phase("plan: listing loaded");
-    let Some(mapped) = Index::open_columns(state, &meta)? else {
-        return compute_streaming(
-            &meta,
-            objects,
-            &debuginfo,
-            |sink| Index::stream_narinfos(state, &meta, |r| sink(&r)).map(|_| ()),
-            policy,
-            policy_file,
-            now,
+    } = loaded?;
+    let mapped = mapped?;
+    if listed.checksum != meta.checksum {
+        bail!(
+            "the index in {} changed while it was read (a concurrent `narward index`?): run `narward plan` again",
+            state.display()
         );
-    };
-    let graph = mapped.graph()?;
+    }
+    crate::progress::phase("plan: listing loaded, columns verified");
     let input = PlanInput {
         meta: &meta,
         debuginfo: &debuginfo,
@@ -514,7 +586,38 @@ pub fn compute_from_state(
         policy_file,
         now,
     };
-    compute_with_graph(&input, objects, graph)
+    let Some(mapped) = mapped else {
+        let narinfos = |sink: &mut dyn FnMut(&FetchedRecord) -> Result<()>| -> Result<()> {
+            Index::stream_narinfos(state, &meta, |r| sink(&r)).map(|_| ())
+        };
+        let cols = Columns::build(&objects, narinfos)?;
+        crate::progress::phase("plan: narinfos streamed, graph built");
+        return compute_with_graph(&input, objects, CacheGraph::new(cols.parts())?, sink);
+    };
+    let graph = mapped.graph()?;
+    compute_with_graph(&input, objects, graph, sink)
+}
+
+/// A header to be replaced by the computed one.
+fn empty_header() -> PlanHeader {
+    PlanHeader {
+        format_version: PLAN_FORMAT,
+        cache: String::new(),
+        cache_url: String::new(),
+        index_generation: 0,
+        created_at: 0,
+        policy_file: String::new(),
+        policy_sha256: String::new(),
+        policy_text: String::new(),
+        archive_storage_class: String::new(),
+        archive_prefix: String::new(),
+        archive_bucket: None,
+        versioning: BucketVersioning::default(),
+        roots: RootStats::default(),
+        summary: Summary::default(),
+        files: BTreeMap::new(),
+        checksum: String::new(),
+    }
 }
 
 /// Compute a plan from an index in memory. `now` is unix seconds (a parameter so tests are
@@ -526,47 +629,27 @@ pub fn compute(index: &Index, policy: &Policy, policy_file: &str, now: i64) -> P
         }
         Ok(())
     };
-    match compute_streaming(
-        &index.meta,
-        index.objects.clone(),
-        &index.debuginfo,
-        source,
-        policy,
-        policy_file,
-        now,
-    ) {
-        Ok(p) => p,
-        // The in-memory source never fails.
-        Err(e) => unreachable!("in-memory plan source failed: {e:#}"),
-    }
-}
-
-/// Compute a plan reading the narinfos from `narinfos` (called once with a sink that takes
-/// every record, in key order) into a [`CacheGraph`] in memory, as `narward index` does
-/// when it writes the columns: the plan of an index without column files.
-///
-/// # Errors
-/// Only the source's errors (a corrupt index file).
-pub fn compute_streaming(
-    meta: &IndexMeta,
-    objs: Vec<ObjectRecord>,
-    debuginfo: &[FetchedRecord],
-    narinfos: impl FnOnce(&mut dyn FnMut(&FetchedRecord) -> Result<()>) -> Result<()>,
-    policy: &Policy,
-    policy_file: &str,
-    now: i64,
-) -> Result<Plan> {
-    let cols = Columns::build(&objs, narinfos)?;
-    crate::progress::phase("plan: narinfos streamed, graph built");
-    let graph = CacheGraph::new(cols.parts())?;
     let input = PlanInput {
-        meta,
-        debuginfo,
+        meta: &index.meta,
+        debuginfo: &index.debuginfo,
         policy,
         policy_file,
         now,
     };
-    compute_with_graph(&input, objs, graph)
+    let mut plan = Plan::collecting(empty_header());
+    let planned = Columns::build(&index.objects, source).and_then(|cols| {
+        let graph = CacheGraph::new(cols.parts())?;
+        compute_with_graph(&input, index.objects.clone(), graph, &mut plan)
+    });
+    match planned {
+        Ok(Planned { header, restore }) => {
+            plan.header = header;
+            plan.restore = restore;
+            plan
+        }
+        // The in-memory source and sink never fail.
+        Err(e) => unreachable!("in-memory plan failed: {e:#}"),
+    }
 }
 
 /// What a plan is computed from, besides the listing and the graph.
@@ -579,15 +662,17 @@ pub struct PlanInput<'a> {
     pub now: i64,
 }
 
-/// Compute a plan from the listing `objs` and the [`CacheGraph`] of the same generation.
+/// Compute a plan from the listing `objs` and the [`CacheGraph`] of the same generation,
+/// every decision handed to `sink` as it is made.
 ///
 /// # Errors
-/// A graph that does not belong to the listing.
+/// A graph that does not belong to the listing; the sink's errors.
 pub fn compute_with_graph(
     input: &PlanInput<'_>,
     objs: Vec<ObjectRecord>,
     graph: CacheGraph<'_>,
-) -> Result<Plan> {
+    sink: &mut (impl PlanSink + ?Sized),
+) -> Result<Planned> {
     let PlanInput {
         meta,
         debuginfo,
@@ -606,48 +691,46 @@ pub fn compute_with_graph(
         want_derivers: objs.iter().any(|o| o.category() == Category::Log),
     };
     crate::progress::phase("plan: start");
-    // 1. Nodes and the graph.
-    let mut s = phases::read_graph(&ctx, &objs, graph)?;
+    // 1. The graph, checked against the listing.
+    let s = phases::read_graph(&objs, graph)?;
     // 2. Roots.
-    let (seeds, seed_reason, roots) = phases::find_roots(policy, &s);
+    let (seeds, seed_reason, roots) = phases::find_roots(&ctx, &objs, &s);
     crate::progress::phase("plan: roots");
-    // 3. Liveness.
+    sink.begin(&Begin {
+        cache: &meta.cache,
+        roots: &roots,
+        paths: s.graph.len() as u64,
+        objects: objs.len() as u64,
+    })?;
+    // 3. Liveness, then every path.
     let parent = s.graph.closure(&seeds);
-    let removed = ctx.removed_decision();
+    let v = phases::Verdicts {
+        s: &s,
+        parent: &parent,
+        seed_reason: &seed_reason,
+        policy,
+        removed: ctx.removed_decision(),
+    };
     let mut summary = Summary {
         unparseable_narinfos: s.unparseable,
         closure_holes: s.graph.missing_refs(),
         ..Default::default()
     };
-    let kept: Vec<bool> = parent.iter().map(|&x| x != NONE).collect();
-    let mut paths = phases::decide_paths(&mut s, &parent, &seed_reason, removed, &mut summary);
+    let restore = phases::decide_paths(&v, &objs, &mut summary, sink)?;
     crate::progress::phase("plan: paths decided");
     // 4. Owners of the other objects.
-    let owners = phases::Owners::find(&s, &kept, &objs, debuginfo);
+    let owners = phases::Owners::find(&ctx, &v, &objs, debuginfo);
     crate::progress::phase("plan: owners");
     // 5. Every object.
     let inputs = phases::ObjectInputs {
         ctx: &ctx,
-        s: &s,
-        kept: &kept,
-        paths: &paths,
+        v: &v,
         owners: &owners,
-        removed,
     };
-    let objects = phases::decide_objects(&inputs, objs, &mut summary);
-    paths.sort_by(|a, b| a.path.cmp(&b.path));
+    phases::decide_objects(&inputs, objs, &mut summary, sink)?;
     crate::progress::phase("plan: objects decided");
-    let restore = restore_set(&paths, &objects);
-    for r in &restore {
-        summary.restore.add(r.size);
-    }
     let header = plan_header(meta, policy, policy_file, now, roots, summary);
-    Ok(Plan {
-        header,
-        paths,
-        objects,
-        restore,
-    })
+    Ok(Planned { header, restore })
 }
 
 /// The header of a plan computed now (files and checksum are filled when it is written).
@@ -657,11 +740,10 @@ fn plan_header(
     policy_file: &str,
     now: i64,
     roots: RootStats,
-    mut summary: Summary,
+    summary: Summary,
 ) -> PlanHeader {
     let p = &policy.file;
     let versioning = plan_versioning(meta);
-    summary.delete_mode = delete_mode(versioning.state).to_string();
     PlanHeader {
         format_version: PLAN_FORMAT,
         cache: meta.cache.clone(),
@@ -740,32 +822,6 @@ fn delete_mode(state: VersioningState) -> &'static str {
     }
 }
 
-/// The restore set: every kept path whose NAR object (found in `objects`, sorted by key)
-/// is in GLACIER or DEEP_ARCHIVE. `paths` is sorted by base name, and so is the result.
-fn restore_set(paths: &[PathDecision], objects: &[ObjectDecision]) -> Vec<RestoreItem> {
-    let object = |k: &str| {
-        objects
-            .binary_search_by(|o| o.key.as_str().cmp(k))
-            .ok()
-            .map(|i| &objects[i])
-    };
-    paths
-        .iter()
-        .filter(|p| p.decision == Decision::Keep)
-        .filter_map(|p| {
-            let o = object(p.nar_key.as_deref()?)?;
-            let class = o.storage_class.as_deref()?;
-            is_archive_class(class).then(|| RestoreItem {
-                path: p.path.clone(),
-                nar_key: o.key.clone(),
-                storage_class: class.to_string(),
-                size: o.size,
-                etag: o.etag.clone(),
-            })
-        })
-        .collect()
-}
-
 /// SHA-256 (hex) of one file's content.
 fn file_sha(path: &Path) -> Result<String> {
     use std::io::Read;
@@ -787,7 +843,21 @@ fn file_sha(path: &Path) -> Result<String> {
 /// The digest of every file under `dir` (recursively) but the top-level `plan.json`, by
 /// path relative to `dir` with `/` separators.
 fn plan_files(dir: &Path) -> Result<BTreeMap<String, String>> {
-    fn walk(root: &Path, rel: &str, out: &mut BTreeMap<String, String>) -> Result<()> {
+    plan_files_known(dir, &BTreeMap::new())
+}
+
+/// [`plan_files`], taking the digests in `known` (by relative path) for the files they
+/// name instead of reading them again (a writer hashes what it writes).
+fn plan_files_known(
+    dir: &Path,
+    known: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>> {
+    fn walk(
+        root: &Path,
+        rel: &str,
+        known: &BTreeMap<String, String>,
+        out: &mut BTreeMap<String, String>,
+    ) -> Result<()> {
         let d = root.join(rel);
         let entries = std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))?;
         for e in entries {
@@ -799,15 +869,19 @@ fn plan_files(dir: &Path) -> Result<BTreeMap<String, String>> {
                 format!("{rel}/{name}")
             };
             if e.file_type()?.is_dir() {
-                walk(root, &r, out)?;
+                walk(root, &r, known, out)?;
             } else if r != "plan.json" {
-                out.insert(r.clone(), file_sha(&root.join(&r))?);
+                let sha = match known.get(&r) {
+                    Some(k) => k.clone(),
+                    None => file_sha(&root.join(&r))?,
+                };
+                out.insert(r, sha);
             }
         }
         Ok(())
     }
     let mut out = BTreeMap::new();
-    walk(dir, "", &mut out)?;
+    walk(dir, "", known, &mut out)?;
     Ok(out)
 }
 
@@ -874,141 +948,26 @@ pub fn s3_location(identity: &str) -> Option<(String, String)> {
 
 impl Plan {
     /// Write the plan into `dir`, which must not exist or be empty: plans are immutable.
+    /// The same writer as `narward plan`'s ([`PlanWriter`]).
     ///
     /// # Errors
     /// `dir` is not empty; I/O errors.
     pub fn write(&mut self, dir: &Path) -> Result<()> {
-        if dir.exists() && !dir.is_dir() {
-            bail!(
-                "plan directory {} exists and is not a directory: give --out a new directory",
-                dir.display()
-            );
+        let mut w = PlanWriter::create(
+            dir,
+            &self.header.cache,
+            self.paths.len() as u64,
+            self.objects.len() as u64,
+        )?;
+        for p in &self.paths {
+            w.path(p)?;
         }
-        let not_empty = dir.exists()
-            && std::fs::read_dir(dir)
-                .with_context(|| format!("reading {}", dir.display()))?
-                .next()
-                .is_some();
-        if not_empty {
-            bail!(
-                "plan directory {} is not empty: plans are immutable, write a new one elsewhere",
-                dir.display()
-            );
+        for o in &self.objects {
+            w.object(o)?;
         }
-        std::fs::create_dir_all(dir.join("manifests"))
-            .with_context(|| format!("creating {}", dir.display()))?;
-        index::write_stream_level(&dir.join("paths.bin.zst"), &self.paths, 1)?;
-        index::write_stream_level(&dir.join("objects.bin.zst"), &self.objects, 1)?;
-        index::write_stream_level(&dir.join("restore.bin.zst"), &self.restore, 1)?;
-        self.write_manifests(&dir.join("manifests"))?;
-        self.write_restore_manifest(&dir.join("manifests"))?;
-        // plan.json last: its checksum covers every other file.
-        self.header.files = plan_files(dir)?;
-        self.header.checksum = header_checksum(&self.header)?;
-        let hp = dir.join("plan.json");
-        std::fs::write(&hp, serde_json::to_string_pretty(&self.header)?)
-            .with_context(|| format!("writing {}", hp.display()))?;
-        Ok(())
-    }
-
-    /// `manifests/restore.csv`: the NARs of the restore set as an S3 Batch Operations
-    /// manifest (bucket, key), ready for a RestoreObject job (`s3://` caches with a
-    /// non-empty restore set only).
-    fn write_restore_manifest(&self, dir: &Path) -> Result<()> {
-        use std::io::Write;
-        let Some((bucket, prefix)) = s3_location(&self.header.cache) else {
-            return Ok(());
-        };
-        if self.restore.is_empty() {
-            return Ok(());
-        }
-        let p = dir.join("restore.csv");
-        let mut w = std::io::BufWriter::new(
-            std::fs::File::create(&p).with_context(|| format!("writing {}", p.display()))?,
-        );
-        for r in &self.restore {
-            let full = format!("{prefix}{}", r.nar_key);
-            writeln!(
-                w,
-                "{}",
-                narward_formats::inventory::batch_manifest_row(&bucket, &full, None)
-            )?;
-        }
-        w.flush()
-            .with_context(|| format!("writing {}", p.display()))?;
-        Ok(())
-    }
-
-    fn write_manifests(&self, dir: &Path) -> Result<()> {
-        use std::io::Write;
-        if let Some((bucket, prefix)) = s3_location(&self.header.cache) {
-            let mut files: BTreeMap<&str, std::io::BufWriter<std::fs::File>> = BTreeMap::new();
-            for o in &self.objects {
-                let name = match (o.decision, o.category, &o.transition_to) {
-                    (Decision::Keep, _, _) => continue,
-                    (Decision::Delete, _, _) => "delete.csv",
-                    (Decision::Archive, Category::Nar, Some(_)) => "transition.csv",
-                    (Decision::Archive, Category::Nar, None) => continue,
-                    (Decision::Archive, _, _) => "hide.csv",
-                };
-                if !files.contains_key(name) {
-                    files.insert(
-                        name,
-                        std::io::BufWriter::new(std::fs::File::create(dir.join(name))?),
-                    );
-                }
-                if let Some(w) = files.get_mut(name) {
-                    let full = format!("{prefix}{}", o.key);
-                    writeln!(
-                        w,
-                        "{}",
-                        narward_formats::inventory::batch_manifest_row(&bucket, &full, None)
-                    )?;
-                }
-            }
-            for (_, mut w) in files {
-                w.flush()?;
-            }
-        }
-        use arrow_array::{ArrayRef, Int64Array, StringArray};
-        use std::sync::Arc;
-        // In batches, so a plan of hundreds of millions of objects is never copied whole.
-        let s = |v: Vec<Option<&str>>| -> ArrayRef { Arc::new(StringArray::from(v)) };
-        let batch = |o: &[ObjectDecision]| -> Vec<(&'static str, ArrayRef)> {
-            let reasons: Vec<String> = o.iter().map(|o| o.reason.to_string()).collect();
-            vec![
-                ("key", s(o.iter().map(|o| Some(o.key.as_str())).collect())),
-                (
-                    "category",
-                    s(o.iter().map(|o| Some(o.category.as_str())).collect()),
-                ),
-                (
-                    "size",
-                    Arc::new(Int64Array::from_iter_values(
-                        o.iter().map(|o| o.size as i64),
-                    )),
-                ),
-                (
-                    "storage_class",
-                    s(o.iter().map(|o| o.storage_class.as_deref()).collect()),
-                ),
-                (
-                    "decision",
-                    s(o.iter().map(|o| Some(o.decision.as_str())).collect()),
-                ),
-                (
-                    "transition_to",
-                    s(o.iter().map(|o| o.transition_to.as_deref()).collect()),
-                ),
-                (
-                    "reason",
-                    s(reasons.iter().map(|r| Some(r.as_str())).collect()),
-                ),
-            ]
-        };
-        crate::export::write_parquet_batches(
-            &dir.join("decisions.parquet"),
-            self.objects.chunks(1 << 16).map(batch),
+        self.header = w.finish(
+            std::mem::replace(&mut self.header, empty_header()),
+            &self.restore,
         )?;
         Ok(())
     }
@@ -1108,11 +1067,14 @@ impl Plan {
 }
 
 mod phases;
+mod write;
+pub use write::{PlanWriter, PlanWriterThread};
 
 #[cfg(test)]
 mod tests {
     mod cold;
     mod columns;
+    mod sink;
     mod versioning;
 
     use super::*;

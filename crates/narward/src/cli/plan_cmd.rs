@@ -5,7 +5,9 @@ use anyhow::{Context, Result, bail};
 use narward::cost;
 use narward::explain;
 use narward::index::{self, Index};
-use narward::plan::{self, Plan};
+use narward::plan::{
+    self, Begin, ObjectDecision, PathDecision, Plan, PlanSink, PlanWriter, PlanWriterThread,
+};
 use narward::policy::{Policy, RootOverrides, check_plan_roots};
 use std::process::ExitCode;
 
@@ -59,37 +61,79 @@ pub fn run(g: &Global, a: PlanArgs) -> Result<ExitCode> {
             }
             // Read the pricing table first: a bad table leaves no plan behind.
             let pricing = pricing(a.pricing.as_deref())?;
-            // The narinfo texts are streamed from disk, never all in memory, and the whole
-            // index is verified before a plan exists.
-            let mut p = plan::compute_from_state(
+            // The index is verified before any decision is written; every decision is
+            // written (and priced) as it is made, never all in memory.
+            let mut sink = Writing {
+                out: &out,
+                policy: &policy.file,
+                allow: RootOverrides {
+                    few_roots: a.allow_few_roots,
+                    empty_cache: a.allow_empty_cache,
+                },
+                writer: None,
+                pricer: cost::PlanPricer::new(&pricing, now),
+            };
+            let planned = plan::plan_from_state(
                 &g.state,
                 &policy,
                 &policy_path.display().to_string(),
                 now,
+                &mut sink,
             )?;
-            let allow = RootOverrides {
-                few_roots: a.allow_few_roots,
-                empty_cache: a.allow_empty_cache,
+            let Some(writer) = sink.writer else {
+                bail!("no plan was written for {}", planned.header.cache);
             };
-            check_plan_roots(&p.header.roots, p.paths.len() as u64, &policy.file, allow)
-                .with_context(|| {
-                    format!(
-                        "refusing to write a plan for {} (nothing was written)",
-                        p.header.cache
-                    )
-                })?;
-            p.write(&out)?;
+            let header = writer.finish(planned.header, &planned.restore)?;
             narward::progress::phase("plan: written");
-            let c = cost::price_plan(&p, &pricing, now);
+            let c = sink.pricer.finish(&header);
             narward::progress::phase("plan: priced");
             if g.json {
-                print_json(&serde_json::json!({ "plan": p.header, "cost": c }))?;
+                print_json(&serde_json::json!({ "plan": header, "cost": c }))?;
             } else {
-                print!("{}", explain::summary_text(&p));
+                print!("{}", explain::summary_text_of(&header, &planned.restore));
                 print!("{}", cost::plan_cost_text(&c));
                 println!("plan written to {}", out.display());
             }
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `narward plan`'s sink: refuses a plan with too few roots before anything is written,
+/// then writes and prices every decision as it comes.
+struct Writing<'a> {
+    out: &'a std::path::Path,
+    policy: &'a narward::policy::PolicyFile,
+    allow: RootOverrides,
+    writer: Option<PlanWriterThread>,
+    pricer: cost::PlanPricer<'a>,
+}
+
+impl PlanSink for Writing<'_> {
+    fn begin(&mut self, b: &Begin<'_>) -> Result<()> {
+        check_plan_roots(b.roots, b.paths, self.policy, self.allow).with_context(|| {
+            format!(
+                "refusing to write a plan for {} (nothing was written)",
+                b.cache
+            )
+        })?;
+        let w = PlanWriter::create(self.out, b.cache, b.paths, b.objects)?;
+        self.writer = Some(PlanWriterThread::spawn(w));
+        Ok(())
+    }
+
+    fn path(&mut self, p: PathDecision) -> Result<()> {
+        match &mut self.writer {
+            Some(w) => w.path(p),
+            None => bail!("a plan decision came before the plan began"),
+        }
+    }
+
+    fn object(&mut self, o: ObjectDecision) -> Result<()> {
+        self.pricer.add(&o);
+        match &mut self.writer {
+            Some(w) => w.object(o),
+            None => bail!("a plan decision came before the plan began"),
         }
     }
 }

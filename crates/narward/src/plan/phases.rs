@@ -1,11 +1,12 @@
-//! The phases of [`super::compute_with_graph`], one function each: take the nodes and
-//! seeds from the cache graph ([`read_graph`]), find the roots ([`find_roots`]), decide every path
-//! ([`decide_paths`]), find the owners of the other objects ([`Owners::find`]), decide
-//! every object ([`decide_objects`]). Pure, like the rest of planning.
+//! The phases of [`super::compute_with_graph`], one function each: check the cache graph
+//! against the listing ([`read_graph`]), find the roots and seeds ([`find_roots`]), decide
+//! every path ([`decide_paths`]), find the owners of the other objects ([`Owners::find`]),
+//! decide every object ([`decide_objects`]). Decisions go to a [`PlanSink`] as they are
+//! made; nothing per path is copied out of the graph. Pure, like the rest of planning.
 
 use super::{
-    Decision, Node, ObjectDecision, PathDecision, Reason, RootStats, Summary, archive_transition,
-    count_archived_nar,
+    Decision, ObjectDecision, PathDecision, PlanSink, Reason, RestoreItem, RootStats, Summary,
+    archive_transition, count_archived_nar, is_archive_class,
 };
 use crate::cache_graph::{CacheGraph, Status};
 use crate::graph::NONE;
@@ -15,7 +16,7 @@ use anyhow::Result;
 use narward_formats::keys::{self, Category, ObjectKind};
 use narward_formats::store_path::STORE_DIR;
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 const DAY: i64 = 86_400;
 
@@ -92,32 +93,27 @@ impl Ctx<'_> {
     }
 }
 
-/// The graph and the nodes.
+/// The graph, checked against the listing. Nothing per path is copied out of it: names,
+/// NAR keys and sizes are read from the graph when a decision is written.
 pub(super) struct Streamed<'g> {
     pub graph: CacheGraph<'g>,
-    pub nodes: Vec<Node>,
-    /// NAR keys apart from the nodes: they move into the path decisions without a copy.
-    pub nar_keys: Vec<Option<Box<str>>>,
-    /// (path id, NAR object) pairs beyond `Node::nar_obj`: every NAR an unparseable or
-    /// earlier narinfo text names is used by that path.
+    /// Per path id: the index of its narinfo object in the listing.
+    pub narinfo_obj: Vec<u32>,
+    /// (path id, NAR object) pairs beyond [`CacheGraph::nar_object`]: every NAR an
+    /// unparseable or earlier narinfo text names is used by that path.
     pub extra_nars: Vec<(u32, u32)>,
     pub unparseable: u64,
     /// Some narinfo's NAR is unknown: orphan NARs might be it.
     pub unknown_urls: bool,
 }
 
-/// Phase 1: the nodes, from the [`CacheGraph`] of the same generation as `objs` (the
-/// unknown-means-keep rules were applied when it was built); only the policy's seeds are
-/// decided here.
+/// Phase 1: the [`CacheGraph`] of the same generation as `objs` (the unknown-means-keep
+/// rules were applied when it was built), checked against the listing.
 ///
 /// # Errors
 /// A graph that does not belong to this listing.
-pub(super) fn read_graph<'g>(
-    ctx: &Ctx<'_>,
-    objs: &[ObjectRecord],
-    graph: CacheGraph<'g>,
-) -> Result<Streamed<'g>> {
-    let narinfo_objs: Vec<usize> = objs
+pub(super) fn read_graph<'g>(objs: &[ObjectRecord], graph: CacheGraph<'g>) -> Result<Streamed<'g>> {
+    let narinfo_obj: Vec<u32> = objs
         .iter()
         .enumerate()
         .filter_map(|(i, o)| match keys::classify(&o.key) {
@@ -126,8 +122,8 @@ pub(super) fn read_graph<'g>(
         })
         .enumerate()
         .map(|(id, (i, h))| {
-            (graph.len() > id && graph.hash(id as u32) == h)
-                .then_some(i)
+            (graph.len() > id && graph.hash(id as u32) == h && i <= u32::MAX as usize)
+                .then_some(i as u32)
                 .ok_or_else(|| {
                     anyhow::anyhow!(
                         "the index columns do not match its listing at {}",
@@ -136,22 +132,17 @@ pub(super) fn read_graph<'g>(
                 })
         })
         .collect::<Result<_>>()?;
-    if narinfo_objs.len() != graph.len() || graph.objects() != objs.len() as u64 {
+    if narinfo_obj.len() != graph.len() || graph.objects() != objs.len() as u64 {
         anyhow::bail!("the index columns do not match its listing (path or object count)");
     }
     let mut s = Streamed {
-        nodes: Vec::with_capacity(graph.len()),
-        nar_keys: Vec::with_capacity(graph.len()),
+        narinfo_obj,
         extra_nars: Vec::new(),
         unparseable: graph.unparseable(),
         unknown_urls: false,
         graph,
     };
-    for (id, &oi) in narinfo_objs.iter().enumerate() {
-        let id = id as u32;
-        let (node, nar_key) = node_of(ctx, objs, &s.graph, id, oi);
-        s.nodes.push(node);
-        s.nar_keys.push(nar_key);
+    for id in 0..s.graph.len() as u32 {
         s.unknown_urls |= s.graph.nar_unknown(id);
         s.extra_nars
             .extend(s.graph.extra_nars(id).iter().map(|&k| (id, k)));
@@ -160,78 +151,113 @@ pub(super) fn read_graph<'g>(
     Ok(s)
 }
 
-/// One node and its NAR key; `oi` is its narinfo object.
-fn node_of(
-    ctx: &Ctx<'_>,
-    objs: &[ObjectRecord],
-    g: &CacheGraph<'_>,
-    id: u32,
-    oi: usize,
-) -> (Node, Option<Box<str>>) {
-    let nar_obj = g.nar_object(id);
-    let status = g.status(id);
-    if !status.parsed() {
-        let mut node = unknown_node(g.why(id).to_string());
-        node.nar_obj = nar_obj;
-        return (node, nar_obj.map(|k| objs[k as usize].key.as_str().into()));
+impl<'g> Streamed<'g> {
+    fn parsed(&self, id: u32) -> bool {
+        self.graph.status(id).parsed()
     }
-    let nar_key = keys::nar_key_for_url(g.url(id));
-    let doubt = (status == Status::Doubtful).then(|| g.why(id).to_string());
-    let name = g.name(id);
-    let seed = ctx.seed(
-        g.ca(id),
-        name,
-        doubt.clone(),
-        [Some(&objs[oi]), nar_obj.map(|i| &objs[i as usize])],
-        [&objs[oi].key, nar_key],
-    );
-    let node = Node {
-        name: name.into(),
-        nar_obj,
-        nar_size: g.nar_size(id),
-        file_size: g.file_size(id),
-        deriver: g
-            .deriver(id)
-            .filter(|d| ctx.want_derivers && doubt.is_none() && *d != "unknown-deriver")
-            .map(Into::into),
-        seed,
-    };
-    (node, Some(nar_key.into()))
+
+    /// The key of the path's NAR: the one its URL names, or for an unparseable narinfo
+    /// the listed NAR its text names.
+    pub fn nar_key<'a>(&self, objs: &'a [ObjectRecord], id: u32) -> Option<&'a str>
+    where
+        'g: 'a,
+    {
+        if self.parsed(id) {
+            Some(keys::nar_key_for_url(self.graph.url(id)))
+        } else {
+            let k = self.graph.nar_object(id)?;
+            objs.get(k as usize).map(|o| o.key.as_str())
+        }
+    }
+
+    pub fn nar_size(&self, id: u32) -> u64 {
+        if self.parsed(id) {
+            self.graph.nar_size(id)
+        } else {
+            0
+        }
+    }
+
+    pub fn file_size(&self, id: u32) -> Option<u64> {
+        self.parsed(id).then(|| self.graph.file_size(id)).flatten()
+    }
+
+    /// The deriver, when the logs need it and the narinfo can be taken at its word.
+    fn deriver(&self, ctx: &Ctx<'_>, id: u32) -> Option<&'g str> {
+        (ctx.want_derivers && self.graph.status(id) == Status::Parsed)
+            .then(|| self.graph.deriver(id))
+            .flatten()
+            .filter(|d| *d != "unknown-deriver")
+    }
+
+    /// Why the path is a seed of the kept set, if it is (the policy's roots aside).
+    fn seed(&self, ctx: &Ctx<'_>, objs: &[ObjectRecord], id: u32) -> Option<Reason> {
+        let g = &self.graph;
+        let status = g.status(id);
+        if !status.parsed() {
+            return Some(Reason::Unparseable {
+                why: g.why(id).to_string(),
+            });
+        }
+        let doubt = (status == Status::Doubtful).then(|| g.why(id).to_string());
+        let narinfo = objs.get(self.narinfo_obj[id as usize] as usize);
+        let nar = g.nar_object(id).and_then(|i| objs.get(i as usize));
+        let nar_key = keys::nar_key_for_url(g.url(id));
+        let narinfo_key = narinfo.map_or("", |o| o.key.as_str());
+        ctx.seed(
+            g.ca(id),
+            g.name(id),
+            doubt,
+            [narinfo, nar],
+            [narinfo_key, nar_key],
+        )
+    }
+
+    /// The base name `<hash>-<name>` of a path (the hash alone when the name is unknown).
+    pub fn base_of(&self, id: usize) -> String {
+        let id = id as u32;
+        let h = self.graph.hash(id).to_string();
+        let name = if self.parsed(id) {
+            self.graph.name(id)
+        } else {
+            ""
+        };
+        if name.is_empty() {
+            h
+        } else {
+            format!("{h}-{name}")
+        }
+    }
 }
 
-/// A node whose narinfo says nothing usable.
-fn unknown_node(why: String) -> Node {
-    Node {
-        name: "".into(),
-        nar_obj: None,
-        nar_size: 0,
-        file_size: None,
-        deriver: None,
-        seed: Some(Reason::Unparseable { why }),
-    }
+/// Why a seed is kept: a policy root (its index in `policy.roots`: its source is only
+/// copied into the decision written) or a rule.
+pub(super) enum Seed {
+    Root(usize),
+    Rule(Reason),
 }
 
 /// Phase 2: the seeds of the kept set (policy roots, then paths a rule keeps) with their
 /// reasons, and the root statistics.
 pub(super) fn find_roots(
-    policy: &Policy,
+    ctx: &Ctx<'_>,
+    objs: &[ObjectRecord],
     s: &Streamed<'_>,
-) -> (Vec<u32>, HashMap<u32, Reason>, RootStats) {
+) -> (Vec<u32>, HashMap<u32, Seed>, RootStats) {
+    let policy = ctx.policy;
     let mut seeds: Vec<u32> = Vec::new();
-    let mut seed_reason: HashMap<u32, Reason> = HashMap::new();
+    let mut seed_reason: HashMap<u32, Seed> = HashMap::new();
     let mut roots = RootStats {
         total: policy.roots.len() as u64,
         ..Default::default()
     };
     let mut missing_by_source: HashMap<&str, u64> = HashMap::new();
-    for r in &policy.roots {
+    for (i, r) in policy.roots.iter().enumerate() {
         match s.graph.id(&r.hash) {
             Some(id) => {
                 roots.found += 1;
                 seeds.push(id);
-                seed_reason.entry(id).or_insert_with(|| Reason::Root {
-                    source: r.source.clone(),
-                });
+                seed_reason.entry(id).or_insert(Seed::Root(i));
             }
             None => {
                 roots.missing += 1;
@@ -256,76 +282,132 @@ pub(super) fn find_roots(
             )
         })
         .collect();
-    for (id, node) in s.nodes.iter().enumerate() {
-        if let Some(r) = &node.seed {
-            seeds.push(id as u32);
-            seed_reason.entry(id as u32).or_insert_with(|| r.clone());
+    for id in 0..s.graph.len() as u32 {
+        if let Some(r) = s.seed(ctx, objs, id) {
+            seeds.push(id);
+            seed_reason.entry(id).or_insert(Seed::Rule(r));
         }
     }
     (seeds, seed_reason, roots)
 }
 
-/// The base name `<hash>-<name>` of a node (the hash alone when the name is unknown).
-pub(super) fn base_of(s: &Streamed<'_>, id: usize) -> String {
-    let h = s.graph.hash(id as u32).to_string();
-    let name = &s.nodes[id].name;
-    if name.is_empty() {
-        h
-    } else {
-        format!("{h}-{name}")
+/// Every path's decision, from the closure's `parent` array: computed again where needed
+/// instead of held per path.
+pub(super) struct Verdicts<'a> {
+    pub s: &'a Streamed<'a>,
+    pub parent: &'a [u32],
+    pub seed_reason: &'a HashMap<u32, Seed>,
+    pub policy: &'a crate::policy::Policy,
+    pub removed: Decision,
+}
+
+impl Verdicts<'_> {
+    fn reason_of_seed(&self, id: u32) -> Reason {
+        match self.seed_reason.get(&id) {
+            Some(Seed::Root(i)) => Reason::Root {
+                source: self
+                    .policy
+                    .roots
+                    .get(*i)
+                    .map_or_else(String::new, |r| r.source.clone()),
+            },
+            Some(Seed::Rule(r)) => r.clone(),
+            None => Reason::OwnerUnknown,
+        }
+    }
+
+    pub fn kept(&self, id: usize) -> bool {
+        self.parent.get(id).is_some_and(|&p| p != NONE)
+    }
+
+    /// The decision and reason of the path `id`.
+    pub fn of(&self, id: u32) -> (Decision, Reason) {
+        match self.parent.get(id as usize).copied().unwrap_or(NONE) {
+            NONE if self.removed == Decision::Keep => (Decision::Keep, Reason::PolicyKeep),
+            NONE => (self.removed, Reason::Unreachable),
+            par if par == id => (Decision::Keep, self.reason_of_seed(id)),
+            par => (
+                Decision::Keep,
+                Reason::Reachable {
+                    from: self.s.graph.hash(par),
+                },
+            ),
+        }
     }
 }
 
-/// Phase 3: every path's decision, in graph-id order, from the closure's `parent` array.
-/// Takes the NAR keys out of `s`.
+/// Phase 3: every path's decision, in graph-id order (so by base name), handed to `sink`
+/// as it is made and counted in `summary`; returns the restore set (kept paths whose NAR
+/// is in an archive class), in the same order.
+///
+/// # Errors
+/// The sink's.
 pub(super) fn decide_paths(
-    s: &mut Streamed<'_>,
-    parent: &[u32],
-    seed_reason: &HashMap<u32, Reason>,
-    removed: Decision,
+    v: &Verdicts<'_>,
+    objs: &[ObjectRecord],
     summary: &mut Summary,
-) -> Vec<PathDecision> {
-    let mut paths: Vec<PathDecision> = Vec::with_capacity(s.graph.len());
-    for (id, &par) in parent.iter().enumerate().take(s.graph.len()) {
-        let (decision, reason) = if par != NONE {
-            let r = if par == id as u32 {
-                seed_reason
-                    .get(&(id as u32))
-                    .cloned()
-                    .unwrap_or(Reason::OwnerUnknown)
-            } else {
-                Reason::Reachable {
-                    from: s.graph.hash(par),
-                }
-            };
-            (Decision::Keep, r)
-        } else if removed == Decision::Keep {
-            (Decision::Keep, Reason::PolicyKeep)
-        } else {
-            (removed, Reason::Unreachable)
-        };
-        if decision == Decision::Keep {
-            *summary
-                .kept_by_reason
-                .entry(reason.kind().to_string())
-                .or_default() += 1;
-        }
-        let n = &s.nodes[id];
+    sink: &mut (impl PlanSink + ?Sized),
+) -> Result<Vec<RestoreItem>> {
+    let s = v.s;
+    let mut kept_by_reason: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut restore = Vec::new();
+    for id in 0..s.graph.len() as u32 {
+        let (decision, reason) = v.of(id);
+        let file_size = s.file_size(id);
         summary
             .paths
             .entry(decision)
             .or_default()
-            .add(n.file_size.unwrap_or(0));
-        paths.push(PathDecision {
-            path: base_of(s, id),
+            .add(file_size.unwrap_or(0));
+        let nar_key = s.nar_key(objs, id);
+        let path = s.base_of(id as usize);
+        if decision == Decision::Keep {
+            *kept_by_reason.entry(reason.kind()).or_default() += 1;
+            restore.extend(restore_item(objs, s.graph.nar_object(id), &path, nar_key));
+        }
+        sink.path(PathDecision {
+            path,
             decision,
             reason,
-            nar_key: s.nar_keys[id].take().map(String::from),
-            nar_size: n.nar_size,
-            file_size: n.file_size,
-        });
+            nar_key: nar_key.map(String::from),
+            nar_size: s.nar_size(id),
+            file_size,
+        })?;
     }
-    paths
+    summary.kept_by_reason = kept_by_reason
+        .into_iter()
+        .map(|(k, n)| (k.to_string(), n))
+        .collect();
+    for r in &restore {
+        summary.restore.add(r.size);
+    }
+    Ok(restore)
+}
+
+/// The restore-set entry of a kept path, if its NAR (the listed object `nar_obj` when its
+/// key is `nar_key`, else found in `objs`, sorted by key) is in GLACIER or DEEP_ARCHIVE.
+fn restore_item(
+    objs: &[ObjectRecord],
+    nar_obj: Option<u32>,
+    path: &str,
+    nar_key: Option<&str>,
+) -> Option<RestoreItem> {
+    let k = nar_key?;
+    let listed = nar_obj
+        .and_then(|i| objs.get(i as usize))
+        .filter(|o| o.key == k);
+    let o = match listed {
+        Some(o) => o,
+        None => &objs[objs.binary_search_by(|o| o.key.as_str().cmp(k)).ok()?],
+    };
+    let class = o.storage_class.as_deref()?;
+    is_archive_class(class).then(|| RestoreItem {
+        path: path.to_string(),
+        nar_key: o.key.clone(),
+        storage_class: class.to_string(),
+        size: o.size,
+        etag: o.etag.clone(),
+    })
 }
 
 /// Phase 4: who uses each NAR, debuginfo link and build log.
@@ -340,29 +422,32 @@ pub(super) struct Owners<'a> {
 
 impl<'a> Owners<'a> {
     pub fn find(
-        s: &'a Streamed<'a>,
-        kept: &[bool],
+        ctx: &Ctx<'_>,
+        v: &Verdicts<'a>,
         objs: &[ObjectRecord],
         debuginfo: &'a [FetchedRecord],
     ) -> Owners<'a> {
+        let s = v.s;
         let mut nar_fate: Vec<(u32, u32)> = vec![(NONE, NONE); objs.len()];
         let mut drv_fate: HashMap<&str, (Option<usize>, Option<usize>)> = HashMap::new();
         let mut used_by = |k: u32, id: usize| {
-            let e = &mut nar_fate[k as usize];
-            if kept[id] && e.0 == NONE {
+            let Some(e) = nar_fate.get_mut(k as usize) else {
+                return;
+            };
+            if v.kept(id) && e.0 == NONE {
                 e.0 = id as u32;
             }
             if e.1 == NONE {
                 e.1 = id as u32;
             }
         };
-        for (id, n) in s.nodes.iter().enumerate() {
-            if let Some(k) = n.nar_obj {
+        for id in 0..s.graph.len() {
+            if let Some(k) = s.graph.nar_object(id as u32) {
                 used_by(k, id);
             }
-            if let Some(d) = &n.deriver {
+            if let Some(d) = s.deriver(ctx, id as u32) {
                 let e = drv_fate.entry(d).or_default();
-                if kept[id] {
+                if v.kept(id) {
                     e.0.get_or_insert(id);
                 }
                 e.1.get_or_insert(id);
@@ -395,12 +480,8 @@ impl<'a> Owners<'a> {
 /// What phase 5 reads.
 pub(super) struct ObjectInputs<'a> {
     pub ctx: &'a Ctx<'a>,
-    pub s: &'a Streamed<'a>,
-    pub kept: &'a [bool],
-    /// In graph-id order.
-    pub paths: &'a [PathDecision],
+    pub v: &'a Verdicts<'a>,
     pub owners: &'a Owners<'a>,
-    pub removed: Decision,
 }
 
 impl ObjectInputs<'_> {
@@ -420,11 +501,11 @@ impl ObjectInputs<'_> {
             (k, _) if k != NONE => (
                 Decision::Keep,
                 Reason::NarOfKeptPath {
-                    path: self.s.graph.hash(k),
+                    path: self.v.s.graph.hash(k),
                 },
             ),
-            _ if self.removed == Decision::Keep => (Decision::Keep, Reason::PolicyKeep),
-            _ => (self.removed, Reason::Unreachable),
+            _ if self.v.removed == Decision::Keep => (Decision::Keep, Reason::PolicyKeep),
+            _ => (self.v.removed, Reason::Unreachable),
         }
     }
 
@@ -432,14 +513,14 @@ impl ObjectInputs<'_> {
     fn nar(&self, oi: usize) -> (Decision, Reason) {
         match self.owners.nar_fate[oi] {
             (_, any) if any != NONE => self.nar_decision(oi),
-            _ if self.s.unknown_urls => (Decision::Keep, Reason::MightBelongToUnknown),
+            _ if self.v.s.unknown_urls => (Decision::Keep, Reason::MightBelongToUnknown),
             _ => match self.ctx.policy.file.actions.orphan_nars {
                 Follow::Keep => (Decision::Keep, Reason::PolicyKeep),
                 Follow::Delete => (Decision::Delete, Reason::Orphan),
-                Follow::Follow if self.removed == Decision::Keep => {
+                Follow::Follow if self.v.removed == Decision::Keep => {
                     (Decision::Keep, Reason::PolicyKeep)
                 }
-                Follow::Follow => (self.removed, Reason::Orphan),
+                Follow::Follow => (self.v.removed, Reason::Orphan),
             },
         }
     }
@@ -450,13 +531,10 @@ impl ObjectInputs<'_> {
             return (Decision::Keep, Reason::Young);
         }
         let actions = &self.ctx.policy.file.actions;
-        let graph = &self.s.graph;
+        let graph = &self.v.s.graph;
         match kind {
             ObjectKind::Narinfo(h) => match graph.id(h) {
-                Some(id) => (
-                    self.paths[id as usize].decision,
-                    self.paths[id as usize].reason.clone(),
-                ),
+                Some(id) => self.v.of(id),
                 // Listed but never fetched into the index: unknown.
                 None => (Decision::Keep, Reason::OwnerUnknown),
             },
@@ -464,12 +542,12 @@ impl ObjectInputs<'_> {
             ObjectKind::Listing(h) => match graph.id(h) {
                 Some(id) => {
                     let id = id as usize;
-                    let d = if self.kept[id] {
+                    let d = if self.v.kept(id) {
                         Decision::Keep
                     } else {
-                        self.removed
+                        self.v.removed
                     };
-                    let owner = format!("{STORE_DIR}/{}", base_of(self.s, id));
+                    let owner = format!("{STORE_DIR}/{}", self.v.s.base_of(id));
                     self.follow(actions.listings, d, owner)
                 }
                 None => (Decision::Keep, Reason::OwnerUnknown),
@@ -485,11 +563,11 @@ impl ObjectInputs<'_> {
                 Some((Some(k), _)) => (
                     Decision::Keep,
                     Reason::OwnerKept {
-                        owner: format!("{STORE_DIR}/{}", base_of(self.s, *k)),
+                        owner: format!("{STORE_DIR}/{}", self.v.s.base_of(*k)),
                     },
                 ),
                 Some((None, Some(_))) => {
-                    self.follow(actions.logs, self.removed, format!("{STORE_DIR}/{drv}"))
+                    self.follow(actions.logs, self.v.removed, format!("{STORE_DIR}/{drv}"))
                 }
                 _ => (Decision::Keep, Reason::OwnerUnknown),
             },
@@ -545,16 +623,20 @@ fn kept_link_targets(inp: &ObjectInputs<'_>, objs: &[ObjectRecord]) -> LinkKeep 
     k
 }
 
-/// Phase 5: every object's decision, in listing order, counted in `summary`. An object
-/// a kept symlink reads is kept with it ([`kept_link_targets`]).
+/// Phase 5: every object's decision, in listing order, handed to `sink` as it is made and
+/// counted in `summary`. An object a kept symlink reads is kept with it
+/// ([`kept_link_targets`]).
+///
+/// # Errors
+/// The sink's.
 pub(super) fn decide_objects(
     inp: &ObjectInputs<'_>,
     objs: Vec<ObjectRecord>,
     summary: &mut Summary,
-) -> Vec<ObjectDecision> {
+    sink: &mut (impl PlanSink + ?Sized),
+) -> Result<()> {
     let p = &inp.ctx.policy.file;
     let links = kept_link_targets(inp, &objs);
-    let mut objects = Vec::with_capacity(objs.len());
     for (oi, o) in objs.into_iter().enumerate() {
         let kind = keys::classify(&o.key);
         let (mut decision, mut reason) = inp.decide(&o, oi, &kind);
@@ -580,7 +662,7 @@ pub(super) fn decide_objects(
             .entry(category)
             .or_default()
             .add(o.size);
-        objects.push(ObjectDecision {
+        sink.object(ObjectDecision {
             key: o.key,
             category,
             size: o.size,
@@ -590,7 +672,7 @@ pub(super) fn decide_objects(
             decision,
             transition_to,
             reason,
-        });
+        })?;
     }
-    objects
+    Ok(())
 }

@@ -3,6 +3,43 @@
 
 use super::*;
 
+/// A sink writing every decision as it comes, as `narward plan` does.
+struct Writing {
+    out: std::path::PathBuf,
+    w: Option<PlanWriter>,
+}
+
+impl PlanSink for Writing {
+    fn begin(&mut self, b: &Begin<'_>) -> Result<()> {
+        self.w = Some(PlanWriter::create(&self.out, b.cache, b.paths, b.objects)?);
+        Ok(())
+    }
+    fn path(&mut self, p: PathDecision) -> Result<()> {
+        self.w.as_mut().unwrap().path(&p)
+    }
+    fn object(&mut self, o: ObjectDecision) -> Result<()> {
+        self.w.as_mut().unwrap().object(&o)
+    }
+}
+
+/// The plan of the index in `st`, written decision by decision into `out` and read back.
+fn written_as_decided(st: &Path, policy: &Policy, out: &Path) -> Plan {
+    let mut sink = Writing {
+        out: out.to_path_buf(),
+        w: None,
+    };
+    let planned = plan_from_state(st, policy, "test", NOW, &mut sink).unwrap();
+    let header = sink
+        .w
+        .unwrap()
+        .finish(planned.header, &planned.restore)
+        .unwrap();
+    let read = Plan::read(out).unwrap();
+    assert_eq!(read.header, header);
+    assert_eq!(read.restore, planned.restore);
+    read
+}
+
 /// The plan of `index` read back from disk three ways.
 fn plans_from_disk(index: &Index, policy: &Policy) -> (Plan, Plan) {
     let d = tempfile::tempdir().unwrap();
@@ -11,6 +48,20 @@ fn plans_from_disk(index: &Index, policy: &Policy) -> (Plan, Plan) {
     saved.meta.format_version = crate::index::FORMAT_VERSION;
     saved.save(&st).unwrap();
     let mapped = compute_from_state(&st, policy, "test", NOW).unwrap();
+    // Written as decided, then read back: the same plan (files and checksum aside).
+    let mut written = written_as_decided(&st, policy, &d.path().join("plan"));
+    written.header.files = mapped.header.files.clone();
+    written.header.checksum.clone_from(&mapped.header.checksum);
+    assert_eq!(written.paths, mapped.paths);
+    assert_eq!(written.objects, mapped.objects);
+    assert_eq!(written.restore, mapped.restore);
+    assert_eq!(written.header, mapped.header);
+    // And the same files as the plan in memory written whole.
+    mapped.clone().write(&d.path().join("whole")).unwrap();
+    assert_eq!(
+        Plan::read(&d.path().join("whole")).unwrap().header.files,
+        Plan::read(&d.path().join("plan")).unwrap().header.files
+    );
     // An index written before the columns existed: its narinfo stream, no columns.
     as_before_columns(&st, index);
     let streamed = compute_from_state(&st, policy, "test", NOW).unwrap();

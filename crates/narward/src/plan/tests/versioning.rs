@@ -32,10 +32,6 @@ fn a_plan_records_the_buckets_versioning_and_states_deletes_as_delete_markers() 
     let plan = compute(&index, &policy, "test", NOW);
     assert_eq!(plan.header.versioning, v);
     assert_eq!(
-        plan.header.summary.delete_mode,
-        "delete marker + noncurrent-version expiry"
-    );
-    assert_eq!(
         plan.header.delete_mode(),
         "delete marker + noncurrent-version expiry"
     );

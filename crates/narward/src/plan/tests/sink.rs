@@ -1,0 +1,190 @@
+//! Decisions go to the sink as they are made (issue 9: "write decisions as they are
+//! made"), in the order readers rely on, and a plan abandoned half-written leaves nothing.
+
+use super::*;
+
+/// What a sink saw, in order.
+#[derive(Default)]
+struct Recording {
+    events: Vec<String>,
+    /// Fail at this event (counted from 0), if set.
+    fail_at: Option<usize>,
+}
+
+impl Recording {
+    fn see(&mut self, e: String) -> Result<()> {
+        if self.fail_at == Some(self.events.len()) {
+            bail!("sink refused event {}", self.events.len());
+        }
+        self.events.push(e);
+        Ok(())
+    }
+}
+
+impl PlanSink for Recording {
+    fn begin(&mut self, b: &Begin<'_>) -> Result<()> {
+        self.see(format!("begin {} {}", b.paths, b.objects))
+    }
+    fn path(&mut self, p: PathDecision) -> Result<()> {
+        self.see(format!("path {}", p.path))
+    }
+    fn object(&mut self, o: ObjectDecision) -> Result<()> {
+        self.see(format!("object {}", o.key))
+    }
+}
+
+fn small_cache() -> (Index, Policy) {
+    let s = Spec {
+        n: 6,
+        edges: vec![(1, 0), (3, 2), (5, 1)],
+        roots: vec![5],
+        young: Vec::new(),
+        ca: Vec::new(),
+        missing_nar: vec![4],
+        broken: vec![3],
+        shared_nar: Vec::new(),
+        orphans: 2,
+        delete: true,
+    };
+    build(&s)
+}
+
+fn saved(index: &Index, dir: &Path) -> std::path::PathBuf {
+    let st = dir.join("state");
+    let mut saved = index.clone();
+    saved.meta.format_version = crate::index::FORMAT_VERSION;
+    saved.save(&st).unwrap();
+    st
+}
+
+#[test]
+fn decisions_are_written_as_they_are_made_in_the_order_readers_search() {
+    let (index, policy) = small_cache();
+    let d = tempfile::tempdir().unwrap();
+    let st = saved(&index, d.path());
+    let mut rec = Recording::default();
+    plan_from_state(&st, &policy, "test", NOW, &mut rec).unwrap();
+    let n = index.narinfos.len();
+    let m = index.objects.len();
+    assert_eq!(rec.events[0], format!("begin {n} {m}"));
+    let paths: Vec<&String> = rec.events[1..=n].iter().collect();
+    let objects: Vec<&String> = rec.events[n + 1..].iter().collect();
+    assert!(paths.iter().all(|e| e.starts_with("path ")), "{paths:?}");
+    assert!(
+        objects.iter().all(|e| e.starts_with("object ")),
+        "{objects:?}"
+    );
+    assert_eq!(objects.len(), m);
+    assert!(
+        paths.windows(2).all(|w| w[0] < w[1]),
+        "paths sorted: {paths:?}"
+    );
+    assert!(objects.windows(2).all(|w| w[0] < w[1]), "objects sorted");
+    // The sink's error stops planning at once: no decision is made after it.
+    for fail_at in [0, 2, n + 1] {
+        let mut rec = Recording {
+            fail_at: Some(fail_at),
+            ..Default::default()
+        };
+        let e = plan_from_state(&st, &policy, "test", NOW, &mut rec).unwrap_err();
+        assert!(e.to_string().contains("sink refused"), "{e:#}");
+        assert_eq!(rec.events.len(), fail_at);
+    }
+}
+
+/// A sink that writes the plan and fails after `after` objects.
+struct FailingWriter {
+    out: std::path::PathBuf,
+    w: Option<PlanWriter>,
+    after: usize,
+    seen: usize,
+}
+
+impl PlanSink for FailingWriter {
+    fn begin(&mut self, b: &Begin<'_>) -> Result<()> {
+        self.w = Some(PlanWriter::create(&self.out, b.cache, b.paths, b.objects)?);
+        Ok(())
+    }
+    fn path(&mut self, p: PathDecision) -> Result<()> {
+        self.w.as_mut().unwrap().path(&p)
+    }
+    fn object(&mut self, o: ObjectDecision) -> Result<()> {
+        self.seen += 1;
+        if self.seen > self.after {
+            bail!("disk full");
+        }
+        self.w.as_mut().unwrap().object(&o)
+    }
+}
+
+#[test]
+fn a_plan_that_fails_while_written_leaves_no_plan_directory() {
+    let (index, policy) = small_cache();
+    let d = tempfile::tempdir().unwrap();
+    let st = saved(&index, d.path());
+    let out = d.path().join("plan");
+    let mut sink = FailingWriter {
+        out: out.clone(),
+        w: None,
+        after: 2,
+        seen: 0,
+    };
+    assert!(plan_from_state(&st, &policy, "test", NOW, &mut sink).is_err());
+    assert!(d.path().join(".plan.partial").exists(), "written meanwhile");
+    drop(sink);
+    assert!(!out.exists());
+    assert!(!d.path().join(".plan.partial").exists());
+    // An empty --out directory is replaced by the whole plan.
+    std::fs::create_dir(&out).unwrap();
+    let mut plan = compute(&index, &policy, "test", NOW);
+    plan.write(&out).unwrap();
+    let read = Plan::read(&out).unwrap();
+    assert_eq!(read.paths, plan.paths);
+    assert_eq!(read.objects, plan.objects);
+    assert!(!d.path().join(".plan.partial").exists());
+}
+
+#[test]
+fn plan_writer_refuses_decisions_out_of_order() {
+    let (index, policy) = small_cache();
+    let plan = compute(&index, &policy, "test", NOW);
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("plan");
+    let mut w = PlanWriter::create(&out, "s3://c", 2, 0).unwrap();
+    w.path(&plan.paths[1]).unwrap();
+    let e = w.path(&plan.paths[0]).unwrap_err();
+    assert!(e.to_string().contains("out of order"), "{e:#}");
+    drop(w);
+    assert!(!out.exists());
+}
+
+#[test]
+fn plan_writer_thread_writes_the_same_plan_and_reports_the_writers_errors() {
+    let (index, policy) = small_cache();
+    let plan = compute(&index, &policy, "test", NOW);
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("plan");
+    let n = |v: usize| v as u64;
+    let w = PlanWriter::create(&out, "s3://c", n(plan.paths.len()), n(plan.objects.len()));
+    let mut t = PlanWriterThread::spawn(w.unwrap());
+    for p in &plan.paths {
+        t.path(p.clone()).unwrap();
+    }
+    for o in &plan.objects {
+        t.object(o.clone()).unwrap();
+    }
+    t.finish(plan.header.clone(), &plan.restore).unwrap();
+    let read = Plan::read(&out).unwrap();
+    assert_eq!(read.paths, plan.paths);
+    assert_eq!(read.objects, plan.objects);
+    // Out of order: the thread's error comes back, and nothing is left behind.
+    let out2 = d.path().join("plan2");
+    let w = PlanWriter::create(&out2, "s3://c", 2, 0).unwrap();
+    let mut t = PlanWriterThread::spawn(w);
+    t.path(plan.paths[1].clone()).unwrap();
+    t.path(plan.paths[0].clone()).unwrap();
+    let e = t.finish(plan.header.clone(), &[]).unwrap_err();
+    assert!(e.to_string().contains("out of order"), "{e:#}");
+    assert!(!out2.exists());
+    assert!(!d.path().join(".plan2.partial").exists());
+}
