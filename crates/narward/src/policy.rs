@@ -272,7 +272,8 @@ pub struct Policy {
     pub root_sources: Vec<(String, usize)>,
     pub names: GlobSet,
     /// Last successful read per full bucket key (unix seconds), from S3 server access logs
-    /// (a plan strips the cache's prefix: [`crate::access_log::for_cache`]).
+    /// read by [`crate::access::logs`] (a plan strips the cache's prefix:
+    /// [`crate::access::last_access_for_cache`]).
     pub last_access: std::collections::HashMap<String, i64>,
 }
 
@@ -351,15 +352,15 @@ impl Policy {
                 base.join(f)
             }
         };
-        let mut logs = crate::access_log::AccessLogs::default();
+        let (mut stats, mut sources) = (crate::access::AccessStats::default(), Default::default());
         for f in &file.keep.access_logs {
-            logs.read(&abs(f))
+            let rep = crate::access::logs::read(&[abs(f)], &mut sources, &mut stats)
                 .with_context(|| format!("policy {name}: keep.access_logs {}", f.display()))?;
+            for w in rep.warnings() {
+                tracing::warn!("policy {name}: {w}");
+            }
         }
-        for w in logs.warnings() {
-            tracing::warn!("policy {name}: {w}");
-        }
-        p.last_access = logs.last_access;
+        p.last_access = stats.last_access("");
         Ok(p)
     }
 
