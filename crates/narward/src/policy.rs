@@ -79,7 +79,8 @@ pub struct KeepSection {
     /// and, with `access_stats`, the state directory's access statistics.
     pub accessed_within_days: Option<u32>,
     /// S3 server access log files or directories (`accessed_within_days` needs these or
-    /// `access_stats`).
+    /// `access_stats`), read by [`crate::access::logs`] exactly as `access-logs ingest`
+    /// reads them: the last hit (GET/HEAD answered 200, 206 or 304) of each key counts.
     #[serde(default)]
     pub access_logs: Vec<PathBuf>,
     /// Also use the access statistics kept in the state directory by `narward access-logs
