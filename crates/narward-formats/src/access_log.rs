@@ -230,7 +230,9 @@ mod tests {
     /// The status rules, one table: (operation, status) → read, hit, miss, or malformed.
     #[test]
     fn status_rules_classify_reads_hits_and_misses() {
-        let cases: &[(&str, &str, Option<(bool, bool, bool)>)] = &[
+        /// (is_read, is_hit, is_miss), or `None` for a malformed line.
+        type Class = Option<(bool, bool, bool)>;
+        let cases: &[(&str, &str, Class)] = &[
             ("REST.GET.OBJECT", "200", Some((true, true, false))),
             ("REST.GET.OBJECT", "206", Some((true, true, false))),
             ("REST.HEAD.OBJECT", "304", Some((true, true, false))),

@@ -258,7 +258,8 @@ fn keep_access_logs_and_ingested_statistics_count_the_same_reads() {
     std::fs::write(logs.join("sub/b"), b).unwrap();
 
     let from_policy = policy_last_access(d.path(), "logs/");
-    let (ingested, rep) = store::ingest(&d.path().join("state"), &[logs.clone()], 0).unwrap();
+    let (ingested, rep) =
+        store::ingest(&d.path().join("state"), std::slice::from_ref(&logs), 0).unwrap();
     assert_eq!(from_policy, ingested.last_access(""));
     // The policy's reader is the ingest's: the same per-key reads, hits and misses.
     let mut read = AccessStats::default();
@@ -329,7 +330,7 @@ fn keep_access_logs_count_and_show_malformed_lines_with_file_and_line() {
     bytes.extend_from_slice(b"\r\n\xff\xfe not UTF-8\n");
     std::fs::write(&f, bytes).unwrap();
     let mut s = AccessStats::default();
-    let rep = super::logs::read(&[f.clone()], &mut Default::default(), &mut s).unwrap();
+    let rep = super::logs::read(std::slice::from_ref(&f), &mut Default::default(), &mut s).unwrap();
     assert_eq!((rep.malformed, s.last_access("").len()), (3, 1));
     assert_eq!(s.last_access("")["a.narinfo"], T0 + DAY);
     let w = rep.warnings().join("\n");
