@@ -1,13 +1,23 @@
-//! S3 server access log lines (reference §3.2): which object was read, and when.
+//! S3 server access log lines (reference §3.2): which object was requested, how, and when.
 //!
 //! A line is space-separated fields, where `[…]` and `"…"` group; extra trailing fields
 //! are tolerated (AWS appends new ones). Field 3 is the time
 //! (`06/Feb/2019:00:00:38 +0000`), field 7 the operation, field 8 the URL-encoded key,
-//! field 10 the HTTP status. Only successful reads count: `REST.GET.OBJECT` or
-//! `REST.HEAD.OBJECT` with status 200, 206 or 304.
+//! field 10 the HTTP status.
 //!
-//! [`parse_request`] gives every object request instead (any operation on a key, with its
-//! HTTP status), so that misses (`REST.GET.OBJECT` answered 404) can be counted too.
+//! [`parse_request`] is the one line parser; [`Request`] the one classification, which
+//! every reader of the logs uses (`keep.access_logs` in plan policies and
+//! `narward access-logs ingest` alike):
+//! - a *read* is `REST.GET.OBJECT` or `REST.HEAD.OBJECT` ([`Request::is_read`]);
+//! - a *hit* (a successful read, what "last read" means) is a read answered 200, 206 or
+//!   304 ([`Request::is_hit`]);
+//! - a *miss* is a read answered 404 ([`Request::is_miss`]);
+//! - other statuses (403, 5xx, `-`) make a read that is neither;
+//! - a status that is neither `-` nor a number 100..=599 makes the line malformed,
+//!   whatever its operation.
+//!
+//! Log keys are full bucket keys; [`key_in_cache`] maps them to the keys of a cache under a
+//! key prefix.
 //!
 //! Every input gives a value or an [`AccessLogError`]; nothing panics or overflows
 //! (times are range-checked: years 0000..=9999, real months, days, hours and zones).
@@ -27,20 +37,6 @@ pub enum AccessLogError {
     /// The HTTP status is neither `-` nor a number 100..=599.
     #[error("HTTP status {0:?} is not a number like 404")]
     BadStatus(String),
-}
-
-/// What one line says.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LogLine {
-    /// A successful read of `key` (the full object key, URL-decoded) at `time` (unix seconds).
-    Read {
-        /// The object key as stored in the bucket (with any cache prefix).
-        key: String,
-        /// Unix seconds.
-        time: i64,
-    },
-    /// A well-formed line that is not a successful read (a PUT, a 404, a blank line).
-    Other,
 }
 
 /// Split one log line into fields.
@@ -131,31 +127,6 @@ pub fn parse_time(s: &str) -> Option<i64> {
     Some(crate::date::days_from_civil(year, month, day) * 86400 + h * 3600 + m * 60 + sec - off)
 }
 
-/// Parse one log line.
-///
-/// # Errors
-/// Too few fields, a time that does not parse, or (for a read) a key that does not
-/// URL-decode.
-pub fn parse_line(line: &str) -> Result<LogLine, AccessLogError> {
-    if line.trim().is_empty() {
-        return Ok(LogLine::Other);
-    }
-    let f = fields(line);
-    let (Some(time), Some(op), Some(key), Some(status)) = (f.get(2), f.get(6), f.get(7), f.get(9))
-    else {
-        return Err(AccessLogError::TooFewFields(f.len()));
-    };
-    let time = parse_time(time).ok_or_else(|| AccessLogError::BadTime((*time).to_string()))?;
-    if !matches!(*op, "REST.GET.OBJECT" | "REST.HEAD.OBJECT")
-        || !matches!(*status, "200" | "206" | "304")
-    {
-        return Ok(LogLine::Other);
-    }
-    let key = crate::inventory::url_decode_key(key)
-        .map_err(|_| AccessLogError::BadKey((*key).to_string()))?;
-    Ok(LogLine::Read { key, time })
-}
-
 /// One request on an object, whatever its outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
@@ -178,7 +149,7 @@ impl Request {
         )
     }
 
-    /// A read that succeeded (status 200, 206 or 304): what [`parse_line`] calls a read.
+    /// A read that succeeded (status 200, 206 or 304): what "last read" counts.
     pub fn is_hit(&self) -> bool {
         self.is_read() && matches!(self.status, Some(200 | 206 | 304))
     }
@@ -227,6 +198,13 @@ pub fn parse_request(line: &str) -> Result<Option<Request>, AccessLogError> {
     }))
 }
 
+/// The key of a cache object that a log key names, for a cache under `prefix` (`""` or
+/// `"prefix/"`): the log key without the prefix; `None` for a key outside the cache (or the
+/// prefix itself).
+pub fn key_in_cache<'a>(log_key: &'a str, prefix: &str) -> Option<&'a str> {
+    log_key.strip_prefix(prefix).filter(|k| !k.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,19 +213,60 @@ mod tests {
 
     #[test]
     fn parses_a_documented_line_with_an_extra_field() {
+        let r = parse_request(LINE).unwrap().unwrap();
+        assert_eq!(r.key, "0a3yijp35sygmy51cnrrz11vimwapz7c.narinfo");
+        assert_eq!((r.time, r.is_hit()), (1549411238, true));
+        let miss = parse_request(&LINE.replace(" 200 ", " 404 "))
+            .unwrap()
+            .unwrap();
+        assert!(!miss.is_hit());
         assert_eq!(
-            parse_line(LINE),
-            Ok(LogLine::Read {
-                key: "0a3yijp35sygmy51cnrrz11vimwapz7c.narinfo".into(),
-                time: 1549411238
-            })
+            parse_request("garbage"),
+            Err(AccessLogError::TooFewFields(1))
         );
-        assert_eq!(
-            parse_line(&LINE.replace(" 200 ", " 404 ")),
-            Ok(LogLine::Other)
-        );
-        assert_eq!(parse_line("garbage"), Err(AccessLogError::TooFewFields(1)));
-        assert_eq!(parse_line(""), Ok(LogLine::Other));
+        assert_eq!(parse_request(""), Ok(None));
+    }
+
+    /// The status rules, one table: (operation, status) → read, hit, miss, or malformed.
+    #[test]
+    fn status_rules_classify_reads_hits_and_misses() {
+        /// (is_read, is_hit, is_miss), or `None` for a malformed line.
+        type Class = Option<(bool, bool, bool)>;
+        let cases: &[(&str, &str, Class)] = &[
+            ("REST.GET.OBJECT", "200", Some((true, true, false))),
+            ("REST.GET.OBJECT", "206", Some((true, true, false))),
+            ("REST.HEAD.OBJECT", "304", Some((true, true, false))),
+            ("REST.GET.OBJECT", "404", Some((true, false, true))),
+            ("REST.HEAD.OBJECT", "404", Some((true, false, true))),
+            ("REST.GET.OBJECT", "403", Some((true, false, false))),
+            ("REST.GET.OBJECT", "503", Some((true, false, false))),
+            ("REST.GET.OBJECT", "-", Some((true, false, false))),
+            ("REST.PUT.OBJECT", "200", Some((false, false, false))),
+            ("REST.COPY.OBJECT", "404", Some((false, false, false))),
+            ("REST.GET.OBJECT", "2x0", None),
+            ("REST.GET.OBJECT", "600", None),
+            ("REST.GET.OBJECT", "0200", None),
+            ("REST.PUT.OBJECT", "20€", None),
+        ];
+        for &(op, status, want) in cases {
+            let line = LINE
+                .replace("REST.GET.OBJECT", op)
+                .replace(" 200 ", &format!(" {status} "));
+            let got = parse_request(&line)
+                .ok()
+                .map(|r| r.unwrap())
+                .map(|r| (r.is_read(), r.is_hit(), r.is_miss()));
+            assert_eq!(got, want, "{op} {status}");
+        }
+    }
+
+    #[test]
+    fn log_keys_of_a_prefixed_cache_lose_the_prefix_and_others_are_left_out() {
+        assert_eq!(key_in_cache("cache/a.narinfo", "cache/"), Some("a.narinfo"));
+        assert_eq!(key_in_cache("other/a.narinfo", "cache/"), None);
+        assert_eq!(key_in_cache("cache/", "cache/"), None);
+        assert_eq!(key_in_cache("cachex/a", "cache/"), None);
+        assert_eq!(key_in_cache("a.narinfo", ""), Some("a.narinfo"));
     }
 
     #[test]
@@ -260,7 +279,7 @@ mod tests {
             );
             let line = LINE.replace("+0000", tz);
             assert!(
-                matches!(parse_line(&line), Err(AccessLogError::BadTime(_))),
+                matches!(parse_request(&line), Err(AccessLogError::BadTime(_))),
                 "{tz}"
             );
         }

@@ -16,7 +16,7 @@
 //! | [`cache_info`] | the text of `nix-cache-info` | [`cache_info::CacheInfo`] |
 //! | [`roots`] | root lists: one store path per line, `fallback-paths.nix` | store paths with their line numbers |
 //! | [`inventory`] | S3 Inventory `manifest.json` and CSV lines | typed rows; S3 Batch Operations manifest rows |
-//! | [`access_log`] | one S3 server access log line | the key and time of a successful read |
+//! | [`access_log`] | one S3 server access log line | the request (operation, key, status, time) and whether it is a read, hit or miss |
 //! | [`fuzzing`] | arbitrary bytes | nothing; panics only if a round trip is broken |
 //!
 //! Parsers never panic on untrusted input: the library code is compiled with

@@ -6,7 +6,6 @@
 //! [`inventory`] (S3 Inventory reports) and [`index`] (the on-disk state).
 
 pub mod access;
-pub mod access_log;
 pub mod apply;
 pub mod audit;
 pub mod batch_export;

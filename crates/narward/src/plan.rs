@@ -684,9 +684,9 @@ pub fn compute_with_graph(
         policy,
         now,
         // Log keys carry the cache's prefix; object keys do not.
-        last_access: crate::access_log::for_cache(
+        last_access: crate::access::last_access_for_cache(
             &policy.last_access,
-            &crate::access_log::cache_prefix(&meta.cache_url),
+            &crate::access::cache_prefix(&meta.cache_url),
         ),
         want_derivers: objs.iter().any(|o| o.category() == Category::Log),
     };

@@ -79,7 +79,8 @@ pub struct KeepSection {
     /// and, with `access_stats`, the state directory's access statistics.
     pub accessed_within_days: Option<u32>,
     /// S3 server access log files or directories (`accessed_within_days` needs these or
-    /// `access_stats`).
+    /// `access_stats`), read by [`crate::access::logs`] exactly as `access-logs ingest`
+    /// reads them: the last hit (GET/HEAD answered 200, 206 or 304) of each key counts.
     #[serde(default)]
     pub access_logs: Vec<PathBuf>,
     /// Also use the access statistics kept in the state directory by `narward access-logs
@@ -272,7 +273,8 @@ pub struct Policy {
     pub root_sources: Vec<(String, usize)>,
     pub names: GlobSet,
     /// Last successful read per full bucket key (unix seconds), from S3 server access logs
-    /// (a plan strips the cache's prefix: [`crate::access_log::for_cache`]).
+    /// read by [`crate::access::logs`] (a plan strips the cache's prefix:
+    /// [`crate::access::last_access_for_cache`]).
     pub last_access: std::collections::HashMap<String, i64>,
 }
 
@@ -351,15 +353,15 @@ impl Policy {
                 base.join(f)
             }
         };
-        let mut logs = crate::access_log::AccessLogs::default();
+        let (mut stats, mut sources) = (crate::access::AccessStats::default(), Default::default());
         for f in &file.keep.access_logs {
-            logs.read(&abs(f))
+            let rep = crate::access::logs::read(&[abs(f)], &mut sources, &mut stats)
                 .with_context(|| format!("policy {name}: keep.access_logs {}", f.display()))?;
+            for w in rep.warnings() {
+                tracing::warn!("policy {name}: {w}");
+            }
         }
-        for w in logs.warnings() {
-            tracing::warn!("policy {name}: {w}");
-        }
-        p.last_access = logs.last_access;
+        p.last_access = stats.last_access("");
         Ok(p)
     }
 

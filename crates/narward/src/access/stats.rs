@@ -1,10 +1,11 @@
 //! Pure: per-key access statistics from S3 server access log requests.
 //!
-//! A *read* is `REST.GET.OBJECT` or `REST.HEAD.OBJECT`; a *hit* is a read answered 200,
-//! 206 or 304; a *miss* is a read answered 404 (for a `.narinfo`, a Nix client that asked
-//! for a path the cache did not serve). Other statuses (403, 5xx) count as reads only.
+//! What a read, a hit and a miss are is [`Request`]'s one classification: a *read* is
+//! `REST.GET.OBJECT` or `REST.HEAD.OBJECT`; a *hit* is a read answered 200, 206 or 304; a
+//! *miss* is a read answered 404 (for a `.narinfo`, a Nix client that asked for a path the
+//! cache did not serve). Other statuses (403, 5xx) count as reads only.
 
-use narward_formats::access_log::Request;
+use narward_formats::access_log::{Request, key_in_cache};
 use narward_formats::keys::{Category, ObjectKind, classify};
 use narward_formats::store_path::StorePathHash;
 use serde::{Deserialize, Serialize};
@@ -84,11 +85,9 @@ impl AccessStats {
         &'a self,
         prefix: &'a str,
     ) -> impl Iterator<Item = (&'a str, &'a KeyStats)> {
-        self.keys.iter().filter_map(move |(k, s)| {
-            k.strip_prefix(prefix)
-                .filter(|k| !k.is_empty())
-                .map(|k| (k, s))
-        })
+        self.keys
+            .iter()
+            .filter_map(move |(k, s)| key_in_cache(k, prefix).map(|k| (k, s)))
     }
 
     /// Last successful read per key of the cache under `prefix` (what

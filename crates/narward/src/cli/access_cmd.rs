@@ -48,19 +48,8 @@ pub fn run(g: &Global, a: AccessLogsArgs) -> Result<ExitCode> {
     }
     let now = now.unwrap_or_else(narward::index::now);
     let (stats, rep) = store::ingest(&g.state, &logs, now)?;
-    for f in &rep.files_changed {
-        eprintln!(
-            "narward: warning: access log {f} changed since it was read (not only appended): not read again, its earlier lines stay counted"
-        );
-    }
-    if rep.malformed > 0 {
-        eprintln!(
-            "narward: warning: {} malformed access log lines ignored (the requests they record are not counted)",
-            rep.malformed
-        );
-        for e in &rep.malformed_examples {
-            eprintln!("narward: warning: malformed line {e}");
-        }
+    for w in rep.warnings() {
+        eprintln!("narward: warning: {w}");
     }
     if g.json {
         print_json(&serde_json::json!({

@@ -153,12 +153,7 @@ fn add_access_stats(
         );
     }
     let (_, stats) = store::load(state)?;
-    policy.add_last_access(
-        stats
-            .keys
-            .into_iter()
-            .filter_map(|(k, s)| s.last_access.map(|t| (k, t))),
-    );
+    policy.add_last_access(stats.last_access(""));
     Ok(())
 }
 

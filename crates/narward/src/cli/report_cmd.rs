@@ -70,7 +70,7 @@ pub fn run(g: &Global, a: ReportArgs) -> Result<ExitCode> {
     let mut data = report::build(&snap, policy.as_ref(), &plans, &pricing, now);
     if narward::access::store::exists(&g.state) {
         let (meta, stats) = narward::access::store::load(&g.state)?;
-        let prefix = narward::access_log::cache_prefix(&idx.meta.cache_url);
+        let prefix = narward::access::cache_prefix(&idx.meta.cache_url);
         data.access = Some(report::access::section(&stats, &prefix, meta.updated_at));
     }
     report::write(&data, &a.out)

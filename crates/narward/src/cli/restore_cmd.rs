@@ -409,7 +409,7 @@ fn compute(
         );
     }
     let now = a.now.unwrap_or_else(narward::index::now);
-    let prefix = narward::access_log::cache_prefix(&plan.header.cache_url);
+    let prefix = narward::access::cache_prefix(&plan.header.cache_url);
     let demand = stats.narinfo_demand(&prefix, now, policy.window_days, 1);
     let cat = catalog::from_plan(&plan);
     let graph = catalog::graph_of(&view.graph()?);
