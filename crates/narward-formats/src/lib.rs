@@ -16,6 +16,7 @@
 //! | [`cache_info`] | the text of `nix-cache-info` | [`cache_info::CacheInfo`] |
 //! | [`roots`] | root lists: one store path per line, `fallback-paths.nix` | store paths with their line numbers |
 //! | [`inventory`] | S3 Inventory `manifest.json` and CSV lines | typed rows; S3 Batch Operations manifest rows |
+//! | [`storage_class`] | an S3 storage class name | [`storage_class::StorageClass`], whether it needs a restore |
 //! | [`access_log`] | one S3 server access log line | the request (operation, key, status, time) and whether it is a read, hit or miss |
 //! | [`fuzzing`] | arbitrary bytes | nothing; panics only if a round trip is broken |
 //!
@@ -50,6 +51,7 @@ pub mod narinfo;
 pub mod nixbase32;
 pub mod roots;
 pub mod signature;
+pub mod storage_class;
 pub mod store_path;
 
 pub use hash::Sha256;

@@ -29,17 +29,11 @@ pub const GB: f64 = 1_073_741_824.0;
 /// Days per billing month.
 pub const MONTH_DAYS: f64 = 365.25 / 12.0;
 /// The class S3 assumes when a listing gives none.
-pub const STANDARD: &str = "STANDARD";
-/// Storage classes as S3 spells them, cheapest access first.
-pub const STORAGE_CLASSES: [&str; 7] = [
-    "STANDARD",
-    "INTELLIGENT_TIERING",
-    "STANDARD_IA",
-    "ONEZONE_IA",
-    "GLACIER_IR",
-    "GLACIER",
-    "DEEP_ARCHIVE",
-];
+pub const STANDARD: &str = StorageClass::Standard.as_str();
+/// Storage classes as S3 spells them, cheapest access first (the one list, in
+/// `narward-formats`).
+pub use narward_formats::storage_class::NAMES as STORAGE_CLASSES;
+use narward_formats::storage_class::StorageClass;
 
 const DEFAULT_AWS: &str = include_str!("../pricing/aws-us-east-1.toml");
 

@@ -488,7 +488,7 @@ fn read_checked<T: for<'de> Deserialize<'de>>(
 fn read_objects(path: &Path, expect: &FileDigest) -> Result<Vec<ObjectRecord>> {
     let mut v = Vec::new();
     read_stream_verified(path, expect, |mut o: ObjectRecord| {
-        if o.storage_class.as_deref() == Some("STANDARD") {
+        if o.storage_class.as_deref() == Some(crate::cost::STANDARD) {
             o.storage_class = None;
         }
         v.push(o);

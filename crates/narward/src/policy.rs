@@ -8,6 +8,7 @@
 use anyhow::{Context, Result, bail};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use narward_formats::roots;
+use narward_formats::storage_class::{self, StorageClass};
 use narward_formats::store_path::{StorePath, StorePathHash};
 use serde::{Deserialize, Serialize};
 use std::io::Read;
@@ -316,11 +317,11 @@ impl Policy {
             );
         }
         let a = &file.actions;
-        if !crate::policy::STORAGE_CLASSES.contains(&a.archive_storage_class.as_str()) {
+        if StorageClass::parse(&a.archive_storage_class).is_none() {
             bail!(
                 "policy {name}: actions.archive_storage_class {:?} is not one of {}",
                 a.archive_storage_class,
-                STORAGE_CLASSES.join(", ")
+                storage_class::NAMES.join(", ")
             );
         }
         if a.archive_prefix.is_empty()
@@ -567,17 +568,6 @@ pub fn check_plan_roots(
     }
     Ok(())
 }
-
-/// Storage classes an archive may target.
-pub const STORAGE_CLASSES: [&str; 7] = [
-    "STANDARD_IA",
-    "ONEZONE_IA",
-    "INTELLIGENT_TIERING",
-    "GLACIER_IR",
-    "GLACIER",
-    "DEEP_ARCHIVE",
-    "STANDARD",
-];
 
 #[derive(Clone, Copy)]
 enum RootFormat {

@@ -86,15 +86,16 @@ pub fn category_name(c: Category) -> &'static str {
 }
 
 fn class_color(c: &str) -> &'static str {
-    match c {
-        "STANDARD" => "#2563eb",
-        "INTELLIGENT_TIERING" => "#0891b2",
-        "STANDARD_IA" => "#16a34a",
-        "ONEZONE_IA" => "#65a30d",
-        "GLACIER_IR" => "#ca8a04",
-        "GLACIER" => "#ea580c",
-        "DEEP_ARCHIVE" => "#7c3aed",
-        _ => "#64748b",
+    use narward_formats::storage_class::StorageClass as S;
+    match S::parse(c) {
+        Some(S::Standard) => "#2563eb",
+        Some(S::IntelligentTiering) => "#0891b2",
+        Some(S::StandardIa) => "#16a34a",
+        Some(S::OnezoneIa) => "#65a30d",
+        Some(S::GlacierIr) => "#ca8a04",
+        Some(S::Glacier) => "#ea580c",
+        Some(S::DeepArchive) => "#7c3aed",
+        None => "#64748b",
     }
 }
 
