@@ -340,11 +340,6 @@ pub fn split_csv_line(line: &str) -> Result<Vec<Cow<'_, str>>, InventoryError> {
     Ok(fields)
 }
 
-fn field<'f>(fields: &'f [Cow<'_, str>], idx: Option<usize>) -> Option<&'f str> {
-    let f = fields.get(idx?)?;
-    (!f.is_empty()).then_some(f.as_ref())
-}
-
 fn parse_bool(column: &'static str, v: &str) -> Result<bool, InventoryError> {
     match v {
         "true" => Ok(true),
@@ -366,47 +361,109 @@ fn parse_bool(column: &'static str, v: &str) -> Result<bool, InventoryError> {
 /// URL-decode, or a `Size`, `IsLatest`, `IsDeleteMarker` or
 /// `LastModifiedDate` that does not parse.
 pub fn parse_csv_row(schema: &CsvSchema, line: &str) -> Result<InventoryRow, InventoryError> {
-    let fields = split_csv_line(line)?;
+    parse_csv_row_ref(schema, line).map(InventoryRowRef::into_owned)
+}
+
+/// One row as [`parse_csv_row_ref`] gives it: the strings borrow from the line where
+/// the CSV has no escapes (and the key no percent escapes), so a reader that keeps only
+/// some fields allocates only for those.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InventoryRowRef<'a> {
+    /// Bucket name.
+    pub bucket: Cow<'a, str>,
+    /// Object key, URL-decoded.
+    pub key: Cow<'a, str>,
+    /// Version id (all-versions reports only).
+    pub version_id: Option<Cow<'a, str>>,
+    /// Whether this is the current version.
+    pub is_latest: Option<bool>,
+    /// Whether this is a delete marker.
+    pub is_delete_marker: Option<bool>,
+    /// Size in bytes.
+    pub size: Option<u64>,
+    /// Last modification, Unix seconds.
+    pub last_modified: Option<i64>,
+    /// ETag, as written (without quotes).
+    pub etag: Option<Cow<'a, str>>,
+    /// Storage class, e.g. `STANDARD`, `GLACIER`, `DEEP_ARCHIVE`.
+    pub storage_class: Option<Cow<'a, str>>,
+}
+
+impl InventoryRowRef<'_> {
+    /// The row with owned strings.
+    pub fn into_owned(self) -> InventoryRow {
+        InventoryRow {
+            bucket: self.bucket.into_owned(),
+            key: self.key.into_owned(),
+            version_id: self.version_id.map(Cow::into_owned),
+            is_latest: self.is_latest,
+            is_delete_marker: self.is_delete_marker,
+            size: self.size,
+            last_modified: self.last_modified,
+            etag: self.etag.map(Cow::into_owned),
+            storage_class: self.storage_class.map(Cow::into_owned),
+        }
+    }
+}
+
+/// [`parse_csv_row`] without copying the fields that need no unescaping.
+///
+/// # Errors
+///
+/// As [`parse_csv_row`].
+pub fn parse_csv_row_ref<'a>(
+    schema: &CsvSchema,
+    line: &'a str,
+) -> Result<InventoryRowRef<'a>, InventoryError> {
+    let mut fields = split_csv_line(line)?;
     if fields.len() != schema.columns() {
         return Err(InventoryError::ColumnCount {
             expected: schema.columns(),
             got: fields.len(),
         });
     }
-    let bucket = field(&fields, Some(schema.bucket)).ok_or(InventoryError::EmptyField("Bucket"))?;
-    let raw_key = field(&fields, Some(schema.key)).ok_or(InventoryError::EmptyField("Key"))?;
-    let size = match field(&fields, schema.size) {
+    let mut take = |idx: Option<usize>| -> Option<Cow<'a, str>> {
+        let f = std::mem::take(fields.get_mut(idx?)?);
+        (!f.is_empty()).then_some(f)
+    };
+    let bucket = take(Some(schema.bucket)).ok_or(InventoryError::EmptyField("Bucket"))?;
+    let raw_key = take(Some(schema.key)).ok_or(InventoryError::EmptyField("Key"))?;
+    let size = match take(schema.size) {
         Some(v) => Some(v.parse::<u64>().map_err(|_| InventoryError::InvalidValue {
             column: "Size",
-            value: v.to_owned(),
+            value: v.into_owned(),
             expected: "a number of bytes",
         })?),
         None => None,
     };
-    let last_modified = match field(&fields, schema.last_modified) {
+    let last_modified = match take(schema.last_modified) {
         Some(v) => Some(
-            parse_timestamp(v).ok_or_else(|| InventoryError::InvalidValue {
+            parse_timestamp(&v).ok_or_else(|| InventoryError::InvalidValue {
                 column: "LastModifiedDate",
-                value: v.to_owned(),
+                value: v.into_owned(),
                 expected: "an ISO 8601 timestamp",
             })?,
         ),
         None => None,
     };
-    Ok(InventoryRow {
-        bucket: bucket.to_owned(),
-        key: url_decode_key(raw_key)?,
-        version_id: field(&fields, schema.version_id).map(str::to_owned),
-        is_latest: field(&fields, schema.is_latest)
-            .map(|v| parse_bool("IsLatest", v))
+    let key = match raw_key {
+        Cow::Borrowed(k) => url_decode_key_cow(k)?,
+        Cow::Owned(k) => Cow::Owned(url_decode_key(&k)?),
+    };
+    Ok(InventoryRowRef {
+        bucket,
+        key,
+        version_id: take(schema.version_id),
+        is_latest: take(schema.is_latest)
+            .map(|v| parse_bool("IsLatest", &v))
             .transpose()?,
-        is_delete_marker: field(&fields, schema.is_delete_marker)
-            .map(|v| parse_bool("IsDeleteMarker", v))
+        is_delete_marker: take(schema.is_delete_marker)
+            .map(|v| parse_bool("IsDeleteMarker", &v))
             .transpose()?,
         size,
         last_modified,
-        etag: field(&fields, schema.etag).map(str::to_owned),
-        storage_class: field(&fields, schema.storage_class).map(str::to_owned),
+        etag: take(schema.etag),
+        storage_class: take(schema.storage_class),
     })
 }
 
@@ -496,8 +553,17 @@ fn hex_val(c: u8) -> Option<u8> {
 /// Fails if a `%` is not followed by two hex digits or the result is not
 /// UTF-8.
 pub fn url_decode_key(s: &str) -> Result<String, InventoryError> {
+    url_decode_key_cow(s).map(Cow::into_owned)
+}
+
+/// [`url_decode_key`], borrowing `s` when it has nothing to decode.
+///
+/// # Errors
+///
+/// As [`url_decode_key`].
+pub fn url_decode_key_cow(s: &str) -> Result<Cow<'_, str>, InventoryError> {
     if !s.bytes().any(|c| c == b'%' || c == b'+') {
-        return Ok(s.to_owned());
+        return Ok(Cow::Borrowed(s));
     }
     let mut out = Vec::with_capacity(s.len());
     let mut bytes = s.bytes().enumerate();
@@ -520,7 +586,9 @@ pub fn url_decode_key(s: &str) -> Result<String, InventoryError> {
             c => out.push(c),
         }
     }
-    String::from_utf8(out).map_err(|_| InventoryError::KeyNotUtf8(s.to_owned()))
+    String::from_utf8(out)
+        .map(Cow::Owned)
+        .map_err(|_| InventoryError::KeyNotUtf8(s.to_owned()))
 }
 
 /// Percent-encodes a key for an S3 Batch Operations CSV manifest: every byte

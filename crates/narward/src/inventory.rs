@@ -21,7 +21,7 @@ use arrow_array::{Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, String
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use md5::{Digest, Md5};
 use narward_formats::inventory::{self, CsvSchema, Manifest};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -246,13 +246,7 @@ pub async fn read(
         .next()
         .unwrap_or(&manifest.destination_bucket)
         .to_string();
-    let mut out = InventoryListing {
-        manifest: manifest.clone(),
-        objects: Vec::new(),
-        skipped_versions: 0,
-        noncurrent: None,
-        outside_prefix: 0,
-    };
+    let mut all = Part::default();
     let pb = crate::progress::bar(manifest.files.len() as u64, "inventory");
     for f in &manifest.files {
         let data = src.fetch_required(&dest_bucket, &f.key).await?;
@@ -262,25 +256,63 @@ pub async fn read(
             scope,
             name: &f.key,
         };
-        match manifest.file_format.as_str() {
-            "CSV" => read_csv_gz(&file, &data, &mut out)?,
-            "Parquet" => read_parquet(&file, data, &mut out)?,
+        let part = match manifest.file_format.as_str() {
+            "CSV" => read_csv_gz(&file, data)?,
+            "Parquet" => read_parquet(&file, data)?,
             other => bail!(
                 "inventory {name}: file format {other:?} is not supported (use CSV or Parquet)"
             ),
-        }
+        };
+        part.add_to(&mut all);
         pb.inc(1);
     }
     pb.finish_and_clear();
-    out.objects.sort_by(|a, b| a.key.cmp(&b.key));
-    out.objects.dedup_by(|a, b| a.key == b.key);
-    // STANDARD is S3's default: stored as None, as the index does.
-    for o in &mut out.objects {
-        if o.storage_class.as_deref() == Some("STANDARD") {
-            o.storage_class = None;
+    let mut objects = all.objects;
+    // Reports list keys in order, so the sort is usually a check.
+    if !objects.is_sorted_by(|a, b| a.key <= b.key) {
+        objects.sort_by(|a, b| a.key.cmp(&b.key));
+    }
+    objects.dedup_by(|a, b| a.key == b.key);
+    Ok(InventoryListing {
+        manifest,
+        objects,
+        skipped_versions: all.skipped_versions,
+        noncurrent: all.noncurrent,
+        outside_prefix: all.outside_prefix,
+    })
+}
+
+/// What one data file, or one row group of it, adds to the listing.
+#[derive(Default)]
+struct Part {
+    objects: Vec<ObjectRecord>,
+    skipped_versions: u64,
+    noncurrent: Option<NoncurrentVersions>,
+    outside_prefix: u64,
+}
+
+impl Part {
+    /// Add this part's rows and counts to `out` (parts are added in file order).
+    fn add_to(self, out: &mut Part) {
+        if out.objects.is_empty() {
+            out.objects = self.objects;
+        } else {
+            out.objects.extend(self.objects);
+        }
+        out.skipped_versions += self.skipped_versions;
+        out.outside_prefix += self.outside_prefix;
+        if let Some(n) = self.noncurrent {
+            out.noncurrent.get_or_insert_default().merge(n);
         }
     }
-    Ok(out)
+}
+
+/// A storage class as the listing keeps it: STANDARD (S3's default) as `None`, as the
+/// index does, so the common case holds no string.
+fn stored_class(class: Option<&str>) -> Option<String> {
+    class
+        .filter(|c| *c != crate::cost::STANDARD)
+        .map(str::to_string)
 }
 
 /// A data file must be the one the manifest lists: a damaged or replaced file would
@@ -329,13 +361,14 @@ impl DataFile<'_> {
     fn cache_key(
         &self,
         row: &RowHead,
-        at: &str,
-        out: &mut InventoryListing,
+        at: impl FnOnce() -> String,
+        out: &mut Part,
     ) -> Result<Option<String>> {
         if row.bucket != self.manifest.source_bucket {
             bail!(
-                "inventory file {}: {at} is for bucket {:?}, not the manifest's {:?}",
+                "inventory file {}: {} is for bucket {:?}, not the manifest's {:?}",
                 self.name,
+                at(),
                 row.bucket,
                 self.manifest.source_bucket
             );
@@ -357,7 +390,7 @@ impl DataFile<'_> {
 
 impl DataFile<'_> {
     /// Count a noncurrent version or delete marker of a key of the cache.
-    fn count_version(&self, row: &RowHead, out: &mut InventoryListing) {
+    fn count_version(&self, row: &RowHead, out: &mut Part) {
         let Some(k) = row.key.strip_prefix(self.scope.prefix.as_str()) else {
             return;
         };
@@ -370,42 +403,123 @@ impl DataFile<'_> {
     }
 }
 
-fn read_csv_gz(file: &DataFile, data: &[u8], out: &mut InventoryListing) -> Result<()> {
+/// Decompressed text is handed from the inflating thread to the parser in blocks of
+/// about this many bytes, each ending at a line end.
+const CSV_BLOCK: usize = 4 << 20;
+
+/// Reads a CSV.gz data file: one thread inflates (gzip is most of the cost), this one
+/// parses the lines as blocks arrive.
+fn read_csv_gz(file: &DataFile, data: Vec<u8>) -> Result<Part> {
     let name = file.name;
     let schema =
         CsvSchema::parse(&file.manifest.file_schema).context("inventory manifest fileSchema")?;
+    let mut out = Part::default();
     if schema.index_of("IsLatest").is_some() {
         // A report of all versions: the noncurrent ones are known (maybe none).
         out.noncurrent.get_or_insert_default();
     }
-    let rd = BufReader::new(flate2::read::MultiGzDecoder::new(data));
-    for (i, line) in rd.lines().enumerate() {
-        let line = line.with_context(|| format!("inventory file {name}: line {}", i + 1))?;
-        if line.is_empty() {
-            continue;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Vec<u8>>>(2);
+    std::thread::scope(|s| {
+        s.spawn(move || inflate_blocks(&data, &tx));
+        let mut line_no = 0usize;
+        // Dropping `rx` on an early return stops the inflating thread.
+        for block in rx {
+            let block = block.with_context(|| {
+                format!("inventory file {name}: after line {line_no}: not gzip data")
+            })?;
+            let text = match std::str::from_utf8(&block) {
+                Ok(t) => t,
+                Err(e) => {
+                    let at =
+                        line_no + 1 + memchr_count(block.get(..e.valid_up_to()).unwrap_or(&[]));
+                    bail!("inventory file {name}: line {at}: not UTF-8");
+                }
+            };
+            for line in text.split_terminator('\n') {
+                line_no += 1;
+                if line.is_empty() || line == "\r" {
+                    continue;
+                }
+                csv_row(file, &schema, line, line_no, &mut out)?;
+            }
         }
-        let row = inventory::parse_csv_row(&schema, &line)
-            .with_context(|| format!("inventory file {name}: line {}", i + 1))?;
-        let head = RowHead {
-            bucket: &row.bucket,
-            key: &row.key,
-            is_latest: row.is_latest,
-            is_delete_marker: row.is_delete_marker,
-            size: row.size,
-            storage_class: row.storage_class.as_deref(),
-        };
-        let Some(key) = file.cache_key(&head, &format!("line {}", i + 1), out)? else {
-            continue;
-        };
-        out.objects.push(ObjectRecord {
-            link_target: None,
-            key,
-            size: row.size.unwrap_or(0),
-            etag: row.etag,
-            last_modified: row.last_modified,
-            storage_class: row.storage_class,
-        });
+        Ok(out)
+    })
+}
+
+fn memchr_count(b: &[u8]) -> usize {
+    b.iter().filter(|&&c| c == b'\n').count()
+}
+
+/// Inflates `data` (gzip members one after another) and sends it in blocks that end at
+/// a line end (the last one at the end of the data). Stops when the receiver is gone.
+fn inflate_blocks(data: &[u8], tx: &std::sync::mpsc::SyncSender<std::io::Result<Vec<u8>>>) {
+    use std::io::Read;
+    let mut gz = flate2::read::MultiGzDecoder::new(data);
+    let mut carry: Vec<u8> = Vec::new();
+    loop {
+        let mut block = std::mem::take(&mut carry);
+        let start = block.len();
+        block.resize(start + CSV_BLOCK, 0);
+        let mut filled = start;
+        let mut eof = false;
+        while filled < block.len() {
+            match gz.read(block.get_mut(filled..).unwrap_or_default()) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            }
+        }
+        block.truncate(filled);
+        if !eof && let Some(nl) = block.iter().rposition(|&c| c == b'\n') {
+            carry = block.split_off(nl + 1);
+        }
+        if !block.is_empty() && tx.send(Ok(block)).is_err() {
+            return;
+        }
+        if eof {
+            return;
+        }
     }
+}
+
+/// One CSV line into `out`.
+fn csv_row(
+    file: &DataFile,
+    schema: &CsvSchema,
+    line: &str,
+    line_no: usize,
+    out: &mut Part,
+) -> Result<()> {
+    let at = || format!("line {line_no}");
+    let row = inventory::parse_csv_row_ref(schema, line)
+        .with_context(|| format!("inventory file {}: {}", file.name, at()))?;
+    let head = RowHead {
+        bucket: &row.bucket,
+        key: &row.key,
+        is_latest: row.is_latest,
+        is_delete_marker: row.is_delete_marker,
+        size: row.size,
+        storage_class: row.storage_class.as_deref(),
+    };
+    let Some(key) = file.cache_key(&head, at, out)? else {
+        return Ok(());
+    };
+    out.objects.push(ObjectRecord {
+        key,
+        size: row.size.unwrap_or(0),
+        etag: row.etag.map(std::borrow::Cow::into_owned),
+        last_modified: row.last_modified,
+        storage_class: stored_class(row.storage_class.as_deref()),
+        link_target: None,
+    });
     Ok(())
 }
 
@@ -420,86 +534,179 @@ fn column(batch: &RecordBatch, name: &str, ty: &DataType, file: &str) -> Result<
     }
 }
 
-fn read_parquet(df: &DataFile, data: Vec<u8>, out: &mut InventoryListing) -> Result<()> {
+/// The columns narward reads from a Parquet report; the others are not decoded.
+const PARQUET_COLUMNS: [&str; 8] = [
+    "bucket",
+    "key",
+    "size",
+    "last_modified_date",
+    "e_tag",
+    "storage_class",
+    "is_latest",
+    "is_delete_marker",
+];
+
+/// Reads a Parquet data file: only [`PARQUET_COLUMNS`], its row groups decoded on all
+/// cores, their rows kept in file order.
+fn read_parquet(df: &DataFile, data: Vec<u8>) -> Result<Part> {
+    use parquet::arrow::ProjectionMask;
+    use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
+    let file = df.name;
+    let data = bytes::Bytes::from(data);
+    let meta = ArrowReaderMetadata::load(&data, ArrowReaderOptions::default())
+        .with_context(|| format!("inventory file {file}: not a Parquet file"))?;
+    let mask = ProjectionMask::columns(meta.parquet_schema(), PARQUET_COLUMNS);
+    let groups = meta.metadata().num_row_groups();
+    let mut first_rows = Vec::with_capacity(groups);
+    let mut rows = 0usize;
+    for g in meta.metadata().row_groups() {
+        first_rows.push(rows);
+        rows += usize::try_from(g.num_rows()).unwrap_or(0);
+    }
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(groups)
+        .max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut done: Vec<(usize, Result<Part>)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let g = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(&first_row) = first_rows.get(g) else {
+                            return mine;
+                        };
+                        let group = RowGroup {
+                            data: &data,
+                            meta: &meta,
+                            mask: &mask,
+                            index: g,
+                            first_row,
+                        };
+                        let r = read_row_group(df, &group);
+                        let failed = r.is_err();
+                        mine.push((g, r));
+                        if failed {
+                            return mine;
+                        }
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| vec![(0, Err(anyhow::anyhow!("a reader thread panicked")))])
+            })
+            .collect()
+    });
+    done.sort_by_key(|(g, _)| *g);
+    let mut out = Part::default();
+    for (_, part) in done {
+        part?.add_to(&mut out);
+    }
+    Ok(out)
+}
+
+/// One row group of a Parquet file to decode.
+struct RowGroup<'a> {
+    data: &'a bytes::Bytes,
+    meta: &'a parquet::arrow::arrow_reader::ArrowReaderMetadata,
+    mask: &'a parquet::arrow::ProjectionMask,
+    index: usize,
+    /// Rows before this group in the file (for error messages).
+    first_row: usize,
+}
+
+fn read_row_group(df: &DataFile, g: &RowGroup) -> Result<Part> {
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let file = df.name;
-    let rd = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(data))
-        .with_context(|| format!("inventory file {file}: not a Parquet file"))?
+    let rd = ParquetRecordBatchReaderBuilder::new_with_metadata(g.data.clone(), g.meta.clone())
+        .with_row_groups(vec![g.index])
+        .with_projection(g.mask.clone())
         .with_batch_size(65536)
         .build()
         .with_context(|| format!("inventory file {file}"))?;
-    let ts = DataType::Timestamp(TimeUnit::Millisecond, None);
-    let mut first_row = 0usize;
+    let mut out = Part::default();
+    let mut first_row = g.first_row;
     for batch in rd {
         let batch = batch.with_context(|| format!("inventory file {file}"))?;
-        let Some(bucket) = column(&batch, "bucket", &DataType::Utf8, file)? else {
-            bail!("inventory file {file}: no column `bucket`");
-        };
-        let Some(key) = column(&batch, "key", &DataType::Utf8, file)? else {
-            bail!("inventory file {file}: no column `key`");
-        };
-        let size = column(&batch, "size", &DataType::Int64, file)?;
-        let lm = match column(&batch, "last_modified_date", &ts, file)? {
-            Some(c) => Some(arrow_cast::cast(&c, &DataType::Int64)?),
-            None => None,
-        };
-        let etag = column(&batch, "e_tag", &DataType::Utf8, file)?;
-        let sc = column(&batch, "storage_class", &DataType::Utf8, file)?;
-        let latest = column(&batch, "is_latest", &DataType::Boolean, file)?;
-        let dm = column(&batch, "is_delete_marker", &DataType::Boolean, file)?;
-        let s = |a: &ArrayRef| a.as_any().downcast_ref::<StringArray>().cloned();
-        let i = |a: &ArrayRef| a.as_any().downcast_ref::<Int64Array>().cloned();
-        let b = |a: &ArrayRef| a.as_any().downcast_ref::<BooleanArray>().cloned();
-        let (bucket, key) = (s(&bucket), s(&key));
-        let (Some(bucket), Some(key)) = (bucket, key) else {
-            bail!("inventory file {file}: bucket/key columns are not strings");
-        };
-        let size = size.as_ref().and_then(i);
-        let lm = lm.as_ref().and_then(i);
-        let etag = etag.as_ref().and_then(s);
-        let sc = sc.as_ref().and_then(s);
-        let latest = latest.as_ref().and_then(b);
-        let dm = dm.as_ref().and_then(b);
-        if latest.is_some() {
-            out.noncurrent.get_or_insert_default();
-        }
-        for r in 0..batch.num_rows() {
-            let at = format!("row {}", first_row + r + 1);
-            if key.is_null(r) || bucket.is_null(r) {
-                bail!("inventory file {file}: {at} has no key or no bucket");
-            }
-            let opt_b =
-                |a: &Option<BooleanArray>| a.as_ref().filter(|a| !a.is_null(r)).map(|a| a.value(r));
-            let opt_i =
-                |a: &Option<Int64Array>| a.as_ref().filter(|a| !a.is_null(r)).map(|a| a.value(r));
-            let head = RowHead {
-                bucket: bucket.value(r),
-                key: key.value(r),
-                is_latest: opt_b(&latest),
-                is_delete_marker: opt_b(&dm),
-                size: opt_i(&size).map(|v| v.max(0) as u64),
-                storage_class: sc.as_ref().filter(|a| !a.is_null(r)).map(|a| a.value(r)),
-            };
-            let Some(cache_key) = df.cache_key(&head, &at, out)? else {
-                continue;
-            };
-            let opt_s = |a: &Option<StringArray>| {
-                a.as_ref()
-                    .filter(|a| !a.is_null(r))
-                    .map(|a| a.value(r).trim_matches('"').to_string())
-            };
-            out.objects.push(ObjectRecord {
-                link_target: None,
-                key: cache_key,
-                size: opt_i(&size).unwrap_or(0).max(0) as u64,
-                etag: opt_s(&etag),
-                last_modified: opt_i(&lm).map(|ms| ms.div_euclid(1000)),
-                storage_class: opt_s(&sc),
-            });
-        }
+        read_batch(df, &batch, first_row, &mut out)?;
         first_row += batch.num_rows();
     }
+    Ok(out)
+}
+
+fn read_batch(df: &DataFile, batch: &RecordBatch, first_row: usize, out: &mut Part) -> Result<()> {
+    let file = df.name;
+    let ts = DataType::Timestamp(TimeUnit::Millisecond, None);
+    let Some(bucket) = column(batch, "bucket", &DataType::Utf8, file)? else {
+        bail!("inventory file {file}: no column `bucket`");
+    };
+    let Some(key) = column(batch, "key", &DataType::Utf8, file)? else {
+        bail!("inventory file {file}: no column `key`");
+    };
+    let size = column(batch, "size", &DataType::Int64, file)?;
+    let lm = match column(batch, "last_modified_date", &ts, file)? {
+        Some(c) => Some(arrow_cast::cast(&c, &DataType::Int64)?),
+        None => None,
+    };
+    let etag = column(batch, "e_tag", &DataType::Utf8, file)?;
+    let sc = column(batch, "storage_class", &DataType::Utf8, file)?;
+    let latest = column(batch, "is_latest", &DataType::Boolean, file)?;
+    let dm = column(batch, "is_delete_marker", &DataType::Boolean, file)?;
+    let s = |a: &ArrayRef| a.as_any().downcast_ref::<StringArray>().cloned();
+    let i = |a: &ArrayRef| a.as_any().downcast_ref::<Int64Array>().cloned();
+    let b = |a: &ArrayRef| a.as_any().downcast_ref::<BooleanArray>().cloned();
+    let (Some(bucket), Some(key)) = (s(&bucket), s(&key)) else {
+        bail!("inventory file {file}: bucket/key columns are not strings");
+    };
+    let size = size.as_ref().and_then(i);
+    let lm = lm.as_ref().and_then(i);
+    let etag = etag.as_ref().and_then(s);
+    let sc = sc.as_ref().and_then(s);
+    let latest = latest.as_ref().and_then(b);
+    let dm = dm.as_ref().and_then(b);
+    if latest.is_some() {
+        out.noncurrent.get_or_insert_default();
+    }
+    for r in 0..batch.num_rows() {
+        let at = || format!("row {}", first_row + r + 1);
+        if key.is_null(r) || bucket.is_null(r) {
+            bail!("inventory file {file}: {} has no key or no bucket", at());
+        }
+        let opt_b =
+            |a: &Option<BooleanArray>| a.as_ref().filter(|a| !a.is_null(r)).map(|a| a.value(r));
+        let opt_i =
+            |a: &Option<Int64Array>| a.as_ref().filter(|a| !a.is_null(r)).map(|a| a.value(r));
+        let head = RowHead {
+            bucket: bucket.value(r),
+            key: key.value(r),
+            is_latest: opt_b(&latest),
+            is_delete_marker: opt_b(&dm),
+            size: opt_i(&size).map(|v| v.max(0) as u64),
+            storage_class: opt_str(&sc, r),
+        };
+        let Some(cache_key) = df.cache_key(&head, at, out)? else {
+            continue;
+        };
+        out.objects.push(ObjectRecord {
+            key: cache_key,
+            size: head.size.unwrap_or(0),
+            etag: opt_str(&etag, r).map(|e| e.trim_matches('"').to_string()),
+            last_modified: opt_i(&lm).map(|ms| ms.div_euclid(1000)),
+            storage_class: stored_class(head.storage_class),
+            link_target: None,
+        });
+    }
     Ok(())
+}
+
+fn opt_str(a: &Option<StringArray>, r: usize) -> Option<&str> {
+    a.as_ref().filter(|a| !a.is_null(r)).map(|a| a.value(r))
 }
 
 /// Which data format to write.
@@ -745,6 +952,129 @@ mod tests {
         let msg = read_err(&m, &CacheScope::default()).await;
         assert!(
             msg.contains("part-00000.csv.gz") && msg.contains("line 2"),
+            "{msg}"
+        );
+    }
+
+    fn csv_line(bucket: &str, o: &ObjectRecord) -> String {
+        format!(
+            "\"{bucket}\",\"{}\",\"{}\",\"2026-01-02T03:04:05.000Z\",\"{}\",\"{}\"\n",
+            o.key,
+            o.size,
+            o.etag.as_deref().unwrap_or(""),
+            o.storage_class()
+        )
+    }
+
+    /// CSV.gz is inflated on another thread and handed over in blocks: a file far larger
+    /// than a block, in two gzip members, gives every row, and a bad line past the first
+    /// block is named by its line in the file.
+    #[tokio::test]
+    async fn csv_gz_larger_than_a_block_reads_every_row_and_names_late_lines() {
+        let rows: Vec<ObjectRecord> = (0..70_000u64)
+            .map(|i| ObjectRecord {
+                key: format!("nar/{i:052}.nar.xz"),
+                size: i,
+                etag: Some(format!("{i:032x}")),
+                last_modified: Some(1_767_323_045),
+                storage_class: (i % 5 == 0).then(|| "GLACIER".into()),
+                link_target: None,
+            })
+            .collect();
+        let (a, b) = rows.split_at(31_000);
+        let text_a: String = a.iter().map(|o| csv_line("cache", o)).collect();
+        let mut text_b: String = b.iter().map(|o| csv_line("cache", o)).collect();
+        assert!(text_a.len() + text_b.len() > 2 * CSV_BLOCK);
+        let d = tempfile::tempdir().unwrap();
+        let m = write_report(d.path(), "cache", &rows[..1], WriteFormat::CsvGz, 1000).unwrap();
+        let mut two_members = gz(&text_a);
+        two_members.extend(gz(&text_b));
+        replace_data(&m, "part-00000.csv.gz", &two_members);
+        let got = read(
+            &ManifestLocation::Local(m.clone()),
+            &CacheScope::default(),
+            1,
+        )
+        .await
+        .unwrap();
+        assert_eq!(got.objects, rows);
+        // Line 65,001 of the file (row 34,000 of the second member) is damaged.
+        let at: usize = b[..34_000].iter().map(|o| csv_line("cache", o).len()).sum();
+        text_b.replace_range(at + 10..at + 11, "\"x");
+        let mut damaged = gz(&text_a);
+        damaged.extend(gz(&text_b));
+        replace_data(&m, "part-00000.csv.gz", &damaged);
+        let msg = read_err(&m, &CacheScope::default()).await;
+        assert!(msg.contains("part-00000.csv.gz: line 65001"), "{msg}");
+    }
+
+    /// A Parquet file with many row groups and a column narward does not read: the groups
+    /// are decoded in parallel, rows keep their file order, and a row of another bucket in
+    /// a late group is named by its row in the file.
+    #[tokio::test]
+    async fn parquet_row_groups_read_in_parallel_keep_order_and_name_rows() {
+        fn parquet(rows: &[ObjectRecord], bad_row: Option<usize>) -> Vec<u8> {
+            let schema = Arc::new(Schema::new(vec![
+                Field::new("bucket", DataType::Utf8, false),
+                Field::new("key", DataType::Utf8, false),
+                Field::new("size", DataType::Int64, true),
+                Field::new("e_tag", DataType::Utf8, true),
+                Field::new("is_multipart_uploaded", DataType::Boolean, true),
+            ]));
+            let bucket = |i| {
+                if Some(i) == bad_row {
+                    "elsewhere"
+                } else {
+                    "cache"
+                }
+            };
+            let cols: Vec<ArrayRef> = vec![
+                Arc::new(StringArray::from_iter_values((0..rows.len()).map(bucket))),
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|o| &o.key))),
+                Arc::new(Int64Array::from_iter_values(
+                    rows.iter().map(|o| o.size as i64),
+                )),
+                Arc::new(StringArray::from_iter(
+                    rows.iter().map(|o| o.etag.as_deref()),
+                )),
+                Arc::new(BooleanArray::from_iter(rows.iter().map(|_| Some(false)))),
+            ];
+            let batch = RecordBatch::try_new(schema.clone(), cols).unwrap();
+            let props = parquet::file::properties::WriterProperties::builder()
+                .set_max_row_group_row_count(Some(97))
+                .build();
+            let mut buf = Vec::new();
+            let mut w =
+                parquet::arrow::ArrowWriter::try_new(&mut buf, schema, Some(props)).unwrap();
+            w.write(&batch).unwrap();
+            w.close().unwrap();
+            buf
+        }
+        let rows: Vec<ObjectRecord> = (0..2_000u64)
+            .map(|i| ObjectRecord {
+                key: format!("k{i:05}.narinfo"),
+                size: i,
+                etag: Some(format!("e{i}")),
+                last_modified: None,
+                storage_class: None,
+                link_target: None,
+            })
+            .collect();
+        let d = tempfile::tempdir().unwrap();
+        let m = write_report(d.path(), "cache", &rows[..1], WriteFormat::Parquet, 1000).unwrap();
+        replace_data(&m, "part-00000.parquet", &parquet(&rows, None));
+        let got = read(
+            &ManifestLocation::Local(m.clone()),
+            &CacheScope::default(),
+            1,
+        )
+        .await
+        .unwrap();
+        assert_eq!(got.objects, rows);
+        replace_data(&m, "part-00000.parquet", &parquet(&rows, Some(1_900)));
+        let msg = read_err(&m, &CacheScope::default()).await;
+        assert!(
+            msg.contains("row 1901 is for bucket \"elsewhere\""),
             "{msg}"
         );
     }

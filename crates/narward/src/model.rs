@@ -41,9 +41,7 @@ impl ObjectRecord {
 
 /// Whether objects of this storage class cannot be read without a restore (GLACIER,
 /// DEEP_ARCHIVE). GLACIER_IR and INTELLIGENT_TIERING are readable: a plain GET works.
-pub fn is_archive_class(class: &str) -> bool {
-    matches!(class, "GLACIER" | "DEEP_ARCHIVE")
-}
+pub use narward_formats::storage_class::is_archive_name as is_archive_class;
 
 /// Whether the cache's bucket keeps versions, which decides what a delete frees.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,7 +114,18 @@ impl NoncurrentVersions {
     /// Count one noncurrent version of `key`.
     pub fn add(&mut self, key: &str, size: u64, storage_class: Option<&str>) {
         let class = storage_class.unwrap_or("STANDARD");
-        let category = keys::classify(key).category();
+        self.add_cell(class, keys::classify(key).category(), 1, size);
+    }
+
+    /// Add the counts of `other` (another part of the same report, read separately).
+    pub fn merge(&mut self, other: NoncurrentVersions) {
+        for c in other.cells {
+            self.add_cell(&c.storage_class, c.category, c.count, c.bytes);
+        }
+        self.delete_markers += other.delete_markers;
+    }
+
+    fn add_cell(&mut self, class: &str, category: Category, count: u64, bytes: u64) {
         let at = self
             .cells
             .binary_search_by(|c| (c.storage_class.as_str(), c.category).cmp(&(class, category)));
@@ -132,8 +141,8 @@ impl NoncurrentVersions {
             );
             i
         });
-        self.cells[i].count += 1;
-        self.cells[i].bytes += size;
+        self.cells[i].count += count;
+        self.cells[i].bytes += bytes;
     }
 
     /// Versions and bytes in all.
