@@ -106,6 +106,10 @@ pub struct Options {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Summary {
     pub generator_version: u32,
+    /// `narward::index::FORMAT_VERSION` of the index written (data written by another
+    /// format is regenerated, not reused).
+    #[serde(default)]
+    pub index_format_version: u32,
     pub paths: usize,
     pub seed: u64,
     pub formats: Formats,
@@ -372,6 +376,7 @@ pub fn generate(opts: &Options) -> Result<Summary> {
     let count = |k| dag.kind.iter().filter(|&&x| x == k).count();
     let s = Summary {
         generator_version: GENERATOR_VERSION,
+        index_format_version: narward::index::FORMAT_VERSION,
         paths: n,
         seed: opts.seed,
         formats: opts.formats,

@@ -252,6 +252,9 @@ pub struct SizeResult {
     /// Seconds this size took in the run, generation and setup included (to budget runs).
     #[serde(default)]
     pub size_s: f64,
+    /// Peak RSS of the harness while it generated this size's data (0 when reused).
+    #[serde(default)]
+    pub generate_peak_rss_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -1421,6 +1424,7 @@ fn reusable(o: &RunOptions, n: usize) -> Option<Summary> {
     Summary::read(&o.data_dir.join(format!("p{n}"))).filter(|s| {
         !o.regenerate
             && s.generator_version == generate::GENERATOR_VERSION
+            && s.index_format_version == narward::index::FORMAT_VERSION
             && s.paths == n
             && s.seed == o.seed
             && s.signed == sign
@@ -1464,6 +1468,8 @@ fn measured_rates(o: &RunOptions) -> Option<Summary> {
     let mut best: Option<Summary> = None;
     for e in std::fs::read_dir(&o.data_dir).ok()?.flatten() {
         if let Some(s) = Summary::read(&e.path())
+            && s.generator_version == generate::GENERATOR_VERSION
+            && s.index_format_version == narward::index::FORMAT_VERSION
             && best.as_ref().is_none_or(|b| s.paths > b.paths)
         {
             best = Some(s);
@@ -1477,12 +1483,16 @@ fn measured_rates(o: &RunOptions) -> Option<Summary> {
 fn check_disk(o: &RunOptions) -> Result<()> {
     let rates = measured_rates(o);
     let mut need = Vec::new();
+    // Data that will be regenerated frees what it takes now.
+    let mut replaced = 0u64;
     for &n in &o.sizes {
         if reusable(o, n).is_none() {
             need.push((
                 n,
                 generate::disk_estimate(n, &o.formats_at(n), rates.as_ref()),
             ));
+            replaced += Summary::read(&o.data_dir.join(format!("p{n}")))
+                .map_or(0, |s| s.disk_bytes.iter().map(|x| x.1).sum());
         }
     }
     let total = if o.discard_data {
@@ -1490,7 +1500,7 @@ fn check_disk(o: &RunOptions) -> Result<()> {
     } else {
         need.iter().map(|x| x.1).sum()
     };
-    let free = free_bytes(&o.data_dir);
+    let free = free_bytes(&o.data_dir) + replaced;
     if total > free {
         let parts: Vec<String> = need
             .iter()
@@ -1539,7 +1549,8 @@ fn data_for(o: &RunOptions, n: usize, data: &Path) -> Result<(Summary, bool, f64
         );
     }
     let est = generate::disk_estimate(n, &want, measured_rates(o).as_ref());
-    let free = free_bytes(&o.data_dir);
+    let free = free_bytes(&o.data_dir)
+        + Summary::read(data).map_or(0, |s| s.disk_bytes.iter().map(|x| x.1).sum());
     if est > free {
         bail!(
             "not enough disk in {} for {} paths: ≈{:.1} GB needed, {:.1} GB free",
@@ -1554,6 +1565,7 @@ fn data_for(o: &RunOptions, n: usize, data: &Path) -> Result<(Summary, bool, f64
         size_label(n),
         data.display()
     ));
+    measure::reset_peak();
     let t = Instant::now();
     let s = generate::generate(&generate::Options {
         paths: n,
@@ -1612,6 +1624,15 @@ fn measure_size(
     let _ = std::fs::remove_dir_all(&scratch);
     std::fs::create_dir_all(&scratch)?;
     let (g, fresh, gen_s) = data_for(o, n, &data)?;
+    let generate_peak_rss_bytes = if fresh { measure::self_rss().1 } else { 0 };
+    if fresh {
+        progress(&format!(
+            "{}: generated in {:.1} min, peak RSS {:.1} GiB",
+            size_label(n),
+            gen_s / 60.0,
+            generate_peak_rss_bytes as f64 / (1u64 << 30) as f64
+        ));
+    }
     let file_reason = if g.formats.file {
         None
     } else {
@@ -1663,6 +1684,7 @@ fn measure_size(
         load_before,
         load_after: loadavg(),
         size_s: 0.0,
+        generate_peak_rss_bytes,
     })
 }
 
