@@ -674,14 +674,27 @@ pub fn markdown(r: &Results, json_path: &Path) -> String {
             g.narinfo_bytes as f64 / g.paths as f64,
             secs(s.generate_s),
             if s.generated_in_this_run {
-                ""
+                format!(", peak RSS {}", gib(s.generate_peak_rss_bytes as f64))
             } else {
-                " (earlier run, reused)"
+                " (earlier run, reused)".into()
             },
             disk.join(", ")
         );
     }
     let _ = writeln!(w);
+    let per_size: Vec<String> = r
+        .sizes
+        .iter()
+        .filter(|s| s.size_s > 0.0)
+        .map(|s| format!("{} {}", size_label(s.paths), secs(s.size_s)))
+        .collect();
+    if !per_size.is_empty() {
+        let _ = writeln!(
+            w,
+            "Time per size in this run (generation, setup and every measurement): {}.\n",
+            per_size.join(", ")
+        );
+    }
 
     // Results.
     let _ = writeln!(w, "## Results\n");
@@ -901,8 +914,10 @@ pub fn markdown(r: &Results, json_path: &Path) -> String {
          - DuckDB runs with `threads = {}` and `memory_limit = '{}'` (spilling to a temp directory); narward's plan is single-threaded.\n\
          - Nix reads the `file://` cache; its NAR files are sparse stand-ins (right size, no content), which neither Nix \
          command reads. A fresh `XDG_CACHE_HOME` per run keeps Nix's narinfo disk cache cold.\n\
-         - The narward index is written by the generator in the format `narward index` writes (the column files built from \
-         its narinfo stream by narward's own `cache_graph::build`); narinfos above 1 M paths are \
+         - The narward index is written directly by the generator (no narinfo files, no `narward index` run) with narward's \
+         own writers: `index::StreamWriter`, `index::columns` (the column files built from its narinfo stream by \
+         `cache_graph::build`) and `index::write_meta`. The incremental `index` row needs a `file://` cache, so it is \
+         measured up to `--file-cache-max` only. Narinfos above 1 M paths are \
          not signed (Ed25519 signing 10 M narinfos would dominate generation); parsing does not depend on it.",
         r.options["threads"],
         r.options["duckdb_memory_limit"].as_str().unwrap_or("?")
