@@ -134,6 +134,9 @@ pub struct Summary {
     pub corpus_mean_narinfo_bytes: f64,
     pub seconds: Vec<(String, f64)>,
     pub disk_bytes: Vec<(String, u64)>,
+    /// Peak RSS of the generating process (`VmHWM`, reset when generation starts).
+    #[serde(default)]
+    pub peak_rss_bytes: u64,
 }
 
 impl Summary {
@@ -309,6 +312,7 @@ pub fn generate(opts: &Options) -> Result<Summary> {
     }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let mut seconds: Vec<(String, f64)> = Vec::new();
+    crate::measure::reset_peak();
     let t = Instant::now();
     let dag = Dag::generate(&corpus, opts.paths, opts.seed);
     seconds.push(("dag".into(), t.elapsed().as_secs_f64()));
@@ -400,6 +404,7 @@ pub fn generate(opts: &Options) -> Result<Summary> {
         corpus_mean_narinfo_bytes: corpus.mean_text_len(),
         seconds,
         disk_bytes: disk,
+        peak_rss_bytes: crate::measure::self_rss().1,
     };
     std::fs::write(
         out.join("generated.json"),

@@ -1561,6 +1561,33 @@ fn check_disk(o: &RunOptions) -> Result<()> {
     Ok(())
 }
 
+/// Refuse to generate `n` paths when the generator's memory, scaled linearly from the
+/// peak it reached at a size generated earlier (`rates`), exceeds the memory available:
+/// the generator runs in this process without an address-space limit, and on a shared
+/// machine running out would wake the kernel's OOM killer.
+///
+/// # Errors
+/// The estimate exceeds `available` bytes.
+fn check_generator_memory(n: usize, rates: Option<&Summary>, available: u64) -> Result<()> {
+    let Some(r) = rates.filter(|r| r.peak_rss_bytes > 0 && r.paths > 0) else {
+        return Ok(());
+    };
+    let est = r.peak_rss_bytes as f64 / r.paths as f64 * n as f64;
+    if est > available as f64 {
+        bail!(
+            "generating {} paths would need ≈{:.1} GiB of memory ({:.0} B/path, as measured generating {}), \
+             {:.1} GiB are available: the generator holds the object listing it hands to narward's \
+             `cache_graph::build`; use a smaller size or a machine with more memory",
+            size_label(n),
+            est / (1u64 << 30) as f64,
+            r.peak_rss_bytes as f64 / r.paths as f64,
+            size_label(r.paths),
+            available as f64 / (1u64 << 30) as f64
+        );
+    }
+    Ok(())
+}
+
 /// The data of size `n`: reused or generated. Returns it, whether it was generated now,
 /// and the seconds generation took (then or when it was generated).
 fn data_for(o: &RunOptions, n: usize, data: &Path) -> Result<(Summary, bool, f64)> {
@@ -1597,12 +1624,12 @@ fn data_for(o: &RunOptions, n: usize, data: &Path) -> Result<(Summary, bool, f64
             free as f64 / 1e9
         );
     }
+    check_generator_memory(n, measured_rates(o).as_ref(), measure::mem_available())?;
     progress(&format!(
         "{}: generating into {}",
         size_label(n),
         data.display()
     ));
-    measure::reset_peak();
     let t = Instant::now();
     let s = generate::generate(&generate::Options {
         paths: n,
@@ -1661,7 +1688,7 @@ fn measure_size(
     let _ = std::fs::remove_dir_all(&scratch);
     std::fs::create_dir_all(&scratch)?;
     let (g, fresh, gen_s) = data_for(o, n, &data)?;
-    let generate_peak_rss_bytes = if fresh { measure::self_rss().1 } else { 0 };
+    let generate_peak_rss_bytes = if fresh { g.peak_rss_bytes } else { 0 };
     if fresh {
         progress(&format!(
             "{}: generated in {:.1} min, peak RSS {:.1} GiB",
@@ -1907,6 +1934,29 @@ mod tests {
             t.starts_with("timed out after 1201 s (its time limit is 20 min)"),
             "{t}"
         );
+    }
+
+    #[test]
+    fn the_generator_refuses_a_size_whose_memory_would_exceed_what_is_available() {
+        let d = tempfile::tempdir().unwrap();
+        let s = generate::generate(&generate::Options {
+            paths: 1000,
+            seed: 1,
+            out: d.path().to_path_buf(),
+            formats: Formats::parse("index").unwrap(),
+            sign: false,
+            corpus: crate::corpus::default_path(),
+        })
+        .unwrap();
+        assert!(s.peak_rss_bytes > 0, "the generator records its peak RSS");
+        let per_path = s.peak_rss_bytes / 1000;
+        assert!(check_generator_memory(1000, Some(&s), 1 << 40).is_ok());
+        let e = check_generator_memory(30_000_000, Some(&s), per_path * 1_000_000)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("generating 30 M paths would need"), "{e}");
+        // Nothing measured yet: nothing to judge by.
+        assert!(check_generator_memory(30_000_000, None, 1).is_ok());
     }
 
     #[test]
