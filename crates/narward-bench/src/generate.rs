@@ -20,7 +20,7 @@ use arrow_array::{
 };
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use md5::{Digest, Md5};
-use narward::index::{self, IndexMeta, UpdateStats};
+use narward::index::{self, FileDigest, IndexMeta, UpdateStats};
 use narward::model::{FetchedRecord, ObjectRecord};
 use narward_formats::narinfo::NarInfo;
 use narward_formats::nixbase32;
@@ -106,6 +106,10 @@ pub struct Options {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Summary {
     pub generator_version: u32,
+    /// `narward::index::FORMAT_VERSION` of the index written (data written by another
+    /// format is regenerated, not reused).
+    #[serde(default)]
+    pub index_format_version: u32,
     pub paths: usize,
     pub seed: u64,
     pub formats: Formats,
@@ -130,6 +134,9 @@ pub struct Summary {
     pub corpus_mean_narinfo_bytes: f64,
     pub seconds: Vec<(String, f64)>,
     pub disk_bytes: Vec<(String, u64)>,
+    /// Peak RSS of the generating process (`VmHWM`, reset when generation starts).
+    #[serde(default)]
+    pub peak_rss_bytes: u64,
 }
 
 impl Summary {
@@ -201,63 +208,59 @@ pub fn nar_key(dag: &Dag, id: u32) -> String {
     k
 }
 
-/// A narward index stream file written record by record: the same bytes as
-/// `narward::index::write_stream` (magic, then one zstd stream of a bincode count and
-/// bincode records), without holding the records. The unit tests check that
-/// `narward::index::Index::load` reads it.
-pub struct StreamWriter {
-    // bincode writes a `Vec<u8>` one byte at a time: the BufWriter in front of zstd turns
-    // that into large writes (without it the compressor is called per byte, 20× slower).
-    z: BufWriter<zstd::Encoder<'static, BufWriter<std::fs::File>>>,
-    expected: u64,
-    written: u64,
-    path: PathBuf,
-}
+/// zstd level of the index's stream files: what `Index::save` writes (`index::write_stream`).
+const INDEX_ZSTD_LEVEL: i32 = 3;
 
-const MAGIC: &[u8; 12] = b"NARWARD-IDX1";
+/// Bytes per path of each part of the data when nothing has been measured yet (the 1 M
+/// run at generator version 1, rounded up).
+const DEFAULT_BYTES_PER_PATH: [(&str, u64); 6] = [
+    ("state", 1_000),
+    ("cache", 5_500),
+    ("inventory/csv", 140),
+    ("inventory/parquet", 180),
+    ("parquet", 140),
+    ("roots", 35),
+];
 
-impl StreamWriter {
-    /// # Errors
-    /// I/O errors.
-    pub fn create(path: &Path, count: u64) -> Result<StreamWriter> {
-        let f =
-            std::fs::File::create(path).with_context(|| format!("writing {}", path.display()))?;
-        let mut w = BufWriter::with_capacity(1 << 20, f);
-        w.write_all(MAGIC)?;
-        let mut z = BufWriter::with_capacity(1 << 20, zstd::Encoder::new(w, 3)?);
-        bincode::serialize_into(&mut z, &count)?;
-        Ok(StreamWriter {
-            z,
-            expected: count,
-            written: 0,
-            path: path.to_path_buf(),
-        })
-    }
-
-    /// # Errors
-    /// I/O errors.
-    pub fn push<T: Serialize>(&mut self, item: &T) -> Result<()> {
-        bincode::serialize_into(&mut self.z, item)?;
-        self.written += 1;
-        Ok(())
-    }
-
-    /// # Errors
-    /// A count different from the one announced; I/O errors.
-    pub fn finish(self) -> Result<()> {
-        if self.written != self.expected {
-            bail!(
-                "{}: wrote {} records, announced {}",
-                self.path.display(),
-                self.written,
-                self.expected
-            );
+/// Disk the data of `n` paths in `formats` needs, with room for what the contenders write
+/// next to it (a second index, DuckDB's spill): per part, the bytes per path `measured`
+/// (the `generated.json` of an earlier size, so the estimate follows the index format)
+/// took, else [`DEFAULT_BYTES_PER_PATH`]; 10 % more, plus scratch: twice the index where
+/// there is a `file://` cache (the index rows write indexes of their own), else 100 B/path
+/// (a plan), and 1 GiB.
+pub fn disk_estimate(n: usize, formats: &Formats, measured: Option<&Summary>) -> u64 {
+    let per_path = |part: &str, default: u64| -> f64 {
+        measured
+            .and_then(|s| {
+                let b = s.disk_bytes.iter().find(|x| x.0 == part)?.1;
+                (s.paths > 0).then(|| b as f64 / s.paths as f64)
+            })
+            .unwrap_or(default as f64)
+    };
+    let mut total = 0.0;
+    let mut index = 0.0;
+    for (part, default) in DEFAULT_BYTES_PER_PATH {
+        let wanted = match part {
+            "state" => formats.index,
+            "cache" => formats.file,
+            "inventory/csv" | "inventory/parquet" => formats.inventory,
+            "parquet" => formats.parquet,
+            _ => true,
+        };
+        if wanted {
+            let b = per_path(part, default) * n as f64;
+            total += b;
+            if part == "state" {
+                index = b;
+            }
         }
-        let z = self.z.into_inner().map_err(|e| e.into_error())?;
-        let mut w = z.finish()?;
-        w.flush()?;
-        Ok(())
     }
+    let scratch = if formats.file {
+        2.0 * index
+    } else {
+        100.0 * n as f64
+    };
+    (total * 1.1 + scratch + (1u64 << 30) as f64) as u64
 }
 
 fn dir_bytes(p: &Path) -> u64 {
@@ -309,6 +312,7 @@ pub fn generate(opts: &Options) -> Result<Summary> {
     }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let mut seconds: Vec<(String, f64)> = Vec::new();
+    crate::measure::reset_peak();
     let t = Instant::now();
     let dag = Dag::generate(&corpus, opts.paths, opts.seed);
     seconds.push(("dag".into(), t.elapsed().as_secs_f64()));
@@ -331,7 +335,8 @@ pub fn generate(opts: &Options) -> Result<Summary> {
         format!("{}\n", key.public_key()),
     )?;
     let t = Instant::now();
-    let text_len = write_narinfos(&dag, &corpus, opts, opts.sign.then_some(&key))?;
+    let (text_len, narinfos_digest) =
+        write_narinfos(&dag, &corpus, opts, opts.sign.then_some(&key))?;
     seconds.push(("narinfos".into(), t.elapsed().as_secs_f64()));
     progress(&format!(
         "generate: narinfos in {:.1} s",
@@ -340,7 +345,7 @@ pub fn generate(opts: &Options) -> Result<Summary> {
     let narinfo_bytes: u64 = text_len.iter().map(|&l| l as u64).sum();
 
     let t = Instant::now();
-    let objects = write_tables(&dag, &corpus, opts, &text_len)?;
+    let objects = write_tables(&dag, &corpus, opts, &text_len, narinfos_digest)?;
     seconds.push((
         "objects, inventory, parquet".into(),
         t.elapsed().as_secs_f64(),
@@ -375,6 +380,7 @@ pub fn generate(opts: &Options) -> Result<Summary> {
     let count = |k| dag.kind.iter().filter(|&&x| x == k).count();
     let s = Summary {
         generator_version: GENERATOR_VERSION,
+        index_format_version: narward::index::FORMAT_VERSION,
         paths: n,
         seed: opts.seed,
         formats: opts.formats,
@@ -398,6 +404,7 @@ pub fn generate(opts: &Options) -> Result<Summary> {
         corpus_mean_narinfo_bytes: corpus.mean_text_len(),
         seconds,
         disk_bytes: disk,
+        peak_rss_bytes: crate::measure::self_rss().1,
     };
     std::fs::write(
         out.join("generated.json"),
@@ -449,13 +456,13 @@ fn write_roots(dag: &Dag, corpus: &Corpus, out: &Path) -> Result<u64> {
 }
 
 /// Pass 1: every narinfo, in key order, into the index stream (and the file cache).
-/// Returns each path's narinfo length.
+/// Returns each path's narinfo length and the digest of the index's narinfo stream.
 fn write_narinfos(
     dag: &Dag,
     corpus: &Corpus,
     opts: &Options,
     key: Option<&SecretKey>,
-) -> Result<Vec<u32>> {
+) -> Result<(Vec<u32>, Option<FileDigest>)> {
     let n = dag.len();
     let order = dag.by_hash();
     let cache_dir = opts.out.join("cache");
@@ -466,7 +473,11 @@ fn write_narinfos(
     let mut writer = if opts.formats.index {
         let d = opts.out.join("state/index");
         std::fs::create_dir_all(&d)?;
-        Some(StreamWriter::create(&d.join("narinfos.bin.zst"), n as u64)?)
+        Some(index::StreamWriter::create(
+            &d.join(index::NARINFOS_FILE),
+            n as u64,
+            INDEX_ZSTD_LEVEL,
+        )?)
     } else {
         None
     };
@@ -545,10 +556,8 @@ fn write_narinfos(
         }
         Ok(())
     })?;
-    if let Some(w) = writer {
-        w.finish()?;
-    }
-    Ok(text_len)
+    let digest = writer.map(index::StreamWriter::finish).transpose()?;
+    Ok((text_len, digest))
 }
 
 fn set_mtime(f: &std::fs::File, t: i64) -> std::io::Result<()> {
@@ -631,61 +640,76 @@ fn objects_in_key_order<'a>(
     })
 }
 
+/// The index's object list, column files, (empty) debuginfo stream and meta, next to the
+/// narinfo stream pass 1 wrote, by the functions `Index::save` uses: `index::StreamWriter`,
+/// `index::columns` (the cache graph's columns, built from that narinfo stream by
+/// narward's own `cache_graph::build`) and `index::write_meta`. No copy of the format
+/// lives in the bench.
+fn write_index_files(
+    dag: &Dag,
+    corpus: &Corpus,
+    text_len: &[u32],
+    d: &Path,
+    objects: u64,
+    narinfos_digest: Option<FileDigest>,
+) -> Result<()> {
+    let Some(narinfos_digest) = narinfos_digest else {
+        bail!("{}: no narinfo stream was written", d.display());
+    };
+    let mut files = std::collections::BTreeMap::new();
+    let mut w =
+        index::StreamWriter::create(&d.join(index::OBJECTS_FILE), objects, INDEX_ZSTD_LEVEL)?;
+    let mut listing = Vec::with_capacity(objects as usize);
+    for o in objects_in_key_order(dag, corpus, text_len) {
+        w.push(&o)?;
+        listing.push(o);
+    }
+    files.insert(index::OBJECTS_FILE.to_string(), w.finish()?);
+    files.insert(index::NARINFOS_FILE.to_string(), narinfos_digest);
+    let columns = index::columns::write_from_narinfo_file(d, &listing)?;
+    drop(listing);
+    let e = index::StreamWriter::create(&d.join(index::DEBUGINFO_FILE), 0, INDEX_ZSTD_LEVEL)?;
+    files.insert(index::DEBUGINFO_FILE.to_string(), e.finish()?);
+    files.extend(columns);
+    let mut meta = IndexMeta {
+        format_version: narward::index::FORMAT_VERSION,
+        cache: "s3://narward-bench".into(),
+        cache_url: CACHE_URL.into(),
+        generation: 1,
+        updated_at: BASE_TIME + 52 * crate::model::EPOCH_SECS,
+        source: "narward-bench generate (synthetic)".into(),
+        objects,
+        narinfos: dag.len() as u64,
+        unparseable: 0,
+        last_update: UpdateStats {
+            listed: objects,
+            narinfo_objects: dag.len() as u64,
+            fetched: dag.len() as u64,
+            ..Default::default()
+        },
+        files,
+        versioning: None,
+        checksum: String::new(),
+    };
+    index::write_meta(d, &mut meta)
+}
+
 /// Pass 2: the index's object list and meta, the inventory reports, the Parquet tables.
 /// Returns the number of objects.
-fn write_tables(dag: &Dag, corpus: &Corpus, opts: &Options, text_len: &[u32]) -> Result<u64> {
+fn write_tables(
+    dag: &Dag,
+    corpus: &Corpus,
+    opts: &Options,
+    text_len: &[u32],
+    narinfos_digest: Option<FileDigest>,
+) -> Result<u64> {
     let objects = 2 * dag.len() as u64 + 1;
     let out = &opts.out;
     std::thread::scope(|s| -> Result<()> {
         let idx = opts.formats.index.then(|| {
             s.spawn(move || -> Result<()> {
                 let d = out.join("state/index");
-                let mut w = StreamWriter::create(&d.join("objects.bin.zst"), objects)?;
-                let mut listing = Vec::with_capacity(objects as usize);
-                for o in objects_in_key_order(dag, corpus, text_len) {
-                    w.push(&o)?;
-                    listing.push(o);
-                }
-                w.finish()?;
-                // The cache graph's columns, built from the narinfos as `narward index` does.
-                let columns = index::columns::write_from_narinfo_file(&d, &listing)?;
-                drop(listing);
-                let e = StreamWriter::create(&d.join("debuginfo.bin.zst"), 0)?;
-                e.finish()?;
-                let meta = IndexMeta {
-                    format_version: narward::index::FORMAT_VERSION,
-                    cache: "s3://narward-bench".into(),
-                    cache_url: CACHE_URL.into(),
-                    generation: 1,
-                    updated_at: BASE_TIME + 52 * crate::model::EPOCH_SECS,
-                    source: "narward-bench generate (synthetic)".into(),
-                    objects,
-                    narinfos: dag.len() as u64,
-                    unparseable: 0,
-                    last_update: UpdateStats {
-                        listed: objects,
-                        narinfo_objects: dag.len() as u64,
-                        fetched: dag.len() as u64,
-                        ..Default::default()
-                    },
-                    files: Default::default(),
-                    versioning: None,
-                    checksum: String::new(),
-                };
-                let mut meta = meta;
-                for (f, records) in [
-                    (index::OBJECTS_FILE, objects),
-                    (index::NARINFOS_FILE, dag.len() as u64),
-                    (index::DEBUGINFO_FILE, 0),
-                ] {
-                    meta.files.insert(
-                        f.to_string(),
-                        index::FileDigest::of_file(&d.join(f), records)?,
-                    );
-                }
-                meta.files.extend(columns);
-                index::write_meta(&d, &mut meta)?;
-                Ok(())
+                write_index_files(dag, corpus, text_len, &d, objects, narinfos_digest)
             })
         });
         let csv = opts.formats.inventory.then(|| {

@@ -6,6 +6,7 @@
 //! | [`corpus`] | the real narinfo corpus every distribution is drawn from |
 //! | [`model`] | the DAG: core paths, packages over 50 releases, garbage |
 //! | [`generate`] | writing it as a narward index, a `file://` cache, S3 Inventory, Parquet, roots + policy |
+//! | [`incremental`] | the incremental `narward index` row's changed cache (hard links, 1 % new/changed) |
 //! | [`measure`] | child processes: wall time, peak RSS (`wait4`), limits |
 //! | [`probes`] | in-process measurements (parse rate, streamed graph, inventory ingest, plan phases) |
 //! | [`contenders`] | the DuckDB scripts |
@@ -16,6 +17,7 @@
 pub mod contenders;
 pub mod corpus;
 pub mod generate;
+pub mod incremental;
 pub mod measure;
 pub mod model;
 pub mod probes;

@@ -18,6 +18,8 @@ struct Cli {
     command: Cmd,
 }
 
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Write a synthetic cache of N paths (index, file:// cache, S3 Inventory, Parquet,
@@ -63,7 +65,8 @@ enum Cmd {
         data_dir: Option<PathBuf>,
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Address-space limit for narward processes, GiB.
+        /// Address-space limit (RLIMIT_AS) for narward processes and probes, GiB: a step
+        /// that needs more fails alone, with the size it reached.
         #[arg(long, default_value_t = 18)]
         mem_limit_gib: u64,
         /// DuckDB memory_limit.
@@ -104,6 +107,22 @@ enum Cmd {
         /// Seconds of requests per allowed rate in the throttling benchmark.
         #[arg(long, default_value_t = 20.0)]
         throttle_seconds: f64,
+        /// Contenders at one size, replacing --only there: SIZE=ID,ID… (id prefixes;
+        /// repeatable), e.g. `--contenders-at 30m=narward-plan,narward-graph,duckdb-closure`.
+        #[arg(long, value_parser = run::parse_contenders_at)]
+        contenders_at: Vec<(usize, Vec<String>)>,
+        /// A contender's time limit in minutes: ID=MINUTES (id prefix; repeatable), e.g.
+        /// `--timeout duckdb-closure=20`. Default: twice --max-minutes. A contender given
+        /// one is never skipped by estimate; past it, it is killed and reported as timed out.
+        #[arg(long = "timeout", value_parser = run::parse_timeout)]
+        timeouts: Vec<(String, f64)>,
+        /// Remove each size's generated data once it has been measured (when the disk
+        /// cannot hold every size at once; the disk check then counts the largest size).
+        #[arg(long)]
+        discard_data: bool,
+        /// Percent of narinfos new or changed in the incremental index row.
+        #[arg(long, default_value_t = 1.0)]
+        incremental_percent: f64,
     },
     /// Write BENCHMARKS.md again from a results.json (after changing the report layout).
     Render {
@@ -207,6 +226,10 @@ fn real_main() -> Result<()> {
             only,
             throttle_rates,
             throttle_seconds,
+            contenders_at,
+            timeouts,
+            discard_data,
+            incremental_percent,
         } => {
             let root = workspace_root();
             let o = run::RunOptions {
@@ -231,6 +254,10 @@ fn real_main() -> Result<()> {
                 only,
                 throttle_rates,
                 throttle_seconds,
+                contenders_at,
+                timeouts,
+                discard_data,
+                incremental_percent,
                 command_line: {
                     let a: Vec<String> = std::env::args().skip(1).collect();
                     format!("narward-bench {}", a.join(" "))

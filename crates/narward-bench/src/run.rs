@@ -3,6 +3,7 @@
 
 use crate::contenders::{DUCKDB_CLOSURE_PY, DUCKDB_INVENTORY_PY};
 use crate::generate::{self, Formats, Summary, progress};
+use crate::incremental::{self, Prepared};
 use crate::measure::{self, Limits, Sample};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -42,6 +43,138 @@ pub struct RunOptions {
     pub throttle_rates: Vec<f64>,
     /// Seconds of requests per allowed rate.
     pub throttle_seconds: f64,
+    /// Contenders (id prefixes) at one size, replacing `only` there:
+    /// `--contenders-at 30m=narward,duckdb-closure`.
+    pub contenders_at: Vec<(usize, Vec<String>)>,
+    /// Time limits (minutes) by contender id prefix, replacing the default of twice
+    /// `max_minutes`; such a contender is never skipped by estimate (it runs until the
+    /// limit and is then reported as timed out).
+    pub timeouts: Vec<(String, f64)>,
+    /// Remove each size's generated data once it has been measured (for a disk that cannot
+    /// hold every size at once).
+    pub discard_data: bool,
+    /// Percent of narinfos new or changed for the incremental index row.
+    pub incremental_percent: f64,
+}
+
+/// Every contender id, in table order.
+pub const CONTENDERS: &[&str] = &[
+    "narward-plan",
+    "narward-graph",
+    "duckdb-closure",
+    "nix-closure",
+    "narward-index-file",
+    "narward-index-incremental",
+    "narward-index-inventory",
+    "nix-all",
+    "narward-ingest-csv",
+    "duckdb-ingest-csv",
+    "narward-ingest-parquet",
+    "duckdb-ingest-parquet",
+    "narward-report",
+    "narward-audit",
+];
+
+impl RunOptions {
+    /// Whether contender `id` runs at `size`: `--contenders-at` for that size, else
+    /// `--only`, else every contender.
+    pub fn selected(&self, size: usize, id: &str) -> bool {
+        let list = self
+            .contenders_at
+            .iter()
+            .find(|(n, _)| *n == size)
+            .map(|(_, v)| v)
+            .or(self.only.as_ref());
+        list.is_none_or(|l| l.iter().any(|p| id.starts_with(p.as_str())))
+    }
+
+    /// The data `size` needs for its selected contenders (the index and roots always).
+    pub fn formats_at(&self, size: usize) -> Formats {
+        let any = |ids: &[&str]| ids.iter().any(|id| self.selected(size, id));
+        Formats {
+            index: true,
+            file: size <= self.file_cache_max
+                && any(&[
+                    "nix-closure",
+                    "narward-index-file",
+                    "narward-index-incremental",
+                    "narward-index-inventory",
+                    "nix-all",
+                ]),
+            inventory: any(&[
+                "narward-index-inventory",
+                "narward-ingest-csv",
+                "duckdb-ingest-csv",
+                "narward-ingest-parquet",
+                "duckdb-ingest-parquet",
+            ]),
+            parquet: any(&["duckdb-closure"]),
+        }
+    }
+
+    /// The time limit of contender `id` and whether it was given explicitly.
+    pub fn timeout_of(&self, id: &str) -> (Duration, bool) {
+        match self
+            .timeouts
+            .iter()
+            .find(|(p, _)| id.starts_with(p.as_str()))
+        {
+            Some((_, m)) => (Duration::from_secs_f64(m * 60.0), true),
+            None => (
+                Duration::from_secs_f64(self.max_minutes * 60.0 * 2.0),
+                false,
+            ),
+        }
+    }
+}
+
+/// `30m=narward,duckdb-closure` (for `--contenders-at`).
+///
+/// # Errors
+/// No `=`, a bad size, an empty list or an id prefix that matches no contender.
+pub fn parse_contenders_at(s: &str) -> Result<(usize, Vec<String>)> {
+    let Some((size, list)) = s.split_once('=') else {
+        bail!("{s:?}: expected SIZE=ID,ID… (e.g. 30m=narward,duckdb-closure)");
+    };
+    let ids: Vec<String> = list
+        .split(',')
+        .map(|x| x.trim().to_string())
+        .filter(|x| !x.is_empty())
+        .collect();
+    if ids.is_empty() {
+        bail!("{s:?}: no contender after '='");
+    }
+    for p in &ids {
+        if !CONTENDERS.iter().any(|c| c.starts_with(p.as_str())) {
+            bail!(
+                "{s:?}: {p:?} is the start of no contender id ({})",
+                CONTENDERS.join(", ")
+            );
+        }
+    }
+    Ok((crate::parse_size(size)?, ids))
+}
+
+/// `duckdb=20` (minutes, for `--timeout`).
+///
+/// # Errors
+/// No `=`, a bad number, or a prefix that matches no contender.
+pub fn parse_timeout(s: &str) -> Result<(String, f64)> {
+    let Some((p, m)) = s.split_once('=') else {
+        bail!("{s:?}: expected ID=MINUTES (e.g. duckdb-closure=20)");
+    };
+    let m: f64 = m
+        .trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{s:?}: {m:?} is not a number of minutes"))?;
+    if m.is_nan() || m <= 0.0 {
+        bail!("{s:?}: the time limit must be positive");
+    }
+    let p = p.trim().to_string();
+    if !CONTENDERS.iter().any(|c| c.starts_with(p.as_str())) {
+        bail!("{s:?}: {p:?} is the start of no contender id");
+    }
+    Ok((p, m))
 }
 
 /// One measured run (the output itself is not kept).
@@ -116,6 +249,12 @@ pub struct SizeResult {
     /// on the machine shows here.
     pub load_before: f64,
     pub load_after: f64,
+    /// Seconds this size took in the run, generation and setup included (to budget runs).
+    #[serde(default)]
+    pub size_s: f64,
+    /// Peak RSS of the harness while it generated this size's data (0 when reused).
+    #[serde(default)]
+    pub generate_peak_rss_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -130,6 +269,9 @@ pub struct Machine {
     pub python: String,
     pub narward_commit: String,
     pub free_inodes: u64,
+    /// Size of the file system holding the data.
+    #[serde(default)]
+    pub disk_total_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -218,6 +360,7 @@ fn machine(data_dir: &Path) -> Machine {
             }
         ),
         free_inodes: free_inodes(data_dir),
+        disk_total_bytes: disk_total(data_dir),
     }
 }
 
@@ -276,6 +419,7 @@ struct Check {
 
 type Maker = Box<dyn Fn(&Path) -> Command>;
 type Checker = Box<dyn Fn(&Sample) -> Check>;
+type Preparer = Box<dyn Fn(&Path) -> Result<()>>;
 
 struct Task {
     id: &'static str,
@@ -288,6 +432,8 @@ struct Task {
     ok_codes: Vec<i32>,
     needle: Option<&'static str>,
     skip: Option<String>,
+    /// Untimed setup before each run (in the run's scratch directory).
+    prepare: Option<Preparer>,
     make: Maker,
     check: Checker,
 }
@@ -352,11 +498,11 @@ fn tasks(
     o: &RunOptions,
     data: &Path,
     g: &Summary,
-    narward: &Path,
-    me: &Path,
-    report_cmd: bool,
+    ctx: &Ctx,
     has_file_cache: Option<String>,
+    inc: Option<Result<Prepared, String>>,
 ) -> Vec<Task> {
+    let (narward, me, report_cmd) = (ctx.narward.as_path(), ctx.me.as_path(), ctx.report_cmd);
     let n = g.paths;
     let live = g.expected_live;
     let objects = g.objects;
@@ -394,6 +540,7 @@ fn tasks(
             ok_codes: vec![0],
             needle: None,
             skip: None,
+            prepare: None,
             make: Box::new(move |scratch| {
                 let out = scratch.join("plan");
                 let _ = std::fs::remove_dir_all(&out);
@@ -437,6 +584,7 @@ fn tasks(
             ok_codes: vec![0],
             needle: None,
             skip: None,
+            prepare: None,
             make: Box::new(move |_| {
                 let mut c = Command::new(&me2);
                 c.args(["probe", "closure", "--state"])
@@ -470,6 +618,7 @@ fn tasks(
             ok_codes: vec![0],
             needle: None,
             skip: None,
+            prepare: None,
             make: Box::new(move |scratch| {
                 let tmp = scratch.join("duckdb-tmp");
                 let out = scratch.join("duckdb-out");
@@ -535,6 +684,7 @@ fn tasks(
             ok_codes: vec![0],
             needle: None,
             skip: has_file_cache.clone(),
+            prepare: None,
             make: Box::new(move |scratch| {
                 let mut c = Command::new("nix");
                 c.args(["path-info", "-r", "--store", &cu]).args(&roots);
@@ -567,6 +717,7 @@ fn tasks(
             ok_codes: vec![0],
             needle: None,
             skip: has_file_cache.clone(),
+            prepare: None,
             make: Box::new(move |scratch| {
                 let st = scratch.join("state-file");
                 let _ = std::fs::remove_dir_all(&st);
@@ -601,6 +752,7 @@ fn tasks(
             ok_codes: vec![0],
             needle: None,
             skip: has_file_cache.clone(),
+            prepare: None,
             make: Box::new(move |scratch| {
                 let st = scratch.join("state-inv");
                 let _ = std::fs::remove_dir_all(&st);
@@ -635,6 +787,7 @@ fn tasks(
             ok_codes: vec![0],
             needle: Some("\"path\":"),
             skip: has_file_cache.clone(),
+            prepare: None,
             make: Box::new(move |scratch| {
                 let mut c = Command::new("nix");
                 c.args(["path-info", "--all", "--json", "--store", &cu]);
@@ -672,6 +825,7 @@ fn tasks(
             ok_codes: vec![0],
             needle: None,
             skip: None,
+            prepare: None,
             make: Box::new(move |_| {
                 let mut c = Command::new(&me2);
                 c.args(["probe", "ingest", "--manifest"]).arg(&manifest);
@@ -700,6 +854,7 @@ fn tasks(
             ok_codes: vec![0],
             needle: None,
             skip: None,
+            prepare: None,
             make: Box::new(move |_| {
                 let mut c = Command::new("python3");
                 c.arg("-c")
@@ -742,6 +897,7 @@ fn tasks(
             ok_codes: vec![0, 1],
             needle: None,
             skip: None,
+            prepare: None,
             make: Box::new(move |scratch| {
                 let mut c = Command::new(&nw);
                 c.arg("--state").arg(&st).args(["-q", sub]);
@@ -759,10 +915,129 @@ fn tasks(
             }),
         });
     }
-    if let Some(only) = &o.only {
-        v.retain(|t| only.iter().any(|x| t.id.starts_with(x.as_str())));
+    v.push(audit_task(narward, &state, runs, mem));
+    if let Some(inc) = inc {
+        v.push(incremental_task(
+            narward,
+            o.incremental_percent,
+            n as u64,
+            runs,
+            mem,
+            inc,
+        ));
+    }
+    v.retain(|t| o.selected(n, t.id));
+    for t in &mut v {
+        t.limits.timeout = Some(o.timeout_of(t.id).0);
     }
     v
+}
+
+/// `narward audit` (no trusted key: signatures are not judged; exit 1 means findings).
+fn audit_task(narward: &Path, state: &Path, runs: usize, mem: Limits) -> Task {
+    let (nw, st) = (narward.to_path_buf(), state.to_path_buf());
+    Task {
+        id: "narward-audit",
+        group: "audit",
+        tool: "narward",
+        label: "narward audit (every narinfo checked against the listing; no trusted key, so signatures not judged)"
+            .into(),
+        baseline: true,
+        runs,
+        limits: mem,
+        ok_codes: vec![0, 1],
+        needle: None,
+        skip: None,
+        prepare: None,
+        make: Box::new(move |_| {
+            let mut c = Command::new(&nw);
+            c.arg("--state").arg(&st).args(["-q", "--json", "audit"]);
+            c
+        }),
+        check: Box::new(|_| Check {
+            result: "ran".into(),
+            ok: true,
+            output: Value::Null,
+        }),
+    }
+}
+
+/// `narward index` again after `percent` % of the narinfos became new or changed (see
+/// [`crate::incremental`]); each run starts from a copy of the state indexed before.
+fn incremental_task(
+    narward: &Path,
+    percent: f64,
+    n: u64,
+    runs: usize,
+    mem: Limits,
+    inc: Result<Prepared, String>,
+) -> Task {
+    let nw = narward.to_path_buf();
+    let (skip, p) = match inc {
+        Ok(p) => (None, Some(p)),
+        Err(e) => (Some(format!("**setup failed**: {e}")), None),
+    };
+    let p2 = p.clone();
+    let base = p.as_ref().map(|p| p.base_state.clone());
+    Task {
+        id: "narward-index-incremental",
+        group: "read the cache",
+        tool: "narward",
+        label: format!(
+            "narward index again after {percent} % of the narinfos are new or changed (file://; list + read the new/changed + write index)"
+        ),
+        baseline: false,
+        runs,
+        limits: mem,
+        ok_codes: vec![0],
+        needle: None,
+        skip,
+        prepare: Some(Box::new(move |scratch| {
+            let Some(base) = &base else {
+                bail!("no setup");
+            };
+            std::fs::create_dir_all(scratch)?;
+            incremental::copy_state(base, &scratch.join("state-incremental"))
+        })),
+        make: Box::new(move |scratch| {
+            let Some(p) = &p else {
+                return Command::new("false");
+            };
+            incremental::index_command(&nw, &scratch.join("state-incremental"), &p.cache)
+        }),
+        check: Box::new(move |s| {
+            let j = first_json(&s.stdout);
+            let Some(p) = &p2 else {
+                return Check {
+                    result: "no setup".into(),
+                    ok: false,
+                    output: Value::Null,
+                };
+            };
+            let (mut result, mut ok) = expect_count("narinfos", j["narinfos"].as_u64(), n + p.new);
+            let want = p.new + p.changed;
+            let fetched = j.pointer("/last_update/fetched").and_then(Value::as_u64);
+            // nix-cache-info is fetched with the narinfos.
+            let f_ok = fetched.is_some_and(|f| f >= want && f <= want + 1);
+            ok &= f_ok;
+            result.push_str(&format!(
+                "; {} fetched {} ({} new + {} changed; the full index before: {:.1} s)",
+                fetched.map_or("?".into(), fmt_n),
+                if f_ok { "✓" } else { "✗" },
+                fmt_n(p.new),
+                fmt_n(p.changed),
+                p.full_index_s
+            ));
+            Check {
+                result,
+                ok,
+                output: serde_json::json!({
+                    "new": p.new, "changed": p.changed, "fetched": fetched,
+                    "full_index_s": p.full_index_s,
+                }),
+            }
+        }),
+    }
 }
 
 fn count_needle(p: &Path, needle: &str) -> u64 {
@@ -811,7 +1086,11 @@ fn failure_text(s: &Sample, limits: &Limits) -> String {
         || err.contains("Out of Memory")
         || err.contains("OutOfMemory");
     let mut m = if s.timed_out {
-        format!("killed after {:.0} s (time limit)", s.wall_s)
+        format!(
+            "timed out after {:.0} s (its time limit is {:.0} min)",
+            s.wall_s,
+            limits.timeout.map_or(0.0, |t| t.as_secs_f64() / 60.0)
+        )
     } else if oom {
         format!(
             "out of memory at the {} address-space limit after {:.0} s (exit {})",
@@ -834,19 +1113,20 @@ fn failure_text(s: &Sample, limits: &Limits) -> String {
 }
 
 fn run_tasks(
+    o: &RunOptions,
     size: usize,
     tasks: &[Task],
     scratch: &Path,
     previous: &HashMap<String, (usize, f64)>,
-    max_minutes: f64,
-    single_run_after: f64,
 ) -> Vec<TaskResult> {
+    let (max_minutes, single_run_after) = (o.max_minutes, o.single_run_after);
     let mut results: Vec<TaskResult> = tasks
         .iter()
         .map(|t| {
             // narward itself is never skipped by estimate (its time limit still applies):
             // how it fares at the largest size is the point of the benchmark.
-            let estimable = !t.tool.starts_with("narward");
+            // Nor is a contender with its own time limit: it runs until the limit.
+            let estimable = !t.tool.starts_with("narward") && !o.timeout_of(t.id).1;
             let est_skip = previous.get(t.id).filter(|_| estimable).and_then(|&(pn, pw)| {
                 let est = pw * size as f64 / pn as f64;
                 (est > max_minutes * 60.0).then(|| {
@@ -900,6 +1180,12 @@ fn run_tasks(
                 r + 1,
                 t.runs
             ));
+            if let Some(prep) = &t.prepare
+                && let Err(e) = prep(&dir)
+            {
+                res.failed = Some(format!("setup before the run failed: {e:#}"));
+                continue;
+            }
             let cmd = (t.make)(&dir);
             let s = match measure::run(cmd, t.limits, &dir) {
                 Ok(s) => s,
@@ -1074,10 +1360,6 @@ fn plan_profile(
     (j, failed)
 }
 
-/// Everything `run` does.
-///
-/// # Errors
-/// Generation fails; the results cannot be written.
 /// Whether `--only` asks for the throttling benchmark alone.
 fn throttle_only(o: &RunOptions) -> bool {
     o.only
@@ -1117,6 +1399,363 @@ fn run_throttle_only(o: &RunOptions) -> Result<Results> {
     Ok(res)
 }
 
+/// Context shared by every size of one run.
+struct Ctx {
+    narward: PathBuf,
+    me: PathBuf,
+    report_cmd: bool,
+}
+
+/// Why a size has no `file://` cache, when it has none.
+fn file_skip_reason(o: &RunOptions, n: usize) -> Option<String> {
+    (n > o.file_cache_max).then(|| {
+        format!(
+            "skipped: no file:// cache at this size (--file-cache-max {}); it would need {} files",
+            size_label(o.file_cache_max),
+            fmt_n(2 * n as u64)
+        )
+    })
+}
+
+/// The data already generated for size `n` that this run can use, if any.
+fn reusable(o: &RunOptions, n: usize) -> Option<Summary> {
+    let want = o.formats_at(n);
+    let sign = n <= o.sign_max;
+    Summary::read(&o.data_dir.join(format!("p{n}"))).filter(|s| {
+        !o.regenerate
+            && s.generator_version == generate::GENERATOR_VERSION
+            && s.index_format_version == narward::index::FORMAT_VERSION
+            && s.paths == n
+            && s.seed == o.seed
+            && s.signed == sign
+            && s.formats.covers(&want)
+    })
+}
+
+/// Size of the file system holding `p`.
+fn disk_total(p: &Path) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap_or_default();
+    // SAFETY: statvfs on a valid C string with a zeroed out-struct.
+    unsafe {
+        let mut s: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(c.as_ptr(), &mut s) == 0 {
+            s.f_blocks as u64 * s.f_frsize as u64
+        } else {
+            0
+        }
+    }
+}
+
+/// Free bytes for an unprivileged writer in the file system holding `p`.
+fn free_bytes(p: &Path) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap_or_default();
+    // SAFETY: statvfs on a valid C string with a zeroed out-struct.
+    unsafe {
+        let mut s: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(c.as_ptr(), &mut s) == 0 {
+            s.f_bavail as u64 * s.f_frsize as u64
+        } else {
+            0
+        }
+    }
+}
+
+/// Bytes per path of each part of the data, from the largest size already generated in
+/// the data directory (so the estimate follows the index format), if any.
+fn measured_rates(o: &RunOptions) -> Option<Summary> {
+    let mut best: Option<Summary> = None;
+    for e in std::fs::read_dir(&o.data_dir).ok()?.flatten() {
+        let kept = std::fs::read_to_string(e.path().join(RATES_FILE))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Summary>(&t).ok());
+        if let Some(s) = Summary::read(&e.path()).or(kept)
+            && s.generator_version == generate::GENERATOR_VERSION
+            && s.index_format_version == narward::index::FORMAT_VERSION
+            && best.as_ref().is_none_or(|b| s.paths > b.paths)
+        {
+            best = Some(s);
+        }
+    }
+    best
+}
+
+/// What `--discard-data` keeps of a size: its `generated.json` under another name (so it
+/// is not taken for data to reuse), whose bytes per path later disk checks use.
+const RATES_FILE: &str = "discarded-generated.json";
+
+/// Remove the data of one size but its [`RATES_FILE`].
+fn discard(data: &Path) {
+    let _ = std::fs::rename(data.join("generated.json"), data.join(RATES_FILE));
+    if let Ok(rd) = std::fs::read_dir(data) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.file_name().is_some_and(|f| f == RATES_FILE) {
+                continue;
+            }
+            let _ = if p.is_dir() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
+        }
+    }
+}
+
+/// Refuse, before anything is measured, a run whose data cannot fit on the disk: every
+/// size to generate (or, with `--discard-data`, the largest one) plus its scratch space.
+/// Without bytes per path measured at this index format (a `generated.json` in the data
+/// directory), the built-in estimate only warns: the check before each size, which uses
+/// the sizes generated by then, refuses.
+fn check_disk(o: &RunOptions) -> Result<()> {
+    let rates = measured_rates(o);
+    let mut need = Vec::new();
+    // Data that will be regenerated frees what it takes now.
+    let mut replaced = 0u64;
+    for &n in &o.sizes {
+        if reusable(o, n).is_none() {
+            need.push((
+                n,
+                generate::disk_estimate(n, &o.formats_at(n), rates.as_ref()),
+            ));
+            replaced += Summary::read(&o.data_dir.join(format!("p{n}")))
+                .map_or(0, |s| s.disk_bytes.iter().map(|x| x.1).sum());
+        }
+    }
+    let total = if o.discard_data {
+        need.iter().map(|x| x.1).max().unwrap_or(0)
+    } else {
+        need.iter().map(|x| x.1).sum()
+    };
+    let free = free_bytes(&o.data_dir) + replaced;
+    if total > free && rates.is_none() {
+        progress(&format!(
+            "warning: with built-in bytes per path, the data to generate would need ≈{:.1} GB and {:.1} GB are free; \
+             nothing measured at this index format yet, so each size is checked before it is generated",
+            total as f64 / 1e9,
+            free as f64 / 1e9
+        ));
+        return Ok(());
+    }
+    if total > free {
+        let parts: Vec<String> = need
+            .iter()
+            .map(|(n, b)| format!("{} ≈{:.1} GB", size_label(*n), *b as f64 / 1e9))
+            .collect();
+        bail!(
+            "not enough disk in {}: the data to generate needs ≈{:.1} GB ({}{}), {:.1} GB are free. \
+             Free space, pass --discard-data (each size's data is removed once measured), \
+             select fewer contenders at the large sizes (--contenders-at), or use smaller --sizes",
+            o.data_dir.display(),
+            total as f64 / 1e9,
+            parts.join(", "),
+            if o.discard_data {
+                "; the largest counts, --discard-data"
+            } else {
+                ""
+            },
+            free as f64 / 1e9
+        );
+    }
+    Ok(())
+}
+
+/// Refuse to generate `n` paths when the generator's memory, scaled linearly from the
+/// peak it reached at a size generated earlier (`rates`), exceeds the memory available:
+/// the generator runs in this process without an address-space limit, and on a shared
+/// machine running out would wake the kernel's OOM killer.
+///
+/// # Errors
+/// The estimate exceeds `available` bytes.
+fn check_generator_memory(n: usize, rates: Option<&Summary>, available: u64) -> Result<()> {
+    let Some(r) = rates.filter(|r| r.peak_rss_bytes > 0 && r.paths > 0) else {
+        return Ok(());
+    };
+    let est = r.peak_rss_bytes as f64 / r.paths as f64 * n as f64;
+    if est > available as f64 {
+        bail!(
+            "generating {} paths would need ≈{:.1} GiB of memory ({:.0} B/path, as measured generating {}), \
+             {:.1} GiB are available: the generator holds the object listing it hands to narward's \
+             `cache_graph::build`; use a smaller size or a machine with more memory",
+            size_label(n),
+            est / (1u64 << 30) as f64,
+            r.peak_rss_bytes as f64 / r.paths as f64,
+            size_label(r.paths),
+            available as f64 / (1u64 << 30) as f64
+        );
+    }
+    Ok(())
+}
+
+/// The data of size `n`: reused or generated. Returns it, whether it was generated now,
+/// and the seconds generation took (then or when it was generated).
+fn data_for(o: &RunOptions, n: usize, data: &Path) -> Result<(Summary, bool, f64)> {
+    if let Some(s) = reusable(o, n) {
+        progress(&format!(
+            "{}: reusing data in {}",
+            size_label(n),
+            data.display()
+        ));
+        let t = s.seconds.iter().map(|x| x.1).sum();
+        return Ok((s, false, t));
+    }
+    let want = o.formats_at(n);
+    // A file:// cache takes two inodes per path (narinfo + NAR stand-in).
+    let inodes = free_inodes(&o.data_dir);
+    if want.file && inodes < 2 * n as u64 + 100_000 {
+        bail!(
+            "{} free inodes in {}: a file:// cache of {} paths needs {}",
+            inodes,
+            o.data_dir.display(),
+            n,
+            2 * n
+        );
+    }
+    let est = generate::disk_estimate(n, &want, measured_rates(o).as_ref());
+    let free = free_bytes(&o.data_dir)
+        + Summary::read(data).map_or(0, |s| s.disk_bytes.iter().map(|x| x.1).sum());
+    if est > free {
+        bail!(
+            "not enough disk in {} for {} paths: ≈{:.1} GB needed, {:.1} GB free",
+            o.data_dir.display(),
+            size_label(n),
+            est as f64 / 1e9,
+            free as f64 / 1e9
+        );
+    }
+    check_generator_memory(n, measured_rates(o).as_ref(), measure::mem_available())?;
+    progress(&format!(
+        "{}: generating into {}",
+        size_label(n),
+        data.display()
+    ));
+    let t = Instant::now();
+    let s = generate::generate(&generate::Options {
+        paths: n,
+        seed: o.seed,
+        out: data.to_path_buf(),
+        formats: want,
+        sign: n <= o.sign_max,
+        corpus: o.corpus.clone(),
+    })?;
+    Ok((s, true, t.elapsed().as_secs_f64()))
+}
+
+/// The incremental row's setup, when that row runs at this size and there is a cache.
+fn incremental_setup(
+    o: &RunOptions,
+    ctx: &Ctx,
+    n: usize,
+    data: &Path,
+    g: &Summary,
+    scratch: &Path,
+) -> Option<Result<Prepared, String>> {
+    if !g.formats.file || !o.selected(n, "narward-index-incremental") {
+        return None;
+    }
+    progress(&format!(
+        "{}: incremental index setup (hard-linked cache, full index, {} % changed)",
+        size_label(n),
+        o.incremental_percent
+    ));
+    let lim = Limits {
+        address_space: Some(o.mem_limit),
+        stack: None,
+        timeout: Some(o.timeout_of("narward-index-incremental").0),
+    };
+    Some(
+        incremental::prepare(
+            &ctx.narward,
+            &data.join("cache"),
+            &scratch.join("incremental-setup"),
+            o.incremental_percent,
+            lim,
+        )
+        .map_err(|e| format!("{e:#}")),
+    )
+}
+
+/// Generate (or reuse) the data of size `n` and measure every selected contender on it.
+fn measure_size(
+    o: &RunOptions,
+    ctx: &Ctx,
+    n: usize,
+    previous: &mut HashMap<String, (usize, f64)>,
+) -> Result<SizeResult> {
+    let data = o.data_dir.join(format!("p{n}"));
+    let scratch = o.data_dir.join("scratch");
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch)?;
+    let (g, fresh, gen_s) = data_for(o, n, &data)?;
+    let generate_peak_rss_bytes = if fresh { g.peak_rss_bytes } else { 0 };
+    if fresh {
+        progress(&format!(
+            "{}: generated in {:.1} min, peak RSS {:.1} GiB",
+            size_label(n),
+            gen_s / 60.0,
+            generate_peak_rss_bytes as f64 / (1u64 << 30) as f64
+        ));
+    }
+    let file_reason = if g.formats.file {
+        None
+    } else {
+        file_skip_reason(o, n).or_else(|| Some("skipped: no file:// cache generated".into()))
+    };
+    let inc = incremental_setup(o, ctx, n, &data, &g, &scratch);
+    let ts = tasks(o, &data, &g, ctx, file_reason, inc);
+    // Probes run once per size.
+    progress(&format!("{}: parse rate", size_label(n)));
+    let mut pc = Command::new(&ctx.me);
+    pc.args(["probe", "parse-rate", "--state"])
+        .arg(data.join("state"))
+        .arg("--corpus")
+        .arg(&o.corpus);
+    let pr = measure::run(pc, Limits::default(), &scratch.join("parse-rate"))?;
+    let parse_rate = first_json(&pr.stdout);
+    let load_before = loadavg();
+    let results = run_tasks(o, n, &ts, &scratch, previous);
+    for r in &results {
+        if let Some(w) = &r.wall {
+            previous.insert(r.id.clone(), (n, w.median));
+        }
+    }
+    let (plan_profile, plan_profile_failed) = if o.selected(n, "narward-plan") {
+        progress(&format!("{}: plan profile", size_label(n)));
+        plan_profile(o, &ctx.narward, &data, &scratch)
+    } else {
+        (Value::Null, None)
+    };
+    let _ = std::fs::remove_dir_all(&scratch);
+    if o.discard_data {
+        progress(&format!(
+            "{}: removing {} (--discard-data)",
+            size_label(n),
+            data.display()
+        ));
+        discard(&data);
+    }
+    Ok(SizeResult {
+        paths: n,
+        data_dir: data.display().to_string(),
+        generated: g,
+        generated_in_this_run: fresh,
+        generate_s: gen_s,
+        tasks: results,
+        parse_rate,
+        plan_profile,
+        plan_profile_failed,
+        load_before,
+        load_after: loadavg(),
+        size_s: 0.0,
+        generate_peak_rss_bytes,
+    })
+}
+
+/// Everything `run` does.
+///
+/// # Errors
+/// Not enough disk; generation fails; the results cannot be written.
 pub fn run(o: &RunOptions) -> Result<Results> {
     if throttle_only(o) {
         return run_throttle_only(o);
@@ -1128,153 +1767,46 @@ pub fn run(o: &RunOptions) -> Result<Results> {
     let started = Instant::now();
     let started_unix = narward::index::now();
     std::fs::create_dir_all(&o.data_dir)?;
+    check_disk(o)?;
     ensure_duckdb()?;
     let narward = narward_bin(&o.narward)?;
-    let me = std::env::current_exe()?;
-    let report_cmd = has_report_command(&narward);
+    let ctx = Ctx {
+        report_cmd: has_report_command(&narward),
+        narward,
+        me: std::env::current_exe()?,
+    };
     let mach = machine(&o.data_dir);
     let mut notes = Vec::new();
-    if !report_cmd {
+    if !ctx.report_cmd {
         notes.push("narward has no `report` command at this commit: the report row runs `narward audit` instead (signatures not judged).".to_string());
     }
     let mut sizes = Vec::new();
     let mut previous: HashMap<String, (usize, f64)> = HashMap::new();
-    for &n in &o.sizes {
-        let data = o.data_dir.join(format!("p{n}"));
-        let scratch = o.data_dir.join("scratch");
-        let _ = std::fs::remove_dir_all(&scratch);
-        std::fs::create_dir_all(&scratch)?;
-        // A file:// cache takes two inodes per path (narinfo + NAR stand-in).
-        let inodes = free_inodes(&o.data_dir);
-        let file_skip = if n > o.file_cache_max {
-            Some(format!(
-                "skipped: no file:// cache at this size (--file-cache-max {}); it would need {} files",
-                size_label(o.file_cache_max),
-                fmt_n(2 * n as u64)
-            ))
-        } else {
-            None
-        };
-        let want = Formats {
-            index: true,
-            file: file_skip.is_none(),
-            inventory: true,
-            parquet: true,
-        };
-        let sign = n <= o.sign_max;
-        let existing = Summary::read(&data).filter(|s| {
-            s.generator_version == generate::GENERATOR_VERSION
-                && s.paths == n
-                && s.seed == o.seed
-                && s.signed == sign
-                && s.formats.covers(&want)
-        });
-        let (g, fresh, gen_s) = match existing {
-            Some(s) if !o.regenerate => {
-                progress(&format!(
-                    "{}: reusing data in {}",
-                    size_label(n),
-                    data.display()
-                ));
-                let t = s.seconds.iter().map(|x| x.1).sum();
-                (s, false, t)
-            }
-            _ => {
-                if want.file && inodes < 2 * n as u64 + 100_000 {
-                    bail!(
-                        "{} free inodes in {}: a file:// cache of {} paths needs {}",
-                        inodes,
-                        o.data_dir.display(),
-                        n,
-                        2 * n
-                    );
-                }
-                progress(&format!(
-                    "{}: generating into {}",
-                    size_label(n),
-                    data.display()
-                ));
-                let t = Instant::now();
-                let s = generate::generate(&generate::Options {
-                    paths: n,
-                    seed: o.seed,
-                    out: data.clone(),
-                    formats: want,
-                    sign,
-                    corpus: o.corpus.clone(),
-                })?;
-                (s, true, t.elapsed().as_secs_f64())
-            }
-        };
-        let file_reason = if g.formats.file {
-            None
-        } else {
-            file_skip.clone()
-        };
-        let ts = tasks(o, &data, &g, &narward, &me, report_cmd, file_reason);
-        // Probes run once per size.
-        progress(&format!("{}: parse rate", size_label(n)));
-        let mut pc = Command::new(&me);
-        pc.args(["probe", "parse-rate", "--state"])
-            .arg(data.join("state"))
-            .arg("--corpus")
-            .arg(&o.corpus);
-        let pr = measure::run(pc, Limits::default(), &scratch.join("parse-rate"))?;
-        let parse_rate = first_json(&pr.stdout);
-        let load_before = loadavg();
-        let results = run_tasks(
-            n,
-            &ts,
-            &scratch,
-            &previous,
-            o.max_minutes,
-            o.single_run_after,
-        );
-        for r in &results {
-            if let Some(w) = &r.wall {
-                previous.insert(r.id.clone(), (n, w.median));
-            }
-        }
-        progress(&format!("{}: plan profile", size_label(n)));
-        let (plan_profile, plan_profile_failed) = plan_profile(o, &narward, &data, &scratch);
-        let _ = std::fs::remove_dir_all(&scratch);
-        sizes.push(SizeResult {
-            paths: n,
-            data_dir: data.display().to_string(),
-            generated: g,
-            generated_in_this_run: fresh,
-            generate_s: gen_s,
-            tasks: results,
-            parse_rate,
-            plan_profile,
-            plan_profile_failed,
-            load_before,
-            load_after: loadavg(),
-        });
-        // Write partial results after every size, so a long run is never lost.
-        let res = Results {
-            command: o.command_line.clone(),
-            started_unix,
-            total_s: started.elapsed().as_secs_f64(),
-            machine: mach.clone(),
-            options: options_json(o),
-            sizes: sizes.clone(),
-            notes: notes.clone(),
-            throttle: carried.clone(),
-        };
-        write_results(o, &res)?;
-    }
-    let res = Results {
+    let mut res = Results {
         command: o.command_line.clone(),
         started_unix,
-        total_s: started.elapsed().as_secs_f64(),
+        total_s: 0.0,
         machine: mach,
         options: options_json(o),
-        sizes,
+        sizes: Vec::new(),
         notes,
         throttle: carried,
     };
-    write_results(o, &res)?;
+    for &n in &o.sizes {
+        let t = Instant::now();
+        let mut sr = measure_size(o, &ctx, n, &mut previous)?;
+        sr.size_s = t.elapsed().as_secs_f64();
+        sizes.push(sr);
+        progress(&format!(
+            "{}: done in {:.1} min",
+            size_label(n),
+            t.elapsed().as_secs_f64() / 60.0
+        ));
+        // Write partial results after every size, so a long run is never lost.
+        res.sizes = sizes.clone();
+        res.total_s = started.elapsed().as_secs_f64();
+        write_results(o, &res)?;
+    }
     Ok(res)
 }
 
@@ -1291,6 +1823,8 @@ fn options_json(o: &RunOptions) -> Value {
         "mem_limit_bytes": o.mem_limit, "duckdb_memory_limit": o.duckdb_mem, "threads": o.threads,
         "max_minutes": o.max_minutes, "file_cache_max": o.file_cache_max, "sign_max": o.sign_max,
         "single_run_after_s": o.single_run_after,
+        "contenders_at": o.contenders_at, "timeouts_minutes": o.timeouts,
+        "discard_data": o.discard_data, "incremental_percent": o.incremental_percent,
     })
 }
 
@@ -1306,4 +1840,158 @@ pub fn write_results(o: &RunOptions, r: &Results) -> Result<()> {
         o.json.display()
     ));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> RunOptions {
+        RunOptions {
+            sizes: vec![100_000, 30_000_000],
+            runs: 3,
+            runs_large: 2,
+            out: PathBuf::from("B.md"),
+            json: PathBuf::from("r.json"),
+            data_dir: PathBuf::from("/nonexistent"),
+            seed: 1,
+            mem_limit: 18 << 30,
+            duckdb_mem: "16GB".into(),
+            threads: 2,
+            max_minutes: 10.0,
+            file_cache_max: 1_000_000,
+            single_run_after: 120.0,
+            sign_max: 1_000_000,
+            regenerate: false,
+            narward: None,
+            corpus: PathBuf::from("c"),
+            only: None,
+            command_line: String::new(),
+            throttle_rates: vec![],
+            throttle_seconds: 1.0,
+            contenders_at: vec![
+                parse_contenders_at(
+                    "30m=narward-plan,narward-graph,narward-report,narward-audit,duckdb-closure",
+                )
+                .unwrap(),
+            ],
+            timeouts: vec![parse_timeout("duckdb-closure=20").unwrap()],
+            discard_data: false,
+            incremental_percent: 1.0,
+        }
+    }
+
+    #[test]
+    fn contenders_at_a_size_replace_the_selection_there_and_decide_its_data() {
+        let o = opts();
+        assert!(CONTENDERS.iter().all(|id| o.selected(100_000, id)));
+        let at30: Vec<&str> = CONTENDERS
+            .iter()
+            .copied()
+            .filter(|id| o.selected(30_000_000, id))
+            .collect();
+        assert!(at30.contains(&"narward-plan") && at30.contains(&"narward-audit"));
+        assert!(at30.contains(&"duckdb-closure"));
+        assert!(!at30.contains(&"duckdb-ingest-csv") && !at30.contains(&"nix-closure"));
+        // 30 M needs the index and DuckDB's tables, no inventory and no file:// cache.
+        let f = o.formats_at(30_000_000);
+        assert!(f.index && f.parquet && !f.inventory && !f.file);
+        let f = o.formats_at(100_000);
+        assert!(f.index && f.parquet && f.inventory && f.file);
+    }
+
+    #[test]
+    fn a_contender_time_limit_is_its_own_and_unknown_ids_are_refused() {
+        let o = opts();
+        assert_eq!(
+            o.timeout_of("duckdb-closure"),
+            (Duration::from_secs(1200), true)
+        );
+        assert_eq!(
+            o.timeout_of("narward-plan"),
+            (Duration::from_secs(1200), false)
+        );
+        assert!(parse_timeout("duckdb=x").is_err());
+        assert!(parse_timeout("nonsense=5").is_err());
+        assert!(parse_contenders_at("30m=nonsense").is_err());
+        assert!(parse_contenders_at("30m").is_err());
+    }
+
+    #[test]
+    fn a_timed_out_run_says_timed_out_and_its_limit() {
+        let s = Sample {
+            wall_s: 1201.0,
+            timed_out: true,
+            status: 137,
+            ..Default::default()
+        };
+        let l = Limits {
+            timeout: Some(Duration::from_secs(1200)),
+            ..Default::default()
+        };
+        let t = failure_text(&s, &l);
+        assert!(
+            t.starts_with("timed out after 1201 s (its time limit is 20 min)"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn the_generator_refuses_a_size_whose_memory_would_exceed_what_is_available() {
+        let d = tempfile::tempdir().unwrap();
+        let s = generate::generate(&generate::Options {
+            paths: 1000,
+            seed: 1,
+            out: d.path().to_path_buf(),
+            formats: Formats::parse("index").unwrap(),
+            sign: false,
+            corpus: crate::corpus::default_path(),
+        })
+        .unwrap();
+        assert!(s.peak_rss_bytes > 0, "the generator records its peak RSS");
+        let per_path = s.peak_rss_bytes / 1000;
+        assert!(check_generator_memory(1000, Some(&s), 1 << 40).is_ok());
+        let e = check_generator_memory(30_000_000, Some(&s), per_path * 1_000_000)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("generating 30 M paths would need"), "{e}");
+        // Nothing measured yet: nothing to judge by.
+        assert!(check_generator_memory(30_000_000, None, 1).is_ok());
+    }
+
+    #[test]
+    fn the_disk_check_refuses_a_run_that_cannot_fit() {
+        let d = tempfile::tempdir().unwrap();
+        let mut o = opts();
+        o.data_dir = d.path().to_path_buf();
+        o.sizes = vec![1_000_000_000_000];
+        // Nothing measured yet: the built-in estimate only warns.
+        assert!(check_disk(&o).is_ok());
+        // Measured bytes per path (a size generated, then discarded) make it refuse.
+        let data = d.path().join("p1000");
+        generate::generate(&generate::Options {
+            paths: 1000,
+            seed: 1,
+            out: data.clone(),
+            formats: Formats::parse("index").unwrap(),
+            sign: false,
+            corpus: crate::corpus::default_path(),
+        })
+        .unwrap();
+        discard(&data);
+        let left: Vec<_> = std::fs::read_dir(&data).unwrap().flatten().collect();
+        assert_eq!(left.len(), 1, "only the rates file is kept");
+        assert!(
+            Summary::read(&data).is_none(),
+            "discarded data is not reused"
+        );
+        assert!(measured_rates(&o).is_some());
+        let e = check_disk(&o).unwrap_err().to_string();
+        assert!(
+            e.contains("not enough disk") && e.contains("--discard-data"),
+            "{e}"
+        );
+        o.sizes = vec![100_000];
+        assert!(check_disk(&o).is_ok());
+    }
 }
