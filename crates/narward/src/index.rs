@@ -23,8 +23,8 @@
 //! An update writes a complete new generation into `index.new/` and renames it into place,
 //! so a crash leaves either the old or the new index, never a mix. The narinfo texts are
 //! not stored apart: every text the columns do not print back byte for byte is a quirk,
-//! so the columns and the quirks give back every text fetched ([`Index::load`], which an
-//! incremental `index` builds on); every other command reads the columns and the quirks
+//! so the columns and the quirks give back every text fetched ([`Index::load`]; an
+//! incremental `index` streams them, [`generation`]); every other command reads the columns and the quirks
 //! ([`Index::load_view`]).
 //!
 //! Damage is refused, naming the file: zstd frame checksums, lengths bounded before
@@ -612,8 +612,8 @@ impl Index {
         parse_meta(&p, t)
     }
 
-    /// Load everything, every narinfo text included: what an incremental `index` builds
-    /// on (and tests read). The texts come from the narinfo stream of an index that has
+    /// Load everything, every narinfo text included (tests, small tools; an incremental
+    /// `index` streams the same records instead: [`generation::for_each_narinfo`]). The texts come from the narinfo stream of an index that has
     /// one, else from the columns and the quirks ([`crate::cache_graph::records`]: byte for
     /// byte the texts fetched). Every other command reads the
     /// [`crate::cache_graph::CacheGraph`] ([`Index::load_view`], [`Index::open_columns`])

@@ -9,8 +9,8 @@
 //! quirks (or read from its narinfo stream, in an index that has one) in key order.
 
 use super::{
-    DEBUGINFO_FILE, FileDigest, IndexMeta, NARINFOS_FILE, OBJECTS_FILE, QUIRKS_FILE,
-    StreamWriter, columns, index_dir, read_all, read_stream_verified, write_meta, write_stream,
+    DEBUGINFO_FILE, FileDigest, IndexMeta, NARINFOS_FILE, OBJECTS_FILE, QUIRKS_FILE, StreamWriter,
+    columns, index_dir, read_all, read_stream_verified, write_meta, write_stream,
 };
 use crate::cache_graph::CacheGraph;
 use crate::cache_graph::build::ColumnsBuilder;
@@ -63,8 +63,7 @@ impl<'a> NewGeneration<'a> {
             .with_context(|| format!("creating state directory {}", state.display()))?;
         let dir = state.join("index.new");
         if dir.exists() {
-            std::fs::remove_dir_all(&dir)
-                .with_context(|| format!("removing {}", dir.display()))?;
+            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
         }
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut files = BTreeMap::new();
@@ -329,9 +328,7 @@ impl PreviousRecords {
 
     fn start(
         name: PathBuf,
-        read: impl FnOnce(&mut dyn FnMut(FetchedRecord) -> Result<()>) -> Result<()>
-        + Send
-        + 'static,
+        read: impl FnOnce(&mut dyn FnMut(FetchedRecord) -> Result<()>) -> Result<()> + Send + 'static,
     ) -> PreviousRecords {
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         let thread = std::thread::spawn(move || {
