@@ -12,8 +12,8 @@ use super::{
     DEBUGINFO_FILE, FileDigest, IndexMeta, NARINFOS_FILE, OBJECTS_FILE, QUIRKS_FILE, StreamWriter,
     columns, index_dir, read_all, read_stream_verified, write_meta, write_stream,
 };
-use crate::cache_graph::CacheGraph;
 use crate::cache_graph::build::ColumnsBuilder;
+use crate::cache_graph::{CacheGraph, Status};
 use crate::model::{FetchedRecord, ObjectRecord};
 use anyhow::{Context, Result, bail};
 use narward_formats::keys::{self, ObjectKind};
@@ -177,6 +177,33 @@ fn install(state: &Path, new: &Path) -> Result<()> {
     Ok(())
 }
 
+/// One record of a previous generation: what decides whether it is reused, and the record
+/// itself, built only when asked for (printing a narinfo back costs more than comparing).
+pub struct PrevRecord<'r> {
+    pub key: &'r str,
+    pub etag: Option<&'r str>,
+    pub size: u64,
+    pub fetch_failed: bool,
+    record: &'r dyn Fn() -> Option<FetchedRecord>,
+}
+
+impl PrevRecord<'_> {
+    /// The whole record (`None` only for a path the generation holds no record of).
+    pub fn record(&self) -> Option<FetchedRecord> {
+        (self.record)()
+    }
+
+    fn of(r: &FetchedRecord, f: impl FnOnce(&PrevRecord<'_>) -> Result<()>) -> Result<()> {
+        f(&PrevRecord {
+            key: &r.key,
+            etag: r.etag.as_deref(),
+            size: r.size,
+            fetch_failed: r.fetch_error.is_some(),
+            record: &|| Some(r.clone()),
+        })
+    }
+}
+
 /// Call `f` on every narinfo record of the generation in `dir` (described by `meta`), in
 /// key order, each verified: from its narinfo stream when it has one, else printed back
 /// from its columns and quirks ([`crate::cache_graph::record`]) with the ETag and size of
@@ -191,6 +218,25 @@ pub fn for_each_narinfo(
 ) -> Result<()> {
     if meta.files.contains_key(NARINFOS_FILE) {
         read_stream_verified(&dir.join(NARINFOS_FILE), meta.file(NARINFOS_FILE)?, f)?;
+        return Ok(());
+    }
+    walk_narinfos(dir, meta, |p| p.record().map_or(Ok(()), &mut f))
+}
+
+/// [`for_each_narinfo`] with each record built only when `f` asks for it.
+///
+/// # Errors
+/// As [`for_each_narinfo`].
+pub fn walk_narinfos(
+    dir: &Path,
+    meta: &IndexMeta,
+    mut f: impl FnMut(&PrevRecord<'_>) -> Result<()>,
+) -> Result<()> {
+    if meta.files.contains_key(NARINFOS_FILE) {
+        let d = meta.file(NARINFOS_FILE)?;
+        read_stream_verified(&dir.join(NARINFOS_FILE), d, |r: FetchedRecord| {
+            PrevRecord::of(&r, &mut f)
+        })?;
         return Ok(());
     }
     let mapped = columns::Mapped::open(dir, meta)?;
@@ -209,9 +255,22 @@ pub fn for_each_narinfo(
                 o.key
             );
         }
-        let rec = crate::cache_graph::record(&g, &quirks, id, Some(&o));
+        let this = id;
         id += 1;
-        rec.map_or(Ok(()), &mut f)
+        if let Some(q) = crate::cache_graph::quirks::find(&quirks, &o.key) {
+            return PrevRecord::of(q, &mut f);
+        }
+        let status = g.status(this);
+        if status == Status::NotIndexed {
+            return Ok(());
+        }
+        f(&PrevRecord {
+            key: &o.key,
+            etag: o.etag.as_deref(),
+            size: o.size,
+            fetch_failed: status == Status::FetchFailed,
+            record: &|| crate::cache_graph::record(&g, &quirks, this, Some(&o)),
+        })
     })?;
     if id as usize != g.len() {
         bail!(
@@ -254,7 +313,7 @@ impl Reuse {
     /// A missing or damaged file (named).
     pub fn scan(dir: &Path, meta: &IndexMeta, objects: &[ObjectRecord]) -> Result<Reuse> {
         let mut r = Reuse::none(objects);
-        for_each_narinfo(dir, meta, |p| {
+        walk_narinfos(dir, meta, |p| {
             r.one(objects, p);
             Ok(())
         })?;
@@ -262,8 +321,10 @@ impl Reuse {
             &dir.join(DEBUGINFO_FILE),
             meta.file(DEBUGINFO_FILE)?,
             |p: FetchedRecord| {
-                r.one(objects, p);
-                Ok(())
+                PrevRecord::of(&p, |p| {
+                    r.one(objects, p);
+                    Ok(())
+                })
             },
         )?;
         // An index with a narinfo stream: its columns and quirks are no base either when
@@ -280,9 +341,9 @@ impl Reuse {
         Ok(r)
     }
 
-    fn one(&mut self, objects: &[ObjectRecord], p: FetchedRecord) {
-        let Ok(i) = objects.binary_search_by(|o| o.key.as_str().cmp(&p.key)) else {
-            self.dropped += u64::from(!matches!(keys::classify(&p.key), ObjectKind::CacheInfo));
+    fn one(&mut self, objects: &[ObjectRecord], p: &PrevRecord<'_>) {
+        let Ok(i) = objects.binary_search_by(|o| o.key.as_str().cmp(p.key)) else {
+            self.dropped += u64::from(!matches!(keys::classify(p.key), ObjectKind::CacheInfo));
             return;
         };
         let o = &objects[i];
@@ -290,10 +351,12 @@ impl Reuse {
             // Listed, but no longer as a narinfo or debuginfo key: nothing to reuse.
             return;
         }
-        if p.etag == o.etag && p.size == o.size && p.fetch_error.is_none() {
+        if p.etag == o.etag.as_deref() && p.size == o.size && !p.fetch_failed {
             self.unchanged[i] = true;
-        } else if matches!(keys::classify(&p.key), ObjectKind::Narinfo(_)) {
-            self.changed.insert(p.key.clone(), p);
+        } else if matches!(keys::classify(p.key), ObjectKind::Narinfo(_))
+            && let Some(rec) = p.record()
+        {
+            self.changed.insert(rec.key.clone(), rec);
         }
     }
 }
