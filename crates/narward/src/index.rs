@@ -23,8 +23,8 @@
 //! An update writes a complete new generation into `index.new/` and renames it into place,
 //! so a crash leaves either the old or the new index, never a mix. The narinfo texts are
 //! not stored apart: every text the columns do not print back byte for byte is a quirk,
-//! so the columns and the quirks give back every text fetched ([`Index::load`], which an
-//! incremental `index` builds on); every other command reads the columns and the quirks
+//! so the columns and the quirks give back every text fetched ([`Index::load`]; an
+//! incremental `index` streams them, [`generation`]); every other command reads the columns and the quirks
 //! ([`Index::load_view`]).
 //!
 //! Damage is refused, naming the file: zstd frame checksums, lengths bounded before
@@ -42,12 +42,13 @@ use futures::StreamExt;
 use narward_formats::keys::{self, ObjectKind};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 pub mod columns;
+pub mod generation;
 
 const MAGIC: &[u8; 12] = b"NARWARD-IDX1";
 /// Version 2: `meta.json` records a SHA-256 of every data file and of itself, the zstd
@@ -611,8 +612,8 @@ impl Index {
         parse_meta(&p, t)
     }
 
-    /// Load everything, every narinfo text included: what an incremental `index` builds
-    /// on (and tests read). The texts come from the narinfo stream of an index that has
+    /// Load everything, every narinfo text included (tests, small tools; an incremental
+    /// `index` streams the same records instead: [`generation::for_each_narinfo`]). The texts come from the narinfo stream of an index that has
     /// one, else from the columns and the quirks ([`crate::cache_graph::records`]: byte for
     /// byte the texts fetched). Every other command reads the
     /// [`crate::cache_graph::CacheGraph`] ([`Index::load_view`], [`Index::open_columns`])
@@ -754,47 +755,19 @@ impl Index {
     /// # Errors
     /// I/O errors.
     pub fn save(&mut self, state: &Path) -> Result<()> {
-        std::fs::create_dir_all(state)
-            .with_context(|| format!("creating state directory {}", state.display()))?;
-        let new = state.join("index.new");
-        let cur = index_dir(state);
-        let old = state.join("index.old");
-        if new.exists() {
-            std::fs::remove_dir_all(&new)?;
+        let mut g = generation::NewGeneration::create(
+            state,
+            &self.objects,
+            self.narinfos.len() as u64,
+            self.debuginfo.len() as u64,
+        )?;
+        for n in &self.narinfos {
+            g.push_narinfo(n)?;
         }
-        std::fs::create_dir_all(&new)?;
-        let mut files = BTreeMap::new();
-        files.insert(
-            OBJECTS_FILE.to_string(),
-            write_stream(&new.join(OBJECTS_FILE), &self.objects)?,
-        );
-        files.insert(
-            DEBUGINFO_FILE.to_string(),
-            write_stream(&new.join(DEBUGINFO_FILE), &self.debuginfo)?,
-        );
-        let cols = crate::cache_graph::build::Columns::build(&self.objects, |f| {
-            self.narinfos.iter().try_for_each(f)
-        })?;
-        let g = CacheGraph::new(cols.parts())?;
-        let quirks = crate::cache_graph::quirks::collect(&g, &self.narinfos);
-        files.insert(
-            QUIRKS_FILE.to_string(),
-            write_stream(&new.join(QUIRKS_FILE), &quirks)?,
-        );
-        files.extend(columns::write(&new, &cols)?);
-        self.meta.files = files;
-        write_meta(&new, &mut self.meta)?;
-        if cur.exists() {
-            if old.exists() {
-                std::fs::remove_dir_all(&old)?;
-            }
-            std::fs::rename(&cur, &old)?;
+        for d in &self.debuginfo {
+            g.push_debuginfo(d)?;
         }
-        std::fs::rename(&new, &cur)?;
-        if old.exists() {
-            std::fs::remove_dir_all(&old)?;
-        }
-        Ok(())
+        g.finish(&mut self.meta)
     }
 
     /// The object with this key.
@@ -848,7 +821,13 @@ pub enum ListingSource {
 
 /// Bring the index in `state` up to date with `cache`: list (or take the inventory's
 /// listing), fetch only narinfos that are new or whose ETag/size changed, drop the ones
-/// that are gone, and save a new generation.
+/// that are gone, and save a new generation. Returns the new generation's meta.
+///
+/// Streams: the previous generation's records are printed back from its columns and
+/// quirks and the fetched ones arrive, both in key order, each written to the new
+/// generation and its column builder as it comes ([`generation`]), so no more narinfo
+/// texts are held than are in flight (plus the previous texts of the narinfos that
+/// changed).
 ///
 /// # Errors
 /// The state holds an index of another cache; listing fails; saving fails. Individual
@@ -860,7 +839,7 @@ pub async fn update(
     cache: &Cache,
     source: ListingSource,
     concurrency: usize,
-) -> Result<(Index, UpdateStats)> {
+) -> Result<(IndexMeta, UpdateStats)> {
     let fresh = !state.exists();
     let lock = lock_state(state)?;
     let r = update_locked(state, url_text, url, cache, source, concurrency).await;
@@ -872,30 +851,18 @@ pub async fn update(
     r
 }
 
-fn load_previous(state: &Path, identity: &str) -> Result<Option<Index>> {
+/// The meta of the previous generation, if any (its files are checked as they are read,
+/// by [`generation::Reuse::scan`], before anything is built on them).
+fn load_previous(state: &Path, identity: &str) -> Result<Option<IndexMeta>> {
     if !Index::exists(state) {
         return Ok(None);
     }
-    let prev = Index::load(state)?;
-    // The columns and quirks are rebuilt from the narinfos, but a damaged generation is
-    // no base. Without a narinfo stream `Index::load` read the records from the columns
-    // and quirks, verified; with one, they are verified here.
-    if prev.meta.files.contains_key(NARINFOS_FILE) {
-        let dir = Index::current_dir(state);
-        columns::verify(&dir, &prev.meta)?;
-        if prev.meta.files.contains_key(QUIRKS_FILE) {
-            read_stream_verified(
-                &dir.join(QUIRKS_FILE),
-                prev.meta.file(QUIRKS_FILE)?,
-                |_: FetchedRecord| Ok(()),
-            )?;
-        }
-    }
-    if prev.meta.cache != identity {
+    let prev = Index::load_meta(state)?;
+    if prev.cache != identity {
         bail!(
             "state directory {} holds an index of {}, not {identity}; use another --state",
             state.display(),
-            prev.meta.cache
+            prev.cache
         );
     }
     Ok(Some(prev))
@@ -969,7 +936,7 @@ async fn update_locked(
     cache: &Cache,
     source: ListingSource,
     concurrency: usize,
-) -> Result<(Index, UpdateStats)> {
+) -> Result<(IndexMeta, UpdateStats)> {
     let identity = url.identity();
     let previous = load_previous(state, &identity)?;
     let (objects, source_desc, noncurrent) = match source {
@@ -990,46 +957,80 @@ async fn update_locked(
         }
     };
     let versioning = bucket_versioning(cache, noncurrent).await;
+    let mut meta = IndexMeta {
+        format_version: FORMAT_VERSION,
+        cache: identity,
+        cache_url: url_text.to_string(),
+        generation: previous.as_ref().map_or(1, |p| p.generation + 1),
+        updated_at: now(),
+        source: source_desc,
+        objects: objects.len() as u64,
+        narinfos: 0,
+        unparseable: 0,
+        last_update: UpdateStats::default(),
+        files: BTreeMap::new(),
+        versioning: Some(versioning),
+        checksum: String::new(),
+    };
+    let stats = write_generation(
+        state,
+        previous.as_ref(),
+        &objects,
+        cache,
+        concurrency,
+        &mut meta,
+    )
+    .await?;
+    Ok((meta, stats))
+}
+
+/// The records of the listing's narinfos and debuginfo links, each the previous
+/// generation's when unchanged or fetched now, written as a new generation in key order.
+async fn write_generation(
+    state: &Path,
+    previous: Option<&IndexMeta>,
+    objects: &[ObjectRecord],
+    cache: &Cache,
+    concurrency: usize,
+    meta: &mut IndexMeta,
+) -> Result<UpdateStats> {
+    use generation::{PreviousRecords, Reuse, record_kind};
+    let prev_dir = Index::current_dir(state);
+    let Reuse {
+        unchanged,
+        mut changed,
+        dropped,
+    } = match previous {
+        Some(m) => Reuse::scan(&prev_dir, m, objects)?,
+        None => Reuse::none(objects),
+    };
+    let is_unchanged = |i: usize| unchanged.get(i).copied().unwrap_or(false);
+    // The listed objects that get a record: (object index, whether a narinfo).
+    let wanted = || {
+        objects
+            .iter()
+            .enumerate()
+            .filter_map(|(i, o)| record_kind(&o.key).map(|n| (i, n)))
+    };
+    let (mut records, mut narinfo_count, mut reused) = (0u64, 0u64, 0u64);
+    for (i, is_narinfo) in wanted() {
+        records += 1;
+        narinfo_count += u64::from(is_narinfo);
+        reused += u64::from(is_unchanged(i) && !is_cache_info(&objects[i].key));
+    }
     let mut stats = UpdateStats {
         listed: objects.len() as u64,
-        ..Default::default()
+        narinfo_objects: narinfo_count,
+        dropped,
+        reused,
+        ..UpdateStats::default()
     };
-    let mut prev_map: HashMap<String, FetchedRecord> = previous
-        .as_ref()
-        .map(|p| {
-            p.narinfos
-                .iter()
-                .chain(&p.debuginfo)
-                .map(|n| (n.key.clone(), n.clone()))
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut narinfos = Vec::new();
-    let mut to_fetch = Vec::new();
-    // Previous records of the keys fetched again: their texts are carried as `earlier`.
-    let mut refetched: HashMap<String, FetchedRecord> = HashMap::new();
-    for o in &objects {
-        match keys::classify(&o.key) {
-            ObjectKind::Narinfo(_) => stats.narinfo_objects += 1,
-            // `nix-cache-info` travels with the debuginfo records (audit checks it).
-            ObjectKind::DebugInfo(_) | ObjectKind::CacheInfo => {}
-            _ => continue,
-        }
-        match prev_map.remove(&o.key) {
-            Some(p) if p.etag == o.etag && p.size == o.size && p.fetch_error.is_none() => {
-                stats.reused += u64::from(!is_cache_info(&o.key));
-                narinfos.push(p);
-            }
-            Some(p) => {
-                refetched.insert(o.key.clone(), p);
-                to_fetch.push(o);
-            }
-            None => to_fetch.push(o),
-        }
-    }
-    stats.dropped = prev_map.len() as u64;
-    let pb = crate::progress::bar(to_fetch.len() as u64, "narinfos");
-    let mut fetched: Vec<FetchedRecord> = futures::stream::iter(to_fetch)
+    let to_fetch = wanted()
+        .filter(|&(i, _)| !is_unchanged(i))
+        .map(|(i, _)| &objects[i]);
+    let pb = crate::progress::bar(to_fetch.clone().count() as u64, "narinfos");
+    // `buffered` keeps the listing's order, so fetched records arrive in key order.
+    let mut fetched = futures::stream::iter(to_fetch)
         .map(|o| {
             let pb = &pb;
             async move {
@@ -1038,55 +1039,57 @@ async fn update_locked(
                 r
             }
         })
-        .buffer_unordered(concurrency.max(1))
-        .collect()
-        .await;
-    pb.finish_and_clear();
-    for r in &mut fetched {
-        if let Some(p) = refetched.remove(&r.key)
-            && matches!(keys::classify(&r.key), ObjectKind::Narinfo(_))
-        {
-            r.carry_earlier(p);
-            stats.changed += u64::from(r.changed());
+        .buffered(concurrency.max(1));
+    let mut prev = match previous {
+        Some(m) => Some((
+            PreviousRecords::narinfos(&prev_dir, m),
+            PreviousRecords::debuginfo(&prev_dir, m)?,
+        )),
+        None => None,
+    };
+    let mut out =
+        generation::NewGeneration::create(state, objects, narinfo_count, records - narinfo_count)?;
+    for (i, is_narinfo) in wanted() {
+        let key = objects[i].key.as_str();
+        let rec = match prev.as_mut() {
+            Some((n, d)) if is_unchanged(i) => {
+                if is_narinfo {
+                    n.take(key).await?
+                } else {
+                    d.take(key).await?
+                }
+            }
+            _ => {
+                let Some(mut r) = fetched.next().await else {
+                    bail!("internal: no fetched record for {key}");
+                };
+                if let Some(p) = changed.remove(key) {
+                    r.carry_earlier(p);
+                    stats.changed += u64::from(r.changed());
+                }
+                if !is_cache_info(key) {
+                    stats.fetched += 1;
+                    stats.fetch_errors += u64::from(r.fetch_error.is_some());
+                }
+                r
+            }
+        };
+        if is_narinfo {
+            out.push_narinfo(&rec)?;
+        } else {
+            out.push_debuginfo(&rec)?;
         }
     }
-    // The counts are of narinfos and debuginfo entries, as before nix-cache-info was kept.
-    let counted = || fetched.iter().filter(|n| !is_cache_info(&n.key));
-    stats.fetched = counted().count() as u64;
-    stats.fetch_errors = counted().filter(|n| n.fetch_error.is_some()).count() as u64;
-    narinfos.extend(fetched);
-    narinfos.sort_by(|a, b| a.key.cmp(&b.key));
-    let (mut debuginfo, mut narinfos): (Vec<_>, Vec<_>) = narinfos.into_iter().partition(|n| {
-        matches!(
-            keys::classify(&n.key),
-            ObjectKind::DebugInfo(_) | ObjectKind::CacheInfo
-        )
-    });
-    debuginfo.sort_by(|a, b| a.key.cmp(&b.key));
-    narinfos.sort_by(|a, b| a.key.cmp(&b.key));
-    let mut index = Index {
-        meta: IndexMeta {
-            format_version: FORMAT_VERSION,
-            cache: identity,
-            cache_url: url_text.to_string(),
-            generation: previous.as_ref().map_or(1, |p| p.meta.generation + 1),
-            updated_at: now(),
-            source: source_desc,
-            objects: objects.len() as u64,
-            narinfos: narinfos.len() as u64,
-            unparseable: 0,
-            last_update: stats.clone(),
-            files: BTreeMap::new(),
-            versioning: Some(versioning),
-            checksum: String::new(),
-        },
-        objects,
-        narinfos,
-        debuginfo,
-    };
-    index.meta.unparseable = index.count_unparseable();
-    index.save(state)?;
-    Ok((index, stats))
+    pb.finish_and_clear();
+    if let Some((n, d)) = prev {
+        n.finish().await?;
+        d.finish().await?;
+    }
+    meta.narinfos = narinfo_count;
+    meta.unparseable = out.unparseable();
+    meta.last_update = stats.clone();
+    out.finish(meta)?;
+    Ok(stats)
 }
 
 fn is_cache_info(key: &str) -> bool {

@@ -319,3 +319,76 @@ fn the_target_of_a_symlinked_nar_of_a_kept_path_is_never_removed() {
     );
     assert!(cache.join(format!("{APP_ONE_30}.narinfo")).exists());
 }
+
+/// `index` streams the previous generation (printed back from its columns and quirks)
+/// and the fetched narinfos into the new one: an incremental run (a narinfo added, one
+/// gone, one re-signed, a new one damaged, a quirk reused) writes exactly the files,
+/// listing, quirks and column files included, that a first run on the same cache writes,
+/// fetches only what changed, and leaves no temporary record stream behind.
+#[test]
+fn incremental_index_writes_the_same_generation_as_a_full_one() {
+    let d = tempfile::tempdir().unwrap();
+    let cache = copy_example(d.path());
+    // A quirk (an old `System:` line: the columns do not print it back) that stays
+    // unchanged, so the second run takes it from the previous generation's quirks.
+    let quirk = cache.join(format!("{LIBFOO_11}.narinfo"));
+    let mut t = std::fs::read_to_string(&quirk).unwrap();
+    t.push_str("System: x86_64-linux\n");
+    std::fs::write(&quirk, t).unwrap();
+    let aside = d.path().join("aside");
+    std::fs::create_dir_all(&aside).unwrap();
+    let added = format!("{APP_ONE_30}.narinfo");
+    std::fs::rename(cache.join(&added), aside.join(&added)).unwrap();
+    let inc = d.path().join("incremental");
+    let first_run = index(&inc, &cache, &[]);
+    assert_ne!(first_run["files"]["quirks.bin.zst"]["records"], 0);
+    std::fs::rename(aside.join(&added), cache.join(&added)).unwrap();
+    let gone = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.extension().is_some_and(|x| x == "narinfo") && *p != quirk && !p.ends_with(&added)
+        })
+        .unwrap();
+    std::fs::remove_file(&gone).unwrap();
+    let resigned = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.extension().is_some_and(|x| x == "narinfo") && *p != quirk && !p.ends_with(&added)
+        })
+        .unwrap();
+    let mut t = std::fs::read_to_string(&resigned).unwrap();
+    t.push_str("Sig: extra-1:AAAA\n");
+    std::fs::write(&resigned, t).unwrap();
+    // A new narinfo that does not parse (a changed one keeps its earlier text, so that
+    // one would differ from a first run by design).
+    std::fs::write(
+        cache.join(format!("{}.narinfo", "0".repeat(32))),
+        "garbage\n",
+    )
+    .unwrap();
+    let second = index(&inc, &cache, &[]);
+    let full = d.path().join("full");
+    let first = index(&full, &cache, &[]);
+    let lu = &second["last_update"];
+    assert_eq!(
+        (lu["fetched"].as_u64(), lu["dropped"].as_u64()),
+        (Some(3), Some(1)),
+        "{second}"
+    );
+    assert_eq!(second["generation"], 2);
+    assert_eq!(
+        second["files"], first["files"],
+        "incremental and full generations differ"
+    );
+    assert_eq!(second["unparseable"], first["unparseable"]);
+    assert_eq!(second["unparseable"], 1);
+    let left: Vec<_> = std::fs::read_dir(inc.join("index"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().contains("tmp"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(!inc.join("index.new").exists());
+}

@@ -101,29 +101,9 @@ impl Columns {
         objs: &[ObjectRecord],
         narinfos: impl FnOnce(&mut dyn FnMut(&FetchedRecord) -> Result<()>) -> Result<()>,
     ) -> Result<Columns> {
-        let hashes: Vec<StorePathHash> = objs
-            .iter()
-            .filter_map(|o| match keys::classify(&o.key) {
-                ObjectKind::Narinfo(h) => Some(h),
-                _ => None,
-            })
-            .collect();
-        let n = hashes.len();
-        let mut b = Builder {
-            nar_objects: objs
-                .iter()
-                .enumerate()
-                .filter(|(_, o)| o.key.starts_with("nar/"))
-                .map(|(i, o)| (o.key.as_str(), i))
-                .collect(),
-            graph: Graph::with_nodes(hashes, n * 8),
-            c: Columns::empty(),
-            unparseable: 0,
-        };
+        let mut b = ColumnsBuilder::new(objs);
         narinfos(&mut |rec: &FetchedRecord| b.record(rec))?;
-        b.fill_to(n);
-        b.graph.finish();
-        Ok(b.finish(objs.len()))
+        Ok(b.finish())
     }
 
     fn empty() -> Columns {
@@ -215,6 +195,64 @@ fn heap_file(name: &str, part: &str) -> &'static str {
         .map(|f| f.0)
         .find(|f| *f == format!("paths.{name}.{part}"))
         .unwrap_or("unknown")
+}
+
+/// [`Columns::build`] fed one record at a time, for writers that stream the narinfos
+/// (`narward index` builds the columns while it writes the new generation).
+pub struct ColumnsBuilder<'a> {
+    b: Builder<'a>,
+    paths: usize,
+    objects: usize,
+}
+
+impl<'a> ColumnsBuilder<'a> {
+    /// A builder for the listing `objs`: one path per `<hash>.narinfo` object.
+    pub fn new(objs: &'a [ObjectRecord]) -> ColumnsBuilder<'a> {
+        let hashes: Vec<StorePathHash> = objs
+            .iter()
+            .filter_map(|o| match keys::classify(&o.key) {
+                ObjectKind::Narinfo(h) => Some(h),
+                _ => None,
+            })
+            .collect();
+        let n = hashes.len();
+        ColumnsBuilder {
+            b: Builder {
+                nar_objects: objs
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, o)| o.key.starts_with("nar/"))
+                    .map(|(i, o)| (o.key.as_str(), i))
+                    .collect(),
+                graph: Graph::with_nodes(hashes, n * 8),
+                c: Columns::empty(),
+                unparseable: 0,
+            },
+            paths: n,
+            objects: objs.len(),
+        }
+    }
+
+    /// The next record, in key order (records of other kinds, or of narinfos the listing
+    /// does not have, are ignored).
+    ///
+    /// # Errors
+    /// A record out of key order.
+    pub fn record(&mut self, rec: &FetchedRecord) -> Result<()> {
+        self.b.record(rec)
+    }
+
+    /// Narinfos so far that do not parse or could not be fetched.
+    pub fn unparseable(&self) -> u64 {
+        self.b.unparseable
+    }
+
+    /// The columns; listed paths without a record are unknown (not indexed).
+    pub fn finish(mut self) -> Columns {
+        self.b.fill_to(self.paths);
+        self.b.graph.finish();
+        self.b.finish(self.objects)
+    }
 }
 
 /// The state of [`Columns::build`] while the records stream by.

@@ -487,38 +487,49 @@ fn check(p: &Parts<'_>) -> Result<()> {
 /// none here either.
 pub fn records(snap: &Snapshot<'_>) -> Vec<crate::model::FetchedRecord> {
     let g = snap.graph;
-    let mut out = Vec::with_capacity(g.len());
-    for id in 0..g.len() as u32 {
-        if let Some(q) = snap.quirk(id) {
-            out.push(q.clone());
-            continue;
-        }
-        let key = format!("{}.narinfo", g.hash(id));
-        let (text, fetch_error) = match g.status(id) {
-            Status::NotIndexed => continue,
-            Status::FetchFailed => {
-                let why = g.why(id);
-                let e = why.strip_prefix("could not be fetched: ").unwrap_or(why);
-                (Vec::new(), Some(e.to_string()))
-            }
-            _ => (
-                g.narinfo(id)
-                    .map(|n| n.to_string().into_bytes())
-                    .unwrap_or_default(),
-                None,
-            ),
-        };
-        let listed = snap.index.object(&key);
-        out.push(crate::model::FetchedRecord {
-            etag: listed.and_then(|o| o.etag.clone()),
-            size: listed.map_or(0, |o| o.size),
-            key,
-            text,
-            fetch_error,
-            earlier: Vec::new(),
-        });
+    (0..g.len() as u32)
+        .filter_map(|id| {
+            let listed = snap.index.object(&format!("{}.narinfo", g.hash(id)));
+            record(g, snap.quirks, id, listed)
+        })
+        .collect()
+}
+
+/// Path `id`'s record as [`records`] gives it back, `listed` being its object in the
+/// listing of the same generation (its ETag and size); `None` for a path the index holds
+/// no record of. What an incremental `index` streams from the previous generation.
+pub fn record(
+    g: &CacheGraph<'_>,
+    quirks: &[crate::model::FetchedRecord],
+    id: u32,
+    listed: Option<&crate::model::ObjectRecord>,
+) -> Option<crate::model::FetchedRecord> {
+    let key = format!("{}.narinfo", g.hash(id));
+    if let Some(q) = quirks::find(quirks, &key) {
+        return Some(q.clone());
     }
-    out
+    let (text, fetch_error) = match g.status(id) {
+        Status::NotIndexed => return None,
+        Status::FetchFailed => {
+            let why = g.why(id);
+            let e = why.strip_prefix("could not be fetched: ").unwrap_or(why);
+            (Vec::new(), Some(e.to_string()))
+        }
+        _ => (
+            g.narinfo(id)
+                .map(|n| n.to_string().into_bytes())
+                .unwrap_or_default(),
+            None,
+        ),
+    };
+    Some(crate::model::FetchedRecord {
+        etag: listed.and_then(|o| o.etag.clone()),
+        size: listed.map_or(0, |o| o.size),
+        key,
+        text,
+        fetch_error,
+        earlier: Vec::new(),
+    })
 }
 
 /// Call `f` with the [`Snapshot`] of an index held in memory, narinfo texts included

@@ -409,7 +409,6 @@ pub(super) fn areas_or_journal(given: &AreaArgs, state: &Path, url: &CacheUrl) -
     })
 }
 
-/// Refresh the index of the cache (incrementally) and return it.
 /// Refresh the index, then read its new generation back as every command does: the
 /// listing and its [`index::View`] (columns and quirks; the narinfo texts are not held).
 async fn fresh_index(
@@ -419,13 +418,12 @@ async fn fresh_index(
     expect: &str,
 ) -> Result<(Index, index::View)> {
     let cache = Cache::open(url, 8).await?;
-    let (idx, _) = index::update(&g.state, url_text, url, &cache, ListingSource::Live, 32)
+    let (meta, _) = index::update(&g.state, url_text, url, &cache, ListingSource::Live, 32)
         .await
         .context("refreshing the index before acting")?;
-    if idx.meta.cache != expect {
-        bail!("the state indexes {}, not {expect}", idx.meta.cache);
+    if meta.cache != expect {
+        bail!("the state indexes {}, not {expect}", meta.cache);
     }
-    drop(idx);
     Index::load_view(&g.state)
 }
 

@@ -431,12 +431,13 @@ async fn cmd_index(g: &Global, a: IndexArgs) -> Result<ExitCode> {
         None => (ListingSource::Live, 0),
         Some(loc) => inventory_source(loc, &url, &a, timeouts, &mut warnings).await?,
     };
-    let (idx, st) = index::update(&g.state, &url_text, &url, &cache, source, a.concurrency).await?;
-    warnings.extend(versioning_warning(&idx.meta));
+    let (meta, st) =
+        index::update(&g.state, &url_text, &url, &cache, source, a.concurrency).await?;
+    warnings.extend(versioning_warning(&meta));
     if st.listed == 0 {
         warnings.push(format!(
             "the listing of {} is empty: check the bucket and prefix (a typo'd or percent-encoded prefix lists nothing)",
-            idx.meta.cache
+            meta.cache
         ));
     }
     for w in &warnings {
@@ -444,7 +445,7 @@ async fn cmd_index(g: &Global, a: IndexArgs) -> Result<ExitCode> {
     }
     if g.json {
         print_json(&IndexOutput {
-            meta: &idx.meta,
+            meta: &meta,
             inventory_outside_prefix: outside_prefix,
             warnings,
         })?;
@@ -452,11 +453,7 @@ async fn cmd_index(g: &Global, a: IndexArgs) -> Result<ExitCode> {
     }
     println!(
         "indexed {} (generation {}): {} objects, {} narinfos ({} unparseable)",
-        idx.meta.cache,
-        idx.meta.generation,
-        idx.meta.objects,
-        idx.meta.narinfos,
-        idx.meta.unparseable
+        meta.cache, meta.generation, meta.objects, meta.narinfos, meta.unparseable
     );
     println!(
         "  fetched {}, reused {}, dropped {}, fetch errors {}, changed beyond signatures {}",

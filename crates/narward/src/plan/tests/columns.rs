@@ -151,6 +151,60 @@ proptest! {
         prop_assert_eq!(&back.narinfos, &index.narinfos);
     }
 
+    /// An incremental `index` streams the previous generation instead of loading it: the
+    /// records it streams are those `Index::load` gives back (every record fetched), and
+    /// what its first pass compares without printing a narinfo back (key, ETag, size,
+    /// fetch error) is each record's own.
+    #[test]
+    fn the_streamed_previous_generation_gives_back_every_record_and_what_decides_reuse(
+        s in spec(),
+        edits in proptest::collection::vec(edit(), 0..3),
+        changed in proptest::collection::vec(any::<proptest::sample::Index>(), 0..3),
+        failed in proptest::collection::vec(any::<proptest::sample::Index>(), 0..2),
+    ) {
+        let (mut index, _) = build(&s);
+        for (which, at, e) in &edits {
+            let r = which.index(index.narinfos.len());
+            apply(&mut index.narinfos[r].text, at, e);
+        }
+        for c in &changed {
+            let r = c.index(index.narinfos.len());
+            index.narinfos[r].earlier.push(serde_bytes::ByteBuf::from(b"StorePath: earlier\n".to_vec()));
+        }
+        for f in &failed {
+            let i = f.index(index.narinfos.len());
+            let r = &mut index.narinfos[i];
+            r.text.clear();
+            r.fetch_error = Some("connection reset".into());
+        }
+        let d = tempfile::tempdir().unwrap();
+        let st = d.path().join("state");
+        let mut saved = index.clone();
+        saved.meta.format_version = crate::index::FORMAT_VERSION;
+        saved.save(&st).unwrap();
+        let meta = Index::load_meta(&st).unwrap();
+        let dir = st.join("index");
+        let mut streamed = Vec::new();
+        crate::index::generation::for_each_narinfo(&dir, &meta, |r| {
+            streamed.push(r);
+            Ok(())
+        })
+        .unwrap();
+        prop_assert_eq!(&streamed, &index.narinfos);
+        let mut cheap = Vec::new();
+        crate::index::generation::walk_narinfos(&dir, &meta, |p| {
+            cheap.push((p.key.to_string(), p.etag.map(str::to_string), p.size, p.fetch_failed));
+            Ok(())
+        })
+        .unwrap();
+        let want: Vec<_> = index
+            .narinfos
+            .iter()
+            .map(|r| (r.key.clone(), r.etag.clone(), r.size, r.fetch_error.is_some()))
+            .collect();
+        prop_assert_eq!(cheap, want);
+    }
+
     /// Audit reads the same view however the index was written: the quirks file and the
     /// mapped columns give the audit the narinfo texts give.
     #[test]

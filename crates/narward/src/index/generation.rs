@@ -1,0 +1,455 @@
+//! Writing a generation record by record, and reading the previous one as a stream: what
+//! lets `narward index` hold no narinfo text beyond the few in flight (and the previous
+//! texts of the narinfos that changed).
+//!
+//! The new generation's narinfo records go to the column builder and to a temporary
+//! stream file in `index.new/` ([`RECORDS_TMP`]) as they come; once the columns are built,
+//! that file is read once to find the quirks (twice: to count them, then to write them),
+//! then deleted. The previous generation's records are printed back from its columns and
+//! quirks (or read from its narinfo stream, in an index that has one) in key order.
+
+use super::{
+    DEBUGINFO_FILE, FileDigest, IndexMeta, NARINFOS_FILE, OBJECTS_FILE, QUIRKS_FILE, StreamWriter,
+    columns, index_dir, read_all, read_stream_verified, write_meta, write_stream,
+};
+use crate::cache_graph::build::ColumnsBuilder;
+use crate::cache_graph::{CacheGraph, Status};
+use crate::model::{FetchedRecord, ObjectRecord};
+use anyhow::{Context, Result, bail};
+use narward_formats::keys::{self, ObjectKind};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+/// The temporary stream of the new generation's narinfo records (deleted before the
+/// generation is installed; never in `meta.json`).
+pub const RECORDS_TMP: &str = "narinfos.tmp.bin.zst";
+
+/// Which stream a record of this key belongs to: `Some(true)` for a narinfo,
+/// `Some(false)` for a `debuginfo/` link or `nix-cache-info`, `None` for other objects.
+pub fn record_kind(key: &str) -> Option<bool> {
+    match keys::classify(key) {
+        ObjectKind::Narinfo(_) => Some(true),
+        ObjectKind::DebugInfo(_) | ObjectKind::CacheInfo => Some(false),
+        _ => None,
+    }
+}
+
+/// A new generation being written into `<state>/index.new/`: the listing at once, then
+/// the narinfo and debuginfo records one by one in key order (each narinfo to the column
+/// builder and the temporary record stream), then the columns, the quirks, `meta.json`,
+/// and the rename into place.
+pub struct NewGeneration<'a> {
+    state: PathBuf,
+    dir: PathBuf,
+    files: BTreeMap<String, FileDigest>,
+    records: StreamWriter,
+    debuginfo: StreamWriter,
+    columns: ColumnsBuilder<'a>,
+}
+
+impl<'a> NewGeneration<'a> {
+    /// Start a generation of the listing `objects` (sorted by key) that will hold
+    /// `narinfos` narinfo records and `debuginfo` debuginfo records.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn create(
+        state: &Path,
+        objects: &'a [ObjectRecord],
+        narinfos: u64,
+        debuginfo: u64,
+    ) -> Result<NewGeneration<'a>> {
+        std::fs::create_dir_all(state)
+            .with_context(|| format!("creating state directory {}", state.display()))?;
+        let dir = state.join("index.new");
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        }
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut files = BTreeMap::new();
+        files.insert(
+            OBJECTS_FILE.to_string(),
+            write_stream(&dir.join(OBJECTS_FILE), objects)?,
+        );
+        Ok(NewGeneration {
+            // Read back once, soon: the fastest level.
+            records: StreamWriter::create(&dir.join(RECORDS_TMP), narinfos, 1)?,
+            debuginfo: StreamWriter::create(&dir.join(DEBUGINFO_FILE), debuginfo, 3)?,
+            columns: ColumnsBuilder::new(objects),
+            state: state.to_path_buf(),
+            dir,
+            files,
+        })
+    }
+
+    /// The next narinfo record (in key order).
+    ///
+    /// # Errors
+    /// I/O errors; a record out of key order.
+    pub fn push_narinfo(&mut self, rec: &FetchedRecord) -> Result<()> {
+        self.records.push(rec)?;
+        self.columns.record(rec)
+    }
+
+    /// The next `debuginfo/` or `nix-cache-info` record (in key order).
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn push_debuginfo(&mut self, rec: &FetchedRecord) -> Result<()> {
+        self.debuginfo.push(rec)
+    }
+
+    /// Narinfos so far that do not parse or could not be fetched.
+    pub fn unparseable(&self) -> u64 {
+        self.columns.unparseable()
+    }
+
+    /// Finish the files, write the columns, the quirks and `meta` (its `files` filled in,
+    /// then sealed), delete the temporary record stream, and make this generation the
+    /// current one.
+    ///
+    /// # Errors
+    /// A record count different from the one announced; I/O errors.
+    pub fn finish(self, meta: &mut IndexMeta) -> Result<()> {
+        let NewGeneration {
+            state,
+            dir,
+            mut files,
+            records,
+            debuginfo,
+            columns,
+        } = self;
+        files.insert(DEBUGINFO_FILE.to_string(), debuginfo.finish()?);
+        let tmp = dir.join(RECORDS_TMP);
+        let tmp_digest = records.finish()?;
+        let cols = columns.finish();
+        let g = CacheGraph::new(cols.parts())?;
+        let quirks = write_quirks(&dir.join(QUIRKS_FILE), &g, &tmp, &tmp_digest)?;
+        files.insert(QUIRKS_FILE.to_string(), quirks);
+        drop(g);
+        files.extend(columns::write(&dir, &cols)?);
+        drop(cols);
+        std::fs::remove_file(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
+        meta.files = files;
+        write_meta(&dir, meta)?;
+        install(&state, &dir)
+    }
+}
+
+/// Write the quirks of `g` among the records of the stream `tmp` to `path`: a first
+/// reading finds them (their positions are all that is held), a second writes them.
+fn write_quirks(path: &Path, g: &CacheGraph<'_>, tmp: &Path, d: &FileDigest) -> Result<FileDigest> {
+    let mut at = Vec::new();
+    let mut i = 0u64;
+    read_stream_verified(tmp, d, |r: FetchedRecord| {
+        if crate::cache_graph::quirks::is_quirk(g, &r) {
+            at.push(i);
+        }
+        i += 1;
+        Ok(())
+    })?;
+    let mut w = StreamWriter::create(path, at.len() as u64, 3)?;
+    let (mut i, mut next) = (0u64, at.iter().peekable());
+    read_stream_verified(tmp, d, |r: FetchedRecord| {
+        if next.next_if(|&&p| p == i).is_some() {
+            w.push(&r)?;
+        }
+        i += 1;
+        Ok(())
+    })?;
+    w.finish()
+}
+
+/// Rename the generation in `new` into place: a crash leaves the old index or the new one.
+fn install(state: &Path, new: &Path) -> Result<()> {
+    let cur = index_dir(state);
+    let old = state.join("index.old");
+    if cur.exists() {
+        if old.exists() {
+            std::fs::remove_dir_all(&old)?;
+        }
+        std::fs::rename(&cur, &old)?;
+    }
+    std::fs::rename(new, &cur)?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old)?;
+    }
+    Ok(())
+}
+
+/// One record of a previous generation: what decides whether it is reused, and the record
+/// itself, built only when asked for (printing a narinfo back costs more than comparing).
+pub struct PrevRecord<'r> {
+    pub key: &'r str,
+    pub etag: Option<&'r str>,
+    pub size: u64,
+    pub fetch_failed: bool,
+    record: &'r dyn Fn() -> Option<FetchedRecord>,
+}
+
+impl PrevRecord<'_> {
+    /// The whole record (`None` only for a path the generation holds no record of).
+    pub fn record(&self) -> Option<FetchedRecord> {
+        (self.record)()
+    }
+
+    fn of(r: &FetchedRecord, f: impl FnOnce(&PrevRecord<'_>) -> Result<()>) -> Result<()> {
+        f(&PrevRecord {
+            key: &r.key,
+            etag: r.etag.as_deref(),
+            size: r.size,
+            fetch_failed: r.fetch_error.is_some(),
+            record: &|| Some(r.clone()),
+        })
+    }
+}
+
+/// Call `f` on every narinfo record of the generation in `dir` (described by `meta`), in
+/// key order, each verified: from its narinfo stream when it has one, else printed back
+/// from its columns and quirks ([`crate::cache_graph::record`]) with the ETag and size of
+/// its listing, which is streamed alongside. Act only once this returns `Ok`.
+///
+/// # Errors
+/// A missing or damaged file (named); `f`'s errors.
+pub fn for_each_narinfo(
+    dir: &Path,
+    meta: &IndexMeta,
+    mut f: impl FnMut(FetchedRecord) -> Result<()>,
+) -> Result<()> {
+    if meta.files.contains_key(NARINFOS_FILE) {
+        read_stream_verified(&dir.join(NARINFOS_FILE), meta.file(NARINFOS_FILE)?, f)?;
+        return Ok(());
+    }
+    walk_narinfos(dir, meta, |p| p.record().map_or(Ok(()), &mut f))
+}
+
+/// [`for_each_narinfo`] with each record built only when `f` asks for it.
+///
+/// # Errors
+/// As [`for_each_narinfo`].
+pub fn walk_narinfos(
+    dir: &Path,
+    meta: &IndexMeta,
+    mut f: impl FnMut(&PrevRecord<'_>) -> Result<()>,
+) -> Result<()> {
+    if meta.files.contains_key(NARINFOS_FILE) {
+        let d = meta.file(NARINFOS_FILE)?;
+        read_stream_verified(&dir.join(NARINFOS_FILE), d, |r: FetchedRecord| {
+            PrevRecord::of(&r, &mut f)
+        })?;
+        return Ok(());
+    }
+    let mapped = columns::Mapped::open(dir, meta)?;
+    let g = mapped.graph()?;
+    let quirks: Vec<FetchedRecord> = read_all(&dir.join(QUIRKS_FILE), meta.file(QUIRKS_FILE)?)?;
+    let objects = dir.join(OBJECTS_FILE);
+    let mut id = 0u32;
+    read_stream_verified(&objects, meta.file(OBJECTS_FILE)?, |o: ObjectRecord| {
+        let ObjectKind::Narinfo(h) = keys::classify(&o.key) else {
+            return Ok(());
+        };
+        if id as usize >= g.len() || g.hash(id) != h {
+            bail!(
+                "{}: {} is not path {id} of the columns: the index cannot be trusted: re-run `narward index` with a fresh --state",
+                objects.display(),
+                o.key
+            );
+        }
+        let this = id;
+        id += 1;
+        if let Some(q) = crate::cache_graph::quirks::find(&quirks, &o.key) {
+            return PrevRecord::of(q, &mut f);
+        }
+        let status = g.status(this);
+        if status == Status::NotIndexed {
+            return Ok(());
+        }
+        f(&PrevRecord {
+            key: &o.key,
+            etag: o.etag.as_deref(),
+            size: o.size,
+            fetch_failed: status == Status::FetchFailed,
+            record: &|| crate::cache_graph::record(&g, &quirks, this, Some(&o)),
+        })
+    })?;
+    if id as usize != g.len() {
+        bail!(
+            "{}: {id} narinfos, the columns count {}: the index cannot be trusted: re-run `narward index` with a fresh --state",
+            objects.display(),
+            g.len()
+        );
+    }
+    Ok(())
+}
+
+/// What the previous generation offers a new listing, decided in one streaming pass over
+/// its records (no text is kept but that of changed records).
+#[derive(Default)]
+pub struct Reuse {
+    /// Per object of the new listing: its record is the previous one, unchanged (same
+    /// ETag and size, fetched without error).
+    pub unchanged: Vec<bool>,
+    /// Previous records of narinfos that are listed again but changed: their texts are
+    /// carried as `earlier` by the new ones.
+    pub changed: HashMap<String, FetchedRecord>,
+    /// Previous records whose key is no longer listed (nix-cache-info not counted).
+    pub dropped: u64,
+}
+
+impl Reuse {
+    /// Nothing to reuse: a first index.
+    pub fn none(objects: &[ObjectRecord]) -> Reuse {
+        Reuse {
+            unchanged: vec![false; objects.len()],
+            ..Reuse::default()
+        }
+    }
+
+    /// Compare the previous generation in `dir` (described by `meta`) with `objects`.
+    /// Every file of that generation is read and checked here, so a damaged one is no
+    /// base for the update.
+    ///
+    /// # Errors
+    /// A missing or damaged file (named).
+    pub fn scan(dir: &Path, meta: &IndexMeta, objects: &[ObjectRecord]) -> Result<Reuse> {
+        let mut r = Reuse::none(objects);
+        walk_narinfos(dir, meta, |p| {
+            r.one(objects, p);
+            Ok(())
+        })?;
+        read_stream_verified(
+            &dir.join(DEBUGINFO_FILE),
+            meta.file(DEBUGINFO_FILE)?,
+            |p: FetchedRecord| {
+                PrevRecord::of(&p, |p| {
+                    r.one(objects, p);
+                    Ok(())
+                })
+            },
+        )?;
+        // An index with a narinfo stream: its columns and quirks are no base either when
+        // damaged (they are rebuilt, but the damage says the generation cannot be trusted).
+        if meta.files.contains_key(NARINFOS_FILE) {
+            let o = meta.file(OBJECTS_FILE)?;
+            read_stream_verified(&dir.join(OBJECTS_FILE), o, |_: ObjectRecord| Ok(()))?;
+            columns::verify(dir, meta)?;
+            if meta.files.contains_key(QUIRKS_FILE) {
+                let q = meta.file(QUIRKS_FILE)?;
+                read_stream_verified(&dir.join(QUIRKS_FILE), q, |_: FetchedRecord| Ok(()))?;
+            }
+        }
+        Ok(r)
+    }
+
+    fn one(&mut self, objects: &[ObjectRecord], p: &PrevRecord<'_>) {
+        let Ok(i) = objects.binary_search_by(|o| o.key.as_str().cmp(p.key)) else {
+            self.dropped += u64::from(!matches!(keys::classify(p.key), ObjectKind::CacheInfo));
+            return;
+        };
+        let o = &objects[i];
+        if record_kind(&o.key).is_none() {
+            // Listed, but no longer as a narinfo or debuginfo key: nothing to reuse.
+            return;
+        }
+        if p.etag == o.etag.as_deref() && p.size == o.size && !p.fetch_failed {
+            self.unchanged[i] = true;
+        } else if matches!(keys::classify(p.key), ObjectKind::Narinfo(_))
+            && let Some(rec) = p.record()
+        {
+            self.changed.insert(rec.key.clone(), rec);
+        }
+    }
+}
+
+/// The previous generation's records of one kind, in key order, read on a thread of
+/// their own (so that they flow while narinfos are fetched).
+pub struct PreviousRecords {
+    rx: tokio::sync::mpsc::Receiver<Result<FetchedRecord>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    name: PathBuf,
+}
+
+impl PreviousRecords {
+    /// The narinfo records ([`for_each_narinfo`]) of the generation in `dir`.
+    pub fn narinfos(dir: &Path, meta: &IndexMeta) -> PreviousRecords {
+        let (d, m) = (dir.to_path_buf(), meta.clone());
+        Self::start(dir.to_path_buf(), move |f| for_each_narinfo(&d, &m, f))
+    }
+
+    /// The debuginfo records of the generation in `dir`.
+    ///
+    /// # Errors
+    /// `meta` has no digest of the debuginfo file.
+    pub fn debuginfo(dir: &Path, meta: &IndexMeta) -> Result<PreviousRecords> {
+        let p = dir.join(DEBUGINFO_FILE);
+        let digest = meta.file(DEBUGINFO_FILE)?.clone();
+        let q = p.clone();
+        Ok(Self::start(p, move |f| {
+            read_stream_verified(&q, &digest, f).map(|_| ())
+        }))
+    }
+
+    fn start(
+        name: PathBuf,
+        read: impl FnOnce(&mut dyn FnMut(FetchedRecord) -> Result<()>) -> Result<()> + Send + 'static,
+    ) -> PreviousRecords {
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let thread = std::thread::spawn(move || {
+            let r = read(&mut |rec: FetchedRecord| {
+                tx.blocking_send(Ok(rec))
+                    .map_err(|_| anyhow::anyhow!("the index update stopped"))
+            });
+            if let Err(e) = r {
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        PreviousRecords {
+            rx,
+            thread: Some(thread),
+            name,
+        }
+    }
+
+    /// The previous record of `key`, skipping the records before it (changed or gone).
+    ///
+    /// # Errors
+    /// The file is damaged, or has no record of `key` although the first pass found one.
+    pub async fn take(&mut self, key: &str) -> Result<FetchedRecord> {
+        while let Some(r) = self.rx.recv().await {
+            let rec = r?;
+            match rec.key.as_str().cmp(key) {
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => return Ok(rec),
+                std::cmp::Ordering::Greater => break,
+            }
+        }
+        bail!(
+            "{}: no record of {key} on the second reading: the previous generation changed during the update",
+            self.name.display()
+        )
+    }
+
+    /// Read the rest, so that damage found at the end of a file (its checksum) fails the
+    /// update before the new generation is installed.
+    ///
+    /// # Errors
+    /// The file is damaged.
+    pub async fn finish(mut self) -> Result<()> {
+        while let Some(r) = self.rx.recv().await {
+            r?;
+        }
+        if let Some(t) = self.thread.take() {
+            t.join()
+                .map_err(|_| anyhow::anyhow!("{}: reader thread panicked", self.name.display()))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PreviousRecords {
+    fn drop(&mut self) {
+        // Closing the channel stops the reader thread at its next record.
+        self.rx.close();
+        while self.rx.try_recv().is_ok() {}
+    }
+}
