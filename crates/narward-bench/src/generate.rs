@@ -2,7 +2,7 @@
 //!
 //! | directory | what | read by |
 //! |---|---|---|
-//! | `state/index/` | a narward index (objects + narinfo texts), as `narward index` writes it | narward plan / audit |
+//! | `state/index/` | a narward index (listing, columns, quirks), as `narward index` writes it | narward plan / audit |
 //! | `cache/` | a `file://` binary cache in Nix's layout; NARs are sparse stand-ins of the right size | nix path-info, narward index |
 //! | `inventory/{csv,parquet}/` | S3 Inventory reports (manifest.json + checksum + data/) | narward, DuckDB |
 //! | `parquet/` | `paths.parquet` (id, hash, name, sizes, time), `references.parquet` (referrer, reference ids) | DuckDB |
@@ -665,9 +665,13 @@ fn write_index_files(
         listing.push(o);
     }
     files.insert(index::OBJECTS_FILE.to_string(), w.finish()?);
-    files.insert(index::NARINFOS_FILE.to_string(), narinfos_digest);
+    // The narinfo stream is pass 1's hand-over only: `narward index` keeps no narinfo
+    // stream (the columns and quirks stand in for it), so neither does the generator.
+    let _ = narinfos_digest;
     let columns = index::columns::write_from_narinfo_file(d, &listing)?;
     drop(listing);
+    let stream = d.join(index::NARINFOS_FILE);
+    std::fs::remove_file(&stream).with_context(|| format!("removing {}", stream.display()))?;
     let e = index::StreamWriter::create(&d.join(index::DEBUGINFO_FILE), 0, INDEX_ZSTD_LEVEL)?;
     files.insert(index::DEBUGINFO_FILE.to_string(), e.finish()?);
     files.extend(columns);

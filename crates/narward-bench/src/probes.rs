@@ -107,8 +107,9 @@ pub fn parse_rate(
     seconds: f64,
 ) -> Result<serde_json::Value> {
     let mut texts = Vec::with_capacity(sample);
-    let p = Index::narinfos_path(state);
-    let _ = index::read_stream(&p, |r: FetchedRecord| {
+    let meta = Index::load_meta(state)?;
+    let dir = narward::index::index_dir(state);
+    let _ = index::generation::for_each_narinfo(&dir, &meta, |r: FetchedRecord| {
         if texts.len() >= sample {
             anyhow::bail!("enough");
         }

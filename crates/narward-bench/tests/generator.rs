@@ -93,9 +93,13 @@ fn generated_cache_is_consistent() {
             "{f}"
         );
     }
-    for f in ["objects.bin.zst", "narinfos.bin.zst", "debuginfo.bin.zst"] {
+    for f in ["objects.bin.zst", "quirks.bin.zst", "debuginfo.bin.zst"] {
         assert!(!unzstd(&dir.join("state/index").join(f)).is_empty(), "{f}");
     }
+    assert!(
+        !dir.join("state/index/narinfos.bin.zst").exists(),
+        "no narinfo stream, as `narward index` writes none"
+    );
 
     // Acyclic apart from self-references (Kahn), and no reference points outside the cache.
     let mut indeg: HashMap<StorePathHash, usize> = refs.keys().map(|h| (*h, 0)).collect();
