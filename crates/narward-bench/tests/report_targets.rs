@@ -51,8 +51,8 @@ fn every_target_of_issue_9_has_a_row_with_a_verdict() {
             "the budget",
         ),
         ("| Peak RSS of `narward index`", "at 275 M paths"),
-        ("| Peak RSS of `narward audit`", "not measured"),
-        ("| Incremental `index`", "not measured"),
+        ("| Peak RSS of `narward audit`", "the budget|not measured"),
+        ("| Incremental `index`", "of a full run|not measured"),
         ("| narinfo parsing ≥ 1 M/s per core", "met"),
         ("| Inventory ingest (CSV.gz)", "met"),
         (
@@ -65,7 +65,8 @@ fn every_target_of_issue_9_has_a_row_with_a_verdict() {
             .lines()
             .find(|l| l.starts_with(needle))
             .unwrap_or_else(|| panic!("no row {needle:?} in\n{targets}"));
-        assert!(row.contains(verdict), "{row}");
+        // Alternatives (`a|b`): the verdict depends on what the repository's run measured.
+        assert!(verdict.split('|').any(|v| row.contains(v)), "{row}");
         assert!(row.contains("**"), "a verdict in bold: {row}");
     }
     // The growth curve has the fitted exponent, and 30 M × 3 of 10 M is linear.
