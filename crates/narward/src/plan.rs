@@ -1503,6 +1503,64 @@ mod tests {
         }
     }
 
+    /// Apply each random edit to the narinfo text it picks.
+    fn damage(index: &mut Index, edits: &[(proptest::sample::Index, At, Edit)]) {
+        for (which, at, e) in edits {
+            let r = which.index(index.narinfos.len());
+            apply(&mut index.narinfos[r].text, at, e);
+        }
+    }
+
+    /// Save `index` (as the current format) under `<dir>/state`; that state directory.
+    fn saved(index: &Index, dir: &Path) -> std::path::PathBuf {
+        let st = dir.join("state");
+        let mut saved = index.clone();
+        saved.meta.format_version = crate::index::FORMAT_VERSION;
+        saved.save(&st).unwrap();
+        st
+    }
+
+    /// A sink writing every decision as it comes, as `narward plan` does; with
+    /// `fail_after`, it fails ("disk full") after that many objects.
+    struct Writing {
+        out: std::path::PathBuf,
+        w: Option<PlanWriter>,
+        fail_after: Option<usize>,
+        seen: usize,
+    }
+
+    impl Writing {
+        fn new(out: &Path) -> Self {
+            Writing {
+                out: out.to_path_buf(),
+                w: None,
+                fail_after: None,
+                seen: 0,
+            }
+        }
+
+        fn writer(&mut self) -> Result<&mut PlanWriter> {
+            self.w.as_mut().context("decision before begin")
+        }
+    }
+
+    impl PlanSink for Writing {
+        fn begin(&mut self, b: &Begin<'_>) -> Result<()> {
+            self.w = Some(PlanWriter::create(&self.out, b.cache, b.paths, b.objects)?);
+            Ok(())
+        }
+        fn path(&mut self, p: PathDecision) -> Result<()> {
+            self.writer()?.path(&p)
+        }
+        fn object(&mut self, o: ObjectDecision) -> Result<()> {
+            self.seen += 1;
+            if self.fail_after.is_some_and(|n| self.seen > n) {
+                bail!("disk full");
+            }
+            self.writer()?.object(&o)
+        }
+    }
+
     fn intact(text: &[u8], token: &str) -> bool {
         text.windows(token.len()).any(|w| w == token.as_bytes())
     }
@@ -1565,10 +1623,7 @@ mod tests {
         #[test]
         fn snapshot_texts_are_the_fetched_texts(s in spec(), edits in proptest::collection::vec(edit(), 0..4)) {
             let (mut index, _) = build(&s);
-            for (which, at, e) in &edits {
-                let r = which.index(index.narinfos.len());
-                apply(&mut index.narinfos[r].text, at, e);
-            }
+            damage(&mut index, &edits);
             crate::cache_graph::with_snapshot(&index, |snap| -> Result<(), TestCaseError> {
                 for (id, rec) in index.narinfos.iter().enumerate() {
                     let texts = snap.texts(id as u32);
@@ -1589,10 +1644,7 @@ mod tests {
         #[test]
         fn audit_never_calls_orphan_a_nar_the_plan_keeps(s in spec(), edits in proptest::collection::vec(edit(), 0..4)) {
             let (mut index, policy) = build(&s);
-            for (which, at, e) in &edits {
-                let r = which.index(index.narinfos.len());
-                apply(&mut index.narinfos[r].text, at, e);
-            }
+            damage(&mut index, &edits);
             let plan = compute(&index, &policy, "test", NOW);
             let audit = crate::audit::audit_index(&index, &[], usize::MAX).unwrap();
             let called: HashSet<String> = audit

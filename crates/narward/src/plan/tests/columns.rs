@@ -3,31 +3,9 @@
 
 use super::*;
 
-/// A sink writing every decision as it comes, as `narward plan` does.
-struct Writing {
-    out: std::path::PathBuf,
-    w: Option<PlanWriter>,
-}
-
-impl PlanSink for Writing {
-    fn begin(&mut self, b: &Begin<'_>) -> Result<()> {
-        self.w = Some(PlanWriter::create(&self.out, b.cache, b.paths, b.objects)?);
-        Ok(())
-    }
-    fn path(&mut self, p: PathDecision) -> Result<()> {
-        self.w.as_mut().unwrap().path(&p)
-    }
-    fn object(&mut self, o: ObjectDecision) -> Result<()> {
-        self.w.as_mut().unwrap().object(&o)
-    }
-}
-
 /// The plan of the index in `st`, written decision by decision into `out` and read back.
 fn written_as_decided(st: &Path, policy: &Policy, out: &Path) -> Plan {
-    let mut sink = Writing {
-        out: out.to_path_buf(),
-        w: None,
-    };
+    let mut sink = Writing::new(out);
     let planned = plan_from_state(st, policy, "test", NOW, &mut sink).unwrap();
     let header = sink
         .w
@@ -43,10 +21,7 @@ fn written_as_decided(st: &Path, policy: &Policy, out: &Path) -> Plan {
 /// The plan of `index` read back from disk three ways.
 fn plans_from_disk(index: &Index, policy: &Policy) -> (Plan, Plan) {
     let d = tempfile::tempdir().unwrap();
-    let st = d.path().join("state");
-    let mut saved = index.clone();
-    saved.meta.format_version = crate::index::FORMAT_VERSION;
-    saved.save(&st).unwrap();
+    let st = saved(index, d.path());
     let mapped = compute_from_state(&st, policy, "test", NOW).unwrap();
     // Written as decided, then read back: the same plan (files and checksum aside).
     let mut written = written_as_decided(&st, policy, &d.path().join("plan"));
@@ -87,10 +62,7 @@ fn as_before_columns(st: &std::path::Path, index: &Index) {
 /// quirks file, and from the same index without them (built in memory from the narinfos).
 fn audits(index: &Index) -> [crate::audit::AuditReport; 3] {
     let d = tempfile::tempdir().unwrap();
-    let st = d.path().join("state");
-    let mut saved = index.clone();
-    saved.meta.format_version = crate::index::FORMAT_VERSION;
-    saved.save(&st).unwrap();
+    let st = saved(index, d.path());
     let from_disk = || {
         let (i, v) = Index::load_view(&st).unwrap();
         crate::audit::audit_view(&i, &v, &[], usize::MAX).unwrap()
@@ -114,6 +86,34 @@ fn same(a: &Plan, b: &Plan) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// The index of `s` as `index` fetched it (texts damaged by `edits`, an earlier text for
+/// each of `changed`, a fetch error for each of `failed`), saved under `<dir>/state`.
+fn fetched_and_saved(
+    s: &Spec,
+    edits: &[(proptest::sample::Index, At, Edit)],
+    changed: &[proptest::sample::Index],
+    failed: &[proptest::sample::Index],
+) -> (Index, tempfile::TempDir) {
+    let (mut index, _) = build(s);
+    damage(&mut index, edits);
+    for c in changed {
+        let r = c.index(index.narinfos.len());
+        let earlier = b"StorePath: earlier\n".to_vec();
+        index.narinfos[r]
+            .earlier
+            .push(serde_bytes::ByteBuf::from(earlier));
+    }
+    for f in failed {
+        let i = f.index(index.narinfos.len());
+        let r = &mut index.narinfos[i];
+        r.text.clear();
+        r.fetch_error = Some("connection reset".into());
+    }
+    let d = tempfile::tempdir().unwrap();
+    saved(&index, d.path());
+    (index, d)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
     /// `index` no longer writes the narinfo stream: the columns and the quirks give back
@@ -126,26 +126,8 @@ proptest! {
         changed in proptest::collection::vec(any::<proptest::sample::Index>(), 0..3),
         failed in proptest::collection::vec(any::<proptest::sample::Index>(), 0..2),
     ) {
-        let (mut index, _) = build(&s);
-        for (which, at, e) in &edits {
-            let r = which.index(index.narinfos.len());
-            apply(&mut index.narinfos[r].text, at, e);
-        }
-        for c in &changed {
-            let r = c.index(index.narinfos.len());
-            index.narinfos[r].earlier.push(serde_bytes::ByteBuf::from(b"StorePath: earlier\n".to_vec()));
-        }
-        for f in &failed {
-            let i = f.index(index.narinfos.len());
-            let r = &mut index.narinfos[i];
-            r.text.clear();
-            r.fetch_error = Some("connection reset".into());
-        }
-        let d = tempfile::tempdir().unwrap();
+        let (index, d) = fetched_and_saved(&s, &edits, &changed, &failed);
         let st = d.path().join("state");
-        let mut saved = index.clone();
-        saved.meta.format_version = crate::index::FORMAT_VERSION;
-        saved.save(&st).unwrap();
         prop_assert!(!st.join("index").join(crate::index::NARINFOS_FILE).exists());
         let back = Index::load(&st).unwrap();
         prop_assert_eq!(&back.narinfos, &index.narinfos);
@@ -162,26 +144,8 @@ proptest! {
         changed in proptest::collection::vec(any::<proptest::sample::Index>(), 0..3),
         failed in proptest::collection::vec(any::<proptest::sample::Index>(), 0..2),
     ) {
-        let (mut index, _) = build(&s);
-        for (which, at, e) in &edits {
-            let r = which.index(index.narinfos.len());
-            apply(&mut index.narinfos[r].text, at, e);
-        }
-        for c in &changed {
-            let r = c.index(index.narinfos.len());
-            index.narinfos[r].earlier.push(serde_bytes::ByteBuf::from(b"StorePath: earlier\n".to_vec()));
-        }
-        for f in &failed {
-            let i = f.index(index.narinfos.len());
-            let r = &mut index.narinfos[i];
-            r.text.clear();
-            r.fetch_error = Some("connection reset".into());
-        }
-        let d = tempfile::tempdir().unwrap();
+        let (index, d) = fetched_and_saved(&s, &edits, &changed, &failed);
         let st = d.path().join("state");
-        let mut saved = index.clone();
-        saved.meta.format_version = crate::index::FORMAT_VERSION;
-        saved.save(&st).unwrap();
         let meta = Index::load_meta(&st).unwrap();
         let dir = st.join("index");
         let mut streamed = Vec::new();
@@ -213,10 +177,7 @@ proptest! {
         edits in proptest::collection::vec(edit(), 0..3),
     ) {
         let (mut index, _) = build(&s);
-        for (which, at, e) in &edits {
-            let r = which.index(index.narinfos.len());
-            apply(&mut index.narinfos[r].text, at, e);
-        }
+        damage(&mut index, &edits);
         let [a, b, c] = audits(&index);
         prop_assert_eq!(&a, &b);
         prop_assert_eq!(&b, &c);
@@ -231,10 +192,7 @@ proptest! {
         edits in proptest::collection::vec(edit(), 0..3),
     ) {
         let (mut index, policy) = build(&s);
-        for (which, at, e) in &edits {
-            let r = which.index(index.narinfos.len());
-            apply(&mut index.narinfos[r].text, at, e);
-        }
+        damage(&mut index, &edits);
         let in_memory = compute(&index, &policy, "test", NOW);
         let (mapped, streamed) = plans_from_disk(&index, &policy);
         same(&in_memory, &mapped)?;
@@ -266,10 +224,7 @@ proptest! {
         pick in proptest::collection::vec(any::<bool>(), 40),
     ) {
         let (mut index, _) = build(&s);
-        for (which, at, e) in &edits {
-            let r = which.index(index.narinfos.len());
-            apply(&mut index.narinfos[r].text, at, e);
-        }
+        damage(&mut index, &edits);
         let roots: Vec<usize> = (0..s.n).filter(|i| pick[i % pick.len()]).collect();
         let policy = roots_only(&roots);
         let plan = compute(&index, &policy, "test", NOW);

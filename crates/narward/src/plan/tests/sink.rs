@@ -49,14 +49,6 @@ fn small_cache() -> (Index, Policy) {
     build(&s)
 }
 
-fn saved(index: &Index, dir: &Path) -> std::path::PathBuf {
-    let st = dir.join("state");
-    let mut saved = index.clone();
-    saved.meta.format_version = crate::index::FORMAT_VERSION;
-    saved.save(&st).unwrap();
-    st
-}
-
 #[test]
 fn decisions_are_written_as_they_are_made_in_the_order_readers_search() {
     let (index, policy) = small_cache();
@@ -92,43 +84,14 @@ fn decisions_are_written_as_they_are_made_in_the_order_readers_search() {
     }
 }
 
-/// A sink that writes the plan and fails after `after` objects.
-struct FailingWriter {
-    out: std::path::PathBuf,
-    w: Option<PlanWriter>,
-    after: usize,
-    seen: usize,
-}
-
-impl PlanSink for FailingWriter {
-    fn begin(&mut self, b: &Begin<'_>) -> Result<()> {
-        self.w = Some(PlanWriter::create(&self.out, b.cache, b.paths, b.objects)?);
-        Ok(())
-    }
-    fn path(&mut self, p: PathDecision) -> Result<()> {
-        self.w.as_mut().unwrap().path(&p)
-    }
-    fn object(&mut self, o: ObjectDecision) -> Result<()> {
-        self.seen += 1;
-        if self.seen > self.after {
-            bail!("disk full");
-        }
-        self.w.as_mut().unwrap().object(&o)
-    }
-}
-
 #[test]
 fn a_plan_that_fails_while_written_leaves_no_plan_directory() {
     let (index, policy) = small_cache();
     let d = tempfile::tempdir().unwrap();
     let st = saved(&index, d.path());
     let out = d.path().join("plan");
-    let mut sink = FailingWriter {
-        out: out.clone(),
-        w: None,
-        after: 2,
-        seen: 0,
-    };
+    let mut sink = Writing::new(&out);
+    sink.fail_after = Some(2);
     assert!(plan_from_state(&st, &policy, "test", NOW, &mut sink).is_err());
     assert!(d.path().join(".plan.partial").exists(), "written meanwhile");
     drop(sink);
