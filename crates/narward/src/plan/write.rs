@@ -67,6 +67,11 @@ impl PlanWriter {
     /// `dir` is not empty or not a directory; I/O errors.
     pub fn create(dir: &Path, cache: &str, paths: u64, objects: u64) -> Result<PlanWriter> {
         check_new(dir)?;
+        PlanWriter::start(dir, cache, paths, objects)
+            .with_context(|| format!("cannot write the plan directory {}", dir.display()))
+    }
+
+    fn start(dir: &Path, cache: &str, paths: u64, objects: u64) -> Result<PlanWriter> {
         let tmp = partial_dir(dir)?;
         if tmp.exists() {
             // An earlier run's partial plan: never a plan (it has no plan.json).
@@ -101,14 +106,7 @@ impl PlanWriter {
     /// # Errors
     /// A path out of order; I/O errors.
     pub fn path(&mut self, p: &PathDecision) -> Result<()> {
-        if !self.last_path.is_empty() && p.path <= self.last_path {
-            bail!(
-                "plan paths out of order ({} after {}): nothing was written",
-                p.path,
-                self.last_path
-            );
-        }
-        self.last_path.clone_from(&p.path);
+        in_order(&mut self.last_path, &p.path, "paths")?;
         match &mut self.paths {
             Some(w) => w.push(p),
             None => bail!("plan paths written after the plan was finished"),
@@ -120,14 +118,7 @@ impl PlanWriter {
     /// # Errors
     /// An object out of order; I/O errors.
     pub fn object(&mut self, o: &ObjectDecision) -> Result<()> {
-        if !self.last_key.is_empty() && o.key <= self.last_key {
-            bail!(
-                "plan objects out of order ({} after {}): nothing was written",
-                o.key,
-                self.last_key
-            );
-        }
-        self.last_key.clone_from(&o.key);
+        in_order(&mut self.last_key, &o.key, "objects")?;
         match &mut self.objects {
             Some(w) => w.push(o)?,
             None => bail!("plan objects written after the plan was finished"),
@@ -198,6 +189,16 @@ impl PlanWriter {
         self.done = true;
         Ok(header)
     }
+}
+
+/// Decisions come sorted (readers binary-search): `next` must follow `last`, which it
+/// then becomes.
+fn in_order(last: &mut String, next: &str, what: &str) -> Result<()> {
+    if !last.is_empty() && next <= last.as_str() {
+        bail!("plan {what} out of order ({next} after {last}): nothing was written");
+    }
+    next.clone_into(last);
+    Ok(())
 }
 
 /// `dir` must not exist, or be an empty directory.

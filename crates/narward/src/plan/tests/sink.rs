@@ -151,3 +151,18 @@ fn plan_writer_thread_writes_the_same_plan_and_reports_the_writers_errors() {
     assert!(!out2.exists());
     assert!(!d.path().join(".plan2.partial").exists());
 }
+
+/// The operator's `--out` is named when its parent cannot take the plan (here a file
+/// stands where the parent directory should be), and nothing is written.
+#[test]
+fn plan_writer_error_when_the_out_parent_is_not_writable_names_the_out_directory() {
+    let d = tempfile::tempdir().unwrap();
+    let file = d.path().join("not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    let out = file.join("plan");
+    let e = PlanWriter::create(&out, "s3://c", 0, 0).err().unwrap();
+    let msg = format!("{e:#}");
+    assert!(msg.contains(&out.display().to_string()), "{msg}");
+    assert!(msg.contains(&file.display().to_string()), "{msg}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"x");
+}
