@@ -1,12 +1,12 @@
 //! A dense reference graph: store-path hashes mapped to `u32` ids, references as flat CSR
-//! arrays. This is the planning graph whose size the benchmarks measure: per path 20 bytes
-//! of hash, 24 of lookup entry (hash as integers + id, bucketed by its top bits) and 8 of
-//! offset — 52 bytes — and 4 per edge.
+//! arrays, and the closure every reader shares ([`closure_of`]). The CacheGraph's hash and
+//! reference columns are built with it ([`crate::cache_graph`]: what plans read, mapped);
+//! restore builds small ones of its own.
 //!
 //! Two ways to build one: [`GraphBuilder`] takes nodes in any order (and holds references
 //! as hashes until `build`); [`Graph::with_nodes`] + [`Graph::push_refs`] take the node set
 //! first and the references in id order, resolving each to a `u32` at once, so building
-//! never holds more than the final graph (what `plan` uses when streaming an index).
+//! never holds more than the final graph (what builds the CacheGraph columns).
 
 use narward_formats::store_path::StorePathHash;
 
@@ -228,15 +228,6 @@ impl Graph {
     pub fn refs(&self, id: u32) -> &[u32] {
         let i = id as usize;
         &self.edges[self.offsets[i] as usize..self.offsets[i + 1] as usize]
-    }
-
-    /// Bytes held by the graph's arrays.
-    pub fn memory_bytes(&self) -> usize {
-        self.hashes.capacity() * 20
-            + self.lookup.capacity() * std::mem::size_of::<Entry>()
-            + self.buckets.capacity() * 4
-            + self.offsets.capacity() * 8
-            + self.edges.capacity() * 4
     }
 
     /// Mark the closure of `seeds` under references. Returns, per node, `NONE` when not
