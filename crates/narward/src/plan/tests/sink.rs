@@ -107,11 +107,18 @@ fn a_plan_that_fails_while_written_leaves_no_plan_directory() {
     assert!(!d.path().join(".plan.partial").exists());
 }
 
+/// The plan of [`small_cache`], and a directory to write it in.
+fn small_plan() -> (Plan, tempfile::TempDir) {
+    let (index, policy) = small_cache();
+    (
+        compute(&index, &policy, "test", NOW),
+        tempfile::tempdir().unwrap(),
+    )
+}
+
 #[test]
 fn plan_writer_refuses_decisions_out_of_order() {
-    let (index, policy) = small_cache();
-    let plan = compute(&index, &policy, "test", NOW);
-    let d = tempfile::tempdir().unwrap();
+    let (plan, d) = small_plan();
     let out = d.path().join("plan");
     let mut w = PlanWriter::create(&out, "s3://c", 2, 0).unwrap();
     w.path(&plan.paths[1]).unwrap();
@@ -123,9 +130,7 @@ fn plan_writer_refuses_decisions_out_of_order() {
 
 #[test]
 fn plan_writer_thread_writes_the_same_plan_and_reports_the_writers_errors() {
-    let (index, policy) = small_cache();
-    let plan = compute(&index, &policy, "test", NOW);
-    let d = tempfile::tempdir().unwrap();
+    let (plan, d) = small_plan();
     let out = d.path().join("plan");
     let n = |v: usize| v as u64;
     let w = PlanWriter::create(&out, "s3://c", n(plan.paths.len()), n(plan.objects.len()));
