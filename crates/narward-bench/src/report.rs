@@ -911,7 +911,7 @@ pub fn markdown(r: &Results, json_path: &Path) -> String {
          so its joins are on 32-bit integers, not 32-character hashes. narward's plan maps the cache graph's column \
          files its index holds (every narinfo parsed once, when the index was written; references as 32-bit ids), after \
          checking their SHA-256.\n\
-         - DuckDB runs with `threads = {}` and `memory_limit = '{}'` (spilling to a temp directory); narward's plan is single-threaded.\n\
+         - DuckDB runs with `threads = {}` and `memory_limit = '{}'` (spilling to a temp directory); narward's plan decides on one thread and writes the plan files (compressed streams, manifests, Parquet) on a second (`PlanWriterThread`).\n\
          - Nix reads the `file://` cache; its NAR files are sparse stand-ins (right size, no content), which neither Nix \
          command reads. A fresh `XDG_CACHE_HOME` per run keeps Nix's narinfo disk cache cold.\n\
          - The narward index is written directly by the generator (no narinfo files, no `narward index` run) with narward's \
