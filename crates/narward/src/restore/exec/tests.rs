@@ -17,11 +17,7 @@ fn setup() -> (tempfile::TempDir, Cold) {
     std::fs::create_dir_all(a.join("nar")).unwrap();
     std::fs::create_dir_all(d.path().join("cache")).unwrap();
     for (h, refs) in [(A, format!("{B}-b")), (B, String::new())] {
-        std::fs::write(
-            a.join(format!("{h}.narinfo")),
-            format!("StorePath: /nix/store/{h}-x\nURL: nar/{h}.nar.xz\nReferences: {refs}\n"),
-        )
-        .unwrap();
+        write_narinfo(&a, h, &refs);
         std::fs::write(a.join(format!("nar/{h}.nar.xz")), h).unwrap();
     }
     let inner = FileStore::open(&d.path().join("cache"), &a, &d.path().join("q")).unwrap();
@@ -44,6 +40,28 @@ fn begin() -> super::super::journal::Begin {
     }
 }
 
+/// Write `<h>.narinfo` into `dir`: store path `<h>-x`, NAR `nar/<h>.nar.xz`, `refs`.
+fn write_narinfo(dir: &std::path::Path, h: &str, refs: &str) {
+    std::fs::write(
+        dir.join(format!("{h}.narinfo")),
+        format!("StorePath: /nix/store/{h}-x\nURL: nar/{h}.nar.xz\nReferences: {refs}\n"),
+    )
+    .unwrap();
+}
+
+/// Journal `found` as a checked restore `t` under `state`, then reopen it: the journal
+/// directory, the journal and its folded state.
+fn journal_of(state: &std::path::Path, found: &Discovery) -> (std::path::PathBuf, Journal, State) {
+    let mut j = super::super::journal::create(state, begin()).unwrap();
+    for p in &found.paths {
+        j.append(&Record::Path(p.clone())).unwrap();
+    }
+    j.append(&Record::Checked).unwrap();
+    let jdir = super::super::journal::dir(state, "t");
+    let (j, st) = super::super::journal::open(&jdir).unwrap();
+    (jdir, j, st)
+}
+
 #[test]
 fn a_nar_being_restored_is_waiting_requested_once_and_no_narinfo_precedes_it() {
     let (d, s) = setup();
@@ -52,13 +70,7 @@ fn a_nar_being_restored_is_waiting_requested_once_and_no_narinfo_precedes_it() {
     let found = block(discover(&s, &[A.to_string()], true, &o)).unwrap();
     assert_eq!(found.paths.len(), 2);
     assert_eq!(found.cold_nars().count(), 2);
-    let mut j = super::super::journal::create(&state, begin()).unwrap();
-    for p in &found.paths {
-        j.append(&Record::Path(p.clone())).unwrap();
-    }
-    j.append(&Record::Checked).unwrap();
-    let jdir = super::super::journal::dir(&state, "t");
-    let (mut j, mut st) = super::super::journal::open(&jdir).unwrap();
+    let (jdir, mut j, mut st) = journal_of(&state, &found);
     for _ in 0..2 {
         block(advance(&s, &mut st, &mut j, &o)).unwrap();
         let r = block(status(&s, &st, &o)).unwrap();
@@ -99,11 +111,7 @@ fn restore_rechecks_out_of_set_references_before_publishing() {
     const C: &str = "cccccccccccccccccccccccccccccccc";
     let (d, s) = setup();
     let a = d.path().join("a");
-    std::fs::write(
-        a.join(format!("{A}.narinfo")),
-        format!("StorePath: /nix/store/{A}-x\nURL: nar/{A}.nar.xz\nReferences: {B}-b {C}-c\n"),
-    )
-    .unwrap();
+    write_narinfo(&a, A, &format!("{B}-b {C}-c"));
     let c_ni = d.path().join(format!("cache/{C}.narinfo"));
     let c_text = format!("StorePath: /nix/store/{C}-c\nURL: nar/{C}.nar.xz\nReferences: \n");
     std::fs::write(&c_ni, &c_text).unwrap();
@@ -112,13 +120,7 @@ fn restore_rechecks_out_of_set_references_before_publishing() {
     let found = block(discover(&s, &[A.to_string()], true, &o)).unwrap();
     assert_eq!((found.paths.len(), found.hot), (2, 1), "{found:?}");
     assert!(found.broken().next().is_none());
-    let mut j = super::super::journal::create(&state, begin()).unwrap();
-    for p in &found.paths {
-        j.append(&Record::Path(p.clone())).unwrap();
-    }
-    j.append(&Record::Checked).unwrap();
-    let jdir = super::super::journal::dir(&state, "t");
-    let (mut j, mut st) = super::super::journal::open(&jdir).unwrap();
+    let (_, mut j, mut st) = journal_of(&state, &found);
     // An apply hides C after discovery.
     std::fs::remove_file(&c_ni).unwrap();
     s.ready.store(true, Ordering::SeqCst);
@@ -153,11 +155,7 @@ fn a_cyclic_or_broken_restore_path_is_reported_failed_not_waited_for() {
         (D, format!("{E}-e"), true),
         (E, String::new(), false),
     ] {
-        std::fs::write(
-            a.join(format!("{h}.narinfo")),
-            format!("StorePath: /nix/store/{h}-x\nURL: nar/{h}.nar.xz\nReferences: {refs}\n"),
-        )
-        .unwrap();
+        write_narinfo(&a, h, &refs);
         if nar {
             std::fs::write(a.join(format!("nar/{h}.nar.xz")), h).unwrap();
         }
@@ -166,13 +164,7 @@ fn a_cyclic_or_broken_restore_path_is_reported_failed_not_waited_for() {
     let state = d.path().join("state");
     let found = block(discover(&s, &[A.to_string(), D.to_string()], true, &o)).unwrap();
     assert_eq!(found.paths.len(), 4, "{found:?}");
-    let mut j = super::super::journal::create(&state, begin()).unwrap();
-    for p in &found.paths {
-        j.append(&Record::Path(p.clone())).unwrap();
-    }
-    j.append(&Record::Checked).unwrap();
-    let jdir = super::super::journal::dir(&state, "t");
-    let (mut j, mut st) = super::super::journal::open(&jdir).unwrap();
+    let (_, mut j, mut st) = journal_of(&state, &found);
     s.ready.store(true, Ordering::SeqCst);
     for _ in 0..2 {
         block(advance(&s, &mut st, &mut j, &o)).unwrap();
