@@ -81,29 +81,31 @@ pub async fn discover<S: Store>(
     let q = recover::quarantine_index(store, o).await?;
     let mut d = Discovery::default();
     let asked: BTreeSet<&String> = roots.iter().collect();
-    let mut seen = BTreeSet::new();
+    // Hash → whether its narinfo is in the cache, as the walk saw it (read once: the
+    // reference check below asks again only about hashes the walk did not meet).
+    let mut in_cache: BTreeMap<String, bool> = BTreeMap::new();
     let mut stack: Vec<String> = roots.iter().rev().cloned().collect();
     while let Some(h) = stack.pop() {
-        if !seen.insert(h.clone()) {
+        if in_cache.contains_key(&h) {
             continue;
         }
-        let found = match recover::find(store, &q, &h, o).await? {
-            Some(f) => f,
-            None => {
-                let l = Loc::cache(format!("{h}.narinfo"));
-                if retry(o, store, || store.head(&l)).await?.is_none() {
-                    if asked.contains(&h) {
-                        d.missing.push(h);
-                    }
-                    continue;
-                }
-                Found {
-                    area: Area::Cache,
-                    prefix: String::new(),
-                }
+        let found = recover::find(store, &q, &h, o).await?.unwrap_or(Found {
+            area: Area::Cache,
+            prefix: String::new(),
+        });
+        in_cache.insert(h.clone(), found.area == Area::Cache);
+        let ni = found.loc(&format!("{h}.narinfo"));
+        let Some(text) = retry(o, store, || store.get(&ni)).await? else {
+            if found.area != Area::Cache {
+                bail!("{ni} vanished");
             }
+            in_cache.insert(h.clone(), false);
+            if asked.contains(&h) {
+                d.missing.push(h);
+            }
+            continue;
         };
-        let e = entry(store, &q, &h, &found, o).await?;
+        let e = entry(store, &q, &h, &found, &text, o).await?;
         if found.area == Area::Cache && e.nar.is_none() {
             // Hot: its narinfo is visible and its NAR readable (its references are kept
             // with it, but may have cold NARs: walked with --closure).
@@ -118,16 +120,21 @@ pub async fn discover<S: Store>(
         }
         d.paths.push(e);
     }
-    check_references(store, &mut d, o).await?;
+    check_references(store, &mut d, in_cache, o).await?;
     Ok(d)
 }
 
 /// A path with a reference that is neither brought back with it nor hot in the cache is
 /// broken: publishing its narinfo would show a client a path whose closure is missing.
-async fn check_references<S: Store>(store: &S, d: &mut Discovery, o: &ExecOptions) -> Result<()> {
+/// `hot` (hash → narinfo in the cache) holds what the walk saw already.
+async fn check_references<S: Store>(
+    store: &S,
+    d: &mut Discovery,
+    mut hot: BTreeMap<String, bool>,
+    o: &ExecOptions,
+) -> Result<()> {
     let inset: BTreeSet<String> = d.paths.iter().map(|p| p.hash.clone()).collect();
     // A visible narinfo whose NAR is cold: its references are as they are.
-    let mut hot: BTreeMap<String, bool> = BTreeMap::new();
     for p in d
         .paths
         .iter_mut()
@@ -146,18 +153,17 @@ async fn check_references<S: Store>(store: &S, d: &mut Discovery, o: &ExecOption
     Ok(())
 }
 
+/// The journal entry of `h`, whose narinfo (`text`) was read at `found`.
 async fn entry<S: Store>(
     store: &S,
     q: &QuarantineIndex,
     h: &str,
     found: &Found,
+    text: &[u8],
     o: &ExecOptions,
 ) -> Result<PathEntry> {
     let ni = found.loc(&format!("{h}.narinfo"));
-    let text = retry(o, store, || store.get(&ni))
-        .await?
-        .with_context(|| format!("{ni} vanished"))?;
-    let (url, references) = recover::url_and_refs(&text);
+    let (url, references) = recover::url_and_refs(text);
     let ls = found.loc(&format!("{h}.ls"));
     let listing = retry(o, store, || store.head(&ls))
         .await?
@@ -172,7 +178,7 @@ async fn entry<S: Store>(
     };
     Ok(PathEntry {
         hash: h.to_string(),
-        store_path: store_path_line(&text).unwrap_or_else(|| h.to_string()),
+        store_path: store_path_line(text).unwrap_or_else(|| h.to_string()),
         from: found.area.as_str().to_string(),
         narinfo: At::of(&ni),
         listing,

@@ -186,3 +186,123 @@ fn a_cyclic_or_broken_restore_path_is_reported_failed_not_waited_for() {
         assert!(!d.path().join(format!("cache/{h}.narinfo")).exists(), "{h}");
     }
 }
+
+/// A store that logs every HEAD and GET (`HEAD <area>/<key>`) and passes all on.
+struct Reads<S> {
+    inner: S,
+    log: std::sync::Mutex<Vec<String>>,
+}
+
+impl<S> Reads<S> {
+    fn note(&self, op: &str, l: &Loc) {
+        let line = format!("{op} {}/{}", l.area.as_str(), l.key);
+        self.log.lock().unwrap().push(line);
+    }
+    fn count(&self, line: &str) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| *l == line)
+            .count()
+    }
+}
+
+impl<S: Store> Store for Reads<S> {
+    fn describe(&self, area: Area) -> String {
+        self.inner.describe(area)
+    }
+    fn archives_in_place(&self) -> bool {
+        self.inner.archives_in_place()
+    }
+    async fn head(
+        &self,
+        l: &Loc,
+    ) -> crate::cache::store::StoreResult<Option<crate::cache::ObjectMeta>> {
+        self.note("HEAD", l);
+        self.inner.head(l).await
+    }
+    async fn get(&self, l: &Loc) -> crate::cache::store::StoreResult<Option<Vec<u8>>> {
+        self.note("GET", l);
+        self.inner.get(l).await
+    }
+    async fn list(
+        &self,
+        area: Area,
+        prefix: &str,
+    ) -> crate::cache::store::StoreResult<Vec<crate::model::ObjectRecord>> {
+        self.inner.list(area, prefix).await
+    }
+    async fn put_if_absent(
+        &self,
+        l: &Loc,
+        bytes: &[u8],
+    ) -> crate::cache::store::StoreResult<crate::cache::store::PutOutcome> {
+        self.inner.put_if_absent(l, bytes).await
+    }
+    async fn copy(
+        &self,
+        from: &Loc,
+        to: &Loc,
+        opts: &crate::cache::store::CopyOptions,
+    ) -> crate::cache::store::StoreResult<crate::cache::ObjectMeta> {
+        self.inner.copy(from, to, opts).await
+    }
+    async fn delete(&self, l: &Loc, v: Option<&str>) -> crate::cache::store::StoreResult<()> {
+        self.inner.delete(l, v).await
+    }
+    async fn delete_batch(
+        &self,
+        area: Area,
+        keys: &[(String, Option<String>)],
+    ) -> crate::cache::store::StoreResult<Vec<crate::cache::store::BatchDeleteResult>> {
+        self.inner.delete_batch(area, keys).await
+    }
+    async fn restore(
+        &self,
+        l: &Loc,
+        days: u32,
+        tier: Tier,
+    ) -> crate::cache::store::StoreResult<RestoreOutcome> {
+        self.inner.restore(l, days, tier).await
+    }
+    async fn versioning(
+        &self,
+        area: Area,
+    ) -> crate::cache::store::StoreResult<crate::cache::store::Versioning> {
+        self.inner.versioning(area).await
+    }
+}
+
+/// Discovery reads each narinfo of the cache once: a hot path met by the walk is
+/// neither HEADed before its GET nor HEADed again by the reference check, and a hash
+/// that is nowhere is looked up once.
+#[test]
+fn restore_discovery_reads_each_cache_narinfo_once() {
+    const C: &str = "cccccccccccccccccccccccccccccccc";
+    const Z: &str = "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz";
+    let d = tempfile::tempdir().unwrap();
+    let (a, c) = (d.path().join("a"), d.path().join("cache"));
+    std::fs::create_dir_all(a.join("nar")).unwrap();
+    std::fs::create_dir_all(c.join("nar")).unwrap();
+    write_narinfo(&a, A, &format!("{C}-c {Z}-z"));
+    std::fs::write(a.join(format!("nar/{A}.nar.xz")), A).unwrap();
+    write_narinfo(&c, C, "");
+    std::fs::write(c.join(format!("nar/{C}.nar.xz")), C).unwrap();
+    let inner = FileStore::open(&c, &a, &d.path().join("q")).unwrap();
+    let s = Reads {
+        inner,
+        log: std::sync::Mutex::new(Vec::new()),
+    };
+    let o = ExecOptions::default();
+    let found = block(discover(&s, &[A.to_string()], true, &o)).unwrap();
+    assert_eq!((found.paths.len(), found.hot), (1, 1), "{found:?}");
+    let pa = &found.paths[0];
+    let why = pa.broken.as_deref().unwrap_or("");
+    assert!(why.contains(Z), "Z is nowhere: {found:?}");
+    let log = s.log.lock().unwrap().clone();
+    assert_eq!(s.count(&format!("GET cache/{C}.narinfo")), 1, "{log:#?}");
+    assert_eq!(s.count(&format!("HEAD cache/{C}.narinfo")), 0, "{log:#?}");
+    assert_eq!(s.count(&format!("GET cache/{Z}.narinfo")), 1, "{log:#?}");
+    assert_eq!(s.count(&format!("HEAD cache/{Z}.narinfo")), 0, "{log:#?}");
+}
