@@ -15,9 +15,9 @@
 //!   recorded, not requested twice.
 //! - Republishing: wave 0 every NAR and `.ls` (each only once readable), then narinfos in
 //!   waves, each only after its NAR and the narinfos of its in-set references are
-//!   published, and once its references outside the set are seen in the cache again
-//!   (HEAD just before: an apply may have removed one since discovery). Narinfos are
-//!   copied byte for byte and compared.
+//!   published, and once all its references are seen in the cache again (HEAD just
+//!   before, once per pass: an apply may have removed one since discovery or since this
+//!   restore published it). Narinfos are copied byte for byte and compared.
 
 use super::journal::{At, NarEntry, PathEntry, Record, State};
 use super::order::{RepublishPath, republish_order};
@@ -492,6 +492,7 @@ pub async fn publish<S: Store>(
 ) -> Result<()> {
     let snapshot = s.clone();
     let Order { waves, by_key, .. } = order_of(&snapshot);
+    let mut hot = BTreeMap::new();
     for key in waves.iter().flatten() {
         if s.is_published(key) {
             continue;
@@ -505,7 +506,7 @@ pub async fn publish<S: Store>(
                 None => Ok(true),
             },
             Some(Obj::Narinfo(p)) if ready(s, p) => {
-                publish_narinfo(store, s, p, o).await.map(|()| true)
+                publish_narinfo(store, p, &mut hot, o).await.map(|()| true)
             }
             Some(Obj::Narinfo(_)) | None => Ok(false),
         };
@@ -528,23 +529,22 @@ pub async fn publish<S: Store>(
     Ok(())
 }
 
-/// Publish the narinfo of `p` (ready: its NAR, `.ls` and in-set references are hot), after
-/// looking again at its references outside the set: found hot at discovery, an apply
-/// may have archived or deleted one since. Refused (a failure, tried again on the next
-/// status or resume) while one is not in the cache.
+/// Publish the narinfo of `p` (ready: its NAR, `.ls` and in-set references are published
+/// or visible), after looking again at every reference in the cache: one outside the set
+/// was found hot at discovery, one inside was published by this restore, and an apply
+/// may have archived or deleted either since. Refused (a failure, tried again on the next
+/// status or resume) while one is not in the cache. `hot` remembers the answers of this
+/// pass (hash → narinfo in the cache).
 async fn publish_narinfo<S: Store>(
     store: &S,
-    s: &State,
     p: &PathEntry,
+    hot: &mut BTreeMap<String, bool>,
     o: &ExecOptions,
 ) -> Result<()> {
-    let outside = p
-        .references
-        .iter()
-        .filter(|r| **r != p.hash && !s.paths.contains_key(*r));
-    if let Some(r) = recover::first_not_in_cache(store, outside, &mut BTreeMap::new(), o).await? {
+    let others = p.references.iter().filter(|r| **r != p.hash);
+    if let Some(r) = recover::first_not_in_cache(store, others, hot, o).await? {
         bail!(
-            "not published: its reference {r}, outside this restore, is no longer in the cache (removed since the restore began?); bring it back (`narward restore` or `recover`), then `narward restore --resume`"
+            "not published: its reference {r} is no longer in the cache (removed since the restore began?); bring it back (`narward restore` or `recover`), then `narward restore --resume`"
         );
     }
     recover::move_back(store, &p.narinfo.loc(), &p.narinfo_key(), o).await

@@ -306,3 +306,29 @@ fn restore_discovery_reads_each_cache_narinfo_once() {
     assert_eq!(s.count(&format!("GET cache/{Z}.narinfo")), 1, "{log:#?}");
     assert_eq!(s.count(&format!("HEAD cache/{Z}.narinfo")), 0, "{log:#?}");
 }
+
+/// B, in the restore set, was published by this restore and removed again (an apply)
+/// before A, which references it, was: A's narinfo is not published (failed, naming B),
+/// so no client sees A without B.
+#[test]
+fn restore_rechecks_in_set_references_before_publishing() {
+    let (d, s) = setup();
+    let o = ExecOptions::default();
+    let state = d.path().join("state");
+    let found = block(discover(&s, &[A.to_string()], true, &o)).unwrap();
+    assert_eq!(found.paths.len(), 2, "{found:?}");
+    let (_, mut j, mut st) = journal_of(&state, &found);
+    // The journal says B is back; the cache does not have it (removed since).
+    for key in [format!("nar/{B}.nar.xz"), format!("{B}.narinfo")] {
+        record(&mut st, &mut j, Record::Published { key }).unwrap();
+    }
+    s.ready.store(true, Ordering::SeqCst);
+    block(advance(&s, &mut st, &mut j, &o)).unwrap();
+    assert!(st.is_published(&format!("nar/{A}.nar.xz")), "{st:?}");
+    assert!(!st.is_published(&format!("{A}.narinfo")) && !st.finished);
+    assert!(!d.path().join(format!("cache/{A}.narinfo")).exists());
+    let r = block(status(&s, &st, &o)).unwrap();
+    let pa = r.paths.iter().find(|p| p.path.contains(A)).unwrap();
+    assert_eq!(pa.status, "failed", "{r:?}");
+    assert!(pa.detail.as_deref().unwrap_or("").contains(B), "{pa:?}");
+}
