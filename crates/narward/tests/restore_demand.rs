@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{json, narward, narward_ok, repo};
+use common::{copy_tree, json, narward, narward_ok, repo};
 use std::path::{Path, PathBuf};
 
 const APP_ONE_29: &str = "27xrcg1gcw6gxjhk3v3mbgw4i0fk6siv";
@@ -427,6 +427,49 @@ fn restore_of_paths_estimates_every_tier_and_only_as_a_dry_run() {
 }
 
 /// The `kind,storage_class` of every NAR row of a proposal's objects.csv.
+/// Every file under `dir` with its bytes.
+fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files(&p));
+        } else {
+            out.push((p.clone(), std::fs::read(&p).unwrap()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A plan of one cache used with the index of another (a wrong `--state` or bucket): the
+/// estimate is refused with an error naming the plan and both caches, and nothing is
+/// written to either state.
+#[test]
+fn restore_refuses_a_plan_of_another_cache_naming_both() {
+    let d = tempfile::tempdir().unwrap();
+    let plan = setup(d.path());
+    let other = tempfile::tempdir().unwrap();
+    let cache = other.path().join("othercache");
+    copy_tree(&example().join("cache"), &cache);
+    let state = other.path().join("state");
+    narward_ok(
+        &state,
+        &["index", "--cache", &format!("file://{}", cache.display())],
+    );
+    let before = files(&state);
+    let p = plan.to_str().unwrap();
+    let out = narward(&state, &["restore", APP_ONE_29, "--plan", p, "--dry-run"]);
+    assert_eq!(out.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains(p) && e.contains("othercache"), "{e}");
+    assert!(
+        e.contains(&example().join("cache").display().to_string()),
+        "{e}"
+    );
+    assert_eq!(files(&state), before);
+}
+
 fn nar_rows(dir: &Path) -> Vec<String> {
     std::fs::read_to_string(dir.join("objects.csv"))
         .unwrap()

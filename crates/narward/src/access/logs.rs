@@ -171,15 +171,7 @@ fn read_file(
             break;
         }
         total += k;
-        let place = format!("{name}:{n}");
-        if too_long {
-            stats.lines += 1;
-            rep.lines += 1;
-            stats.malformed += 1;
-            rep.malformed(place, &format!("longer than {MAX_LINE} bytes"));
-        } else {
-            add_line(&buf, place, stats, rep);
-        }
+        add_line(&buf, too_long, format!("{name}:{n}"), stats, rep);
     }
     match sources.get(&name) {
         None => rep.files_read += 1,
@@ -260,15 +252,22 @@ fn next_line(
     Ok((consumed, too_long))
 }
 
-fn add_line(raw: &[u8], place: String, stats: &mut AccessStats, rep: &mut IngestReport) {
+/// Count the line `raw` (only its start when `too_long`) read at `place` (`file:line`).
+fn add_line(
+    raw: &[u8],
+    too_long: bool,
+    place: String,
+    stats: &mut AccessStats,
+    rep: &mut IngestReport,
+) {
     stats.lines += 1;
     rep.lines += 1;
-    let Ok(line) = std::str::from_utf8(raw) else {
-        stats.malformed += 1;
-        rep.malformed(place, "not UTF-8");
-        return;
+    let parsed = match std::str::from_utf8(raw) {
+        _ if too_long => Err(format!("longer than {MAX_LINE} bytes")),
+        Err(_) => Err("not UTF-8".to_string()),
+        Ok(line) => parse_request(line.trim_end_matches(['\n', '\r'])).map_err(|e| e.to_string()),
     };
-    match parse_request(line.trim_end_matches(['\n', '\r'])) {
+    match parsed {
         Ok(Some(r)) => {
             if r.is_read() {
                 rep.reads += 1;
@@ -278,9 +277,9 @@ fn add_line(raw: &[u8], place: String, stats: &mut AccessStats, rep: &mut Ingest
             stats.add(&r);
         }
         Ok(None) => {}
-        Err(e) => {
+        Err(why) => {
             stats.malformed += 1;
-            rep.malformed(place, &e.to_string());
+            rep.malformed(place, &why);
         }
     }
 }

@@ -280,10 +280,7 @@ async fn execute(
 ) -> Result<ExitCode> {
     let given = tier_and_days(a)?;
     let tier = tier.unwrap_or(given);
-    let pricing = match &a.pricing {
-        Some(f) => Pricing::load(f)?,
-        None => Pricing::default_aws(),
-    };
+    let pricing = pricing(a)?;
     let url_text = super::cache_url_or_state(a.cache.as_deref(), &g.state)?;
     let url = narward::cache::CacheUrl::parse(&url_text)?;
     let areas = super::apply_cmd::areas_or_journal(&a.areas, &g.state, &url)?;
@@ -321,19 +318,25 @@ fn request_roots(a: &RestoreArgs) -> Result<Vec<narward_formats::store_path::Sto
     Ok(roots)
 }
 
-/// `restore PATH... | --roots FILE --plan PLAN --dry-run`: the estimate from the plan.
-fn request(g: &Global, a: &RestoreArgs) -> Result<ExitCode> {
-    use narward::restore::request::estimate_request;
-    let Some(plan_dir) = &a.plan else {
-        bail!("`narward restore PATH... --plan DIR --dry-run` needs --plan DIR");
-    };
-    let tier = tier_and_days(a)?;
-    let roots = request_roots(a)?;
-    let plan = Plan::read(plan_dir)?;
-    let pricing = match &a.pricing {
-        Some(f) => Pricing::load(f)?,
-        None => Pricing::default_aws(),
-    };
+/// The pricing table given by `--pricing`, or the built-in one.
+fn pricing(a: &RestoreArgs) -> Result<Pricing> {
+    match &a.pricing {
+        Some(f) => Pricing::load(f),
+        None => Ok(Pricing::default_aws()),
+    }
+}
+
+/// The state's index (checked to be of the plan's cache: its generation is returned),
+/// the plan's restore catalog and the index's reference graph.
+fn catalog_and_graph(
+    g: &Global,
+    plan_dir: &std::path::Path,
+    plan: &Plan,
+) -> Result<(
+    u64,
+    narward::restore::proposal::Catalog,
+    narward::graph::Graph,
+)> {
     let (idx, view) = Index::load_view(&g.state)?;
     if idx.meta.cache != plan.header.cache {
         bail!(
@@ -344,8 +347,21 @@ fn request(g: &Global, a: &RestoreArgs) -> Result<ExitCode> {
             idx.meta.cache
         );
     }
-    let cat = catalog::from_plan(&plan);
     let graph = catalog::graph_of(&view.graph()?);
+    Ok((idx.meta.generation, catalog::from_plan(plan), graph))
+}
+
+/// `restore PATH... | --roots FILE --plan PLAN --dry-run`: the estimate from the plan.
+fn request(g: &Global, a: &RestoreArgs) -> Result<ExitCode> {
+    use narward::restore::request::estimate_request;
+    let Some(plan_dir) = &a.plan else {
+        bail!("`narward restore PATH... --plan DIR --dry-run` needs --plan DIR");
+    };
+    let tier = tier_and_days(a)?;
+    let roots = request_roots(a)?;
+    let plan = Plan::read(plan_dir)?;
+    let pricing = pricing(a)?;
+    let (_, cat, graph) = catalog_and_graph(g, plan_dir, &plan)?;
     let e = estimate_request(&cat, &graph, &roots, a.closure, &pricing, a.days);
     if g.json {
         print_json(&serde_json::json!({ "estimate": e, "tier": tier, "executed": false }))?;
@@ -381,10 +397,7 @@ fn compute(
 ) -> Result<ProposalHeader> {
     let plan = Plan::read(plan_dir)?;
     let policy = RestorePolicy::load(policy_path)?;
-    let pricing = match &a.pricing {
-        Some(f) => Pricing::load(f)?,
-        None => Pricing::default_aws(),
-    };
+    let pricing = pricing(a)?;
     if !access_store::exists(&g.state) {
         bail!(
             "no access statistics in {}: run `narward access-logs ingest LOGS...` first",
@@ -392,27 +405,16 @@ fn compute(
         );
     }
     let (ameta, stats) = access_store::load(&g.state)?;
-    let (idx, view) = Index::load_view(&g.state)?;
-    if idx.meta.cache != plan.header.cache {
-        bail!(
-            "the plan {} is for {}, the index in {} for {}",
-            plan_dir.display(),
-            plan.header.cache,
-            g.state.display(),
-            idx.meta.cache
-        );
-    }
-    if idx.meta.generation != plan.header.index_generation {
+    let (generation, cat, graph) = catalog_and_graph(g, plan_dir, &plan)?;
+    if generation != plan.header.index_generation {
         eprintln!(
-            "narward: note: the index is at generation {}, the plan was computed from {}; closures are today's",
-            idx.meta.generation, plan.header.index_generation
+            "narward: note: the index is at generation {generation}, the plan was computed from {}; closures are today's",
+            plan.header.index_generation
         );
     }
     let now = a.now.unwrap_or_else(narward::index::now);
     let prefix = narward::access::cache_prefix(&plan.header.cache_url);
     let demand = stats.narinfo_demand(&prefix, now, policy.window_days, 1);
-    let cat = catalog::from_plan(&plan);
-    let graph = catalog::graph_of(&view.graph()?);
     let body = propose(&ProposalInput {
         demand: &demand,
         catalog: &cat,

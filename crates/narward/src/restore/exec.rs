@@ -15,9 +15,9 @@
 //!   recorded, not requested twice.
 //! - Republishing: wave 0 every NAR and `.ls` (each only once readable), then narinfos in
 //!   waves, each only after its NAR and the narinfos of its in-set references are
-//!   published, and once its references outside the set are seen in the cache again
-//!   (HEAD just before: an apply may have removed one since discovery). Narinfos are
-//!   copied byte for byte and compared.
+//!   published, and once all its references are seen in the cache again (HEAD just
+//!   before, once per pass: an apply may have removed one since discovery or since this
+//!   restore published it). Narinfos are copied byte for byte and compared.
 
 use super::journal::{At, NarEntry, PathEntry, Record, State};
 use super::order::{RepublishPath, republish_order};
@@ -81,29 +81,31 @@ pub async fn discover<S: Store>(
     let q = recover::quarantine_index(store, o).await?;
     let mut d = Discovery::default();
     let asked: BTreeSet<&String> = roots.iter().collect();
-    let mut seen = BTreeSet::new();
+    // Hash → whether its narinfo is in the cache, as the walk saw it (read once: the
+    // reference check below asks again only about hashes the walk did not meet).
+    let mut in_cache: BTreeMap<String, bool> = BTreeMap::new();
     let mut stack: Vec<String> = roots.iter().rev().cloned().collect();
     while let Some(h) = stack.pop() {
-        if !seen.insert(h.clone()) {
+        if in_cache.contains_key(&h) {
             continue;
         }
-        let found = match recover::find(store, &q, &h, o).await? {
-            Some(f) => f,
-            None => {
-                let l = Loc::cache(format!("{h}.narinfo"));
-                if retry(o, store, || store.head(&l)).await?.is_none() {
-                    if asked.contains(&h) {
-                        d.missing.push(h);
-                    }
-                    continue;
-                }
-                Found {
-                    area: Area::Cache,
-                    prefix: String::new(),
-                }
+        let found = recover::find(store, &q, &h, o).await?.unwrap_or(Found {
+            area: Area::Cache,
+            prefix: String::new(),
+        });
+        in_cache.insert(h.clone(), found.area == Area::Cache);
+        let ni = found.loc(&format!("{h}.narinfo"));
+        let Some(text) = retry(o, store, || store.get(&ni)).await? else {
+            if found.area != Area::Cache {
+                bail!("{ni} vanished");
             }
+            in_cache.insert(h.clone(), false);
+            if asked.contains(&h) {
+                d.missing.push(h);
+            }
+            continue;
         };
-        let e = entry(store, &q, &h, &found, o).await?;
+        let e = entry(store, &q, &h, &found, &text, o).await?;
         if found.area == Area::Cache && e.nar.is_none() {
             // Hot: its narinfo is visible and its NAR readable (its references are kept
             // with it, but may have cold NARs: walked with --closure).
@@ -118,16 +120,21 @@ pub async fn discover<S: Store>(
         }
         d.paths.push(e);
     }
-    check_references(store, &mut d, o).await?;
+    check_references(store, &mut d, in_cache, o).await?;
     Ok(d)
 }
 
 /// A path with a reference that is neither brought back with it nor hot in the cache is
 /// broken: publishing its narinfo would show a client a path whose closure is missing.
-async fn check_references<S: Store>(store: &S, d: &mut Discovery, o: &ExecOptions) -> Result<()> {
+/// `hot` (hash → narinfo in the cache) holds what the walk saw already.
+async fn check_references<S: Store>(
+    store: &S,
+    d: &mut Discovery,
+    mut hot: BTreeMap<String, bool>,
+    o: &ExecOptions,
+) -> Result<()> {
     let inset: BTreeSet<String> = d.paths.iter().map(|p| p.hash.clone()).collect();
     // A visible narinfo whose NAR is cold: its references are as they are.
-    let mut hot: BTreeMap<String, bool> = BTreeMap::new();
     for p in d
         .paths
         .iter_mut()
@@ -146,18 +153,17 @@ async fn check_references<S: Store>(store: &S, d: &mut Discovery, o: &ExecOption
     Ok(())
 }
 
+/// The journal entry of `h`, whose narinfo (`text`) was read at `found`.
 async fn entry<S: Store>(
     store: &S,
     q: &QuarantineIndex,
     h: &str,
     found: &Found,
+    text: &[u8],
     o: &ExecOptions,
 ) -> Result<PathEntry> {
     let ni = found.loc(&format!("{h}.narinfo"));
-    let text = retry(o, store, || store.get(&ni))
-        .await?
-        .with_context(|| format!("{ni} vanished"))?;
-    let (url, references) = recover::url_and_refs(&text);
+    let (url, references) = recover::url_and_refs(text);
     let ls = found.loc(&format!("{h}.ls"));
     let listing = retry(o, store, || store.head(&ls))
         .await?
@@ -172,7 +178,7 @@ async fn entry<S: Store>(
     };
     Ok(PathEntry {
         hash: h.to_string(),
-        store_path: store_path_line(&text).unwrap_or_else(|| h.to_string()),
+        store_path: store_path_line(text).unwrap_or_else(|| h.to_string()),
         from: found.area.as_str().to_string(),
         narinfo: At::of(&ni),
         listing,
@@ -486,6 +492,7 @@ pub async fn publish<S: Store>(
 ) -> Result<()> {
     let snapshot = s.clone();
     let Order { waves, by_key, .. } = order_of(&snapshot);
+    let mut hot = BTreeMap::new();
     for key in waves.iter().flatten() {
         if s.is_published(key) {
             continue;
@@ -499,7 +506,7 @@ pub async fn publish<S: Store>(
                 None => Ok(true),
             },
             Some(Obj::Narinfo(p)) if ready(s, p) => {
-                publish_narinfo(store, s, p, o).await.map(|()| true)
+                publish_narinfo(store, p, &mut hot, o).await.map(|()| true)
             }
             Some(Obj::Narinfo(_)) | None => Ok(false),
         };
@@ -522,23 +529,22 @@ pub async fn publish<S: Store>(
     Ok(())
 }
 
-/// Publish the narinfo of `p` (ready: its NAR, `.ls` and in-set references are hot), after
-/// looking again at its references outside the set: found hot at discovery, an apply
-/// may have archived or deleted one since. Refused (a failure, tried again on the next
-/// status or resume) while one is not in the cache.
+/// Publish the narinfo of `p` (ready: its NAR, `.ls` and in-set references are published
+/// or visible), after looking again at every reference in the cache: one outside the set
+/// was found hot at discovery, one inside was published by this restore, and an apply
+/// may have archived or deleted either since. Refused (a failure, tried again on the next
+/// status or resume) while one is not in the cache. `hot` remembers the answers of this
+/// pass (hash → narinfo in the cache).
 async fn publish_narinfo<S: Store>(
     store: &S,
-    s: &State,
     p: &PathEntry,
+    hot: &mut BTreeMap<String, bool>,
     o: &ExecOptions,
 ) -> Result<()> {
-    let outside = p
-        .references
-        .iter()
-        .filter(|r| **r != p.hash && !s.paths.contains_key(*r));
-    if let Some(r) = recover::first_not_in_cache(store, outside, &mut BTreeMap::new(), o).await? {
+    let others = p.references.iter().filter(|r| **r != p.hash);
+    if let Some(r) = recover::first_not_in_cache(store, others, hot, o).await? {
         bail!(
-            "not published: its reference {r}, outside this restore, is no longer in the cache (removed since the restore began?); bring it back (`narward restore` or `recover`), then `narward restore --resume`"
+            "not published: its reference {r} is no longer in the cache (removed since the restore began?); bring it back (`narward restore` or `recover`), then `narward restore --resume`"
         );
     }
     recover::move_back(store, &p.narinfo.loc(), &p.narinfo_key(), o).await
