@@ -555,3 +555,14 @@ fn cmd_audit(g: &Global, a: AuditArgs) -> Result<ExitCode> {
         ExitCode::SUCCESS
     })
 }
+
+/// The pricing table of `--pricing FILE`, or the built-in AWS S3 us-east-1 prices.
+///
+/// # Errors
+/// The file's, naming it.
+fn pricing(file: Option<&std::path::Path>) -> Result<narward::cost::Pricing> {
+    match file {
+        Some(f) => narward::cost::Pricing::load(f),
+        None => Ok(narward::cost::Pricing::default_aws()),
+    }
+}

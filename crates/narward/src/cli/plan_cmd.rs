@@ -12,19 +12,12 @@ use narward::policy::{Policy, RootOverrides, check_plan_roots};
 use std::process::ExitCode;
 
 /// The pricing table given by `--pricing`, or the built-in one.
-fn pricing(file: Option<&std::path::Path>) -> Result<cost::Pricing> {
-    match file {
-        Some(f) => cost::Pricing::load(f),
-        None => Ok(cost::Pricing::default_aws()),
-    }
-}
-
 pub fn run(g: &Global, a: PlanArgs) -> Result<ExitCode> {
     let now = a.now.unwrap_or_else(index::now);
     match a.action {
         Some(PlanAction::Show { plan }) => {
             let p = Plan::read(&plan)?;
-            let c = cost::price_plan(&p, &pricing(a.pricing.as_deref())?, now);
+            let c = cost::price_plan(&p, &super::pricing(a.pricing.as_deref())?, now);
             if g.json {
                 print_json(&serde_json::json!({ "plan": p.header, "cost": c }))?;
             } else {
@@ -60,7 +53,7 @@ pub fn run(g: &Global, a: PlanArgs) -> Result<ExitCode> {
                 add_access_stats(&mut policy, &policy_path, &g.state)?;
             }
             // Read the pricing table first: a bad table leaves no plan behind.
-            let pricing = pricing(a.pricing.as_deref())?;
+            let pricing = super::pricing(a.pricing.as_deref())?;
             // The index is verified before any decision is written; every decision is
             // written (and priced) as it is made, never all in memory.
             let mut sink = Writing {

@@ -3,7 +3,7 @@
 use super::{Global, print_json};
 use anyhow::{Context, Result};
 use clap::Args;
-use narward::cost::{Pricing, money};
+use narward::cost::money;
 use narward::explain::human_bytes;
 use narward::index::{self, Index};
 use narward::plan::Plan;
@@ -35,10 +35,7 @@ pub struct ReportArgs {
 }
 
 pub fn run(g: &Global, a: ReportArgs) -> Result<ExitCode> {
-    let pricing = match &a.pricing {
-        Some(p) => Pricing::load(p)?,
-        None => Pricing::default_aws(),
-    };
+    let pricing = super::pricing(a.pricing.as_deref())?;
     let policy = a.policy.as_deref().map(Policy::load).transpose()?;
     let (idx, view) = Index::load_view(&g.state)?;
     let graph = view.graph()?;

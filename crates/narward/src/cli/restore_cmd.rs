@@ -5,7 +5,6 @@ use super::{Global, print_json};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use narward::access::store as access_store;
-use narward::cost::Pricing;
 use narward::index::Index;
 use narward::plan::Plan;
 use narward::restore::artifact::{self, ProposalHeader};
@@ -280,7 +279,7 @@ async fn execute(
 ) -> Result<ExitCode> {
     let given = tier_and_days(a)?;
     let tier = tier.unwrap_or(given);
-    let pricing = pricing(a)?;
+    let pricing = super::pricing(a.pricing.as_deref())?;
     let url_text = super::cache_url_or_state(a.cache.as_deref(), &g.state)?;
     let url = narward::cache::CacheUrl::parse(&url_text)?;
     let areas = super::apply_cmd::areas_or_journal(&a.areas, &g.state, &url)?;
@@ -319,13 +318,6 @@ fn request_roots(a: &RestoreArgs) -> Result<Vec<narward_formats::store_path::Sto
 }
 
 /// The pricing table given by `--pricing`, or the built-in one.
-fn pricing(a: &RestoreArgs) -> Result<Pricing> {
-    match &a.pricing {
-        Some(f) => Pricing::load(f),
-        None => Ok(Pricing::default_aws()),
-    }
-}
-
 /// The state's index (checked to be of the plan's cache: its generation is returned),
 /// the plan's restore catalog and the index's reference graph.
 fn catalog_and_graph(
@@ -360,7 +352,7 @@ fn request(g: &Global, a: &RestoreArgs) -> Result<ExitCode> {
     let tier = tier_and_days(a)?;
     let roots = request_roots(a)?;
     let plan = Plan::read(plan_dir)?;
-    let pricing = pricing(a)?;
+    let pricing = super::pricing(a.pricing.as_deref())?;
     let (_, cat, graph) = catalog_and_graph(g, plan_dir, &plan)?;
     let e = estimate_request(&cat, &graph, &roots, a.closure, &pricing, a.days);
     if g.json {
@@ -397,7 +389,7 @@ fn compute(
 ) -> Result<ProposalHeader> {
     let plan = Plan::read(plan_dir)?;
     let policy = RestorePolicy::load(policy_path)?;
-    let pricing = pricing(a)?;
+    let pricing = super::pricing(a.pricing.as_deref())?;
     if !access_store::exists(&g.state) {
         bail!(
             "no access statistics in {}: run `narward access-logs ingest LOGS...` first",
