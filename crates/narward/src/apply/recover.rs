@@ -467,6 +467,7 @@ pub async fn finalize<S: Store>(
                 .push(recover_path(store, &q, &f, &h, o).await?);
         }
     }
+    let mut moved = !rep.recovered.is_empty();
     for k in needed.iter().filter(|k| !k.ends_with(".narinfo")) {
         let l = Loc::cache(k.clone());
         let in_cache = retry(o, store, || store.head(&l)).await?;
@@ -474,9 +475,16 @@ pub async fn finalize<S: Store>(
             let from = Loc::quarantine(quarantine_key(s, k));
             bring_back(store, &from, k, o).await?;
             retry(o, store, || store.delete(&from, None)).await?;
+            moved = true;
         }
     }
-    let q = quarantine_index(store, o).await?;
+    // What is left to delete: listed again only when something left the quarantine
+    // above (the listing is then the truth), else the first listing still is.
+    let q = if moved {
+        quarantine_index(store, o).await?
+    } else {
+        q
+    };
     let mut expired_keys = Vec::new();
     for (key, stamps) in &q {
         for s in stamps {
