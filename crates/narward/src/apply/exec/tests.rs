@@ -1,5 +1,5 @@
 use super::*;
-use crate::apply::journal::{Begin, Journal};
+use crate::apply::journal::Journal;
 use crate::cache::file_store::FileStore;
 use crate::cache::test_store::{Spy, block};
 
@@ -85,36 +85,10 @@ fn a_step_repeated_after_its_source_was_deleted_counts_as_done() {
 #[test]
 fn denied_stops_the_run_and_leaves_the_batch_announced_for_resume() {
     let (d, s, op) = setup(1, StoreErrorKind::Denied);
-    let jdir = d.path().join("j");
-    let begin = Begin {
-        plan: "p".into(),
-        plan_dir: "/p".into(),
-        cache: "c".into(),
-        archive: "a".into(),
-        quarantine: "q".into(),
-        stamp: "1".into(),
-        batch_size: 10,
-    };
-    let mut j = Journal::create(&jdir, begin).unwrap();
-    let batches = vec![Batch {
-        phase: Phase::Quarantine,
-        seq: 0,
-        ops: vec![op],
-    }];
-    let mut rep = Report::default();
-    let e = block(run(
-        &s,
-        batches.into_iter(),
-        [0, 0, 1],
-        0,
-        &mut j,
-        &opts(),
-        &mut rep,
-    ))
-    .unwrap_err();
+    let (r, _) = run_one_batch(&s, d.path(), vec![op], &opts());
+    let e = r.unwrap_err();
     assert!(e.to_string().contains("denied"), "{e}");
-    drop(j);
-    let (_, st) = Journal::open(&jdir).unwrap();
+    let (_, st) = Journal::open(&d.path().join("j")).unwrap();
     assert_eq!((st.next_seq, st.in_flight), (0, Some(0)));
     assert!(d.path().join("cache").join(NAR).exists());
 }
