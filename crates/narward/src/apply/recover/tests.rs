@@ -166,6 +166,44 @@ fn finalize_lists_the_quarantine_again_only_after_recovering_from_it() {
     assert_eq!(quarantine_lists(&[visible], 150), 2, "B recovered");
 }
 
+/// Safety finding: finalize read a visible narinfo that could not be fetched as naming
+/// nothing, so after the grace window it deleted the quarantined objects the narinfo may
+/// reference. It now refuses, naming the narinfo, and changes nothing.
+#[test]
+fn finalize_refuses_while_a_visible_narinfo_could_not_be_read() {
+    let (d, s) = setup(false);
+    let mut fresh = visible_index(&[String::new()]);
+    fresh.narinfos[0].fetch_error = Some("connection reset".into());
+    let q0: Vec<_> = [A, B]
+        .iter()
+        .flat_map(|h| {
+            [
+                format!("q/100/{h}.narinfo"),
+                format!("q/100/nar/{h}.nar.xz"),
+            ]
+        })
+        .collect();
+    let e = crate::cache_graph::with_snapshot(&fresh, |snap| {
+        block(finalize(
+            &s,
+            snap,
+            300,
+            100,
+            &ExecOptions::default(),
+            &mut |_| Ok(()),
+        ))
+    })
+    .unwrap()
+    .unwrap_err();
+    let m = e.to_string();
+    assert!(m.contains(&format!("{}.narinfo", "c".repeat(32))), "{m}");
+    assert!(m.contains("connection reset"), "{m}");
+    for k in &q0 {
+        assert!(d.path().join(k).exists(), "{k} deleted");
+    }
+    assert!(s.batches.lock().unwrap().is_empty() && s.singles.lock().unwrap().is_empty());
+}
+
 /// Quarantine (stamp 100) holding each `(hash, references)` path with its NAR.
 fn quarantine_of(paths: &[(&str, &[&str])]) -> (tempfile::TempDir, Recording) {
     let (d, s) = setup(false);
