@@ -375,6 +375,42 @@ fn a_narinfo_uploaded_since_the_plan_keeps_the_removed_closure_it_references() {
     }
 }
 
+/// Safety finding: a narinfo uploaded since the plan that the fresh index could not
+/// fetch was read as naming nothing, so the removed paths it references were moved or
+/// deleted anyway. What it references is unknown: the re-check now keeps every removed
+/// object, naming it.
+#[test]
+fn a_narinfo_uploaded_since_the_plan_that_could_not_be_read_keeps_every_removed_object() {
+    let s = Spec {
+        uploads: vec![vec![2]],
+        ..Spec::of(4, &[(2, 1), (1, 0)], &[3], true)
+    };
+    let plan = planned(&s);
+    let mut f = fresh(&s);
+    let new_key = format!("{}.narinfo", hash(4));
+    for r in f.narinfos.iter_mut().filter(|r| r.key == new_key) {
+        r.text.clear();
+        r.fetch_error = Some("connection reset".into());
+    }
+    let skips = recheck_in(&plan, &f);
+    let removed: Vec<&str> = plan
+        .objects
+        .iter()
+        .filter(|o| o.decision != Decision::Keep)
+        .map(|o| o.key.as_str())
+        .collect();
+    assert!(!removed.is_empty());
+    for k in removed {
+        let skip = skips.iter().find(|x| x.key == k);
+        assert!(skip.is_some(), "{k} not kept: {skips:?}");
+        let why = &skip.unwrap().reason;
+        assert!(
+            why.contains(&new_key) && why.contains("could not be read"),
+            "{why}"
+        );
+    }
+}
+
 /// The re-check reads links from the fresh index: a kept NAR that became a symlink since
 /// the plan (through a chain ending in a cycle) keeps every object it reads; a removed
 /// link keeps nothing.
