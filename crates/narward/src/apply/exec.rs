@@ -151,12 +151,8 @@ where
 /// The longest wait between two attempts.
 pub const MAX_PAUSE: Duration = Duration::from_secs(20);
 
-/// Run one step. `Err` only for errors that must stop the run (`Denied`).
-pub async fn run_op<S: Store>(store: &S, op: &Op, o: &ExecOptions) -> StoreResult<StepResult> {
-    run_step(store, op, o, false).await
-}
-
-/// Run one step; with `defer_delete`, a step that would delete its source answers
+/// Run one step (`Err` only for errors that must stop the run: `Denied`); with
+/// `defer_delete`, a step that would delete its source answers
 /// [`StepResult::AwaitingDelete`] instead (the caller batches those deletes).
 async fn run_step<S: Store>(
     store: &S,
