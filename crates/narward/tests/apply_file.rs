@@ -29,6 +29,19 @@ fn apply_ok(fx: &Fx, extra: &[&str]) -> serde_json::Value {
     json(&fx.ok(&args))
 }
 
+/// `narward apply --finalize --json` as if at unix time `now`; its report.
+fn finalize_at(fx: &Fx, now: &str) -> serde_json::Value {
+    json(&fx.ok(&[
+        "apply",
+        "--finalize",
+        "--confirm",
+        "cache",
+        "--json",
+        "--now",
+        now,
+    ]))
+}
+
 #[test]
 fn apply_moves_exactly_the_planned_objects_and_keeps_narinfos_byte_for_byte() {
     let fx = fixture("archive");
@@ -196,17 +209,7 @@ fn finalize_respects_the_grace_window_and_recovers_what_became_reachable() {
     apply_ok(&fx, &["--now", &T0.to_string()]);
     let q0 = tree(&fx.quarantine());
     assert!(!q0.is_empty());
-    let fin = |now: i64| {
-        json(&fx.ok(&[
-            "apply",
-            "--finalize",
-            "--confirm",
-            "cache",
-            "--json",
-            "--now",
-            &now.to_string(),
-        ]))
-    };
+    let fin = |now: i64| finalize_at(&fx, &now.to_string());
     let r = fin(T0 + 29 * DAY);
     assert_eq!(r["deleted"].as_array().unwrap().len(), 0, "{r}");
     assert_eq!(tree(&fx.quarantine()), q0);
@@ -591,15 +594,7 @@ fn finalize_and_recover_use_the_areas_the_apply_used() {
             .exists()
     );
     let now = (T0 + 31 * DAY).to_string();
-    let r = json(&fx.ok(&[
-        "apply",
-        "--finalize",
-        "--confirm",
-        "cache",
-        "--json",
-        "--now",
-        &now,
-    ]));
+    let r = finalize_at(&fx, &now);
     assert!(!r["deleted"].as_array().unwrap().is_empty(), "{r}");
     assert!(tree(&other).is_empty());
 }
@@ -629,15 +624,7 @@ fn finalize_of_more_than_1000_quarantined_objects_uses_several_journaled_delete_
     let q0 = tree(&fx.quarantine());
     assert!(q0.len() > 1500);
     let now = (T0 + 31 * DAY).to_string();
-    let r = json(&fx.ok(&[
-        "apply",
-        "--finalize",
-        "--confirm",
-        "cache",
-        "--json",
-        "--now",
-        &now,
-    ]));
+    let r = finalize_at(&fx, &now);
     assert!(
         r["delete_requests"].as_u64().unwrap() >= 2,
         "{}",

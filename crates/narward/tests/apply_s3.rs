@@ -16,6 +16,19 @@ use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+/// `narward apply --finalize --json` as if at unix time `now`; its report.
+fn finalize_at(fx: &Fx, now: &str) -> serde_json::Value {
+    json(&fx.ok(&[
+        "apply",
+        "--finalize",
+        "--confirm",
+        &fx.bucket,
+        "--json",
+        "--now",
+        now,
+    ]))
+}
+
 #[test]
 fn apply_on_s3_moves_exactly_the_planned_objects_and_keeps_narinfos_byte_for_byte() {
     for prefix in ["", "some/prefix"] {
@@ -416,17 +429,7 @@ fn finalize_on_s3_respects_the_grace_window_and_recovers_what_became_reachable()
     fx.apply(&["--now", &T0.to_string()]);
     let q0 = quarantined(&fx);
     assert!(!q0.is_empty());
-    let fin = |now: i64| {
-        json(&fx.ok(&[
-            "apply",
-            "--finalize",
-            "--confirm",
-            &fx.bucket,
-            "--json",
-            "--now",
-            &now.to_string(),
-        ]))
-    };
+    let fin = |now: i64| finalize_at(&fx, &now.to_string());
     let r = fin(T0 + 29 * DAY);
     assert_eq!(r["deleted"].as_array().unwrap().len(), 0, "{r}");
     assert_eq!(
@@ -939,15 +942,7 @@ fn finalize_on_s3_of_more_than_1000_quarantined_objects_uses_several_delete_obje
         .collect();
     let seen = proxy.request_lines().len();
     let now = (T0 + 31 * DAY).to_string();
-    let r = json(&fx.ok(&[
-        "apply",
-        "--finalize",
-        "--confirm",
-        &fx.bucket,
-        "--json",
-        "--now",
-        &now,
-    ]));
+    let r = finalize_at(&fx, &now);
     let deletes: Vec<String> = proxy.request_lines()[seen..]
         .iter()
         .filter(|l| l.starts_with("POST ") && l.contains("?delete"))

@@ -151,12 +151,8 @@ where
 /// The longest wait between two attempts.
 pub const MAX_PAUSE: Duration = Duration::from_secs(20);
 
-/// Run one step. `Err` only for errors that must stop the run (`Denied`).
-pub async fn run_op<S: Store>(store: &S, op: &Op, o: &ExecOptions) -> StoreResult<StepResult> {
-    run_step(store, op, o, false).await
-}
-
-/// Run one step; with `defer_delete`, a step that would delete its source answers
+/// Run one step (`Err` only for errors that must stop the run: `Denied`); with
+/// `defer_delete`, a step that would delete its source answers
 /// [`StepResult::AwaitingDelete`] instead (the caller batches those deletes).
 async fn run_step<S: Store>(
     store: &S,
@@ -348,6 +344,44 @@ fn tally(
         }
     }
     Ok(denied)
+}
+
+/// Tests: run `ops` as batch 0 of the quarantine phase, journaled in `<dir>/j`; what
+/// [`run`] answered, and its report.
+#[cfg(test)]
+pub(crate) fn run_one_batch<S: Store>(
+    store: &S,
+    dir: &std::path::Path,
+    ops: Vec<Op>,
+    o: &ExecOptions,
+) -> (Result<()>, Report) {
+    let begin = super::journal::Begin {
+        plan: "p".into(),
+        plan_dir: "/p".into(),
+        cache: "c".into(),
+        archive: "a".into(),
+        quarantine: "q".into(),
+        stamp: "1".into(),
+        batch_size: ops.len().max(1),
+    };
+    let mut j = Journal::create(&dir.join("j"), begin).expect("a test journal");
+    let n = ops.len() as u64;
+    let b = Batch {
+        phase: Phase::Quarantine,
+        seq: 0,
+        ops,
+    };
+    let mut rep = Report::default();
+    let r = crate::cache::test_store::block(run(
+        store,
+        std::iter::once(b),
+        [0, 0, n],
+        0,
+        &mut j,
+        o,
+        &mut rep,
+    ));
+    (r, rep)
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@
 
 use super::Phase;
 use crate::cache::store::Loc;
-use crate::cache_graph::Snapshot;
+use crate::cache_graph::{Snapshot, Status};
 use crate::plan::{Decision, Plan};
 use narward_formats::keys::Category;
 use serde::{Deserialize, Serialize};
@@ -125,7 +125,9 @@ pub fn recheck(plan: &Plan, fresh: &Snapshot<'_>) -> Vec<Skip> {
 /// Keep every removed path that a narinfo uploaded or changed since the plan (or a
 /// narinfo the re-check skips) names, directly or through other removed paths. A
 /// narinfo's texts are [`Snapshot::texts`]: the kept quirk text and its earlier texts, or
-/// the text printed back from the columns (byte for byte the one fetched).
+/// the text printed back from the columns (byte for byte the one fetched). Such a
+/// narinfo that could not be read (fetch failed, not indexed) might name any removed
+/// path: then every removed object is kept.
 fn rescue_referenced(plan: &Plan, fresh: &Snapshot<'_>, skips: &mut BTreeMap<String, String>) {
     let removed_nars: HashSet<&str> = plan
         .objects
@@ -158,6 +160,14 @@ fn rescue_referenced(plan: &Plan, fresh: &Snapshot<'_>, skips: &mut BTreeMap<Str
         let Some(id) = key_hash(&narinfo_key).and_then(|h| g.id(&h)) else {
             continue;
         };
+        if matches!(g.status(id), Status::FetchFailed | Status::NotIndexed) {
+            // Its references are unknown: any removed path might be one.
+            let why = format!("{why}, which could not be read ({})", g.why(id));
+            for o in plan.objects.iter().filter(|o| o.decision != Decision::Keep) {
+                skips.entry(o.key.clone()).or_insert_with(|| why.clone());
+            }
+            return;
+        }
         for text in fresh.texts(id) {
             for tok in tokens(&text) {
                 if removed_nars.contains(tok) {

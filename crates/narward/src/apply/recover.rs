@@ -407,6 +407,34 @@ pub struct FinalizeReport {
     pub delete_requests: u64,
 }
 
+/// Refuse to finalize while a narinfo visible in `fresh` could not be read (its fetch
+/// failed, or it is listed but not indexed): what it references is unknown, and any
+/// quarantined object might be it, so nothing may be deleted (and nothing is recovered
+/// either: finalize changes nothing until it reads).
+///
+/// # Errors
+/// Such a narinfo exists: the error names the first few, with why.
+pub fn refuse_unread(fresh: &Snapshot<'_>) -> Result<()> {
+    use crate::cache_graph::Status;
+    let g = fresh.graph;
+    let unread: Vec<u32> = (0..g.len() as u32)
+        .filter(|&id| matches!(g.status(id), Status::FetchFailed | Status::NotIndexed))
+        .collect();
+    if unread.is_empty() {
+        return Ok(());
+    }
+    let named: Vec<String> = unread
+        .iter()
+        .take(5)
+        .map(|&id| format!("{}.narinfo ({})", g.hash(id), g.why(id)))
+        .collect();
+    bail!(
+        "{} narinfo(s) in the cache could not be read, so what they reference is unknown: nothing recovered or deleted (repair or remove them, run `narward index`, then finalize again): {}",
+        unread.len(),
+        named.join(", ")
+    )
+}
+
 /// Finalize: recover quarantined paths (references first: [`references_first`]) and NARs
 /// that a narinfo visible in `fresh` references, directly or through other quarantined
 /// paths, and objects a `file://`
@@ -416,7 +444,8 @@ pub struct FinalizeReport {
 /// (the journal).
 ///
 /// # Errors
-/// Store errors; `announce` fails.
+/// A visible narinfo could not be read ([`refuse_unread`]: nothing is changed); store
+/// errors; `announce` fails.
 pub async fn finalize<S: Store>(
     store: &S,
     fresh: &Snapshot<'_>,
@@ -425,6 +454,7 @@ pub async fn finalize<S: Store>(
     o: &ExecOptions,
     announce: &mut dyn FnMut(&[String]) -> Result<()>,
 ) -> Result<FinalizeReport> {
+    refuse_unread(fresh)?;
     let q = quarantine_index(store, o).await?;
     let mut needed: BTreeSet<String> = BTreeSet::new();
     let mut todo: Vec<String> = Vec::new();
@@ -467,6 +497,7 @@ pub async fn finalize<S: Store>(
                 .push(recover_path(store, &q, &f, &h, o).await?);
         }
     }
+    let mut moved = !rep.recovered.is_empty();
     for k in needed.iter().filter(|k| !k.ends_with(".narinfo")) {
         let l = Loc::cache(k.clone());
         let in_cache = retry(o, store, || store.head(&l)).await?;
@@ -474,9 +505,16 @@ pub async fn finalize<S: Store>(
             let from = Loc::quarantine(quarantine_key(s, k));
             bring_back(store, &from, k, o).await?;
             retry(o, store, || store.delete(&from, None)).await?;
+            moved = true;
         }
     }
-    let q = quarantine_index(store, o).await?;
+    // What is left to delete: listed again only when something left the quarantine
+    // above (the listing is then the truth), else the first listing still is.
+    let q = if moved {
+        quarantine_index(store, o).await?
+    } else {
+        q
+    };
     let mut expired_keys = Vec::new();
     for (key, stamps) in &q {
         for s in stamps {

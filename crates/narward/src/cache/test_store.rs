@@ -1,6 +1,6 @@
 //! The one test store of the unit tests of apply and restore: [`Spy`] wraps a store (a
 //! `FileStore` in practice), passes every call on, records the requests a test counts
-//! (copies, single and batch deletes), and on demand fails the next copies or makes the
+//! (copies, single and batch deletes, listings), and on demand fails the next copies or makes the
 //! archive area's NARs cold (DEEP_ARCHIVE until a restore is requested and `ready`).
 
 use super::ObjectMeta;
@@ -20,6 +20,8 @@ pub struct Spy<S> {
     /// Keys of single deletes, and of each DeleteObjects batch.
     pub singles: Mutex<Vec<String>>,
     pub batches: Mutex<Vec<Vec<String>>>,
+    /// Listings asked for, by area.
+    pub lists: Mutex<Vec<Area>>,
     /// The next this many copies fail with `fail_kind`.
     pub fail_copies: AtomicU32,
     pub fail_kind: StoreErrorKind,
@@ -39,6 +41,7 @@ impl<S: Store> Spy<S> {
             copies: Mutex::new(Vec::new()),
             singles: Mutex::new(Vec::new()),
             batches: Mutex::new(Vec::new()),
+            lists: Mutex::new(Vec::new()),
             fail_copies: AtomicU32::new(0),
             fail_kind: StoreErrorKind::Other,
             cold: false,
@@ -99,6 +102,7 @@ impl<S: Store> Store for Spy<S> {
         self.inner.get(loc).await
     }
     async fn list(&self, area: Area, prefix: &str) -> StoreResult<Vec<ObjectRecord>> {
+        self.lists.lock().unwrap().push(area);
         self.inner.list(area, prefix).await
     }
     async fn put_if_absent(&self, loc: &Loc, bytes: &[u8]) -> StoreResult<PutOutcome> {

@@ -145,10 +145,23 @@ impl ThrottleInfo for Throttled<S3Store> {
 
 /// What a command does once its store is open.
 enum Job {
-    Apply { plan: Box<Plan>, a: ApplyArgs },
-    Resume { state: Box<State>, a: ApplyArgs },
-    Finalize { url_text: String, a: ApplyArgs },
-    Recover { hash: String, closure: bool },
+    Apply {
+        plan: Box<Plan>,
+        a: ApplyArgs,
+    },
+    Resume {
+        state: Box<State>,
+        plan: Box<Plan>,
+        a: ApplyArgs,
+    },
+    Finalize {
+        url_text: String,
+        a: ApplyArgs,
+    },
+    Recover {
+        hash: String,
+        closure: bool,
+    },
 }
 
 /// The name `--confirm` must repeat: the bucket, or the directory's name.
@@ -216,7 +229,7 @@ pub(super) async fn with_restore_store(
 fn job_header(g: &Global, o: &S3Options, job: &Job) -> Result<Option<PlanHeader>> {
     Ok(match job {
         Job::Apply { plan, .. } => Some(plan.header.clone()),
-        Job::Resume { state, .. } => Some(Plan::read(&state.begin.plan_dir)?.header),
+        Job::Resume { plan, .. } => Some(plan.header.clone()),
         Job::Finalize { .. } | Job::Recover { .. } => latest_header(g, o)?,
     })
 }
@@ -297,7 +310,7 @@ async fn run_job<S: Store + ThrottleInfo>(
 ) -> Result<ExitCode> {
     match job {
         Job::Apply { plan, a } => apply_new(g, store, url, &plan, &a).await,
-        Job::Resume { state, a } => resume(g, store, url, *state, &a).await,
+        Job::Resume { state, plan, a } => resume(g, store, url, *state, &plan, &a).await,
         Job::Finalize { url_text, a } => finalize(g, store, url, &url_text, &a).await,
         Job::Recover { hash, closure } => {
             let _lock = lock_apply(&g.state)?;
@@ -329,17 +342,17 @@ pub async fn run(g: &Global, a: ApplyArgs) -> Result<ExitCode> {
             );
             return Ok(ExitCode::SUCCESS);
         };
-        let plan_url = Plan::read(&state.begin.plan_dir)
-            .with_context(|| format!("the plan of journal {}", dir.display()))?
-            .header
-            .cache_url;
-        let url = CacheUrl::parse(&plan_url)?;
+        // Read (and verified) once: it lays out the S3 store and is what resume runs.
+        let plan = Plan::read(&state.begin.plan_dir)
+            .with_context(|| format!("the plan of journal {}", dir.display()))?;
+        let url = CacheUrl::parse(&plan.header.cache_url)?;
         let areas = AreaArgs {
             archive_dir: Some(PathBuf::from(&state.begin.archive)),
             quarantine_dir: Some(PathBuf::from(&state.begin.quarantine)),
         };
         let job = Job::Resume {
             state: Box::new(state),
+            plan: Box::new(plan),
             a,
         };
         return with_store(g, &url, &areas, job).await;
@@ -681,6 +694,7 @@ fn dry_run<S: Store>(
 fn unfinished_journal(state: &Path) -> Result<Option<(PathBuf, State)>> {
     let root = state.join("apply");
     let mut found = Vec::new();
+    let mut any = false;
     let rd = std::fs::read_dir(&root)
         .with_context(|| format!("no apply to resume in {}", root.display()))?;
     for e in rd {
@@ -690,6 +704,7 @@ fn unfinished_journal(state: &Path) -> Result<Option<(PathBuf, State)>> {
         if !d.join("journal").is_file() {
             continue;
         }
+        any = true;
         let text = std::fs::read(d.join("journal"))
             .with_context(|| format!("journal in {}", d.display()))?;
         let (s, _) = journal::read_records(&text, &d.join("journal"))?;
@@ -697,8 +712,6 @@ fn unfinished_journal(state: &Path) -> Result<Option<(PathBuf, State)>> {
             found.push((d, s));
         }
     }
-    let any =
-        std::fs::read_dir(&root)?.any(|e| e.is_ok_and(|e| e.path().join("journal").is_file()));
     match found.len() {
         1 => Ok(Some(found.remove(0))),
         0 if any => Ok(None),
@@ -720,12 +733,14 @@ async fn resume<S: Store + ThrottleInfo>(
     store: &S,
     url: &CacheUrl,
     state: State,
+    plan: &Plan,
     a: &ApplyArgs,
 ) -> Result<ExitCode> {
     let _lock = lock_apply(&g.state)?;
     let jdir = journal::dir(&g.state, &state.begin.plan);
+    // Read again under the lock (the first read only found the journal): this state is
+    // the one to continue from.
     let (mut j, state) = Journal::open(&jdir)?;
-    let plan = Plan::read(&state.begin.plan_dir)?;
     if plan.header.checksum != state.begin.plan {
         bail!(
             "plan {} has checksum {}, the journal {} was started for {}: refusing",
@@ -739,14 +754,14 @@ async fn resume<S: Store + ThrottleInfo>(
     if !state.checked {
         let (fresh, view) = fresh_index(g, url, &plan.header.cache_url, &plan.header.cache).await?;
         let graph = view.graph()?;
-        skips = program::recheck(&plan, &view.snapshot(&fresh, &graph));
+        skips = program::recheck(plan, &view.snapshot(&fresh, &graph));
         for k in &skips {
             j.append(&Record::Skip(k.clone()))?;
         }
         j.append(&Record::Checked)?;
     }
     let set = skip_set(&skips);
-    let prog = Program::new(&plan, &set, &layout(store, &state.begin));
+    let prog = Program::new(plan, &set, &layout(store, &state.begin));
     skips.extend(state.runtime_skips.iter().cloned());
     execute(g, store, &prog, state.next_seq, &mut j, a, skips).await
 }

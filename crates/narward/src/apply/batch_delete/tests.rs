@@ -1,8 +1,7 @@
 use super::*;
 use crate::apply::Phase;
-use crate::apply::exec::{Report, run};
-use crate::apply::journal::{Begin, Journal};
-use crate::apply::program::{Batch, Op};
+use crate::apply::exec::run_one_batch;
+use crate::apply::program::Op;
 use crate::cache::file_store::FileStore;
 use crate::cache::store_wrap::{FaultConfig, Faulty};
 use crate::cache::test_store::{Spy, block};
@@ -17,6 +16,25 @@ fn opts() -> ExecOptions {
         max_attempts: 8,
         ..ExecOptions::default()
     }
+}
+
+/// `fraction` of the requests (and of the keys of each batch) fail with one of `kinds`,
+/// only once each (`after_effect` 0), reads never.
+fn faults(fraction: f64, kinds: &[StoreErrorKind], seed: u64) -> FaultConfig {
+    FaultConfig {
+        fraction,
+        kinds: kinds.to_vec(),
+        after_effect: 0.0,
+        seed,
+        reads: false,
+    }
+}
+
+/// Delete `keys` from the quarantine area of `s`, journaling nothing.
+fn delete_quarantined<S: Store>(s: &S, keys: &[String]) -> Result<Deleted> {
+    block(delete_keys(s, Area::Quarantine, keys, &opts(), &mut |_| {
+        Ok(())
+    }))
 }
 
 /// A file:// store with `n` quarantined objects `100/nar/<i>.nar`; their keys.
@@ -65,22 +83,13 @@ fn more_than_1000_keys_are_deleted_in_several_announced_batches_of_at_most_1000(
 #[test]
 fn a_key_failing_transiently_in_a_batch_is_retried_until_deleted() {
     let (d, s, keys) = quarantined(1500);
+    let kinds = [StoreErrorKind::Transient, StoreErrorKind::Throttled];
     let cfg = FaultConfig {
-        fraction: 0.3,
-        kinds: vec![StoreErrorKind::Transient, StoreErrorKind::Throttled],
         after_effect: 0.5,
-        seed: 7,
-        reads: false,
+        ..faults(0.3, &kinds, 7)
     };
     let s = Faulty::new(s, cfg);
-    let r = block(delete_keys(
-        &s,
-        Area::Quarantine,
-        &keys,
-        &opts(),
-        &mut |_| Ok(()),
-    ))
-    .unwrap();
+    let r = delete_quarantined(&s, &keys).unwrap();
     assert!(s.injected() > 300, "{} faults", s.injected());
     assert!(
         r.failed.is_empty(),
@@ -95,22 +104,8 @@ fn a_key_failing_transiently_in_a_batch_is_retried_until_deleted() {
 #[test]
 fn a_key_failing_for_good_in_a_batch_is_reported_kept_and_never_counted_as_deleted() {
     let (d, s, keys) = quarantined(1200);
-    let cfg = FaultConfig {
-        fraction: 0.05,
-        kinds: vec![StoreErrorKind::Other],
-        after_effect: 0.0,
-        seed: 11,
-        reads: false,
-    };
-    let s = Faulty::new(s, cfg);
-    let r = block(delete_keys(
-        &s,
-        Area::Quarantine,
-        &keys,
-        &opts(),
-        &mut |_| Ok(()),
-    ))
-    .unwrap();
+    let s = Faulty::new(s, faults(0.05, &[StoreErrorKind::Other], 11));
+    let r = delete_quarantined(&s, &keys).unwrap();
     assert!(!r.failed.is_empty());
     assert_eq!(r.failed.len() as u64, s.injected());
     assert_eq!(r.deleted.len() + r.failed.len(), keys.len());
@@ -127,22 +122,8 @@ fn a_key_failing_for_good_in_a_batch_is_reported_kept_and_never_counted_as_delet
 #[test]
 fn denied_in_a_batch_stops_the_deletes() {
     let (_d, s, keys) = quarantined(10);
-    let cfg = FaultConfig {
-        fraction: 1.0,
-        kinds: vec![StoreErrorKind::Denied],
-        after_effect: 0.0,
-        seed: 1,
-        reads: false,
-    };
-    let s = Faulty::new(s, cfg);
-    let e = block(delete_keys(
-        &s,
-        Area::Quarantine,
-        &keys,
-        &opts(),
-        &mut |_| Ok(()),
-    ))
-    .unwrap_err();
+    let s = Faulty::new(s, faults(1.0, &[StoreErrorKind::Denied], 1));
+    let e = delete_quarantined(&s, &keys).unwrap_err();
     assert!(e.to_string().contains("denied"), "{e}");
 }
 
@@ -188,39 +169,32 @@ fn quarantine_op(key: &str, size: u64) -> Op {
     }
 }
 
-#[test]
-fn nar_sources_of_a_batch_are_deleted_in_one_delete_objects_request_and_others_singly() {
+/// A file:// cache holding each of `keys` (5 bytes), and a quarantine step for each.
+fn cache_of(keys: &[&String]) -> (tempfile::TempDir, FileStore, Vec<Op>) {
     let d = tempfile::tempdir().unwrap();
     let cache = d.path().join("cache");
-    std::fs::create_dir_all(cache.join("nar")).unwrap();
-    std::fs::create_dir_all(cache.join("log")).unwrap();
+    let ops = keys
+        .iter()
+        .map(|k| {
+            let p = cache.join(k);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, b"bytes").unwrap();
+            quarantine_op(k, 5)
+        })
+        .collect();
+    let s = FileStore::open(&cache, &d.path().join("a"), &d.path().join("q")).unwrap();
+    (d, s, ops)
+}
+
+#[test]
+fn nar_sources_of_a_batch_are_deleted_in_one_delete_objects_request_and_others_singly() {
     let nars: Vec<String> = (0..5).map(nar_key).collect();
     let log = "log/0a3yijp35sygmy51cnrrz11vimwapz7c-x.drv".to_string();
-    let mut ops = Vec::new();
-    for k in nars.iter().chain([&log]) {
-        std::fs::write(cache.join(k), b"bytes").unwrap();
-        ops.push(quarantine_op(k, 5));
-    }
-    let inner = FileStore::open(&cache, &d.path().join("a"), &d.path().join("q")).unwrap();
+    let (d, inner, ops) = cache_of(&nars.iter().chain([&log]).collect::<Vec<_>>());
+    let cache = d.path().join("cache");
     let s = Counting::new(inner);
-    let begin = Begin {
-        plan: "p".into(),
-        plan_dir: "/p".into(),
-        cache: "c".into(),
-        archive: "a".into(),
-        quarantine: "q".into(),
-        stamp: "1".into(),
-        batch_size: 10,
-    };
-    let mut j = Journal::create(&d.path().join("j"), begin).unwrap();
-    let batch = Batch {
-        phase: Phase::Quarantine,
-        seq: 0,
-        ops,
-    };
-    let mut rep = Report::default();
-    let b = std::iter::once(batch);
-    block(run(&s, b, [0, 0, 6], 0, &mut j, &opts(), &mut rep)).unwrap();
+    let (r, rep) = run_one_batch(&s, d.path(), ops, &opts());
+    r.unwrap();
     let batches = s.batches.lock().unwrap().clone();
     assert_eq!(batches.len(), 1);
     let mut got = batches[0].clone();
@@ -238,51 +212,14 @@ fn nar_sources_of_a_batch_are_deleted_in_one_delete_objects_request_and_others_s
 
 #[test]
 fn a_nar_whose_batched_source_delete_fails_is_skipped_not_moved_and_kept() {
-    let d = tempfile::tempdir().unwrap();
-    let cache = d.path().join("cache");
-    std::fs::create_dir_all(cache.join("nar")).unwrap();
     let nars: Vec<String> = (0..40).map(nar_key).collect();
-    let ops: Vec<Op> = nars
-        .iter()
-        .map(|k| {
-            std::fs::write(cache.join(k), b"bytes").unwrap();
-            quarantine_op(k, 5)
-        })
-        .collect();
-    let inner = FileStore::open(&cache, &d.path().join("a"), &d.path().join("q")).unwrap();
-    // Only deletes fail (per key in the batch), copies and heads never: reads: false,
-    // and the copies are drawn too, so some copies fail as well (skipped, kept).
-    let s = Faulty::new(
-        inner,
-        FaultConfig {
-            fraction: 0.2,
-            kinds: vec![StoreErrorKind::Other],
-            after_effect: 0.0,
-            seed: 5,
-            reads: false,
-        },
-    );
-    let mut j = Journal::create(
-        &d.path().join("j"),
-        Begin {
-            plan: "p".into(),
-            plan_dir: "/p".into(),
-            cache: "c".into(),
-            archive: "a".into(),
-            quarantine: "q".into(),
-            stamp: "1".into(),
-            batch_size: 100,
-        },
-    )
-    .unwrap();
-    let batch = Batch {
-        phase: Phase::Quarantine,
-        seq: 0,
-        ops,
-    };
-    let mut rep = Report::default();
-    let b = std::iter::once(batch);
-    block(run(&s, b, [0, 0, 40], 0, &mut j, &opts(), &mut rep)).unwrap();
+    let (d, inner, ops) = cache_of(&nars.iter().collect::<Vec<_>>());
+    let cache = d.path().join("cache");
+    // Deletes (per key of the batch) and copies fail, heads never (reads: false): some
+    // steps fail at their copy (skipped, kept), some at their batched source delete.
+    let s = Faulty::new(inner, faults(0.2, &[StoreErrorKind::Other], 5));
+    let (r, rep) = run_one_batch(&s, d.path(), ops, &opts());
+    r.unwrap();
     let pr = &rep.phases[&Phase::Quarantine];
     assert!(pr.skipped > 0);
     assert_eq!(pr.moved + pr.skipped, 40);
@@ -313,12 +250,9 @@ fn a_nar_whose_batched_source_delete_fails_is_skipped_not_moved_and_kept() {
 fn retries_do_not_stack_a_store_that_always_fails_retryably_gets_bounded_attempts() {
     use crate::cache::store_wrap::{ThrottleConfig, Throttled};
     let (_d, s, keys) = quarantined(5);
-    let faults = FaultConfig {
-        fraction: 1.0,
-        kinds: vec![StoreErrorKind::Throttled],
-        after_effect: 0.0,
-        seed: 1,
+    let always = FaultConfig {
         reads: true,
+        ..faults(1.0, &[StoreErrorKind::Throttled], 1)
     };
     let cfg = ThrottleConfig {
         max_retries: 2,
@@ -326,15 +260,8 @@ fn retries_do_not_stack_a_store_that_always_fails_retryably_gets_bounded_attempt
         backoff_cap: Duration::from_millis(2),
         ..ThrottleConfig::default()
     };
-    let t = Throttled::new(Counting::new(Faulty::new(s, faults)), cfg);
-    let r = block(delete_keys(
-        &t,
-        Area::Quarantine,
-        &keys,
-        &opts(),
-        &mut |_| Ok(()),
-    ))
-    .unwrap();
+    let t = Throttled::new(Counting::new(Faulty::new(s, always)), cfg);
+    let r = delete_quarantined(&t, &keys).unwrap();
     assert_eq!(r.failed.len(), 5, "{r:?}");
     assert!(r.deleted.is_empty());
     assert_eq!(t.inner().batches.lock().unwrap().len(), 3, "1 + 2 retries");
@@ -345,14 +272,11 @@ fn retries_do_not_stack_a_store_that_always_fails_retryably_gets_bounded_attempt
     assert_eq!(t.inner().inner.injected() - before, 3, "1 + 2 retries");
     // A store that does not retry itself is retried by the caller, max_attempts times.
     let (_d, s, keys) = quarantined(1);
-    let faults = FaultConfig {
-        fraction: 1.0,
-        kinds: vec![StoreErrorKind::Transient],
-        after_effect: 0.0,
-        seed: 1,
+    let always = FaultConfig {
         reads: true,
+        ..faults(1.0, &[StoreErrorKind::Transient], 1)
     };
-    let f = Faulty::new(s, faults);
+    let f = Faulty::new(s, always);
     let l = Loc::quarantine(keys[0].clone());
     assert!(block(crate::apply::exec::retry(&opts(), &f, || f.head(&l))).is_err());
     assert_eq!(f.injected(), 8);

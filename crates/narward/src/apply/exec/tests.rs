@@ -1,5 +1,5 @@
 use super::*;
-use crate::apply::journal::{Begin, Journal};
+use crate::apply::journal::Journal;
 use crate::cache::file_store::FileStore;
 use crate::cache::test_store::{Spy, block};
 
@@ -40,7 +40,7 @@ fn opts() -> ExecOptions {
 fn throttled_and_transient_errors_are_retried_until_the_step_succeeds() {
     for kind in [StoreErrorKind::Throttled, StoreErrorKind::Transient] {
         let (d, s, op) = setup(3, kind);
-        let r = block(run_op(&s, &op, &opts())).unwrap();
+        let r = block(run_step(&s, &op, &opts(), false)).unwrap();
         assert_eq!(r, StepResult::Moved);
         assert_eq!(s.copies.lock().unwrap().len(), 4);
         assert!(!d.path().join("cache").join(NAR).exists());
@@ -51,7 +51,7 @@ fn throttled_and_transient_errors_are_retried_until_the_step_succeeds() {
 #[test]
 fn retries_give_up_after_max_attempts_and_skip_the_object() {
     let (d, s, op) = setup(50, StoreErrorKind::Transient);
-    let r = block(run_op(&s, &op, &opts())).unwrap();
+    let r = block(run_step(&s, &op, &opts(), false)).unwrap();
     assert!(
         matches!(r, StepResult::Skipped(ref m) if m.contains("injected")),
         "{r:?}"
@@ -67,7 +67,7 @@ fn retries_give_up_after_max_attempts_and_skip_the_object() {
 fn a_nar_whose_narinfo_is_still_in_the_cache_is_never_moved() {
     let (d, s, op) = setup(0, StoreErrorKind::Other);
     std::fs::write(d.path().join("cache").join(NI), b"StorePath: x\n").unwrap();
-    let r = block(run_op(&s, &op, &opts())).unwrap();
+    let r = block(run_step(&s, &op, &opts(), false)).unwrap();
     assert!(
         matches!(r, StepResult::Skipped(ref m) if m.contains(NI)),
         "{r:?}"
@@ -78,43 +78,23 @@ fn a_nar_whose_narinfo_is_still_in_the_cache_is_never_moved() {
 #[test]
 fn a_step_repeated_after_its_source_was_deleted_counts_as_done() {
     let (_d, s, op) = setup(0, StoreErrorKind::Other);
-    assert_eq!(block(run_op(&s, &op, &opts())).unwrap(), StepResult::Moved);
-    assert_eq!(block(run_op(&s, &op, &opts())).unwrap(), StepResult::Moved);
+    assert_eq!(
+        block(run_step(&s, &op, &opts(), false)).unwrap(),
+        StepResult::Moved
+    );
+    assert_eq!(
+        block(run_step(&s, &op, &opts(), false)).unwrap(),
+        StepResult::Moved
+    );
 }
 
 #[test]
 fn denied_stops_the_run_and_leaves_the_batch_announced_for_resume() {
     let (d, s, op) = setup(1, StoreErrorKind::Denied);
-    let jdir = d.path().join("j");
-    let begin = Begin {
-        plan: "p".into(),
-        plan_dir: "/p".into(),
-        cache: "c".into(),
-        archive: "a".into(),
-        quarantine: "q".into(),
-        stamp: "1".into(),
-        batch_size: 10,
-    };
-    let mut j = Journal::create(&jdir, begin).unwrap();
-    let batches = vec![Batch {
-        phase: Phase::Quarantine,
-        seq: 0,
-        ops: vec![op],
-    }];
-    let mut rep = Report::default();
-    let e = block(run(
-        &s,
-        batches.into_iter(),
-        [0, 0, 1],
-        0,
-        &mut j,
-        &opts(),
-        &mut rep,
-    ))
-    .unwrap_err();
+    let (r, _) = run_one_batch(&s, d.path(), vec![op], &opts());
+    let e = r.unwrap_err();
     assert!(e.to_string().contains("denied"), "{e}");
-    drop(j);
-    let (_, st) = Journal::open(&jdir).unwrap();
+    let (_, st) = Journal::open(&d.path().join("j")).unwrap();
     assert_eq!((st.next_seq, st.in_flight), (0, Some(0)));
     assert!(d.path().join("cache").join(NAR).exists());
 }

@@ -99,6 +99,20 @@ struct Spec {
     changed: Vec<(usize, bool)>,
 }
 
+impl Spec {
+    /// A cache of `n` paths with these `edges` and `roots`, nothing changed since the plan.
+    fn of(n: usize, edges: &[(usize, usize)], roots: &[usize], delete: bool) -> Spec {
+        Spec {
+            n,
+            edges: edges.to_vec(),
+            roots: roots.to_vec(),
+            delete,
+            uploads: vec![],
+            changed: vec![],
+        }
+    }
+}
+
 fn spec() -> impl Strategy<Value = Spec> {
     (2usize..30).prop_flat_map(|n| {
         (
@@ -321,14 +335,7 @@ proptest! {
 
 #[test]
 fn in_place_archive_changes_class_and_keeps_the_source() {
-    let s = Spec {
-        n: 2,
-        edges: vec![],
-        roots: vec![0],
-        delete: false,
-        uploads: vec![],
-        changed: vec![],
-    };
+    let s = Spec::of(2, &[], &[0], false);
     let plan = planned(&s);
     let l = Layout {
         archives_in_place: true,
@@ -350,12 +357,8 @@ fn in_place_archive_changes_class_and_keeps_the_source() {
 fn a_narinfo_uploaded_since_the_plan_keeps_the_removed_closure_it_references() {
     // 2 -> 1 -> 0, root none of them; an upload references 2.
     let s = Spec {
-        n: 4,
-        edges: vec![(2, 1), (1, 0)],
-        roots: vec![3],
-        delete: true,
         uploads: vec![vec![2]],
-        changed: vec![],
+        ..Spec::of(4, &[(2, 1), (1, 0)], &[3], true)
     };
     let plan = planned(&s);
     assert!(
@@ -372,19 +375,48 @@ fn a_narinfo_uploaded_since_the_plan_keeps_the_removed_closure_it_references() {
     }
 }
 
+/// Safety finding: a narinfo uploaded since the plan that the fresh index could not
+/// fetch was read as naming nothing, so the removed paths it references were moved or
+/// deleted anyway. What it references is unknown: the re-check now keeps every removed
+/// object, naming it.
+#[test]
+fn a_narinfo_uploaded_since_the_plan_that_could_not_be_read_keeps_every_removed_object() {
+    let s = Spec {
+        uploads: vec![vec![2]],
+        ..Spec::of(4, &[(2, 1), (1, 0)], &[3], true)
+    };
+    let plan = planned(&s);
+    let mut f = fresh(&s);
+    let new_key = format!("{}.narinfo", hash(4));
+    for r in f.narinfos.iter_mut().filter(|r| r.key == new_key) {
+        r.text.clear();
+        r.fetch_error = Some("connection reset".into());
+    }
+    let skips = recheck_in(&plan, &f);
+    let removed: Vec<&str> = plan
+        .objects
+        .iter()
+        .filter(|o| o.decision != Decision::Keep)
+        .map(|o| o.key.as_str())
+        .collect();
+    assert!(!removed.is_empty());
+    for k in removed {
+        let skip = skips.iter().find(|x| x.key == k);
+        assert!(skip.is_some(), "{k} not kept: {skips:?}");
+        let why = &skip.unwrap().reason;
+        assert!(
+            why.contains(&new_key) && why.contains("could not be read"),
+            "{why}"
+        );
+    }
+}
+
 /// The re-check reads links from the fresh index: a kept NAR that became a symlink since
 /// the plan (through a chain ending in a cycle) keeps every object it reads; a removed
 /// link keeps nothing.
 #[test]
 fn the_recheck_keeps_what_a_staying_symlink_reads_through_chains_and_cycles() {
-    let s = Spec {
-        n: 3,
-        edges: vec![],
-        roots: vec![0],
-        delete: true,
-        uploads: vec![],
-        changed: vec![],
-    };
+    let s = Spec::of(3, &[], &[0], true);
     let (mut o, n) = cache(&s);
     for i in 10..13 {
         o.push(rec(nar(i), 300_000, "e0"));

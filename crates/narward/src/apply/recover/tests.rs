@@ -85,13 +85,13 @@ fn recover_never_publishes_a_narinfo_whose_nar_is_missing() {
     );
 }
 
-#[test]
-fn finalize_keeps_the_grace_window_and_recovers_what_a_visible_narinfo_names() {
-    let (d, s) = setup(false);
-    let c_key = format!("{}.narinfo", "c".repeat(32));
-    let fresh = |texts: &[String]| crate::index::Index {
+/// A fresh index in which the cache area holds one narinfo, `cccc….narinfo`, per text
+/// (the visible narinfos finalize reads).
+fn visible_index(texts: &[String]) -> crate::index::Index {
+    let key = format!("{}.narinfo", "c".repeat(32));
+    crate::index::Index {
         meta: serde_json::from_value(serde_json::json!({
-            "format_version": 1, "cache": "c", "cache_url": "c", "generation": 1,
+            "format_version": 3, "cache": "c", "cache_url": "c", "generation": 1,
             "updated_at": 0, "source": "t", "objects": 0, "narinfos": 0, "unparseable": 0,
             "last_update": {"listed": 0, "narinfo_objects": 0, "fetched": 0, "reused": 0,
                             "dropped": 0, "fetch_errors": 0}
@@ -100,7 +100,7 @@ fn finalize_keeps_the_grace_window_and_recovers_what_a_visible_narinfo_names() {
         objects: texts
             .iter()
             .map(|_| crate::model::ObjectRecord {
-                key: c_key.clone(),
+                key: key.clone(),
                 size: 0,
                 etag: None,
                 last_modified: None,
@@ -111,7 +111,7 @@ fn finalize_keeps_the_grace_window_and_recovers_what_a_visible_narinfo_names() {
         narinfos: texts
             .iter()
             .map(|t| crate::model::FetchedRecord {
-                key: c_key.clone(),
+                key: key.clone(),
                 etag: None,
                 size: 0,
                 text: t.clone().into_bytes(),
@@ -120,7 +120,12 @@ fn finalize_keeps_the_grace_window_and_recovers_what_a_visible_narinfo_names() {
             })
             .collect(),
         debuginfo: Vec::new(),
-    };
+    }
+}
+
+#[test]
+fn finalize_keeps_the_grace_window_and_recovers_what_a_visible_narinfo_names() {
+    let (d, s) = setup(false);
     let o = ExecOptions::default();
     let finalize = |f: &crate::index::Index, now| {
         crate::cache_graph::with_snapshot(f, |snap| {
@@ -128,16 +133,75 @@ fn finalize_keeps_the_grace_window_and_recovers_what_a_visible_narinfo_names() {
         })
         .unwrap()
     };
-    let r = finalize(&fresh(&[]), 150).unwrap();
+    let r = finalize(&visible_index(&[]), 150).unwrap();
     assert!(r.deleted.is_empty() && r.waiting == 4, "{r:?}");
     // Something visible references B: B is recovered, A deleted once the window passed.
     let visible = format!("StorePath: /nix/store/c-c\nReferences: {B}-b\n");
-    let r = finalize(&fresh(&[visible]), 300).unwrap();
+    let r = finalize(&visible_index(&[visible]), 300).unwrap();
     assert_eq!(r.recovered.len(), 1, "{r:?}");
     assert!(d.path().join(format!("cache/{B}.narinfo")).exists());
     assert!(d.path().join(format!("cache/nar/{B}.nar.xz")).exists());
     assert_eq!(r.deleted.len(), 2, "{r:?}");
     assert!(!d.path().join(format!("q/100/{A}.narinfo")).exists());
+}
+
+/// Finalize lists the quarantine once when nothing leaves it before the deletes (the
+/// first listing is still the truth), and again when a path was recovered from it.
+#[test]
+fn finalize_lists_the_quarantine_again_only_after_recovering_from_it() {
+    let (_d, s) = setup(false);
+    let o = ExecOptions::default();
+    let quarantine_lists = |texts: &[String], now| {
+        s.lists.lock().unwrap().clear();
+        crate::cache_graph::with_snapshot(&visible_index(texts), |snap| {
+            block(finalize(&s, snap, now, 100, &o, &mut |_| Ok(())))
+        })
+        .unwrap()
+        .unwrap();
+        let lists = s.lists.lock().unwrap();
+        lists.iter().filter(|a| **a == Area::Quarantine).count()
+    };
+    assert_eq!(quarantine_lists(&[], 150), 1, "nothing recovered");
+    let visible = format!("StorePath: /nix/store/c-c\nReferences: {B}-b\n");
+    assert_eq!(quarantine_lists(&[visible], 150), 2, "B recovered");
+}
+
+/// Safety finding: finalize read a visible narinfo that could not be fetched as naming
+/// nothing, so after the grace window it deleted the quarantined objects the narinfo may
+/// reference. It now refuses, naming the narinfo, and changes nothing.
+#[test]
+fn finalize_refuses_while_a_visible_narinfo_could_not_be_read() {
+    let (d, s) = setup(false);
+    let mut fresh = visible_index(&[String::new()]);
+    fresh.narinfos[0].fetch_error = Some("connection reset".into());
+    let q0: Vec<_> = [A, B]
+        .iter()
+        .flat_map(|h| {
+            [
+                format!("q/100/{h}.narinfo"),
+                format!("q/100/nar/{h}.nar.xz"),
+            ]
+        })
+        .collect();
+    let e = crate::cache_graph::with_snapshot(&fresh, |snap| {
+        block(finalize(
+            &s,
+            snap,
+            300,
+            100,
+            &ExecOptions::default(),
+            &mut |_| Ok(()),
+        ))
+    })
+    .unwrap()
+    .unwrap_err();
+    let m = e.to_string();
+    assert!(m.contains(&format!("{}.narinfo", "c".repeat(32))), "{m}");
+    assert!(m.contains("connection reset"), "{m}");
+    for k in &q0 {
+        assert!(d.path().join(k).exists(), "{k} deleted");
+    }
+    assert!(s.batches.lock().unwrap().is_empty() && s.singles.lock().unwrap().is_empty());
 }
 
 /// Quarantine (stamp 100) holding each `(hash, references)` path with its NAR.
@@ -181,32 +245,7 @@ fn finalize_recovers_narinfos_references_first() {
         "StorePath: /nix/store/{}-c\nReferences: {X}-x\n",
         "c".repeat(32)
     );
-    let fresh = crate::index::Index {
-        meta: serde_json::from_value(serde_json::json!({
-            "format_version": 3, "cache": "c", "cache_url": "c", "generation": 1,
-            "updated_at": 0, "source": "t", "objects": 0, "narinfos": 0, "unparseable": 0,
-            "last_update": {"listed": 0, "narinfo_objects": 0, "fetched": 0, "reused": 0,
-                            "dropped": 0, "fetch_errors": 0}
-        }))
-        .unwrap(),
-        objects: vec![crate::model::ObjectRecord {
-            key: format!("{}.narinfo", "c".repeat(32)),
-            size: 0,
-            etag: None,
-            last_modified: None,
-            storage_class: None,
-            link_target: None,
-        }],
-        narinfos: vec![crate::model::FetchedRecord {
-            key: format!("{}.narinfo", "c".repeat(32)),
-            etag: None,
-            size: 0,
-            text: visible.into_bytes(),
-            fetch_error: None,
-            earlier: Vec::new(),
-        }],
-        debuginfo: Vec::new(),
-    };
+    let fresh = visible_index(&[visible]);
     let o = ExecOptions::default();
     let r = crate::cache_graph::with_snapshot(&fresh, |snap| {
         block(finalize(&s, snap, 150, 100, &o, &mut |_| Ok(())))

@@ -374,17 +374,24 @@ async fn throttled_keeps_to_the_allowed_rate() {
     assert!(secs < 2.0, "{secs}");
 }
 
+/// A throttling layer (over an empty store) that has seen `n` `Throttled` answers and no
+/// success.
+fn throttled_times(cfg: ThrottleConfig, n: usize) -> Throttled<MemStore> {
+    let t = Throttled::new(MemStore::default(), cfg);
+    let e = StoreError::new(StoreErrorKind::Throttled, "x", &Loc::cache("k"), "");
+    for _ in 0..n {
+        t.on_error(&e, 0);
+    }
+    t
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn throttled_halves_the_rate_once_per_window_and_recovers_slowly() {
     let cfg = ThrottleConfig {
         decrease_every: Duration::from_secs(60),
         ..fast_cfg()
     };
-    let t = Throttled::new(MemStore::default(), cfg);
-    let e = StoreError::new(StoreErrorKind::Throttled, "x", &Loc::cache("k"), "");
-    for _ in 0..5 {
-        t.on_error(&e, 0);
-    }
+    let t = throttled_times(cfg, 5);
     let s = t.stats();
     // Nothing succeeded yet: the observed rate is 0, so the rate halves, once.
     assert_eq!(
@@ -407,9 +414,7 @@ async fn throttled_halves_the_rate_once_per_window_and_recovers_slowly() {
 /// only 66 % of the allowed rate was achieved.
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_time_does_not_raise_the_allowed_rate() {
-    let t = Throttled::new(MemStore::default(), fast_cfg());
-    let e = StoreError::new(StoreErrorKind::Throttled, "x", &Loc::cache("k"), "");
-    t.on_error(&e, 0);
+    let t = throttled_times(fast_cfg(), 1);
     let r0 = t.stats().rate_now;
     // Nothing waits for a slot for 0.3 s (every request asleep in backoff).
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -424,12 +429,8 @@ async fn a_low_rate_grows_by_at_most_a_quarter_of_itself_a_second() {
         decrease_every: Duration::from_millis(0),
         ..fast_cfg()
     };
-    let t = Throttled::new(MemStore::default(), cfg);
-    let e = StoreError::new(StoreErrorKind::Throttled, "x", &Loc::cache("k"), "");
     // Nothing succeeded: halved each time, 2,000 → 62.5 (the floor is 50).
-    for _ in 0..5 {
-        t.on_error(&e, 0);
-    }
+    let t = throttled_times(cfg, 5);
     let r0 = t.stats().rate_now;
     assert!((r0 - 62.5).abs() < 1.0, "{r0}");
     for _ in 0..40 {
