@@ -171,7 +171,7 @@ fn generated_cache_is_consistent() {
 
     // narward's planner keeps exactly the generator's closure.
     let pol = Policy::load(&dir.join("policy.toml")).unwrap();
-    let p = narward::plan::compute(&idx, &pol, "policy.toml", narward::index::now());
+    let p = narward::plan::compute(&idx, &pol, "policy.toml", narward::index::now()).unwrap();
     let kept = p.header.summary.paths[&narward::plan::Decision::Keep].count;
     assert_eq!(kept, s.expected_live);
     assert_eq!(p.header.roots.missing, 0);

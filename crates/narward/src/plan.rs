@@ -622,7 +622,10 @@ fn empty_header() -> PlanHeader {
 
 /// Compute a plan from an index in memory. `now` is unix seconds (a parameter so tests are
 /// deterministic).
-pub fn compute(index: &Index, policy: &Policy, policy_file: &str, now: i64) -> Plan {
+///
+/// # Errors
+/// Narinfo records out of key order, or a listing the columns do not match.
+pub fn compute(index: &Index, policy: &Policy, policy_file: &str, now: i64) -> Result<Plan> {
     let source = |f: &mut dyn FnMut(&FetchedRecord) -> Result<()>| -> Result<()> {
         for r in &index.narinfos {
             f(r)?;
@@ -641,15 +644,10 @@ pub fn compute(index: &Index, policy: &Policy, policy_file: &str, now: i64) -> P
         let graph = CacheGraph::new(cols.parts())?;
         compute_with_graph(&input, index.objects.clone(), graph, &mut plan)
     });
-    match planned {
-        Ok(Planned { header, restore }) => {
-            plan.header = header;
-            plan.restore = restore;
-            plan
-        }
-        // The in-memory source and sink never fail.
-        Err(e) => unreachable!("in-memory plan failed: {e:#}"),
-    }
+    let Planned { header, restore } = planned?;
+    plan.header = header;
+    plan.restore = restore;
+    Ok(plan)
 }
 
 /// What a plan is computed from, besides the listing and the graph.
@@ -1282,7 +1280,7 @@ mod tests {
         #[test]
         fn nothing_reachable_from_a_root_is_removed(s in spec()) {
             let (index, policy) = build(&s);
-            let plan = compute(&index, &policy, "test", NOW);
+            let plan = compute(&index, &policy, "test", NOW).unwrap();
             let fate = |i: usize| plan.path(&hash20(i, 1)).map(|p| p.decision);
             // Seeds: roots, young, content-addressed, unparseable.
             let mut keep: HashSet<usize> = s.roots.iter().chain(&s.young).chain(&s.broken).copied().collect();
@@ -1372,7 +1370,7 @@ mod tests {
         for (k, form) in forms.iter().enumerate() {
             let (index, policy) = edited(4, 0, 0, |_| form(&hash20(1, 1), &hash20(2, 1)));
             assert!(index.narinfos.iter().any(|r| r.parse().is_err()));
-            let plan = compute(&index, &policy, "test", NOW);
+            let plan = compute(&index, &policy, "test", NOW).unwrap();
             assert!(kept(&plan, 0), "form {k}: the unparseable narinfo");
             assert!(kept(&plan, 1), "form {k}: the path it names");
             assert_eq!(
@@ -1397,7 +1395,7 @@ mod tests {
             index.narinfos.iter().any(|r| r.parse().is_err()),
             "duplicate URL does not parse"
         );
-        let plan = compute(&index, &policy, "test", NOW);
+        let plan = compute(&index, &policy, "test", NOW).unwrap();
         assert!(kept(&plan, 0));
         assert!(nar_kept(&plan, &orphan), "NAR of the first URL line");
         assert!(nar_kept(&plan, &own), "NAR of the second URL line");
@@ -1413,7 +1411,7 @@ mod tests {
         let (index, policy) = edited(2, 0, 0, |_| {
             format!("garbage {} {}\n", hash20(77, 5), sha(3, 3))
         });
-        let plan = compute(&index, &policy, "test", NOW);
+        let plan = compute(&index, &policy, "test", NOW).unwrap();
         assert_eq!(plan.header.summary.closure_holes, 0);
         assert!(kept(&plan, 0) && !kept(&plan, 1));
     }
@@ -1434,7 +1432,7 @@ mod tests {
             )
             .replace(&format!("nar/{}.nar.xz", sha(0, 2)), &nar1);
         r.earlier = vec![serde_bytes::ByteBuf::from(earlier.into_bytes())];
-        let plan = compute(&index, &policy, "test", NOW);
+        let plan = compute(&index, &policy, "test", NOW).unwrap();
         assert!(kept(&plan, 0) && kept(&plan, 2) && !kept(&plan, 1));
         assert!(nar_kept(&plan, &nar1), "NAR of the earlier URL");
     }
@@ -1584,7 +1582,7 @@ mod tests {
                 apply(text, at, e);
                 touched.insert(index.narinfos[r].key.clone());
             }
-            let plan = compute(&index, &policy, "test", NOW);
+            let plan = compute(&index, &policy, "test", NOW).unwrap();
             let text_of = |i: usize| {
                 let key = format!("{}.narinfo", hash20(i, 1));
                 index.narinfos.iter().find(|r| r.key == key).map(|r| (r.text.clone(), touched.contains(&key)))
@@ -1645,7 +1643,7 @@ mod tests {
         fn audit_never_calls_orphan_a_nar_the_plan_keeps(s in spec(), edits in proptest::collection::vec(edit(), 0..4)) {
             let (mut index, policy) = build(&s);
             damage(&mut index, &edits);
-            let plan = compute(&index, &policy, "test", NOW);
+            let plan = compute(&index, &policy, "test", NOW).unwrap();
             let audit = crate::audit::audit_index(&index, &[], usize::MAX).unwrap();
             let called: HashSet<String> = audit
                 .orphan_nars

@@ -71,7 +71,7 @@ fn s3_bound_plan(d: &Path) -> (PathBuf, PathBuf) {
     let mut idx = narward::index::Index::load(&state).unwrap();
     idx.meta.cache = "s3://bucket/cache".into();
     let policy = narward::policy::Policy::load(&example().join("policy-delete.toml")).unwrap();
-    let mut p = narward::plan::compute(&idx, &policy, "policy-delete.toml", 2_000_000_000);
+    let mut p = narward::plan::compute(&idx, &policy, "policy-delete.toml", 2_000_000_000).unwrap();
     let dir = d.join("plan");
     p.write(&dir).unwrap();
     assert!(dir.join("manifests/delete.csv").exists());

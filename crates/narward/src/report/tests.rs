@@ -321,8 +321,8 @@ fn synthetic_cache_report_reconciles_and_renders() {
     let pricing = Pricing::default_aws();
     let archive = policy(s.policy_dir.path(), "archive", "64KiB");
     let delete = policy(s.policy_dir.path(), "delete", "256KiB");
-    let p1 = plan::compute(&s.index, &archive, "archive.toml", NOW);
-    let p2 = plan::compute(&s.index, &delete, "delete.toml", NOW);
+    let p1 = plan::compute(&s.index, &archive, "archive.toml", NOW).unwrap();
+    let p2 = plan::compute(&s.index, &delete, "delete.toml", NOW).unwrap();
     let plans = vec![("archive".to_string(), p1), ("delete".to_string(), p2)];
     let d = build_index(&s.index, Some(&archive), &plans, &pricing, NOW).unwrap();
     assert_reconciles(&s.index, &d);

@@ -173,7 +173,7 @@ fn planned(s: &Spec) -> Plan {
         if s.delete { "delete" } else { "archive" }
     );
     let policy = Policy::from_str(&text, Path::new("."), "test").unwrap();
-    compute(&index(o, n), &policy, "test", NOW)
+    compute(&index(o, n), &policy, "test", NOW).unwrap()
 }
 
 /// The cache after the plan: uploads (paths numbered from n) and changed objects.
@@ -434,7 +434,7 @@ fn the_recheck_keeps_what_a_staying_symlink_reads_through_chains_and_cycles() {
         .unwrap(),
         "test",
         NOW,
-    );
+    ).unwrap();
     for k in [nar(1), nar(10), nar(11), nar(12)] {
         assert_eq!(plan.object(&k).unwrap().decision, Decision::Delete, "{k}");
     }

@@ -53,7 +53,7 @@ fn hidden(plan: &Plan, i: usize) -> bool {
 #[test]
 fn a_deep_archive_nar_under_a_glacier_policy_is_not_in_transition_csv() {
     let (index, policy) = cold_cache([None, Some("DEEP_ARCHIVE"), None], "GLACIER");
-    let mut plan = compute(&index, &policy, "test", NOW);
+    let mut plan = compute(&index, &policy, "test", NOW).unwrap();
     let o = plan.object(&nar_key(1)).unwrap();
     assert_eq!(o.decision, Decision::Archive);
     assert_eq!(
@@ -81,7 +81,7 @@ fn a_deep_archive_nar_under_a_glacier_policy_is_not_in_transition_csv() {
 #[test]
 fn a_glacier_nar_under_a_deep_archive_policy_is_not_in_transition_csv() {
     let (index, policy) = cold_cache([None, Some("GLACIER"), None], "DEEP_ARCHIVE");
-    let mut plan = compute(&index, &policy, "test", NOW);
+    let mut plan = compute(&index, &policy, "test", NOW).unwrap();
     assert_eq!(plan.object(&nar_key(1)).unwrap().transition_to, None);
     assert!(hidden(&plan, 1));
     let s = &plan.header.summary;
@@ -101,7 +101,7 @@ fn readable_glacier_ir_and_intelligent_tiering_nars_are_transitioned_like_standa
         [None, Some("GLACIER_IR"), Some("INTELLIGENT_TIERING")],
         "DEEP_ARCHIVE",
     );
-    let mut plan = compute(&index, &policy, "test", NOW);
+    let mut plan = compute(&index, &policy, "test", NOW).unwrap();
     for i in [1, 2] {
         assert_eq!(
             plan.object(&nar_key(i)).unwrap().transition_to.as_deref(),
@@ -121,7 +121,7 @@ fn a_removed_cold_nar_is_deleted_without_a_restore() {
         "DEEP_ARCHIVE",
     );
     policy.file.actions.unreachable = crate::policy::Unreachable::Delete;
-    let mut plan = compute(&index, &policy, "test", NOW);
+    let mut plan = compute(&index, &policy, "test", NOW).unwrap();
     for i in [1, 2] {
         let o = plan.object(&nar_key(i)).unwrap();
         assert_eq!(
@@ -162,7 +162,7 @@ fn kept_cold_cache(classes: [Option<&str>; 3]) -> (Index, Policy) {
 fn kept_paths_whose_nar_is_archived_are_the_plans_restore_set() {
     let (index, policy) =
         kept_cold_cache([Some("GLACIER_IR"), Some("DEEP_ARCHIVE"), Some("GLACIER")]);
-    let mut plan = compute(&index, &policy, "test", NOW);
+    let mut plan = compute(&index, &policy, "test", NOW).unwrap();
     // Path 0's NAR is readable (GLACIER_IR); path 2 is removed, not restored.
     assert_eq!(plan.restore.len(), 1, "{:?}", plan.restore);
     let r = plan.restore[0].clone();
@@ -194,13 +194,13 @@ fn kept_paths_whose_nar_is_archived_are_the_plans_restore_set() {
 #[test]
 fn plan_show_warns_about_kept_paths_whose_nar_is_archived() {
     let (index, policy) = kept_cold_cache([None, Some("GLACIER"), None]);
-    let plan = compute(&index, &policy, "test", NOW);
+    let plan = compute(&index, &policy, "test", NOW).unwrap();
     let text = crate::explain::summary_text(&plan);
     assert!(text.contains("warning: 1 kept paths"), "{text}");
     assert!(text.contains("manifests/restore.csv"), "{text}");
     assert!(text.contains(&nar_key(1)), "{text}");
     let (index, policy) = kept_cold_cache([None, None, Some("GLACIER")]);
-    let plan = compute(&index, &policy, "test", NOW);
+    let plan = compute(&index, &policy, "test", NOW).unwrap();
     assert!(plan.restore.is_empty());
     let text = crate::explain::summary_text(&plan);
     assert!(!text.contains("warning"), "{text}");
@@ -209,7 +209,7 @@ fn plan_show_warns_about_kept_paths_whose_nar_is_archived() {
 #[test]
 fn why_on_a_kept_path_whose_nar_is_archived_says_it_must_be_restored() {
     let (index, policy) = kept_cold_cache([None, Some("DEEP_ARCHIVE"), None]);
-    let plan = compute(&index, &policy, "test", NOW);
+    let plan = compute(&index, &policy, "test", NOW).unwrap();
     let w = crate::explain::why(&plan, &hash20(1, 1), None).unwrap();
     assert_eq!(w.decision, Decision::Keep);
     assert!(w.restore.is_some());

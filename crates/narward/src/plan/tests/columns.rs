@@ -193,7 +193,7 @@ proptest! {
     ) {
         let (mut index, policy) = build(&s);
         damage(&mut index, &edits);
-        let in_memory = compute(&index, &policy, "test", NOW);
+        let in_memory = compute(&index, &policy, "test", NOW).unwrap();
         let (mapped, streamed) = plans_from_disk(&index, &policy);
         same(&in_memory, &mapped)?;
         same(&in_memory, &streamed)?;
@@ -227,7 +227,7 @@ proptest! {
         damage(&mut index, &edits);
         let roots: Vec<usize> = (0..s.n).filter(|i| pick[i % pick.len()]).collect();
         let policy = roots_only(&roots);
-        let plan = compute(&index, &policy, "test", NOW);
+        let plan = compute(&index, &policy, "test", NOW).unwrap();
         let kept: std::collections::BTreeSet<String> = plan
             .paths
             .iter()
@@ -257,7 +257,7 @@ fn why_lists_an_unparseable_narinfo_among_the_referrers_it_keeps() {
             hash20(1, 1)
         )
     });
-    let plan = compute(&index, &policy, "test", NOW);
+    let plan = compute(&index, &policy, "test", NOW).unwrap();
     let cols = Columns::build(&index.objects, |f| index.narinfos.iter().try_for_each(f)).unwrap();
     let graph = CacheGraph::new(cols.parts()).unwrap();
     let w = crate::explain::why(&plan, &hash20(1, 1), Some(&graph)).unwrap();

@@ -99,7 +99,7 @@ fn a_plan_that_fails_while_written_leaves_no_plan_directory() {
     assert!(!d.path().join(".plan.partial").exists());
     // An empty --out directory is replaced by the whole plan.
     std::fs::create_dir(&out).unwrap();
-    let mut plan = compute(&index, &policy, "test", NOW);
+    let mut plan = compute(&index, &policy, "test", NOW).unwrap();
     plan.write(&out).unwrap();
     let read = Plan::read(&out).unwrap();
     assert_eq!(read.paths, plan.paths);
@@ -111,7 +111,7 @@ fn a_plan_that_fails_while_written_leaves_no_plan_directory() {
 fn small_plan() -> (Plan, tempfile::TempDir) {
     let (index, policy) = small_cache();
     (
-        compute(&index, &policy, "test", NOW),
+        compute(&index, &policy, "test", NOW).unwrap(),
         tempfile::tempdir().unwrap(),
     )
 }

@@ -29,7 +29,7 @@ fn a_plan_records_the_buckets_versioning_and_states_deletes_as_delete_markers() 
         noncurrent: None,
     };
     let (index, policy) = deleting_cache(Some(v.clone()));
-    let plan = compute(&index, &policy, "test", NOW);
+    let plan = compute(&index, &policy, "test", NOW).unwrap();
     assert_eq!(plan.header.versioning, v);
     assert_eq!(
         plan.header.delete_mode(),
@@ -53,7 +53,7 @@ fn a_plan_records_the_buckets_versioning_and_states_deletes_as_delete_markers() 
 #[test]
 fn an_index_without_a_versioning_record_plans_as_if_versioned() {
     let (index, policy) = deleting_cache(None);
-    let plan = compute(&index, &policy, "test", NOW);
+    let plan = compute(&index, &policy, "test", NOW).unwrap();
     assert_eq!(plan.header.versioning.state, VersioningState::Unknown);
     assert!(plan.header.versioning.noncurrent.is_none());
     assert_ne!(plan.header.delete_mode(), "delete");
@@ -64,6 +64,6 @@ fn an_index_without_a_versioning_record_plans_as_if_versioned() {
         source: "file:// (no versioning)".into(),
         noncurrent: Some(NoncurrentVersions::default()),
     }));
-    let plan = compute(&index, &policy, "test", NOW);
+    let plan = compute(&index, &policy, "test", NOW).unwrap();
     assert_eq!(plan.header.delete_mode(), "delete");
 }
