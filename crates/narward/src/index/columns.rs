@@ -1,8 +1,9 @@
 //! The index's column files (see [`crate::cache_graph`]): written with every generation,
 //! checked against `meta.json` (length and SHA-256) and memory-mapped on open.
 
-use super::{FileDigest, IndexMeta, damaged};
+use super::{FileDigest, IndexMeta, StreamWriter, damaged};
 use crate::cache_graph::{self, CacheGraph, build::Columns};
+use crate::model::FetchedRecord;
 use anyhow::{Context, Result};
 use memmap2::Mmap;
 use sha2::{Digest, Sha256};
@@ -53,20 +54,57 @@ pub fn write_from_narinfo_file(
     let cols = Columns::build(objects, |f| {
         super::read_stream(&p, |r: crate::model::FetchedRecord| f(&r)).map(|_| ())
     })?;
+    write_with_quirks(dir, &cols, &p, None)
+}
+
+/// Write the quirks file (the quirks of the graph over `cols` among the narinfo records of
+/// the stream `records`, checked against `digest` when given) and the column files of
+/// `cols` into `dir`; returns their digests by file name. The one way a generation's
+/// columns and quirks are written.
+///
+/// # Errors
+/// A damaged record stream; I/O errors.
+pub(super) fn write_with_quirks(
+    dir: &Path,
+    cols: &Columns,
+    records: &Path,
+    digest: Option<&FileDigest>,
+) -> Result<BTreeMap<String, FileDigest>> {
     let g = CacheGraph::new(cols.parts())?;
-    let mut quirks = Vec::new();
-    super::read_stream(&p, |r: crate::model::FetchedRecord| {
-        if cache_graph::quirks::is_quirk(&g, &r) {
-            quirks.push(r);
+    let quirks = write_quirks(&dir.join(super::QUIRKS_FILE), &g, records, digest)?;
+    drop(g);
+    let mut out = write(dir, cols)?;
+    out.insert(super::QUIRKS_FILE.to_string(), quirks);
+    Ok(out)
+}
+
+/// Write the quirks of `g` among the records of the stream `records` to `path`: a first
+/// reading finds them (their positions are all that is held), a second writes them.
+fn write_quirks(
+    path: &Path,
+    g: &CacheGraph<'_>,
+    records: &Path,
+    digest: Option<&FileDigest>,
+) -> Result<FileDigest> {
+    let mut at = Vec::new();
+    let mut i = 0u64;
+    super::read_checked(records, digest, |r: FetchedRecord| {
+        if cache_graph::quirks::is_quirk(g, &r) {
+            at.push(i);
         }
+        i += 1;
         Ok(())
     })?;
-    let mut out = write(dir, &cols)?;
-    out.insert(
-        super::QUIRKS_FILE.to_string(),
-        super::write_stream(&dir.join(super::QUIRKS_FILE), &quirks)?,
-    );
-    Ok(out)
+    let mut w = StreamWriter::create(path, at.len() as u64, 3)?;
+    let (mut i, mut next) = (0u64, at.iter().peekable());
+    super::read_checked(records, digest, |r: FetchedRecord| {
+        if next.next_if(|&&p| p == i).is_some() {
+            w.push(&r)?;
+        }
+        i += 1;
+        Ok(())
+    })?;
+    w.finish()
 }
 
 /// Whether the generation `meta` describes has column files of this version (indexes

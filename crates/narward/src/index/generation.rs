@@ -12,8 +12,8 @@ use super::{
     DEBUGINFO_FILE, FileDigest, IndexMeta, NARINFOS_FILE, OBJECTS_FILE, QUIRKS_FILE, StreamWriter,
     columns, index_dir, read_all, read_stream_verified, write_meta, write_stream,
 };
+use crate::cache_graph::Status;
 use crate::cache_graph::build::ColumnsBuilder;
-use crate::cache_graph::{CacheGraph, Status};
 use crate::model::{FetchedRecord, ObjectRecord};
 use anyhow::{Context, Result, bail};
 use narward_formats::keys::{self, ObjectKind};
@@ -123,41 +123,18 @@ impl<'a> NewGeneration<'a> {
         let tmp = dir.join(RECORDS_TMP);
         let tmp_digest = records.finish()?;
         let cols = columns.finish();
-        let g = CacheGraph::new(cols.parts())?;
-        let quirks = write_quirks(&dir.join(QUIRKS_FILE), &g, &tmp, &tmp_digest)?;
-        files.insert(QUIRKS_FILE.to_string(), quirks);
-        drop(g);
-        files.extend(columns::write(&dir, &cols)?);
+        files.extend(columns::write_with_quirks(
+            &dir,
+            &cols,
+            &tmp,
+            Some(&tmp_digest),
+        )?);
         drop(cols);
         std::fs::remove_file(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
         meta.files = files;
         write_meta(&dir, meta)?;
         install(&state, &dir)
     }
-}
-
-/// Write the quirks of `g` among the records of the stream `tmp` to `path`: a first
-/// reading finds them (their positions are all that is held), a second writes them.
-fn write_quirks(path: &Path, g: &CacheGraph<'_>, tmp: &Path, d: &FileDigest) -> Result<FileDigest> {
-    let mut at = Vec::new();
-    let mut i = 0u64;
-    read_stream_verified(tmp, d, |r: FetchedRecord| {
-        if crate::cache_graph::quirks::is_quirk(g, &r) {
-            at.push(i);
-        }
-        i += 1;
-        Ok(())
-    })?;
-    let mut w = StreamWriter::create(path, at.len() as u64, 3)?;
-    let (mut i, mut next) = (0u64, at.iter().peekable());
-    read_stream_verified(tmp, d, |r: FetchedRecord| {
-        if next.next_if(|&&p| p == i).is_some() {
-            w.push(&r)?;
-        }
-        i += 1;
-        Ok(())
-    })?;
-    w.finish()
 }
 
 /// Rename the generation in `new` into place: a crash leaves the old index or the new one.
