@@ -146,7 +146,7 @@ pub fn audit(input: &Snapshot<'_>, trusted: &[PublicKey], max_examples: usize) -
             .or_default() += 1;
     }
     for id in 0..g.len() as u32 {
-        let quirk = quirks::find(input.quirks, &narinfo_key(g, id));
+        let quirk = quirks::of(g, input.quirks, id);
         audit_path(&mut r, input, id, quirk, trusted, mx);
     }
     audit_objects(&mut r, index, g, mx);

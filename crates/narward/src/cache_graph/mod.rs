@@ -309,10 +309,7 @@ pub struct Snapshot<'a> {
 impl<'a> Snapshot<'a> {
     /// The quirk record of path `id`, if `index` kept its text.
     pub fn quirk(&self, id: u32) -> Option<&'a crate::model::FetchedRecord> {
-        if self.quirks.is_empty() {
-            return None;
-        }
-        quirks::find(self.quirks, &format!("{}.narinfo", self.graph.hash(id)))
+        quirks::of(self.graph, self.quirks, id)
     }
 
     /// Path `id`'s narinfo text, then its earlier texts: the quirk's when `index` kept it,
@@ -504,8 +501,7 @@ pub fn record(
     id: u32,
     listed: Option<&crate::model::ObjectRecord>,
 ) -> Option<crate::model::FetchedRecord> {
-    let key = format!("{}.narinfo", g.hash(id));
-    if let Some(q) = quirks::find(quirks, &key) {
+    if let Some(q) = quirks::of(g, quirks, id) {
         return Some(q.clone());
     }
     let (text, fetch_error) = match g.status(id) {
@@ -525,7 +521,7 @@ pub fn record(
     Some(crate::model::FetchedRecord {
         etag: listed.and_then(|o| o.etag.clone()),
         size: listed.map_or(0, |o| o.size),
-        key,
+        key: format!("{}.narinfo", g.hash(id)),
         text,
         fetch_error,
         earlier: Vec::new(),
