@@ -1185,6 +1185,42 @@ mod tests {
     }
 
     #[test]
+    fn the_second_pass_of_an_update_does_not_hash_the_previous_columns_again() {
+        let d = tempfile::tempdir().unwrap();
+        small_index().save(d.path()).unwrap();
+        let meta = Index::load_meta(d.path()).unwrap();
+        let dir = Index::current_dir(d.path());
+        assert!(columns::present(&meta));
+        let hashed = || columns::HASHED.with(std::cell::Cell::get);
+        let read = |again: bool| {
+            let mut out = Vec::new();
+            let push = |r| {
+                out.push(r);
+                Ok(())
+            };
+            if again {
+                generation::for_each_narinfo_again(&dir, &meta, push).unwrap();
+            } else {
+                generation::for_each_narinfo(&dir, &meta, push).unwrap();
+            }
+            out
+        };
+        let before = hashed();
+        let first = read(false);
+        assert!(hashed() > before, "the first reading hashes the columns");
+        let before = hashed();
+        assert_eq!(read(true), first);
+        assert_eq!(hashed(), before, "the second reading hashed them again");
+        // A resized column file is still refused by the second reading.
+        let p = dir.join(crate::cache_graph::FILES[0].0);
+        let mut b = std::fs::read(&p).unwrap();
+        b.push(0);
+        std::fs::write(&p, b).unwrap();
+        let e = generation::for_each_narinfo_again(&dir, &meta, |_| Ok(())).unwrap_err();
+        assert!(format!("{e:#}").contains("damaged"), "{e:#}");
+    }
+
+    #[test]
     fn edited_meta_counts_are_detected() {
         let d = tempfile::tempdir().unwrap();
         small_index().save(d.path()).unwrap();

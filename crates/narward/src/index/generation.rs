@@ -207,6 +207,33 @@ pub fn for_each_narinfo(
 pub fn walk_narinfos(
     dir: &Path,
     meta: &IndexMeta,
+    f: impl FnMut(&PrevRecord<'_>) -> Result<()>,
+) -> Result<()> {
+    walk(dir, meta, columns::Mapped::open, f)
+}
+
+/// [`for_each_narinfo`] of a generation [`Reuse::scan`] verified in this process, under
+/// the state lock: its column files are not hashed again ([`columns::Mapped::reopen`]).
+///
+/// # Errors
+/// As [`for_each_narinfo`].
+pub fn for_each_narinfo_again(
+    dir: &Path,
+    meta: &IndexMeta,
+    mut f: impl FnMut(FetchedRecord) -> Result<()>,
+) -> Result<()> {
+    if meta.files.contains_key(NARINFOS_FILE) {
+        return for_each_narinfo(dir, meta, f);
+    }
+    walk(dir, meta, columns::Mapped::reopen, |p| {
+        p.record().map_or(Ok(()), &mut f)
+    })
+}
+
+fn walk(
+    dir: &Path,
+    meta: &IndexMeta,
+    open: fn(&Path, &IndexMeta) -> Result<columns::Mapped>,
     mut f: impl FnMut(&PrevRecord<'_>) -> Result<()>,
 ) -> Result<()> {
     if meta.files.contains_key(NARINFOS_FILE) {
@@ -216,7 +243,7 @@ pub fn walk_narinfos(
         })?;
         return Ok(());
     }
-    let mapped = columns::Mapped::open(dir, meta)?;
+    let mapped = open(dir, meta)?;
     let g = mapped.graph()?;
     let quirks: Vec<FetchedRecord> = read_all(&dir.join(QUIRKS_FILE), meta.file(QUIRKS_FILE)?)?;
     let objects = dir.join(OBJECTS_FILE);
@@ -347,10 +374,13 @@ pub struct PreviousRecords {
 }
 
 impl PreviousRecords {
-    /// The narinfo records ([`for_each_narinfo`]) of the generation in `dir`.
+    /// The narinfo records ([`for_each_narinfo_again`]) of the generation in `dir`, which
+    /// [`Reuse::scan`] verified.
     pub fn narinfos(dir: &Path, meta: &IndexMeta) -> PreviousRecords {
         let (d, m) = (dir.to_path_buf(), meta.clone());
-        Self::start(dir.to_path_buf(), move |f| for_each_narinfo(&d, &m, f))
+        Self::start(dir.to_path_buf(), move |f| {
+            for_each_narinfo_again(&d, &m, f)
+        })
     }
 
     /// The debuginfo records of the generation in `dir`.
