@@ -414,6 +414,24 @@ fn damaged(path: &Path, what: impl fmt::Display) -> anyhow::Error {
     )
 }
 
+/// The length of the open `file` at `path`, refused unless it is the one `d` recorded.
+///
+/// # Errors
+/// An unreadable file; another length (the file is named).
+fn check_len(file: &std::fs::File, path: &Path, d: &FileDigest) -> Result<u64> {
+    let len = file
+        .metadata()
+        .with_context(|| format!("reading {}", path.display()))?
+        .len();
+    if len != d.bytes {
+        return Err(damaged(
+            path,
+            format_args!("{len} bytes, meta.json recorded {}", d.bytes),
+        ));
+    }
+    Ok(len)
+}
+
 fn read_checked<T: for<'de> Deserialize<'de>>(
     path: &Path,
     expect: Option<&FileDigest>,
@@ -422,16 +440,7 @@ fn read_checked<T: for<'de> Deserialize<'de>>(
     use bincode::Options;
     let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
     if let Some(e) = expect {
-        let len = file
-            .metadata()
-            .with_context(|| format!("reading {}", path.display()))?
-            .len();
-        if len != e.bytes {
-            return Err(damaged(
-                path,
-                format_args!("{len} bytes, meta.json recorded {}", e.bytes),
-            ));
-        }
+        check_len(&file, path, e)?;
     }
     let mut r = BufReader::with_capacity(1 << 20, HashingReader::new(file));
     let mut magic = [0u8; 12];

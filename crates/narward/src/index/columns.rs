@@ -209,16 +209,7 @@ thread_local! {
 
 fn map_verified(p: &Path, d: &FileDigest, hash: bool) -> Result<Option<Mmap>> {
     let f = std::fs::File::open(p).with_context(|| format!("reading {}", p.display()))?;
-    let len = f
-        .metadata()
-        .with_context(|| format!("reading {}", p.display()))?
-        .len();
-    if len != d.bytes {
-        return Err(damaged(
-            p,
-            format_args!("{len} bytes, meta.json recorded {}", d.bytes),
-        ));
-    }
+    let len = super::check_len(&f, p, d)?;
     // Hashed by reading, not through the map: the page cache holds the bytes, and only the
     // pages a command touches later count in its memory.
     if hash {
