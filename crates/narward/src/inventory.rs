@@ -407,6 +407,10 @@ impl DataFile<'_> {
 /// about this many bytes, each ending at a line end.
 const CSV_BLOCK: usize = 4 << 20;
 
+/// A CSV line longer than this is refused (S3 keys are at most 1,024 bytes: such a line
+/// is damage, and is not held whole).
+const MAX_CSV_LINE: usize = 16 * CSV_BLOCK;
+
 /// Reads a CSV.gz data file: one thread inflates (gzip is most of the cost), this one
 /// parses the lines as blocks arrive.
 fn read_csv_gz(file: &DataFile, data: Vec<u8>) -> Result<Part> {
@@ -425,7 +429,7 @@ fn read_csv_gz(file: &DataFile, data: Vec<u8>) -> Result<Part> {
         // Dropping `rx` on an early return stops the inflating thread.
         for block in rx {
             let block = block.with_context(|| {
-                format!("inventory file {name}: after line {line_no}: not gzip data")
+                format!("inventory file {name}: after line {line_no}: not gzip CSV")
             })?;
             let text = match std::str::from_utf8(&block) {
                 Ok(t) => t,
@@ -478,8 +482,23 @@ fn inflate_blocks(data: &[u8], tx: &std::sync::mpsc::SyncSender<std::io::Result<
             }
         }
         block.truncate(filled);
-        if !eof && let Some(nl) = block.iter().rposition(|&c| c == b'\n') {
-            carry = block.split_off(nl + 1);
+        if !eof {
+            match block.iter().rposition(|&c| c == b'\n') {
+                Some(nl) => carry = block.split_off(nl + 1),
+                // No line end yet: the line goes on in the next block, whole.
+                None if block.len() < MAX_CSV_LINE => {
+                    carry = block;
+                    continue;
+                }
+                None => {
+                    let e = std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("a line longer than {MAX_CSV_LINE} bytes"),
+                    );
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            }
         }
         if !block.is_empty() && tx.send(Ok(block)).is_err() {
             return;
@@ -952,6 +971,37 @@ mod tests {
         let msg = read_err(&m, &CacheScope::default()).await;
         assert!(
             msg.contains("part-00000.csv.gz") && msg.contains("line 2"),
+            "{msg}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_csv_line_longer_than_a_block_is_read_whole_and_an_endless_one_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let m = write_report(d.path(), "cache", &objs()[..1], WriteFormat::CsvGz, 1000).unwrap();
+        let long = ObjectRecord {
+            key: format!("{}.narinfo", "k".repeat(2 * CSV_BLOCK + 10)),
+            ..objs()[0].clone()
+        };
+        let text = format!(
+            "{}{}",
+            csv_line("cache", &objs()[0]),
+            csv_line("cache", &long)
+        );
+        replace_data(&m, "part-00000.csv.gz", &gz(&text));
+        let got = read(
+            &ManifestLocation::Local(m.clone()),
+            &CacheScope::default(),
+            1,
+        )
+        .await
+        .unwrap();
+        assert_eq!(got.objects.len(), 2);
+        assert!(got.objects.iter().any(|o| o.key == long.key));
+        replace_data(&m, "part-00000.csv.gz", &gz(&"k".repeat(MAX_CSV_LINE + 1)));
+        let msg = read_err(&m, &CacheScope::default()).await;
+        assert!(
+            msg.contains("part-00000.csv.gz: after line 0") && msg.contains("longer than"),
             "{msg}"
         );
     }
