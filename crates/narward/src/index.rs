@@ -734,18 +734,9 @@ impl Index {
                 quirks,
             });
         }
-        let cols = crate::cache_graph::build::Columns::build(objects, |f| {
+        let (cols, quirks) = crate::cache_graph::with_quirks(objects, |f| {
             Self::stream_narinfos(state, meta, |r| f(&r)).map(|_| ())
         })?;
-        let g = CacheGraph::new(cols.parts())?;
-        let mut quirks = Vec::new();
-        Self::stream_narinfos(state, meta, |r| {
-            if crate::cache_graph::quirks::is_quirk(&g, &r) {
-                quirks.push(r);
-            }
-            Ok(())
-        })?;
-        drop(g);
         Ok(View {
             cols: ViewCols::Built(Box::new(cols)),
             objects: objects.len() as u64,

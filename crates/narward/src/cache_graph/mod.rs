@@ -554,8 +554,30 @@ pub fn with_snapshot<R>(
 pub fn of_index(
     index: &crate::index::Index,
 ) -> Result<(build::Columns, Vec<crate::model::FetchedRecord>)> {
-    let cols = build::Columns::build(&index.objects, |f| index.narinfos.iter().try_for_each(f))?;
-    let quirks = quirks::collect(&CacheGraph::new(cols.parts())?, &index.narinfos);
+    with_quirks(&index.objects, |f| index.narinfos.iter().try_for_each(f))
+}
+
+/// The columns of `objects` and the quirks among their narinfo records, which
+/// `narinfos` gives in key order each time it is called (twice: once for the columns,
+/// once for the quirks, so that only the quirks are held): how the columns and quirks of
+/// a generation are built in memory.
+///
+/// # Errors
+/// Narinfo records out of key order; `narinfos`' errors.
+pub fn with_quirks(
+    objects: &[crate::model::ObjectRecord],
+    mut narinfos: impl FnMut(&mut dyn FnMut(&crate::model::FetchedRecord) -> Result<()>) -> Result<()>,
+) -> Result<(build::Columns, Vec<crate::model::FetchedRecord>)> {
+    let cols = build::Columns::build(objects, &mut narinfos)?;
+    let g = CacheGraph::new(cols.parts())?;
+    let mut quirks = Vec::new();
+    narinfos(&mut |r| {
+        if quirks::is_quirk(&g, r) {
+            quirks.push(r.clone());
+        }
+        Ok(())
+    })?;
+    drop(g);
     Ok((cols, quirks))
 }
 
