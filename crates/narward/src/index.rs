@@ -1221,6 +1221,18 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_install_of_a_generation_names_the_directory() {
+        let d = tempfile::tempdir().unwrap();
+        small_index().save(d.path()).unwrap();
+        // Something that is not a generation is in the way.
+        std::fs::write(d.path().join("index.old"), b"x").unwrap();
+        let e = format!("{:#}", small_index().save(d.path()).unwrap_err());
+        assert!(e.contains("removing") && e.contains("index.old"), "{e}");
+        // The current generation is untouched.
+        assert_eq!(Index::load(d.path()).unwrap().narinfos.len(), 1);
+    }
+
+    #[test]
     fn edited_meta_counts_are_detected() {
         let d = tempfile::tempdir().unwrap();
         small_index().save(d.path()).unwrap();

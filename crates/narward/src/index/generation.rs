@@ -141,15 +141,21 @@ impl<'a> NewGeneration<'a> {
 fn install(state: &Path, new: &Path) -> Result<()> {
     let cur = index_dir(state);
     let old = state.join("index.old");
+    let remove =
+        |d: &Path| std::fs::remove_dir_all(d).with_context(|| format!("removing {}", d.display()));
+    let rename = |from: &Path, to: &Path| {
+        std::fs::rename(from, to)
+            .with_context(|| format!("renaming {} to {}", from.display(), to.display()))
+    };
     if cur.exists() {
         if old.exists() {
-            std::fs::remove_dir_all(&old)?;
+            remove(&old)?;
         }
-        std::fs::rename(&cur, &old)?;
+        rename(&cur, &old)?;
     }
-    std::fs::rename(new, &cur)?;
+    rename(new, &cur)?;
     if old.exists() {
-        std::fs::remove_dir_all(&old)?;
+        remove(&old)?;
     }
     Ok(())
 }
