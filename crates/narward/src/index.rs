@@ -1233,6 +1233,22 @@ mod tests {
     }
 
     #[test]
+    fn an_object_without_etag_is_never_reused_on_its_size_alone() {
+        for etag in [None, Some("e".to_string())] {
+            let d = tempfile::tempdir().unwrap();
+            let mut idx = small_index();
+            idx.objects[0].etag.clone_from(&etag);
+            idx.narinfos[0].etag.clone_from(&etag);
+            idx.save(d.path()).unwrap();
+            let meta = Index::load_meta(d.path()).unwrap();
+            let dir = Index::current_dir(d.path());
+            // Listed again at the same size, its ETag as before.
+            let r = generation::Reuse::scan(&dir, &meta, &idx.objects).unwrap();
+            assert_eq!(r.unchanged, [etag.is_some()], "ETag {etag:?}");
+        }
+    }
+
+    #[test]
     fn edited_meta_counts_are_detected() {
         let d = tempfile::tempdir().unwrap();
         small_index().save(d.path()).unwrap();

@@ -297,7 +297,7 @@ fn walk(
 #[derive(Default)]
 pub struct Reuse {
     /// Per object of the new listing: its record is the previous one, unchanged (same
-    /// ETag and size, fetched without error).
+    /// ETag, which both have, and size, fetched without error).
     pub unchanged: Vec<bool>,
     /// Previous records of narinfos that are listed again but changed: their texts are
     /// carried as `earlier` by the new ones.
@@ -361,7 +361,9 @@ impl Reuse {
             // Listed, but no longer as a narinfo or debuginfo key: nothing to reuse.
             return;
         }
-        if p.etag == o.etag.as_deref() && p.size == o.size && !p.fetch_failed {
+        // Without an ETag (an inventory report without that column) the size alone says
+        // nothing: a narinfo rewritten at the same size must be fetched again.
+        if p.etag.is_some() && p.etag == o.etag.as_deref() && p.size == o.size && !p.fetch_failed {
             self.unchanged[i] = true;
         } else if matches!(keys::classify(p.key), ObjectKind::Narinfo(_))
             && let Some(rec) = p.record()
