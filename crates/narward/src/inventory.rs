@@ -889,9 +889,7 @@ mod tests {
         for fmt in [WriteFormat::CsvGz, WriteFormat::Parquet] {
             let d = tempfile::tempdir().unwrap();
             let m = write_report(d.path(), "cache", &want, fmt, 1000).unwrap();
-            let got = read(&ManifestLocation::Local(m), &CacheScope::default(), 1)
-                .await
-                .unwrap();
+            let got = read_ok(&m).await;
             assert_eq!(got.manifest.files.len(), 3);
             assert_eq!(got.objects, want, "{fmt:?}");
         }
@@ -952,6 +950,16 @@ mod tests {
         gz.finish().unwrap()
     }
 
+    async fn read_ok(m: &Path) -> InventoryListing {
+        read(
+            &ManifestLocation::Local(m.to_path_buf()),
+            &CacheScope::default(),
+            1,
+        )
+        .await
+        .unwrap()
+    }
+
     async fn read_err(m: &Path, scope: &CacheScope) -> String {
         let e = read(&ManifestLocation::Local(m.to_path_buf()), scope, 1)
             .await
@@ -989,13 +997,7 @@ mod tests {
             csv_line("cache", &long)
         );
         replace_data(&m, "part-00000.csv.gz", &gz(&text));
-        let got = read(
-            &ManifestLocation::Local(m.clone()),
-            &CacheScope::default(),
-            1,
-        )
-        .await
-        .unwrap();
+        let got = read_ok(&m).await;
         assert_eq!(got.objects.len(), 2);
         assert!(got.objects.iter().any(|o| o.key == long.key));
         replace_data(&m, "part-00000.csv.gz", &gz(&"k".repeat(MAX_CSV_LINE + 1)));
@@ -1040,13 +1042,7 @@ mod tests {
         let mut two_members = gz(&text_a);
         two_members.extend(gz(&text_b));
         replace_data(&m, "part-00000.csv.gz", &two_members);
-        let got = read(
-            &ManifestLocation::Local(m.clone()),
-            &CacheScope::default(),
-            1,
-        )
-        .await
-        .unwrap();
+        let got = read_ok(&m).await;
         assert_eq!(got.objects, rows);
         // Line 65,001 of the file (row 34,000 of the second member) is damaged.
         let at: usize = b[..34_000].iter().map(|o| csv_line("cache", o).len()).sum();
@@ -1113,13 +1109,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let m = write_report(d.path(), "cache", &rows[..1], WriteFormat::Parquet, 1000).unwrap();
         replace_data(&m, "part-00000.parquet", &parquet(&rows, None));
-        let got = read(
-            &ManifestLocation::Local(m.clone()),
-            &CacheScope::default(),
-            1,
-        )
-        .await
-        .unwrap();
+        let got = read_ok(&m).await;
         assert_eq!(got.objects, rows);
         replace_data(&m, "part-00000.parquet", &parquet(&rows, Some(1_900)));
         let msg = read_err(&m, &CacheScope::default()).await;
@@ -1230,13 +1220,7 @@ mod tests {
             "Bucket, Key, VersionId, IsLatest, IsDeleteMarker, Size, LastModifiedDate, ETag, StorageClass"
                 .into();
         set_manifest(&m, &j);
-        let got = read(
-            &ManifestLocation::Local(m.clone()),
-            &CacheScope::default(),
-            1,
-        )
-        .await
-        .unwrap();
+        let got = read_ok(&m).await;
         assert_eq!(got.objects.len(), 1);
         let n = got.noncurrent.unwrap();
         assert_eq!(n.total(), (2, 130));
@@ -1249,9 +1233,7 @@ mod tests {
         // A report of current versions only does not know the noncurrent ones.
         let e = tempfile::tempdir().unwrap();
         let m = write_report(e.path(), "cache", &objs()[..3], WriteFormat::CsvGz, 1000).unwrap();
-        let got = read(&ManifestLocation::Local(m), &CacheScope::default(), 1)
-            .await
-            .unwrap();
+        let got = read_ok(&m).await;
         assert!(got.noncurrent.is_none());
     }
 
