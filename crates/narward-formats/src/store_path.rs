@@ -127,7 +127,7 @@ impl StorePathHash {
 
     /// Writes the 32-character nix32 text into a stack buffer and passes it to
     /// `f` (no allocation).
-    pub(crate) fn with_nix32<R>(&self, f: impl FnOnce(&str) -> R) -> R {
+    pub fn with_nix32<R>(&self, f: impl FnOnce(&str) -> R) -> R {
         let mut buf = [0u8; HASH_CHARS];
         nixbase32::encode_to_slice(&self.0, &mut buf);
         f(std::str::from_utf8(&buf).unwrap_or_default())

@@ -146,7 +146,7 @@ pub fn audit(input: &Snapshot<'_>, trusted: &[PublicKey], max_examples: usize) -
             .or_default() += 1;
     }
     for id in 0..g.len() as u32 {
-        let quirk = quirks::find(input.quirks, &narinfo_key(g, id));
+        let quirk = quirks::of(g, input.quirks, id);
         audit_path(&mut r, input, id, quirk, trusted, mx);
     }
     audit_objects(&mut r, index, g, mx);
@@ -287,6 +287,7 @@ fn audit_objects(r: &mut AuditReport, index: &Index, g: &CacheGraph<'_>, mx: usi
             }
         }
     }
+    link_users(&index.objects, &mut users);
     for (oi, o) in index.objects.iter().enumerate() {
         match keys::classify(&o.key) {
             ObjectKind::Nar { .. } => match users.get(&(oi as u32)) {
@@ -309,6 +310,38 @@ fn audit_objects(r: &mut AuditReport, index: &Index, g: &CacheGraph<'_>, mx: usi
                 r.dangling_listings.add(mx, || o.key.clone());
             }
             _ => {}
+        }
+    }
+}
+
+/// What a used `file://` symlink reads ([`crate::model::ObjectRecord::link_target`],
+/// through chains of links) is used by the link's users: the plan keeps what a kept link
+/// reads, so audit calls no such NAR an orphan.
+fn link_users(objs: &[crate::model::ObjectRecord], users: &mut HashMap<u32, Vec<u32>>) {
+    let links = objs
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| o.link_target.is_some());
+    for (oi, o) in links {
+        let Some(u) = users.get(&(oi as u32)).cloned() else {
+            continue;
+        };
+        let mut seen = std::collections::HashSet::from([oi]);
+        let mut at = o;
+        while let Some(t) = at.link_target.as_deref() {
+            let Ok(ti) = objs.binary_search_by(|x| x.key.as_str().cmp(t)) else {
+                break;
+            };
+            if !seen.insert(ti) {
+                break;
+            }
+            let e = users.entry(ti as u32).or_default();
+            for &id in &u {
+                if !e.contains(&id) {
+                    e.push(id);
+                }
+            }
+            at = &objs[ti];
         }
     }
 }

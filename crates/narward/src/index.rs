@@ -414,6 +414,24 @@ fn damaged(path: &Path, what: impl fmt::Display) -> anyhow::Error {
     )
 }
 
+/// The length of the open `file` at `path`, refused unless it is the one `d` recorded.
+///
+/// # Errors
+/// An unreadable file; another length (the file is named).
+fn check_len(file: &std::fs::File, path: &Path, d: &FileDigest) -> Result<u64> {
+    let len = file
+        .metadata()
+        .with_context(|| format!("reading {}", path.display()))?
+        .len();
+    if len != d.bytes {
+        return Err(damaged(
+            path,
+            format_args!("{len} bytes, meta.json recorded {}", d.bytes),
+        ));
+    }
+    Ok(len)
+}
+
 fn read_checked<T: for<'de> Deserialize<'de>>(
     path: &Path,
     expect: Option<&FileDigest>,
@@ -422,16 +440,7 @@ fn read_checked<T: for<'de> Deserialize<'de>>(
     use bincode::Options;
     let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
     if let Some(e) = expect {
-        let len = file
-            .metadata()
-            .with_context(|| format!("reading {}", path.display()))?
-            .len();
-        if len != e.bytes {
-            return Err(damaged(
-                path,
-                format_args!("{len} bytes, meta.json recorded {}", e.bytes),
-            ));
-        }
+        check_len(&file, path, e)?;
     }
     let mut r = BufReader::with_capacity(1 << 20, HashingReader::new(file));
     let mut magic = [0u8; 12];
@@ -725,18 +734,9 @@ impl Index {
                 quirks,
             });
         }
-        let cols = crate::cache_graph::build::Columns::build(objects, |f| {
+        let (cols, quirks) = crate::cache_graph::with_quirks(objects, |f| {
             Self::stream_narinfos(state, meta, |r| f(&r)).map(|_| ())
         })?;
-        let g = CacheGraph::new(cols.parts())?;
-        let mut quirks = Vec::new();
-        Self::stream_narinfos(state, meta, |r| {
-            if crate::cache_graph::quirks::is_quirk(&g, &r) {
-                quirks.push(r);
-            }
-            Ok(())
-        })?;
-        drop(g);
         Ok(View {
             cols: ViewCols::Built(Box::new(cols)),
             objects: objects.len() as u64,
@@ -1181,6 +1181,70 @@ mod tests {
             }],
             narinfos: vec![rec],
             debuginfo: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_second_pass_of_an_update_does_not_hash_the_previous_columns_again() {
+        let d = tempfile::tempdir().unwrap();
+        small_index().save(d.path()).unwrap();
+        let meta = Index::load_meta(d.path()).unwrap();
+        let dir = Index::current_dir(d.path());
+        assert!(columns::present(&meta));
+        let hashed = || columns::HASHED.with(std::cell::Cell::get);
+        let read = |again: bool| {
+            let mut out = Vec::new();
+            let push = |r| {
+                out.push(r);
+                Ok(())
+            };
+            if again {
+                generation::for_each_narinfo_again(&dir, &meta, push).unwrap();
+            } else {
+                generation::for_each_narinfo(&dir, &meta, push).unwrap();
+            }
+            out
+        };
+        let before = hashed();
+        let first = read(false);
+        assert!(hashed() > before, "the first reading hashes the columns");
+        let before = hashed();
+        assert_eq!(read(true), first);
+        assert_eq!(hashed(), before, "the second reading hashed them again");
+        // A resized column file is still refused by the second reading.
+        let p = dir.join(crate::cache_graph::FILES[0].0);
+        let mut b = std::fs::read(&p).unwrap();
+        b.push(0);
+        std::fs::write(&p, b).unwrap();
+        let e = generation::for_each_narinfo_again(&dir, &meta, |_| Ok(())).unwrap_err();
+        assert!(format!("{e:#}").contains("damaged"), "{e:#}");
+    }
+
+    #[test]
+    fn a_failed_install_of_a_generation_names_the_directory() {
+        let d = tempfile::tempdir().unwrap();
+        small_index().save(d.path()).unwrap();
+        // Something that is not a generation is in the way.
+        std::fs::write(d.path().join("index.old"), b"x").unwrap();
+        let e = format!("{:#}", small_index().save(d.path()).unwrap_err());
+        assert!(e.contains("removing") && e.contains("index.old"), "{e}");
+        // The current generation is untouched.
+        assert_eq!(Index::load(d.path()).unwrap().narinfos.len(), 1);
+    }
+
+    #[test]
+    fn an_object_without_etag_is_never_reused_on_its_size_alone() {
+        for etag in [None, Some("e".to_string())] {
+            let d = tempfile::tempdir().unwrap();
+            let mut idx = small_index();
+            idx.objects[0].etag.clone_from(&etag);
+            idx.narinfos[0].etag.clone_from(&etag);
+            idx.save(d.path()).unwrap();
+            let meta = Index::load_meta(d.path()).unwrap();
+            let dir = Index::current_dir(d.path());
+            // Listed again at the same size, its ETag as before.
+            let r = generation::Reuse::scan(&dir, &meta, &idx.objects).unwrap();
+            assert_eq!(r.unchanged, [etag.is_some()], "ETag {etag:?}");
         }
     }
 

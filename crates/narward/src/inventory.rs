@@ -407,6 +407,10 @@ impl DataFile<'_> {
 /// about this many bytes, each ending at a line end.
 const CSV_BLOCK: usize = 4 << 20;
 
+/// A CSV line longer than this is refused (S3 keys are at most 1,024 bytes: such a line
+/// is damage, and is not held whole).
+const MAX_CSV_LINE: usize = 16 * CSV_BLOCK;
+
 /// Reads a CSV.gz data file: one thread inflates (gzip is most of the cost), this one
 /// parses the lines as blocks arrive.
 fn read_csv_gz(file: &DataFile, data: Vec<u8>) -> Result<Part> {
@@ -425,7 +429,7 @@ fn read_csv_gz(file: &DataFile, data: Vec<u8>) -> Result<Part> {
         // Dropping `rx` on an early return stops the inflating thread.
         for block in rx {
             let block = block.with_context(|| {
-                format!("inventory file {name}: after line {line_no}: not gzip data")
+                format!("inventory file {name}: after line {line_no}: not gzip CSV")
             })?;
             let text = match std::str::from_utf8(&block) {
                 Ok(t) => t,
@@ -478,8 +482,23 @@ fn inflate_blocks(data: &[u8], tx: &std::sync::mpsc::SyncSender<std::io::Result<
             }
         }
         block.truncate(filled);
-        if !eof && let Some(nl) = block.iter().rposition(|&c| c == b'\n') {
-            carry = block.split_off(nl + 1);
+        if !eof {
+            match block.iter().rposition(|&c| c == b'\n') {
+                Some(nl) => carry = block.split_off(nl + 1),
+                // No line end yet: the line goes on in the next block, whole.
+                None if block.len() < MAX_CSV_LINE => {
+                    carry = block;
+                    continue;
+                }
+                None => {
+                    let e = std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("a line longer than {MAX_CSV_LINE} bytes"),
+                    );
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            }
         }
         if !block.is_empty() && tx.send(Ok(block)).is_err() {
             return;
@@ -870,9 +889,7 @@ mod tests {
         for fmt in [WriteFormat::CsvGz, WriteFormat::Parquet] {
             let d = tempfile::tempdir().unwrap();
             let m = write_report(d.path(), "cache", &want, fmt, 1000).unwrap();
-            let got = read(&ManifestLocation::Local(m), &CacheScope::default(), 1)
-                .await
-                .unwrap();
+            let got = read_ok(&m).await;
             assert_eq!(got.manifest.files.len(), 3);
             assert_eq!(got.objects, want, "{fmt:?}");
         }
@@ -933,6 +950,16 @@ mod tests {
         gz.finish().unwrap()
     }
 
+    async fn read_ok(m: &Path) -> InventoryListing {
+        read(
+            &ManifestLocation::Local(m.to_path_buf()),
+            &CacheScope::default(),
+            1,
+        )
+        .await
+        .unwrap()
+    }
+
     async fn read_err(m: &Path, scope: &CacheScope) -> String {
         let e = read(&ManifestLocation::Local(m.to_path_buf()), scope, 1)
             .await
@@ -952,6 +979,31 @@ mod tests {
         let msg = read_err(&m, &CacheScope::default()).await;
         assert!(
             msg.contains("part-00000.csv.gz") && msg.contains("line 2"),
+            "{msg}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_csv_line_longer_than_a_block_is_read_whole_and_an_endless_one_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let m = write_report(d.path(), "cache", &objs()[..1], WriteFormat::CsvGz, 1000).unwrap();
+        let long = ObjectRecord {
+            key: format!("{}.narinfo", "k".repeat(2 * CSV_BLOCK + 10)),
+            ..objs()[0].clone()
+        };
+        let text = format!(
+            "{}{}",
+            csv_line("cache", &objs()[0]),
+            csv_line("cache", &long)
+        );
+        replace_data(&m, "part-00000.csv.gz", &gz(&text));
+        let got = read_ok(&m).await;
+        assert_eq!(got.objects.len(), 2);
+        assert!(got.objects.iter().any(|o| o.key == long.key));
+        replace_data(&m, "part-00000.csv.gz", &gz(&"k".repeat(MAX_CSV_LINE + 1)));
+        let msg = read_err(&m, &CacheScope::default()).await;
+        assert!(
+            msg.contains("part-00000.csv.gz: after line 0") && msg.contains("longer than"),
             "{msg}"
         );
     }
@@ -990,13 +1042,7 @@ mod tests {
         let mut two_members = gz(&text_a);
         two_members.extend(gz(&text_b));
         replace_data(&m, "part-00000.csv.gz", &two_members);
-        let got = read(
-            &ManifestLocation::Local(m.clone()),
-            &CacheScope::default(),
-            1,
-        )
-        .await
-        .unwrap();
+        let got = read_ok(&m).await;
         assert_eq!(got.objects, rows);
         // Line 65,001 of the file (row 34,000 of the second member) is damaged.
         let at: usize = b[..34_000].iter().map(|o| csv_line("cache", o).len()).sum();
@@ -1063,13 +1109,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let m = write_report(d.path(), "cache", &rows[..1], WriteFormat::Parquet, 1000).unwrap();
         replace_data(&m, "part-00000.parquet", &parquet(&rows, None));
-        let got = read(
-            &ManifestLocation::Local(m.clone()),
-            &CacheScope::default(),
-            1,
-        )
-        .await
-        .unwrap();
+        let got = read_ok(&m).await;
         assert_eq!(got.objects, rows);
         replace_data(&m, "part-00000.parquet", &parquet(&rows, Some(1_900)));
         let msg = read_err(&m, &CacheScope::default()).await;
@@ -1180,13 +1220,7 @@ mod tests {
             "Bucket, Key, VersionId, IsLatest, IsDeleteMarker, Size, LastModifiedDate, ETag, StorageClass"
                 .into();
         set_manifest(&m, &j);
-        let got = read(
-            &ManifestLocation::Local(m.clone()),
-            &CacheScope::default(),
-            1,
-        )
-        .await
-        .unwrap();
+        let got = read_ok(&m).await;
         assert_eq!(got.objects.len(), 1);
         let n = got.noncurrent.unwrap();
         assert_eq!(n.total(), (2, 130));
@@ -1199,9 +1233,7 @@ mod tests {
         // A report of current versions only does not know the noncurrent ones.
         let e = tempfile::tempdir().unwrap();
         let m = write_report(e.path(), "cache", &objs()[..3], WriteFormat::CsvGz, 1000).unwrap();
-        let got = read(&ManifestLocation::Local(m), &CacheScope::default(), 1)
-            .await
-            .unwrap();
+        let got = read_ok(&m).await;
         assert!(got.noncurrent.is_none());
     }
 

@@ -343,21 +343,19 @@ fn incremental_index_writes_the_same_generation_as_a_full_one() {
     let first_run = index(&inc, &cache, &[]);
     assert_ne!(first_run["files"]["quirks.bin.zst"]["records"], 0);
     std::fs::rename(aside.join(&added), cache.join(&added)).unwrap();
-    let gone = std::fs::read_dir(&cache)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.extension().is_some_and(|x| x == "narinfo") && *p != quirk && !p.ends_with(&added)
-        })
-        .unwrap();
+    // A narinfo other than the quirk and the added one (the first such, each time).
+    let other_narinfo = || {
+        std::fs::read_dir(&cache)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                p.extension().is_some_and(|x| x == "narinfo") && *p != quirk && !p.ends_with(&added)
+            })
+            .unwrap()
+    };
+    let gone = other_narinfo();
     std::fs::remove_file(&gone).unwrap();
-    let resigned = std::fs::read_dir(&cache)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.extension().is_some_and(|x| x == "narinfo") && *p != quirk && !p.ends_with(&added)
-        })
-        .unwrap();
+    let resigned = other_narinfo();
     let mut t = std::fs::read_to_string(&resigned).unwrap();
     t.push_str("Sig: extra-1:AAAA\n");
     std::fs::write(&resigned, t).unwrap();

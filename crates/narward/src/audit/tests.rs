@@ -212,3 +212,45 @@ proptest! {
         verdicts_agree(&objs, &recs, &[]);
     }
 }
+
+#[test]
+fn audit_does_not_call_a_nar_a_used_symlink_reads_an_orphan() {
+    let text = corpus().swap_remove(0);
+    let (mut objs, recs) = cache_of(&[(key_of(&text), text)]);
+    let nar = objs
+        .iter()
+        .position(|o| matches!(keys::classify(&o.key), ObjectKind::Nar { .. }))
+        .unwrap();
+    // The narinfo's NAR is a link to NAR `b`, itself a link to NAR `c`; NAR `d` is a
+    // real orphan.
+    let n = |c: char| format!("nar/0{}.nar", c.to_string().repeat(51));
+    objs[nar].link_target = Some(n('b'));
+    let mut b = obj(n('b'));
+    b.link_target = Some(n('c'));
+    objs.extend([b, obj(n('c')), obj(n('d'))]);
+    objs.sort_by(|a, b| a.key.cmp(&b.key));
+    let index = Index {
+        meta: crate::index::IndexMeta {
+            format_version: crate::index::FORMAT_VERSION,
+            cache: "file:///c".into(),
+            cache_url: "file:///c".into(),
+            generation: 1,
+            updated_at: 0,
+            source: "test".into(),
+            objects: objs.len() as u64,
+            narinfos: recs.len() as u64,
+            unparseable: 0,
+            last_update: crate::index::UpdateStats::default(),
+            files: std::collections::BTreeMap::new(),
+            versioning: None,
+            checksum: String::new(),
+        },
+        objects: objs,
+        narinfos: recs,
+        debuginfo: Vec::new(),
+    };
+    let r = audit_index(&index, &[], usize::MAX).unwrap();
+    assert_eq!(r.orphan_nars.count, 1, "{r:?}");
+    assert_eq!(r.orphan_nars.examples, [format!("{} (1 bytes)", n('d'))]);
+    assert_eq!(r.orphan_nar_bytes, 1);
+}

@@ -309,10 +309,7 @@ pub struct Snapshot<'a> {
 impl<'a> Snapshot<'a> {
     /// The quirk record of path `id`, if `index` kept its text.
     pub fn quirk(&self, id: u32) -> Option<&'a crate::model::FetchedRecord> {
-        if self.quirks.is_empty() {
-            return None;
-        }
-        quirks::find(self.quirks, &format!("{}.narinfo", self.graph.hash(id)))
+        quirks::of(self.graph, self.quirks, id)
     }
 
     /// Path `id`'s narinfo text, then its earlier texts: the quirk's when `index` kept it,
@@ -504,8 +501,7 @@ pub fn record(
     id: u32,
     listed: Option<&crate::model::ObjectRecord>,
 ) -> Option<crate::model::FetchedRecord> {
-    let key = format!("{}.narinfo", g.hash(id));
-    if let Some(q) = quirks::find(quirks, &key) {
+    if let Some(q) = quirks::of(g, quirks, id) {
         return Some(q.clone());
     }
     let (text, fetch_error) = match g.status(id) {
@@ -525,7 +521,7 @@ pub fn record(
     Some(crate::model::FetchedRecord {
         etag: listed.and_then(|o| o.etag.clone()),
         size: listed.map_or(0, |o| o.size),
-        key,
+        key: format!("{}.narinfo", g.hash(id)),
         text,
         fetch_error,
         earlier: Vec::new(),
@@ -558,8 +554,30 @@ pub fn with_snapshot<R>(
 pub fn of_index(
     index: &crate::index::Index,
 ) -> Result<(build::Columns, Vec<crate::model::FetchedRecord>)> {
-    let cols = build::Columns::build(&index.objects, |f| index.narinfos.iter().try_for_each(f))?;
-    let quirks = quirks::collect(&CacheGraph::new(cols.parts())?, &index.narinfos);
+    with_quirks(&index.objects, |f| index.narinfos.iter().try_for_each(f))
+}
+
+/// The columns of `objects` and the quirks among their narinfo records, which
+/// `narinfos` gives in key order each time it is called (twice: once for the columns,
+/// once for the quirks, so that only the quirks are held): how the columns and quirks of
+/// a generation are built in memory.
+///
+/// # Errors
+/// Narinfo records out of key order; `narinfos`' errors.
+pub fn with_quirks(
+    objects: &[crate::model::ObjectRecord],
+    mut narinfos: impl FnMut(&mut dyn FnMut(&crate::model::FetchedRecord) -> Result<()>) -> Result<()>,
+) -> Result<(build::Columns, Vec<crate::model::FetchedRecord>)> {
+    let cols = build::Columns::build(objects, &mut narinfos)?;
+    let g = CacheGraph::new(cols.parts())?;
+    let mut quirks = Vec::new();
+    narinfos(&mut |r| {
+        if quirks::is_quirk(&g, r) {
+            quirks.push(r.clone());
+        }
+        Ok(())
+    })?;
+    drop(g);
     Ok((cols, quirks))
 }
 

@@ -57,6 +57,25 @@ pub fn find<'q>(quirks: &'q [FetchedRecord], key: &str) -> Option<&'q FetchedRec
         .map(|i| &quirks[i])
 }
 
+/// The quirk of path `id`'s narinfo in `quirks` (sorted by key), found without building
+/// its key (`<hash>.narinfo`): what every per-path lookup uses.
+pub fn of<'q>(
+    g: &CacheGraph<'_>,
+    quirks: &'q [FetchedRecord],
+    id: u32,
+) -> Option<&'q FetchedRecord> {
+    if quirks.is_empty() {
+        return None;
+    }
+    g.hash(id).with_nix32(|h| {
+        let key = h.bytes().chain(*b".narinfo");
+        quirks
+            .binary_search_by(|r| r.key.bytes().cmp(key.clone()))
+            .ok()
+            .map(|i| &quirks[i])
+    })
+}
+
 /// Path `id`'s narinfo as every reader takes it: its quirk text when `index` kept one
 /// that parses, else printed from the columns. `None` when its narinfo did not parse.
 pub fn narinfo<'a>(
@@ -67,8 +86,7 @@ pub fn narinfo<'a>(
     if !g.status(id).parsed() {
         return None;
     }
-    let key = format!("{}.narinfo", g.hash(id));
-    match find(quirks, &key).map(FetchedRecord::parse) {
+    match of(g, quirks, id).map(FetchedRecord::parse) {
         Some(Ok(ni)) => Some(ni),
         _ => g.narinfo(id),
     }

@@ -155,3 +155,33 @@ proptest! {
         prop_assert_eq!(key_order(&a, &b), ka.cmp(&kb));
     }
 }
+
+#[test]
+fn snapshot_quirk_lookup_builds_no_key_and_finds_what_the_key_finds() {
+    let (_, c) = columns(20);
+    let g = CacheGraph::new(c.parts()).unwrap();
+    // Every other path has a quirk, plus keys sorting right next to theirs.
+    let mut quirks: Vec<FetchedRecord> = (0..g.len() as u32)
+        .step_by(2)
+        .flat_map(|id| {
+            let h = g.hash(id).to_string();
+            [format!("{h}.narinfo"), format!("{h}.narinfo0"), h]
+        })
+        .map(|key| FetchedRecord {
+            key,
+            etag: None,
+            size: 1,
+            text: b"x".to_vec(),
+            fetch_error: None,
+            earlier: Vec::new(),
+        })
+        .collect();
+    quirks.sort_by(|a, b| a.key.cmp(&b.key));
+    for id in 0..g.len() as u32 {
+        let key = format!("{}.narinfo", g.hash(id));
+        let want = quirks::find(&quirks, &key).map(|r| r.key.as_str());
+        assert_eq!(quirks::of(&g, &quirks, id).map(|r| r.key.as_str()), want);
+        assert_eq!(want.is_some(), id % 2 == 0, "{key}");
+    }
+    assert!(quirks::of(&g, &[], 0).is_none());
+}

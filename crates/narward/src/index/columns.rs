@@ -1,8 +1,9 @@
 //! The index's column files (see [`crate::cache_graph`]): written with every generation,
 //! checked against `meta.json` (length and SHA-256) and memory-mapped on open.
 
-use super::{FileDigest, IndexMeta, damaged};
+use super::{FileDigest, IndexMeta, StreamWriter, damaged};
 use crate::cache_graph::{self, CacheGraph, build::Columns};
+use crate::model::FetchedRecord;
 use anyhow::{Context, Result};
 use memmap2::Mmap;
 use sha2::{Digest, Sha256};
@@ -53,20 +54,57 @@ pub fn write_from_narinfo_file(
     let cols = Columns::build(objects, |f| {
         super::read_stream(&p, |r: crate::model::FetchedRecord| f(&r)).map(|_| ())
     })?;
+    write_with_quirks(dir, &cols, &p, None)
+}
+
+/// Write the quirks file (the quirks of the graph over `cols` among the narinfo records of
+/// the stream `records`, checked against `digest` when given) and the column files of
+/// `cols` into `dir`; returns their digests by file name. The one way a generation's
+/// columns and quirks are written.
+///
+/// # Errors
+/// A damaged record stream; I/O errors.
+pub(super) fn write_with_quirks(
+    dir: &Path,
+    cols: &Columns,
+    records: &Path,
+    digest: Option<&FileDigest>,
+) -> Result<BTreeMap<String, FileDigest>> {
     let g = CacheGraph::new(cols.parts())?;
-    let mut quirks = Vec::new();
-    super::read_stream(&p, |r: crate::model::FetchedRecord| {
-        if cache_graph::quirks::is_quirk(&g, &r) {
-            quirks.push(r);
+    let quirks = write_quirks(&dir.join(super::QUIRKS_FILE), &g, records, digest)?;
+    drop(g);
+    let mut out = write(dir, cols)?;
+    out.insert(super::QUIRKS_FILE.to_string(), quirks);
+    Ok(out)
+}
+
+/// Write the quirks of `g` among the records of the stream `records` to `path`: a first
+/// reading finds them (their positions are all that is held), a second writes them.
+fn write_quirks(
+    path: &Path,
+    g: &CacheGraph<'_>,
+    records: &Path,
+    digest: Option<&FileDigest>,
+) -> Result<FileDigest> {
+    let mut at = Vec::new();
+    let mut i = 0u64;
+    super::read_checked(records, digest, |r: FetchedRecord| {
+        if cache_graph::quirks::is_quirk(g, &r) {
+            at.push(i);
         }
+        i += 1;
         Ok(())
     })?;
-    let mut out = write(dir, &cols)?;
-    out.insert(
-        super::QUIRKS_FILE.to_string(),
-        super::write_stream(&dir.join(super::QUIRKS_FILE), &quirks)?,
-    );
-    Ok(out)
+    let mut w = StreamWriter::create(path, at.len() as u64, 3)?;
+    let (mut i, mut next) = (0u64, at.iter().peekable());
+    super::read_checked(records, digest, |r: FetchedRecord| {
+        if next.next_if(|&&p| p == i).is_some() {
+            w.push(&r)?;
+        }
+        i += 1;
+        Ok(())
+    })?;
+    w.finish()
 }
 
 /// Whether the generation `meta` describes has column files of this version (indexes
@@ -89,10 +127,25 @@ impl Mapped {
     /// # Errors
     /// A missing, damaged or unreadable file.
     pub fn open(dir: &Path, meta: &IndexMeta) -> Result<Mapped> {
+        Self::open_checked(dir, meta, true)
+    }
+
+    /// [`Mapped::open`] of a generation whose files this process hashed already while it
+    /// holds the state lock (`index`'s second reading of the previous generation, after
+    /// [`super::generation::Reuse::scan`]): lengths are checked, the SHA-256 is not
+    /// computed again ([`Mapped::graph`] still checks every length, offset and id).
+    ///
+    /// # Errors
+    /// A missing, unreadable or resized file.
+    pub fn reopen(dir: &Path, meta: &IndexMeta) -> Result<Mapped> {
+        Self::open_checked(dir, meta, false)
+    }
+
+    fn open_checked(dir: &Path, meta: &IndexMeta, hash: bool) -> Result<Mapped> {
         let mut maps = BTreeMap::new();
         for name in cache_graph::file_names() {
             let p = dir.join(name);
-            maps.insert(name, map_verified(&p, meta.file(name)?)?);
+            maps.insert(name, map_verified(&p, meta.file(name)?, hash)?);
         }
         Ok(Mapped {
             dir: dir.to_path_buf(),
@@ -148,26 +201,27 @@ pub fn verify(dir: &Path, meta: &IndexMeta) -> Result<()> {
     Ok(())
 }
 
-fn map_verified(p: &Path, d: &FileDigest) -> Result<Option<Mmap>> {
+#[cfg(test)]
+thread_local! {
+    /// Bytes of column files hashed on this thread (what the tests of [`Mapped::reopen`] count).
+    pub static HASHED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+fn map_verified(p: &Path, d: &FileDigest, hash: bool) -> Result<Option<Mmap>> {
     let f = std::fs::File::open(p).with_context(|| format!("reading {}", p.display()))?;
-    let len = f
-        .metadata()
-        .with_context(|| format!("reading {}", p.display()))?
-        .len();
-    if len != d.bytes {
-        return Err(damaged(
-            p,
-            format_args!("{len} bytes, meta.json recorded {}", d.bytes),
-        ));
-    }
+    let len = super::check_len(&f, p, d)?;
     // Hashed by reading, not through the map: the page cache holds the bytes, and only the
     // pages a command touches later count in its memory.
-    let got = FileDigest::of_file(p, d.records)?;
-    if got.sha256 != d.sha256 || got.bytes != d.bytes {
-        return Err(damaged(
-            p,
-            format_args!("SHA-256 {}, meta.json recorded {}", got.sha256, d.sha256),
-        ));
+    if hash {
+        let got = FileDigest::of_file(p, d.records)?;
+        #[cfg(test)]
+        HASHED.with(|h| h.set(h.get() + got.bytes));
+        if got.sha256 != d.sha256 || got.bytes != d.bytes {
+            return Err(damaged(
+                p,
+                format_args!("SHA-256 {}, meta.json recorded {}", got.sha256, d.sha256),
+            ));
+        }
     }
     if len == 0 {
         return Ok(None);

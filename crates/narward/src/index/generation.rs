@@ -12,8 +12,8 @@ use super::{
     DEBUGINFO_FILE, FileDigest, IndexMeta, NARINFOS_FILE, OBJECTS_FILE, QUIRKS_FILE, StreamWriter,
     columns, index_dir, read_all, read_stream_verified, write_meta, write_stream,
 };
+use crate::cache_graph::Status;
 use crate::cache_graph::build::ColumnsBuilder;
-use crate::cache_graph::{CacheGraph, Status};
 use crate::model::{FetchedRecord, ObjectRecord};
 use anyhow::{Context, Result, bail};
 use narward_formats::keys::{self, ObjectKind};
@@ -123,11 +123,12 @@ impl<'a> NewGeneration<'a> {
         let tmp = dir.join(RECORDS_TMP);
         let tmp_digest = records.finish()?;
         let cols = columns.finish();
-        let g = CacheGraph::new(cols.parts())?;
-        let quirks = write_quirks(&dir.join(QUIRKS_FILE), &g, &tmp, &tmp_digest)?;
-        files.insert(QUIRKS_FILE.to_string(), quirks);
-        drop(g);
-        files.extend(columns::write(&dir, &cols)?);
+        files.extend(columns::write_with_quirks(
+            &dir,
+            &cols,
+            &tmp,
+            Some(&tmp_digest),
+        )?);
         drop(cols);
         std::fs::remove_file(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
         meta.files = files;
@@ -136,43 +137,25 @@ impl<'a> NewGeneration<'a> {
     }
 }
 
-/// Write the quirks of `g` among the records of the stream `tmp` to `path`: a first
-/// reading finds them (their positions are all that is held), a second writes them.
-fn write_quirks(path: &Path, g: &CacheGraph<'_>, tmp: &Path, d: &FileDigest) -> Result<FileDigest> {
-    let mut at = Vec::new();
-    let mut i = 0u64;
-    read_stream_verified(tmp, d, |r: FetchedRecord| {
-        if crate::cache_graph::quirks::is_quirk(g, &r) {
-            at.push(i);
-        }
-        i += 1;
-        Ok(())
-    })?;
-    let mut w = StreamWriter::create(path, at.len() as u64, 3)?;
-    let (mut i, mut next) = (0u64, at.iter().peekable());
-    read_stream_verified(tmp, d, |r: FetchedRecord| {
-        if next.next_if(|&&p| p == i).is_some() {
-            w.push(&r)?;
-        }
-        i += 1;
-        Ok(())
-    })?;
-    w.finish()
-}
-
 /// Rename the generation in `new` into place: a crash leaves the old index or the new one.
 fn install(state: &Path, new: &Path) -> Result<()> {
     let cur = index_dir(state);
     let old = state.join("index.old");
+    let remove =
+        |d: &Path| std::fs::remove_dir_all(d).with_context(|| format!("removing {}", d.display()));
+    let rename = |from: &Path, to: &Path| {
+        std::fs::rename(from, to)
+            .with_context(|| format!("renaming {} to {}", from.display(), to.display()))
+    };
     if cur.exists() {
         if old.exists() {
-            std::fs::remove_dir_all(&old)?;
+            remove(&old)?;
         }
-        std::fs::rename(&cur, &old)?;
+        rename(&cur, &old)?;
     }
-    std::fs::rename(new, &cur)?;
+    rename(new, &cur)?;
     if old.exists() {
-        std::fs::remove_dir_all(&old)?;
+        remove(&old)?;
     }
     Ok(())
 }
@@ -230,6 +213,33 @@ pub fn for_each_narinfo(
 pub fn walk_narinfos(
     dir: &Path,
     meta: &IndexMeta,
+    f: impl FnMut(&PrevRecord<'_>) -> Result<()>,
+) -> Result<()> {
+    walk(dir, meta, columns::Mapped::open, f)
+}
+
+/// [`for_each_narinfo`] of a generation [`Reuse::scan`] verified in this process, under
+/// the state lock: its column files are not hashed again ([`columns::Mapped::reopen`]).
+///
+/// # Errors
+/// As [`for_each_narinfo`].
+pub fn for_each_narinfo_again(
+    dir: &Path,
+    meta: &IndexMeta,
+    mut f: impl FnMut(FetchedRecord) -> Result<()>,
+) -> Result<()> {
+    if meta.files.contains_key(NARINFOS_FILE) {
+        return for_each_narinfo(dir, meta, f);
+    }
+    walk(dir, meta, columns::Mapped::reopen, |p| {
+        p.record().map_or(Ok(()), &mut f)
+    })
+}
+
+fn walk(
+    dir: &Path,
+    meta: &IndexMeta,
+    open: fn(&Path, &IndexMeta) -> Result<columns::Mapped>,
     mut f: impl FnMut(&PrevRecord<'_>) -> Result<()>,
 ) -> Result<()> {
     if meta.files.contains_key(NARINFOS_FILE) {
@@ -239,7 +249,7 @@ pub fn walk_narinfos(
         })?;
         return Ok(());
     }
-    let mapped = columns::Mapped::open(dir, meta)?;
+    let mapped = open(dir, meta)?;
     let g = mapped.graph()?;
     let quirks: Vec<FetchedRecord> = read_all(&dir.join(QUIRKS_FILE), meta.file(QUIRKS_FILE)?)?;
     let objects = dir.join(OBJECTS_FILE);
@@ -287,7 +297,7 @@ pub fn walk_narinfos(
 #[derive(Default)]
 pub struct Reuse {
     /// Per object of the new listing: its record is the previous one, unchanged (same
-    /// ETag and size, fetched without error).
+    /// ETag, which both have, and size, fetched without error).
     pub unchanged: Vec<bool>,
     /// Previous records of narinfos that are listed again but changed: their texts are
     /// carried as `earlier` by the new ones.
@@ -351,7 +361,9 @@ impl Reuse {
             // Listed, but no longer as a narinfo or debuginfo key: nothing to reuse.
             return;
         }
-        if p.etag == o.etag.as_deref() && p.size == o.size && !p.fetch_failed {
+        // Without an ETag (an inventory report without that column) the size alone says
+        // nothing: a narinfo rewritten at the same size must be fetched again.
+        if p.etag.is_some() && p.etag == o.etag.as_deref() && p.size == o.size && !p.fetch_failed {
             self.unchanged[i] = true;
         } else if matches!(keys::classify(p.key), ObjectKind::Narinfo(_))
             && let Some(rec) = p.record()
@@ -370,10 +382,13 @@ pub struct PreviousRecords {
 }
 
 impl PreviousRecords {
-    /// The narinfo records ([`for_each_narinfo`]) of the generation in `dir`.
+    /// The narinfo records ([`for_each_narinfo_again`]) of the generation in `dir`, which
+    /// [`Reuse::scan`] verified.
     pub fn narinfos(dir: &Path, meta: &IndexMeta) -> PreviousRecords {
         let (d, m) = (dir.to_path_buf(), meta.clone());
-        Self::start(dir.to_path_buf(), move |f| for_each_narinfo(&d, &m, f))
+        Self::start(dir.to_path_buf(), move |f| {
+            for_each_narinfo_again(&d, &m, f)
+        })
     }
 
     /// The debuginfo records of the generation in `dir`.
