@@ -973,6 +973,70 @@ Sig: test1:519iiVLx/c4Rdt5DNt6Y2Jm6hcWE9+XY69ygiWSZCNGVcmOcyL64uVAJ3cV8vaTusIZdb
         }
     }
 
+    /// Where nix32 characters sit in [`BASIC`]: `(byte offset, first char of
+    /// a 52-character SHA-256 digest)`. The first character of a 52-character
+    /// digest carries 4 spare bits, so only `0` and `1` are canonical there.
+    fn nix32_positions() -> Vec<(usize, bool)> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        for line in BASIC.split_inclusive('\n') {
+            let hash_at = |prefix: &str| line.find(prefix).map(|i| at + i + prefix.len());
+            if let Some(start) = hash_at("StorePath: /nix/store/") {
+                out.extend((start..start + 32).map(|i| (i, false)));
+            }
+            if line.starts_with("NarHash:") || line.starts_with("FileHash:") {
+                let start = hash_at("sha256:").unwrap();
+                out.extend((start..start + 52).map(|i| (i, i == start)));
+            }
+            if let Some(refs) = line.strip_prefix("References: ") {
+                let mut token_at = at + "References: ".len();
+                for token in refs.trim_end_matches('\n').split(' ') {
+                    out.extend((token_at..token_at + 32).map(|i| (i, false)));
+                    token_at += token.len() + 1;
+                }
+            }
+            if let Some(start) = hash_at("Deriver: ") {
+                out.extend((start..start + 32).map(|i| (i, false)));
+            }
+            at += line.len();
+        }
+        out
+    }
+
+    proptest::proptest! {
+        /// The parser's nix32 checks (lookup tables, vectorized digit
+        /// mapping) accept a character in a hash position exactly when the
+        /// alphabet written out by hand contains it: any byte or character
+        /// put into a store path hash, a reference, the deriver or a digest
+        /// is rejected iff it is not nix32.
+        #[test]
+        fn nix32_positions_accept_exactly_the_alphabet(
+            pick in 0usize..1000,
+            c in proptest::prop_oneof![
+                4 => proptest::strategy::Strategy::prop_map(proptest::num::u8::ANY, char::from),
+                1 => proptest::char::any(),
+            ],
+        ) {
+            let positions = nix32_positions();
+            let (at, digest_top) = positions[pick % positions.len()];
+            let mut text = BASIC.to_owned();
+            text.replace_range(at..at + 1, c.encode_utf8(&mut [0; 4]));
+            let reference_ok = if digest_top {
+                c == '0' || c == '1'
+            } else {
+                "0123456789abcdfghijklmnpqrsvwxyz".contains(c)
+            };
+            let parsed = NarInfo::parse(&text);
+            proptest::prop_assert_eq!(parsed.is_ok(), reference_ok, "{:?} at {}: {:?}", c, at, parsed.err());
+        }
+    }
+
+    #[test]
+    fn nix32_positions_cover_every_hash() {
+        // 32 (StorePath) + 2 × 52 (hashes) + 4 × 32 (references) + 32 (Deriver).
+        assert_eq!(nix32_positions().len(), 32 + 2 * 52 + 4 * 32 + 32);
+    }
+
     #[test]
     fn error_display() {
         let e = NarInfoError {
