@@ -127,6 +127,29 @@ impl Field {
         })
     }
 
+    /// The known field whose name followed by `:` starts `b`, told apart by
+    /// the first bytes and confirmed by one comparison.
+    #[inline]
+    fn at_start_of(b: &[u8]) -> Option<Field> {
+        let f = match (*b.first()?, *b.get(1)?) {
+            (b'S', b't') => Field::StorePath,
+            (b'S', b'i') => Field::Sig,
+            (b'S', b'y') => Field::System,
+            (b'U', _) => Field::Url,
+            (b'C', b'o') => Field::Compression,
+            (b'C', b'A') => Field::Ca,
+            (b'F', _) if b.get(4) == Some(&b'H') => Field::FileHash,
+            (b'F', _) => Field::FileSize,
+            (b'N', _) if b.get(3) == Some(&b'H') => Field::NarHash,
+            (b'N', _) => Field::NarSize,
+            (b'R', _) => Field::References,
+            (b'D', _) => Field::Deriver,
+            _ => return None,
+        };
+        let key = f.key().as_bytes();
+        (b.get(..key.len()) == Some(key) && b.get(key.len()) == Some(&b':')).then_some(f)
+    }
+
     fn key(self) -> &'static str {
         match self {
             Field::StorePath => "StorePath",
@@ -257,6 +280,24 @@ fn error(line: usize, field: Option<&str>, reason: impl Into<String>) -> NarInfo
         field: field.map(str::to_owned),
         reason: reason.into(),
     }
+}
+
+/// Splits a line into its name, the name's field if known, and the text
+/// after the first `:`; `None` if the line has no `:` before its end.
+#[inline]
+fn split_key(line: &str) -> Option<(&str, Option<Field>, &str)> {
+    // A known name followed by `:` contains no `:` or `\n` itself, so it ends
+    // where the general scan below would end it.
+    if let Some(f) = Field::at_start_of(line.as_bytes()) {
+        let n = f.key().len();
+        if let (Some(key), Some(after)) = (line.get(..n), line.get(n + 1..)) {
+            return Some((key, Some(f), after));
+        }
+    }
+    let colon = line.bytes().position(|c| c == b':' || c == b'\n')?;
+    let (key, tail) = line.split_at_checked(colon)?;
+    let after = tail.strip_prefix(':')?;
+    Some((key, Field::from_key(key), after))
 }
 
 /// Parses a size: ASCII digits only, at most `u64::MAX`.
@@ -424,19 +465,13 @@ impl<'a> NarInfo<'a> {
 
         while !rest.is_empty() {
             line_no += 1;
-            // The name ends at the first ':' of the line.
-            let colon = rest.bytes().position(|c| c == b':' || c == b'\n');
-            let (key, after_colon) = match colon.and_then(|i| rest.split_at_checked(i)) {
-                Some((key, tail)) if tail.starts_with(':') => (key, tail.get(1..).unwrap_or("")),
-                _ => {
-                    return Err(error(
-                        line_no,
-                        None,
-                        "expected \"Name: value\", found no ':'",
-                    ));
-                }
+            let Some((key, field, after_colon)) = split_key(rest) else {
+                return Err(error(
+                    line_no,
+                    None,
+                    "expected \"Name: value\", found no ':'",
+                ));
             };
-            let field = Field::from_key(key);
             // Fast path for References, most of the bytes of a narinfo: parse
             // the list up to the newline instead of finding the newline first.
             let mut fast_refs = None;
@@ -1028,6 +1063,23 @@ Sig: test1:519iiVLx/c4Rdt5DNt6Y2Jm6hcWE9+XY69ygiWSZCNGVcmOcyL64uVAJ3cV8vaTusIZdb
             };
             let parsed = NarInfo::parse(&text);
             proptest::prop_assert_eq!(parsed.is_ok(), reference_ok, "{:?} at {}: {:?}", c, at, parsed.err());
+        }
+    }
+
+    proptest::proptest! {
+        /// Recognizing known names by their first bytes splits every line
+        /// where the scan for the first `:` does.
+        #[test]
+        fn split_key_agrees_with_the_colon_scan(
+            name in "StorePath|Sig|System|St|S|URL|U|Compression|CA|C|FileHash|FileSize|File|F|NarHash|NarSize|Nar|References|R|Deriver|D|[A-Za-z]{0,12}",
+            tail in "[:\n ]?[a-zA-Z: \n]{0,6}",
+        ) {
+            let line = format!("{name}{tail}");
+            let want = line.find([':', '\n']).filter(|&i| line.as_bytes()[i] == b':').map(|i| {
+                let key = &line[..i];
+                (key, Field::from_key(key), &line[i + 1..])
+            });
+            proptest::prop_assert_eq!(split_key(&line), want);
         }
     }
 

@@ -241,7 +241,7 @@ pub(crate) fn name_char_run(b: &[u8]) -> usize {
 /// Fails if the name is empty, longer than 211 bytes, contains a character
 /// outside `[0-9a-zA-Z+-._?=]`, or is `.`/`..`/starts with `.-`/`..-`.
 pub fn validate_name(name: &str) -> Result<(), StorePathError> {
-    if !name.bytes().all(is_name_char) {
+    if name_char_run(name.as_bytes()) != name.len() {
         return Err(match validate_name_rules(name) {
             Err(e @ StorePathError::NameTooLong { .. }) => e,
             _ => invalid_name_char(name),
