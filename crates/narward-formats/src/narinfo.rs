@@ -33,7 +33,8 @@ use crate::keys;
 use crate::nixbase32;
 use crate::signature::{PublicKey, SecretKey};
 use crate::store_path::{
-    HASH_CHARS, StorePath, StorePathError, StorePathHash, name_char_run, validate_name_rules,
+    HASH_CHARS, StorePath, StorePathError, StorePathHash, flags_to_mask, name_char_run,
+    validate_name_rules,
 };
 
 /// Largest narinfo the parser accepts (the biggest real ones are tens of KiB).
@@ -131,23 +132,27 @@ impl Field {
     /// the first bytes and confirmed by one comparison.
     #[inline]
     fn at_start_of(b: &[u8]) -> Option<Field> {
-        let f = match (*b.first()?, *b.get(1)?) {
-            (b'S', b't') => Field::StorePath,
-            (b'S', b'i') => Field::Sig,
-            (b'S', b'y') => Field::System,
-            (b'U', _) => Field::Url,
-            (b'C', b'o') => Field::Compression,
-            (b'C', b'A') => Field::Ca,
-            (b'F', _) if b.get(4) == Some(&b'H') => Field::FileHash,
-            (b'F', _) => Field::FileSize,
-            (b'N', _) if b.get(3) == Some(&b'H') => Field::NarHash,
-            (b'N', _) => Field::NarSize,
-            (b'R', _) => Field::References,
-            (b'D', _) => Field::Deriver,
+        // Literal prefixes, so that each comparison is a few fixed loads.
+        let (f, ok) = match (*b.first()?, *b.get(1)?) {
+            (b'S', b't') => (Field::StorePath, b.starts_with(b"StorePath:")),
+            (b'S', b'i') => (Field::Sig, b.starts_with(b"Sig:")),
+            (b'S', b'y') => (Field::System, b.starts_with(b"System:")),
+            (b'U', _) => (Field::Url, b.starts_with(b"URL:")),
+            (b'C', b'o') => (Field::Compression, b.starts_with(b"Compression:")),
+            (b'C', b'A') => (Field::Ca, b.starts_with(b"CA:")),
+            (b'F', _) => match b.get(4) {
+                Some(b'H') => (Field::FileHash, b.starts_with(b"FileHash:")),
+                _ => (Field::FileSize, b.starts_with(b"FileSize:")),
+            },
+            (b'N', _) => match b.get(3) {
+                Some(b'H') => (Field::NarHash, b.starts_with(b"NarHash:")),
+                _ => (Field::NarSize, b.starts_with(b"NarSize:")),
+            },
+            (b'R', _) => (Field::References, b.starts_with(b"References:")),
+            (b'D', _) => (Field::Deriver, b.starts_with(b"Deriver:")),
             _ => return None,
         };
-        let key = f.key().as_bytes();
-        (b.get(..key.len()) == Some(key) && b.get(key.len()) == Some(&b':')).then_some(f)
+        ok.then_some(f)
     }
 
     fn key(self) -> &'static str {
@@ -298,6 +303,31 @@ fn split_key(line: &str) -> Option<(&str, Option<Field>, &str)> {
     let (key, tail) = line.split_at_checked(colon)?;
     let after = tail.strip_prefix(':')?;
     Some((key, Field::from_key(key), after))
+}
+
+/// Splits `s` at its first `\n` into the text before and after it.
+#[inline]
+fn split_line(s: &str) -> Option<(&str, &str)> {
+    let b = s.as_bytes();
+    let mut done = 0;
+    let at = loop {
+        let Some(chunk) = b
+            .get(done..done + 32)
+            .and_then(|c| <&[u8; 32]>::try_from(c).ok())
+        else {
+            break done + b.get(done..)?.iter().position(|&c| c == b'\n')?;
+        };
+        let mut flags = [0u8; 32];
+        for (f, &c) in flags.iter_mut().zip(chunk) {
+            *f = u8::from(c == b'\n');
+        }
+        let mask = flags_to_mask(&flags);
+        if mask != 0 {
+            break done + mask.trailing_zeros() as usize;
+        }
+        done += 32;
+    };
+    Some((s.get(..at)?, s.get(at + 1..)?))
 }
 
 /// Parses a size: ASCII digits only, at most `u64::MAX`.
@@ -488,7 +518,7 @@ impl<'a> NarInfo<'a> {
             let value = if fast_refs.is_some() {
                 value
             } else {
-                let Some((line, tail)) = after_colon.split_once('\n') else {
+                let Some((line, tail)) = split_line(after_colon) else {
                     return Err(error(
                         line_no,
                         Some(key),
@@ -1080,6 +1110,25 @@ Sig: test1:519iiVLx/c4Rdt5DNt6Y2Jm6hcWE9+XY69ygiWSZCNGVcmOcyL64uVAJ3cV8vaTusIZdb
                 (key, Field::from_key(key), &line[i + 1..])
             });
             proptest::prop_assert_eq!(split_key(&line), want);
+        }
+    }
+
+    #[test]
+    fn every_known_name_is_recognized_by_its_first_bytes() {
+        for f in Field::ALL {
+            let line = format!("{}: x\n", f.key());
+            assert_eq!(Field::at_start_of(line.as_bytes()), Some(f), "{line:?}");
+            assert_eq!(Field::at_start_of(&line.as_bytes()[..f.key().len()]), None);
+        }
+    }
+
+    proptest::proptest! {
+        /// The 32-bytes-at-a-time newline search splits like `split_once`.
+        #[test]
+        fn split_line_agrees_with_split_once(s in "[a-z \n]{0,80}", nl in 0usize..100) {
+            let mut s = s;
+            if nl < s.len() { s.insert(nl, '\n'); }
+            proptest::prop_assert_eq!(split_line(&s), s.split_once('\n'));
         }
     }
 

@@ -201,29 +201,18 @@ pub fn is_name_char(c: u8) -> bool {
 }
 
 /// Length of the run of name characters at the start of `b`; 32 bytes at a
-/// time with a branch-free test that the compiler vectorizes.
+/// time with a branch-free test that the compiler vectorizes, turned into a
+/// bit mask so that the end of the run is found without a branch per word.
 #[inline]
 pub(crate) fn name_char_run(b: &[u8]) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
     let mut done = 0;
-    while let Some(chunk) = b.get(done..done + 32) {
-        let mut flags = [0u8; 32];
-        for (f, &c) in flags.iter_mut().zip(chunk) {
-            let name_char = (c.wrapping_sub(b'0') < 10)
-                | ((c | 0x20).wrapping_sub(b'a') < 26)
-                | (c == b'+')
-                | (c == b'-')
-                | (c == b'.')
-                | (c == b'_')
-                | (c == b'?')
-                | (c == b'=');
-            *f = u8::from(name_char);
-        }
-        for (k, word) in flags.chunks_exact(8).enumerate() {
-            let miss = u64::from_le_bytes(<[u8; 8]>::try_from(word).unwrap_or_default()) ^ ONES;
-            if miss != 0 {
-                return done + k * 8 + (miss.trailing_zeros() / 8) as usize;
-            }
+    while let Some(chunk) = b
+        .get(done..done + 32)
+        .and_then(|c| <&[u8; 32]>::try_from(c).ok())
+    {
+        let miss = !name_char_mask(chunk);
+        if miss != 0 {
+            return done + miss.trailing_zeros() as usize;
         }
         done += 32;
     }
@@ -232,6 +221,44 @@ pub(crate) fn name_char_run(b: &[u8]) -> usize {
         .iter()
         .position(|&c| !is_name_char(c))
         .unwrap_or(tail.len())
+}
+
+/// Bit `i` is set iff `chunk[i]` is a name character.
+#[inline(always)]
+fn name_char_mask(chunk: &[u8; 32]) -> u32 {
+    let mut flags = [0u8; 32];
+    for (f, &c) in flags.iter_mut().zip(chunk) {
+        let name_char = (c.wrapping_sub(b'0') < 10)
+            | ((c | 0x20).wrapping_sub(b'a') < 26)
+            | (c == b'+')
+            | (c == b'-')
+            | (c == b'.')
+            | (c == b'_')
+            | (c == b'?')
+            | (c == b'=');
+        *f = u8::from(name_char);
+    }
+    flags_to_mask(&flags)
+}
+
+/// Bit `i` is set iff `flags[i]` is 1 (each flag must be 0 or 1).
+#[inline(always)]
+pub(crate) fn flags_to_mask(flags: &[u8; 32]) -> u32 {
+    let mut mask = 0u32;
+    for (k, word) in flags.chunks_exact(8).enumerate() {
+        mask |= byte_flags_to_bits(u64::from_le_bytes(
+            <[u8; 8]>::try_from(word).unwrap_or_default(),
+        )) << (8 * k);
+    }
+    mask
+}
+
+/// Gathers 8 bytes that are each 0 or 1 into 8 bits (byte `i` to bit `i`):
+/// the multiplier places byte `i` at bit `56 + i` and no two partial
+/// products overlap, so nothing carries.
+#[inline(always)]
+fn byte_flags_to_bits(w: u64) -> u32 {
+    (w.wrapping_mul(0x0102_0408_1020_4080) >> 56) as u32
 }
 
 /// Checks a store path name (the part after `<hash>-`).
@@ -617,6 +644,12 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn byte_flags_gather_to_bits(flags in proptest::array::uniform8(0u8..2)) {
+            let want = flags.iter().enumerate().fold(0u32, |m, (i, &f)| m | (u32::from(f) << i));
+            proptest::prop_assert_eq!(byte_flags_to_bits(u64::from_le_bytes(flags)), want);
+        }
+
         #[test]
         fn name_char_run_matches_bytewise(s in proptest::collection::vec(proptest::num::u8::ANY, 0..100), cut in 0usize..100) {
             let s: Vec<u8> = s.iter().enumerate().map(|(i, &c)| if i < cut { b"aZ09+-._?="[c as usize % 10] } else { c }).collect();
