@@ -226,8 +226,11 @@ pub(crate) fn name_char_run(b: &[u8]) -> usize {
 /// Bit `i` is set iff `chunk[i]` is a name character.
 #[inline(always)]
 fn name_char_mask(chunk: &[u8; 32]) -> u32 {
+    // A local copy: the loop then provably cannot write what it reads, and
+    // compiles to vector code alone (no run-time overlap check).
+    let chunk = *chunk;
     let mut flags = [0u8; 32];
-    for (f, &c) in flags.iter_mut().zip(chunk) {
+    for (f, &c) in flags.iter_mut().zip(&chunk) {
         let name_char = (c.wrapping_sub(b'0') < 10)
             | ((c | 0x20).wrapping_sub(b'a') < 26)
             | (c == b'+')
