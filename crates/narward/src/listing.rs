@@ -337,6 +337,18 @@ impl Listing {
         }
     }
 
+    /// Change the records with `f` and rebuild the listing from them (sorted again): for
+    /// small listings (tests). On an error the listing is left empty.
+    ///
+    /// # Errors
+    /// A key listed twice after `f`.
+    pub fn edit(&mut self, f: impl FnOnce(&mut Vec<ObjectRecord>)) -> Result<(), ListingError> {
+        let mut records = std::mem::take(self).to_records();
+        f(&mut records);
+        *self = Listing::from_records(records)?;
+        Ok(())
+    }
+
     /// The owned records, in key order (for small listings: tests, journals).
     pub fn to_records(&self) -> Vec<ObjectRecord> {
         self.iter().map(|o| o.to_record()).collect()
@@ -408,6 +420,20 @@ impl<'a> ObjectRef<'a> {
         }
     }
 
+    /// The ETag's text, as [`ObjectRecord::etag`] holds it.
+    pub fn etag_string(self) -> Option<String> {
+        self.etag().map(|e| e.to_string())
+    }
+
+    /// Whether the ETag is `etag` (both none, or the same text).
+    pub fn etag_is(self, etag: Option<&str>) -> bool {
+        match (self.etag(), etag) {
+            (None, None) => true,
+            (Some(a), Some(b)) => a == b,
+            _ => false,
+        }
+    }
+
     /// Unix seconds.
     pub fn last_modified(self) -> Option<i64> {
         let t = self.l.mtime[self.i];
@@ -453,7 +479,7 @@ impl<'a> ObjectRef<'a> {
         ObjectRecord {
             key: self.key().to_string(),
             size: self.size(),
-            etag: self.etag().map(|e| e.to_string()),
+            etag: self.etag_string(),
             last_modified: self.last_modified(),
             storage_class: self.listed_storage_class().map(str::to_string),
             link_target: self.link_target().map(str::to_string),

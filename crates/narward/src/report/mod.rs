@@ -259,12 +259,12 @@ fn size_histogram(index: &Index) -> Vec<SizeBucket> {
         })
         .collect();
     for o in &index.objects {
-        let k = &mut b[bucket(o.size)];
+        let k = &mut b[bucket(o.size())];
         k.objects += 1;
-        k.bytes += o.size;
+        k.bytes += o.size();
         if o.category() == Category::Nar {
             k.nar_objects += 1;
-            k.nar_bytes += o.size;
+            k.nar_bytes += o.size();
         }
     }
     let first = b.iter().position(|x| x.objects > 0);
@@ -386,7 +386,7 @@ pub fn build(
         .and_then(|v| v.noncurrent.as_ref());
     let bill = cost::monthly_bill_with_versions(&index.objects, noncurrent, pricing);
     let totals_bytes: u64 =
-        index.objects.iter().map(|o| o.size).sum::<u64>() + noncurrent.map_or(0, |n| n.total().1);
+        index.objects.iter().map(|o| o.size()).sum::<u64>() + noncurrent.map_or(0, |n| n.total().1);
     let usd_per_byte = if totals_bytes > 0 {
         bill.monthly_usd / totals_bytes as f64
     } else {
@@ -451,8 +451,8 @@ fn store_paths(snap: &Snapshot<'_>) -> Vec<PathInfo> {
                 .and_then(|o| snap.index.objects.get(o as usize));
             PathInfo {
                 id,
-                bytes: nar.map_or(0, |o| o.size),
-                class: nar.and_then(|o| o.storage_class.clone()),
+                bytes: nar.map_or(0, |o| o.size()),
+                class: nar.and_then(|o| o.listed_storage_class().map(str::to_string)),
             }
         })
         .collect()
@@ -534,7 +534,7 @@ fn root_sets(snap: &Snapshot<'_>, policy: &Policy) -> (RootSets, Vec<u64>, Vec<S
             graph
                 .nar_object(id)
                 .and_then(|o| snap.index.objects.get(o as usize))
-                .map_or(0, |o| o.size)
+                .map_or(0, |o| o.size())
         })
         .collect();
     let mut count = vec![0u16; graph.len()];
@@ -622,7 +622,7 @@ fn break_even(index: &Index, pricing: &Pricing) -> BreakEven {
         .objects
         .iter()
         .filter(|o| o.category() == Category::Nar)
-        .map(|o| o.size)
+        .map(|o| o.size())
         .collect();
     let nars = CountBytes {
         count: nar_sizes.len() as u64,
