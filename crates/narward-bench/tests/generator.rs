@@ -213,7 +213,7 @@ fn generated_cache_is_consistent() {
                 1,
             ))
             .unwrap();
-        assert_eq!(l.objects, idx.objects.to_records(), "{fmt} inventory");
+        assert_eq!(l.objects, idx.objects, "{fmt} inventory");
     }
 }
 

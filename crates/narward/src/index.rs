@@ -826,7 +826,8 @@ pub enum ListingSource {
     /// A listing read from an S3 Inventory report (see [`crate::inventory`]).
     Inventory {
         location: String,
-        objects: Vec<ObjectRecord>,
+        /// Sorted by key ([`crate::inventory::InventoryListing::objects`]).
+        objects: Listing,
         /// Noncurrent versions, when the report lists all versions.
         noncurrent: Option<NoncurrentVersions>,
     },
@@ -957,19 +958,16 @@ async fn update_locked(
             let pb = crate::progress::spinner("listing");
             let objects = cache.list(&|n| pb.inc(n)).await?;
             pb.finish_and_clear();
+            let objects = Listing::from_records(objects)
+                .with_context(|| format!("listing {}", url.identity()))?;
             (objects, "listing".to_string(), None)
         }
         ListingSource::Inventory {
             location,
-            mut objects,
+            objects,
             noncurrent,
-        } => {
-            objects.sort_by(|a, b| a.key.cmp(&b.key));
-            objects.dedup_by(|a, b| a.key == b.key);
-            (objects, format!("inventory {location}"), noncurrent)
-        }
+        } => (objects, format!("inventory {location}"), noncurrent),
     };
-    let objects = Listing::from_records(objects).context("the cache listing")?;
     let versioning = bucket_versioning(cache, noncurrent).await;
     let mut meta = IndexMeta {
         format_version: FORMAT_VERSION,

@@ -240,6 +240,12 @@ impl Listing {
                 }
             }
         }
+        self.push_unchecked(r);
+        Ok(())
+    }
+
+    /// Add `r` after the last object, whatever its key ([`UnsortedListing`]).
+    fn push_unchecked(&mut self, r: ObjectRecord) {
         let i = self.len();
         self.keys.push_str(&r.key);
         self.ends.push(self.keys.len() as u64);
@@ -255,7 +261,6 @@ impl Listing {
             self.links.push((i, t.into_boxed_str()));
         }
         self.flags.push(flags);
-        Ok(())
     }
 
     fn push_class(&mut self, i: usize, class: Option<String>) -> u8 {
@@ -352,6 +357,55 @@ impl Listing {
     /// The owned records, in key order (for small listings: tests, journals).
     pub fn to_records(&self) -> Vec<ObjectRecord> {
         self.iter().map(|o| o.to_record()).collect()
+    }
+}
+
+/// Builds a [`Listing`] from records in any order (the rows of an S3 Inventory report,
+/// file after file), as compactly as the listing itself: no `Vec<ObjectRecord>` of
+/// everything.
+#[derive(Debug, Default)]
+pub struct UnsortedListing {
+    l: Listing,
+    out_of_order: bool,
+}
+
+impl UnsortedListing {
+    pub fn new() -> UnsortedListing {
+        UnsortedListing::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.l.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.l.is_empty()
+    }
+
+    pub fn push(&mut self, r: ObjectRecord) {
+        if self.l.last_key().is_some_and(|k| k >= r.key.as_str()) {
+            self.out_of_order = true;
+        }
+        self.l.push_unchecked(r);
+    }
+
+    /// The listing, sorted by key; of records with the same key the first pushed is kept.
+    pub fn finish(self) -> Listing {
+        let mut l = self.l;
+        if !self.out_of_order {
+            l.shrink_to_fit();
+            return l;
+        }
+        let mut order: Vec<usize> = (0..l.len()).collect();
+        // Stable: equal keys stay in push order, so the first is kept.
+        order.sort_by(|&a, &b| l.key(a).cmp(l.key(b)));
+        order.dedup_by(|a, b| l.key(*a) == l.key(*b));
+        let mut out = Listing::with_capacity(order.len());
+        for i in order {
+            out.push_unchecked(l.at(i).to_record());
+        }
+        out.shrink_to_fit();
+        out
     }
 }
 

@@ -95,6 +95,37 @@ proptest! {
     }
 }
 
+proptest! {
+    /// Records in any order, some keys twice: the listing holds each key once, sorted,
+    /// with the first record pushed for it.
+    #[test]
+    fn unsorted_listing_sorts_and_keeps_the_first_of_a_key(
+        records in proptest::collection::vec(record_strategy(), 0..80),
+        repeat in proptest::collection::vec(any::<proptest::sample::Index>(), 0..20),
+    ) {
+        let mut all = records.clone();
+        for r in &repeat {
+            if !records.is_empty() {
+                let mut again = records[r.index(records.len())].clone();
+                again.size = again.size.wrapping_add(1);
+                all.push(again);
+            }
+        }
+        let mut want: Vec<ObjectRecord> = Vec::new();
+        for r in &all {
+            if !want.iter().any(|w| w.key == r.key) {
+                want.push(r.clone());
+            }
+        }
+        want.sort_by(|a, b| a.key.cmp(&b.key));
+        let mut u = UnsortedListing::new();
+        for r in all {
+            u.push(r);
+        }
+        prop_assert_eq!(u.finish().to_records(), want);
+    }
+}
+
 #[test]
 fn listing_refuses_duplicates_and_disorder() {
     let mut l = Listing::new();
