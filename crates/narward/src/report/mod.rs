@@ -227,11 +227,12 @@ pub fn name_family(name: &str) -> String {
 }
 
 /// One parsed store path, as the report needs it.
-struct PathInfo {
+struct PathInfo<'a> {
     /// Its id in the [`CacheGraph`].
     id: u32,
     bytes: u64,
-    class: Option<String>,
+    /// As listed (`None`: STANDARD), borrowed from the listing.
+    class: Option<&'a str>,
 }
 
 fn size_histogram(index: &Index) -> Vec<SizeBucket> {
@@ -441,7 +442,7 @@ pub fn build(
 }
 
 /// The store paths the report can name (narinfos that parse), with their NAR objects.
-fn store_paths(snap: &Snapshot<'_>) -> Vec<PathInfo> {
+fn store_paths<'a>(snap: &Snapshot<'a>) -> Vec<PathInfo<'a>> {
     let g = snap.graph;
     (0..g.len() as u32)
         .filter(|&id| g.status(id).parsed())
@@ -452,7 +453,7 @@ fn store_paths(snap: &Snapshot<'_>) -> Vec<PathInfo> {
             PathInfo {
                 id,
                 bytes: nar.map_or(0, |o| o.size()),
-                class: nar.and_then(|o| o.listed_storage_class().map(str::to_string)),
+                class: nar.and_then(|o| o.listed_storage_class()),
             }
         })
         .collect()
@@ -460,7 +461,7 @@ fn store_paths(snap: &Snapshot<'_>) -> Vec<PathInfo> {
 
 /// Bytes by name family: the largest [`TOP`] − 1, then one row with the rest; and how many
 /// families there are.
-fn family_rows(snap: &Snapshot<'_>, paths: &[PathInfo]) -> (Vec<FamilyRow>, u64) {
+fn family_rows(snap: &Snapshot<'_>, paths: &[PathInfo<'_>]) -> (Vec<FamilyRow>, u64) {
     let mut families: HashMap<String, (u64, u64)> = HashMap::new();
     for p in paths {
         let f = families
@@ -494,7 +495,7 @@ fn family_rows(snap: &Snapshot<'_>, paths: &[PathInfo]) -> (Vec<FamilyRow>, u64)
 /// id) whose closure holds each.
 fn largest_paths(
     snap: &Snapshot<'_>,
-    paths: &[PathInfo],
+    paths: &[PathInfo<'_>],
     membership: &[u64],
     set_labels: &[String],
 ) -> Vec<PathRow> {
@@ -512,7 +513,7 @@ fn largest_paths(
                 family: name_family(sp.name),
                 bytes: p.bytes,
                 nar_size: snap.graph.nar_size(p.id),
-                storage_class: p.class.clone(),
+                storage_class: p.class.map(str::to_string),
                 root_sets: set_labels
                     .iter()
                     .enumerate()
