@@ -827,7 +827,7 @@ pub enum ListingSource {
     Inventory {
         location: String,
         /// Sorted by key ([`crate::inventory::InventoryListing::objects`]).
-        objects: Listing,
+        objects: Box<Listing>,
         /// Noncurrent versions, when the report lists all versions.
         noncurrent: Option<NoncurrentVersions>,
     },
@@ -966,7 +966,7 @@ async fn update_locked(
             location,
             objects,
             noncurrent,
-        } => (objects, format!("inventory {location}"), noncurrent),
+        } => (*objects, format!("inventory {location}"), noncurrent),
     };
     let versioning = bucket_versioning(cache, noncurrent).await;
     let mut meta = IndexMeta {

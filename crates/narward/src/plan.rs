@@ -690,9 +690,9 @@ pub fn compute_with_graph(
     };
     crate::progress::phase("plan: start");
     // 1. The graph, checked against the listing.
-    let s = phases::read_graph(&objs, graph)?;
+    let s = phases::read_graph(objs, graph)?;
     // 2. Roots.
-    let (seeds, seed_reason, roots) = phases::find_roots(&ctx, &objs, &s);
+    let (seeds, seed_reason, roots) = phases::find_roots(&ctx, objs, &s);
     crate::progress::phase("plan: roots");
     sink.begin(&Begin {
         cache: &meta.cache,
@@ -714,10 +714,10 @@ pub fn compute_with_graph(
         closure_holes: s.graph.missing_refs(),
         ..Default::default()
     };
-    let restore = phases::decide_paths(&v, &objs, &mut summary, sink)?;
+    let restore = phases::decide_paths(&v, objs, &mut summary, sink)?;
     crate::progress::phase("plan: paths decided");
     // 4. Owners of the other objects.
-    let owners = phases::Owners::find(&ctx, &v, &objs, debuginfo);
+    let owners = phases::Owners::find(&ctx, &v, objs, debuginfo);
     crate::progress::phase("plan: owners");
     // 5. Every object.
     let inputs = phases::ObjectInputs {
