@@ -511,7 +511,10 @@ fn read_checked<T: for<'de> Deserialize<'de>>(
 /// The records go straight into the [`Listing`]: a key out of order or listed twice is
 /// refused, naming the file.
 fn read_objects(path: &Path, expect: &FileDigest) -> Result<Listing> {
-    let cap = usize::try_from(expect.records).unwrap_or(0).min(1 << 32);
+    // Room for the recorded count, but no more than one object per 8 bytes of the file
+    // (a listing compresses to about 35 B per object; more objects simply grow the
+    // columns), so a forged count cannot reserve more than a few times the file's length.
+    let cap = usize::try_from(expect.records.min(expect.bytes / 8)).unwrap_or(0);
     let mut v = Listing::with_capacity(cap);
     read_stream_verified(path, expect, |mut o: ObjectRecord| {
         if o.storage_class.as_deref() == Some(crate::cost::STANDARD) {
