@@ -112,7 +112,14 @@ fn parse_md5(s: &str) -> Option<[u8; 16]> {
 impl fmt::Display for Etag<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let hex = |f: &mut fmt::Formatter<'_>, d: &[u8; 16]| {
-            d.iter().try_for_each(|b| write!(f, "{b:02x}"))
+            const DIGITS: &[u8; 16] = b"0123456789abcdef";
+            let mut buf = [0u8; 32];
+            for (i, b) in d.iter().enumerate() {
+                buf[2 * i] = DIGITS[usize::from(b >> 4)];
+                buf[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+            }
+            // Hex digits are ASCII.
+            f.write_str(std::str::from_utf8(&buf).unwrap_or_default())
         };
         match self {
             Etag::Md5(d) => hex(f, d),
