@@ -659,10 +659,10 @@ fn write_index_files(
     let mut files = std::collections::BTreeMap::new();
     let mut w =
         index::StreamWriter::create(&d.join(index::OBJECTS_FILE), objects, INDEX_ZSTD_LEVEL)?;
-    let mut listing = Vec::with_capacity(objects as usize);
+    let mut listing = narward::listing::Listing::with_capacity(objects as usize);
     for o in objects_in_key_order(dag, corpus, text_len) {
         w.push(&o)?;
-        listing.push(o);
+        listing.push(o)?;
     }
     files.insert(index::OBJECTS_FILE.to_string(), w.finish()?);
     // The narinfo stream is pass 1's hand-over only: `narward index` keeps no narinfo

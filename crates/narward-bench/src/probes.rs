@@ -198,14 +198,14 @@ pub fn ingest(manifest: &Path) -> Result<serde_json::Value> {
     // (year * 12 + month, category) → objects, bytes; no allocation per object.
     let mut groups: BTreeMap<(i64, &'static str), (u64, u64)> = BTreeMap::new();
     for o in &listing.objects {
-        let month = o.last_modified.map_or(i64::MIN, |t| {
+        let month = o.last_modified().map_or(i64::MIN, |t| {
             let (y, m, _) = narward_formats::date::ymd(t);
             y * 12 + m as i64
         });
         let cat: Category = o.category();
         let e = groups.entry((month, cat.as_str())).or_default();
         e.0 += 1;
-        e.1 += o.size;
+        e.1 += o.size();
     }
     ph.done("group by month, category");
     let total: u64 = groups.values().map(|v| v.0).sum();

@@ -52,7 +52,12 @@ fn generated_cache_is_consistent() {
     assert_eq!(idx.narinfos.len(), N);
     assert_eq!(idx.objects.len() as u64, s.objects);
     assert!(idx.narinfos.windows(2).all(|w| w[0].key < w[1].key));
-    assert!(idx.objects.windows(2).all(|w| w[0].key < w[1].key));
+    assert!(
+        idx.objects
+            .iter()
+            .zip(idx.objects.iter().skip(1))
+            .all(|(a, b)| a.key() < b.key())
+    );
     let pk = PublicKey::parse(
         std::fs::read_to_string(dir.join("trusted-key.txt"))
             .unwrap()

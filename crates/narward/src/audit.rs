@@ -289,25 +289,25 @@ fn audit_objects(r: &mut AuditReport, index: &Index, g: &CacheGraph<'_>, mx: usi
     }
     link_users(&index.objects, &mut users);
     for (oi, o) in index.objects.iter().enumerate() {
-        match keys::classify(&o.key) {
+        match keys::classify(o.key()) {
             ObjectKind::Nar { .. } => match users.get(&(oi as u32)) {
                 None if nar_unknown => r
                     .nars_maybe_of_unknown
-                    .add(mx, || format!("{} ({} bytes)", o.key, o.size)),
+                    .add(mx, || format!("{} ({} bytes)", o.key(), o.size())),
                 None => {
-                    r.orphan_nar_bytes += o.size;
+                    r.orphan_nar_bytes += o.size();
                     r.orphan_nars
-                        .add(mx, || format!("{} ({} bytes)", o.key, o.size));
+                        .add(mx, || format!("{} ({} bytes)", o.key(), o.size()));
                 }
                 Some(u) if u.len() > 1 => {
                     let names: Vec<String> = u.iter().map(|&id| narinfo_key(g, id)).collect();
                     r.shared_nars
-                        .add(mx, || format!("{} used by {}", o.key, names.join(", ")));
+                        .add(mx, || format!("{} used by {}", o.key(), names.join(", ")));
                 }
                 Some(_) => {}
             },
             ObjectKind::Listing(h) if g.id(&h).is_none() => {
-                r.dangling_listings.add(mx, || o.key.clone());
+                r.dangling_listings.add(mx, || o.key().to_string());
             }
             _ => {}
         }
@@ -317,19 +317,19 @@ fn audit_objects(r: &mut AuditReport, index: &Index, g: &CacheGraph<'_>, mx: usi
 /// What a used `file://` symlink reads ([`crate::model::ObjectRecord::link_target`],
 /// through chains of links) is used by the link's users: the plan keeps what a kept link
 /// reads, so audit calls no such NAR an orphan.
-fn link_users(objs: &[crate::model::ObjectRecord], users: &mut HashMap<u32, Vec<u32>>) {
+fn link_users(objs: &crate::listing::Listing, users: &mut HashMap<u32, Vec<u32>>) {
     let links = objs
         .iter()
         .enumerate()
-        .filter(|(_, o)| o.link_target.is_some());
+        .filter(|(_, o)| o.link_target().is_some());
     for (oi, o) in links {
         let Some(u) = users.get(&(oi as u32)).cloned() else {
             continue;
         };
         let mut seen = std::collections::HashSet::from([oi]);
         let mut at = o;
-        while let Some(t) = at.link_target.as_deref() {
-            let Ok(ti) = objs.binary_search_by(|x| x.key.as_str().cmp(t)) else {
+        while let Some(t) = at.link_target() {
+            let Some(ti) = objs.find(t) else {
                 break;
             };
             if !seen.insert(ti) {
@@ -341,7 +341,7 @@ fn link_users(objs: &[crate::model::ObjectRecord], users: &mut HashMap<u32, Vec<
                     e.push(id);
                 }
             }
-            at = &objs[ti];
+            at = objs.at(ti);
         }
     }
 }
@@ -380,7 +380,7 @@ fn check_nar_object(
     g: &CacheGraph<'_>,
     id: u32,
     nar_key: &str,
-    obj: Option<&crate::model::ObjectRecord>,
+    obj: Option<crate::listing::ObjectRef<'_>>,
 ) {
     let Some(o) = obj else {
         r.missing_nar.add(mx, || format!("{path} -> {nar_key}"));
@@ -392,21 +392,21 @@ fn check_nar_object(
         });
     }
     if let Some(fs) = g.file_size(id)
-        && fs != o.size
+        && fs != o.size()
     {
         r.file_size_mismatch.add(mx, || {
             format!(
                 "{path}: FileSize {fs}, object {nar_key} has {} bytes",
-                o.size
+                o.size()
             )
         });
     }
     let nar_size = g.nar_size(id);
-    if g.compression(id) == compression_code(Some("none")) && nar_size != o.size {
+    if g.compression(id) == compression_code(Some("none")) && nar_size != o.size() {
         r.nar_size_mismatch.add(mx, || {
             format!(
                 "{path}: Compression none, NarSize {nar_size}, object {nar_key} has {} bytes",
-                o.size
+                o.size()
             )
         });
     }

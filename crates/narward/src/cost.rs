@@ -15,7 +15,8 @@
 //! not included in bills.
 
 use crate::explain::human_bytes;
-use crate::model::{NoncurrentVersions, ObjectRecord, VersioningState};
+use crate::listing::Listing;
+use crate::model::{NoncurrentVersions, VersioningState};
 use crate::plan::{Decision, ObjectDecision, Plan, PlanHeader};
 use anyhow::{Context, Result, bail};
 use narward_formats::keys::Category;
@@ -553,10 +554,10 @@ impl<'p> Biller<'p> {
 /// Intelligent-Tiering objects are billed at the class's `storage` price (the table's
 /// Frequent Access rate: a listing does not say which tier an object is in) plus monitoring.
 /// A class the table does not price is billed as STANDARD and named in `unpriced_classes`.
-pub fn monthly_bill(objects: &[ObjectRecord], p: &Pricing) -> Bill {
+pub fn monthly_bill(objects: &Listing, p: &Pricing) -> Bill {
     let mut b = Biller::new(p);
     for o in objects {
-        b.add(o.category(), o.size, o.storage_class());
+        b.add(o.category(), o.size(), o.storage_class());
     }
     b.finish()
 }
@@ -564,13 +565,13 @@ pub fn monthly_bill(objects: &[ObjectRecord], p: &Pricing) -> Bill {
 /// [`monthly_bill`] of `objects` plus the noncurrent versions a listing of all versions
 /// knows (`None`: not listed; the bill then counts current objects only).
 pub fn monthly_bill_with_versions(
-    objects: &[ObjectRecord],
+    objects: &Listing,
     noncurrent: Option<&NoncurrentVersions>,
     p: &Pricing,
 ) -> Bill {
     let mut b = Biller::new(p);
     for o in objects {
-        b.add(o.category(), o.size, o.storage_class());
+        b.add(o.category(), o.size(), o.storage_class());
     }
     if let Some(n) = noncurrent {
         b.add_noncurrent(n);
@@ -1302,8 +1303,8 @@ mod tests {
         assert!((p.egress_cost(110.0) - 0.9).abs() < 1e-9);
     }
 
-    fn rec(key: &str, size: u64, class: Option<&str>) -> ObjectRecord {
-        ObjectRecord {
+    fn rec(key: &str, size: u64, class: Option<&str>) -> crate::model::ObjectRecord {
+        crate::model::ObjectRecord {
             link_target: None,
             key: key.into(),
             size,
@@ -1332,7 +1333,7 @@ mod tests {
             ),
             rec("log/abc-foo.drv", 10, Some("REDUCED_REDUNDANCY")),
         ];
-        let b = monthly_bill(&objs, &p);
+        let b = monthly_bill(&Listing::from_records(objs).unwrap(), &p);
         assert_eq!(b.objects, 4);
         assert_eq!(b.bytes, (2u64 << 30) + 1010);
         let ia = b
@@ -1382,7 +1383,7 @@ mod tests {
                 )
             })
             .collect();
-        let b = monthly_bill(&objs, &p);
+        let b = monthly_bill(&Listing::from_records(objs).unwrap(), &p);
         assert_eq!(b.by_class[0].monitored_objects, 1000);
         assert!((b.by_class[0].monitoring_usd - 0.0025).abs() < 1e-12);
     }

@@ -143,20 +143,23 @@ pub fn export_parquet(snap: &Snapshot<'_>, dir: &Path) -> Result<ExportStats> {
     write_parquet(
         &dir.join("objects.parquet"),
         vec![
-            ("key", s(o.iter().map(|o| Some(o.key.clone())).collect())),
+            (
+                "key",
+                s(o.iter().map(|o| Some(o.key().to_string())).collect()),
+            ),
             (
                 "category",
                 s(o.iter()
                     .map(|o| Some(o.category().as_str().to_string()))
                     .collect()),
             ),
-            ("size", i(o.iter().map(|o| Some(o.size as i64)).collect())),
-            ("etag", s(o.iter().map(|o| o.etag.clone()).collect())),
+            ("size", i(o.iter().map(|o| Some(o.size() as i64)).collect())),
+            ("etag", s(o.iter().map(|o| o.etag_string()).collect())),
             (
                 "last_modified",
                 Arc::new(
                     TimestampSecondArray::from(
-                        o.iter().map(|o| o.last_modified).collect::<Vec<_>>(),
+                        o.iter().map(|o| o.last_modified()).collect::<Vec<_>>(),
                     )
                     .with_timezone("UTC"),
                 ),

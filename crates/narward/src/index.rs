@@ -34,6 +34,7 @@
 
 use crate::cache::{Cache, CacheUrl};
 use crate::cache_graph::CacheGraph;
+use crate::listing::{Listing, ObjectRef};
 use crate::model::{
     BucketVersioning, FetchedRecord, NoncurrentVersions, ObjectRecord, VersioningState,
 };
@@ -147,7 +148,7 @@ pub struct UpdateStats {
 pub struct Index {
     pub meta: IndexMeta,
     /// Sorted by key.
-    pub objects: Vec<ObjectRecord>,
+    pub objects: Listing,
     /// Sorted by key.
     pub narinfos: Vec<FetchedRecord>,
     /// `debuginfo/` objects and `nix-cache-info`, sorted by key.
@@ -361,6 +362,18 @@ pub fn write_stream<T: Serialize>(path: &Path, items: &[T]) -> Result<FileDigest
     write_stream_level(path, items, 3)
 }
 
+/// Write `objects` as an object stream (the records, as [`write_stream`] writes them).
+///
+/// # Errors
+/// I/O errors.
+pub fn write_listing(path: &Path, objects: &Listing) -> Result<FileDigest> {
+    let mut w = StreamWriter::create(path, objects.len() as u64, 3)?;
+    for o in objects {
+        w.push(&o.to_record())?;
+    }
+    w.finish()
+}
+
 /// [`write_stream`] with a chosen zstd level.
 ///
 /// # Errors
@@ -495,15 +508,21 @@ fn read_checked<T: for<'de> Deserialize<'de>>(
 
 /// Read the object listing; STANDARD is stored as `None` (S3's default) so the common
 /// case holds no string.
-fn read_objects(path: &Path, expect: &FileDigest) -> Result<Vec<ObjectRecord>> {
-    let mut v = Vec::new();
+/// The records go straight into the [`Listing`]: a key out of order or listed twice is
+/// refused, naming the file.
+fn read_objects(path: &Path, expect: &FileDigest) -> Result<Listing> {
+    // Room for the recorded count, but no more than one object per 8 bytes of the file
+    // (a listing compresses to about 35 B per object; more objects simply grow the
+    // columns), so a forged count cannot reserve more than a few times the file's length.
+    let cap = usize::try_from(expect.records.min(expect.bytes / 8)).unwrap_or(0);
+    let mut v = Listing::with_capacity(cap);
     read_stream_verified(path, expect, |mut o: ObjectRecord| {
         if o.storage_class.as_deref() == Some(crate::cost::STANDARD) {
             o.storage_class = None;
         }
-        v.push(o);
-        Ok(())
+        v.push(o).map_err(|e| damaged(path, e))
     })?;
+    v.shrink_to_fit();
     Ok(v)
 }
 
@@ -722,7 +741,7 @@ impl Index {
     ///
     /// # Errors
     /// A missing or damaged index file (named).
-    pub fn open_view(state: &Path, meta: &IndexMeta, objects: &[ObjectRecord]) -> Result<View> {
+    pub fn open_view(state: &Path, meta: &IndexMeta, objects: &Listing) -> Result<View> {
         let d = Self::current_dir(state);
         if let Some(m) = Self::open_columns(state, meta)?
             && meta.files.contains_key(QUIRKS_FILE)
@@ -771,11 +790,8 @@ impl Index {
     }
 
     /// The object with this key.
-    pub fn object(&self, key: &str) -> Option<&ObjectRecord> {
-        self.objects
-            .binary_search_by(|o| o.key.as_str().cmp(key))
-            .ok()
-            .map(|i| &self.objects[i])
+    pub fn object(&self, key: &str) -> Option<ObjectRef<'_>> {
+        self.objects.find(key).and_then(|i| self.objects.get(i))
     }
 
     /// The stored narinfo with this key.
@@ -813,7 +829,8 @@ pub enum ListingSource {
     /// A listing read from an S3 Inventory report (see [`crate::inventory`]).
     Inventory {
         location: String,
-        objects: Vec<ObjectRecord>,
+        /// Sorted by key ([`crate::inventory::InventoryListing::objects`]).
+        objects: Box<Listing>,
         /// Noncurrent versions, when the report lists all versions.
         noncurrent: Option<NoncurrentVersions>,
     },
@@ -869,11 +886,11 @@ fn load_previous(state: &Path, identity: &str) -> Result<Option<IndexMeta>> {
 }
 
 /// Fetch one narinfo or debuginfo object; failures become a record's `fetch_error`.
-async fn fetch_record(cache: &Cache, o: &ObjectRecord) -> FetchedRecord {
-    let r = if o.size > MAX_FETCHED_BYTES {
+async fn fetch_record(cache: &Cache, o: ObjectRef<'_>) -> FetchedRecord {
+    let r = if o.size() > MAX_FETCHED_BYTES {
         Ok(None)
     } else {
-        cache.get(&o.key).await
+        cache.get(o.key()).await
     };
     let (text, fetch_error) = match r {
         Ok(Some(b)) if b.len() as u64 > MAX_FETCHED_BYTES => (
@@ -881,7 +898,7 @@ async fn fetch_record(cache: &Cache, o: &ObjectRecord) -> FetchedRecord {
             Some(format!("larger than {MAX_FETCHED_BYTES} bytes: not read")),
         ),
         Ok(Some(b)) => (b, None),
-        Ok(None) if o.size > MAX_FETCHED_BYTES => (
+        Ok(None) if o.size() > MAX_FETCHED_BYTES => (
             Vec::new(),
             Some(format!("larger than {MAX_FETCHED_BYTES} bytes: not read")),
         ),
@@ -892,9 +909,9 @@ async fn fetch_record(cache: &Cache, o: &ObjectRecord) -> FetchedRecord {
         Err(e) => (Vec::new(), Some(format!("{e:#}"))),
     };
     FetchedRecord {
-        key: o.key.clone(),
-        etag: o.etag.clone(),
-        size: o.size,
+        key: o.key().to_string(),
+        etag: o.etag().map(|e| e.to_string()),
+        size: o.size(),
         text,
         fetch_error,
         earlier: Vec::new(),
@@ -944,17 +961,15 @@ async fn update_locked(
             let pb = crate::progress::spinner("listing");
             let objects = cache.list(&|n| pb.inc(n)).await?;
             pb.finish_and_clear();
+            let objects = Listing::from_records(objects)
+                .with_context(|| format!("listing {}", url.identity()))?;
             (objects, "listing".to_string(), None)
         }
         ListingSource::Inventory {
             location,
-            mut objects,
+            objects,
             noncurrent,
-        } => {
-            objects.sort_by(|a, b| a.key.cmp(&b.key));
-            objects.dedup_by(|a, b| a.key == b.key);
-            (objects, format!("inventory {location}"), noncurrent)
-        }
+        } => (*objects, format!("inventory {location}"), noncurrent),
     };
     let versioning = bucket_versioning(cache, noncurrent).await;
     let mut meta = IndexMeta {
@@ -989,7 +1004,7 @@ async fn update_locked(
 async fn write_generation(
     state: &Path,
     previous: Option<&IndexMeta>,
-    objects: &[ObjectRecord],
+    objects: &Listing,
     cache: &Cache,
     concurrency: usize,
     meta: &mut IndexMeta,
@@ -1010,13 +1025,13 @@ async fn write_generation(
         objects
             .iter()
             .enumerate()
-            .filter_map(|(i, o)| record_kind(&o.key).map(|n| (i, n)))
+            .filter_map(|(i, o)| record_kind(o.key()).map(|n| (i, n)))
     };
     let (mut records, mut narinfo_count, mut reused) = (0u64, 0u64, 0u64);
     for (i, is_narinfo) in wanted() {
         records += 1;
         narinfo_count += u64::from(is_narinfo);
-        reused += u64::from(is_unchanged(i) && !is_cache_info(&objects[i].key));
+        reused += u64::from(is_unchanged(i) && !is_cache_info(objects.at(i).key()));
     }
     let mut stats = UpdateStats {
         listed: objects.len() as u64,
@@ -1027,7 +1042,7 @@ async fn write_generation(
     };
     let to_fetch = wanted()
         .filter(|&(i, _)| !is_unchanged(i))
-        .map(|(i, _)| &objects[i]);
+        .map(|(i, _)| objects.at(i));
     let pb = crate::progress::bar(to_fetch.clone().count() as u64, "narinfos");
     // `buffered` keeps the listing's order, so fetched records arrive in key order.
     let mut fetched = futures::stream::iter(to_fetch)
@@ -1050,7 +1065,7 @@ async fn write_generation(
     let mut out =
         generation::NewGeneration::create(state, objects, narinfo_count, records - narinfo_count)?;
     for (i, is_narinfo) in wanted() {
-        let key = objects[i].key.as_str();
+        let key = objects.at(i).key();
         let rec = match prev.as_mut() {
             Some((n, d)) if is_unchanged(i) => {
                 if is_narinfo {
@@ -1171,14 +1186,15 @@ mod tests {
                 checksum: String::new(),
             },
             // A narinfo record is always of a listed object.
-            objects: vec![ObjectRecord {
+            objects: Listing::from_records(vec![ObjectRecord {
                 key: "00000000000000000000000000000000.narinfo".into(),
                 size: 3,
                 etag: None,
                 last_modified: None,
                 storage_class: None,
                 link_target: None,
-            }],
+            }])
+            .unwrap(),
             narinfos: vec![rec],
             debuginfo: Vec::new(),
         }
@@ -1237,7 +1253,7 @@ mod tests {
         for etag in [None, Some("e".to_string())] {
             let d = tempfile::tempdir().unwrap();
             let mut idx = small_index();
-            idx.objects[0].etag.clone_from(&etag);
+            idx.objects.edit(|o| o[0].etag.clone_from(&etag)).unwrap();
             idx.narinfos[0].etag.clone_from(&etag);
             idx.save(d.path()).unwrap();
             let meta = Index::load_meta(d.path()).unwrap();

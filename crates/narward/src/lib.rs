@@ -17,6 +17,7 @@ pub mod export;
 pub mod graph;
 pub mod index;
 pub mod inventory;
+pub mod listing;
 pub mod model;
 pub mod paths;
 pub mod plan;

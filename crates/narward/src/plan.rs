@@ -18,8 +18,8 @@
 
 use crate::cache_graph::{CacheGraph, build::Columns};
 use crate::index::{self, Index, IndexMeta};
+use crate::listing::{Listing, ObjectRef};
 use crate::model::FetchedRecord;
-use crate::model::ObjectRecord;
 pub use crate::model::is_archive_class;
 use crate::model::{BucketVersioning, VersioningState};
 use crate::policy::Policy;
@@ -592,10 +592,10 @@ pub fn plan_from_state(
         };
         let cols = Columns::build(&objects, narinfos)?;
         crate::progress::phase("plan: narinfos streamed, graph built");
-        return compute_with_graph(&input, objects, CacheGraph::new(cols.parts())?, sink);
+        return compute_with_graph(&input, &objects, CacheGraph::new(cols.parts())?, sink);
     };
     let graph = mapped.graph()?;
-    compute_with_graph(&input, objects, graph, sink)
+    compute_with_graph(&input, &objects, graph, sink)
 }
 
 /// A header to be replaced by the computed one.
@@ -642,7 +642,7 @@ pub fn compute(index: &Index, policy: &Policy, policy_file: &str, now: i64) -> R
     let mut plan = Plan::collecting(empty_header());
     let planned = Columns::build(&index.objects, source).and_then(|cols| {
         let graph = CacheGraph::new(cols.parts())?;
-        compute_with_graph(&input, index.objects.clone(), graph, &mut plan)
+        compute_with_graph(&input, &index.objects, graph, &mut plan)
     });
     let Planned { header, restore } = planned?;
     plan.header = header;
@@ -667,7 +667,7 @@ pub struct PlanInput<'a> {
 /// A graph that does not belong to the listing; the sink's errors.
 pub fn compute_with_graph(
     input: &PlanInput<'_>,
-    objs: Vec<ObjectRecord>,
+    objs: &Listing,
     graph: CacheGraph<'_>,
     sink: &mut (impl PlanSink + ?Sized),
 ) -> Result<Planned> {
@@ -690,9 +690,9 @@ pub fn compute_with_graph(
     };
     crate::progress::phase("plan: start");
     // 1. The graph, checked against the listing.
-    let s = phases::read_graph(&objs, graph)?;
+    let s = phases::read_graph(objs, graph)?;
     // 2. Roots.
-    let (seeds, seed_reason, roots) = phases::find_roots(&ctx, &objs, &s);
+    let (seeds, seed_reason, roots) = phases::find_roots(&ctx, objs, &s);
     crate::progress::phase("plan: roots");
     sink.begin(&Begin {
         cache: &meta.cache,
@@ -714,10 +714,10 @@ pub fn compute_with_graph(
         closure_holes: s.graph.missing_refs(),
         ..Default::default()
     };
-    let restore = phases::decide_paths(&v, &objs, &mut summary, sink)?;
+    let restore = phases::decide_paths(&v, objs, &mut summary, sink)?;
     crate::progress::phase("plan: paths decided");
     // 4. Owners of the other objects.
-    let owners = phases::Owners::find(&ctx, &v, &objs, debuginfo);
+    let owners = phases::Owners::find(&ctx, &v, objs, debuginfo);
     crate::progress::phase("plan: owners");
     // 5. Every object.
     let inputs = phases::ObjectInputs {
@@ -768,14 +768,14 @@ fn plan_header(
 /// already archived: it is only hidden, never copied (a copy of it would need a restore
 /// first, and could move it to a warmer, dearer class).
 fn archive_transition(
-    o: &ObjectRecord,
+    o: ObjectRef<'_>,
     decision: Decision,
     category: Category,
     p: &crate::policy::PolicyFile,
 ) -> Option<String> {
     (decision == Decision::Archive
         && category == Category::Nar
-        && o.size >= p.actions.archive_min_size.0
+        && o.size() >= p.actions.archive_min_size.0
         && !o.is_archived()
         && o.storage_class() != p.actions.archive_storage_class)
         .then(|| p.actions.archive_storage_class.clone())
@@ -783,13 +783,13 @@ fn archive_transition(
 
 /// Count an archived NAR in the summary: moved, already cold (only hidden), or below
 /// the minimum size (only hidden).
-fn count_archived_nar(summary: &mut Summary, o: &ObjectRecord, moves: bool) {
+fn count_archived_nar(summary: &mut Summary, o: ObjectRef<'_>, moves: bool) {
     if moves {
-        summary.transitions.add(o.size);
+        summary.transitions.add(o.size());
     } else if o.is_archived() {
-        summary.already_archived_nars.add(o.size);
+        summary.already_archived_nars.add(o.size());
     } else {
-        summary.hidden_only_small_nars.add(o.size);
+        summary.hidden_only_small_nars.add(o.size());
     }
 }
 
@@ -1077,7 +1077,7 @@ mod tests {
 
     use super::*;
     use crate::index::{IndexMeta, UpdateStats};
-    use crate::model::FetchedRecord;
+    use crate::model::{FetchedRecord, ObjectRecord};
     use narward_formats::keys::ObjectKind;
     use narward_formats::nixbase32;
     use proptest::prelude::*;
@@ -1257,7 +1257,7 @@ mod tests {
                 versioning: None,
                 checksum: String::new(),
             },
-            objects,
+            objects: Listing::from_records(objects).unwrap(),
             narinfos,
             debuginfo: Vec::new(),
         };

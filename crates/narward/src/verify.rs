@@ -10,7 +10,7 @@
 //! outside the cache and are only warned about.
 
 use crate::audit::Finding;
-use crate::model::ObjectRecord;
+use crate::listing::Listing;
 use narward_formats::keys::{self, ObjectKind, UrlQuirk};
 use narward_formats::narinfo::NarInfo;
 use narward_formats::store_path::StorePathHash;
@@ -21,7 +21,7 @@ use std::collections::{HashMap, HashSet};
 #[derive(Debug, Default)]
 pub struct Fetched {
     /// The fresh listing.
-    pub objects: Vec<ObjectRecord>,
+    pub objects: Listing,
     /// Every listed narinfo: its bytes, `Ok(None)` when it was gone when read, or why it
     /// could not be read.
     pub narinfos: HashMap<String, Result<Option<Vec<u8>>, String>>,
@@ -52,11 +52,11 @@ pub struct VerifyReport {
 
 /// Which NARs need a HEAD (their `x-amz-restore`) before [`check`]: listed NARs in an
 /// archive class.
-pub fn cold_objects(objects: &[ObjectRecord]) -> Vec<String> {
+pub fn cold_objects(objects: &Listing) -> Vec<String> {
     objects
         .iter()
         .filter(|o| o.is_archived())
-        .map(|o| o.key.clone())
+        .map(|o| o.key().to_string())
         .collect()
 }
 
@@ -72,13 +72,11 @@ pub fn check(cache: &str, f: &Fetched, max: usize) -> VerifyReport {
         objects: f.objects.len() as u64,
         ..Default::default()
     };
-    let by_key: HashMap<&str, &ObjectRecord> =
-        f.objects.iter().map(|o| (o.key.as_str(), o)).collect();
     let mut visible: Vec<(&str, StorePathHash)> = f
         .objects
         .iter()
-        .filter_map(|o| match keys::classify(&o.key) {
-            ObjectKind::Narinfo(h) => Some((o.key.as_str(), h)),
+        .filter_map(|o| match keys::classify(o.key()) {
+            ObjectKind::Narinfo(h) => Some((o.key(), h)),
             _ => None,
         })
         .filter(|(k, _)| !matches!(f.narinfos.get(*k), Some(Ok(None))))
@@ -103,7 +101,7 @@ pub fn check(cache: &str, f: &Fetched, max: usize) -> VerifyReport {
             .map_err(|e| e.to_string())
             .and_then(|s| NarInfo::parse(s).map_err(|e| e.to_string()));
         match parsed {
-            Ok(ni) => check_one(&mut r, max, key, &ni, &by_key, &present, f),
+            Ok(ni) => check_one(&mut r, max, key, &ni, &present, f),
             Err(e) => r.unparseable_narinfos.add(max, || format!("{key}: {e}")),
         }
     }
@@ -121,7 +119,6 @@ fn check_one(
     max: usize,
     key: &str,
     ni: &NarInfo<'_>,
-    by_key: &HashMap<&str, &ObjectRecord>,
     present: &HashSet<StorePathHash>,
     f: &Fetched,
 ) {
@@ -154,7 +151,7 @@ fn check_one(
         None => {}
     }
     let nar = keys::nar_key_for_url(ni.url);
-    match by_key.get(nar) {
+    match f.objects.find(nar).and_then(|i| f.objects.get(i)) {
         None => r.missing_nars.add(max, || format!("{path} -> {nar}")),
         Some(o) if o.is_archived() => {
             let header = f.restores.get(nar).and_then(|h| h.as_deref());
@@ -229,8 +226,8 @@ mod tests {
         .into_bytes()
     }
 
-    fn obj(key: &str, class: Option<&str>) -> ObjectRecord {
-        ObjectRecord {
+    fn obj(key: &str, class: Option<&str>) -> crate::model::ObjectRecord {
+        crate::model::ObjectRecord {
             link_target: None,
             key: key.into(),
             size: 10,
@@ -243,12 +240,13 @@ mod tests {
     /// A → B, both with NARs.
     fn clean() -> Fetched {
         let mut f = Fetched {
-            objects: vec![
+            objects: Listing::from_records(vec![
                 obj(&format!("{A}.narinfo"), None),
                 obj(&format!("{B}.narinfo"), None),
                 obj("nar/a.nar.xz", None),
                 obj("nar/b.nar.xz", None),
-            ],
+            ])
+            .unwrap(),
             ..Default::default()
         };
         f.narinfos.insert(
@@ -273,7 +271,8 @@ mod tests {
     fn missing_nar_and_broken_closure_are_problems_named() {
         let mut f = clean();
         f.objects
-            .retain(|o| o.key != "nar/b.nar.xz" && o.key != format!("{B}.narinfo"));
+            .edit(|o| o.retain(|o| o.key != "nar/b.nar.xz" && o.key != format!("{B}.narinfo")))
+            .unwrap();
         let r = check("c", &f, 10);
         assert_eq!(r.missing_references.count, 1, "{r:?}");
         assert!(r.missing_references.examples[0].contains(B));
@@ -282,7 +281,9 @@ mod tests {
             "B's narinfo is not visible, so not checked"
         );
         let mut f = clean();
-        f.objects.retain(|o| o.key != "nar/b.nar.xz");
+        f.objects
+            .edit(|o| o.retain(|o| o.key != "nar/b.nar.xz"))
+            .unwrap();
         let r = check("c", &f, 10);
         assert_eq!(r.missing_nars.count, 1);
         assert!(r.to_text().contains("nar/b.nar.xz"), "{}", r.to_text());
@@ -292,7 +293,9 @@ mod tests {
     #[test]
     fn archived_nar_is_a_problem_until_restored() {
         let mut f = clean();
-        f.objects[3].storage_class = Some("DEEP_ARCHIVE".into());
+        f.objects
+            .edit(|o| o[3].storage_class = Some("DEEP_ARCHIVE".into()))
+            .unwrap();
         assert_eq!(cold_objects(&f.objects), ["nar/b.nar.xz"]);
         assert_eq!(check("c", &f, 10).archived_nars.count, 1);
         f.restores.insert(
@@ -307,7 +310,9 @@ mod tests {
         assert_eq!(check("c", &f, 10).problems, 0);
         // GLACIER_IR is readable.
         let mut f = clean();
-        f.objects[3].storage_class = Some("GLACIER_IR".into());
+        f.objects
+            .edit(|o| o[3].storage_class = Some("GLACIER_IR".into()))
+            .unwrap();
         assert_eq!(check("c", &f, 10).problems, 0);
     }
 

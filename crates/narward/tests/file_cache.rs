@@ -112,7 +112,10 @@ fn inventory_reads_through_a_file_cache_refuse_keys_leaving_the_root() {
     // An inventory listing the cache as it is...
     let live = d.path().join("live");
     index(&live, &cache, &[]);
-    let objects = narward::index::Index::load(&live).unwrap().objects;
+    let objects = narward::index::Index::load(&live)
+        .unwrap()
+        .objects
+        .to_records();
     let rep = d.path().join("report");
     let manifest = narward::inventory::write_report(
         &rep,
@@ -279,7 +282,7 @@ fn the_target_of_a_symlinked_nar_of_a_kept_path_is_never_removed() {
     index(&st, &cache, &[]);
     let idx = narward::index::Index::load(&st).unwrap();
     let link = idx.object(&nar).unwrap();
-    assert_eq!(link.link_target.as_deref(), Some(target.as_str()));
+    assert_eq!(link.link_target(), Some(target.as_str()));
     for (policy, name) in [("policy.toml", "p1"), ("policy-delete.toml", "p2")] {
         let p = plan_with(&st, policy, name);
         let w = why(&st, &p, &target);

@@ -201,7 +201,7 @@ fn index_from_an_inventory_report_stored_in_s3() {
         (narward::inventory::WriteFormat::Parquet, "pq"),
     ] {
         let rep = d.path().join(format!("report-{tag}"));
-        narward::inventory::write_report(&rep, &b, &idx.objects, fmt, 10).unwrap();
+        narward::inventory::write_report(&rep, &b, &idx.objects.to_records(), fmt, 10).unwrap();
         // The report's data keys are inventory/<bucket>/config/data/…; the manifest sits in
         // inventory/<bucket>/config/<date>/ — the destination bucket is "inventory-dest".
         upload(
@@ -491,6 +491,7 @@ fn prefixed_example(d: &Path, tag: &str, prefix: &str) -> (String, narward::inde
 fn bucket_rows(idx: &narward::index::Index, prefix: &str, extra: usize) -> Vec<ObjectRecord> {
     let mut rows: Vec<ObjectRecord> = idx
         .objects
+        .to_records()
         .iter()
         .map(|o| ObjectRecord {
             key: format!("{prefix}/{}", o.key),
@@ -500,7 +501,7 @@ fn bucket_rows(idx: &narward::index::Index, prefix: &str, extra: usize) -> Vec<O
     for i in 0..extra {
         rows.push(ObjectRecord {
             key: format!("other-data/{i}.bin"),
-            ..idx.objects[0].clone()
+            ..idx.objects.to_record(0).unwrap()
         });
     }
     rows
@@ -800,19 +801,15 @@ fn the_bill_of_a_versioned_bucket_counts_the_noncurrent_versions_its_inventory_l
     let live = d.path().join("live");
     narward_ok(&live, &["index", "--cache", &s3_url(&b, "")]);
     let idx = narward::index::Index::load(&live).unwrap();
-    let nar = idx
-        .objects
-        .iter()
-        .find(|o| o.key.starts_with("nar/"))
-        .unwrap();
+    let objects = idx.objects.to_records();
+    let nar = objects.iter().find(|o| o.key.starts_with("nar/")).unwrap();
     let old = ObjectRecord {
         size: 3 << 20,
         storage_class: Some("DEEP_ARCHIVE".into()),
         ..nar.clone()
     };
-    let manifest = put_report(d.path(), &b, &b, &idx.objects, |rep, m| {
-        let mut rows: String = idx
-            .objects
+    let manifest = put_report(d.path(), &b, &b, &objects, |rep, m| {
+        let mut rows: String = objects
             .iter()
             .map(|o| version_row(&b, o, "v2", true, false))
             .collect();

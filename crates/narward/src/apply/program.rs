@@ -99,12 +99,15 @@ pub fn recheck(plan: &Plan, fresh: &Snapshot<'_>) -> Vec<Skip> {
             None => {
                 skips.insert(o.key.clone(), "gone from the cache since the plan".into());
             }
-            Some(r) if r.size != o.size || r.etag != o.etag => {
+            Some(r) if r.size() != o.size || !r.etag_is(o.etag.as_deref()) => {
                 skips.insert(
                     o.key.clone(),
                     format!(
                         "changed since the plan (size {} → {}, ETag {:?} → {:?})",
-                        o.size, r.size, o.etag, r.etag
+                        o.size,
+                        r.size(),
+                        o.etag,
+                        r.etag_string()
                     ),
                 );
             }
@@ -140,9 +143,9 @@ fn rescue_referenced(plan: &Plan, fresh: &Snapshot<'_>, skips: &mut BTreeMap<Str
     for id in 0..g.len() as u32 {
         let key = format!("{}.narinfo", g.hash(id));
         let listed = fresh.index.object(&key);
-        let planned_unchanged = plan
-            .object(&key)
-            .is_some_and(|o| listed.is_some_and(|n| o.etag == n.etag && o.size == n.size));
+        let planned_unchanged = plan.object(&key).is_some_and(|o| {
+            listed.is_some_and(|n| n.etag_is(o.etag.as_deref()) && o.size == n.size())
+        });
         if planned_unchanged && !skips.contains_key(&key) {
             continue;
         }
@@ -205,23 +208,23 @@ fn rescue_link_targets(
                 .object(key)
                 .is_none_or(|o| o.decision == Decision::Keep)
     };
-    let mut todo: Vec<&crate::model::ObjectRecord> = fresh
+    let mut todo: Vec<crate::listing::ObjectRef<'_>> = fresh
         .objects
         .iter()
-        .filter(|o| o.link_target.is_some() && stays(&o.key, skips))
+        .filter(|o| o.link_target().is_some() && stays(o.key(), skips))
         .collect();
-    let mut seen: HashSet<&str> = todo.iter().map(|o| o.key.as_str()).collect();
+    let mut seen: HashSet<&str> = todo.iter().map(|o| o.key()).collect();
     let mut narinfo_skipped = false;
     while let Some(link) = todo.pop() {
-        let Some(t) = link.link_target.as_deref() else {
+        let Some(t) = link.link_target() else {
             continue;
         };
         if !stays(t, skips) {
-            let why = format!("read through the symlink {}, which stays", link.key);
+            let why = format!("read through the symlink {}, which stays", link.key());
             skips.insert(t.to_string(), why);
             narinfo_skipped |= t.ends_with(".narinfo");
         }
-        if let Some(next) = fresh.object(t).filter(|n| seen.insert(n.key.as_str())) {
+        if let Some(next) = fresh.object(t).filter(|n| seen.insert(n.key())) {
             todo.push(next);
         }
     }

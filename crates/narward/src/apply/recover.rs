@@ -468,14 +468,9 @@ pub async fn finalize<S: Store>(
         }
     }
     // A `file://` symlink in the cache reads its target: a quarantined one comes back.
-    for t in fresh
-        .index
-        .objects
-        .iter()
-        .filter_map(|o| o.link_target.as_ref())
-    {
-        if q.contains_key(t) && needed.insert(t.clone()) && t.ends_with(".narinfo") {
-            todo.push(t.clone());
+    for t in fresh.index.objects.iter().filter_map(|o| o.link_target()) {
+        if q.contains_key(t) && needed.insert(t.to_string()) && t.ends_with(".narinfo") {
+            todo.push(t.to_string());
         }
     }
     while let Some(k) = todo.pop() {

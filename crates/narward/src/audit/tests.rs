@@ -1,6 +1,7 @@
 use super::*;
 use crate::cache_graph::build::Columns;
 use crate::cache_graph::quirks;
+use crate::listing::Listing;
 use crate::model::ObjectRecord;
 use narward_formats::narinfo::NarInfo;
 use proptest::prelude::*;
@@ -68,7 +69,8 @@ fn key_of(text: &str) -> String {
 /// For every record: the verdict audit gives (columns, or the quirk text) equals Nix's
 /// verdict from the text, under `trusted`. Returns how many were quirks.
 fn verdicts_agree(objs: &[ObjectRecord], recs: &[FetchedRecord], trusted: &[PublicKey]) -> usize {
-    let cols = Columns::build(objs, |f| recs.iter().try_for_each(f)).unwrap();
+    let objs = Listing::from_records(objs.to_vec()).unwrap();
+    let cols = Columns::build(&objs, |f| recs.iter().try_for_each(f)).unwrap();
     let g = CacheGraph::new(cols.parts()).unwrap();
     let q = quirks::collect(&g, recs);
     for r in recs {
@@ -92,6 +94,7 @@ fn corpus_prints_back_from_the_columns_but_two_quirks() {
     let (objs, recs) = cache_of(&texts);
     let trusted = [PublicKey::parse(CACHE_KEY).unwrap()];
     assert_eq!(verdicts_agree(&objs, &recs, &trusted), 2);
+    let objs = Listing::from_records(objs).unwrap();
     let cols = Columns::build(&objs, |f| recs.iter().try_for_each(f)).unwrap();
     let g = CacheGraph::new(cols.parts()).unwrap();
     assert!(g.missing_refs() > 0, "the corpus has closure holes");
@@ -245,7 +248,7 @@ fn audit_does_not_call_a_nar_a_used_symlink_reads_an_orphan() {
             versioning: None,
             checksum: String::new(),
         },
-        objects: objs,
+        objects: Listing::from_records(objs).unwrap(),
         narinfos: recs,
         debuginfo: Vec::new(),
     };

@@ -3,7 +3,8 @@
 
 use super::{Csr, Header, Heap, Parts, Status, compression_code, flag};
 use crate::graph::{Graph, NONE, reverse_csr};
-use crate::model::{FetchedRecord, ObjectRecord};
+use crate::listing::Listing;
+use crate::model::FetchedRecord;
 use crate::plan::{Named, earlier_named, hidden_in_parsed, lenient_scan, narinfo_doubt};
 use anyhow::{Result, bail};
 use narward_formats::keys::{self, ObjectKind};
@@ -98,7 +99,7 @@ impl Columns {
     /// # Errors
     /// The source's errors; records out of key order.
     pub fn build(
-        objs: &[ObjectRecord],
+        objs: &Listing,
         narinfos: impl FnOnce(&mut dyn FnMut(&FetchedRecord) -> Result<()>) -> Result<()>,
     ) -> Result<Columns> {
         let mut b = ColumnsBuilder::new(objs);
@@ -207,10 +208,10 @@ pub struct ColumnsBuilder<'a> {
 
 impl<'a> ColumnsBuilder<'a> {
     /// A builder for the listing `objs`: one path per `<hash>.narinfo` object.
-    pub fn new(objs: &'a [ObjectRecord]) -> ColumnsBuilder<'a> {
+    pub fn new(objs: &'a Listing) -> ColumnsBuilder<'a> {
         let hashes: Vec<StorePathHash> = objs
             .iter()
-            .filter_map(|o| match keys::classify(&o.key) {
+            .filter_map(|o| match keys::classify(o.key()) {
                 ObjectKind::Narinfo(h) => Some(h),
                 _ => None,
             })
@@ -221,8 +222,8 @@ impl<'a> ColumnsBuilder<'a> {
                 nar_objects: objs
                     .iter()
                     .enumerate()
-                    .filter(|(_, o)| o.key.starts_with("nar/"))
-                    .map(|(i, o)| (o.key.as_str(), i))
+                    .filter(|(_, o)| o.key().starts_with("nar/"))
+                    .map(|(i, o)| (o.key(), i))
                     .collect(),
                 graph: Graph::with_nodes(hashes, n * 8),
                 c: Columns::empty(),

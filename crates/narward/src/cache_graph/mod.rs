@@ -487,19 +487,24 @@ pub fn records(snap: &Snapshot<'_>) -> Vec<crate::model::FetchedRecord> {
     (0..g.len() as u32)
         .filter_map(|id| {
             let listed = snap.index.object(&format!("{}.narinfo", g.hash(id)));
-            record(g, snap.quirks, id, listed)
+            record(
+                g,
+                snap.quirks,
+                id,
+                listed.map(|o| (o.etag_string(), o.size())),
+            )
         })
         .collect()
 }
 
 /// Path `id`'s record as [`records`] gives it back, `listed` being its object in the
-/// listing of the same generation (its ETag and size); `None` for a path the index holds
+/// listing of the same generation (its ETag and size, if listed); `None` for a path the index holds
 /// no record of. What an incremental `index` streams from the previous generation.
 pub fn record(
     g: &CacheGraph<'_>,
     quirks: &[crate::model::FetchedRecord],
     id: u32,
-    listed: Option<&crate::model::ObjectRecord>,
+    listed: Option<(Option<String>, u64)>,
 ) -> Option<crate::model::FetchedRecord> {
     if let Some(q) = quirks::of(g, quirks, id) {
         return Some(q.clone());
@@ -519,8 +524,8 @@ pub fn record(
         ),
     };
     Some(crate::model::FetchedRecord {
-        etag: listed.and_then(|o| o.etag.clone()),
-        size: listed.map_or(0, |o| o.size),
+        size: listed.as_ref().map_or(0, |o| o.1),
+        etag: listed.and_then(|o| o.0),
         key: format!("{}.narinfo", g.hash(id)),
         text,
         fetch_error,
@@ -565,7 +570,7 @@ pub fn of_index(
 /// # Errors
 /// Narinfo records out of key order; `narinfos`' errors.
 pub fn with_quirks(
-    objects: &[crate::model::ObjectRecord],
+    objects: &crate::listing::Listing,
     mut narinfos: impl FnMut(&mut dyn FnMut(&crate::model::FetchedRecord) -> Result<()>) -> Result<()>,
 ) -> Result<(build::Columns, Vec<crate::model::FetchedRecord>)> {
     let cols = build::Columns::build(objects, &mut narinfos)?;

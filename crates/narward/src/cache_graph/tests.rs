@@ -16,7 +16,7 @@ fn obj(key: &str) -> ObjectRecord {
 }
 
 /// A cache of `n` paths, path `i` referencing path `i + 1`; path 1's narinfo is garbage.
-fn columns(n: usize) -> (Vec<ObjectRecord>, Columns) {
+fn columns(n: usize) -> (crate::listing::Listing, Columns) {
     let hashes: Vec<String> = (0..n)
         .map(|i| StorePathHash([i as u8 * 7 + 1; 20]).to_string())
         .collect();
@@ -49,6 +49,7 @@ fn columns(n: usize) -> (Vec<ObjectRecord>, Columns) {
         })
         .collect();
     recs.sort_by(|a, b| a.key.cmp(&b.key));
+    let objs = crate::listing::Listing::from_records(objs).unwrap();
     let c = Columns::build(&objs, |f| recs.iter().try_for_each(f)).unwrap();
     (objs, c)
 }
@@ -59,7 +60,7 @@ fn ids_follow_narinfo_key_order_and_lookups_find_every_path() {
     let g = CacheGraph::new(c.parts()).unwrap();
     let keys: Vec<&str> = objs
         .iter()
-        .map(|o| o.key.as_str())
+        .map(|o| o.key())
         .filter(|k| k.ends_with(".narinfo"))
         .collect();
     assert_eq!(g.len(), keys.len());

@@ -507,7 +507,7 @@ async fn inventory_source(
     }
     let source = ListingSource::Inventory {
         location: loc.to_string(),
-        objects: l.objects,
+        objects: Box::new(l.objects),
         noncurrent: l.noncurrent,
     };
     Ok((source, l.outside_prefix))

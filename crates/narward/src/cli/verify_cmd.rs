@@ -2,7 +2,7 @@
 //! that what clients see is whole (the check is [`narward::verify::check`]).
 
 use super::{Global, cache_url_or_state, print_json};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use futures::StreamExt;
 use narward::cache::{Cache, CacheUrl};
@@ -52,11 +52,12 @@ pub async fn run(g: &Global, a: VerifyArgs) -> Result<ExitCode> {
 
 /// List the cache, read every narinfo, and HEAD every NAR in an archive class.
 async fn fetch(cache: &Cache, concurrency: usize) -> Result<Fetched> {
-    let objects = cache.list(&|_| {}).await?;
+    let objects = narward::listing::Listing::from_records(cache.list(&|_| {}).await?)
+        .context("the cache listing")?;
     let narinfo_keys: Vec<String> = objects
         .iter()
-        .filter(|o| matches!(keys::classify(&o.key), ObjectKind::Narinfo(_)))
-        .map(|o| o.key.clone())
+        .filter(|o| matches!(keys::classify(o.key()), ObjectKind::Narinfo(_)))
+        .map(|o| o.key().to_string())
         .collect();
     let narinfos = futures::stream::iter(narinfo_keys)
         .map(|k| async move {

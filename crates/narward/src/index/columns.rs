@@ -48,7 +48,7 @@ pub fn write(dir: &Path, c: &Columns) -> Result<BTreeMap<String, FileDigest>> {
 /// A damaged narinfo stream; I/O errors.
 pub fn write_from_narinfo_file(
     dir: &Path,
-    objects: &[crate::model::ObjectRecord],
+    objects: &crate::listing::Listing,
 ) -> Result<BTreeMap<String, FileDigest>> {
     let p = dir.join(super::NARINFOS_FILE);
     let cols = Columns::build(objects, |f| {

@@ -10,10 +10,11 @@
 
 use super::{
     DEBUGINFO_FILE, FileDigest, IndexMeta, NARINFOS_FILE, OBJECTS_FILE, QUIRKS_FILE, StreamWriter,
-    columns, index_dir, read_all, read_stream_verified, write_meta, write_stream,
+    columns, index_dir, read_all, read_stream_verified, write_listing, write_meta,
 };
 use crate::cache_graph::Status;
 use crate::cache_graph::build::ColumnsBuilder;
+use crate::listing::Listing;
 use crate::model::{FetchedRecord, ObjectRecord};
 use anyhow::{Context, Result, bail};
 use narward_formats::keys::{self, ObjectKind};
@@ -55,7 +56,7 @@ impl<'a> NewGeneration<'a> {
     /// I/O errors.
     pub fn create(
         state: &Path,
-        objects: &'a [ObjectRecord],
+        objects: &'a Listing,
         narinfos: u64,
         debuginfo: u64,
     ) -> Result<NewGeneration<'a>> {
@@ -69,7 +70,7 @@ impl<'a> NewGeneration<'a> {
         let mut files = BTreeMap::new();
         files.insert(
             OBJECTS_FILE.to_string(),
-            write_stream(&dir.join(OBJECTS_FILE), objects)?,
+            write_listing(&dir.join(OBJECTS_FILE), objects)?,
         );
         Ok(NewGeneration {
             // Read back once, soon: the fastest level.
@@ -279,7 +280,9 @@ fn walk(
             etag: o.etag.as_deref(),
             size: o.size,
             fetch_failed: status == Status::FetchFailed,
-            record: &|| crate::cache_graph::record(&g, &quirks, this, Some(&o)),
+            record: &|| {
+                crate::cache_graph::record(&g, &quirks, this, Some((o.etag.clone(), o.size)))
+            },
         })
     })?;
     if id as usize != g.len() {
@@ -308,7 +311,7 @@ pub struct Reuse {
 
 impl Reuse {
     /// Nothing to reuse: a first index.
-    pub fn none(objects: &[ObjectRecord]) -> Reuse {
+    pub fn none(objects: &Listing) -> Reuse {
         Reuse {
             unchanged: vec![false; objects.len()],
             ..Reuse::default()
@@ -321,7 +324,7 @@ impl Reuse {
     ///
     /// # Errors
     /// A missing or damaged file (named).
-    pub fn scan(dir: &Path, meta: &IndexMeta, objects: &[ObjectRecord]) -> Result<Reuse> {
+    pub fn scan(dir: &Path, meta: &IndexMeta, objects: &Listing) -> Result<Reuse> {
         let mut r = Reuse::none(objects);
         walk_narinfos(dir, meta, |p| {
             r.one(objects, p);
@@ -351,19 +354,22 @@ impl Reuse {
         Ok(r)
     }
 
-    fn one(&mut self, objects: &[ObjectRecord], p: &PrevRecord<'_>) {
-        let Ok(i) = objects.binary_search_by(|o| o.key.as_str().cmp(p.key)) else {
+    fn one(&mut self, objects: &Listing, p: &PrevRecord<'_>) {
+        let Some(i) = objects.find(p.key) else {
             self.dropped += u64::from(!matches!(keys::classify(p.key), ObjectKind::CacheInfo));
             return;
         };
-        let o = &objects[i];
-        if record_kind(&o.key).is_none() {
+        let o = objects.at(i);
+        if record_kind(o.key()).is_none() {
             // Listed, but no longer as a narinfo or debuginfo key: nothing to reuse.
             return;
         }
         // Without an ETag (an inventory report without that column) the size alone says
         // nothing: a narinfo rewritten at the same size must be fetched again.
-        if p.etag.is_some() && p.etag == o.etag.as_deref() && p.size == o.size && !p.fetch_failed {
+        if p.etag.is_some_and(|e| o.etag().is_some_and(|oe| oe == e))
+            && p.size == o.size()
+            && !p.fetch_failed
+        {
             self.unchanged[i] = true;
         } else if matches!(keys::classify(p.key), ObjectKind::Narinfo(_))
             && let Some(rec) = p.record()

@@ -10,7 +10,8 @@ use super::{
 };
 use crate::cache_graph::{CacheGraph, Status};
 use crate::graph::NONE;
-use crate::model::{FetchedRecord, ObjectRecord};
+use crate::listing::{Listing, ObjectRef};
+use crate::model::FetchedRecord;
 use crate::policy::{Follow, Policy, Unreachable};
 use anyhow::Result;
 use narward_formats::keys::{self, Category, ObjectKind};
@@ -31,14 +32,14 @@ pub(super) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn young(&self, o: &ObjectRecord) -> bool {
+    fn young(&self, o: ObjectRef<'_>) -> bool {
         let min_age = self.policy.file.keep.min_age_days as i64;
-        o.last_modified
+        o.last_modified()
             .is_some_and(|t| t > self.now - min_age * DAY)
     }
 
-    fn recent(&self, o: &ObjectRecord, days: u32) -> bool {
-        o.last_modified
+    fn recent(&self, o: ObjectRef<'_>, days: u32) -> bool {
+        o.last_modified()
             .is_some_and(|t| t >= self.now - days as i64 * DAY)
     }
 
@@ -64,11 +65,11 @@ impl Ctx<'_> {
         ca: bool,
         name: &str,
         doubt: Option<String>,
-        objs: [Option<&ObjectRecord>; 2],
+        objs: [Option<ObjectRef<'_>>; 2],
         keys: [&str; 2],
     ) -> Option<Reason> {
         let k = &self.policy.file.keep;
-        let any = |f: &dyn Fn(&ObjectRecord) -> bool| objs.iter().flatten().any(|o| f(o));
+        let any = |f: &dyn Fn(ObjectRef<'_>) -> bool| objs.iter().flatten().any(|o| f(*o));
         if let Some(why) = doubt {
             Some(Reason::Unverifiable { why })
         } else if any(&|o| self.young(o)) {
@@ -112,11 +113,11 @@ pub(super) struct Streamed<'g> {
 ///
 /// # Errors
 /// A graph that does not belong to this listing.
-pub(super) fn read_graph<'g>(objs: &[ObjectRecord], graph: CacheGraph<'g>) -> Result<Streamed<'g>> {
+pub(super) fn read_graph<'g>(objs: &Listing, graph: CacheGraph<'g>) -> Result<Streamed<'g>> {
     let narinfo_obj: Vec<u32> = objs
         .iter()
         .enumerate()
-        .filter_map(|(i, o)| match keys::classify(&o.key) {
+        .filter_map(|(i, o)| match keys::classify(o.key()) {
             ObjectKind::Narinfo(h) => Some((i, h)),
             _ => None,
         })
@@ -127,7 +128,7 @@ pub(super) fn read_graph<'g>(objs: &[ObjectRecord], graph: CacheGraph<'g>) -> Re
                 .ok_or_else(|| {
                     anyhow::anyhow!(
                         "the index columns do not match its listing at {}",
-                        objs[i].key
+                        objs.at(i).key()
                     )
                 })
         })
@@ -158,7 +159,7 @@ impl<'g> Streamed<'g> {
 
     /// The key of the path's NAR: the one its URL names, or for an unparseable narinfo
     /// the listed NAR its text names.
-    pub fn nar_key<'a>(&self, objs: &'a [ObjectRecord], id: u32) -> Option<&'a str>
+    pub fn nar_key<'a>(&self, objs: &'a Listing, id: u32) -> Option<&'a str>
     where
         'g: 'a,
     {
@@ -166,7 +167,7 @@ impl<'g> Streamed<'g> {
             Some(keys::nar_key_for_url(self.graph.url(id)))
         } else {
             let k = self.graph.nar_object(id)?;
-            objs.get(k as usize).map(|o| o.key.as_str())
+            objs.get(k as usize).map(|o| o.key())
         }
     }
 
@@ -191,7 +192,7 @@ impl<'g> Streamed<'g> {
     }
 
     /// Why the path is a seed of the kept set, if it is (the policy's roots aside).
-    fn seed(&self, ctx: &Ctx<'_>, objs: &[ObjectRecord], id: u32) -> Option<Reason> {
+    fn seed(&self, ctx: &Ctx<'_>, objs: &Listing, id: u32) -> Option<Reason> {
         let g = &self.graph;
         let status = g.status(id);
         if !status.parsed() {
@@ -203,7 +204,7 @@ impl<'g> Streamed<'g> {
         let narinfo = objs.get(self.narinfo_obj[id as usize] as usize);
         let nar = g.nar_object(id).and_then(|i| objs.get(i as usize));
         let nar_key = keys::nar_key_for_url(g.url(id));
-        let narinfo_key = narinfo.map_or("", |o| o.key.as_str());
+        let narinfo_key = narinfo.map_or("", |o| o.key());
         ctx.seed(
             g.ca(id),
             g.name(id),
@@ -241,7 +242,7 @@ pub(super) enum Seed {
 /// reasons, and the root statistics.
 pub(super) fn find_roots(
     ctx: &Ctx<'_>,
-    objs: &[ObjectRecord],
+    objs: &Listing,
     s: &Streamed<'_>,
 ) -> (Vec<u32>, HashMap<u32, Seed>, RootStats) {
     let policy = ctx.policy;
@@ -344,7 +345,7 @@ impl Verdicts<'_> {
 /// The sink's.
 pub(super) fn decide_paths(
     v: &Verdicts<'_>,
-    objs: &[ObjectRecord],
+    objs: &Listing,
     summary: &mut Summary,
     sink: &mut (impl PlanSink + ?Sized),
 ) -> Result<Vec<RestoreItem>> {
@@ -387,7 +388,7 @@ pub(super) fn decide_paths(
 /// The restore-set entry of a kept path, if its NAR (the listed object `nar_obj` when its
 /// key is `nar_key`, else found in `objs`, sorted by key) is in GLACIER or DEEP_ARCHIVE.
 fn restore_item(
-    objs: &[ObjectRecord],
+    objs: &Listing,
     nar_obj: Option<u32>,
     path: &str,
     nar_key: Option<&str>,
@@ -395,18 +396,18 @@ fn restore_item(
     let k = nar_key?;
     let listed = nar_obj
         .and_then(|i| objs.get(i as usize))
-        .filter(|o| o.key == k);
+        .filter(|o| o.key() == k);
     let o = match listed {
         Some(o) => o,
-        None => &objs[objs.binary_search_by(|o| o.key.as_str().cmp(k)).ok()?],
+        None => objs.get(objs.find(k)?)?,
     };
-    let class = o.storage_class.as_deref()?;
+    let class = o.listed_storage_class()?;
     is_archive_class(class).then(|| RestoreItem {
         path: path.to_string(),
-        nar_key: o.key.clone(),
+        nar_key: o.key().to_string(),
         storage_class: class.to_string(),
-        size: o.size,
-        etag: o.etag.clone(),
+        size: o.size(),
+        etag: o.etag_string(),
     })
 }
 
@@ -424,7 +425,7 @@ impl<'a> Owners<'a> {
     pub fn find(
         ctx: &Ctx<'_>,
         v: &Verdicts<'a>,
-        objs: &[ObjectRecord],
+        objs: &Listing,
         debuginfo: &'a [FetchedRecord],
     ) -> Owners<'a> {
         let s = v.s;
@@ -465,7 +466,7 @@ impl<'a> Owners<'a> {
                     .as_str()?
                     .trim_start_matches("../")
                     .to_string();
-                let i = objs.binary_search_by(|o| o.key.as_str().cmp(&a)).ok()?;
+                let i = objs.find(&a)?;
                 Some((d.key.as_str(), (a, i)))
             })
             .collect();
@@ -526,7 +527,7 @@ impl ObjectInputs<'_> {
     }
 
     /// The decision for one object of kind `kind` at index `oi` of the listing.
-    fn decide(&self, o: &ObjectRecord, oi: usize, kind: &ObjectKind<'_>) -> (Decision, Reason) {
+    fn decide(&self, o: ObjectRef<'_>, oi: usize, kind: &ObjectKind<'_>) -> (Decision, Reason) {
         if self.ctx.young(o) {
             return (Decision::Keep, Reason::Young);
         }
@@ -552,7 +553,7 @@ impl ObjectInputs<'_> {
                 }
                 None => (Decision::Keep, Reason::OwnerUnknown),
             },
-            ObjectKind::DebugInfo(_) => match self.owners.debuginfo_target.get(o.key.as_str()) {
+            ObjectKind::DebugInfo(_) => match self.owners.debuginfo_target.get(o.key()) {
                 Some((t, ti)) if self.owners.nar_fate[*ti].1 != NONE => {
                     let (d, _) = self.nar_decision(*ti);
                     self.follow(actions.debuginfo, d, t.clone())
@@ -588,34 +589,34 @@ struct LinkKeep {
 /// Every object a kept link reads, through chains of links (cycle safe: each object is
 /// entered once). Links are rare (`file://` only), so their own decisions are computed
 /// here once more.
-fn kept_link_targets(inp: &ObjectInputs<'_>, objs: &[ObjectRecord]) -> LinkKeep {
+fn kept_link_targets(inp: &ObjectInputs<'_>, objs: &Listing) -> LinkKeep {
     let mut k = LinkKeep::default();
     let mut todo: Vec<usize> = objs
         .iter()
         .enumerate()
         .filter(|(oi, o)| {
-            o.link_target.is_some()
-                && inp.decide(o, *oi, &keys::classify(&o.key)).0 == Decision::Keep
+            o.link_target().is_some()
+                && inp.decide(*o, *oi, &keys::classify(o.key())).0 == Decision::Keep
         })
         .map(|(oi, _)| oi)
         .collect();
     let mut seen: std::collections::HashSet<usize> = todo.iter().copied().collect();
     while let Some(oi) = todo.pop() {
-        let link = &objs[oi];
-        let Some(t) = link.link_target.as_deref() else {
+        let link = objs.at(oi);
+        let Some(t) = link.link_target() else {
             continue;
         };
         let reason = Reason::LinkTarget {
-            link: link.key.clone(),
+            link: link.key().to_string(),
         };
-        match objs.binary_search_by(|o| o.key.as_str().cmp(t)) {
-            Ok(ti) => {
+        match objs.find(t) {
+            Some(ti) => {
                 k.targets.entry(ti).or_insert(reason);
                 if seen.insert(ti) {
                     todo.push(ti);
                 }
             }
-            Err(_) => {
+            None => {
                 k.unlisted.get_or_insert(reason);
             }
         }
@@ -631,15 +632,15 @@ fn kept_link_targets(inp: &ObjectInputs<'_>, objs: &[ObjectRecord]) -> LinkKeep 
 /// The sink's.
 pub(super) fn decide_objects(
     inp: &ObjectInputs<'_>,
-    objs: Vec<ObjectRecord>,
+    objs: &Listing,
     summary: &mut Summary,
     sink: &mut (impl PlanSink + ?Sized),
 ) -> Result<()> {
     let p = &inp.ctx.policy.file;
-    let links = kept_link_targets(inp, &objs);
-    for (oi, o) in objs.into_iter().enumerate() {
-        let kind = keys::classify(&o.key);
-        let (mut decision, mut reason) = inp.decide(&o, oi, &kind);
+    let links = kept_link_targets(inp, objs);
+    for (oi, o) in objs.iter().enumerate() {
+        let kind = keys::classify(o.key());
+        let (mut decision, mut reason) = inp.decide(o, oi, &kind);
         if decision != Decision::Keep {
             let nar = kind.category() == Category::Nar;
             if let Some(r) = links
@@ -651,9 +652,9 @@ pub(super) fn decide_objects(
             }
         }
         let category = kind.category();
-        let transition_to = archive_transition(&o, decision, category, p);
+        let transition_to = archive_transition(o, decision, category, p);
         if decision == Decision::Archive && category == Category::Nar {
-            count_archived_nar(summary, &o, transition_to.is_some());
+            count_archived_nar(summary, o, transition_to.is_some());
         }
         summary
             .objects
@@ -661,14 +662,14 @@ pub(super) fn decide_objects(
             .or_default()
             .entry(category)
             .or_default()
-            .add(o.size);
+            .add(o.size());
         sink.object(ObjectDecision {
-            key: o.key,
+            key: o.key().to_string(),
             category,
-            size: o.size,
-            etag: o.etag,
-            last_modified: o.last_modified,
-            storage_class: o.storage_class,
+            size: o.size(),
+            etag: o.etag_string(),
+            last_modified: o.last_modified(),
+            storage_class: o.listed_storage_class().map(str::to_string),
             decision,
             transition_to,
             reason,

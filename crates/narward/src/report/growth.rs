@@ -6,7 +6,7 @@
 //! Only objects still present are seen: what was deleted since does not show, and an
 //! overwritten object counts in the month of its last write.
 
-use crate::model::ObjectRecord;
+use crate::listing::Listing;
 use crate::plan::CountBytes;
 use narward_formats::keys::Category;
 use serde::Serialize;
@@ -190,21 +190,21 @@ pub fn fits(ys: &[f64]) -> Vec<Fit> {
 }
 
 /// Growth of `objects` as of `now`; `usd_per_byte` prices the projection.
-pub fn compute(objects: &[ObjectRecord], now: i64, usd_per_byte: f64) -> Growth {
+pub fn compute(objects: &Listing, now: i64, usd_per_byte: f64) -> Growth {
     let mut by_month: BTreeMap<i64, MonthRow> = BTreeMap::new();
     let mut undated = CountBytes::default();
     for o in objects {
-        let Some(t) = o.last_modified else {
+        let Some(t) = o.last_modified() else {
             undated.count += 1;
-            undated.bytes += o.size;
+            undated.bytes += o.size();
             continue;
         };
         let m = by_month.entry(month_number(t)).or_default();
         m.objects += 1;
-        m.bytes += o.size;
+        m.bytes += o.size();
         let c = m.by_category.entry(o.category()).or_default();
         c.count += 1;
-        c.bytes += o.size;
+        c.bytes += o.size();
     }
     let mut g = Growth {
         undated,

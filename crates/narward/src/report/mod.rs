@@ -227,11 +227,12 @@ pub fn name_family(name: &str) -> String {
 }
 
 /// One parsed store path, as the report needs it.
-struct PathInfo {
+struct PathInfo<'a> {
     /// Its id in the [`CacheGraph`].
     id: u32,
     bytes: u64,
-    class: Option<String>,
+    /// As listed (`None`: STANDARD), borrowed from the listing.
+    class: Option<&'a str>,
 }
 
 fn size_histogram(index: &Index) -> Vec<SizeBucket> {
@@ -259,12 +260,12 @@ fn size_histogram(index: &Index) -> Vec<SizeBucket> {
         })
         .collect();
     for o in &index.objects {
-        let k = &mut b[bucket(o.size)];
+        let k = &mut b[bucket(o.size())];
         k.objects += 1;
-        k.bytes += o.size;
+        k.bytes += o.size();
         if o.category() == Category::Nar {
             k.nar_objects += 1;
-            k.nar_bytes += o.size;
+            k.nar_bytes += o.size();
         }
     }
     let first = b.iter().position(|x| x.objects > 0);
@@ -386,7 +387,7 @@ pub fn build(
         .and_then(|v| v.noncurrent.as_ref());
     let bill = cost::monthly_bill_with_versions(&index.objects, noncurrent, pricing);
     let totals_bytes: u64 =
-        index.objects.iter().map(|o| o.size).sum::<u64>() + noncurrent.map_or(0, |n| n.total().1);
+        index.objects.iter().map(|o| o.size()).sum::<u64>() + noncurrent.map_or(0, |n| n.total().1);
     let usd_per_byte = if totals_bytes > 0 {
         bill.monthly_usd / totals_bytes as f64
     } else {
@@ -441,7 +442,7 @@ pub fn build(
 }
 
 /// The store paths the report can name (narinfos that parse), with their NAR objects.
-fn store_paths(snap: &Snapshot<'_>) -> Vec<PathInfo> {
+fn store_paths<'a>(snap: &Snapshot<'a>) -> Vec<PathInfo<'a>> {
     let g = snap.graph;
     (0..g.len() as u32)
         .filter(|&id| g.status(id).parsed())
@@ -451,8 +452,8 @@ fn store_paths(snap: &Snapshot<'_>) -> Vec<PathInfo> {
                 .and_then(|o| snap.index.objects.get(o as usize));
             PathInfo {
                 id,
-                bytes: nar.map_or(0, |o| o.size),
-                class: nar.and_then(|o| o.storage_class.clone()),
+                bytes: nar.map_or(0, |o| o.size()),
+                class: nar.and_then(|o| o.listed_storage_class()),
             }
         })
         .collect()
@@ -460,7 +461,7 @@ fn store_paths(snap: &Snapshot<'_>) -> Vec<PathInfo> {
 
 /// Bytes by name family: the largest [`TOP`] − 1, then one row with the rest; and how many
 /// families there are.
-fn family_rows(snap: &Snapshot<'_>, paths: &[PathInfo]) -> (Vec<FamilyRow>, u64) {
+fn family_rows(snap: &Snapshot<'_>, paths: &[PathInfo<'_>]) -> (Vec<FamilyRow>, u64) {
     let mut families: HashMap<String, (u64, u64)> = HashMap::new();
     for p in paths {
         let f = families
@@ -494,7 +495,7 @@ fn family_rows(snap: &Snapshot<'_>, paths: &[PathInfo]) -> (Vec<FamilyRow>, u64)
 /// id) whose closure holds each.
 fn largest_paths(
     snap: &Snapshot<'_>,
-    paths: &[PathInfo],
+    paths: &[PathInfo<'_>],
     membership: &[u64],
     set_labels: &[String],
 ) -> Vec<PathRow> {
@@ -512,7 +513,7 @@ fn largest_paths(
                 family: name_family(sp.name),
                 bytes: p.bytes,
                 nar_size: snap.graph.nar_size(p.id),
-                storage_class: p.class.clone(),
+                storage_class: p.class.map(str::to_string),
                 root_sets: set_labels
                     .iter()
                     .enumerate()
@@ -534,7 +535,7 @@ fn root_sets(snap: &Snapshot<'_>, policy: &Policy) -> (RootSets, Vec<u64>, Vec<S
             graph
                 .nar_object(id)
                 .and_then(|o| snap.index.objects.get(o as usize))
-                .map_or(0, |o| o.size)
+                .map_or(0, |o| o.size())
         })
         .collect();
     let mut count = vec![0u16; graph.len()];
@@ -622,7 +623,7 @@ fn break_even(index: &Index, pricing: &Pricing) -> BreakEven {
         .objects
         .iter()
         .filter(|o| o.category() == Category::Nar)
-        .map(|o| o.size)
+        .map(|o| o.size())
         .collect();
     let nars = CountBytes {
         count: nar_sizes.len() as u64,

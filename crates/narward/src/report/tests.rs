@@ -237,7 +237,7 @@ fn synthetic(n: usize) -> Synthetic {
             versioning: None,
             checksum: String::new(),
         },
-        objects,
+        objects: crate::listing::Listing::from_records(objects).unwrap(),
         narinfos,
         debuginfo: Vec::new(),
     };
@@ -256,7 +256,7 @@ fn policy(dir: &Path, unreachable: &str, min_size: &str) -> Policy {
 
 fn assert_reconciles(index: &Index, d: &ReportData) {
     let objects = index.objects.len() as u64;
-    let bytes: u64 = index.objects.iter().map(|o| o.size).sum();
+    let bytes: u64 = index.objects.iter().map(|o| o.size()).sum();
     assert_eq!(d.totals.objects, objects);
     assert_eq!(d.totals.bytes, bytes);
     assert_eq!(d.bill.objects, objects);
@@ -410,9 +410,14 @@ fn a_report_without_policy_plans_or_history_still_renders() {
     let s = synthetic(40);
     // Everything in one month: no projection, and it says why.
     let mut index = s.index.clone();
-    for o in &mut index.objects {
-        o.last_modified = Some(NOW - DAY);
-    }
+    index
+        .objects
+        .edit(|objects| {
+            for o in objects {
+                o.last_modified = Some(NOW - DAY);
+            }
+        })
+        .unwrap();
     let d = build_index(&index, None, &[], &Pricing::default_aws(), NOW).unwrap();
     assert_reconciles(&index, &d);
     assert!(d.growth.fit.is_none());
@@ -447,7 +452,7 @@ fn an_empty_index_renders() {
             versioning: None,
             checksum: String::new(),
         },
-        objects: Vec::new(),
+        objects: crate::listing::Listing::new(),
         narinfos: Vec::new(),
         debuginfo: Vec::new(),
     };

@@ -2,6 +2,7 @@ use super::*;
 use crate::cache::store::Area;
 use crate::index::Index;
 use crate::index::{IndexMeta, UpdateStats};
+use crate::listing::Listing;
 use crate::model::{FetchedRecord, ObjectRecord};
 use crate::plan::compute;
 use crate::policy::Policy;
@@ -80,7 +81,7 @@ fn index(objects: Vec<ObjectRecord>, narinfos: Vec<FetchedRecord>) -> Index {
             checksum: String::new(),
             versioning: None,
         },
-        objects,
+        objects: Listing::from_records(objects).unwrap(),
         narinfos,
         debuginfo: Vec::new(),
     }
@@ -439,13 +440,16 @@ fn the_recheck_keeps_what_a_staying_symlink_reads_through_chains_and_cycles() {
         assert_eq!(plan.object(&k).unwrap().decision, Decision::Delete, "{k}");
     }
     let mut f = fresh(&s);
+    let mut objects = f.objects.to_records();
     for i in 10..13 {
-        f.objects.push(rec(nar(i), 300_000, "e0"));
+        objects.push(rec(nar(i), 300_000, "e0"));
     }
-    f.objects.sort_by(|a, b| a.key.cmp(&b.key));
+    f.objects = Listing::from_records(objects).unwrap();
     let link = |f: &mut Index, from: String, to: String| {
-        let i = f.objects.iter().position(|o| o.key == from).unwrap();
-        f.objects[i].link_target = Some(to);
+        let mut objects = f.objects.to_records();
+        let i = objects.iter().position(|o| o.key == from).unwrap();
+        objects[i].link_target = Some(to);
+        f.objects = Listing::from_records(objects).unwrap();
     };
     link(&mut f, nar(0), nar(10));
     link(&mut f, nar(10), nar(11));

@@ -107,7 +107,8 @@ fn visible_index(texts: &[String]) -> crate::index::Index {
                 storage_class: None,
                 link_target: None,
             })
-            .collect(),
+            .collect::<Result<_, _>>()
+            .unwrap(),
         narinfos: texts
             .iter()
             .map(|t| crate::model::FetchedRecord {

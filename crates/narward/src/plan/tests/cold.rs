@@ -23,11 +23,16 @@ fn cold_cache(classes: [Option<&str>; 3], target: &str) -> (Index, Policy) {
     let (mut index, mut policy) = build(&s);
     index.meta.cache = "s3://cache".into();
     index.meta.cache_url = "s3://cache".into();
-    for (i, c) in classes.iter().enumerate() {
-        let key = format!("nar/{}.nar.xz", sha(i, 2));
-        let o = index.objects.iter_mut().find(|o| o.key == key).unwrap();
-        o.storage_class = c.map(str::to_string);
-    }
+    index
+        .objects
+        .edit(|objects| {
+            for (i, c) in classes.iter().enumerate() {
+                let key = format!("nar/{}.nar.xz", sha(i, 2));
+                let o = objects.iter_mut().find(|o| o.key == key).unwrap();
+                o.storage_class = c.map(str::to_string);
+            }
+        })
+        .unwrap();
     policy.file.actions.archive_storage_class = target.into();
     policy.file.actions.archive_min_size = ByteSize(0);
     (index, policy)
@@ -150,11 +155,16 @@ fn kept_cold_cache(classes: [Option<&str>; 3]) -> (Index, Policy) {
     };
     let (mut index, policy) = build(&s);
     index.meta.cache = "s3://cache".into();
-    for (i, c) in classes.iter().enumerate() {
-        let key = nar_key(i);
-        let o = index.objects.iter_mut().find(|o| o.key == key).unwrap();
-        o.storage_class = c.map(str::to_string);
-    }
+    index
+        .objects
+        .edit(|objects| {
+            for (i, c) in classes.iter().enumerate() {
+                let key = nar_key(i);
+                let o = objects.iter_mut().find(|o| o.key == key).unwrap();
+                o.storage_class = c.map(str::to_string);
+            }
+        })
+        .unwrap();
     (index, policy)
 }
 
