@@ -390,3 +390,36 @@ fn incremental_index_writes_the_same_generation_as_a_full_one() {
     assert!(left.is_empty(), "{left:?}");
     assert!(!inc.join("index.new").exists());
 }
+
+/// The `file://` stat cache: a second `index` takes the MD5 of every narinfo unchanged
+/// since the first one (settled: older than the first listing by the racy margin) from
+/// the previous generation instead of reading it, hashes the re-signed one again (its
+/// ctime changed), and still writes the generation a full run writes.
+#[test]
+fn an_incremental_index_reuses_the_md5_of_settled_narinfos_and_hashes_changed_ones() {
+    let d = tempfile::tempdir().unwrap();
+    let cache = copy_example(d.path());
+    // Let the copied files settle (older than the first listing by the racy margin).
+    let margin = narward::cache::file_stat::RACY_MARGIN_NS as u64;
+    std::thread::sleep(std::time::Duration::from_nanos(margin + 200_000_000));
+    let inc = d.path().join("incremental");
+    let first = index(&inc, &cache, &[]);
+    assert_eq!(first["last_update"]["md5_reused"], 0, "{first}");
+    assert!(first["files"]["filestat.bin.zst"]["records"].as_u64() > Some(0));
+    let resigned = cache.join(format!("{LIBFOO_11}.narinfo"));
+    let mut t = std::fs::read_to_string(&resigned).unwrap();
+    t.push_str("Sig: extra-1:AAAA\n");
+    std::fs::write(&resigned, t).unwrap();
+    let second = index(&inc, &cache, &[]);
+    let hashed = first["files"]["filestat.bin.zst"]["records"]
+        .as_u64()
+        .unwrap();
+    let lu = &second["last_update"];
+    assert_eq!(lu["md5_reused"].as_u64(), Some(hashed - 1), "{second}");
+    assert_eq!(lu["fetched"].as_u64(), Some(1), "{second}");
+    let full = index(&d.path().join("full"), &cache, &[]);
+    assert_eq!(
+        second["files"], full["files"],
+        "incremental and full differ"
+    );
+}
