@@ -17,6 +17,8 @@
 //!   once into arrays (hashes, fields, string heaps, references and referrers as CSR),
 //!   written by [`Index::save`] and memory-mapped by [`Index::open_columns`]
 //!   ([`columns`]);
+//! - `filestat.bin.zst` — `file://` caches: the listing's stat cache
+//!   ([`crate::cache::file_stat`], [`generation::FILE_STATS`]);
 //! - `quirks.bin.zst` — the exact texts of the narinfos the columns do not print back byte
 //!   for byte ([`crate::cache_graph::quirks`]), same stream format.
 //!
