@@ -995,7 +995,7 @@ async fn update_locked(
 }
 
 /// A `file://` listing's stat cache: when it began, and the stat and MD5 of every
-/// narinfo and debuginfo link (sorted by key).
+/// narinfo and debuginfo file (sorted by device and inode).
 struct FileStats {
     started_ns: i64,
     listing: StatListing,

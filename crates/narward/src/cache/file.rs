@@ -402,7 +402,7 @@ impl Walk<'_> {
     /// when it is a small metadata file whose MD5 is known.
     fn push(&mut self, key: String, md: &std::fs::Metadata, path: &Path, link: Option<String>) {
         let small = is_small_metadata(&key);
-        let reused = self.prev.filter(|_| small).and_then(|p| p.md5(&key, md));
+        let reused = self.prev.filter(|_| small).and_then(|p| p.md5(md));
         self.stats.md5_reused += u64::from(reused.is_some());
         let r = FileCache::record(key, md, path, link, reused);
         let md5 = r.etag.as_deref().and_then(|e| {
@@ -410,7 +410,7 @@ impl Walk<'_> {
             hex::decode_to_slice(e, &mut b).ok().map(|()| b)
         });
         if small && let Some(md5) = md5 {
-            self.stats.stats.push(FileStat::of(&r.key, md, md5));
+            self.stats.stats.push(FileStat::of(md, md5));
         }
         self.out.push(r);
     }

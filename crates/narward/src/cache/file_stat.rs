@@ -21,10 +21,10 @@ use std::os::unix::fs::MetadataExt;
 pub const RACY_MARGIN_NS: i64 = 3_000_000_000;
 
 /// What identifies a file's content without reading it, and the MD5 of that content.
+/// Found by device and inode, whatever key names the file (a link's target, a hard link):
+/// no key is held, so the cache costs 56 B per narinfo.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileStat {
-    /// The listing key (the file read is the key's target, for a symlink).
-    pub key: String,
     pub dev: u64,
     pub ino: u64,
     pub size: u64,
@@ -40,10 +40,9 @@ fn ns(secs: i64, nsec: i64) -> i64 {
 }
 
 impl FileStat {
-    /// The stat of the file `md` describes, listed under `key`, whose content hashes to `md5`.
-    pub fn of(key: &str, md: &Metadata, md5: [u8; 16]) -> FileStat {
+    /// The stat of the file `md` describes, whose content hashes to `md5`.
+    pub fn of(md: &Metadata, md5: [u8; 16]) -> FileStat {
         FileStat {
-            key: key.to_string(),
             dev: md.dev(),
             ino: md.ino(),
             size: md.len(),
@@ -58,6 +57,18 @@ impl FileStat {
         (self.dev, self.ino, self.size, self.mtime_ns, self.ctime_ns)
             == (now.dev, now.ino, now.size, now.mtime_ns, now.ctime_ns)
     }
+
+    /// The order of a stat cache: by device and inode.
+    fn id(&self) -> (u64, u64) {
+        (self.dev, self.ino)
+    }
+}
+
+/// Sort `stats` by device and inode, one entry per file (hard links and symlinks to one
+/// file are listed under several keys).
+pub fn sort(stats: &mut Vec<FileStat>) {
+    stats.sort_by_key(FileStat::id);
+    stats.dedup_by_key(|s| s.id());
 }
 
 /// What a `file://` listing gives the next one: the stat and MD5 of every small metadata
@@ -69,7 +80,7 @@ pub struct StatListing {
     pub md5_reused: u64,
 }
 
-/// The previous listing's stats, sorted by key, and the time before which a file's times
+/// The previous listing's stats, sorted by device and inode, and the time before which a file's times
 /// must lie for its MD5 to be reused.
 #[derive(Debug, Default)]
 pub struct StatCache {
@@ -81,22 +92,22 @@ pub struct StatCache {
 impl StatCache {
     /// The stats a listing that started at `listing_started_ns` (Unix nanoseconds) wrote.
     pub fn new(mut entries: Vec<FileStat>, listing_started_ns: i64) -> StatCache {
-        entries.sort_by(|a, b| a.key.cmp(&b.key));
+        sort(&mut entries);
         StatCache {
             entries,
             cutoff_ns: listing_started_ns.saturating_sub(RACY_MARGIN_NS),
         }
     }
 
-    /// The MD5 recorded for `key` when the file `md` describes is the one hashed then and
+    /// The MD5 recorded for the file `md` describes when it is the one hashed then and
     /// was not racy; `None` means: read and hash it.
-    pub fn md5(&self, key: &str, md: &Metadata) -> Option<[u8; 16]> {
+    pub fn md5(&self, md: &Metadata) -> Option<[u8; 16]> {
+        let now = FileStat::of(md, [0; 16]);
         let i = self
             .entries
-            .binary_search_by(|e| e.key.as_str().cmp(key))
+            .binary_search_by_key(&now.id(), FileStat::id)
             .ok()?;
         let prev = &self.entries[i];
-        let now = FileStat::of(key, md, [0; 16]);
         let settled = prev.mtime_ns < self.cutoff_ns && prev.ctime_ns < self.cutoff_ns;
         (settled && prev.same_file(&now)).then_some(prev.md5)
     }

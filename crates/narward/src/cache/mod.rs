@@ -190,8 +190,8 @@ impl Cache {
 
     /// [`Cache::list`], with for a `file://` cache the stat cache of the listing
     /// ([`file_stat`]): the MD5 of a narinfo or debuginfo link unchanged since `prev` was
-    /// made is taken from it, and the stats of this listing come back, sorted by key
-    /// (`None` for S3).
+    /// made is taken from it, and the stats of this listing come back, sorted by device
+    /// and inode (`None` for S3).
     ///
     /// # Errors
     /// As [`Cache::list`].
@@ -206,8 +206,7 @@ impl Cache {
         let (mut v, mut stats) = c.list_cached(prev, on_page)?;
         v.sort_by(|a, b| a.key.cmp(&b.key));
         v.dedup_by(|a, b| a.key == b.key);
-        stats.stats.sort_by(|a, b| a.key.cmp(&b.key));
-        stats.stats.dedup_by(|a, b| a.key == b.key);
+        file_stat::sort(&mut stats.stats);
         Ok((v, Some(stats)))
     }
 

@@ -26,7 +26,8 @@ use std::path::{Path, PathBuf};
 pub const RECORDS_TMP: &str = "narinfos.tmp.bin.zst";
 
 /// A `file://` listing's stat cache ([`crate::cache::file_stat`]): the stat and MD5 of
-/// every narinfo and debuginfo link, sorted by key. The same cache gives the same file.
+/// every narinfo and debuginfo file, sorted by device and inode. The same cache gives the
+/// same file.
 pub const FILE_STATS: &str = "filestat.bin.zst";
 
 /// The stat cache of the generation in `dir` (described by `meta`), when it has one (a
@@ -103,7 +104,7 @@ impl<'a> NewGeneration<'a> {
         })
     }
 
-    /// Write the listing's stat cache (`stats`, sorted by key) into the generation.
+    /// Write the listing's stat cache (`stats`, sorted) into the generation.
     ///
     /// # Errors
     /// I/O errors.
