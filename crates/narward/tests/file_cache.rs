@@ -423,3 +423,26 @@ fn an_incremental_index_reuses_the_md5_of_settled_narinfos_and_hashes_changed_on
         "incremental and full differ"
     );
 }
+
+/// A damaged stat cache is no base for an update: the next `index` fails naming the
+/// file, exit code 1 or 2, and the previous generation stays in place.
+#[test]
+fn a_damaged_stat_cache_fails_the_next_index_naming_the_file() {
+    let d = tempfile::tempdir().unwrap();
+    let cache = copy_example(d.path());
+    let st = d.path().join("st");
+    index(&st, &cache, &[]);
+    let f = st.join("index").join("filestat.bin.zst");
+    let mut b = std::fs::read(&f).unwrap();
+    let mid = b.len() / 2;
+    b[mid] ^= 0x55;
+    std::fs::write(&f, b).unwrap();
+    let url = format!("file://{}", cache.display());
+    let out = narward(&st, &["index", "--json", "--cache", url.as_str()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(matches!(out.status.code(), Some(1 | 2)), "{out:?}");
+    assert!(err.contains("filestat.bin.zst"), "{err}");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(st.join("index/meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["generation"], 1);
+}
