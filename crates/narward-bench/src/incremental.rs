@@ -4,6 +4,12 @@
 //! The generated `file://` cache is never touched: the changed cache is a tree of hard
 //! links to it (no new inodes, no copied bytes), and a changed or new narinfo is written
 //! as a new file renamed over its link, so the original file keeps its content.
+//!
+//! Hard-linking changes every file's ctime, and `narward index` hashes again any narinfo
+//! whose ctime is not older than the previous listing's start by its racy margin
+//! ([`narward::cache::file_stat::RACY_MARGIN_NS`]); a real cache's previous index ran
+//! long after its narinfos were written, so the setup waits out that margin before the
+//! first index.
 
 use crate::measure::{self, Limits};
 use anyhow::{Context, Result, bail};
@@ -56,6 +62,9 @@ pub fn prepare(
             linked.display()
         );
     }
+    // As in a real cache: the narinfos are older than the first index by the racy margin.
+    let margin = narward::cache::file_stat::RACY_MARGIN_NS.unsigned_abs();
+    std::thread::sleep(std::time::Duration::from_nanos(margin + 500_000_000));
     let base_state = dir.join("base-state");
     let s = measure::run(
         index_command(narward, &base_state, &linked),

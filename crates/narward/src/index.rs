@@ -17,6 +17,8 @@
 //!   once into arrays (hashes, fields, string heaps, references and referrers as CSR),
 //!   written by [`Index::save`] and memory-mapped by [`Index::open_columns`]
 //!   ([`columns`]);
+//! - `filestat.bin.zst` — `file://` caches: the listing's stat cache
+//!   ([`crate::cache::file_stat`], [`generation::FILE_STATS`]);
 //! - `quirks.bin.zst` — the exact texts of the narinfos the columns do not print back byte
 //!   for byte ([`crate::cache_graph::quirks`]), same stream format.
 //!
@@ -32,6 +34,7 @@
 //! ([`read_stream_verified`]). A narinfo whose text changed beyond `Sig:` lines keeps its
 //! earlier texts ([`FetchedRecord::earlier`]) across generations.
 
+use crate::cache::file_stat::{self, StatListing};
 use crate::cache::{Cache, CacheUrl};
 use crate::cache_graph::CacheGraph;
 use crate::listing::{Listing, ObjectRef};
@@ -141,6 +144,15 @@ pub struct UpdateStats {
     /// generation (the earlier text is kept with the record).
     #[serde(default)]
     pub changed: u64,
+    /// `file://`: Unix nanoseconds when the listing began; the next run reuses the MD5s
+    /// of this listing's stat cache ([`generation::FILE_STATS`]) only for files older
+    /// than that ([`crate::cache::file_stat`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listing_started_ns: Option<i64>,
+    /// `file://`: narinfos and debuginfo links whose MD5 (ETag) the listing took from the
+    /// previous generation's stat cache instead of reading the file.
+    #[serde(default)]
+    pub md5_reused: u64,
 }
 
 /// The loaded index.
@@ -956,20 +968,18 @@ async fn update_locked(
 ) -> Result<(IndexMeta, UpdateStats)> {
     let identity = url.identity();
     let previous = load_previous(state, &identity)?;
-    let (objects, source_desc, noncurrent) = match source {
+    let (objects, source_desc, noncurrent, stats) = match source {
         ListingSource::Live => {
-            let pb = crate::progress::spinner("listing");
-            let objects = cache.list(&|n| pb.inc(n)).await?;
-            pb.finish_and_clear();
+            let (objects, stats) = list_live(state, previous.as_ref(), cache).await?;
             let objects = Listing::from_records(objects)
                 .with_context(|| format!("listing {}", url.identity()))?;
-            (objects, "listing".to_string(), None)
+            (objects, "listing".to_string(), None, stats)
         }
         ListingSource::Inventory {
             location,
             objects,
             noncurrent,
-        } => (*objects, format!("inventory {location}"), noncurrent),
+        } => (*objects, format!("inventory {location}"), noncurrent, None),
     };
     let versioning = bucket_versioning(cache, noncurrent).await;
     let mut meta = IndexMeta {
@@ -990,7 +1000,7 @@ async fn update_locked(
     let stats = write_generation(
         state,
         previous.as_ref(),
-        &objects,
+        (&objects, stats.as_ref()),
         cache,
         concurrency,
         &mut meta,
@@ -999,12 +1009,44 @@ async fn update_locked(
     Ok((meta, stats))
 }
 
+/// A `file://` listing's stat cache: when it began, and the stat and MD5 of every
+/// narinfo and debuginfo file (sorted by device and inode).
+struct FileStats {
+    started_ns: i64,
+    listing: StatListing,
+}
+
+/// List the cache itself, sorted by key; a `file://` cache takes the MD5s of files
+/// unchanged since the previous generation from its stat cache, and gives its own.
+///
+/// # Errors
+/// Listing fails; the previous generation's stat cache is damaged (named).
+async fn list_live(
+    state: &Path,
+    previous: Option<&IndexMeta>,
+    cache: &Cache,
+) -> Result<(Vec<ObjectRecord>, Option<FileStats>)> {
+    let prev = match (previous, cache) {
+        (Some(m), Cache::File(_)) => generation::stat_cache(&Index::current_dir(state), m)?,
+        _ => None,
+    };
+    let started_ns = file_stat::now_ns();
+    let pb = crate::progress::spinner("listing");
+    let (objects, stats) = cache.list_cached(prev.as_ref(), &|n| pb.inc(n)).await?;
+    pb.finish_and_clear();
+    let stats = stats.map(|listing| FileStats {
+        started_ns,
+        listing,
+    });
+    Ok((objects, stats))
+}
+
 /// The records of the listing's narinfos and debuginfo links, each the previous
 /// generation's when unchanged or fetched now, written as a new generation in key order.
 async fn write_generation(
     state: &Path,
     previous: Option<&IndexMeta>,
-    objects: &Listing,
+    (objects, file_stats): (&Listing, Option<&FileStats>),
     cache: &Cache,
     concurrency: usize,
     meta: &mut IndexMeta,
@@ -1038,6 +1080,8 @@ async fn write_generation(
         narinfo_objects: narinfo_count,
         dropped,
         reused,
+        listing_started_ns: file_stats.map(|f| f.started_ns),
+        md5_reused: file_stats.map_or(0, |f| f.listing.md5_reused),
         ..UpdateStats::default()
     };
     let to_fetch = wanted()
@@ -1064,6 +1108,9 @@ async fn write_generation(
     };
     let mut out =
         generation::NewGeneration::create(state, objects, narinfo_count, records - narinfo_count)?;
+    if let Some(f) = file_stats {
+        out.file_stats(&f.listing.stats)?;
+    }
     for (i, is_narinfo) in wanted() {
         let key = objects.at(i).key();
         let rec = match prev.as_mut() {

@@ -393,3 +393,59 @@ fn incremental_index_writes_the_same_generation_as_a_full_one() {
     assert!(left.is_empty(), "{left:?}");
     assert!(!inc.join("index.new").exists());
 }
+
+/// The `file://` stat cache: a second `index` takes the MD5 of every narinfo unchanged
+/// since the first one (settled: older than the first listing by the racy margin) from
+/// the previous generation instead of reading it, hashes the re-signed one again (its
+/// ctime changed), and still writes the generation a full run writes.
+#[test]
+fn an_incremental_index_reuses_the_md5_of_settled_narinfos_and_hashes_changed_ones() {
+    let d = tempfile::tempdir().unwrap();
+    let cache = copy_example(d.path());
+    // Let the copied files settle (older than the first listing by the racy margin).
+    let margin = narward::cache::file_stat::RACY_MARGIN_NS as u64;
+    std::thread::sleep(std::time::Duration::from_nanos(margin + 200_000_000));
+    let inc = d.path().join("incremental");
+    let first = index(&inc, &cache, &[]);
+    assert_eq!(first["last_update"]["md5_reused"], 0, "{first}");
+    assert!(first["files"]["filestat.bin.zst"]["records"].as_u64() > Some(0));
+    let resigned = cache.join(format!("{LIBFOO_11}.narinfo"));
+    let mut t = std::fs::read_to_string(&resigned).unwrap();
+    t.push_str("Sig: extra-1:AAAA\n");
+    std::fs::write(&resigned, t).unwrap();
+    let second = index(&inc, &cache, &[]);
+    let hashed = first["files"]["filestat.bin.zst"]["records"]
+        .as_u64()
+        .unwrap();
+    let lu = &second["last_update"];
+    assert_eq!(lu["md5_reused"].as_u64(), Some(hashed - 1), "{second}");
+    assert_eq!(lu["fetched"].as_u64(), Some(1), "{second}");
+    let full = index(&d.path().join("full"), &cache, &[]);
+    assert_eq!(
+        second["files"], full["files"],
+        "incremental and full differ"
+    );
+}
+
+/// A damaged stat cache is no base for an update: the next `index` fails naming the
+/// file, exit code 1 or 2, and the previous generation stays in place.
+#[test]
+fn a_damaged_stat_cache_fails_the_next_index_naming_the_file() {
+    let d = tempfile::tempdir().unwrap();
+    let cache = copy_example(d.path());
+    let st = d.path().join("st");
+    index(&st, &cache, &[]);
+    let f = st.join("index").join("filestat.bin.zst");
+    let mut b = std::fs::read(&f).unwrap();
+    let mid = b.len() / 2;
+    b[mid] ^= 0x55;
+    std::fs::write(&f, b).unwrap();
+    let url = format!("file://{}", cache.display());
+    let out = narward(&st, &["index", "--json", "--cache", url.as_str()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(matches!(out.status.code(), Some(1 | 2)), "{out:?}");
+    assert!(err.contains("filestat.bin.zst"), "{err}");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(st.join("index/meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["generation"], 1);
+}

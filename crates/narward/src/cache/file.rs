@@ -19,8 +19,11 @@
 //! ETags: small metadata objects (`.narinfo`, `debuginfo/…`) get the MD5 of their content
 //! as ETag, as S3 gives, so an incremental index refetches one whose content changed even
 //! when its size and mtime did not. Other objects get a stand-in derived from the mtime.
+//! [`FileCache::list_cached`] takes the MD5 of a file the previous listing hashed from its
+//! stat cache ([`super::file_stat`]) when the file is provably unchanged.
 
 use super::ObjectMeta;
+use super::file_stat::{FileStat, StatCache, StatListing};
 use crate::model::ObjectRecord;
 use anyhow::{Context, Result, bail};
 use md5::{Digest, Md5};
@@ -130,12 +133,14 @@ impl FileCache {
     }
 
     /// The listing record of the file at `path` (the target, for a symlink) under `key`,
-    /// read through `link_target` (see [`ObjectRecord::link_target`]).
+    /// read through `link_target` (see [`ObjectRecord::link_target`]). A small metadata
+    /// file's ETag is `md5` when given, else its content is read and hashed.
     fn record(
         key: String,
         md: &std::fs::Metadata,
         path: &Path,
         link_target: Option<String>,
+        md5: Option<[u8; 16]>,
     ) -> ObjectRecord {
         let mtime = md
             .modified()
@@ -143,9 +148,8 @@ impl FileCache {
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok());
         let etag = if is_small_metadata(&key) {
             // A failed read leaves no ETag; the fetch then fails too and is recorded.
-            std::fs::read(path)
-                .ok()
-                .map(|b| hex::encode(Md5::digest(&b)))
+            md5.or_else(|| std::fs::read(path).ok().map(|b| Md5::digest(&b).into()))
+                .map(hex::encode)
         } else {
             mtime.map(|d| format!("mtime-{}.{:09}-{}", d.as_secs(), d.subsec_nanos(), md.len()))
         };
@@ -216,23 +220,41 @@ impl FileCache {
     /// # Errors
     /// I/O errors while walking the tree; a symlinked directory that leaves the root.
     pub fn list(&self, on_page: &(dyn Fn(u64) + Sync)) -> Result<Vec<ObjectRecord>> {
-        let mut out = Vec::new();
+        Ok(self.list_cached(None, on_page)?.0)
+    }
+
+    /// The listing (unsorted), and the stat of every small metadata file hashed or found
+    /// unchanged in `prev` (whose MD5 is then taken instead of reading the file).
+    ///
+    /// # Errors
+    /// As [`FileCache::list`].
+    pub fn list_cached(
+        &self,
+        prev: Option<&StatCache>,
+        on_page: &(dyn Fn(u64) + Sync),
+    ) -> Result<(Vec<ObjectRecord>, StatListing)> {
+        let mut w = Walk {
+            out: Vec::new(),
+            stats: StatListing::default(),
+            prev,
+        };
         let mut chain = vec![self.canonical_root.clone()];
-        self.walk(&self.root, "", &mut chain, &mut out, on_page)?;
-        Ok(out)
+        self.walk(&self.root, "", &mut chain, &mut w, on_page)?;
+        Ok((w.out, w.stats))
     }
 
     /// List `dir` (whose canonical path is the last of `chain`, the canonical directories
-    /// walked to get here) into `out` with keys starting with `prefix`.
+    /// walked to get here) into `w` with keys starting with `prefix`.
     fn walk(
         &self,
         dir: &Path,
         prefix: &str,
         chain: &mut Vec<PathBuf>,
-        out: &mut Vec<ObjectRecord>,
+        w: &mut Walk<'_>,
         on_page: &(dyn Fn(u64) + Sync),
     ) -> Result<()> {
         let rd = std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))?;
+        let out = &mut w.out;
         let before = out.len();
         let mut subdirs = Vec::new();
         for entry in rd {
@@ -259,18 +281,18 @@ impl FileCache {
                 // Listed through a symlinked directory: it reads its real key.
                 let real = chain.last().and_then(|c| self.key_of(&c.join(&name)));
                 let link = real.filter(|r| *r != key);
-                out.push(Self::record(key, &md, &path, link));
+                w.push(key, &md, &path, link);
             } else if ft.is_symlink()
-                && let Some(d) = self.symlink_entry(key, &path, chain, out)?
+                && let Some(d) = self.symlink_entry(key, &path, chain, w)?
             {
                 subdirs.push(d);
             }
             // Sockets, FIFOs and devices are not objects of a binary cache.
         }
-        on_page((out.len() - before) as u64);
+        on_page((w.out.len() - before) as u64);
         for (path, key, canon) in subdirs {
             chain.push(canon);
-            let r = self.walk(&path, &format!("{key}/"), chain, out, on_page);
+            let r = self.walk(&path, &format!("{key}/"), chain, w, on_page);
             chain.pop();
             r?;
         }
@@ -284,14 +306,14 @@ impl FileCache {
         key: String,
         link: &Path,
         chain: &[PathBuf],
-        out: &mut Vec<ObjectRecord>,
+        w: &mut Walk<'_>,
     ) -> Result<Option<(PathBuf, String, PathBuf)>> {
         let Ok(target) = std::fs::canonicalize(link) else {
             tracing::warn!(
                 "{key}: dangling symlink {}; listed as present with unknown content",
                 link.display()
             );
-            out.push(Self::unknown_record(key, link));
+            w.out.push(Self::unknown_record(key, link));
             return Ok(None);
         };
         let md = std::fs::metadata(&target)
@@ -320,11 +342,11 @@ impl FileCache {
                 "{key}: symlink to {}, outside the cache root; listed as present with unknown content",
                 target.display()
             );
-            out.push(Self::unknown_record(key, link));
+            w.out.push(Self::unknown_record(key, link));
         } else if md.is_file() {
             let dir = chain.last().map_or(self.canonical_root.as_path(), |c| c);
             let link = self.link_key(link, dir, &target);
-            out.push(Self::record(key, &md, &target, link));
+            w.push(key, &md, &target, link);
         }
         Ok(None)
     }
@@ -351,7 +373,7 @@ impl FileCache {
         };
         match std::fs::metadata(&p) {
             Ok(md) if md.is_file() => {
-                let r = Self::record(key.to_string(), &md, &p, None);
+                let r = Self::record(key.to_string(), &md, &p, None, None);
                 Ok(Some(ObjectMeta {
                     size: r.size,
                     etag: r.etag,
@@ -368,6 +390,32 @@ impl FileCache {
     }
 }
 
+/// What a walk fills in, and the previous listing's stats it may take MD5s from.
+struct Walk<'p> {
+    out: Vec<ObjectRecord>,
+    stats: StatListing,
+    prev: Option<&'p StatCache>,
+}
+
+impl Walk<'_> {
+    /// Push the record of the file `md` describes (at `path`) under `key`, and its stat
+    /// when it is a small metadata file whose MD5 is known.
+    fn push(&mut self, key: String, md: &std::fs::Metadata, path: &Path, link: Option<String>) {
+        let small = is_small_metadata(&key);
+        let reused = self.prev.filter(|_| small).and_then(|p| p.md5(md));
+        self.stats.md5_reused += u64::from(reused.is_some());
+        let r = FileCache::record(key, md, path, link, reused);
+        let md5 = r.etag.as_deref().and_then(|e| {
+            let mut b = [0u8; 16];
+            hex::decode_to_slice(e, &mut b).ok().map(|()| b)
+        });
+        if small && let Some(md5) = md5 {
+            self.stats.stats.push(FileStat::of(md, md5));
+        }
+        self.out.push(r);
+    }
+}
+
 /// Objects whose ETag is their content's MD5: small, read by the index, and worth
 /// refetching whenever their content changes.
 pub(crate) fn is_small_metadata(key: &str) -> bool {
@@ -380,6 +428,7 @@ pub(crate) fn is_small_metadata(key: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::file_stat::RACY_MARGIN_NS;
 
     #[test]
     fn keys_never_escape_the_root() {
@@ -515,5 +564,100 @@ mod tests {
         assert_eq!(before[0].size, after[0].size);
         assert_eq!(before[0].last_modified, after[0].last_modified);
         assert_ne!(before[0].etag, after[0].etag);
+    }
+
+    /// Lists `dir` with `prev`, returning each key's ETag.
+    fn etags(c: &FileCache, prev: Option<&StatCache>) -> Vec<(String, Option<String>)> {
+        let (mut l, _) = c.list_cached(prev, &|_| {}).unwrap();
+        l.sort_by(|a, b| a.key.cmp(&b.key));
+        l.into_iter().map(|o| (o.key, o.etag)).collect()
+    }
+
+    /// The stats of a listing of `c`, each with a made-up MD5 (so a reused one shows), as
+    /// a stat cache whose listing started `age_ns` ago.
+    fn fake_cache(c: &FileCache, age_ns: i64) -> StatCache {
+        let (_, stats) = c.list_cached(None, &|_| {}).unwrap();
+        let fake = stats
+            .stats
+            .into_iter()
+            .map(|s| FileStat { md5: [7; 16], ..s })
+            .collect();
+        StatCache::new(fake, crate::cache::file_stat::now_ns() - age_ns)
+    }
+
+    const FAKE: &str = "07070707070707070707070707070707";
+    const NI2: &str = "1a3yijp35sygmy51cnrrz11vimwapz7c.narinfo";
+
+    #[test]
+    fn the_stat_cache_reuses_md5_only_for_unchanged_files() {
+        let dir = tempfile::tempdir().unwrap();
+        for k in [NI, NI2] {
+            std::fs::write(dir.path().join(k), b"StorePath: x\n").unwrap();
+        }
+        std::fs::create_dir(dir.path().join("nar")).unwrap();
+        std::fs::write(dir.path().join("nar/a.nar.xz"), b"abc").unwrap();
+        let c = FileCache::open(dir.path()).unwrap();
+        // A listing that started well after the files were last changed.
+        let prev = fake_cache(&c, -10 * RACY_MARGIN_NS);
+        assert_eq!(prev.len(), 2, "narinfos only: a NAR's ETag is no MD5");
+        // Replaced by another file (a new inode, as `nix copy` writes): hashed again.
+        let tmp = dir.path().join("tmp");
+        std::fs::write(&tmp, b"StorePath: y\n").unwrap();
+        std::fs::rename(&tmp, dir.path().join(NI2)).unwrap();
+        let got = etags(&c, Some(&prev));
+        let real = hex::encode(Md5::digest(b"StorePath: y\n"));
+        assert_eq!(got[0].0, NI);
+        assert_eq!(
+            got[0].1.as_deref(),
+            Some(FAKE),
+            "unchanged: taken from the cache"
+        );
+        assert_eq!(
+            got[1].1.as_deref(),
+            Some(real.as_str()),
+            "replaced: hashed again"
+        );
+        assert!(got[2].1.as_deref().is_some_and(|e| e.starts_with("mtime-")));
+        // Without a stat cache every narinfo is hashed.
+        let plain = etags(&c, None);
+        assert_ne!(plain[0].1.as_deref(), Some(FAKE));
+    }
+
+    #[test]
+    fn a_narinfo_rewritten_in_place_with_the_same_size_and_mtime_is_hashed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(NI);
+        std::fs::write(&p, b"References: a\n").unwrap();
+        let c = FileCache::open(dir.path()).unwrap();
+        let prev = fake_cache(&c, -10 * RACY_MARGIN_NS);
+        assert_eq!(etags(&c, Some(&prev))[0].1.as_deref(), Some(FAKE));
+        // Same inode, same size, mtime set back: only the ctime tells.
+        let mtime = std::fs::metadata(&p).unwrap().modified().unwrap();
+        std::fs::write(&p, b"References: b\n").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        let real = hex::encode(Md5::digest(b"References: b\n"));
+        assert_eq!(etags(&c, Some(&prev))[0].1, Some(real));
+    }
+
+    #[test]
+    fn a_narinfo_changed_just_before_the_previous_listing_is_hashed_again_racy_git() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(NI), b"References: a\n").unwrap();
+        let c = FileCache::open(dir.path()).unwrap();
+        // Listed right after it was written (within the margin): its stat proves nothing.
+        let prev = fake_cache(&c, RACY_MARGIN_NS / 2);
+        let real = hex::encode(Md5::digest(b"References: a\n"));
+        assert_eq!(etags(&c, Some(&prev))[0].1, Some(real));
+        assert_eq!(
+            etags(&c, Some(&fake_cache(&c, -2 * RACY_MARGIN_NS)))[0]
+                .1
+                .as_deref(),
+            Some(FAKE)
+        );
     }
 }

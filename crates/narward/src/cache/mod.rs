@@ -5,6 +5,7 @@
 //! restore), so everything above this module is backend-agnostic.
 
 mod file;
+pub mod file_stat;
 pub mod file_store;
 mod s3;
 pub mod s3_store;
@@ -185,6 +186,28 @@ impl Cache {
         v.sort_by(|a, b| a.key.cmp(&b.key));
         v.dedup_by(|a, b| a.key == b.key);
         Ok(v)
+    }
+
+    /// [`Cache::list`], with for a `file://` cache the stat cache of the listing
+    /// ([`file_stat`]): the MD5 of a narinfo or debuginfo link unchanged since `prev` was
+    /// made is taken from it, and the stats of this listing come back, sorted by device
+    /// and inode (`None` for S3).
+    ///
+    /// # Errors
+    /// As [`Cache::list`].
+    pub async fn list_cached(
+        &self,
+        prev: Option<&file_stat::StatCache>,
+        on_page: &(dyn Fn(u64) + Sync),
+    ) -> Result<(Vec<ObjectRecord>, Option<file_stat::StatListing>)> {
+        let Cache::File(c) = self else {
+            return Ok((self.list(on_page).await?, None));
+        };
+        let (mut v, mut stats) = c.list_cached(prev, on_page)?;
+        v.sort_by(|a, b| a.key.cmp(&b.key));
+        v.dedup_by(|a, b| a.key == b.key);
+        file_stat::sort(&mut stats.stats);
+        Ok((v, Some(stats)))
     }
 
     /// Read a whole object; `Ok(None)` when it does not exist.

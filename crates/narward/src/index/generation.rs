@@ -10,8 +10,9 @@
 
 use super::{
     DEBUGINFO_FILE, FileDigest, IndexMeta, NARINFOS_FILE, OBJECTS_FILE, QUIRKS_FILE, StreamWriter,
-    columns, index_dir, read_all, read_stream_verified, write_listing, write_meta,
+    columns, index_dir, read_all, read_stream_verified, write_listing, write_meta, write_stream,
 };
+use crate::cache::file_stat::{FileStat, StatCache};
 use crate::cache_graph::Status;
 use crate::cache_graph::build::ColumnsBuilder;
 use crate::listing::Listing;
@@ -24,6 +25,27 @@ use std::path::{Path, PathBuf};
 /// The temporary stream of the new generation's narinfo records (deleted before the
 /// generation is installed; never in `meta.json`).
 pub const RECORDS_TMP: &str = "narinfos.tmp.bin.zst";
+
+/// A `file://` listing's stat cache ([`crate::cache::file_stat`]): the stat and MD5 of
+/// every narinfo and debuginfo file, sorted by device and inode. The same cache gives the
+/// same file.
+pub const FILE_STATS: &str = "filestat.bin.zst";
+
+/// The stat cache of the generation in `dir` (described by `meta`), when it has one (a
+/// `file://` generation written since narward keeps one).
+///
+/// # Errors
+/// The file is missing or damaged (named).
+pub fn stat_cache(dir: &Path, meta: &IndexMeta) -> Result<Option<StatCache>> {
+    let Some(started) = meta.last_update.listing_started_ns else {
+        return Ok(None);
+    };
+    if !meta.files.contains_key(FILE_STATS) {
+        return Ok(None);
+    }
+    let entries: Vec<FileStat> = read_all(&dir.join(FILE_STATS), meta.file(FILE_STATS)?)?;
+    Ok(Some(StatCache::new(entries, started)))
+}
 
 /// Which stream a record of this key belongs to: `Some(true)` for a narinfo,
 /// `Some(false)` for a `debuginfo/` link or `nix-cache-info`, `None` for other objects.
@@ -81,6 +103,16 @@ impl<'a> NewGeneration<'a> {
             dir,
             files,
         })
+    }
+
+    /// Write the listing's stat cache (`stats`, sorted) into the generation.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn file_stats(&mut self, stats: &[FileStat]) -> Result<()> {
+        let d = write_stream(&self.dir.join(FILE_STATS), stats)?;
+        self.files.insert(FILE_STATS.to_string(), d);
+        Ok(())
     }
 
     /// The next narinfo record (in key order).
