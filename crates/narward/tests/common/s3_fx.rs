@@ -221,40 +221,70 @@ pub fn policy(dir: &Path, unreachable: &str) -> PathBuf {
     p
 }
 
+impl Fx {
+    /// The example cache uploaded to `bucket` (under `prefix`) with `s3`, in a new
+    /// temporary directory; not indexed yet.
+    pub fn uploaded(s3: S3, bucket: String, prefix: &str) -> Fx {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().canonicalize().unwrap();
+        let http = upload(
+            &bucket,
+            &repo().join("examples/cache"),
+            (!prefix.is_empty()).then_some(prefix),
+        );
+        let kp = if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{prefix}/")
+        };
+        Fx {
+            _tmp: tmp,
+            dir,
+            bucket,
+            kp,
+            http,
+            s3,
+        }
+    }
+
+    /// `narward index` of the bucket (under `prefix`) through `endpoint`.
+    pub fn index_at(&self, prefix: &str, endpoint: &str) {
+        self.ok(&["index", "--cache", &s3_url(&self.bucket, prefix, endpoint)]);
+    }
+
+    /// `narward plan` with the policy file `pol`, written to [`Fx::plan`].
+    pub fn plan_with(&self, pol: &Path) {
+        self.ok(&[
+            "plan",
+            "--policy",
+            pol.to_str().unwrap(),
+            "--out",
+            &self.plan(),
+        ]);
+    }
+}
+
+/// [`policy`] with `unreachable`, archiving to the separate bucket `abucket`.
+pub fn archive_bucket_policy(dir: &Path, unreachable: &str, abucket: &str) -> PathBuf {
+    let pol = policy(dir, unreachable);
+    let t = std::fs::read_to_string(&pol).unwrap().replace(
+        "archive_prefix = \"narward-archive/\"",
+        &format!("archive_prefix = \"narward-archive/\"\narchive_bucket = \"{abucket}\""),
+    );
+    assert!(
+        t.contains(abucket),
+        "the example policy names archive_prefix"
+    );
+    std::fs::write(&pol, t).unwrap();
+    pol
+}
+
 /// Upload the example cache to a new bucket (under `prefix`), index it through
 /// `endpoint` (moto, or a proxy in front of it) and plan with `unreachable`.
 pub fn fixture_at(tag: &str, prefix: &str, unreachable: &str, endpoint: &str) -> Fx {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().canonicalize().unwrap();
-    let bucket = bucket_name(tag);
-    let http = upload(
-        &bucket,
-        &repo().join("examples/cache"),
-        (!prefix.is_empty()).then_some(prefix),
-    );
-    let kp = if prefix.is_empty() {
-        String::new()
-    } else {
-        format!("{prefix}/")
-    };
-    let fx = Fx {
-        _tmp: tmp,
-        bucket,
-        kp,
-        http,
-        s3: S3::new(),
-        dir,
-    };
-    let url = s3_url(&fx.bucket, prefix, endpoint);
-    fx.ok(&["index", "--cache", &url]);
-    let pol = policy(&fx.dir, unreachable);
-    fx.ok(&[
-        "plan",
-        "--policy",
-        pol.to_str().unwrap(),
-        "--out",
-        &fx.plan(),
-    ]);
+    let fx = Fx::uploaded(S3::new(), bucket_name(tag), prefix);
+    fx.index_at(prefix, endpoint);
+    fx.plan_with(&policy(&fx.dir, unreachable));
     fx
 }
 
