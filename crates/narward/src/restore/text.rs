@@ -90,6 +90,12 @@ fn short(s: &str) -> &str {
     s.get(..12).unwrap_or(s)
 }
 
+/// `restore of N paths[ with their closures]`: what a request asked for.
+fn asked(e: &super::request::RequestEstimate, closure: bool) -> String {
+    let with = if closure { " with their closures" } else { "" };
+    format!("restore of {} paths{with}", e.requested)
+}
+
 /// The estimate of `restore PATH... --dry-run`, with `tier` marked.
 pub fn request_text(
     e: &super::request::RequestEstimate,
@@ -99,9 +105,8 @@ pub fn request_text(
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "restore of {} paths{}: {} archived paths to bring back, {} objects, {}",
-        e.requested,
-        if closure { " with their closures" } else { "" },
+        "{}: {} archived paths to bring back, {} objects, {}",
+        asked(e, closure),
         e.paths.len(),
         e.objects,
         bytes(e.bytes)
@@ -174,9 +179,8 @@ pub fn discovery_text(
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "restore of {} paths{}: {} archived paths ({} cold NARs, {}), {} quarantined (recovered without a retrieval), {} hot already",
-        e.requested,
-        if closure { " with their closures" } else { "" },
+        "{}: {} archived paths ({} cold NARs, {}), {} quarantined (recovered without a retrieval), {} hot already",
+        asked(e, closure),
         e.paths.len(),
         e.objects,
         bytes(e.bytes),
