@@ -387,18 +387,8 @@ fn a_bucket_check_answered_500_is_retried_not_fatal() {
 
 impl S3 {
     fn last_modified(&self, bucket: &str, key: &str) -> (i64, u32) {
-        self.rt.block_on(async {
-            let h = self
-                .c
-                .head_object()
-                .bucket(bucket)
-                .key(key)
-                .send()
-                .await
-                .unwrap();
-            let t = h.last_modified().unwrap();
-            (t.secs(), t.subsec_nanos())
-        })
+        let t = *self.head(bucket, key).last_modified().unwrap();
+        (t.secs(), t.subsec_nanos())
     }
 
     fn restore(&self, bucket: &str, key: &str) {

@@ -98,21 +98,29 @@ impl S3 {
         })
     }
 
-    /// The storage class a HEAD reports (`STANDARD` when it reports none).
-    pub fn head_class(&self, bucket: &str, key: &str) -> String {
+    /// A HEAD of `key`, which must exist.
+    pub fn head(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> aws_sdk_s3::operation::head_object::HeadObjectOutput {
         self.rt.block_on(async {
-            let h = self
-                .c
+            self.c
                 .head_object()
                 .bucket(bucket)
                 .key(key)
                 .send()
                 .await
-                .unwrap_or_else(|e| panic!("HEAD {key}: {e:?}"));
-            h.storage_class()
-                .map_or("STANDARD", |c| c.as_str())
-                .to_string()
+                .unwrap_or_else(|e| panic!("HEAD {key}: {e:?}"))
         })
+    }
+
+    /// The storage class a HEAD reports (`STANDARD` when it reports none).
+    pub fn head_class(&self, bucket: &str, key: &str) -> String {
+        self.head(bucket, key)
+            .storage_class()
+            .map_or("STANDARD", |c| c.as_str())
+            .to_string()
     }
 
     pub fn put(&self, bucket: &str, key: &str, bytes: &[u8]) {
