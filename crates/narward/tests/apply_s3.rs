@@ -387,18 +387,8 @@ fn a_bucket_check_answered_500_is_retried_not_fatal() {
 
 impl S3 {
     fn last_modified(&self, bucket: &str, key: &str) -> (i64, u32) {
-        self.rt.block_on(async {
-            let h = self
-                .c
-                .head_object()
-                .bucket(bucket)
-                .key(key)
-                .send()
-                .await
-                .unwrap();
-            let t = h.last_modified().unwrap();
-            (t.secs(), t.subsec_nanos())
-        })
+        let t = *self.head(bucket, key).last_modified().unwrap();
+        (t.secs(), t.subsec_nanos())
     }
 
     fn restore(&self, bucket: &str, key: &str) {
@@ -554,29 +544,12 @@ fn recover_of_an_archived_path_on_s3_refuses_while_its_nar_is_cold() {
 /// delete mode says). Recover and finalize work the same.
 #[test]
 fn apply_in_a_versioned_bucket_quarantines_by_copy_and_leaves_noncurrent_versions() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().canonicalize().unwrap();
     let s3 = S3::new();
     let bucket = bucket_name("ver");
     s3.enable_versioning(&bucket);
-    let http = upload(&bucket, &repo().join("examples/cache"), None);
-    let fx = Fx {
-        _tmp: tmp,
-        dir,
-        bucket,
-        kp: String::new(),
-        http,
-        s3,
-    };
-    fx.ok(&["index", "--cache", &s3_url(&fx.bucket, "", &s3_endpoint())]);
-    let pol = policy(&fx.dir, "delete");
-    fx.ok(&[
-        "plan",
-        "--policy",
-        pol.to_str().unwrap(),
-        "--out",
-        &fx.plan(),
-    ]);
+    let fx = Fx::uploaded(s3, bucket, "");
+    fx.index_at("", &s3_endpoint());
+    fx.plan_with(&policy(&fx.dir, "delete"));
     let show = fx.ok(&["plan", "show", &fx.plan()]);
     assert!(show.contains("CONDITIONAL"), "{show}");
     let p = fx.plan_value();
@@ -676,38 +649,14 @@ fn real_nix_substitutes_every_root_from_s3_after_apply_and_a_removed_path_after_
 
 #[test]
 fn apply_to_a_separate_archive_bucket_moves_nars_there_in_the_archive_class() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().canonicalize().unwrap();
     let s3 = S3::new();
-    let bucket = bucket_name("src");
     let abucket = bucket_name("arch");
     s3.rt.block_on(async {
         s3.c.create_bucket().bucket(&abucket).send().await.unwrap();
     });
-    let http = upload(&bucket, &repo().join("examples/cache"), None);
-    let fx = Fx {
-        _tmp: tmp,
-        dir,
-        bucket,
-        kp: String::new(),
-        http,
-        s3,
-    };
-    fx.ok(&["index", "--cache", &s3_url(&fx.bucket, "", &s3_endpoint())]);
-    let pol = policy(&fx.dir, "archive");
-    let t = std::fs::read_to_string(&pol).unwrap().replace(
-        "archive_prefix = \"narward-archive/\"",
-        &format!("archive_prefix = \"narward-archive/\"\narchive_bucket = \"{abucket}\""),
-    );
-    assert!(t.contains(&abucket));
-    std::fs::write(&pol, t).unwrap();
-    fx.ok(&[
-        "plan",
-        "--policy",
-        pol.to_str().unwrap(),
-        "--out",
-        &fx.plan(),
-    ]);
+    let fx = Fx::uploaded(s3, bucket_name("src"), "");
+    fx.index_at("", &s3_endpoint());
+    fx.plan_with(&archive_bucket_policy(&fx.dir, "archive", &abucket));
     let p = fx.plan_value();
     let before = fx.listing();
     let r = fx.apply(&["--now", &T0.to_string()]);
@@ -790,19 +739,7 @@ impl S3 {
 /// then, for every mutation point of the apply, a crash there and a resume: the resume
 /// reports nothing skipped and the bucket equals the one of an uninterrupted run.
 fn resume_after_every_mutation_with_nars_uploaded_in_parts(tag: &str, unreachable: &str) {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().canonicalize().unwrap();
-    let s3 = S3::new();
-    let bucket = bucket_name(tag);
-    let http = upload(&bucket, &repo().join("examples/cache"), None);
-    let fx = Fx {
-        _tmp: tmp,
-        dir,
-        bucket,
-        kp: String::new(),
-        http,
-        s3,
-    };
+    let fx = Fx::uploaded(S3::new(), bucket_name(tag), "");
     let snap = fx.s3.snapshot(&fx.bucket);
     let reset = || {
         for key in fx.listing().into_keys() {
@@ -826,15 +763,8 @@ fn resume_after_every_mutation_with_nars_uploaded_in_parts(tag: &str, unreachabl
         }
     };
     reset();
-    fx.ok(&["index", "--cache", &s3_url(&fx.bucket, "", &s3_endpoint())]);
-    let pol = policy(&fx.dir, unreachable);
-    fx.ok(&[
-        "plan",
-        "--policy",
-        pol.to_str().unwrap(),
-        "--out",
-        &fx.plan(),
-    ]);
+    fx.index_at("", &s3_endpoint());
+    fx.plan_with(&policy(&fx.dir, unreachable));
     let before = fx.listing();
     let template = fx.dir.join("state-template");
     copy_tree(&fx.state(), &template);

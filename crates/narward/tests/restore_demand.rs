@@ -22,22 +22,40 @@ fn get(key: &str, day: u32, status: &str) -> String {
     )
 }
 
-/// Index and plan the example (unreachable paths archived), ingest the logs.
-fn setup(d: &Path) -> PathBuf {
+/// `narward index` of the example cache (file://) into the state `d`.
+fn index_example(d: &Path) {
     let url = format!("file://{}", example().join("cache").display());
     narward_ok(d, &["index", "--cache", &url]);
+}
+
+/// The arguments of `narward plan --policy POLICY --out OUT`.
+fn plan_args<'a>(policy: &'a Path, out: &'a Path) -> [&'a str; 5] {
+    let s = |p: &'a Path| p.to_str().unwrap();
+    ["plan", "--policy", s(policy), "--out", s(out)]
+}
+
+/// `narward plan --policy POLICY --out OUT` from the state `d`, which must succeed.
+fn plan_ok(d: &Path, policy: &Path, out: &Path) {
+    narward_ok(d, &plan_args(policy, out));
+}
+
+/// The example policy, its roots by absolute path and `edit` applied, written to
+/// `d/name`.
+fn example_policy(d: &Path, name: &str, edit: impl Fn(String) -> String) -> PathBuf {
+    let text = std::fs::read_to_string(example().join("policy.toml"))
+        .unwrap()
+        .replace("\"roots/", &format!("\"{}/roots/", example().display()));
+    let policy = d.join(name);
+    std::fs::write(&policy, edit(text)).unwrap();
+    policy
+}
+
+/// Index and plan the example (unreachable paths archived), ingest the logs.
+fn setup(d: &Path) -> PathBuf {
+    index_example(d);
     let plan = d.join("plan");
     let policy = example().join("policy.toml");
-    narward_ok(
-        d,
-        &[
-            "plan",
-            "--policy",
-            policy.to_str().unwrap(),
-            "--out",
-            plan.to_str().unwrap(),
-        ],
-    );
+    plan_ok(d, &policy, &plan);
     let logs = d.join("logs");
     std::fs::create_dir(&logs).unwrap();
     let mut lines = Vec::new();
@@ -200,20 +218,10 @@ fn a_proposal_is_never_overwritten_and_an_edited_one_is_refused_naming_the_file(
 #[test]
 fn restore_without_access_statistics_or_with_a_bad_policy_fails_clearly() {
     let d = tempfile::tempdir().unwrap();
-    let url = format!("file://{}", example().join("cache").display());
-    narward_ok(d.path(), &["index", "--cache", &url]);
+    index_example(d.path());
     let plan = d.path().join("plan");
     let policy = example().join("policy.toml");
-    narward_ok(
-        d.path(),
-        &[
-            "plan",
-            "--policy",
-            policy.to_str().unwrap(),
-            "--out",
-            plan.to_str().unwrap(),
-        ],
-    );
+    plan_ok(d.path(), &policy, &plan);
     let out = propose(d.path(), &plan, &["--dry-run"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("access-logs ingest"));
@@ -280,26 +288,14 @@ fn keep_accessed_within_days_can_use_the_state_access_statistics() {
     )
     .unwrap();
     narward_ok(d.path(), &["access-logs", "ingest", logs.to_str().unwrap()]);
-    let text = std::fs::read_to_string(example().join("policy.toml"))
-        .unwrap()
-        .replace(
+    let policy = example_policy(d.path(), "policy.toml", |t| {
+        t.replace(
             "# accessed_within_days = 180",
             "accessed_within_days = 100000\naccess_stats = true",
         )
-        .replace("\"roots/", &format!("\"{}/roots/", example().display()));
-    let policy = d.path().join("policy.toml");
-    std::fs::write(&policy, text).unwrap();
+    });
     let plan = d.path().join("plan-accessed");
-    narward_ok(
-        d.path(),
-        &[
-            "plan",
-            "--policy",
-            policy.to_str().unwrap(),
-            "--out",
-            plan.to_str().unwrap(),
-        ],
-    );
+    plan_ok(d.path(), &policy, &plan);
     let why = |p: &str| {
         json(&narward_ok(
             d.path(),
@@ -324,18 +320,8 @@ fn keep_accessed_within_days_can_use_the_state_access_statistics() {
     );
     // Without statistics in the state, the policy is refused.
     let empty = tempfile::tempdir().unwrap();
-    let url = format!("file://{}", example().join("cache").display());
-    narward_ok(empty.path(), &["index", "--cache", &url]);
-    let out = narward(
-        empty.path(),
-        &[
-            "plan",
-            "--policy",
-            policy.to_str().unwrap(),
-            "--out",
-            empty.path().join("p").to_str().unwrap(),
-        ],
-    );
+    index_example(empty.path());
+    let out = narward(empty.path(), &plan_args(&policy, &empty.path().join("p")));
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("keep.access_stats"));
 }
@@ -494,23 +480,11 @@ fn a_nar_left_in_place_or_kept_is_not_in_the_proposal_and_a_transitioned_one_is(
     assert_eq!(nar_rows(&small), Vec::<String>::new());
     // With archive_min_size = 0 the archived NARs go to DEEP_ARCHIVE: they come back by
     // a bulk restore of up to 48 h.
-    let text = std::fs::read_to_string(example().join("policy.toml"))
-        .unwrap()
-        .replace("archive_min_size = \"128KiB\"", "archive_min_size = \"0\"")
-        .replace("\"roots/", &format!("\"{}/roots/", example().display()));
-    let policy = d.path().join("policy0.toml");
-    std::fs::write(&policy, text).unwrap();
+    let policy = example_policy(d.path(), "policy0.toml", |t| {
+        t.replace("archive_min_size = \"128KiB\"", "archive_min_size = \"0\"")
+    });
     let plan0 = d.path().join("plan0");
-    narward_ok(
-        d.path(),
-        &[
-            "plan",
-            "--policy",
-            policy.to_str().unwrap(),
-            "--out",
-            plan0.to_str().unwrap(),
-        ],
-    );
+    plan_ok(d.path(), &policy, &plan0);
     let big = d.path().join("big");
     let out = propose(
         d.path(),

@@ -162,6 +162,15 @@ fn a_path_whose_nar_is_nowhere_is_never_republished_and_its_references_are() {
 }
 
 /// The cache and archive directories: name → bytes.
+/// `narward restore APP --closure --confirm CONFIRM --quiet` from `state`, not yet run.
+fn restore_closure(state: &Path, app: &str, confirm: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_narward"));
+    c.args(["restore", app, "--closure", "--confirm", confirm, "--quiet"])
+        .arg("--state")
+        .arg(state);
+    c
+}
+
 fn file_end_state(fx: &ff::Fx) -> (BTreeMap<String, Vec<u8>>, BTreeMap<String, Vec<u8>>) {
     (ff::tree(&fx.cache()), ff::tree(&fx.archive()))
 }
@@ -174,17 +183,7 @@ fn file_restore_killed_at_every_step_resumes_to_the_state_of_an_uninterrupted_ru
     let want = file_end_state(&clean);
     for k in 1..=4u64 {
         let fx = archived_file_fixture(true);
-        let out = Command::new(env!("CARGO_BIN_EXE_narward"))
-            .args([
-                "restore",
-                &app,
-                "--closure",
-                "--confirm",
-                "cache",
-                "--quiet",
-            ])
-            .arg("--state")
-            .arg(fx.state())
+        let out = restore_closure(&fx.state(), &app, "cache")
             .env("NARWARD_APPLY_ABORT_AFTER", k.to_string())
             .output()
             .unwrap();
@@ -296,6 +295,22 @@ fn s3_restore_of_a_closure_requests_each_cold_nar_once_and_republishes_in_order(
     }
 }
 
+/// A restore of app-one's closure interrupted (`how`) and finished: it says so, the bucket
+/// is `want` (an uninterrupted run's), one RestoreObject was sent per cold NAR (2), and
+/// the paths were published in a safe order.
+fn assert_finished_like(
+    fx: &sf::Fx,
+    proxy: &FaultProxy,
+    want: &BTreeMap<String, (i64, String)>,
+    how: &str,
+) {
+    let st = json(&fx.ok(&["restore", "status", "--json"]));
+    assert_eq!(st[0]["finished"], true, "{how}: {st}");
+    assert_eq!(&s3_end_state(fx), want, "{how}");
+    assert_eq!(restores_sent(proxy), 2, "{how}: one request per NAR");
+    assert_safe_order(&published(&fx.state()));
+}
+
 #[test]
 fn s3_restore_killed_at_every_step_resumes_without_a_second_restore_request() {
     let app = store_path(APP_ONE, "app-one-2.9");
@@ -304,31 +319,13 @@ fn s3_restore_killed_at_every_step_resumes_without_a_second_restore_request() {
     let want = s3_end_state(&clean);
     for k in 1..=6u64 {
         let (proxy, fx) = archived_s3_fixture(&format!("rk{k}"));
-        let out = Command::new(env!("CARGO_BIN_EXE_narward"))
-            .args([
-                "restore",
-                &app,
-                "--closure",
-                "--confirm",
-                &fx.bucket,
-                "--quiet",
-            ])
-            .arg("--state")
-            .arg(fx.state())
+        let out = restore_closure(&fx.state(), &app, &fx.bucket)
             .env("NARWARD_APPLY_ABORT_AFTER", k.to_string())
             .output()
             .unwrap();
         assert!(!out.status.success(), "aborted after {k} changes");
         fx.ok(&["restore", "--resume"]);
-        let st = json(&fx.ok(&["restore", "status", "--json"]));
-        assert_eq!(st[0]["finished"], true, "{k}: {st}");
-        assert_eq!(s3_end_state(&fx), want, "killed after {k} changes");
-        assert_eq!(
-            restores_sent(&proxy),
-            2,
-            "killed after {k}: one request per NAR"
-        );
-        assert_safe_order(&published(&fx.state()));
+        assert_finished_like(&fx, &proxy, &want, &format!("killed after {k} changes"));
     }
 }
 
@@ -425,37 +422,14 @@ fn a_demand_proposal_is_executed_with_confirm_and_brings_back_only_its_proposed_
 #[test]
 fn s3_restore_from_a_separate_archive_bucket_copies_the_nar_back_in_standard_first() {
     let original = ff::tree(&repo().join("examples/cache"));
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().canonicalize().unwrap();
     let s3 = sf::S3::new();
     let (bucket, abucket) = (sf::bucket_name("rsrc"), sf::bucket_name("rarch"));
     s3.rt.block_on(async {
         s3.c.create_bucket().bucket(&abucket).send().await.unwrap();
     });
-    let http = common::upload(&bucket, &repo().join("examples/cache"), None);
-    let fx = sf::Fx {
-        _tmp: tmp,
-        dir,
-        bucket,
-        kp: String::new(),
-        http,
-        s3,
-    };
-    let url = sf::s3_url(&fx.bucket, "", &common::s3_endpoint());
-    fx.ok(&["index", "--cache", &url]);
-    let pol = sf::policy(&fx.dir, "archive");
-    let t = std::fs::read_to_string(&pol).unwrap().replace(
-        "archive_prefix = \"narward-archive/\"",
-        &format!("archive_prefix = \"narward-archive/\"\narchive_bucket = \"{abucket}\""),
-    );
-    std::fs::write(&pol, t).unwrap();
-    fx.ok(&[
-        "plan",
-        "--policy",
-        pol.to_str().unwrap(),
-        "--out",
-        &fx.plan(),
-    ]);
+    let fx = sf::Fx::uploaded(s3, bucket, "");
+    fx.index_at("", &common::s3_endpoint());
+    fx.plan_with(&sf::archive_bucket_policy(&fx.dir, "archive", &abucket));
     fx.apply(&["--now", &sf::T0.to_string()]);
     let archived_nar = format!("{}{LIBFOO_NAR}", sf::ARCHIVE);
     let archived_ni = format!("{}{LIBFOO}.narinfo", sf::ARCHIVE);
@@ -533,17 +507,7 @@ fn s3_restore_sigkilled_at_random_instants_resumes_to_the_same_bucket_with_one_r
     // Kill instants spread over the length of a clean run.
     for (i, f) in [0.15, 0.35, 0.55, 0.75, 0.9].into_iter().enumerate() {
         let (proxy, fx) = archived_s3_fixture(&format!("rsk{i}"));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_narward"))
-            .args([
-                "restore",
-                &app,
-                "--closure",
-                "--confirm",
-                &fx.bucket,
-                "--quiet",
-            ])
-            .arg("--state")
-            .arg(fx.state())
+        let mut child = restore_closure(&fx.state(), &app, &fx.bucket)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -558,15 +522,7 @@ fn s3_restore_sigkilled_at_random_instants_resumes_to_the_same_bucket_with_one_r
         } else {
             fx.ok(&["restore", &app, "--closure", "--confirm", &fx.bucket]);
         }
-        let st = json(&fx.ok(&["restore", "status", "--json"]));
-        assert_eq!(st[0]["finished"], true, "killed at {f}: {st}");
-        assert_eq!(s3_end_state(&fx), want, "killed at {f}");
-        assert_eq!(
-            restores_sent(&proxy),
-            2,
-            "killed at {f}: one request per NAR"
-        );
-        assert_safe_order(&published(&fx.state()));
+        assert_finished_like(&fx, &proxy, &want, &format!("killed at {f}"));
     }
 }
 

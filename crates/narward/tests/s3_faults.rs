@@ -14,14 +14,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-fn bucket_name(tag: &str) -> String {
-    let n = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("nw-{tag}-{}", n % 1_000_000_000)
-}
-
 fn opts(bucket: &str, endpoint: String) -> S3Options {
     S3Options {
         bucket: bucket.into(),
@@ -35,6 +27,20 @@ async fn open(bucket: &str, endpoint: String, attempts: u32) -> S3Store {
     let o = opts(bucket, endpoint);
     let layout = S3Layout::new(&o, None, "archive/", "quarantine/");
     S3Store::open(&o, layout, attempts).await.unwrap()
+}
+
+/// A new bucket named after `tag`, and a store opened on it directly (no proxy).
+async fn new_bucket(tag: &str) -> (String, S3Store) {
+    let b = s3_fx::bucket_name(tag);
+    let direct = open(&b, s3_endpoint(), 3).await;
+    direct
+        .client()
+        .create_bucket()
+        .bucket(&b)
+        .send()
+        .await
+        .unwrap();
+    (b, direct)
 }
 
 /// key → ETag of an area.
@@ -63,15 +69,7 @@ fn cfg() -> ThrottleConfig {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn throttled_store_completes_copies_and_deletes_through_faults_and_loses_nothing() {
-    let b = bucket_name("faults");
-    let direct = open(&b, s3_endpoint(), 3).await;
-    direct
-        .client()
-        .create_bucket()
-        .bucket(&b)
-        .send()
-        .await
-        .unwrap();
+    let (b, direct) = new_bucket("faults").await;
     let n = 150;
     for i in 0..n {
         let body = format!("nar number {i}").repeat(i + 1);
@@ -169,15 +167,7 @@ async fn throttled_store_completes_copies_and_deletes_through_faults_and_loses_n
 
 #[tokio::test(flavor = "multi_thread")]
 async fn throttled_store_adapts_to_a_rate_limit_and_reports_the_achieved_rate() {
-    let b = bucket_name("ratelimit");
-    let direct = open(&b, s3_endpoint(), 3).await;
-    direct
-        .client()
-        .create_bucket()
-        .bucket(&b)
-        .send()
-        .await
-        .unwrap();
+    let (b, direct) = new_bucket("ratelimit").await;
     direct.put_if_absent(&Loc::cache("k"), b"x").await.unwrap();
     let limit = 40.0;
     let proxy = FaultProxy::start(
@@ -233,7 +223,7 @@ async fn throttled_store_adapts_to_a_rate_limit_and_reports_the_achieved_rate() 
 fn index_through_the_fault_proxy_completes_with_the_same_paths() {
     let ex = repo().join("examples/cache");
     let d = tempfile::tempdir().unwrap();
-    let b = bucket_name("idxfault");
+    let b = s3_fx::bucket_name("idxfault");
     upload(&b, &ex, None);
     let direct_state = d.path().join("direct");
     let url = |ep: &str| format!("s3://{b}?endpoint={ep}&region=us-east-1");
@@ -276,15 +266,7 @@ fn index_through_the_fault_proxy_completes_with_the_same_paths() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_multipart_copy_that_fails_midway_is_aborted_and_leaves_nothing() {
-    let b = bucket_name("mpuabort");
-    let direct = open(&b, s3_endpoint(), 3).await;
-    direct
-        .client()
-        .create_bucket()
-        .bucket(&b)
-        .send()
-        .await
-        .unwrap();
+    let (b, direct) = new_bucket("mpuabort").await;
     let data: Vec<u8> = (0..11 * 1024 * 1024u32).map(|i| (i % 253) as u8).collect();
     let from = Loc::cache("nar/big.nar");
     direct.put_if_absent(&from, &data).await.unwrap();

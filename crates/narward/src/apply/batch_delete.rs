@@ -19,13 +19,14 @@
 use super::exec::ExecOptions;
 use super::program::Skip;
 use crate::cache::store::{Area, BatchDeleteResult, Loc, Store, StoreError, StoreErrorKind};
-use crate::cache::store_wrap::{DELETE_BATCH_MAX, pause, retryable};
+use crate::cache::store_wrap::{DELETE_BATCH_MAX, pause, retry_failed_keys};
 use anyhow::{Context, Result};
 use narward_formats::keys::{Category, classify};
 use serde::Serialize;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Whether an apply may delete the source `key` (in the cache area) in a DeleteObjects
 /// batch after its copy was verified: only content-addressed NARs.
@@ -55,29 +56,19 @@ async fn one_batch<S: Store>(
     area: Area,
     keys: &[(String, Option<String>)],
     o: &ExecOptions,
-    requests: &mut u64,
+    requests: &AtomicU64,
 ) -> Result<Vec<BatchDeleteResult>, StoreError> {
     let mut results = send(store, area, keys, o, requests).await?;
-    let retries = if store.retries_itself() {
+    let rounds = if store.retries_itself() {
         0
     } else {
         o.max_attempts.saturating_sub(1)
     };
-    for attempt in 0..retries {
-        let again = retryable(&results);
-        if again.is_empty() {
-            break;
-        }
+    let round = |attempt: u32, _: StoreError, sub: Vec<(String, Option<String>)>| async move {
         tokio::time::sleep(pause(o.backoff, super::exec::MAX_PAUSE, attempt)).await;
-        let sub: Vec<(String, Option<String>)> = again
-            .iter()
-            .map(|&i| (results[i].key.clone(), results[i].version_id.clone()))
-            .collect();
-        let redo = send(store, area, &sub, o, requests).await?;
-        for (&i, r) in again.iter().zip(redo) {
-            results[i] = r;
-        }
-    }
+        send(store, area, &sub, o, requests).await
+    };
+    retry_failed_keys(&mut results, rounds, round).await?;
     if let Some(e) = results.iter().find_map(|r| {
         r.result
             .as_ref()
@@ -96,10 +87,10 @@ async fn send<S: Store>(
     area: Area,
     keys: &[(String, Option<String>)],
     o: &ExecOptions,
-    requests: &mut u64,
+    requests: &AtomicU64,
 ) -> Result<Vec<BatchDeleteResult>, StoreError> {
     let r = super::exec::retry(o, store, || {
-        *requests += 1;
+        requests.fetch_add(1, Ordering::Relaxed);
         store.delete_batch(area, keys)
     })
     .await;
@@ -159,11 +150,12 @@ pub async fn delete_keys<S: Store>(
     announce: &mut dyn FnMut(&[String]) -> Result<()>,
 ) -> Result<Deleted> {
     let mut out = Deleted::default();
+    let requests = AtomicU64::new(0);
     for chunk in keys.chunks(DELETE_BATCH_MAX) {
         announce(chunk)?;
         let batch: Vec<(String, Option<String>)> =
             chunk.iter().map(|k| (k.clone(), None)).collect();
-        let results = one_batch(store, area, &batch, o, &mut out.requests)
+        let results = one_batch(store, area, &batch, o, &requests)
             .await
             .map_err(|e| anyhow::anyhow!("{e}: stopping"))?;
         for r in results {
@@ -176,6 +168,7 @@ pub async fn delete_keys<S: Store>(
             }
         }
     }
+    out.requests = requests.into_inner();
     Ok(out)
 }
 
@@ -194,11 +187,11 @@ pub async fn delete_sources<S: Store>(
 ) -> Result<Vec<(usize, super::exec::StepResult)>, StoreError> {
     use super::exec::StepResult;
     let mut out = Vec::with_capacity(pending.len());
-    let mut requests = 0;
+    let requests = AtomicU64::new(0);
     for chunk in pending.chunks(DELETE_BATCH_MAX) {
         let keys: Vec<(String, Option<String>)> =
             chunk.iter().map(|&i| (ops[i].key.clone(), None)).collect();
-        let results = one_batch(store, Area::Cache, &keys, o, &mut requests).await?;
+        let results = one_batch(store, Area::Cache, &keys, o, &requests).await?;
         for (&i, r) in chunk.iter().zip(results) {
             let step = match r.result {
                 Ok(()) => StepResult::Moved,

@@ -262,6 +262,18 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for StatusProbe {
     }
 }
 
+/// `self.client.<op>()` on the bucket and full key of `loc`: the start of every request
+/// on one object.
+macro_rules! object_request {
+    ($store:expr, $op:ident, $loc:expr) => {
+        $store
+            .client
+            .$op()
+            .bucket($store.bucket($loc.area))
+            .key($store.full($loc))
+    };
+}
+
 impl S3Store {
     /// Open the store of a cache with the given layout. `max_attempts` is the SDK's own
     /// retry budget per request (1 when a [`super::store_wrap::Throttled`] wrapper retries).
@@ -292,10 +304,7 @@ impl S3Store {
     /// A missing or inaccessible bucket, named with its area.
     pub async fn check_buckets(&self) -> StoreResult<()> {
         for area in [Area::Cache, Area::Archive, Area::Quarantine] {
-            let loc = Loc {
-                area,
-                key: String::new(),
-            };
+            let loc = Loc::new(area, "");
             if let Err(e) = self
                 .client
                 .head_bucket()
@@ -344,6 +353,23 @@ impl S3Store {
         StoreError::new(kind_of(&e), op, loc, message)
     }
 
+    /// The answer of a request on one object, an absent object being `Ok(None)`.
+    fn found<T, E>(
+        &self,
+        op: &'static str,
+        loc: &Loc,
+        r: Result<T, SdkError<E, HttpResponse>>,
+    ) -> StoreResult<Option<T>>
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        match r {
+            Ok(o) => Ok(Some(o)),
+            Err(e) if kind_of(&e) == StoreErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.err(op, loc, e)),
+        }
+    }
+
     fn copy_source(&self, loc: &Loc, version_id: Option<&str>) -> String {
         let mut s = format!(
             "{}/{}",
@@ -363,37 +389,26 @@ impl S3Store {
         loc: &Loc,
         version_id: Option<&str>,
     ) -> StoreResult<Option<(ObjectMeta, Option<String>)>> {
-        let r = self
-            .client
-            .head_object()
-            .bucket(self.bucket(loc.area))
-            .key(self.full(loc))
+        let r = object_request!(self, head_object, loc)
             .set_version_id(version_id.map(str::to_string))
             .send()
             .await;
-        match r {
-            Ok(o) => {
-                let src = o
-                    .metadata()
-                    .and_then(|m| m.get(SOURCE_ETAG_META))
-                    .map(|s| s.trim_matches('"').to_string());
-                Ok(Some((
-                    ObjectMeta {
-                        size: o.content_length().unwrap_or(0).max(0) as u64,
-                        etag: etag_clean(o.e_tag()),
-                        storage_class: o.storage_class().map(|s| s.as_str().to_string()),
-                        restore: o.restore().map(str::to_string),
-                        last_modified: o.last_modified().map(|t| t.secs()),
-                        version_id: o.version_id().map(str::to_string),
-                    },
-                    src,
-                )))
-            }
-            Err(e) => match kind_of(&e) {
-                StoreErrorKind::NotFound => Ok(None),
-                _ => Err(self.err("head", loc, e)),
-            },
-        }
+        let Some(o) = self.found("head", loc, r)? else {
+            return Ok(None);
+        };
+        let src = o
+            .metadata()
+            .and_then(|m| m.get(SOURCE_ETAG_META))
+            .map(|s| s.trim_matches('"').to_string());
+        let meta = ObjectMeta {
+            size: o.content_length().unwrap_or(0).max(0) as u64,
+            etag: etag_clean(o.e_tag()),
+            storage_class: o.storage_class().map(|s| s.as_str().to_string()),
+            restore: o.restore().map(str::to_string),
+            last_modified: o.last_modified().map(|t| t.secs()),
+            version_id: o.version_id().map(str::to_string),
+        };
+        Ok(Some((meta, src)))
     }
 
     /// Metadata of one version of an object (a noncurrent one in a versioned bucket).
@@ -415,10 +430,7 @@ impl S3Store {
     /// S3 errors, typed.
     pub async fn list_versions(&self, area: Area, prefix: &str) -> StoreResult<Vec<VersionRecord>> {
         let base = self.layout.place(area).prefix.clone();
-        let loc = Loc {
-            area,
-            key: prefix.to_string(),
-        };
+        let loc = Loc::new(area, prefix);
         let mut out = Vec::new();
         let mut key_marker: Option<String> = None;
         let mut version_marker: Option<String> = None;
@@ -476,10 +488,7 @@ impl S3Store {
 
     async fn list_impl(&self, area: Area, prefix: &str) -> StoreResult<Vec<ObjectRecord>> {
         let base = self.layout.place(area).prefix.clone();
-        let loc = Loc {
-            area,
-            key: prefix.to_string(),
-        };
+        let loc = Loc::new(area, prefix);
         let mut pages = self
             .client
             .list_objects_v2()
@@ -634,11 +643,7 @@ impl S3Store {
     }
 
     async fn copy_single(&self, from: &Loc, to: &Loc, opts: &CopyOptions) -> StoreResult<()> {
-        let mut req = self
-            .client
-            .copy_object()
-            .bucket(self.bucket(to.area))
-            .key(self.full(to))
+        let mut req = object_request!(self, copy_object, to)
             .copy_source(self.copy_source(from, None))
             .metadata_directive(MetadataDirective::Copy)
             .set_copy_source_if_match(opts.if_match.clone())
@@ -675,19 +680,11 @@ impl S3Store {
         opts: &CopyOptions,
     ) -> StoreResult<()> {
         // CreateMultipartUpload copies nothing of the source: carry its headers over.
-        let h = self
-            .client
-            .head_object()
-            .bucket(self.bucket(from.area))
-            .key(self.full(from))
+        let h = object_request!(self, head_object, from)
             .send()
             .await
             .map_err(|e| self.copy_err(from, to, e))?;
-        let mut create = self
-            .client
-            .create_multipart_upload()
-            .bucket(self.bucket(to.area))
-            .key(self.full(to))
+        let mut create = object_request!(self, create_multipart_upload, to)
             .set_storage_class(opts.storage_class.as_deref().map(StorageClass::from))
             .set_content_type(h.content_type().map(str::to_string))
             .set_content_encoding(h.content_encoding().map(str::to_string))
@@ -713,11 +710,7 @@ impl S3Store {
         if r.is_err() {
             // Best effort: an upload left behind costs storage until a lifecycle rule
             // (AbortIncompleteMultipartUpload) removes it; the copy error is what matters.
-            let _ = self
-                .client
-                .abort_multipart_upload()
-                .bucket(self.bucket(to.area))
-                .key(self.full(to))
+            let _ = object_request!(self, abort_multipart_upload, to)
                 .upload_id(&upload_id)
                 .send()
                 .await;
@@ -739,11 +732,7 @@ impl S3Store {
             .enumerate()
         {
             let n = i32::try_from(i + 1).unwrap_or(i32::MAX);
-            let r = self
-                .client
-                .upload_part_copy()
-                .bucket(self.bucket(to.area))
-                .key(self.full(to))
+            let r = object_request!(self, upload_part_copy, to)
                 .upload_id(upload_id)
                 .part_number(n)
                 .copy_source(self.copy_source(from, None))
@@ -772,11 +761,7 @@ impl S3Store {
         upload_id: &str,
         parts: Vec<CompletedPart>,
     ) -> StoreResult<()> {
-        let done = self
-            .client
-            .complete_multipart_upload()
-            .bucket(self.bucket(to.area))
-            .key(self.full(to))
+        let done = object_request!(self, complete_multipart_upload, to)
             .upload_id(upload_id)
             .multipart_upload(
                 CompletedMultipartUpload::builder()
@@ -814,10 +799,7 @@ impl S3Store {
         let Some((k0, _)) = keys.first() else {
             return Ok(Vec::new());
         };
-        let first = Loc {
-            area,
-            key: k0.clone(),
-        };
+        let first = Loc::new(area, k0.clone());
         if keys.len() > 1000 {
             return Err(StoreError::new(
                 StoreErrorKind::Other,
@@ -855,11 +837,7 @@ impl S3Store {
             .glacier_job_parameters(params)
             .build();
         let probe = StatusProbe::default();
-        let r = self
-            .client
-            .restore_object()
-            .bucket(self.bucket(loc.area))
-            .key(self.full(loc))
+        let r = object_request!(self, restore_object, loc)
             .restore_request(req)
             .customize()
             .interceptor(probe.clone())
@@ -942,10 +920,7 @@ fn batch_results(
     let deleted_keys: HashSet<&str> = deleted.iter().map(|(k, _)| k.as_str()).collect();
     keys.iter()
         .map(|(k, v)| {
-            let loc = Loc {
-                area,
-                key: k.clone(),
-            };
+            let loc = Loc::new(area, k.clone());
             let id = (k.clone(), v.clone());
             let result = if let Some(e) = errors.get(&id) {
                 Err(batch_key_error(&loc, e))
@@ -1009,25 +984,15 @@ impl Store for S3Store {
     }
 
     async fn get(&self, loc: &Loc) -> StoreResult<Option<Vec<u8>>> {
-        let r = self
-            .client
-            .get_object()
-            .bucket(self.bucket(loc.area))
-            .key(self.full(loc))
-            .send()
-            .await;
-        match r {
-            Ok(o) => {
-                let body = o.body.collect().await.map_err(|e| {
-                    StoreError::new(StoreErrorKind::Transient, "get", loc, e.to_string())
-                })?;
-                Ok(Some(body.into_bytes().to_vec()))
-            }
-            Err(e) => match kind_of(&e) {
-                StoreErrorKind::NotFound => Ok(None),
-                _ => Err(self.err("get", loc, e)),
-            },
-        }
+        let r = object_request!(self, get_object, loc).send().await;
+        let Some(o) = self.found("get", loc, r)? else {
+            return Ok(None);
+        };
+        let body =
+            o.body.collect().await.map_err(|e| {
+                StoreError::new(StoreErrorKind::Transient, "get", loc, e.to_string())
+            })?;
+        Ok(Some(body.into_bytes().to_vec()))
     }
 
     async fn list(&self, area: Area, prefix: &str) -> StoreResult<Vec<ObjectRecord>> {
@@ -1035,11 +1000,7 @@ impl Store for S3Store {
     }
 
     async fn put_if_absent(&self, loc: &Loc, bytes: &[u8]) -> StoreResult<PutOutcome> {
-        let r = self
-            .client
-            .put_object()
-            .bucket(self.bucket(loc.area))
-            .key(self.full(loc))
+        let r = object_request!(self, put_object, loc)
             .if_none_match("*")
             .body(bytes.to_vec().into())
             .send()
@@ -1063,19 +1024,12 @@ impl Store for S3Store {
     }
 
     async fn delete(&self, loc: &Loc, version_id: Option<&str>) -> StoreResult<()> {
-        let r = self
-            .client
-            .delete_object()
-            .bucket(self.bucket(loc.area))
-            .key(self.full(loc))
+        let r = object_request!(self, delete_object, loc)
             .set_version_id(version_id.map(str::to_string))
             .send()
             .await;
-        match r {
-            Ok(_) => Ok(()),
-            Err(e) if kind_of(&e) == StoreErrorKind::NotFound => Ok(()),
-            Err(e) => Err(self.err("delete", loc, e)),
-        }
+        // Deleting an absent object is done.
+        self.found("delete", loc, r).map(|_| ())
     }
 
     async fn delete_batch(
@@ -1091,10 +1045,7 @@ impl Store for S3Store {
     }
 
     async fn versioning(&self, area: Area) -> StoreResult<Versioning> {
-        let loc = Loc {
-            area,
-            key: String::new(),
-        };
+        let loc = Loc::new(area, "");
         let r = self
             .client
             .get_bucket_versioning()

@@ -50,23 +50,20 @@ pub struct Loc {
 }
 
 impl Loc {
-    pub fn cache(key: impl Into<String>) -> Loc {
+    pub fn new(area: Area, key: impl Into<String>) -> Loc {
         Loc {
-            area: Area::Cache,
+            area,
             key: key.into(),
         }
+    }
+    pub fn cache(key: impl Into<String>) -> Loc {
+        Loc::new(Area::Cache, key)
     }
     pub fn archive(key: impl Into<String>) -> Loc {
-        Loc {
-            area: Area::Archive,
-            key: key.into(),
-        }
+        Loc::new(Area::Archive, key)
     }
     pub fn quarantine(key: impl Into<String>) -> Loc {
-        Loc {
-            area: Area::Quarantine,
-            key: key.into(),
-        }
+        Loc::new(Area::Quarantine, key)
     }
 }
 

@@ -499,7 +499,7 @@ pub fn pause(base: Duration, cap: Duration, attempt: u32) -> Duration {
 }
 
 /// The positions in `results` of the keys whose delete failed with a retryable error.
-pub fn retryable(results: &[BatchDeleteResult]) -> Vec<usize> {
+fn retryable(results: &[BatchDeleteResult]) -> Vec<usize> {
     (0..results.len())
         .filter(|&i| {
             results[i]
@@ -508,6 +508,40 @@ pub fn retryable(results: &[BatchDeleteResult]) -> Vec<usize> {
                 .is_err_and(|e| e.kind.is_retryable())
         })
         .collect()
+}
+
+/// The one retry loop of a batch delete's per-key failures: up to `rounds` times, the
+/// keys of `results` that failed with a retryable error are sent again as a smaller batch
+/// by `round(attempt, first retryable error, keys)` (which waits its backoff first), and
+/// their new results replace the old ones in place. Used by [`Throttled`] and, for a store
+/// that does not retry itself, by `apply`'s batch deletes.
+///
+/// # Errors
+/// A round that fails as a whole.
+pub async fn retry_failed_keys<F, Fut>(
+    results: &mut [BatchDeleteResult],
+    rounds: u32,
+    mut round: F,
+) -> StoreResult<()>
+where
+    F: FnMut(u32, StoreError, Vec<(String, Option<String>)>) -> Fut,
+    Fut: Future<Output = StoreResult<Vec<BatchDeleteResult>>>,
+{
+    for attempt in 0..rounds {
+        let again = retryable(results);
+        let Some(Err(first)) = again.first().map(|&i| results[i].result.clone()) else {
+            break;
+        };
+        let sub: Vec<(String, Option<String>)> = again
+            .iter()
+            .map(|&i| (results[i].key.clone(), results[i].version_id.clone()))
+            .collect();
+        let redo = round(attempt, first, sub).await?;
+        for (&i, r) in again.iter().zip(redo) {
+            results[i] = r;
+        }
+    }
+    Ok(())
 }
 
 /// Adaptive rate control over a store: at most `concurrency` requests in flight, spaced
@@ -681,28 +715,16 @@ impl<S: Store> Throttled<S> {
         area: Area,
         keys: &[(String, Option<String>)],
     ) -> StoreResult<Vec<BatchDeleteResult>> {
-        let mut results: Vec<BatchDeleteResult> =
-            self.run(|| self.inner.delete_batch(area, keys)).await?;
-        for attempt in 0..self.cfg.max_retries {
-            let again = retryable(&results);
-            if again.is_empty() {
-                break;
-            }
-            if let Some(Err(e)) = again.first().map(|&i| &results[i].result) {
-                let e = e.clone();
-                self.on_error(&e, attempt);
-            }
+        let mut results = self.run(|| self.inner.delete_batch(area, keys)).await?;
+        let round = |attempt: u32, e: StoreError, sub: Vec<(String, Option<String>)>| {
+            self.on_error(&e, attempt);
             self.retries.fetch_add(1, Ordering::Relaxed);
-            tokio::time::sleep(self.backoff(attempt)).await;
-            let sub: Vec<(String, Option<String>)> = again
-                .iter()
-                .map(|&i| (results[i].key.clone(), results[i].version_id.clone()))
-                .collect();
-            let redo = self.run(|| self.inner.delete_batch(area, &sub)).await?;
-            for (&i, r) in again.iter().zip(redo) {
-                results[i] = r;
+            async move {
+                tokio::time::sleep(self.backoff(attempt)).await;
+                self.run(|| self.inner.delete_batch(area, &sub)).await
             }
-        }
+        };
+        retry_failed_keys(&mut results, self.cfg.max_retries, round).await?;
         Ok(results)
     }
 }

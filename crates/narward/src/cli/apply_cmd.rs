@@ -18,6 +18,7 @@ use narward::cache::s3_store::{DEFAULT_QUARANTINE_PREFIX, S3Layout, S3Store};
 use narward::cache::store::{Area, Store};
 use narward::cache::store_wrap::{ThrottleConfig, ThrottleStats, Throttled};
 use narward::cache::{Cache, CacheUrl, S3Options};
+use narward::cache_graph::Snapshot;
 use narward::index::{self, Index, ListingSource};
 use narward::plan::{Plan, PlanHeader};
 use narward::policy::DEFAULT_ARCHIVE_PREFIX;
@@ -422,14 +423,17 @@ pub(super) fn areas_or_journal(given: &AreaArgs, state: &Path, url: &CacheUrl) -
     })
 }
 
-/// Refresh the index, then read its new generation back as every command does: the
-/// listing and its [`index::View`] (columns and quirks; the narinfo texts are not held).
-async fn fresh_index(
+/// Refresh the index, read its new generation back as every command does (the listing
+/// and its [`index::View`]: columns and quirks; the narinfo texts are not held), open its
+/// graph, and hand the snapshot of all three to `work`: what apply, resume and finalize
+/// check the cache against just before acting.
+async fn with_fresh_snapshot<R>(
     g: &Global,
     url: &CacheUrl,
     url_text: &str,
     expect: &str,
-) -> Result<(Index, index::View)> {
+    work: impl AsyncFnOnce(&Snapshot<'_>) -> Result<R>,
+) -> Result<R> {
     let cache = Cache::open(url, 8).await?;
     let (meta, _) = index::update(&g.state, url_text, url, &cache, ListingSource::Live, 32)
         .await
@@ -437,7 +441,9 @@ async fn fresh_index(
     if meta.cache != expect {
         bail!("the state indexes {}, not {expect}", meta.cache);
     }
-    Index::load_view(&g.state)
+    let (fresh, view) = Index::load_view(&g.state)?;
+    let graph = view.graph()?;
+    work(&view.snapshot(&fresh, &graph)).await
 }
 
 fn layout<S: Store>(store: &S, begin: &Begin) -> Layout {
@@ -488,9 +494,9 @@ async fn apply_new<S: Store + ThrottleInfo>(
             jdir.display()
         );
     }
-    let (fresh, view) = fresh_index(g, url, &plan.header.cache_url, &plan.header.cache).await?;
-    let graph = view.graph()?;
-    let skips = program::recheck(plan, &view.snapshot(&fresh, &graph));
+    let recheck = async |snap: &Snapshot<'_>| Ok(program::recheck(plan, snap));
+    let skips =
+        with_fresh_snapshot(g, url, &plan.header.cache_url, &plan.header.cache, recheck).await?;
     let begin = Begin {
         plan: plan.header.checksum.clone(),
         plan_dir: std::fs::canonicalize(a.plan.as_deref().unwrap_or(Path::new(".")))?,
@@ -752,9 +758,9 @@ async fn resume<S: Store + ThrottleInfo>(
     }
     let mut skips = state.skips.clone();
     if !state.checked {
-        let (fresh, view) = fresh_index(g, url, &plan.header.cache_url, &plan.header.cache).await?;
-        let graph = view.graph()?;
-        skips = program::recheck(plan, &view.snapshot(&fresh, &graph));
+        let recheck = async |snap: &Snapshot<'_>| Ok(program::recheck(plan, snap));
+        skips = with_fresh_snapshot(g, url, &plan.header.cache_url, &plan.header.cache, recheck)
+            .await?;
         for k in &skips {
             j.append(&Record::Skip(k.clone()))?;
         }
@@ -785,14 +791,14 @@ async fn finalize<S: Store>(
     } else {
         i64::from(a.grace) * 86_400
     };
-    let (fresh, view) = fresh_index(g, url, url_text, &url.identity()).await?;
-    let graph = view.graph()?;
     let now = a.now.unwrap_or_else(index::now);
     let mut log = DeleteLog::open(&g.state)?;
     let o = exec_options(a);
     let mut announce = |keys: &[String]| log.announce(Area::Quarantine, keys);
-    let snap = view.snapshot(&fresh, &graph);
-    let r = recover::finalize(store, &snap, now, grace_secs, &o, &mut announce).await?;
+    let sweep = async |snap: &Snapshot<'_>| {
+        recover::finalize(store, snap, now, grace_secs, &o, &mut announce).await
+    };
+    let r = with_fresh_snapshot(g, url, url_text, &url.identity(), sweep).await?;
     log.done(&r.deleted, &r.failed)?;
     if g.json {
         print_json(&r)?;

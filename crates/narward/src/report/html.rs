@@ -2,10 +2,10 @@
 //! resource), readable printed or on screen.
 
 use super::svg::{self, Frame, HRow, Marker, Series, Unit, esc};
-use super::{ReportData, TOP, date, decision_totals};
+use super::{MonthRow, ReportData, TOP, date, decision_totals};
 use crate::cost::{OneTimeCost, PlanCost, money, months_text};
 use crate::explain::human_bytes;
-use crate::plan::Decision;
+use crate::plan::{CountBytes, Decision};
 use narward_formats::keys::Category;
 use std::collections::BTreeSet;
 use std::fmt::Write;
@@ -235,6 +235,23 @@ fn cards(o: &mut String, d: &ReportData) {
     o.push_str("</div>");
 }
 
+/// A chart of monthly bills: one bar a `(label, color, US dollars a month, bytes)`.
+fn bill_bars<'a>(
+    id: &str,
+    title: &str,
+    bills: impl Iterator<Item = (String, &'a str, f64, u64)>,
+) -> String {
+    let rows: Vec<HRow> = bills
+        .map(|(label, color, usd, bytes)| HRow {
+            label,
+            parts: vec![(usd, color.into(), "monthly".into())],
+            note: Some(format!("{}/mo · {}", money(usd), human_bytes(bytes))),
+        })
+        .collect();
+    let f = frame(id, title, "", "US dollars per month", Unit::Usd, 560.0, 0.0);
+    svg::hbars(&f, &rows, &[])
+}
+
 fn cost_section(o: &mut String, d: &ReportData) {
     let b = &d.bill;
     o.push_str("<section id=\"cost\"><h2>What the cache costs today</h2>");
@@ -244,67 +261,25 @@ fn cost_section(o: &mut String, d: &ReportData) {
         n(b.objects),
         esc(&d.pricing.name)
     );
+    let by_class = b.by_class.iter().map(|c| {
+        let label = c.class.clone();
+        (label, class_color(&c.class), c.monthly_usd, c.bytes)
+    });
+    let by_kind = b.by_category.iter().map(|c| {
+        let label = category_name(c.category).to_string();
+        (label, category_color(c.category), c.monthly_usd, c.bytes)
+    });
     o.push_str("<div class=\"grid2\"><div>");
-    let rows: Vec<HRow> = b
-        .by_class
-        .iter()
-        .map(|c| HRow {
-            label: c.class.clone(),
-            parts: vec![(
-                c.monthly_usd,
-                class_color(&c.class).into(),
-                "monthly".into(),
-            )],
-            note: Some(format!(
-                "{}/mo · {}",
-                money(c.monthly_usd),
-                human_bytes(c.bytes)
-            )),
-        })
-        .collect();
-    o.push_str(&svg::hbars(
-        &frame(
-            "chart-bill-class",
-            "Monthly bill by storage class",
-            "",
-            "US dollars per month",
-            Unit::Usd,
-            560.0,
-            0.0,
-        ),
-        &rows,
-        &[],
+    o.push_str(&bill_bars(
+        "chart-bill-class",
+        "Monthly bill by storage class",
+        by_class,
     ));
     o.push_str("</div><div>");
-    let rows: Vec<HRow> = b
-        .by_category
-        .iter()
-        .map(|c| HRow {
-            label: category_name(c.category).into(),
-            parts: vec![(
-                c.monthly_usd,
-                category_color(c.category).into(),
-                "monthly".into(),
-            )],
-            note: Some(format!(
-                "{}/mo · {}",
-                money(c.monthly_usd),
-                human_bytes(c.bytes)
-            )),
-        })
-        .collect();
-    o.push_str(&svg::hbars(
-        &frame(
-            "chart-bill-kind",
-            "Monthly bill by kind of object",
-            "",
-            "US dollars per month",
-            Unit::Usd,
-            560.0,
-            0.0,
-        ),
-        &rows,
-        &[],
+    o.push_str(&bill_bars(
+        "chart-bill-kind",
+        "Monthly bill by kind of object",
+        by_kind,
     ));
     o.push_str("</div></div>");
     o.push_str("<div class=\"grid2\"><div><table><thead><tr><th>Storage class</th><th class=\"n\">Objects</th><th class=\"n\">Bytes</th><th class=\"n\">Billed bytes</th><th class=\"n\">$/month</th></tr></thead><tbody>");
@@ -353,6 +328,26 @@ fn cost_section(o: &mut String, d: &ReportData) {
     o.push_str("</section>");
 }
 
+/// One stacked series a category of `cats`, a value a month of `months` (`value` of the
+/// month's entry for the category; none where the month has none).
+fn category_series(
+    cats: &[Category],
+    months: &[MonthRow],
+    value: impl Fn(&CountBytes) -> u64,
+) -> Vec<Series> {
+    cats.iter()
+        .map(|c| Series {
+            name: category_name(*c).into(),
+            color: category_color(*c).into(),
+            values: months
+                .iter()
+                .map(|m| m.by_category.get(c).map(|x| value(x) as f64))
+                .collect(),
+            dashed: false,
+        })
+        .collect()
+}
+
 fn growth_section(o: &mut String, d: &ReportData) {
     let g = &d.growth;
     o.push_str("<section id=\"growth\"><h2>Growth</h2>");
@@ -372,19 +367,7 @@ fn growth_section(o: &mut String, d: &ReportData) {
         .chain(Category::ALL.into_iter().filter(|c| *c != Category::Nar))
         .filter(|c| present.contains(c))
         .collect();
-    let series: Vec<Series> = cats
-        .iter()
-        .map(|c| Series {
-            name: category_name(*c).into(),
-            color: category_color(*c).into(),
-            values: g
-                .months
-                .iter()
-                .map(|m| m.by_category.get(c).map(|x| x.bytes as f64))
-                .collect(),
-            dashed: false,
-        })
-        .collect();
+    let series = category_series(&cats, &g.months, |x| x.bytes);
     o.push_str(&svg::stacked_bars(
         &frame(
             "chart-growth-bytes",
@@ -399,19 +382,7 @@ fn growth_section(o: &mut String, d: &ReportData) {
         &series,
         None,
     ));
-    let count_series: Vec<Series> = cats
-        .iter()
-        .map(|c| Series {
-            name: category_name(*c).into(),
-            color: category_color(*c).into(),
-            values: g
-                .months
-                .iter()
-                .map(|m| m.by_category.get(c).map(|x| x.count as f64))
-                .collect(),
-            dashed: false,
-        })
-        .collect();
+    let count_series = category_series(&cats, &g.months, |x| x.count);
     // Cumulative size and projection on one time axis.
     let mut all: Vec<String> = labels.clone();
     all.extend(g.projection.iter().map(|p| p.month.clone()));
@@ -1120,4 +1091,57 @@ pub fn render(d: &ReportData) -> String {
         d.index_generation
     );
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Finding "report/html.rs repeats its chart boilerplate": the two monthly-bill charts
+    /// come from one `bill_bars` (a bar and a `$/mo · bytes` note a row), the growth
+    /// charts' per-category series from one `category_series` (bytes or counts, a gap
+    /// where a month has none of the category).
+    #[test]
+    fn one_bill_chart_and_one_category_series_builder_serve_every_chart() {
+        let rows = [
+            ("STANDARD".to_string(), "#111111", 12.5, 3 << 30),
+            ("DEEP_ARCHIVE".to_string(), "#222222", 0.25, 7 << 30),
+        ];
+        let svg = bill_bars("chart-x", "Bill <by> class", rows.into_iter());
+        assert!(svg.contains("id=\"chart-x\""), "{svg}");
+        assert!(svg.contains("Bill &lt;by&gt; class"), "{svg}");
+        assert!(svg.contains("#111111") && svg.contains("#222222"));
+        assert!(
+            svg.contains(&format!("{}/mo · 3.0 GiB", money(12.5))),
+            "{svg}"
+        );
+        assert!(
+            svg.contains(&format!("{}/mo · 7.0 GiB", money(0.25))),
+            "{svg}"
+        );
+
+        let month = |m: &str, nar: Option<(u64, u64)>| MonthRow {
+            month: m.into(),
+            objects: 0,
+            bytes: 0,
+            by_category: nar
+                .map(|(count, bytes)| (Category::Nar, CountBytes { count, bytes }))
+                .into_iter()
+                .collect(),
+            cumulative_objects: 0,
+            cumulative_bytes: 0,
+            partial: false,
+        };
+        let months = [month("2026-01", Some((2, 900))), month("2026-02", None)];
+        let cats = [Category::Nar, Category::Narinfo];
+        let bytes = category_series(&cats, &months, |x| x.bytes);
+        let counts = category_series(&cats, &months, |x| x.count);
+        assert_eq!(bytes.len(), 2);
+        assert_eq!(bytes[0].name, category_name(Category::Nar));
+        assert_eq!(bytes[0].color, category_color(Category::Nar));
+        assert_eq!(bytes[0].values, [Some(900.0), None]);
+        assert_eq!(counts[0].values, [Some(2.0), None]);
+        assert_eq!(bytes[1].values, [None, None]);
+        assert!(bytes.iter().chain(&counts).all(|s| !s.dashed));
+    }
 }

@@ -4,27 +4,13 @@ use super::artifact::ProposalHeader;
 use super::estimate::hours_text;
 use super::proposal::Status;
 use crate::cost::money;
+use crate::explain::human_bytes as bytes;
 use narward_formats::date::civil_from_days;
 use std::fmt::Write;
 
 fn day(t: i64) -> String {
     let (y, m, d) = civil_from_days(t.div_euclid(86_400));
     format!("{y:04}-{m:02}-{d:02}")
-}
-
-fn bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut x = b as f64;
-    let mut u = 0;
-    while x >= 1024.0 && u + 1 < UNITS.len() {
-        x /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{b} B")
-    } else {
-        format!("{x:.1} {}", UNITS[u])
-    }
 }
 
 /// The ranked proposal with its per-tier estimates.
@@ -47,29 +33,7 @@ pub fn proposal_text(h: &ProposalHeader) -> String {
         money(b.spent_before_usd),
         money(b.proposed_usd)
     );
-    let _ = writeln!(
-        o,
-        "  the proposed objects per tier (retrieval + requests + temporary copies + republishing):"
-    );
-    for e in &b.estimates {
-        if e.available {
-            let _ = writeln!(
-                o,
-                "    {:<9} {:>12}  readable in {}",
-                e.tier.as_str(),
-                money(e.total_usd),
-                hours_text(e.hours)
-            );
-        } else {
-            let _ = writeln!(
-                o,
-                "    {:<9} {:>12}  {}",
-                e.tier.as_str(),
-                "-",
-                e.unavailable.as_deref().unwrap_or("unavailable")
-            );
-        }
-    }
+    tier_lines(&mut o, "the proposed objects per tier", &b.estimates, None);
     if b.groups.is_empty() {
         let _ = writeln!(
             o,
@@ -126,6 +90,12 @@ fn short(s: &str) -> &str {
     s.get(..12).unwrap_or(s)
 }
 
+/// `restore of N paths[ with their closures]`: what a request asked for.
+fn asked(e: &super::request::RequestEstimate, closure: bool) -> String {
+    let with = if closure { " with their closures" } else { "" };
+    format!("restore of {} paths{with}", e.requested)
+}
+
 /// The estimate of `restore PATH... --dry-run`, with `tier` marked.
 pub fn request_text(
     e: &super::request::RequestEstimate,
@@ -135,9 +105,8 @@ pub fn request_text(
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "restore of {} paths{}: {} archived paths to bring back, {} objects, {}",
-        e.requested,
-        if closure { " with their closures" } else { "" },
+        "{}: {} archived paths to bring back, {} objects, {}",
+        asked(e, closure),
         e.paths.len(),
         e.objects,
         bytes(e.bytes)
@@ -152,38 +121,50 @@ pub fn request_text(
     for h in &e.not_in_plan {
         let _ = writeln!(o, "    not in the plan: {h}");
     }
-    for (class, s) in &e.by_class {
-        let _ = writeln!(o, "  {class}: {} objects, {}", s.count, bytes(s.bytes));
-    }
-    tier_lines(&mut o, &e.estimates, tier);
+    class_and_tier_lines(&mut o, e, tier);
     o
 }
 
-/// The per-tier lines of an estimate, `tier` marked.
-fn tier_lines(o: &mut String, estimates: &[super::estimate::TierEstimate], tier: super::Tier) {
+/// The objects per storage class of a request's estimate, then its per-tier lines with
+/// `tier` marked.
+fn class_and_tier_lines(o: &mut String, e: &super::request::RequestEstimate, tier: super::Tier) {
+    for (class, s) in &e.by_class {
+        let _ = writeln!(*o, "  {class}: {} objects, {}", s.count, bytes(s.bytes));
+    }
+    tier_lines(o, "per tier", &e.estimates, Some(tier));
+}
+
+/// The per-tier lines of an estimate under `heading`, the tier `marked` (`--tier`) marked.
+fn tier_lines(
+    o: &mut String,
+    heading: &str,
+    estimates: &[super::estimate::TierEstimate],
+    marked: Option<super::Tier>,
+) {
     let _ = writeln!(
         *o,
-        "  per tier (retrieval + requests + temporary copies + republishing):"
+        "  {heading} (retrieval + requests + temporary copies + republishing):"
     );
     for t in estimates {
-        let mark = if t.tier == tier { "  <- --tier" } else { "" };
-        if t.available {
-            let _ = writeln!(
-                *o,
-                "    {:<9} {:>12}  readable in {}{mark}",
-                t.tier.as_str(),
-                money(t.total_usd),
-                hours_text(t.hours)
-            );
+        let mark = if Some(t.tier) == marked {
+            "  <- --tier"
         } else {
-            let _ = writeln!(
-                *o,
-                "    {:<9} {:>12}  {}{mark}",
-                t.tier.as_str(),
-                "-",
-                t.unavailable.as_deref().unwrap_or("unavailable")
-            );
-        }
+            ""
+        };
+        let what = if t.available {
+            format!("readable in {}", hours_text(t.hours))
+        } else {
+            t.unavailable
+                .as_deref()
+                .unwrap_or("unavailable")
+                .to_string()
+        };
+        let total = if t.available {
+            money(t.total_usd)
+        } else {
+            "-".to_string()
+        };
+        let _ = writeln!(*o, "    {:<9} {total:>12}  {what}{mark}", t.tier.as_str());
     }
 }
 
@@ -198,9 +179,8 @@ pub fn discovery_text(
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "restore of {} paths{}: {} archived paths ({} cold NARs, {}), {} quarantined (recovered without a retrieval), {} hot already",
-        e.requested,
-        if closure { " with their closures" } else { "" },
+        "{}: {} archived paths ({} cold NARs, {}), {} quarantined (recovered without a retrieval), {} hot already",
+        asked(e, closure),
         e.paths.len(),
         e.objects,
         bytes(e.bytes),
@@ -221,10 +201,7 @@ pub fn discovery_text(
             p.broken.as_deref().unwrap_or("")
         );
     }
-    for (class, s) in &e.by_class {
-        let _ = writeln!(o, "  {class}: {} objects, {}", s.count, bytes(s.bytes));
-    }
-    tier_lines(&mut o, &e.estimates, tier);
+    class_and_tier_lines(&mut o, e, tier);
     o
 }
 
@@ -259,4 +236,61 @@ pub fn status_text(s: &super::exec::RestoreStatus) -> String {
         let _ = writeln!(o, "  {:<11} {}{d}", p.status, p.path);
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Tier;
+    use super::super::estimate::{ClassSet, estimate};
+    use super::*;
+
+    /// Finding "restore/text.rs repeats its per-tier table" (the proposal's and the
+    /// request's): one `tier_lines` writes both, the proposal's with its own heading and no
+    /// mark, the request's with exactly the `--tier` line marked; an unavailable tier
+    /// shows `-` and why.
+    #[test]
+    fn one_per_tier_table_for_proposals_and_requests_marks_only_the_given_tier() {
+        let set = [(
+            "DEEP_ARCHIVE".to_string(),
+            ClassSet {
+                count: 3,
+                bytes: 5 << 30,
+            },
+        )]
+        .into_iter()
+        .collect();
+        let est = estimate(&set, &crate::cost::Pricing::default_aws(), 7);
+        let expedited = est.iter().find(|t| t.tier == Tier::Expedited).unwrap();
+        assert!(
+            !expedited.available,
+            "the fixture needs an unavailable tier"
+        );
+
+        let mut proposal = String::new();
+        tier_lines(&mut proposal, "the proposed objects per tier", &est, None);
+        let lines: Vec<&str> = proposal.lines().collect();
+        assert_eq!(lines.len(), est.len() + 1);
+        assert_eq!(
+            lines[0],
+            "  the proposed objects per tier (retrieval + requests + temporary copies + republishing):"
+        );
+        assert!(!proposal.contains("<- --tier"));
+
+        let mut request = String::new();
+        tier_lines(&mut request, "per tier", &est, Some(Tier::Bulk));
+        let marked: Vec<&str> = request
+            .lines()
+            .filter(|l| l.ends_with("  <- --tier"))
+            .collect();
+        assert_eq!(marked.len(), 1);
+        assert!(marked[0].starts_with(&format!("    {:<9} ", Tier::Bulk.as_str())));
+        for (t, line) in est.iter().zip(request.lines().skip(1)) {
+            if t.available {
+                assert!(line.contains(&money(t.total_usd)) && line.contains("readable in "));
+            } else {
+                let why = t.unavailable.as_deref().unwrap();
+                assert!(line.contains(&format!("{:>12}  {why}", "-")), "{line}");
+            }
+        }
+    }
 }

@@ -98,21 +98,29 @@ impl S3 {
         })
     }
 
-    /// The storage class a HEAD reports (`STANDARD` when it reports none).
-    pub fn head_class(&self, bucket: &str, key: &str) -> String {
+    /// A HEAD of `key`, which must exist.
+    pub fn head(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> aws_sdk_s3::operation::head_object::HeadObjectOutput {
         self.rt.block_on(async {
-            let h = self
-                .c
+            self.c
                 .head_object()
                 .bucket(bucket)
                 .key(key)
                 .send()
                 .await
-                .unwrap_or_else(|e| panic!("HEAD {key}: {e:?}"));
-            h.storage_class()
-                .map_or("STANDARD", |c| c.as_str())
-                .to_string()
+                .unwrap_or_else(|e| panic!("HEAD {key}: {e:?}"))
         })
+    }
+
+    /// The storage class a HEAD reports (`STANDARD` when it reports none).
+    pub fn head_class(&self, bucket: &str, key: &str) -> String {
+        self.head(bucket, key)
+            .storage_class()
+            .map_or("STANDARD", |c| c.as_str())
+            .to_string()
     }
 
     pub fn put(&self, bucket: &str, key: &str, bytes: &[u8]) {
@@ -221,40 +229,70 @@ pub fn policy(dir: &Path, unreachable: &str) -> PathBuf {
     p
 }
 
+impl Fx {
+    /// The example cache uploaded to `bucket` (under `prefix`) with `s3`, in a new
+    /// temporary directory; not indexed yet.
+    pub fn uploaded(s3: S3, bucket: String, prefix: &str) -> Fx {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().canonicalize().unwrap();
+        let http = upload(
+            &bucket,
+            &repo().join("examples/cache"),
+            (!prefix.is_empty()).then_some(prefix),
+        );
+        let kp = if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{prefix}/")
+        };
+        Fx {
+            _tmp: tmp,
+            dir,
+            bucket,
+            kp,
+            http,
+            s3,
+        }
+    }
+
+    /// `narward index` of the bucket (under `prefix`) through `endpoint`.
+    pub fn index_at(&self, prefix: &str, endpoint: &str) {
+        self.ok(&["index", "--cache", &s3_url(&self.bucket, prefix, endpoint)]);
+    }
+
+    /// `narward plan` with the policy file `pol`, written to [`Fx::plan`].
+    pub fn plan_with(&self, pol: &Path) {
+        self.ok(&[
+            "plan",
+            "--policy",
+            pol.to_str().unwrap(),
+            "--out",
+            &self.plan(),
+        ]);
+    }
+}
+
+/// [`policy`] with `unreachable`, archiving to the separate bucket `abucket`.
+pub fn archive_bucket_policy(dir: &Path, unreachable: &str, abucket: &str) -> PathBuf {
+    let pol = policy(dir, unreachable);
+    let t = std::fs::read_to_string(&pol).unwrap().replace(
+        "archive_prefix = \"narward-archive/\"",
+        &format!("archive_prefix = \"narward-archive/\"\narchive_bucket = \"{abucket}\""),
+    );
+    assert!(
+        t.contains(abucket),
+        "the example policy names archive_prefix"
+    );
+    std::fs::write(&pol, t).unwrap();
+    pol
+}
+
 /// Upload the example cache to a new bucket (under `prefix`), index it through
 /// `endpoint` (moto, or a proxy in front of it) and plan with `unreachable`.
 pub fn fixture_at(tag: &str, prefix: &str, unreachable: &str, endpoint: &str) -> Fx {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().canonicalize().unwrap();
-    let bucket = bucket_name(tag);
-    let http = upload(
-        &bucket,
-        &repo().join("examples/cache"),
-        (!prefix.is_empty()).then_some(prefix),
-    );
-    let kp = if prefix.is_empty() {
-        String::new()
-    } else {
-        format!("{prefix}/")
-    };
-    let fx = Fx {
-        _tmp: tmp,
-        bucket,
-        kp,
-        http,
-        s3: S3::new(),
-        dir,
-    };
-    let url = s3_url(&fx.bucket, prefix, endpoint);
-    fx.ok(&["index", "--cache", &url]);
-    let pol = policy(&fx.dir, unreachable);
-    fx.ok(&[
-        "plan",
-        "--policy",
-        pol.to_str().unwrap(),
-        "--out",
-        &fx.plan(),
-    ]);
+    let fx = Fx::uploaded(S3::new(), bucket_name(tag), prefix);
+    fx.index_at(prefix, endpoint);
+    fx.plan_with(&policy(&fx.dir, unreachable));
     fx
 }
 

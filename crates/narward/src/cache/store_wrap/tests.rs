@@ -443,3 +443,65 @@ async fn a_low_rate_grows_by_at_most_a_quarter_of_itself_a_second() {
     // recovery_per_sec is 200, but a quarter of 62.5 a second for 0.4 s is ≈ 6.
     assert!(r > r0 && r < r0 + 8.0, "{r0} → {r}");
 }
+
+/// Finding "two near-copies of the per-key batch-delete retry loop" (apply's batch
+/// deletes and `Throttled`): both now use `retry_failed_keys`, which resends only the
+/// retryable failures, replaces exactly their results, and stops after `rounds`.
+#[tokio::test]
+async fn one_retry_loop_for_batch_deletes_resends_only_retryable_keys_within_its_rounds() {
+    let loc = |k: &str| Loc {
+        area: Area::Cache,
+        key: k.to_string(),
+    };
+    let answer = |k: &str, kind: Option<StoreErrorKind>| BatchDeleteResult {
+        key: k.to_string(),
+        version_id: None,
+        result: match kind {
+            None => Ok(()),
+            Some(kind) => Err(StoreError::new(kind, "delete batch", &loc(k), "test")),
+        },
+    };
+    let mut results = vec![
+        answer("ok", None),
+        answer("slow", Some(StoreErrorKind::Throttled)),
+        answer("gone", Some(StoreErrorKind::Other)),
+        answer("flaky", Some(StoreErrorKind::Transient)),
+    ];
+    let sent = Mutex::new(Vec::new());
+    let round = |attempt: u32, first: StoreError, sub: Vec<(String, Option<String>)>| {
+        lock(&sent).push((attempt, first.kind, sub.clone()));
+        // "slow" stays throttled; everything else sent is deleted.
+        let redo = sub
+            .iter()
+            .map(|(k, _)| answer(k, (k == "slow").then_some(StoreErrorKind::Throttled)))
+            .collect();
+        async move { Ok(redo) }
+    };
+    retry_failed_keys(&mut results, 3, round).await.unwrap();
+    let sent = lock(&sent).clone();
+    let keys =
+        |v: &[(String, Option<String>)]| v.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+    assert_eq!(sent.len(), 3, "bounded by rounds while a key keeps failing");
+    assert_eq!(keys(&sent[0].2), ["slow", "flaky"]);
+    assert_eq!(sent[0].1, StoreErrorKind::Throttled);
+    assert_eq!(keys(&sent[1].2), ["slow"]);
+    assert_eq!(
+        sent.iter().map(|s| s.0).collect::<Vec<_>>(),
+        [0, 1, 2],
+        "attempts counted from 0"
+    );
+    assert!(results[0].result.is_ok() && results[3].result.is_ok());
+    assert_eq!(
+        results[1].result.as_ref().unwrap_err().kind,
+        StoreErrorKind::Throttled
+    );
+    assert_eq!(
+        results[2].result.as_ref().unwrap_err().kind,
+        StoreErrorKind::Other
+    );
+    assert_eq!(
+        results.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(),
+        ["ok", "slow", "gone", "flaky"],
+        "input order kept"
+    );
+}
