@@ -409,8 +409,10 @@ fn cast<'a, T: bytemuck::Pod>(name: &str, b: &'a [u8]) -> Result<&'a [T]> {
     bytemuck::try_cast_slice(b).map_err(|e| anyhow::anyhow!("{name}: {e:?} ({} bytes)", b.len()))
 }
 
-/// Check every length, offset and id of `p` against its header.
-fn check(p: &Parts<'_>) -> Result<()> {
+/// Check every length, offset and id of `p` against its header, calling `done(file)` as
+/// soon as the checks that read a column file are over (so a caller holding it mapped can
+/// let its pages go before the next file is read).
+fn check(p: &Parts<'_>, done: &mut dyn FnMut(&str)) -> Result<()> {
     let h = p.header;
     let n = h.paths as usize;
     let fixed: [(&str, usize); 9] = [
@@ -432,6 +434,7 @@ fn check(p: &Parts<'_>) -> Result<()> {
     if let Some(i) = p.status.iter().position(|&s| Status::from_u8(s).is_none()) {
         bail!("paths.status: unknown status {} at path {i}", p.status[i]);
     }
+    done("paths.status");
     if let Some(i) = p
         .nar_object
         .iter()
@@ -439,6 +442,7 @@ fn check(p: &Parts<'_>) -> Result<()> {
     {
         bail!("paths.nar_object: object id out of range at path {i}");
     }
+    done("paths.nar_object");
     if let Some(w) = p
         .hash
         .windows(2)
@@ -456,10 +460,18 @@ fn check(p: &Parts<'_>) -> Result<()> {
         ("paths.ca", p.ca),
     ] {
         heap.check(name, n)?;
+        done(&format!("{name}.off"));
+        done(&format!("{name}.heap"));
     }
-    p.refs.check("refs", n, h.paths)?;
-    p.referrers.check("referrers", n, h.paths)?;
-    p.extra_nars.check("extra_nars", n, h.objects)?;
+    for (name, csr, bound) in [
+        ("refs", p.refs, h.paths),
+        ("referrers", p.referrers, h.paths),
+        ("extra_nars", p.extra_nars, h.objects),
+    ] {
+        csr.check(name, n, bound)?;
+        done(&format!("{name}.off"));
+        done(&format!("{name}.ids"));
+    }
     let counts = [
         ("refs.ids", p.refs.ids.len() as u64, h.edges),
         ("referrers.ids", p.referrers.ids.len() as u64, h.edges),

@@ -186,3 +186,38 @@ fn snapshot_quirk_lookup_builds_no_key_and_finds_what_the_key_finds() {
     }
     assert!(quirks::of(&g, &[], 0).is_none());
 }
+
+#[test]
+fn the_checks_let_go_of_every_column_file_they_scan_once_each() {
+    let (_, c) = columns(9);
+    let mut released: Vec<String> = Vec::new();
+    let g = CacheGraph::new_releasing(c.parts(), &mut |f| released.push(f.to_string())).unwrap();
+    let mut sorted = released.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(
+        sorted.len(),
+        released.len(),
+        "a file let go twice: {released:?}"
+    );
+    let scanned: Vec<&str> = FILES
+        .iter()
+        .map(|f| f.0)
+        .filter(|n| n.ends_with(".off") || n.ends_with(".heap") || n.ends_with(".ids"))
+        .chain(["paths.status", "paths.nar_object"])
+        .collect();
+    for f in &scanned {
+        assert!(
+            released.iter().any(|r| r == f),
+            "{f} never let go: {released:?}"
+        );
+    }
+    assert_eq!(released.len(), scanned.len(), "{released:?}");
+    // The lookups still read `paths.hash`: it is never let go by the checks.
+    assert!(!released.iter().any(|r| r == "paths.hash"));
+    let want = CacheGraph::new(c.parts()).unwrap();
+    for id in 0..g.len() as u32 {
+        assert_eq!(g.refs(id), want.refs(id));
+        assert_eq!(g.id(&g.hash(id)), Some(id));
+    }
+}

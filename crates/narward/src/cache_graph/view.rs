@@ -24,7 +24,17 @@ impl<'a> CacheGraph<'a> {
     /// # Errors
     /// Inconsistent columns, naming the file.
     pub fn new(p: Parts<'a>) -> Result<CacheGraph<'a>> {
-        check(&p)?;
+        Self::new_releasing(p, &mut |_| {})
+    }
+
+    /// [`CacheGraph::new`], calling `done(file)` once the checks have read column `file`
+    /// for the last time: [`crate::index::columns::Mapped::graph`] lets that file's pages
+    /// go then, so the checks never hold every column in memory at once.
+    ///
+    /// # Errors
+    /// As [`CacheGraph::new`].
+    pub fn new_releasing(p: Parts<'a>, done: &mut dyn FnMut(&str)) -> Result<CacheGraph<'a>> {
+        check(&p, done)?;
         let mut buckets = vec![0u32; (1 << 16) + 1];
         for h in p.hash {
             buckets[bucket(h) + 1] += 1;

@@ -164,8 +164,13 @@ impl Mapped {
                 .and_then(|m| m.as_deref())
                 .unwrap_or(&[])
         };
+        let mut done = |name: &str| {
+            if let Some(Some(m)) = self.maps.get(name) {
+                release(m);
+            }
+        };
         let g = cache_graph::parts_from_bytes(&get)
-            .and_then(CacheGraph::new)
+            .and_then(|p| CacheGraph::new_releasing(p, &mut done))
             .map_err(|e| {
                 anyhow::anyhow!(
                     "{}/{e:#}: damaged; the index cannot be trusted: re-run `narward index` with a fresh --state",
@@ -178,15 +183,20 @@ impl Mapped {
 
     /// Drop the pages the checks touched from this process's memory: they stay in the page
     /// cache, and only the pages a command then reads count again (advice; errors ignored).
+    /// Each file is also let go as soon as the checks are done with it
+    /// ([`CacheGraph::new_releasing`]), so they never hold every column at once.
     fn release_pages(&self) {
-        for m in self.maps.values().flatten() {
-            // SAFETY: `DontNeed` on a read-only, private file mapping that was never
-            // written discards no data: a later read of a page fetches it from the file
-            // again, with the same bytes (the file does not change, see `map_verified`).
-            #[allow(unsafe_code)]
-            let _ = unsafe { m.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
-        }
+        self.maps.values().flatten().for_each(release);
     }
+}
+
+/// Drop `m`'s resident pages from this process's memory (advice; errors ignored).
+fn release(m: &Mmap) {
+    // SAFETY: `DontNeed` on a read-only, private file mapping that was never written
+    // discards no data: a later read of a page fetches it from the file again, with the
+    // same bytes (the file does not change, see `map_verified`).
+    #[allow(unsafe_code)]
+    let _ = unsafe { m.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
 }
 
 /// Check that `p` matches its digest, without mapping it (for `index`, which rewrites
