@@ -427,6 +427,18 @@ pub(crate) fn is_small_metadata(key: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    /// Rewrite `p` in place (same inode) with `bytes`, then set its mtime back.
+    fn rewrite_keeping_mtime(p: &std::path::Path, bytes: &[u8]) {
+        let mtime = std::fs::metadata(p).unwrap().modified().unwrap();
+        std::fs::write(p, bytes).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(p)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+    }
+
     use super::*;
     use crate::cache::file_stat::RACY_MARGIN_NS;
 
@@ -552,14 +564,7 @@ mod tests {
         std::fs::write(&p, b"References: a\n").unwrap();
         let c = FileCache::open(dir.path()).unwrap();
         let before = c.list(&|_| {}).unwrap();
-        let mtime = std::fs::metadata(&p).unwrap().modified().unwrap();
-        std::fs::write(&p, b"References: b\n").unwrap();
-        std::fs::File::options()
-            .write(true)
-            .open(&p)
-            .unwrap()
-            .set_modified(mtime)
-            .unwrap();
+        rewrite_keeping_mtime(&p, b"References: b\n");
         let after = c.list(&|_| {}).unwrap();
         assert_eq!(before[0].size, after[0].size);
         assert_eq!(before[0].last_modified, after[0].last_modified);
@@ -632,14 +637,7 @@ mod tests {
         let prev = fake_cache(&c, -10 * RACY_MARGIN_NS);
         assert_eq!(etags(&c, Some(&prev))[0].1.as_deref(), Some(FAKE));
         // Same inode, same size, mtime set back: only the ctime tells.
-        let mtime = std::fs::metadata(&p).unwrap().modified().unwrap();
-        std::fs::write(&p, b"References: b\n").unwrap();
-        std::fs::File::options()
-            .write(true)
-            .open(&p)
-            .unwrap()
-            .set_modified(mtime)
-            .unwrap();
+        rewrite_keeping_mtime(&p, b"References: b\n");
         let real = hex::encode(Md5::digest(b"References: b\n"));
         assert_eq!(etags(&c, Some(&prev))[0].1, Some(real));
     }
