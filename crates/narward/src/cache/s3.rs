@@ -33,6 +33,18 @@ pub struct S3Cache {
     at: String,
 }
 
+/// What a HEAD answered about an object (the one reading of a `HeadObject` answer).
+pub(crate) fn head_meta(o: &aws_sdk_s3::operation::head_object::HeadObjectOutput) -> ObjectMeta {
+    ObjectMeta {
+        size: o.content_length().unwrap_or(0).max(0) as u64,
+        etag: etag_clean(o.e_tag()),
+        storage_class: o.storage_class().map(|s| s.as_str().to_string()),
+        restore: o.restore().map(str::to_string),
+        last_modified: o.last_modified().map(|t| t.secs()),
+        version_id: o.version_id().map(str::to_string),
+    }
+}
+
 pub(crate) fn etag_clean(e: Option<&str>) -> Option<String> {
     e.map(|s| s.trim_matches('"').to_string())
 }
@@ -377,14 +389,7 @@ impl S3Cache {
             .send()
             .await;
         match r {
-            Ok(o) => Ok(Some(ObjectMeta {
-                size: o.content_length().unwrap_or(0).max(0) as u64,
-                etag: etag_clean(o.e_tag()),
-                storage_class: o.storage_class().map(|s| s.as_str().to_string()),
-                restore: o.restore().map(str::to_string),
-                last_modified: o.last_modified().map(|t| t.secs()),
-                version_id: o.version_id().map(str::to_string),
-            })),
+            Ok(o) => Ok(Some(head_meta(&o))),
             Err(SdkError::ServiceError(e)) if e.err().is_not_found() => Ok(None),
             Err(e) => Err(sdk_err(format!("HEAD {}", self.describe(&full)), e)),
         }

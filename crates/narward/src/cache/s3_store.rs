@@ -33,7 +33,7 @@
 //! the source's headers and recording its ETag in the copy's metadata; the upload is
 //! aborted on any failure.
 
-use super::s3::{etag_clean, sdk_cause};
+use super::s3::{etag_clean, head_meta, sdk_cause};
 use super::store::{
     Area, BatchDeleteResult, CopyOptions, Loc, PutOutcome, RestoreOutcome, Store, StoreError,
     StoreErrorKind, StoreResult, Tier, Versioning,
@@ -400,15 +400,7 @@ impl S3Store {
             .metadata()
             .and_then(|m| m.get(SOURCE_ETAG_META))
             .map(|s| s.trim_matches('"').to_string());
-        let meta = ObjectMeta {
-            size: o.content_length().unwrap_or(0).max(0) as u64,
-            etag: etag_clean(o.e_tag()),
-            storage_class: o.storage_class().map(|s| s.as_str().to_string()),
-            restore: o.restore().map(str::to_string),
-            last_modified: o.last_modified().map(|t| t.secs()),
-            version_id: o.version_id().map(str::to_string),
-        };
-        Ok(Some((meta, src)))
+        Ok(Some((head_meta(&o), src)))
     }
 
     /// Metadata of one version of an object (a noncurrent one in a versioned bucket).
