@@ -230,13 +230,9 @@ impl PrevRecord<'_> {
 pub fn for_each_narinfo(
     dir: &Path,
     meta: &IndexMeta,
-    mut f: impl FnMut(FetchedRecord) -> Result<()>,
+    f: impl FnMut(FetchedRecord) -> Result<()>,
 ) -> Result<()> {
-    if meta.files.contains_key(NARINFOS_FILE) {
-        read_stream_verified(&dir.join(NARINFOS_FILE), meta.file(NARINFOS_FILE)?, f)?;
-        return Ok(());
-    }
-    walk_narinfos(dir, meta, |p| p.record().map_or(Ok(()), &mut f))
+    each_record(dir, meta, columns::Mapped::open, f)
 }
 
 /// [`for_each_narinfo`] with each record built only when `f` asks for it.
@@ -259,14 +255,24 @@ pub fn walk_narinfos(
 pub fn for_each_narinfo_again(
     dir: &Path,
     meta: &IndexMeta,
+    f: impl FnMut(FetchedRecord) -> Result<()>,
+) -> Result<()> {
+    each_record(dir, meta, columns::Mapped::reopen, f)
+}
+
+/// Every narinfo record, from the narinfo stream when the generation has one (verified),
+/// else printed back from the columns `open` maps.
+fn each_record(
+    dir: &Path,
+    meta: &IndexMeta,
+    open: fn(&Path, &IndexMeta) -> Result<columns::Mapped>,
     mut f: impl FnMut(FetchedRecord) -> Result<()>,
 ) -> Result<()> {
     if meta.files.contains_key(NARINFOS_FILE) {
-        return for_each_narinfo(dir, meta, f);
+        return read_stream_verified(&dir.join(NARINFOS_FILE), meta.file(NARINFOS_FILE)?, f)
+            .map(|_| ());
     }
-    walk(dir, meta, columns::Mapped::reopen, |p| {
-        p.record().map_or(Ok(()), &mut f)
-    })
+    walk(dir, meta, open, |p| p.record().map_or(Ok(()), &mut f))
 }
 
 fn walk(
