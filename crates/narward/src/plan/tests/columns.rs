@@ -86,14 +86,28 @@ fn same(a: &Plan, b: &Plan) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// A cache as `index` fetched it: its spec, damaging edits, the narinfos that have an
+/// earlier text and those whose fetch failed ([`fetched_and_saved`]).
+type Fetched = (
+    Spec,
+    Vec<(proptest::sample::Index, At, Edit)>,
+    Vec<proptest::sample::Index>,
+    Vec<proptest::sample::Index>,
+);
+
+fn fetched() -> impl Strategy<Value = Fetched> {
+    use proptest::collection::vec;
+    (
+        spec(),
+        vec(edit(), 0..3),
+        vec(any::<proptest::sample::Index>(), 0..3),
+        vec(any::<proptest::sample::Index>(), 0..2),
+    )
+}
+
 /// The index of `s` as `index` fetched it (texts damaged by `edits`, an earlier text for
 /// each of `changed`, a fetch error for each of `failed`), saved under `<dir>/state`.
-fn fetched_and_saved(
-    s: &Spec,
-    edits: &[(proptest::sample::Index, At, Edit)],
-    changed: &[proptest::sample::Index],
-    failed: &[proptest::sample::Index],
-) -> (Index, tempfile::TempDir) {
+fn fetched_and_saved((s, edits, changed, failed): &Fetched) -> (Index, tempfile::TempDir) {
     let (mut index, _) = build(s);
     damage(&mut index, edits);
     for c in changed {
@@ -121,12 +135,9 @@ proptest! {
     /// an incremental `index` builds on.
     #[test]
     fn a_saved_index_gives_back_every_narinfo_record_without_a_narinfo_stream(
-        s in spec(),
-        edits in proptest::collection::vec(edit(), 0..3),
-        changed in proptest::collection::vec(any::<proptest::sample::Index>(), 0..3),
-        failed in proptest::collection::vec(any::<proptest::sample::Index>(), 0..2),
+        f in fetched(),
     ) {
-        let (index, d) = fetched_and_saved(&s, &edits, &changed, &failed);
+        let (index, d) = fetched_and_saved(&f);
         let st = d.path().join("state");
         prop_assert!(!st.join("index").join(crate::index::NARINFOS_FILE).exists());
         let back = Index::load(&st).unwrap();
@@ -139,12 +150,9 @@ proptest! {
     /// fetch error) is each record's own.
     #[test]
     fn the_streamed_previous_generation_gives_back_every_record_and_what_decides_reuse(
-        s in spec(),
-        edits in proptest::collection::vec(edit(), 0..3),
-        changed in proptest::collection::vec(any::<proptest::sample::Index>(), 0..3),
-        failed in proptest::collection::vec(any::<proptest::sample::Index>(), 0..2),
+        f in fetched(),
     ) {
-        let (index, d) = fetched_and_saved(&s, &edits, &changed, &failed);
+        let (index, d) = fetched_and_saved(&f);
         let st = d.path().join("state");
         let meta = Index::load_meta(&st).unwrap();
         let dir = st.join("index");
