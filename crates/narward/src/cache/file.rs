@@ -147,9 +147,7 @@ impl FileCache {
             .ok()
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok());
         let etag = if is_small_metadata(&key) {
-            // A failed read leaves no ETag; the fetch then fails too and is recorded.
-            md5.or_else(|| std::fs::read(path).ok().map(|b| Md5::digest(&b).into()))
-                .map(hex::encode)
+            md5.or_else(|| content_md5(path)).map(hex::encode)
         } else {
             mtime.map(|d| format!("mtime-{}.{:09}-{}", d.as_secs(), d.subsec_nanos(), md.len()))
         };
@@ -404,16 +402,18 @@ impl Walk<'_> {
         let small = is_small_metadata(&key);
         let reused = self.prev.filter(|_| small).and_then(|p| p.md5(md));
         self.stats.md5_reused += u64::from(reused.is_some());
-        let r = FileCache::record(key, md, path, link, reused);
-        let md5 = r.etag.as_deref().and_then(|e| {
-            let mut b = [0u8; 16];
-            hex::decode_to_slice(e, &mut b).ok().map(|()| b)
-        });
-        if small && let Some(md5) = md5 {
+        let md5 = reused.or_else(|| small.then(|| content_md5(path)).flatten());
+        if let Some(md5) = md5 {
             self.stats.stats.push(FileStat::of(md, md5));
         }
-        self.out.push(r);
+        self.out.push(FileCache::record(key, md, path, link, md5));
     }
+}
+
+/// The MD5 of the file at `path`, as S3 gives a small object's ETag. A failed read gives
+/// none: the object then has no ETag, its fetch fails too and is recorded.
+fn content_md5(path: &Path) -> Option<[u8; 16]> {
+    std::fs::read(path).ok().map(|b| Md5::digest(&b).into())
 }
 
 /// Objects whose ETag is their content's MD5: small, read by the index, and worth
