@@ -971,8 +971,6 @@ async fn update_locked(
     let (objects, source_desc, noncurrent, stats) = match source {
         ListingSource::Live => {
             let (objects, stats) = list_live(state, previous.as_ref(), cache).await?;
-            let objects = Listing::from_records(objects)
-                .with_context(|| format!("listing {}", url.identity()))?;
             (objects, "listing".to_string(), None, stats)
         }
         ListingSource::Inventory {
@@ -1025,7 +1023,7 @@ async fn list_live(
     state: &Path,
     previous: Option<&IndexMeta>,
     cache: &Cache,
-) -> Result<(Vec<ObjectRecord>, Option<FileStats>)> {
+) -> Result<(Listing, Option<FileStats>)> {
     let prev = match (previous, cache) {
         (Some(m), Cache::File(_)) => generation::stat_cache(&Index::current_dir(state), m)?,
         _ => None,

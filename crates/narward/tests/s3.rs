@@ -169,8 +169,8 @@ async fn listing_covers_every_key_across_ranges_and_pages() {
         .list(&|_| {})
         .await
         .unwrap()
-        .into_iter()
-        .map(|o: ObjectRecord| o.key)
+        .iter()
+        .map(|o| o.key().to_string())
         .collect();
     keys.sort();
     keys.dedup();
@@ -354,8 +354,8 @@ async fn keys_with_control_characters_are_listed() {
         .list(&|_| {})
         .await
         .unwrap()
-        .into_iter()
-        .map(|o| o.key)
+        .iter()
+        .map(|o| o.key().to_string())
         .collect();
     listed.sort();
     let mut want: Vec<String> = keys.iter().map(|k| k.to_string()).collect();

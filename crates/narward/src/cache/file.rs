@@ -24,6 +24,7 @@
 
 use super::ObjectMeta;
 use super::file_stat::{FileStat, StatCache, StatListing};
+use crate::listing::{Listing, UnsortedListing};
 use crate::model::ObjectRecord;
 use anyhow::{Context, Result, bail};
 use md5::{Digest, Md5};
@@ -215,13 +216,15 @@ impl FileCache {
         }
     }
 
+    /// Every object, sorted by key.
+    ///
     /// # Errors
     /// I/O errors while walking the tree; a symlinked directory that leaves the root.
-    pub fn list(&self, on_page: &(dyn Fn(u64) + Sync)) -> Result<Vec<ObjectRecord>> {
+    pub fn list(&self, on_page: &(dyn Fn(u64) + Sync)) -> Result<Listing> {
         Ok(self.list_cached(None, on_page)?.0)
     }
 
-    /// The listing (unsorted), and the stat of every small metadata file hashed or found
+    /// The listing (sorted by key), and the stat of every small metadata file hashed or found
     /// unchanged in `prev` (whose MD5 is then taken instead of reading the file).
     ///
     /// # Errors
@@ -230,15 +233,15 @@ impl FileCache {
         &self,
         prev: Option<&StatCache>,
         on_page: &(dyn Fn(u64) + Sync),
-    ) -> Result<(Vec<ObjectRecord>, StatListing)> {
+    ) -> Result<(Listing, StatListing)> {
         let mut w = Walk {
-            out: Vec::new(),
+            out: UnsortedListing::new(),
             stats: StatListing::default(),
             prev,
         };
         let mut chain = vec![self.canonical_root.clone()];
         self.walk(&self.root, "", &mut chain, &mut w, on_page)?;
-        Ok((w.out, w.stats))
+        Ok((w.out.finish(), w.stats))
     }
 
     /// List `dir` (whose canonical path is the last of `chain`, the canonical directories
@@ -390,7 +393,7 @@ impl FileCache {
 
 /// What a walk fills in, and the previous listing's stats it may take MD5s from.
 struct Walk<'p> {
-    out: Vec<ObjectRecord>,
+    out: UnsortedListing,
     stats: StatListing,
     prev: Option<&'p StatCache>,
 }
@@ -470,8 +473,7 @@ mod tests {
         std::fs::write(dir.path().join("nar/a.nar.xz"), b"abc").unwrap();
         std::fs::write(dir.path().join("x.narinfo"), b"hi").unwrap();
         let c = FileCache::open(dir.path()).unwrap();
-        let mut l = c.list(&|_| {}).unwrap();
-        l.sort_by(|a, b| a.key.cmp(&b.key));
+        let l = c.list(&|_| {}).unwrap().to_records();
         let keys: Vec<_> = l.iter().map(|o| o.key.as_str()).collect();
         assert_eq!(keys, ["nar/a.nar.xz", "x.narinfo"]);
         assert_eq!(l[0].size, 3);
@@ -493,7 +495,7 @@ mod tests {
         std::os::unix::fs::symlink("store", dir.path().join("nar")).unwrap();
         std::os::unix::fs::symlink("..", dir.path().join("store/up")).unwrap();
         let c = FileCache::open(dir.path()).unwrap();
-        let l = c.list(&|_| {}).unwrap();
+        let l = c.list(&|_| {}).unwrap().to_records();
         let o = l
             .iter()
             .find(|o| o.key == NI)
@@ -508,7 +510,7 @@ mod tests {
         assert_eq!(target("store/real"), None);
         std::os::unix::fs::symlink(NI, dir.path().join("chain")).unwrap();
         std::os::unix::fs::symlink("../chain", dir.path().join("store/via")).unwrap();
-        let l = c.list(&|_| {}).unwrap();
+        let l = c.list(&|_| {}).unwrap().to_records();
         let target = |k: &str| l.iter().find(|o| o.key == k).unwrap().link_target.clone();
         assert_eq!(target("chain").as_deref(), Some(NI));
         assert_eq!(target("store/via").as_deref(), Some("chain"));
@@ -525,7 +527,7 @@ mod tests {
         let dangling = "1a3yijp35sygmy51cnrrz11vimwapz7c.narinfo";
         std::os::unix::fs::symlink("nothing-here", dir.path().join(dangling)).unwrap();
         let c = FileCache::open(dir.path()).unwrap();
-        let l = c.list(&|_| {}).unwrap();
+        let l = c.list(&|_| {}).unwrap().to_records();
         for key in [NI, dangling] {
             let o = l.iter().find(|o| o.key == key).expect("never absent");
             assert_eq!((o.size, &o.etag), (0, &None), "{key}");
@@ -563,9 +565,9 @@ mod tests {
         let p = dir.path().join(NI);
         std::fs::write(&p, b"References: a\n").unwrap();
         let c = FileCache::open(dir.path()).unwrap();
-        let before = c.list(&|_| {}).unwrap();
+        let before = c.list(&|_| {}).unwrap().to_records();
         rewrite_keeping_mtime(&p, b"References: b\n");
-        let after = c.list(&|_| {}).unwrap();
+        let after = c.list(&|_| {}).unwrap().to_records();
         assert_eq!(before[0].size, after[0].size);
         assert_eq!(before[0].last_modified, after[0].last_modified);
         assert_ne!(before[0].etag, after[0].etag);
@@ -573,8 +575,7 @@ mod tests {
 
     /// Lists `dir` with `prev`, returning each key's ETag.
     fn etags(c: &FileCache, prev: Option<&StatCache>) -> Vec<(String, Option<String>)> {
-        let (mut l, _) = c.list_cached(prev, &|_| {}).unwrap();
-        l.sort_by(|a, b| a.key.cmp(&b.key));
+        let l = c.list_cached(prev, &|_| {}).unwrap().0.to_records();
         l.into_iter().map(|o| (o.key, o.etag)).collect()
     }
 

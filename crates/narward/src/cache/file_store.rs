@@ -272,20 +272,23 @@ impl FileStore {
             area,
             key: prefix.to_string(),
         };
-        let mut v = self
+        let listed = self
             .root(area)
             .list(&|_| {})
             .map_err(|e| anyhow_err("list", &loc, &e))?;
-        v.retain(|o| {
-            o.key.starts_with(prefix)
-                && !o
-                    .key
-                    .rsplit('/')
-                    .next()
-                    .unwrap_or("")
-                    .starts_with(TMP_PREFIX)
-        });
-        v.sort_by(|a, b| a.key.cmp(&b.key));
+        let v = listed
+            .iter()
+            .filter(|o| {
+                o.key().starts_with(prefix)
+                    && !o
+                        .key()
+                        .rsplit('/')
+                        .next()
+                        .unwrap_or("")
+                        .starts_with(TMP_PREFIX)
+            })
+            .map(|o| o.to_record())
+            .collect();
         Ok(v)
     }
 }

@@ -18,7 +18,7 @@ pub use file::FileCache;
 pub use s3::S3Cache;
 pub use s3::{client_for as s3_client, sdk_err as s3_err};
 
-use crate::model::ObjectRecord;
+use crate::listing::Listing;
 use anyhow::{Context, Result, bail};
 use std::path::PathBuf;
 
@@ -174,18 +174,16 @@ impl Cache {
         })
     }
 
-    /// List every object. `on_page` is called with the number of new objects as they arrive.
+    /// List every object, sorted by key (of a key listed twice, the first answer is kept).
+    /// `on_page` is called with the number of new objects as they arrive.
     ///
     /// # Errors
     /// I/O or S3 errors after retries.
-    pub async fn list(&self, on_page: &(dyn Fn(u64) + Sync)) -> Result<Vec<ObjectRecord>> {
-        let mut v = match self {
-            Cache::File(c) => c.list(on_page)?,
-            Cache::S3(c) => c.list(on_page).await?,
-        };
-        v.sort_by(|a, b| a.key.cmp(&b.key));
-        v.dedup_by(|a, b| a.key == b.key);
-        Ok(v)
+    pub async fn list(&self, on_page: &(dyn Fn(u64) + Sync)) -> Result<Listing> {
+        match self {
+            Cache::File(c) => c.list(on_page),
+            Cache::S3(c) => c.list(on_page).await,
+        }
     }
 
     /// [`Cache::list`], with for a `file://` cache the stat cache of the listing
@@ -199,13 +197,11 @@ impl Cache {
         &self,
         prev: Option<&file_stat::StatCache>,
         on_page: &(dyn Fn(u64) + Sync),
-    ) -> Result<(Vec<ObjectRecord>, Option<file_stat::StatListing>)> {
+    ) -> Result<(Listing, Option<file_stat::StatListing>)> {
         let Cache::File(c) = self else {
             return Ok((self.list(on_page).await?, None));
         };
-        let (mut v, mut stats) = c.list_cached(prev, on_page)?;
-        v.sort_by(|a, b| a.key.cmp(&b.key));
-        v.dedup_by(|a, b| a.key == b.key);
+        let (v, mut stats) = c.list_cached(prev, on_page)?;
         file_stat::sort(&mut stats.stats);
         Ok((v, Some(stats)))
     }

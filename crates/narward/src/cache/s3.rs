@@ -10,6 +10,7 @@
 //! one line: what was asked (bucket, key, endpoint) and the service's code and message.
 
 use super::{ObjectMeta, S3Options};
+use crate::listing::{Listing, UnsortedListing};
 use crate::model::ObjectRecord;
 use anyhow::{Context, Result, anyhow};
 use aws_sdk_s3::Client;
@@ -301,15 +302,21 @@ impl S3Cache {
         Ok(out)
     }
 
+    /// Every object, sorted by key: the key ranges are listed concurrently and each is
+    /// moved into the compact listing as soon as the ranges before it are, so only the
+    /// ranges in flight are ever held as records.
+    ///
     /// # Errors
     /// S3 errors after retries.
-    pub async fn list(&self, on_page: &(dyn Fn(u64) + Sync)) -> Result<Vec<ObjectRecord>> {
-        let parts: Vec<Vec<ObjectRecord>> = futures::stream::iter(ranges())
+    pub async fn list(&self, on_page: &(dyn Fn(u64) + Sync)) -> Result<Listing> {
+        let mut out = UnsortedListing::new();
+        let mut parts = futures::stream::iter(ranges())
             .map(|(s, e)| self.list_range(s, e, on_page))
-            .buffer_unordered(LIST_CONCURRENCY)
-            .try_collect()
-            .await?;
-        Ok(parts.into_iter().flatten().collect())
+            .buffered(LIST_CONCURRENCY);
+        while let Some(part) = parts.try_next().await? {
+            part.into_iter().for_each(|r| out.push(r));
+        }
+        Ok(out.finish())
     }
 
     /// # Errors

@@ -52,8 +52,7 @@ pub async fn run(g: &Global, a: VerifyArgs) -> Result<ExitCode> {
 
 /// List the cache, read every narinfo, and HEAD every NAR in an archive class.
 async fn fetch(cache: &Cache, concurrency: usize) -> Result<Fetched> {
-    let objects = narward::listing::Listing::from_records(cache.list(&|_| {}).await?)
-        .context("the cache listing")?;
+    let objects = cache.list(&|_| {}).await.context("the cache listing")?;
     let narinfo_keys: Vec<String> = objects
         .iter()
         .filter(|o| matches!(keys::classify(o.key()), ObjectKind::Narinfo(_)))
