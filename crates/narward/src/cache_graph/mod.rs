@@ -349,9 +349,17 @@ impl<'a> Snapshot<'a> {
 }
 
 /// Order of `<hash>.narinfo` keys: nixbase32 prints a hash from its last byte, and its
-/// alphabet is in ASCII order, so key order is the order of the reversed bytes.
+/// alphabet is in ASCII order, so key order is the order of the reversed bytes, that is of
+/// the bytes read as one little-endian 160-bit number (compared as a `u32` of the top four
+/// bytes, then a `u128` of the other sixteen: every root lookup runs this).
 pub fn key_order(a: &[u8; 20], b: &[u8; 20]) -> std::cmp::Ordering {
-    a.iter().rev().cmp(b.iter().rev())
+    let split = |h: &[u8; 20]| {
+        let (lo, hi) = h.split_at(16);
+        let hi: [u8; 4] = hi.try_into().unwrap_or_default();
+        let lo: [u8; 16] = lo.try_into().unwrap_or_default();
+        (u32::from_le_bytes(hi), u128::from_le_bytes(lo))
+    };
+    split(a).cmp(&split(b))
 }
 
 /// Typed views of the raw bytes of each column file (`get(name)`): lengths and alignment

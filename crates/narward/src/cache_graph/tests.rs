@@ -155,6 +155,15 @@ proptest! {
         let (ka, kb) = (StorePathHash(a).to_string(), StorePathHash(b).to_string());
         prop_assert_eq!(key_order(&a, &b), ka.cmp(&kb));
     }
+
+    #[test]
+    fn key_order_agrees_with_keys_that_differ_in_one_byte(a in any::<[u8; 20]>(), at in 0usize..20, v in any::<u8>()) {
+        let mut b = a;
+        b[at] = v;
+        let (ka, kb) = (StorePathHash(a).to_string(), StorePathHash(b).to_string());
+        prop_assert_eq!(key_order(&a, &b), ka.cmp(&kb));
+        prop_assert_eq!(key_order(&a, &a), std::cmp::Ordering::Equal);
+    }
 }
 
 #[test]
