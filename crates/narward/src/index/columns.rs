@@ -142,10 +142,19 @@ impl Mapped {
     }
 
     fn open_checked(dir: &Path, meta: &IndexMeta, hash: bool) -> Result<Mapped> {
+        let names: Vec<&'static str> = cache_graph::file_names().collect();
+        let digests = names
+            .iter()
+            .map(|n| meta.file(n))
+            .collect::<Result<Vec<&FileDigest>>>()?;
         let mut maps = BTreeMap::new();
-        for name in cache_graph::file_names() {
-            let p = dir.join(name);
-            maps.insert(name, map_verified(&p, meta.file(name)?, hash)?);
+        for (name, d) in names.iter().zip(&digests) {
+            maps.insert(*name, map_checked(&dir.join(name), d)?);
+        }
+        // Hashed by reading, not through the maps: the page cache holds the bytes, and
+        // only the pages a command touches later count in its memory.
+        if hash {
+            hash_all(dir, &names, &digests)?;
         }
         Ok(Mapped {
             dir: dir.to_path_buf(),
@@ -217,22 +226,62 @@ thread_local! {
     pub static HASHED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
-fn map_verified(p: &Path, d: &FileDigest, hash: bool) -> Result<Option<Mmap>> {
-    let f = std::fs::File::open(p).with_context(|| format!("reading {}", p.display()))?;
-    let len = super::check_len(&f, p, d)?;
-    // Hashed by reading, not through the map: the page cache holds the bytes, and only the
-    // pages a command touches later count in its memory.
-    if hash {
-        let got = FileDigest::of_file(p, d.records)?;
-        #[cfg(test)]
-        HASHED.with(|h| h.set(h.get() + got.bytes));
-        if got.sha256 != d.sha256 || got.bytes != d.bytes {
+/// Check every file `names[i]` of `dir` against `digests[i]` (length and SHA-256 of the
+/// whole file), on as many threads as there are cores, largest files first: the one pass
+/// over every byte of the columns that opening them costs. The first damage found is the
+/// error, naming its file.
+fn hash_all(dir: &Path, names: &[&str], digests: &[&FileDigest]) -> Result<()> {
+    let mut order: Vec<usize> = (0..names.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(digests[i].bytes));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    let check = |i: usize| -> Result<u64> {
+        let p = dir.join(names[i]);
+        let got = FileDigest::of_file(&p, digests[i].records)?;
+        if got.sha256 != digests[i].sha256 || got.bytes != digests[i].bytes {
             return Err(damaged(
-                p,
-                format_args!("SHA-256 {}, meta.json recorded {}", got.sha256, d.sha256),
+                &p,
+                format_args!(
+                    "SHA-256 {}, meta.json recorded {}",
+                    got.sha256, digests[i].sha256
+                ),
             ));
         }
-    }
+        Ok(got.bytes)
+    };
+    let hashed = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| -> Result<u64> {
+                    let mut bytes = 0;
+                    loop {
+                        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(&i) = order.get(k) else {
+                            return Ok(bytes);
+                        };
+                        bytes += check(i)?;
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .map_err(|_| anyhow::anyhow!("a column hashing thread panicked"))?
+            })
+            .sum::<Result<u64>>()
+    })?;
+    #[cfg(test)]
+    HASHED.with(|h| h.set(h.get() + hashed));
+    let _ = hashed;
+    Ok(())
+}
+
+/// Map `p`, whose length must be `d`'s (its content is checked by [`hash_all`]).
+fn map_checked(p: &Path, d: &FileDigest) -> Result<Option<Mmap>> {
+    let f = std::fs::File::open(p).with_context(|| format!("reading {}", p.display()))?;
+    let len = super::check_len(&f, p, d)?;
     if len == 0 {
         return Ok(None);
     }
