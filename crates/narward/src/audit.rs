@@ -22,6 +22,7 @@
 //! check nothing; plans keep such paths as unknown).
 
 use crate::cache_graph::{CacheGraph, Snapshot, compression_code, quirks};
+use crate::graph::NONE;
 use crate::index::Index;
 use crate::model::FetchedRecord;
 use narward_formats::keys::{self, ObjectKind};
@@ -148,8 +149,10 @@ pub fn audit(input: &Snapshot<'_>, trusted: &[PublicKey], max_examples: usize) -
     for id in 0..g.len() as u32 {
         let quirk = quirks::of(g, input.quirks, id);
         audit_path(&mut r, input, id, quirk, trusted, mx);
+        input.scanned(id);
     }
-    audit_objects(&mut r, index, g, mx);
+    input.let_go();
+    audit_objects(&mut r, input, mx);
     audit_debuginfo(&mut r, index, mx);
     r.cache_info = check_cache_info(index);
     r.errors = r.signatures.invalid.count
@@ -271,8 +274,9 @@ fn count_signature(s: &mut SignatureSummary, v: SigStatus, ca: bool, path: &str,
 /// so audit calls "orphan" exactly the NARs no narinfo may use. While some narinfo's NAR
 /// is unknown, a NAR nothing names might be its: such NARs are reported apart (the plan
 /// keeps them).
-fn audit_objects(r: &mut AuditReport, index: &Index, g: &CacheGraph<'_>, mx: usize) {
-    let mut users: HashMap<u32, Vec<u32>> = HashMap::new();
+fn audit_objects(r: &mut AuditReport, input: &Snapshot<'_>, mx: usize) {
+    let (index, g) = (input.index, input.graph);
+    let mut users = NarUsers::new(index.objects.len());
     let mut nar_unknown = false;
     for id in 0..g.len() as u32 {
         nar_unknown |= g.nar_unknown(id);
@@ -281,30 +285,29 @@ fn audit_objects(r: &mut AuditReport, index: &Index, g: &CacheGraph<'_>, mx: usi
             .into_iter()
             .chain(g.extra_nars(id).iter().copied())
         {
-            let u = users.entry(o).or_default();
-            if !u.contains(&id) {
-                u.push(id);
-            }
+            users.add(o, id);
         }
+        input.scanned(id);
     }
+    input.let_go();
     link_users(&index.objects, &mut users);
     for (oi, o) in index.objects.iter().enumerate() {
         match keys::classify(o.key()) {
-            ObjectKind::Nar { .. } => match users.get(&(oi as u32)) {
-                None if nar_unknown => r
+            ObjectKind::Nar { .. } => match users.of(oi as u32).as_slice() {
+                [] if nar_unknown => r
                     .nars_maybe_of_unknown
                     .add(mx, || format!("{} ({} bytes)", o.key(), o.size())),
-                None => {
+                [] => {
                     r.orphan_nar_bytes += o.size();
                     r.orphan_nars
                         .add(mx, || format!("{} ({} bytes)", o.key(), o.size()));
                 }
-                Some(u) if u.len() > 1 => {
+                [_] => {}
+                u => {
                     let names: Vec<String> = u.iter().map(|&id| narinfo_key(g, id)).collect();
                     r.shared_nars
                         .add(mx, || format!("{} used by {}", o.key(), names.join(", ")));
                 }
-                Some(_) => {}
             },
             ObjectKind::Listing(h) if g.id(&h).is_none() => {
                 r.dangling_listings.add(mx, || o.key().to_string());
@@ -314,18 +317,60 @@ fn audit_objects(r: &mut AuditReport, index: &Index, g: &CacheGraph<'_>, mx: usi
     }
 }
 
+/// The paths using each object as a NAR, in the order they were added: the first per
+/// object in one `u32` (4 bytes an object), the others only for the few objects used by
+/// more than one path.
+struct NarUsers {
+    first: Vec<u32>,
+    more: HashMap<u32, Vec<u32>>,
+}
+
+impl NarUsers {
+    fn new(objects: usize) -> NarUsers {
+        NarUsers {
+            first: vec![NONE; objects],
+            more: HashMap::new(),
+        }
+    }
+
+    /// Path `id` uses object `o` (an object out of range names nothing listed: ignored).
+    fn add(&mut self, o: u32, id: u32) {
+        let Some(f) = self.first.get_mut(o as usize) else {
+            return;
+        };
+        if *f == NONE {
+            *f = id;
+        } else if *f != id {
+            let m = self.more.entry(o).or_default();
+            if !m.contains(&id) {
+                m.push(id);
+            }
+        }
+    }
+
+    fn of(&self, o: u32) -> Vec<u32> {
+        match self.first.get(o as usize) {
+            Some(&f) if f != NONE => std::iter::once(f)
+                .chain(self.more.get(&o).into_iter().flatten().copied())
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
 /// What a used `file://` symlink reads ([`crate::model::ObjectRecord::link_target`],
 /// through chains of links) is used by the link's users: the plan keeps what a kept link
 /// reads, so audit calls no such NAR an orphan.
-fn link_users(objs: &crate::listing::Listing, users: &mut HashMap<u32, Vec<u32>>) {
+fn link_users(objs: &crate::listing::Listing, users: &mut NarUsers) {
     let links = objs
         .iter()
         .enumerate()
         .filter(|(_, o)| o.link_target().is_some());
     for (oi, o) in links {
-        let Some(u) = users.get(&(oi as u32)).cloned() else {
+        let u = users.of(oi as u32);
+        if u.is_empty() {
             continue;
-        };
+        }
         let mut seen = std::collections::HashSet::from([oi]);
         let mut at = o;
         while let Some(t) = at.link_target() {
@@ -335,11 +380,8 @@ fn link_users(objs: &crate::listing::Listing, users: &mut HashMap<u32, Vec<u32>>
             if !seen.insert(ti) {
                 break;
             }
-            let e = users.entry(ti as u32).or_default();
             for &id in &u {
-                if !e.contains(&id) {
-                    e.push(id);
-                }
+                users.add(ti as u32, id);
             }
             at = objs.at(ti);
         }

@@ -212,6 +212,10 @@ impl View {
             index,
             graph,
             quirks: &self.quirks,
+            pages: match &self.cols {
+                ViewCols::Mapped(m) => Some(m),
+                ViewCols::Built(_) => None,
+            },
         }
     }
 }

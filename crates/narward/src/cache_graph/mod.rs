@@ -304,9 +304,38 @@ pub struct Snapshot<'a> {
     pub index: &'a crate::index::Index,
     pub graph: &'a CacheGraph<'a>,
     pub quirks: &'a [crate::model::FetchedRecord],
+    /// Where the columns are file pages mapped into memory: what lets them go.
+    pub pages: Option<&'a dyn LetGo>,
 }
 
+/// Columns whose pages a command may let go of between two stretches of a scan
+/// (memory-mapped files: the pages stay in the page cache, and a later read brings them
+/// back with the same bytes).
+pub trait LetGo {
+    /// Drop the pages read so far from this process's memory (advice).
+    fn let_go(&self);
+}
+
+/// Paths a scan over every path reads between two [`Snapshot::let_go`]s: few enough
+/// that their pages are a small part of any command's memory at 10 M paths.
+pub const SCAN_STRETCH: u32 = 1 << 18;
+
 impl<'a> Snapshot<'a> {
+    /// A scan over every path in id order is done with the pages of the paths before
+    /// this one: let them go (a no-op for columns held in memory).
+    pub fn let_go(&self) {
+        if let Some(p) = self.pages {
+            p.let_go();
+        }
+    }
+
+    /// [`Snapshot::let_go`] after every [`SCAN_STRETCH`] paths of a scan in id order.
+    pub fn scanned(&self, id: u32) {
+        if id % SCAN_STRETCH == SCAN_STRETCH - 1 {
+            self.let_go();
+        }
+    }
+
     /// The quirk record of path `id`, if `index` kept its text.
     pub fn quirk(&self, id: u32) -> Option<&'a crate::model::FetchedRecord> {
         quirks::of(self.graph, self.quirks, id)
@@ -568,6 +597,7 @@ pub fn with_snapshot<R>(
         index,
         graph: &graph,
         quirks: &quirks,
+        pages: None,
     }))
 }
 

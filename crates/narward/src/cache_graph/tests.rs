@@ -230,3 +230,54 @@ fn the_checks_let_go_of_every_column_file_they_scan_once_each() {
         assert_eq!(g.id(&g.hash(id)), Some(id));
     }
 }
+
+/// Counts the times a scan let its pages go.
+struct Counting(std::cell::Cell<u32>);
+
+impl LetGo for Counting {
+    fn let_go(&self) {
+        self.0.set(self.0.get() + 1);
+    }
+}
+
+#[test]
+fn a_scan_lets_its_pages_go_once_per_stretch_of_paths() {
+    let (objs, c) = columns(3);
+    let g = CacheGraph::new(c.parts()).unwrap();
+    let index = crate::index::Index {
+        meta: crate::index::IndexMeta {
+            format_version: crate::index::FORMAT_VERSION,
+            cache: "file:///c".into(),
+            cache_url: "file:///c".into(),
+            generation: 1,
+            updated_at: 0,
+            source: "test".into(),
+            objects: objs.len() as u64,
+            narinfos: 3,
+            unparseable: 1,
+            last_update: crate::index::UpdateStats::default(),
+            files: std::collections::BTreeMap::new(),
+            versioning: None,
+            checksum: String::new(),
+        },
+        objects: objs,
+        narinfos: Vec::new(),
+        debuginfo: Vec::new(),
+    };
+    let pages = Counting(std::cell::Cell::new(0));
+    let s = Snapshot {
+        index: &index,
+        graph: &g,
+        quirks: &[],
+        pages: Some(&pages),
+    };
+    for id in 0..3 * SCAN_STRETCH + 5 {
+        s.scanned(id);
+    }
+    assert_eq!(pages.0.get(), 3);
+    s.let_go();
+    assert_eq!(pages.0.get(), 4);
+    // Columns held in memory have nothing to let go.
+    Snapshot { pages: None, ..s }.let_go();
+    assert_eq!(pages.0.get(), 4);
+}

@@ -199,6 +199,12 @@ impl Mapped {
     }
 }
 
+impl cache_graph::LetGo for Mapped {
+    fn let_go(&self) {
+        self.release_pages();
+    }
+}
+
 /// Drop `m`'s resident pages from this process's memory (advice; errors ignored).
 fn release(m: &Mmap) {
     // SAFETY: `DontNeed` on a read-only, private file mapping that was never written
