@@ -3,14 +3,16 @@
 //!
 //! | file | columns |
 //! |---|---|
-//! | `objects.parquet` | key, category, size, etag, last_modified (timestamp, UTC), storage_class |
+//! | `objects.parquet` | key, category, size, etag, last_modified (timestamp, UTC), storage_class, link_target (a `file://` symlink's target key) |
 //! | `narinfos.parquet` | key, hash, store_path, name, url, compression, file_hash, file_size, nar_hash, nar_size, deriver, ca, signatures, references, error |
 //! | `references.parquet` | referrer (hash), reference (hash), reference_path |
 //!
 //! Hashes are the 32-character nix32 store-path hashes; `file_hash`/`nar_hash` are
 //! `sha256:<nix32>`. A narinfo that does not parse has only `key`, `hash` and `error`.
+//! Each table is written 64 Ki rows at a time, so export holds no whole table.
 
 use crate::cache_graph::Snapshot;
+use crate::listing::{Listing, ObjectRef};
 use anyhow::{Context, Result};
 use arrow_array::{
     ArrayRef, Int64Array, RecordBatch, StringArray, TimestampSecondArray, UInt32Array,
@@ -134,15 +136,42 @@ pub struct ExportStats {
     pub references: usize,
 }
 
+/// Rows per batch written: what export holds of any table at once.
+const BATCH_ROWS: usize = 1 << 16;
+
 /// # Errors
 /// I/O errors.
 pub fn export_parquet(snap: &Snapshot<'_>, dir: &Path) -> Result<ExportStats> {
+    export_in_batches(snap, dir, BATCH_ROWS)
+}
+
+/// [`export_parquet`], `rows` rows per batch.
+pub(crate) fn export_in_batches(
+    snap: &Snapshot<'_>,
+    dir: &Path,
+    rows: usize,
+) -> Result<ExportStats> {
     let index = snap.index;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let o = &index.objects;
-    write_parquet(
-        &dir.join("objects.parquet"),
-        vec![
+    write_objects(&index.objects, dir, rows)?;
+    let (n, nrefs) = write_narinfos(snap, dir, rows)?;
+    Ok(ExportStats {
+        objects: index.objects.len(),
+        narinfos: n,
+        references: nrefs,
+    })
+}
+
+/// `objects.parquet`, `rows` objects at a time.
+fn write_objects(objects: &Listing, dir: &Path, rows: usize) -> Result<()> {
+    let mut w: Option<ParquetWriter> = None;
+    let path = dir.join("objects.parquet");
+    let rows = rows.max(1);
+    for start in (0..objects.len().max(1)).step_by(rows) {
+        let o: Vec<ObjectRef<'_>> = (start..(start + rows).min(objects.len()))
+            .map(|i| objects.at(i))
+            .collect();
+        let columns = vec![
             (
                 "key",
                 s(o.iter().map(|o| Some(o.key().to_string())).collect()),
@@ -162,7 +191,7 @@ pub fn export_parquet(snap: &Snapshot<'_>, dir: &Path) -> Result<ExportStats> {
                         o.iter().map(|o| o.last_modified()).collect::<Vec<_>>(),
                     )
                     .with_timezone("UTC"),
-                ),
+                ) as ArrayRef,
             ),
             (
                 "storage_class",
@@ -170,28 +199,36 @@ pub fn export_parquet(snap: &Snapshot<'_>, dir: &Path) -> Result<ExportStats> {
                     .map(|o| Some(o.storage_class().to_string()))
                     .collect()),
             ),
-        ],
-    )?;
-    let (n, nrefs) = write_narinfos(snap, dir)?;
-    Ok(ExportStats {
-        objects: index.objects.len(),
-        narinfos: n,
-        references: nrefs,
-    })
+            (
+                "link_target",
+                s(o.iter()
+                    .map(|o| o.link_target().map(str::to_string))
+                    .collect()),
+            ),
+        ];
+        write_batch(&mut w, &path, columns)?;
+    }
+    w.map_or(Ok(()), ParquetWriter::close)
 }
 
-/// `narinfos.parquet` and `references.parquet`, from the [`CacheGraph`] (each narinfo as
-/// every reader takes it: printed from the columns, or its quirk text); returns the row
-/// counts.
-///
-/// [`CacheGraph`]: crate::cache_graph::CacheGraph
-fn write_narinfos(snap: &Snapshot<'_>, dir: &Path) -> Result<(usize, usize)> {
-    let g = snap.graph;
-    let mut cols: [Vec<Option<String>>; 11] = Default::default();
-    let (mut file_size, mut nar_size) = (Vec::new(), Vec::new());
-    let (mut nsig, mut nref) = (Vec::new(), Vec::new());
-    let (mut referrer, mut reference, mut reference_path) = (Vec::new(), Vec::new(), Vec::new());
-    for id in 0..g.len() as u32 {
+/// The columns of `narinfos.parquet` and `references.parquet` being gathered, one batch.
+#[derive(Default)]
+struct NarinfoBatch {
+    cols: [Vec<Option<String>>; 11],
+    file_size: Vec<Option<i64>>,
+    nar_size: Vec<Option<i64>>,
+    nsig: Vec<Option<u32>>,
+    nref: Vec<Option<u32>>,
+    referrer: Vec<Option<String>>,
+    reference: Vec<Option<String>>,
+    reference_path: Vec<Option<String>>,
+}
+
+impl NarinfoBatch {
+    /// Path `id`'s row and its references.
+    fn push(&mut self, snap: &Snapshot<'_>, id: u32) {
+        let g = snap.graph;
+        let cols = &mut self.cols;
         let hash = g.hash(id).to_string();
         cols[0].push(Some(format!("{hash}.narinfo")));
         cols[1].push(Some(hash));
@@ -206,15 +243,15 @@ fn write_narinfos(snap: &Snapshot<'_>, dir: &Path) -> Result<(usize, usize)> {
                 cols[8].push(ni.deriver.map(str::to_string));
                 cols[9].push(ni.ca.map(str::to_string));
                 cols[10].push(None);
-                file_size.push(ni.file_size.map(|v| v as i64));
-                nar_size.push(Some(ni.nar_size as i64));
-                nsig.push(Some(ni.sigs.len() as u32));
-                nref.push(Some(ni.references.len() as u32));
+                self.file_size.push(ni.file_size.map(|v| v as i64));
+                self.nar_size.push(Some(ni.nar_size as i64));
+                self.nsig.push(Some(ni.sigs.len() as u32));
+                self.nref.push(Some(ni.references.len() as u32));
                 let me = ni.store_path.hash.to_string();
                 for r in &ni.references {
-                    referrer.push(Some(me.clone()));
-                    reference.push(Some(r.hash.to_string()));
-                    reference_path.push(Some(r.full_path()));
+                    self.referrer.push(Some(me.clone()));
+                    self.reference.push(Some(r.hash.to_string()));
+                    self.reference_path.push(Some(r.full_path()));
                 }
             }
             None => {
@@ -222,31 +259,32 @@ fn write_narinfos(snap: &Snapshot<'_>, dir: &Path) -> Result<(usize, usize)> {
                     c.push(None);
                 }
                 cols[10].push(Some(g.why(id).to_string()));
-                file_size.push(None);
-                nar_size.push(None);
-                nsig.push(None);
-                nref.push(None);
+                self.file_size.push(None);
+                self.nar_size.push(None);
+                self.nsig.push(None);
+                self.nref.push(None);
             }
         }
     }
-    let n = g.len();
-    let nrefs = referrer.len();
-    let [
-        key,
-        hash,
-        store_path,
-        name,
-        url,
-        compression,
-        file_hash,
-        nar_hash,
-        deriver,
-        ca,
-        error,
-    ] = cols;
-    write_parquet(
-        &dir.join("narinfos.parquet"),
-        vec![
+
+    /// The narinfo rows and the reference rows, as columns; the batch is left empty.
+    #[allow(clippy::type_complexity)]
+    fn take(&mut self) -> (Vec<(&'static str, ArrayRef)>, Vec<(&'static str, ArrayRef)>) {
+        let b = std::mem::take(self);
+        let [
+            key,
+            hash,
+            store_path,
+            name,
+            url,
+            compression,
+            file_hash,
+            nar_hash,
+            deriver,
+            ca,
+            error,
+        ] = b.cols;
+        let narinfos = vec![
             ("key", s(key)),
             ("hash", s(hash)),
             ("store_path", s(store_path)),
@@ -254,23 +292,72 @@ fn write_narinfos(snap: &Snapshot<'_>, dir: &Path) -> Result<(usize, usize)> {
             ("url", s(url)),
             ("compression", s(compression)),
             ("file_hash", s(file_hash)),
-            ("file_size", i(file_size)),
+            ("file_size", i(b.file_size)),
             ("nar_hash", s(nar_hash)),
-            ("nar_size", i(nar_size)),
+            ("nar_size", i(b.nar_size)),
             ("deriver", s(deriver)),
             ("ca", s(ca)),
-            ("signatures", Arc::new(UInt32Array::from(nsig))),
-            ("references", Arc::new(UInt32Array::from(nref))),
+            (
+                "signatures",
+                Arc::new(UInt32Array::from(b.nsig)) as ArrayRef,
+            ),
+            (
+                "references",
+                Arc::new(UInt32Array::from(b.nref)) as ArrayRef,
+            ),
             ("error", s(error)),
-        ],
-    )?;
-    write_parquet(
-        &dir.join("references.parquet"),
-        vec![
-            ("referrer", s(referrer)),
-            ("reference", s(reference)),
-            ("reference_path", s(reference_path)),
-        ],
-    )?;
+        ];
+        let references = vec![
+            ("referrer", s(b.referrer)),
+            ("reference", s(b.reference)),
+            ("reference_path", s(b.reference_path)),
+        ];
+        (narinfos, references)
+    }
+}
+
+/// `narinfos.parquet` and `references.parquet`, from the [`CacheGraph`] (each narinfo as
+/// every reader takes it: printed from the columns, or its quirk text), `rows` paths at a
+/// time; returns the row counts.
+///
+/// [`CacheGraph`]: crate::cache_graph::CacheGraph
+fn write_narinfos(snap: &Snapshot<'_>, dir: &Path, rows: usize) -> Result<(usize, usize)> {
+    let n = snap.graph.len();
+    let (mut narinfos, mut references): (Option<ParquetWriter>, Option<ParquetWriter>) =
+        (None, None);
+    let mut nrefs = 0;
+    let mut batch = NarinfoBatch::default();
+    let rows = rows.max(1);
+    for start in (0..n.max(1)).step_by(rows) {
+        for id in start..(start + rows).min(n) {
+            batch.push(snap, id as u32);
+            snap.scanned(id as u32);
+        }
+        nrefs += batch.referrer.len();
+        let (rows, refs) = batch.take();
+        write_batch(&mut narinfos, &dir.join("narinfos.parquet"), rows)?;
+        write_batch(&mut references, &dir.join("references.parquet"), refs)?;
+    }
+    snap.let_go();
+    for w in [narinfos, references].into_iter().flatten() {
+        w.close()?;
+    }
     Ok((n, nrefs))
+}
+
+/// Write `columns` to `w`, creating the file at `path` with them first.
+fn write_batch(
+    w: &mut Option<ParquetWriter>,
+    path: &Path,
+    columns: Vec<(&str, ArrayRef)>,
+) -> Result<()> {
+    match w.as_mut() {
+        Some(w) => w.write(columns),
+        None => {
+            let mut nw = ParquetWriter::create(path, &columns)?;
+            nw.write(columns)?;
+            *w = Some(nw);
+            Ok(())
+        }
+    }
 }

@@ -96,7 +96,8 @@ pub enum Command {
     Audit(AuditArgs),
     /// Write the index as Parquet tables (zstd) for DuckDB, Athena, polars or pandas.
     ///
-    /// objects.parquet: key, category, size, etag, last_modified (timestamp UTC), storage_class.
+    /// objects.parquet: key, category, size, etag, last_modified (timestamp UTC), storage_class,
+    /// link_target (a file:// symlink's target key).
     /// narinfos.parquet: key, hash, store_path, name, url, compression, file_hash, file_size,
     /// nar_hash, nar_size, deriver, ca, signatures (count), references (count), error (set, with
     /// the other fields empty, when the narinfo does not parse).

@@ -192,6 +192,50 @@ proptest! {
     }
 }
 
+/// Every row of the Parquet file `p`: each value as a one-row Arrow array (compared by
+/// value, whatever batch it came from).
+fn parquet_rows(p: &Path) -> Vec<Vec<arrow_array::ArrayRef>> {
+    let f = std::fs::File::open(p).unwrap();
+    let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut rows = Vec::new();
+    for b in r {
+        let b = b.unwrap();
+        for i in 0..b.num_rows() {
+            rows.push(b.columns().iter().map(|c| c.slice(i, 1)).collect());
+        }
+    }
+    rows
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    /// Export writes a few rows at a time: the tables are the same, row for row, whatever
+    /// the batch size.
+    #[test]
+    fn export_in_small_batches_equals_export_in_one(f in fetched(), rows in 1usize..4) {
+        let (index, d) = fetched_and_saved(&f);
+        let (i, v) = Index::load_view(&d.path().join("state")).unwrap();
+        let g = v.graph().unwrap();
+        let snap = v.snapshot(&i, &g);
+        let (small, one) = (d.path().join("small"), d.path().join("one"));
+        let a = crate::export::export_in_batches(&snap, &small, rows).unwrap();
+        let b = crate::export::export_in_batches(&snap, &one, usize::MAX).unwrap();
+        prop_assert_eq!((a.objects, a.narinfos, a.references), (b.objects, b.narinfos, b.references));
+        prop_assert_eq!(a.narinfos, index.narinfos.len());
+        for t in ["objects.parquet", "narinfos.parquet", "references.parquet"] {
+            let (x, y) = (parquet_rows(&small.join(t)), parquet_rows(&one.join(t)));
+            prop_assert!(!x.is_empty() || t == "references.parquet");
+            prop_assert_eq!(x.len(), y.len(), "{}", t);
+            for (r, (a, b)) in x.iter().zip(&y).enumerate() {
+                prop_assert!(a.iter().zip(b).all(|(a, b)| a.to_data() == b.to_data()), "{} row {}", t, r);
+            }
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
     #[test]
