@@ -211,10 +211,15 @@ impl<'a> Csr<'a> {
         }
     }
 
-    fn check(&self, name: &str, rows: usize, bound: u64) -> Result<()> {
+    fn check(&self, name: &str, rows: usize, bound: u64, at: &mut dyn Checked) -> Result<()> {
         check_offsets(name, self.off, rows, self.ids.len())?;
-        if let Some(bad) = self.ids.iter().find(|&&t| u64::from(t) >= bound) {
-            bail!("{name}: id {bad} is out of range (< {bound})");
+        at.passed(&format!("{name}.off"), self.off.len() * 8);
+        let ids = format!("{name}.ids");
+        for (k, chunk) in self.ids.chunks(STRETCH_BYTES / 4).enumerate() {
+            if let Some(bad) = chunk.iter().find(|&&t| u64::from(t) >= bound) {
+                bail!("{name}: id {bad} is out of range (< {bound})");
+            }
+            at.passed(&ids, (k * (STRETCH_BYTES / 4) + chunk.len()) * 4);
         }
         Ok(())
     }
@@ -238,12 +243,19 @@ impl<'a> Heap<'a> {
         std::str::from_utf8(s).unwrap_or("")
     }
 
-    fn check(&self, name: &str, rows: usize) -> Result<()> {
+    fn check(&self, name: &str, rows: usize, at: &mut dyn Checked) -> Result<()> {
         check_offsets(name, self.off, rows, self.bytes.len())?;
+        let (off, heap) = (format!("{name}.off"), format!("{name}.heap"));
+        let mut told = 0;
         for i in 0..rows {
             let (a, b) = (self.off[i] as usize, self.off[i + 1] as usize);
             if let Err(e) = std::str::from_utf8(&self.bytes[a..b]) {
                 bail!("{name}: string {i} is not UTF-8: {e}");
+            }
+            if b - told >= STRETCH_BYTES {
+                at.passed(&heap, b);
+                at.passed(&off, (i + 1) * 8);
+                told = b;
             }
         }
         Ok(())
@@ -318,7 +330,7 @@ pub trait LetGo {
 
 /// Paths a scan over every path reads between two [`Snapshot::let_go`]s: few enough
 /// that their pages are a small part of any command's memory at 10 M paths.
-pub const SCAN_STRETCH: u32 = 1 << 18;
+pub const SCAN_STRETCH: u32 = 1 << 16;
 
 impl<'a> Snapshot<'a> {
     /// A scan over every path in id order is done with the pages of the paths before
@@ -446,10 +458,28 @@ fn cast<'a, T: bytemuck::Pod>(name: &str, b: &'a [u8]) -> Result<&'a [T]> {
     bytemuck::try_cast_slice(b).map_err(|e| anyhow::anyhow!("{name}: {e:?} ({} bytes)", b.len()))
 }
 
-/// Check every length, offset and id of `p` against its header, calling `done(file)` as
-/// soon as the checks that read a column file are over (so a caller holding it mapped can
-/// let its pages go before the next file is read).
-fn check(p: &Parts<'_>, done: &mut dyn FnMut(&str)) -> Result<()> {
+/// Bytes of a column file the checks read between two [`Checked::passed`] calls.
+const STRETCH_BYTES: usize = 8 << 20;
+
+/// What the checks tell whoever holds the column files mapped, so that it can let their
+/// pages go as they are read: never more than a few stretches of a file are needed at once.
+pub trait Checked {
+    /// The checks will not read the first `bytes` bytes of `file` again.
+    fn passed(&mut self, _file: &str, _bytes: usize) {}
+    /// The checks will not read `file` again.
+    fn done(&mut self, file: &str);
+}
+
+impl<F: FnMut(&str)> Checked for F {
+    fn done(&mut self, file: &str) {
+        self(file);
+    }
+}
+
+/// Check every length, offset and id of `p` against its header, telling `at` which parts
+/// of which files the checks are done with as they go (so a caller holding them mapped can
+/// let their pages go before the next stretch is read).
+fn check(p: &Parts<'_>, at: &mut dyn Checked) -> Result<()> {
     let h = p.header;
     let n = h.paths as usize;
     let fixed: [(&str, usize); 9] = [
@@ -471,7 +501,7 @@ fn check(p: &Parts<'_>, done: &mut dyn FnMut(&str)) -> Result<()> {
     if let Some(i) = p.status.iter().position(|&s| Status::from_u8(s).is_none()) {
         bail!("paths.status: unknown status {} at path {i}", p.status[i]);
     }
-    done("paths.status");
+    at.done("paths.status");
     if let Some(i) = p
         .nar_object
         .iter()
@@ -479,7 +509,7 @@ fn check(p: &Parts<'_>, done: &mut dyn FnMut(&str)) -> Result<()> {
     {
         bail!("paths.nar_object: object id out of range at path {i}");
     }
-    done("paths.nar_object");
+    at.done("paths.nar_object");
     if let Some(w) = p
         .hash
         .windows(2)
@@ -496,18 +526,18 @@ fn check(p: &Parts<'_>, done: &mut dyn FnMut(&str)) -> Result<()> {
         ("paths.holes", p.holes),
         ("paths.ca", p.ca),
     ] {
-        heap.check(name, n)?;
-        done(&format!("{name}.off"));
-        done(&format!("{name}.heap"));
+        heap.check(name, n, at)?;
+        at.done(&format!("{name}.off"));
+        at.done(&format!("{name}.heap"));
     }
     for (name, csr, bound) in [
         ("refs", p.refs, h.paths),
         ("referrers", p.referrers, h.paths),
         ("extra_nars", p.extra_nars, h.objects),
     ] {
-        csr.check(name, n, bound)?;
-        done(&format!("{name}.off"));
-        done(&format!("{name}.ids"));
+        csr.check(name, n, bound, at)?;
+        at.done(&format!("{name}.off"));
+        at.done(&format!("{name}.ids"));
     }
     let counts = [
         ("refs.ids", p.refs.ids.len() as u64, h.edges),

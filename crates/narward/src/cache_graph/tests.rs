@@ -199,8 +199,28 @@ fn snapshot_quirk_lookup_builds_no_key_and_finds_what_the_key_finds() {
 #[test]
 fn the_checks_let_go_of_every_column_file_they_scan_once_each() {
     let (_, c) = columns(9);
-    let mut released: Vec<String> = Vec::new();
-    let g = CacheGraph::new_releasing(c.parts(), &mut |f| released.push(f.to_string())).unwrap();
+    let mut rec = Recorded::default();
+    let g = CacheGraph::new_releasing(c.parts(), &mut rec).unwrap();
+    let released = rec.done;
+    // Stretches passed only move forward within a file, never past its end, and a file is
+    // passed only before it is done.
+    for (i, (f, bytes)) in rec.passed.iter().enumerate() {
+        let len = c.files().into_iter().find(|x| x.0 == f).map(|x| x.1.len());
+        assert!(Some(*bytes) <= len, "{f}: passed {bytes} of {len:?}");
+        let before = rec.passed[..i]
+            .iter()
+            .filter(|p| &p.0 == f)
+            .map(|p| p.1)
+            .max();
+        assert!(before.is_none_or(|b| b <= *bytes), "{f} passed backwards");
+        assert!(
+            !released[..rec.done_at[i]].contains(f),
+            "{f} passed after done"
+        );
+    }
+    for f in ["refs.ids", "referrers.ids", "refs.off", "extra_nars.ids"] {
+        assert!(rec.passed.iter().any(|p| p.0 == f), "{f} never passed");
+    }
     let mut sorted = released.clone();
     sorted.sort();
     sorted.dedup();
@@ -228,6 +248,26 @@ fn the_checks_let_go_of_every_column_file_they_scan_once_each() {
     for id in 0..g.len() as u32 {
         assert_eq!(g.refs(id), want.refs(id));
         assert_eq!(g.id(&g.hash(id)), Some(id));
+    }
+}
+
+/// What the checks told: the stretches passed (with how many files were done by then)
+/// and the files done.
+#[derive(Default)]
+struct Recorded {
+    passed: Vec<(String, usize)>,
+    done_at: Vec<usize>,
+    done: Vec<String>,
+}
+
+impl Checked for Recorded {
+    fn passed(&mut self, file: &str, bytes: usize) {
+        self.passed.push((file.to_string(), bytes));
+        self.done_at.push(self.done.len());
+    }
+
+    fn done(&mut self, file: &str) {
+        self.done.push(file.to_string());
     }
 }
 

@@ -24,17 +24,18 @@ impl<'a> CacheGraph<'a> {
     /// # Errors
     /// Inconsistent columns, naming the file.
     pub fn new(p: Parts<'a>) -> Result<CacheGraph<'a>> {
-        Self::new_releasing(p, &mut |_| {})
+        Self::new_releasing(p, &mut |_: &str| {})
     }
 
-    /// [`CacheGraph::new`], calling `done(file)` once the checks have read column `file`
-    /// for the last time: [`crate::index::columns::Mapped::graph`] lets that file's pages
-    /// go then, so the checks never hold every column in memory at once.
+    /// [`CacheGraph::new`], telling `at` which stretches of which column files the checks
+    /// are done with as they read them ([`super::Checked`]):
+    /// [`crate::index::columns::Mapped::graph`] lets those pages go then, so the checks
+    /// hold a few stretches of one file at a time, never a whole column.
     ///
     /// # Errors
     /// As [`CacheGraph::new`].
-    pub fn new_releasing(p: Parts<'a>, done: &mut dyn FnMut(&str)) -> Result<CacheGraph<'a>> {
-        check(&p, done)?;
+    pub fn new_releasing(p: Parts<'a>, at: &mut dyn super::Checked) -> Result<CacheGraph<'a>> {
+        check(&p, at)?;
         let mut buckets = vec![0u32; (1 << 16) + 1];
         for h in p.hash {
             buckets[bucket(h) + 1] += 1;

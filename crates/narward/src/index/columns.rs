@@ -173,13 +173,9 @@ impl Mapped {
                 .and_then(|m| m.as_deref())
                 .unwrap_or(&[])
         };
-        let mut done = |name: &str| {
-            if let Some(Some(m)) = self.maps.get(name) {
-                release(m);
-            }
-        };
+        let mut at = Releasing(self);
         let g = cache_graph::parts_from_bytes(&get)
-            .and_then(|p| CacheGraph::new_releasing(p, &mut done))
+            .and_then(|p| CacheGraph::new_releasing(p, &mut at))
             .map_err(|e| {
                 anyhow::anyhow!(
                     "{}/{e:#}: damaged; the index cannot be trusted: re-run `narward index` with a fresh --state",
@@ -192,16 +188,49 @@ impl Mapped {
 
     /// Drop the pages the checks touched from this process's memory: they stay in the page
     /// cache, and only the pages a command then reads count again (advice; errors ignored).
-    /// Each file is also let go as soon as the checks are done with it
-    /// ([`CacheGraph::new_releasing`]), so they never hold every column at once.
+    /// Each stretch of a file is also let go as soon as the checks are done with it
+    /// ([`CacheGraph::new_releasing`]), so they never hold a whole column at once.
     fn release_pages(&self) {
         self.maps.values().flatten().for_each(release);
+    }
+
+    fn map(&self, name: &str) -> Option<&Mmap> {
+        self.maps.get(name).and_then(Option::as_ref)
+    }
+}
+
+/// Lets go of the pages of the mapped columns as the checks pass them.
+struct Releasing<'m>(&'m Mapped);
+
+impl cache_graph::Checked for Releasing<'_> {
+    fn passed(&mut self, file: &str, bytes: usize) {
+        if let Some(m) = self.0.map(file) {
+            release_prefix(m, bytes);
+        }
+    }
+
+    fn done(&mut self, file: &str) {
+        if let Some(m) = self.0.map(file) {
+            release(m);
+        }
     }
 }
 
 impl cache_graph::LetGo for Mapped {
     fn let_go(&self) {
         self.release_pages();
+    }
+}
+
+/// Drop the resident pages of `m`'s first `bytes` bytes (whole pages only) from this
+/// process's memory (advice; errors ignored).
+fn release_prefix(m: &Mmap, bytes: usize) {
+    const PAGE: usize = 4096;
+    let len = bytes.min(m.len()) / PAGE * PAGE;
+    if len > 0 {
+        // SAFETY: as in `release`: a read-only private file mapping never written.
+        #[allow(unsafe_code)]
+        let _ = unsafe { m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, 0, len) };
     }
 }
 
