@@ -1663,4 +1663,57 @@ mod tests {
             prop_assert_eq!(called, planned);
         }
     }
+
+    /// Missing roots were counted per source by cutting `file:line` at its last `:`: a
+    /// Hydra GC root's source (`dir/<hash>-<name>`) has none, so its directory always
+    /// showed 0 missing.
+    #[test]
+    fn missing_hydra_gcroots_are_counted_for_their_directory() {
+        let spec = Spec {
+            n: 2,
+            edges: Vec::new(),
+            roots: Vec::new(),
+            young: Vec::new(),
+            ca: Vec::new(),
+            missing_nar: Vec::new(),
+            broken: Vec::new(),
+            shared_nar: Vec::new(),
+            orphans: 0,
+            delete: false,
+        };
+        let (index, _) = build(&spec);
+        let d = tempfile::tempdir().unwrap();
+        let gc = d.path().join("gcroots");
+        std::fs::create_dir(&gc).unwrap();
+        let absent = format!("{}-gone", hash20(7, 1));
+        for n in [format!("{}-p0", hash20(0, 1)), absent.clone()] {
+            std::fs::write(gc.join(n), "").unwrap();
+        }
+        std::fs::write(
+            d.path().join("a.txt"),
+            format!(
+                "/nix/store/{}-p1\n/nix/store/{}-x\n",
+                hash20(1, 1),
+                hash20(8, 1)
+            ),
+        )
+        .unwrap();
+        let text = "[roots]\nfiles = [\"a.txt\"]\nhydra_gcroots = [\"gcroots\"]\n";
+        let policy = Policy::from_str(text, d.path(), "p.toml").unwrap();
+        let plan = compute(&index, &policy, "p.toml", NOW).unwrap();
+        let r = &plan.header.roots;
+        let (a, g) = (d.path().join("a.txt"), gc.display().to_string());
+        assert_eq!(
+            r.by_source,
+            [(a.display().to_string(), 2, 1), (g.clone(), 2, 1)]
+        );
+        assert_eq!((r.total, r.found, r.missing), (4, 2, 2));
+        assert_eq!(
+            r.missing_examples,
+            [
+                format!("/nix/store/{}-x ({}:2)", hash20(8, 1), a.display()),
+                format!("/nix/store/{absent} ({g}/{absent})"),
+            ]
+        );
+    }
 }

@@ -252,36 +252,33 @@ pub(super) fn find_roots(
         total: policy.roots.len() as u64,
         ..Default::default()
     };
-    let mut missing_by_source: HashMap<&str, u64> = HashMap::new();
-    for (i, r) in policy.roots.iter().enumerate() {
-        match s.graph.id(&r.hash) {
-            Some(id) => {
-                roots.found += 1;
-                seeds.push(id);
-                seed_reason.entry(id).or_insert(Seed::Root(i));
-            }
-            None => {
-                roots.missing += 1;
-                let label = r.source.rsplit_once(':').map_or(r.source.as_str(), |x| x.0);
-                *missing_by_source.entry(label).or_default() += 1;
-                if roots.missing_examples.len() < 1000 {
-                    roots
-                        .missing_examples
-                        .push(format!("{} ({})", r.path, r.source));
-                }
-            }
+    let mut missing_by_source = vec![0u64; policy.roots.sources().len()];
+    for (i, h) in policy.roots.hashes().iter().enumerate() {
+        if let Some(id) = s.graph.id(h) {
+            roots.found += 1;
+            seeds.push(id);
+            seed_reason.entry(id).or_insert(Seed::Root(i));
+            continue;
+        }
+        roots.missing += 1;
+        let Some(r) = policy.roots.get(i) else {
+            continue;
+        };
+        if let Some(m) = missing_by_source.get_mut(r.source_index) {
+            *m += 1;
+        }
+        if roots.missing_examples.len() < 1000 {
+            roots
+                .missing_examples
+                .push(format!("{} ({})", r.path(), r.source()));
         }
     }
     roots.by_source = policy
-        .root_sources
+        .roots
+        .sources()
         .iter()
-        .map(|(l, n)| {
-            (
-                l.clone(),
-                *n as u64,
-                missing_by_source.get(l.as_str()).copied().unwrap_or(0),
-            )
-        })
+        .zip(missing_by_source)
+        .map(|(src, m)| (src.label.clone(), src.count as u64, m))
         .collect();
     for id in 0..s.graph.len() as u32 {
         if let Some(r) = s.seed(ctx, objs, id) {
@@ -310,7 +307,7 @@ impl Verdicts<'_> {
                     .policy
                     .roots
                     .get(*i)
-                    .map_or_else(String::new, |r| r.source.clone()),
+                    .map_or_else(String::new, |r| r.source()),
             },
             Some(Seed::Rule(r)) => r.clone(),
             None => Reason::OwnerUnknown,
