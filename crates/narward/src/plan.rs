@@ -18,7 +18,7 @@
 
 use crate::cache_graph::{CacheGraph, build::Columns};
 use crate::index::{self, Index, IndexMeta};
-use crate::listing::{Listing, ObjectRef};
+use crate::listing::{Etag, Listing, ObjectRef};
 use crate::model::FetchedRecord;
 pub use crate::model::is_archive_class;
 use crate::model::{BucketVersioning, VersioningState};
@@ -207,7 +207,8 @@ pub struct ObjectDecision {
     pub key: String,
     pub category: Category,
     pub size: u64,
-    pub etag: Option<String>,
+    /// As listed; written as its text (formatted by the plan writer, not per decision).
+    pub etag: Option<Etag<'static>>,
     pub last_modified: Option<i64>,
     pub storage_class: Option<String>,
     pub decision: Decision,

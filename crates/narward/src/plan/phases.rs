@@ -10,7 +10,7 @@ use super::{
 };
 use crate::cache_graph::{CacheGraph, Status};
 use crate::graph::NONE;
-use crate::listing::{Listing, ObjectRef};
+use crate::listing::{Etag, Listing, ObjectRef};
 use crate::model::FetchedRecord;
 use crate::policy::{Follow, Policy, Unreachable};
 use anyhow::Result;
@@ -664,7 +664,7 @@ pub(super) fn decide_objects(
             key: o.key().to_string(),
             category,
             size: o.size(),
-            etag: o.etag_string(),
+            etag: o.etag().map(Etag::into_owned),
             last_modified: o.last_modified(),
             storage_class: o.listed_storage_class().map(str::to_string),
             decision,
