@@ -693,7 +693,7 @@ pub fn compute_with_graph(
     // 1. The graph, checked against the listing.
     let s = phases::read_graph(objs, graph)?;
     // 2. Roots.
-    let (seeds, seed_reason, roots) = phases::find_roots(&ctx, objs, &s);
+    let (seeds, root_of, roots) = phases::find_roots(&ctx, objs, &s);
     crate::progress::phase("plan: roots");
     sink.begin(&Begin {
         cache: &meta.cache,
@@ -706,8 +706,9 @@ pub fn compute_with_graph(
     let v = phases::Verdicts {
         s: &s,
         parent: &parent,
-        seed_reason: &seed_reason,
-        policy,
+        root_of: &root_of,
+        ctx: &ctx,
+        objs,
         removed: ctx.removed_decision(),
     };
     let mut summary = Summary {
@@ -1716,5 +1717,38 @@ mod tests {
                 format!("/nix/store/{absent} ({g}/{absent})"),
             ]
         );
+    }
+
+    /// Issue 9: seed reasons are no longer held in a map per seed (a root's index per path,
+    /// a rule's reason asked again when written): a root still wins over a rule, and a
+    /// rule's reason is still the rule's.
+    #[test]
+    fn a_seed_is_kept_for_its_first_root_before_any_rule() {
+        let spec = Spec {
+            n: 4,
+            edges: vec![(0, 3)],
+            roots: vec![0, 1],
+            young: vec![1, 2],
+            ca: Vec::new(),
+            missing_nar: Vec::new(),
+            broken: Vec::new(),
+            shared_nar: Vec::new(),
+            orphans: 0,
+            delete: false,
+        };
+        let (index, policy) = build(&spec);
+        let plan = compute(&index, &policy, "test", NOW).unwrap();
+        let reason = |i: usize| {
+            let p = format!("{}-p{i}", hash20(i, 1));
+            plan.path(&p).map(|d| d.reason.clone())
+        };
+        let root = Reason::Root {
+            source: "inline".into(),
+        };
+        assert_eq!(reason(0), Some(root.clone()));
+        assert_eq!(reason(1), Some(root));
+        assert_eq!(reason(2), Some(Reason::Young));
+        let from = StorePathHash::parse(&hash20(0, 1)).unwrap();
+        assert_eq!(reason(3), Some(Reason::Reachable { from }));
     }
 }

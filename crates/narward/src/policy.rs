@@ -406,8 +406,14 @@ impl Roots {
             bail!("{}:{line}: too many lines", src.label);
         };
         self.names.push_str(sp.name);
-        let Ok(end) = u32::try_from(self.names.len()) else {
-            bail!("{}: too many roots (their names exceed 4 GiB)", src.label);
+        let (Ok(end), true) = (
+            u32::try_from(self.names.len()),
+            self.hashes.len() < u32::MAX as usize,
+        ) else {
+            bail!(
+                "{}: too many roots (more than 4 billion, or their names exceed 4 GiB)",
+                src.label
+            );
         };
         src.count += 1;
         self.hashes.push(sp.hash);

@@ -231,23 +231,17 @@ impl<'g> Streamed<'g> {
     }
 }
 
-/// Why a seed is kept: a policy root (its index in `policy.roots`: its source is only
-/// copied into the decision written) or a rule.
-pub(super) enum Seed {
-    Root(usize),
-    Rule(Reason),
-}
-
-/// Phase 2: the seeds of the kept set (policy roots, then paths a rule keeps) with their
-/// reasons, and the root statistics.
+/// Phase 2: the seeds of the kept set (policy roots, then paths a rule keeps), per path
+/// the first root naming it (its index in `policy.roots`, or [`NONE`]: a rule's reason is
+/// asked again when the decision is written, [`Verdicts::of`]), and the root statistics.
 pub(super) fn find_roots(
     ctx: &Ctx<'_>,
     objs: &Listing,
     s: &Streamed<'_>,
-) -> (Vec<u32>, HashMap<u32, Seed>, RootStats) {
+) -> (Vec<u32>, Vec<u32>, RootStats) {
     let policy = ctx.policy;
     let mut seeds: Vec<u32> = Vec::new();
-    let mut seed_reason: HashMap<u32, Seed> = HashMap::new();
+    let mut root_of = vec![NONE; s.graph.len()];
     let mut roots = RootStats {
         total: policy.roots.len() as u64,
         ..Default::default()
@@ -257,7 +251,12 @@ pub(super) fn find_roots(
         if let Some(id) = s.graph.id(h) {
             roots.found += 1;
             seeds.push(id);
-            seed_reason.entry(id).or_insert(Seed::Root(i));
+            if let Some(r) = root_of.get_mut(id as usize)
+                && *r == NONE
+            {
+                // Fewer than u32::MAX roots: `Roots::push` refuses more.
+                *r = i as u32;
+            }
             continue;
         }
         roots.missing += 1;
@@ -281,12 +280,11 @@ pub(super) fn find_roots(
         .map(|(src, m)| (src.label.clone(), src.count as u64, m))
         .collect();
     for id in 0..s.graph.len() as u32 {
-        if let Some(r) = s.seed(ctx, objs, id) {
+        if s.seed(ctx, objs, id).is_some() {
             seeds.push(id);
-            seed_reason.entry(id).or_insert(Seed::Rule(r));
         }
     }
-    (seeds, seed_reason, roots)
+    (seeds, root_of, roots)
 }
 
 /// Every path's decision, from the closure's `parent` array: computed again where needed
@@ -294,24 +292,26 @@ pub(super) fn find_roots(
 pub(super) struct Verdicts<'a> {
     pub s: &'a Streamed<'a>,
     pub parent: &'a [u32],
-    pub seed_reason: &'a HashMap<u32, Seed>,
-    pub policy: &'a crate::policy::Policy,
+    /// Per path: the first policy root naming it, or [`NONE`] ([`find_roots`]).
+    pub root_of: &'a [u32],
+    pub ctx: &'a Ctx<'a>,
+    pub objs: &'a Listing,
     pub removed: Decision,
 }
 
 impl Verdicts<'_> {
+    /// Why a seed is kept: its first root, else the rule that made it a seed.
     fn reason_of_seed(&self, id: u32) -> Reason {
-        match self.seed_reason.get(&id) {
-            Some(Seed::Root(i)) => Reason::Root {
-                source: self
-                    .policy
-                    .roots
-                    .get(*i)
-                    .map_or_else(String::new, |r| r.source()),
-            },
-            Some(Seed::Rule(r)) => r.clone(),
-            None => Reason::OwnerUnknown,
+        let root = self.root_of.get(id as usize).copied().unwrap_or(NONE);
+        if let Some(r) = (root != NONE)
+            .then(|| self.ctx.policy.roots.get(root as usize))
+            .flatten()
+        {
+            return Reason::Root { source: r.source() };
         }
+        self.s
+            .seed(self.ctx, self.objs, id)
+            .unwrap_or(Reason::OwnerUnknown)
     }
 
     pub fn kept(&self, id: usize) -> bool {
