@@ -1162,6 +1162,27 @@ mod tests {
     }
 
     fn build(s: &Spec) -> (Index, Policy) {
+        build_with_logs(s, &[])
+    }
+
+    /// The listing of a build log `log/<drv>` (derivers: `<hash of path i, salt 4>-p<i>.drv`).
+    fn log_object(drv: &str) -> ObjectRecord {
+        ObjectRecord {
+            link_target: None,
+            key: format!("log/{drv}"),
+            size: 7,
+            etag: None,
+            last_modified: Some(NOW - 400 * DAY),
+            storage_class: None,
+        }
+    }
+
+    fn drv(i: usize) -> String {
+        format!("{}-p{i}.drv", hash20(i, 4))
+    }
+
+    /// [`build`], the paths in `logs` with a deriver and its build log.
+    fn build_with_logs(s: &Spec, logs: &[usize]) -> (Index, Policy) {
         let mut objects = Vec::new();
         let mut narinfos = Vec::new();
         for i in 0..s.n {
@@ -1185,6 +1206,10 @@ mod tests {
             );
             if s.ca.contains(&i) {
                 text.push_str(&format!("CA: fixed:r:sha256:{}\n", sha(i, 3)));
+            }
+            if logs.contains(&i) {
+                text.push_str(&format!("Deriver: {}\n", drv(i)));
+                objects.push(log_object(&drv(i)));
             }
             if s.broken.contains(&i) {
                 text = format!("StorePath: broken\nReferences: {}\n", refs.join(" "));
@@ -1229,6 +1254,10 @@ mod tests {
                 fetch_error: None,
                 earlier: Vec::new(),
             });
+        }
+        // Logs of derivers no path names.
+        for &i in logs.iter().filter(|&&i| i >= s.n) {
+            objects.push(log_object(&drv(i)));
         }
         for o in 0..s.orphans {
             objects.push(ObjectRecord {
@@ -1750,5 +1779,39 @@ mod tests {
         assert_eq!(reason(2), Some(Reason::Young));
         let from = StorePathHash::parse(&hash20(0, 1)).unwrap();
         assert_eq!(reason(3), Some(Reason::Reachable { from }));
+    }
+
+    /// The derivers' fates are held as two path ids (was two `Option<usize>`): a log
+    /// whose deriver has a kept output is kept with it, one whose outputs are all removed
+    /// follows `actions.logs`, one of a deriver no path names is kept as unknown.
+    #[test]
+    fn a_build_log_follows_its_derivers_outputs() {
+        let spec = Spec {
+            n: 3,
+            edges: Vec::new(),
+            roots: Vec::new(),
+            young: Vec::new(),
+            ca: Vec::new(),
+            missing_nar: Vec::new(),
+            broken: Vec::new(),
+            shared_nar: Vec::new(),
+            orphans: 0,
+            delete: false,
+        };
+        let (index, _) = build_with_logs(&spec, &[0, 1, 9]);
+        let p0 = format!("/nix/store/{}-p0", hash20(0, 1));
+        let text = format!(
+            "[roots]\npaths = [\"{p0}\"]\n[keep]\nmin_age_days = 0\n[actions]\nunreachable = \"archive\"\nlogs = \"follow\"\n"
+        );
+        let policy = Policy::from_str(&text, Path::new("."), "test").unwrap();
+        let plan = compute(&index, &policy, "test", NOW).unwrap();
+        let log = |i: usize| {
+            let o = plan.object(&format!("log/{}", drv(i))).unwrap();
+            (o.decision, o.reason.clone())
+        };
+        assert_eq!(log(0), (Decision::Keep, Reason::OwnerKept { owner: p0 }));
+        let owner = format!("/nix/store/{}", drv(1));
+        assert_eq!(log(1), (Decision::Archive, Reason::OwnerRemoved { owner }));
+        assert_eq!(log(9), (Decision::Keep, Reason::OwnerUnknown));
     }
 }

@@ -412,8 +412,8 @@ fn restore_item(
 pub(super) struct Owners<'a> {
     /// Per listed object (used for NARs): (a kept user, any user), NONE for none.
     pub nar_fate: Vec<(u32, u32)>,
-    /// Per deriver: (a kept output, any output).
-    pub drv_fate: HashMap<&'a str, (Option<usize>, Option<usize>)>,
+    /// Per deriver: (a kept output, any output), NONE for none.
+    pub drv_fate: HashMap<&'a str, (u32, u32)>,
     /// debuginfo key → (its NAR's key, the NAR's index in the listing).
     pub debuginfo_target: HashMap<&'a str, (String, usize)>,
 }
@@ -427,7 +427,7 @@ impl<'a> Owners<'a> {
     ) -> Owners<'a> {
         let s = v.s;
         let mut nar_fate: Vec<(u32, u32)> = vec![(NONE, NONE); objs.len()];
-        let mut drv_fate: HashMap<&str, (Option<usize>, Option<usize>)> = HashMap::new();
+        let mut drv_fate: HashMap<&str, (u32, u32)> = HashMap::new();
         let mut used_by = |k: u32, id: usize| {
             let Some(e) = nar_fate.get_mut(k as usize) else {
                 return;
@@ -444,11 +444,13 @@ impl<'a> Owners<'a> {
                 used_by(k, id);
             }
             if let Some(d) = s.deriver(ctx, id as u32) {
-                let e = drv_fate.entry(d).or_default();
-                if v.kept(id) {
-                    e.0.get_or_insert(id);
+                let e = drv_fate.entry(d).or_insert((NONE, NONE));
+                if v.kept(id) && e.0 == NONE {
+                    e.0 = id as u32;
                 }
-                e.1.get_or_insert(id);
+                if e.1 == NONE {
+                    e.1 = id as u32;
+                }
             }
         }
         for &(id, k) in &s.extra_nars {
@@ -558,13 +560,13 @@ impl ObjectInputs<'_> {
                 _ => (Decision::Keep, Reason::OwnerUnknown),
             },
             ObjectKind::Log(drv) => match self.owners.drv_fate.get(drv) {
-                Some((Some(k), _)) => (
+                Some(&(k, _)) if k != NONE => (
                     Decision::Keep,
                     Reason::OwnerKept {
-                        owner: format!("{STORE_DIR}/{}", self.v.s.base_of(*k)),
+                        owner: format!("{STORE_DIR}/{}", self.v.s.base_of(k as usize)),
                     },
                 ),
-                Some((None, Some(_))) => {
+                Some(&(_, any)) if any != NONE => {
                     self.follow(actions.logs, self.v.removed, format!("{STORE_DIR}/{drv}"))
                 }
                 _ => (Decision::Keep, Reason::OwnerUnknown),
