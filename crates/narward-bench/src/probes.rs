@@ -141,8 +141,8 @@ pub fn closure(state: &Path, policy: &Path) -> Result<serde_json::Value> {
     ph.done("map + verify columns");
     let mut seeds = Vec::with_capacity(pol.roots.len());
     let mut missing = 0u64;
-    for r in &pol.roots {
-        match graph.id(&r.hash) {
+    for h in pol.roots.hashes() {
+        match graph.id(h) {
             Some(id) => seeds.push(id),
             None => missing += 1,
         }

@@ -13,6 +13,7 @@
 use crate::model::ObjectRecord;
 use narward_formats::keys::{self, Category};
 use narward_formats::storage_class::StorageClass;
+use std::borrow::Cow;
 use std::fmt;
 
 /// `mtime` of an object without a last-modified time (an object whose time is this value
@@ -73,14 +74,16 @@ impl std::error::Error for ListingError {}
 
 /// An object's ETag, as stored: an MD5 (with the part count of a multipart upload) or any
 /// other text. Compare it with a string with `==`; [`fmt::Display`] gives the text back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// An `Etag<'static>` owns its text (a plan's [`crate::plan::ObjectDecision`] holds one);
+/// serialized, it is that text (as a `String` would be).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Etag<'a> {
     /// 32 lowercase hex digits.
     Md5([u8; 16]),
     /// 32 lowercase hex digits, `-`, the part count (decimal, no leading zero).
     Multipart([u8; 16], u32),
     /// Anything else.
-    Text(&'a str),
+    Text(Cow<'a, str>),
 }
 
 impl<'a> Etag<'a> {
@@ -95,7 +98,66 @@ impl<'a> Etag<'a> {
         {
             return Etag::Multipart(d, parts);
         }
-        Etag::Text(s)
+        Etag::Text(Cow::Borrowed(s))
+    }
+
+    /// The same ETag, owning its text.
+    pub fn into_owned(self) -> Etag<'static> {
+        match self {
+            Etag::Md5(d) => Etag::Md5(d),
+            Etag::Multipart(d, n) => Etag::Multipart(d, n),
+            Etag::Text(t) => Etag::Text(Cow::Owned(t.into_owned())),
+        }
+    }
+
+    /// `f` of the ETag's text, formatted on the stack (no allocation).
+    pub fn with_text<R>(&self, f: impl FnOnce(&str) -> R) -> R {
+        // 32 hex digits, `-`, a u32 part count.
+        let mut buf = [0u8; 43];
+        let len = match self {
+            Etag::Text(t) => return f(t),
+            Etag::Md5(d) => hex32(d, &mut buf),
+            Etag::Multipart(d, n) => {
+                let mut at = hex32(d, &mut buf);
+                buf[at] = b'-';
+                at += 1;
+                let digits = n.checked_ilog10().unwrap_or(0) as usize + 1;
+                let mut v = *n;
+                for i in (at..at + digits).rev() {
+                    buf[i] = b'0' + (v % 10) as u8;
+                    v /= 10;
+                }
+                at + digits
+            }
+        };
+        // Hex and decimal digits are ASCII.
+        f(std::str::from_utf8(&buf[..len]).unwrap_or_default())
+    }
+}
+
+/// Writes the 32 lowercase hex digits of `d` at the start of `buf`; returns 32.
+fn hex32(d: &[u8; 16], buf: &mut [u8; 43]) -> usize {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in d.iter().enumerate() {
+        buf[2 * i] = DIGITS[usize::from(b >> 4)];
+        buf[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+    }
+    32
+}
+
+impl serde::Serialize for Etag<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.with_text(|t| s.serialize_str(t))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Etag<'static> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Ok(match Etag::parse(&text) {
+            Etag::Text(_) => Etag::Text(Cow::Owned(text)),
+            compact => compact.into_owned(),
+        })
     }
 }
 
@@ -111,24 +173,7 @@ fn parse_md5(s: &str) -> Option<[u8; 16]> {
 
 impl fmt::Display for Etag<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let hex = |f: &mut fmt::Formatter<'_>, d: &[u8; 16]| {
-            const DIGITS: &[u8; 16] = b"0123456789abcdef";
-            let mut buf = [0u8; 32];
-            for (i, b) in d.iter().enumerate() {
-                buf[2 * i] = DIGITS[usize::from(b >> 4)];
-                buf[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
-            }
-            // Hex digits are ASCII.
-            f.write_str(std::str::from_utf8(&buf).unwrap_or_default())
-        };
-        match self {
-            Etag::Md5(d) => hex(f, d),
-            Etag::Multipart(d, n) => {
-                hex(f, d)?;
-                write!(f, "-{n}")
-            }
-            Etag::Text(t) => f.write_str(t),
-        }
+        self.with_text(|t| f.write_str(t))
     }
 }
 
@@ -538,7 +583,9 @@ impl<'a> ObjectRef<'a> {
         let f = self.flags();
         let d = self.l.md5[self.i];
         if f & F_ETAG_TEXT != 0 {
-            side(&self.l.etag_text, self.i)?.as_deref().map(Etag::Text)
+            side(&self.l.etag_text, self.i)?
+                .as_deref()
+                .map(|t| Etag::Text(Cow::Borrowed(t)))
         } else if f & F_MULTIPART != 0 {
             side(&self.l.parts, self.i).map(|&n| Etag::Multipart(d, n))
         } else {

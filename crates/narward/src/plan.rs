@@ -18,7 +18,7 @@
 
 use crate::cache_graph::{CacheGraph, build::Columns};
 use crate::index::{self, Index, IndexMeta};
-use crate::listing::{Listing, ObjectRef};
+use crate::listing::{Etag, Listing, ObjectRef};
 use crate::model::FetchedRecord;
 pub use crate::model::is_archive_class;
 use crate::model::{BucketVersioning, VersioningState};
@@ -207,7 +207,8 @@ pub struct ObjectDecision {
     pub key: String,
     pub category: Category,
     pub size: u64,
-    pub etag: Option<String>,
+    /// As listed; written as its text (formatted by the plan writer, not per decision).
+    pub etag: Option<Etag<'static>>,
     pub last_modified: Option<i64>,
     pub storage_class: Option<String>,
     pub decision: Decision,
@@ -692,7 +693,7 @@ pub fn compute_with_graph(
     // 1. The graph, checked against the listing.
     let s = phases::read_graph(objs, graph)?;
     // 2. Roots.
-    let (seeds, seed_reason, roots) = phases::find_roots(&ctx, objs, &s);
+    let (seeds, root_of, roots) = phases::find_roots(&ctx, objs, &s);
     crate::progress::phase("plan: roots");
     sink.begin(&Begin {
         cache: &meta.cache,
@@ -705,8 +706,9 @@ pub fn compute_with_graph(
     let v = phases::Verdicts {
         s: &s,
         parent: &parent,
-        seed_reason: &seed_reason,
-        policy,
+        root_of: &root_of,
+        ctx: &ctx,
+        objs,
         removed: ctx.removed_decision(),
     };
     let mut summary = Summary {
@@ -1160,6 +1162,27 @@ mod tests {
     }
 
     fn build(s: &Spec) -> (Index, Policy) {
+        build_with_logs(s, &[])
+    }
+
+    /// The listing of a build log `log/<drv>` (derivers: `<hash of path i, salt 4>-p<i>.drv`).
+    fn log_object(drv: &str) -> ObjectRecord {
+        ObjectRecord {
+            link_target: None,
+            key: format!("log/{drv}"),
+            size: 7,
+            etag: None,
+            last_modified: Some(NOW - 400 * DAY),
+            storage_class: None,
+        }
+    }
+
+    fn drv(i: usize) -> String {
+        format!("{}-p{i}.drv", hash20(i, 4))
+    }
+
+    /// [`build`], the paths in `logs` with a deriver and its build log.
+    fn build_with_logs(s: &Spec, logs: &[usize]) -> (Index, Policy) {
         let mut objects = Vec::new();
         let mut narinfos = Vec::new();
         for i in 0..s.n {
@@ -1183,6 +1206,10 @@ mod tests {
             );
             if s.ca.contains(&i) {
                 text.push_str(&format!("CA: fixed:r:sha256:{}\n", sha(i, 3)));
+            }
+            if logs.contains(&i) {
+                text.push_str(&format!("Deriver: {}\n", drv(i)));
+                objects.push(log_object(&drv(i)));
             }
             if s.broken.contains(&i) {
                 text = format!("StorePath: broken\nReferences: {}\n", refs.join(" "));
@@ -1227,6 +1254,10 @@ mod tests {
                 fetch_error: None,
                 earlier: Vec::new(),
             });
+        }
+        // Logs of derivers no path names.
+        for &i in logs.iter().filter(|&&i| i >= s.n) {
+            objects.push(log_object(&drv(i)));
         }
         for o in 0..s.orphans {
             objects.push(ObjectRecord {
@@ -1662,5 +1693,125 @@ mod tests {
             }
             prop_assert_eq!(called, planned);
         }
+    }
+
+    /// Missing roots were counted per source by cutting `file:line` at its last `:`: a
+    /// Hydra GC root's source (`dir/<hash>-<name>`) has none, so its directory always
+    /// showed 0 missing.
+    #[test]
+    fn missing_hydra_gcroots_are_counted_for_their_directory() {
+        let spec = Spec {
+            n: 2,
+            edges: Vec::new(),
+            roots: Vec::new(),
+            young: Vec::new(),
+            ca: Vec::new(),
+            missing_nar: Vec::new(),
+            broken: Vec::new(),
+            shared_nar: Vec::new(),
+            orphans: 0,
+            delete: false,
+        };
+        let (index, _) = build(&spec);
+        let d = tempfile::tempdir().unwrap();
+        let gc = d.path().join("gcroots");
+        std::fs::create_dir(&gc).unwrap();
+        let absent = format!("{}-gone", hash20(7, 1));
+        for n in [format!("{}-p0", hash20(0, 1)), absent.clone()] {
+            std::fs::write(gc.join(n), "").unwrap();
+        }
+        std::fs::write(
+            d.path().join("a.txt"),
+            format!(
+                "/nix/store/{}-p1\n/nix/store/{}-x\n",
+                hash20(1, 1),
+                hash20(8, 1)
+            ),
+        )
+        .unwrap();
+        let text = "[roots]\nfiles = [\"a.txt\"]\nhydra_gcroots = [\"gcroots\"]\n";
+        let policy = Policy::from_str(text, d.path(), "p.toml").unwrap();
+        let plan = compute(&index, &policy, "p.toml", NOW).unwrap();
+        let r = &plan.header.roots;
+        let (a, g) = (d.path().join("a.txt"), gc.display().to_string());
+        assert_eq!(
+            r.by_source,
+            [(a.display().to_string(), 2, 1), (g.clone(), 2, 1)]
+        );
+        assert_eq!((r.total, r.found, r.missing), (4, 2, 2));
+        assert_eq!(
+            r.missing_examples,
+            [
+                format!("/nix/store/{}-x ({}:2)", hash20(8, 1), a.display()),
+                format!("/nix/store/{absent} ({g}/{absent})"),
+            ]
+        );
+    }
+
+    /// Issue 9: seed reasons are no longer held in a map per seed (a root's index per path,
+    /// a rule's reason asked again when written): a root still wins over a rule, and a
+    /// rule's reason is still the rule's.
+    #[test]
+    fn a_seed_is_kept_for_its_first_root_before_any_rule() {
+        let spec = Spec {
+            n: 4,
+            edges: vec![(0, 3)],
+            roots: vec![0, 1],
+            young: vec![1, 2],
+            ca: Vec::new(),
+            missing_nar: Vec::new(),
+            broken: Vec::new(),
+            shared_nar: Vec::new(),
+            orphans: 0,
+            delete: false,
+        };
+        let (index, policy) = build(&spec);
+        let plan = compute(&index, &policy, "test", NOW).unwrap();
+        let reason = |i: usize| {
+            let p = format!("{}-p{i}", hash20(i, 1));
+            plan.path(&p).map(|d| d.reason.clone())
+        };
+        let root = Reason::Root {
+            source: "inline".into(),
+        };
+        assert_eq!(reason(0), Some(root.clone()));
+        assert_eq!(reason(1), Some(root));
+        assert_eq!(reason(2), Some(Reason::Young));
+        let from = StorePathHash::parse(&hash20(0, 1)).unwrap();
+        assert_eq!(reason(3), Some(Reason::Reachable { from }));
+    }
+
+    /// The derivers' fates are held as two path ids (was two `Option<usize>`): a log
+    /// whose deriver has a kept output is kept with it, one whose outputs are all removed
+    /// follows `actions.logs`, one of a deriver no path names is kept as unknown.
+    #[test]
+    fn a_build_log_follows_its_derivers_outputs() {
+        let spec = Spec {
+            n: 3,
+            edges: Vec::new(),
+            roots: Vec::new(),
+            young: Vec::new(),
+            ca: Vec::new(),
+            missing_nar: Vec::new(),
+            broken: Vec::new(),
+            shared_nar: Vec::new(),
+            orphans: 0,
+            delete: false,
+        };
+        let (index, _) = build_with_logs(&spec, &[0, 1, 9]);
+        let p0 = format!("/nix/store/{}-p0", hash20(0, 1));
+        let text = format!(
+            "[roots]\npaths = [\"{p0}\"]\n[keep]\nmin_age_days = 0\n[actions]\nunreachable = \"archive\"\nlogs = \"follow\"\n"
+        );
+        let policy = Policy::from_str(&text, Path::new("."), "test").unwrap();
+        let plan = compute(&index, &policy, "test", NOW).unwrap();
+        let log = |i: usize| {
+            let o = plan.object(&format!("log/{}", drv(i))).unwrap();
+            (o.decision, o.reason.clone())
+        };
+        assert_eq!(log(0), (Decision::Keep, Reason::OwnerKept { owner: p0 }));
+        let owner = format!("/nix/store/{}", drv(1));
+        assert_eq!(log(1), (Decision::Archive, Reason::OwnerRemoved { owner }));
+        assert_eq!(log(9), (Decision::Keep, Reason::OwnerUnknown));
     }
 }

@@ -254,13 +254,182 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
-/// One root: a store path and where it came from.
+/// How the roots of a source name where they came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SourceKind {
+    /// A root file: `label:line`.
+    File,
+    /// A Hydra GC-roots directory: `label/<hash>-<name>`.
+    GcRoots,
+    /// `roots.paths`: `inline`.
+    Inline,
+}
+
+/// One root source: its label (a file or directory as given, or `inline`) and how many
+/// roots it gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Root {
+pub struct RootSource {
+    pub label: String,
+    pub count: usize,
+    first: usize,
+    kind: SourceKind,
+}
+
+impl RootSource {
+    /// The indexes of its roots in [`Roots`].
+    pub fn range(&self) -> std::ops::Range<usize> {
+        self.first..self.first + self.count
+    }
+}
+
+/// The roots of a policy, in the order of their sources, held compactly (issue 9: a
+/// release root list has millions of lines): per root its 20-byte hash, the end of its
+/// name in one text heap and its line, 28 bytes plus the name
+/// ([`Roots::heap_bytes`]). [`Root`] gives back the full path and the `file:line` source.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Roots {
+    hashes: Vec<StorePathHash>,
+    /// Every root's name (after `<hash>-`), one after the other.
+    names: String,
+    name_ends: Vec<u32>,
+    /// Line in its root file (0 for other sources).
+    lines: Vec<u32>,
+    sources: Vec<RootSource>,
+}
+
+/// One root: a store path and where it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Root<'a> {
     pub hash: StorePathHash,
-    pub path: String,
-    /// `file:line` or `inline`.
-    pub source: String,
+    /// The name after `<hash>-`.
+    pub name: &'a str,
+    /// Its source's index in [`Roots::sources`].
+    pub source_index: usize,
+    source: &'a RootSource,
+    line: u32,
+}
+
+impl Root<'_> {
+    /// The full store path.
+    pub fn path(&self) -> String {
+        StorePath {
+            hash: self.hash,
+            name: self.name,
+        }
+        .full_path()
+    }
+
+    /// Where it came from: `file:line`, `dir/<hash>-<name>` (Hydra GC roots) or `inline`.
+    pub fn source(&self) -> String {
+        let label = &self.source.label;
+        match self.source.kind {
+            SourceKind::File => format!("{label}:{}", self.line),
+            SourceKind::GcRoots => format!("{label}/{}-{}", self.hash, self.name),
+            SourceKind::Inline => "inline".to_string(),
+        }
+    }
+}
+
+impl Roots {
+    pub fn len(&self) -> usize {
+        self.hashes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hashes.is_empty()
+    }
+
+    /// Every root's hash, in order.
+    pub fn hashes(&self) -> &[StorePathHash] {
+        &self.hashes
+    }
+
+    /// The root sources, in order, each with its roots' [`RootSource::range`].
+    pub fn sources(&self) -> &[RootSource] {
+        &self.sources
+    }
+
+    /// The root at `i`.
+    pub fn get(&self, i: usize) -> Option<Root<'_>> {
+        let hash = *self.hashes.get(i)?;
+        let start = i.checked_sub(1).map_or(0, |p| self.name_ends[p] as usize);
+        let name = self.names.get(start..self.name_ends[i] as usize)?;
+        // The last source starting at or before `i` (empty sources start where the next does).
+        let source_index = self
+            .sources
+            .partition_point(|s| s.first <= i)
+            .checked_sub(1)?;
+        Some(Root {
+            hash,
+            name,
+            source_index,
+            source: self.sources.get(source_index)?,
+            line: self.lines[i],
+        })
+    }
+
+    /// Every root, in order.
+    pub fn iter(&self) -> impl Iterator<Item = Root<'_>> {
+        (0..self.len()).filter_map(|i| self.get(i))
+    }
+
+    /// Bytes held on the heap (capacity, not counting allocator overhead).
+    pub fn heap_bytes(&self) -> usize {
+        self.hashes.capacity() * size_of::<StorePathHash>()
+            + self.names.capacity()
+            + self.name_ends.capacity() * 4
+            + self.lines.capacity() * 4
+            + self.sources.capacity() * size_of::<RootSource>()
+            + self
+                .sources
+                .iter()
+                .map(|s| s.label.capacity())
+                .sum::<usize>()
+    }
+
+    /// Start a source: the roots pushed next are its.
+    fn begin_source(&mut self, label: String, kind: SourceKind) {
+        self.sources.push(RootSource {
+            label,
+            count: 0,
+            first: self.len(),
+            kind,
+        });
+    }
+
+    /// Add a root of the current source (`line` in its file, 0 for other sources).
+    fn push(&mut self, sp: &StorePath<'_>, line: usize) -> Result<()> {
+        let Some(src) = self.sources.last_mut() else {
+            bail!("a root before its source");
+        };
+        let Ok(line) = u32::try_from(line) else {
+            bail!("{}:{line}: too many lines", src.label);
+        };
+        self.names.push_str(sp.name);
+        let (Ok(end), true) = (
+            u32::try_from(self.names.len()),
+            self.hashes.len() < u32::MAX as usize,
+        ) else {
+            bail!(
+                "{}: too many roots (more than 4 billion, or their names exceed 4 GiB)",
+                src.label
+            );
+        };
+        src.count += 1;
+        self.hashes.push(sp.hash);
+        self.name_ends.push(end);
+        self.lines.push(line);
+        Ok(())
+    }
+
+    /// Give back the spare capacity of reading.
+    fn shrink_to_fit(&mut self) {
+        self.hashes.shrink_to_fit();
+        self.names.shrink_to_fit();
+        self.name_ends.shrink_to_fit();
+        self.lines.shrink_to_fit();
+        self.sources.shrink_to_fit();
+    }
 }
 
 /// A validated policy with its roots read.
@@ -269,9 +438,8 @@ pub struct Policy {
     pub file: PolicyFile,
     /// The policy text, as given (it is copied into plans).
     pub text: String,
-    pub roots: Vec<Root>,
-    /// Root sources by label, with their root counts, in order.
-    pub root_sources: Vec<(String, usize)>,
+    /// The roots, with their sources.
+    pub roots: Roots,
     pub names: GlobSet,
     /// Last successful read per full bucket key (unix seconds), from S3 server access logs
     /// read by [`crate::access::logs`] (a plan strips the cache's prefix:
@@ -341,8 +509,7 @@ impl Policy {
         let mut p = Policy {
             file: file.clone(),
             text: text.to_string(),
-            roots: Vec::new(),
-            root_sources: Vec::new(),
+            roots: Roots::default(),
             names,
             last_access: Default::default(),
         };
@@ -408,35 +575,24 @@ impl Policy {
             let d = abs(d);
             let rd = std::fs::read_dir(&d)
                 .with_context(|| format!("policy {name}: roots.hydra_gcroots {}", d.display()))?;
-            let label = d.display().to_string();
-            let before = self.roots.len();
+            self.roots
+                .begin_source(d.display().to_string(), SourceKind::GcRoots);
             for e in rd {
-                let e = e?;
-                let n = e.file_name().to_string_lossy().to_string();
-                if let Ok(sp) = StorePath::parse_base_name(&n) {
-                    self.roots.push(Root {
-                        hash: sp.hash,
-                        path: sp.full_path(),
-                        source: format!("{label}/{n}"),
-                    });
+                let n = e?.file_name();
+                if let Some(sp) = n.to_str().and_then(|n| StorePath::parse_base_name(n).ok()) {
+                    self.roots.push(&sp, 0)?;
                 }
             }
-            self.root_sources.push((label, self.roots.len() - before));
         }
-        let before = self.roots.len();
+        if !r.paths.is_empty() {
+            self.roots.begin_source("inline".into(), SourceKind::Inline);
+        }
         for (i, s) in r.paths.iter().enumerate() {
             let sp = StorePath::parse_any(s.trim())
                 .map_err(|e| anyhow::anyhow!("policy {name}: roots.paths[{i}] {s:?}: {e}"))?;
-            self.roots.push(Root {
-                hash: sp.hash,
-                path: sp.full_path(),
-                source: "inline".into(),
-            });
+            self.roots.push(&sp, 0)?;
         }
-        if !r.paths.is_empty() {
-            self.root_sources
-                .push(("inline".into(), self.roots.len() - before));
-        }
+        self.roots.shrink_to_fit();
         Ok(())
     }
 
@@ -453,7 +609,7 @@ impl Policy {
             }
             _ => String::from_utf8(raw).with_context(|| format!("root file {label}: not UTF-8"))?,
         };
-        let before = self.roots.len();
+        self.roots.begin_source(label.clone(), SourceKind::File);
         let found: Box<dyn Iterator<Item = _>> = match fmt {
             RootFormat::Lines | RootFormat::Xz => Box::new(roots::lines(&text)),
             RootFormat::Nix => Box::new(roots::fallback_paths(&text)),
@@ -467,13 +623,8 @@ impl Policy {
                     e.error
                 )
             })?;
-            self.roots.push(Root {
-                hash: r.path.hash,
-                path: r.path.full_path(),
-                source: format!("{label}:{}", r.line),
-            });
+            self.roots.push(&r.path, r.line)?;
         }
-        self.root_sources.push((label, self.roots.len() - before));
         Ok(())
     }
 
@@ -492,27 +643,23 @@ impl Policy {
     }
 }
 
-/// Roots, and their sources by label with their root counts.
-pub type RootsRead = (Vec<Root>, Vec<(String, usize)>);
-
 /// The roots a `[roots]`-style section names (files, `store-paths.xz`, fallback paths,
 /// directories, Hydra GC roots, inline paths), read and validated exactly as a policy's:
-/// the roots, and the sources by label with their root counts. Relative paths are relative
+/// the roots with their sources. Relative paths are relative
 /// to `base`; `name` labels errors.
 ///
 /// # Errors
 /// As [`Policy::load`] for its `[roots]` section.
-pub fn read_root_section(r: &RootsSection, base: &Path, name: &str) -> Result<RootsRead> {
+pub fn read_root_section(r: &RootsSection, base: &Path, name: &str) -> Result<Roots> {
     let mut p = Policy {
         file: PolicyFile::default(),
         text: String::new(),
-        roots: Vec::new(),
-        root_sources: Vec::new(),
+        roots: Roots::default(),
         names: GlobSet::empty(),
         last_access: Default::default(),
     };
     p.read_roots(r, base, name)?;
-    Ok((p.roots, p.root_sources))
+    Ok(p.roots)
 }
 
 /// The overrides of [`check_plan_roots`] (the `--allow-…` flags of `narward plan`).
@@ -655,9 +802,52 @@ mod tests {
         let text = "[roots]\nfiles = [\"a.txt\"]\ndirs = [\"rel\"]\nfallback_paths = [\"fallback-paths.nix\"]\nhydra_gcroots = [\"gcroots\"]\npaths = [\"00bgd045z0d4icpbc2yyz4gx48ak44la-hello-2.12\"]\n";
         let p = Policy::from_str(text, d.path(), "p.toml").unwrap();
         assert_eq!(p.roots.len(), 5);
-        assert!(p.roots.iter().all(|r| r.path == P1));
-        assert!(p.roots[0].source.ends_with("a.txt:3"));
-        assert_eq!(p.root_sources.len(), 5);
+        assert!(p.roots.iter().all(|r| r.path() == P1));
+        let sources: Vec<String> = p.roots.iter().map(|r| r.source()).collect();
+        let d = d.path().display();
+        assert_eq!(
+            sources,
+            [
+                format!("{d}/a.txt:3"),
+                format!("{d}/fallback-paths.nix:2"),
+                format!("{d}/rel/store-paths.xz:1"),
+                format!("{d}/gcroots/00bgd045z0d4icpbc2yyz4gx48ak44la-hello-2.12"),
+                "inline".to_string(),
+            ]
+        );
+        assert_eq!(p.roots.sources().len(), 5);
+    }
+
+    /// Issue 9: a root line cost about 210 bytes (a `String` path and a `String` source
+    /// each); now 28 bytes plus its name.
+    #[test]
+    fn a_root_line_costs_its_name_length_plus_28_bytes() {
+        let d = tempfile::tempdir().unwrap();
+        let n = 10_000;
+        let mut text = String::new();
+        let mut names = 0;
+        for i in 0..n {
+            let mut h = [0u8; 20];
+            h[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            let name = format!("package-{i}-1.{}", i % 97);
+            names += name.len();
+            text.push_str(&format!(
+                "/nix/store/{}-{name}\n",
+                narward_formats::nixbase32::encode(&h)
+            ));
+        }
+        std::fs::write(d.path().join("r.txt"), text).unwrap();
+        let p = Policy::from_str("[roots]\nfiles = [\"r.txt\"]\n", d.path(), "p").unwrap();
+        assert_eq!(p.roots.len(), n);
+        let label = d.path().join("r.txt").display().to_string();
+        let per_source = size_of::<RootSource>() + label.len();
+        assert_eq!(p.roots.heap_bytes(), names + 28 * n + per_source);
+        let last = p.roots.get(n - 1).unwrap();
+        assert_eq!(last.source(), format!("{label}:{n}"));
+        assert!(
+            last.path()
+                .ends_with(&format!("-package-{}-1.{}", n - 1, (n - 1) % 97))
+        );
     }
 
     #[test]

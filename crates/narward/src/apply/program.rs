@@ -99,14 +99,14 @@ pub fn recheck(plan: &Plan, fresh: &Snapshot<'_>) -> Vec<Skip> {
             None => {
                 skips.insert(o.key.clone(), "gone from the cache since the plan".into());
             }
-            Some(r) if r.size() != o.size || !r.etag_is(o.etag.as_deref()) => {
+            Some(r) if r.size() != o.size || r.etag() != o.etag => {
                 skips.insert(
                     o.key.clone(),
                     format!(
                         "changed since the plan (size {} → {}, ETag {:?} → {:?})",
                         o.size,
                         r.size(),
-                        o.etag,
+                        o.etag.as_ref().map(ToString::to_string),
                         r.etag_string()
                     ),
                 );
@@ -143,9 +143,9 @@ fn rescue_referenced(plan: &Plan, fresh: &Snapshot<'_>, skips: &mut BTreeMap<Str
     for id in 0..g.len() as u32 {
         let key = format!("{}.narinfo", g.hash(id));
         let listed = fresh.index.object(&key);
-        let planned_unchanged = plan.object(&key).is_some_and(|o| {
-            listed.is_some_and(|n| n.etag_is(o.etag.as_deref()) && o.size == n.size())
-        });
+        let planned_unchanged = plan
+            .object(&key)
+            .is_some_and(|o| listed.is_some_and(|n| n.etag() == o.etag && o.size == n.size()));
         if planned_unchanged && !skips.contains_key(&key) {
             continue;
         }
@@ -325,7 +325,7 @@ impl<'a> Program<'a> {
         let op = Op {
             key: o.key.clone(),
             size: o.size,
-            etag: o.etag.clone(),
+            etag: o.etag.as_ref().map(ToString::to_string),
             to,
             storage_class: class,
             delete_source,

@@ -377,8 +377,8 @@ fn read_roots_file(f: &std::path::Path) -> Result<Vec<narward_formats::store_pat
     } else {
         r.files.push(f.to_path_buf());
     }
-    let (roots, _) = read_root_section(&r, std::path::Path::new("."), "--roots")?;
-    Ok(roots.into_iter().map(|r| r.hash).collect())
+    let roots = read_root_section(&r, std::path::Path::new("."), "--roots")?;
+    Ok(roots.hashes().to_vec())
 }
 
 fn compute(

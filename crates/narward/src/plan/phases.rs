@@ -10,7 +10,7 @@ use super::{
 };
 use crate::cache_graph::{CacheGraph, Status};
 use crate::graph::NONE;
-use crate::listing::{Listing, ObjectRef};
+use crate::listing::{Etag, Listing, ObjectRef};
 use crate::model::FetchedRecord;
 use crate::policy::{Follow, Policy, Unreachable};
 use anyhow::Result;
@@ -231,65 +231,60 @@ impl<'g> Streamed<'g> {
     }
 }
 
-/// Why a seed is kept: a policy root (its index in `policy.roots`: its source is only
-/// copied into the decision written) or a rule.
-pub(super) enum Seed {
-    Root(usize),
-    Rule(Reason),
-}
-
-/// Phase 2: the seeds of the kept set (policy roots, then paths a rule keeps) with their
-/// reasons, and the root statistics.
+/// Phase 2: the seeds of the kept set (policy roots, then paths a rule keeps), per path
+/// the first root naming it (its index in `policy.roots`, or [`NONE`]: a rule's reason is
+/// asked again when the decision is written, [`Verdicts::of`]), and the root statistics.
 pub(super) fn find_roots(
     ctx: &Ctx<'_>,
     objs: &Listing,
     s: &Streamed<'_>,
-) -> (Vec<u32>, HashMap<u32, Seed>, RootStats) {
+) -> (Vec<u32>, Vec<u32>, RootStats) {
     let policy = ctx.policy;
     let mut seeds: Vec<u32> = Vec::new();
-    let mut seed_reason: HashMap<u32, Seed> = HashMap::new();
+    let mut root_of = vec![NONE; s.graph.len()];
     let mut roots = RootStats {
         total: policy.roots.len() as u64,
         ..Default::default()
     };
-    let mut missing_by_source: HashMap<&str, u64> = HashMap::new();
-    for (i, r) in policy.roots.iter().enumerate() {
-        match s.graph.id(&r.hash) {
-            Some(id) => {
-                roots.found += 1;
-                seeds.push(id);
-                seed_reason.entry(id).or_insert(Seed::Root(i));
+    let mut missing_by_source = vec![0u64; policy.roots.sources().len()];
+    for (i, h) in policy.roots.hashes().iter().enumerate() {
+        if let Some(id) = s.graph.id(h) {
+            roots.found += 1;
+            seeds.push(id);
+            if let Some(r) = root_of.get_mut(id as usize)
+                && *r == NONE
+            {
+                // Fewer than u32::MAX roots: `Roots::push` refuses more.
+                *r = i as u32;
             }
-            None => {
-                roots.missing += 1;
-                let label = r.source.rsplit_once(':').map_or(r.source.as_str(), |x| x.0);
-                *missing_by_source.entry(label).or_default() += 1;
-                if roots.missing_examples.len() < 1000 {
-                    roots
-                        .missing_examples
-                        .push(format!("{} ({})", r.path, r.source));
-                }
-            }
+            continue;
+        }
+        roots.missing += 1;
+        let Some(r) = policy.roots.get(i) else {
+            continue;
+        };
+        if let Some(m) = missing_by_source.get_mut(r.source_index) {
+            *m += 1;
+        }
+        if roots.missing_examples.len() < 1000 {
+            roots
+                .missing_examples
+                .push(format!("{} ({})", r.path(), r.source()));
         }
     }
     roots.by_source = policy
-        .root_sources
+        .roots
+        .sources()
         .iter()
-        .map(|(l, n)| {
-            (
-                l.clone(),
-                *n as u64,
-                missing_by_source.get(l.as_str()).copied().unwrap_or(0),
-            )
-        })
+        .zip(missing_by_source)
+        .map(|(src, m)| (src.label.clone(), src.count as u64, m))
         .collect();
     for id in 0..s.graph.len() as u32 {
-        if let Some(r) = s.seed(ctx, objs, id) {
+        if s.seed(ctx, objs, id).is_some() {
             seeds.push(id);
-            seed_reason.entry(id).or_insert(Seed::Rule(r));
         }
     }
-    (seeds, seed_reason, roots)
+    (seeds, root_of, roots)
 }
 
 /// Every path's decision, from the closure's `parent` array: computed again where needed
@@ -297,24 +292,26 @@ pub(super) fn find_roots(
 pub(super) struct Verdicts<'a> {
     pub s: &'a Streamed<'a>,
     pub parent: &'a [u32],
-    pub seed_reason: &'a HashMap<u32, Seed>,
-    pub policy: &'a crate::policy::Policy,
+    /// Per path: the first policy root naming it, or [`NONE`] ([`find_roots`]).
+    pub root_of: &'a [u32],
+    pub ctx: &'a Ctx<'a>,
+    pub objs: &'a Listing,
     pub removed: Decision,
 }
 
 impl Verdicts<'_> {
+    /// Why a seed is kept: its first root, else the rule that made it a seed.
     fn reason_of_seed(&self, id: u32) -> Reason {
-        match self.seed_reason.get(&id) {
-            Some(Seed::Root(i)) => Reason::Root {
-                source: self
-                    .policy
-                    .roots
-                    .get(*i)
-                    .map_or_else(String::new, |r| r.source.clone()),
-            },
-            Some(Seed::Rule(r)) => r.clone(),
-            None => Reason::OwnerUnknown,
+        let root = self.root_of.get(id as usize).copied().unwrap_or(NONE);
+        if let Some(r) = (root != NONE)
+            .then(|| self.ctx.policy.roots.get(root as usize))
+            .flatten()
+        {
+            return Reason::Root { source: r.source() };
         }
+        self.s
+            .seed(self.ctx, self.objs, id)
+            .unwrap_or(Reason::OwnerUnknown)
     }
 
     pub fn kept(&self, id: usize) -> bool {
@@ -415,8 +412,8 @@ fn restore_item(
 pub(super) struct Owners<'a> {
     /// Per listed object (used for NARs): (a kept user, any user), NONE for none.
     pub nar_fate: Vec<(u32, u32)>,
-    /// Per deriver: (a kept output, any output).
-    pub drv_fate: HashMap<&'a str, (Option<usize>, Option<usize>)>,
+    /// Per deriver: (a kept output, any output), NONE for none.
+    pub drv_fate: HashMap<&'a str, (u32, u32)>,
     /// debuginfo key → (its NAR's key, the NAR's index in the listing).
     pub debuginfo_target: HashMap<&'a str, (String, usize)>,
 }
@@ -430,7 +427,7 @@ impl<'a> Owners<'a> {
     ) -> Owners<'a> {
         let s = v.s;
         let mut nar_fate: Vec<(u32, u32)> = vec![(NONE, NONE); objs.len()];
-        let mut drv_fate: HashMap<&str, (Option<usize>, Option<usize>)> = HashMap::new();
+        let mut drv_fate: HashMap<&str, (u32, u32)> = HashMap::new();
         let mut used_by = |k: u32, id: usize| {
             let Some(e) = nar_fate.get_mut(k as usize) else {
                 return;
@@ -447,11 +444,13 @@ impl<'a> Owners<'a> {
                 used_by(k, id);
             }
             if let Some(d) = s.deriver(ctx, id as u32) {
-                let e = drv_fate.entry(d).or_default();
-                if v.kept(id) {
-                    e.0.get_or_insert(id);
+                let e = drv_fate.entry(d).or_insert((NONE, NONE));
+                if v.kept(id) && e.0 == NONE {
+                    e.0 = id as u32;
                 }
-                e.1.get_or_insert(id);
+                if e.1 == NONE {
+                    e.1 = id as u32;
+                }
             }
         }
         for &(id, k) in &s.extra_nars {
@@ -561,13 +560,13 @@ impl ObjectInputs<'_> {
                 _ => (Decision::Keep, Reason::OwnerUnknown),
             },
             ObjectKind::Log(drv) => match self.owners.drv_fate.get(drv) {
-                Some((Some(k), _)) => (
+                Some(&(k, _)) if k != NONE => (
                     Decision::Keep,
                     Reason::OwnerKept {
-                        owner: format!("{STORE_DIR}/{}", self.v.s.base_of(*k)),
+                        owner: format!("{STORE_DIR}/{}", self.v.s.base_of(k as usize)),
                     },
                 ),
-                Some((None, Some(_))) => {
+                Some(&(_, any)) if any != NONE => {
                     self.follow(actions.logs, self.v.removed, format!("{STORE_DIR}/{drv}"))
                 }
                 _ => (Decision::Keep, Reason::OwnerUnknown),
@@ -667,7 +666,7 @@ pub(super) fn decide_objects(
             key: o.key().to_string(),
             category,
             size: o.size(),
-            etag: o.etag_string(),
+            etag: o.etag().map(Etag::into_owned),
             last_modified: o.last_modified(),
             storage_class: o.listed_storage_class().map(str::to_string),
             decision,

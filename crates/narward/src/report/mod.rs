@@ -23,6 +23,7 @@ use crate::plan::{CountBytes, Decision, Plan, RootStats, Summary};
 use crate::policy::Policy;
 use anyhow::{Context, Result};
 use narward_formats::keys::Category;
+use narward_formats::store_path::StorePathHash;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::Path;
@@ -277,17 +278,14 @@ fn size_histogram(index: &Index) -> Vec<SizeBucket> {
 }
 
 /// Root sets: the policy's roots grouped by root source, in order.
-fn root_groups(policy: &Policy) -> Vec<(String, &[crate::policy::Root])> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    for (label, n) in &policy.root_sources {
-        let end = (at + n).min(policy.roots.len());
-        out.push((label.clone(), &policy.roots[at..end]));
-        at = end;
-    }
-    if at < policy.roots.len() {
-        out.push(("other roots".to_string(), &policy.roots[at..]));
-    }
+fn root_groups(policy: &Policy) -> Vec<(String, &[StorePathHash])> {
+    let hashes = policy.roots.hashes();
+    let mut out: Vec<(String, &[StorePathHash])> = policy
+        .roots
+        .sources()
+        .iter()
+        .map(|s| (s.label.clone(), hashes.get(s.range()).unwrap_or_default()))
+        .collect();
     // Short labels: file names when they are unique.
     let short: Vec<String> = out
         .iter()
@@ -339,11 +337,8 @@ fn versioning_note(meta: &crate::index::IndexMeta) -> Option<String> {
 /// keeps. Unknown means keep, as in a plan: the paths kept as unknown (unparseable,
 /// unfetched, doubtful narinfos) are seeds too, with everything they seem to name. Returns
 /// the number of roots found and the ids reached, in id order.
-pub fn root_set_closure(
-    graph: &CacheGraph<'_>,
-    roots: &[crate::policy::Root],
-) -> (usize, Vec<u32>) {
-    let mut seeds: Vec<u32> = roots.iter().filter_map(|r| graph.id(&r.hash)).collect();
+pub fn root_set_closure(graph: &CacheGraph<'_>, roots: &[StorePathHash]) -> (usize, Vec<u32>) {
+    let mut seeds: Vec<u32> = roots.iter().filter_map(|h| graph.id(h)).collect();
     let found = seeds.len();
     seeds.extend((0..graph.len() as u32).filter(|&i| graph.status(i) != Status::Parsed));
     let parent = graph.closure(&seeds);

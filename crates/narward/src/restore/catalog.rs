@@ -104,7 +104,7 @@ fn object(o: &ObjectDecision, kind: &str, class: String) -> RestoreObject {
         kind: kind.into(),
         storage_class: class,
         size: o.size,
-        etag: o.etag.clone(),
+        etag: o.etag.as_ref().map(ToString::to_string),
     }
 }
 

@@ -6,7 +6,7 @@
 //! computed; an error names the file, the key and the line.
 
 use super::estimate::Tier;
-use crate::policy::{Root, RootsSection, read_root_section};
+use crate::policy::{Roots, RootsSection, read_root_section};
 use anyhow::{Result, bail};
 use narward_formats::store_path::StorePathHash;
 use serde::{Deserialize, Serialize};
@@ -133,7 +133,7 @@ pub struct RootSetSection {
 pub struct RootSet {
     pub name: String,
     pub approval: Approval,
-    pub roots: Vec<Root>,
+    pub roots: Roots,
     pub hashes: HashSet<StorePathHash>,
 }
 
@@ -290,7 +290,7 @@ fn read_root_sets(
             ));
         }
         let label = format!("restore policy {name}: root_sets[{i}] ({n})");
-        let (roots, _) = read_root_section(&s.roots, base, &label)
+        let roots = read_root_section(&s.roots, base, &label)
             .map_err(|e| anyhow::anyhow!("{label}: {e:#}"))?;
         if roots.is_empty() {
             bail!("{label}: names no store path (an empty root set is most likely a wrong file)");
@@ -298,7 +298,7 @@ fn read_root_sets(
         out.push(RootSet {
             name: n.clone(),
             approval: s.approval,
-            hashes: roots.iter().map(|r| r.hash).collect(),
+            hashes: roots.hashes().iter().copied().collect(),
             roots,
         });
     }
@@ -341,8 +341,9 @@ mod tests {
         );
         assert!(!p.closure);
         assert_eq!(p.root_sets[0].approval, Approval::Automatic);
-        assert_eq!(p.root_sets[0].roots[0].path, P1);
-        let h = p.root_sets[0].roots[0].hash;
+        let r0 = p.root_sets[0].roots.get(0).unwrap();
+        assert_eq!(r0.path(), P1);
+        let h = r0.hash;
         assert_eq!(p.root_set_of(&h).map(|s| s.name.as_str()), Some("releases"));
     }
 

@@ -288,7 +288,7 @@ proptest! {
             .collect();
         let cols = Columns::build(&index.objects, |f| index.narinfos.iter().try_for_each(f)).unwrap();
         let graph = CacheGraph::new(cols.parts()).unwrap();
-        let (_, ids) = crate::report::root_set_closure(&graph, &policy.roots);
+        let (_, ids) = crate::report::root_set_closure(&graph, policy.roots.hashes());
         let closure: std::collections::BTreeSet<String> =
             ids.iter().map(|&i| graph.hash(i).to_string()).collect();
         prop_assert_eq!(&closure, &kept);
