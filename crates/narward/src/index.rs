@@ -212,10 +212,10 @@ impl View {
             index,
             graph,
             quirks: &self.quirks,
-            pages: match &self.cols {
+            pages: crate::cache_graph::Pages(match &self.cols {
                 ViewCols::Mapped(m) => Some(m),
                 ViewCols::Built(_) => None,
-            },
+            }),
         }
     }
 }

@@ -593,10 +593,12 @@ pub fn plan_from_state(
         };
         let cols = Columns::build(&objects, narinfos)?;
         crate::progress::phase("plan: narinfos streamed, graph built");
-        return compute_with_graph(&input, &objects, CacheGraph::new(cols.parts())?, sink);
+        let graph = CacheGraph::new(cols.parts())?;
+        return compute_with_graph(&input, &objects, graph, Default::default(), sink);
     };
     let graph = mapped.graph()?;
-    compute_with_graph(&input, &objects, graph, sink)
+    let pages = crate::cache_graph::Pages(Some(&mapped));
+    compute_with_graph(&input, &objects, graph, pages, sink)
 }
 
 /// A header to be replaced by the computed one.
@@ -643,7 +645,7 @@ pub fn compute(index: &Index, policy: &Policy, policy_file: &str, now: i64) -> R
     let mut plan = Plan::collecting(empty_header());
     let planned = Columns::build(&index.objects, source).and_then(|cols| {
         let graph = CacheGraph::new(cols.parts())?;
-        compute_with_graph(&input, &index.objects, graph, &mut plan)
+        compute_with_graph(&input, &index.objects, graph, Default::default(), &mut plan)
     });
     let Planned { header, restore } = planned?;
     plan.header = header;
@@ -662,14 +664,16 @@ pub struct PlanInput<'a> {
 }
 
 /// Compute a plan from the listing `objs` and the [`CacheGraph`] of the same generation,
-/// every decision handed to `sink` as it is made.
+/// every decision handed to `sink` as it is made; `pages` lets go of the mapped column
+/// pages each phase is done with.
 ///
 /// # Errors
 /// A graph that does not belong to the listing; the sink's errors.
-pub fn compute_with_graph(
+pub fn compute_with_graph<'g>(
     input: &PlanInput<'_>,
     objs: &Listing,
-    graph: CacheGraph<'_>,
+    graph: CacheGraph<'g>,
+    pages: crate::cache_graph::Pages<'g>,
     sink: &mut (impl PlanSink + ?Sized),
 ) -> Result<Planned> {
     let PlanInput {
@@ -691,7 +695,7 @@ pub fn compute_with_graph(
     };
     crate::progress::phase("plan: start");
     // 1. The graph, checked against the listing.
-    let s = phases::read_graph(objs, graph)?;
+    let s = phases::read_graph(objs, graph, pages)?;
     // 2. Roots.
     let (seeds, root_of, roots) = phases::find_roots(&ctx, objs, &s);
     crate::progress::phase("plan: roots");
@@ -703,6 +707,8 @@ pub fn compute_with_graph(
     })?;
     // 3. Liveness, then every path.
     let parent = s.graph.closure(&seeds);
+    // The references are not read again.
+    s.pages.let_go();
     let v = phases::Verdicts {
         s: &s,
         parent: &parent,

@@ -316,8 +316,8 @@ pub struct Snapshot<'a> {
     pub index: &'a crate::index::Index,
     pub graph: &'a CacheGraph<'a>,
     pub quirks: &'a [crate::model::FetchedRecord],
-    /// Where the columns are file pages mapped into memory: what lets them go.
-    pub pages: Option<&'a dyn LetGo>,
+    /// What lets the pages of mapped columns go as a scan passes them.
+    pub pages: Pages<'a>,
 }
 
 /// Columns whose pages a command may let go of between two stretches of a scan
@@ -328,24 +328,41 @@ pub trait LetGo {
     fn let_go(&self);
 }
 
-/// Paths a scan over every path reads between two [`Snapshot::let_go`]s: few enough
-/// that their pages are a small part of any command's memory at 10 M paths.
+/// Paths a scan over every path reads between two [`Pages::let_go`]s: few enough that
+/// their pages are a small part of any command's memory at 10 M paths.
 pub const SCAN_STRETCH: u32 = 1 << 16;
 
-impl<'a> Snapshot<'a> {
+/// The pages of the columns a command reads, for letting them go as its scans pass them
+/// (none for columns held in memory).
+#[derive(Clone, Copy, Default)]
+pub struct Pages<'a>(pub Option<&'a dyn LetGo>);
+
+impl Pages<'_> {
     /// A scan over every path in id order is done with the pages of the paths before
-    /// this one: let them go (a no-op for columns held in memory).
+    /// this one, or a phase is done with every page it read: let them go.
     pub fn let_go(&self) {
-        if let Some(p) = self.pages {
+        if let Some(p) = self.0 {
             p.let_go();
         }
     }
 
-    /// [`Snapshot::let_go`] after every [`SCAN_STRETCH`] paths of a scan in id order.
+    /// [`Pages::let_go`] after every [`SCAN_STRETCH`] paths of a scan in id order.
     pub fn scanned(&self, id: u32) {
         if id % SCAN_STRETCH == SCAN_STRETCH - 1 {
             self.let_go();
         }
+    }
+}
+
+impl<'a> Snapshot<'a> {
+    /// [`Pages::let_go`] of the snapshot's columns.
+    pub fn let_go(&self) {
+        self.pages.let_go();
+    }
+
+    /// [`Pages::scanned`] of the snapshot's columns.
+    pub fn scanned(&self, id: u32) {
+        self.pages.scanned(id);
     }
 
     /// The quirk record of path `id`, if `index` kept its text.
@@ -627,7 +644,7 @@ pub fn with_snapshot<R>(
         index,
         graph: &graph,
         quirks: &quirks,
-        pages: None,
+        pages: Pages::default(),
     }))
 }
 

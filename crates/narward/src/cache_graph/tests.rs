@@ -309,7 +309,7 @@ fn a_scan_lets_its_pages_go_once_per_stretch_of_paths() {
         index: &index,
         graph: &g,
         quirks: &[],
-        pages: Some(&pages),
+        pages: Pages(Some(&pages)),
     };
     for id in 0..3 * SCAN_STRETCH + 5 {
         s.scanned(id);
@@ -318,6 +318,10 @@ fn a_scan_lets_its_pages_go_once_per_stretch_of_paths() {
     s.let_go();
     assert_eq!(pages.0.get(), 4);
     // Columns held in memory have nothing to let go.
-    Snapshot { pages: None, ..s }.let_go();
+    Snapshot {
+        pages: Pages(None),
+        ..s
+    }
+    .let_go();
     assert_eq!(pages.0.get(), 4);
 }

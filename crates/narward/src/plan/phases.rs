@@ -8,7 +8,7 @@ use super::{
     Decision, ObjectDecision, PathDecision, PlanSink, Reason, RestoreItem, RootStats, Summary,
     archive_transition, count_archived_nar, is_archive_class,
 };
-use crate::cache_graph::{CacheGraph, Status};
+use crate::cache_graph::{CacheGraph, Pages, Status};
 use crate::graph::NONE;
 use crate::listing::{Etag, Listing, ObjectRef};
 use crate::model::FetchedRecord;
@@ -106,6 +106,8 @@ pub(super) struct Streamed<'g> {
     pub unparseable: u64,
     /// Some narinfo's NAR is unknown: orphan NARs might be it.
     pub unknown_urls: bool,
+    /// Let go of the mapped column pages each phase is done with.
+    pub pages: Pages<'g>,
 }
 
 /// Phase 1: the [`CacheGraph`] of the same generation as `objs` (the unknown-means-keep
@@ -113,7 +115,11 @@ pub(super) struct Streamed<'g> {
 ///
 /// # Errors
 /// A graph that does not belong to this listing.
-pub(super) fn read_graph<'g>(objs: &Listing, graph: CacheGraph<'g>) -> Result<Streamed<'g>> {
+pub(super) fn read_graph<'g>(
+    objs: &Listing,
+    graph: CacheGraph<'g>,
+    pages: Pages<'g>,
+) -> Result<Streamed<'g>> {
     let narinfo_obj: Vec<u32> = objs
         .iter()
         .enumerate()
@@ -142,12 +148,15 @@ pub(super) fn read_graph<'g>(objs: &Listing, graph: CacheGraph<'g>) -> Result<St
         unparseable: graph.unparseable(),
         unknown_urls: false,
         graph,
+        pages,
     };
     for id in 0..s.graph.len() as u32 {
         s.unknown_urls |= s.graph.nar_unknown(id);
         s.extra_nars
             .extend(s.graph.extra_nars(id).iter().map(|&k| (id, k)));
+        s.pages.scanned(id);
     }
+    s.pages.let_go();
     crate::progress::phase("plan: graph loaded");
     Ok(s)
 }
@@ -283,7 +292,9 @@ pub(super) fn find_roots(
         if s.seed(ctx, objs, id).is_some() {
             seeds.push(id);
         }
+        s.pages.scanned(id);
     }
+    s.pages.let_go();
     (seeds, root_of, roots)
 }
 
@@ -371,7 +382,9 @@ pub(super) fn decide_paths(
             nar_size: s.nar_size(id),
             file_size,
         })?;
+        s.pages.scanned(id);
     }
+    s.pages.let_go();
     summary.kept_by_reason = kept_by_reason
         .into_iter()
         .map(|(k, n)| (k.to_string(), n))

@@ -228,12 +228,10 @@ pub fn name_family(name: &str) -> String {
 }
 
 /// One parsed store path, as the report needs it.
-struct PathInfo<'a> {
+struct PathInfo {
     /// Its id in the [`CacheGraph`].
     id: u32,
     bytes: u64,
-    /// As listed (`None`: STANDARD), borrowed from the listing.
-    class: Option<&'a str>,
 }
 
 fn size_histogram(index: &Index) -> Vec<SizeBucket> {
@@ -437,26 +435,27 @@ pub fn build(
 }
 
 /// The store paths the report can name (narinfos that parse), with their NAR objects.
-fn store_paths<'a>(snap: &Snapshot<'a>) -> Vec<PathInfo<'a>> {
+fn store_paths(snap: &Snapshot<'_>) -> Vec<PathInfo> {
     let g = snap.graph;
     (0..g.len() as u32)
         .filter(|&id| g.status(id).parsed())
-        .map(|id| {
-            let nar = g
-                .nar_object(id)
-                .and_then(|o| snap.index.objects.get(o as usize));
-            PathInfo {
-                id,
-                bytes: nar.map_or(0, |o| o.size()),
-                class: nar.and_then(|o| o.listed_storage_class()),
-            }
+        .map(|id| PathInfo {
+            id,
+            bytes: nar(snap, id).map_or(0, |o| o.size()),
         })
         .collect()
 }
 
+/// Path `id`'s NAR object in the listing, if listed.
+fn nar<'a>(snap: &Snapshot<'a>, id: u32) -> Option<crate::listing::ObjectRef<'a>> {
+    snap.graph
+        .nar_object(id)
+        .and_then(|o| snap.index.objects.get(o as usize))
+}
+
 /// Bytes by name family: the largest [`TOP`] − 1, then one row with the rest; and how many
 /// families there are.
-fn family_rows(snap: &Snapshot<'_>, paths: &[PathInfo<'_>]) -> (Vec<FamilyRow>, u64) {
+fn family_rows(snap: &Snapshot<'_>, paths: &[PathInfo]) -> (Vec<FamilyRow>, u64) {
     let mut families: HashMap<String, (u64, u64)> = HashMap::new();
     for p in paths {
         let f = families
@@ -490,17 +489,25 @@ fn family_rows(snap: &Snapshot<'_>, paths: &[PathInfo<'_>]) -> (Vec<FamilyRow>, 
 /// id) whose closure holds each.
 fn largest_paths(
     snap: &Snapshot<'_>,
-    paths: &[PathInfo<'_>],
+    paths: &[PathInfo],
     membership: &[u64],
     set_labels: &[String],
 ) -> Vec<PathRow> {
-    let mut order: Vec<usize> = (0..paths.len()).collect();
-    order.sort_by(|a, b| paths[*b].bytes.cmp(&paths[*a].bytes).then(a.cmp(b)));
+    // Largest first, then by position; only the first TOP are sorted.
+    let by_size = |a: &u32, b: &u32| {
+        let (x, y) = (&paths[*a as usize], &paths[*b as usize]);
+        y.bytes.cmp(&x.bytes).then(a.cmp(b))
+    };
+    let mut order: Vec<u32> = (0..paths.len() as u32).collect();
+    if order.len() > TOP {
+        order.select_nth_unstable_by(TOP - 1, by_size);
+        order.truncate(TOP);
+    }
+    order.sort_by(by_size);
     order
         .iter()
-        .take(TOP)
         .map(|&i| {
-            let p = &paths[i];
+            let p = &paths[i as usize];
             let sp = snap.store_path(p.id);
             let mask = membership.get(p.id as usize).copied().unwrap_or(0);
             PathRow {
@@ -508,7 +515,9 @@ fn largest_paths(
                 family: name_family(sp.name),
                 bytes: p.bytes,
                 nar_size: snap.graph.nar_size(p.id),
-                storage_class: p.class.map(str::to_string),
+                storage_class: nar(snap, p.id)
+                    .and_then(|o| o.listed_storage_class())
+                    .map(str::to_string),
                 root_sets: set_labels
                     .iter()
                     .enumerate()
@@ -526,18 +535,15 @@ fn largest_paths(
 fn root_sets(snap: &Snapshot<'_>, policy: &Policy) -> (RootSets, Vec<u64>, Vec<String>) {
     let graph = snap.graph;
     let bytes_of: Vec<u64> = (0..graph.len() as u32)
-        .map(|id| {
-            graph
-                .nar_object(id)
-                .and_then(|o| snap.index.objects.get(o as usize))
-                .map_or(0, |o| o.size())
-        })
+        .map(|id| nar(snap, id).map_or(0, |o| o.size()))
         .collect();
     let mut count = vec![0u16; graph.len()];
     let mut membership = vec![0u64; graph.len()];
     let mut sets = Vec::new();
     let mut labels = Vec::new();
-    let mut reached: Vec<Vec<u32>> = Vec::new();
+    // The closures of the sets past the 64 bits of `membership` (the others are read back
+    // from it: no set's closure is held).
+    let mut beyond: Vec<(usize, Vec<u32>)> = Vec::new();
     for (gi, (label, roots)) in root_groups(policy).iter().enumerate() {
         let (found, ids) = root_set_closure(graph, roots);
         for &i in &ids {
@@ -557,17 +563,28 @@ fn root_sets(snap: &Snapshot<'_>, policy: &Policy) -> (RootSets, Vec<u64>, Vec<S
             shared_bytes: 0,
         });
         labels.push(label.clone());
-        reached.push(ids);
-    }
-    for (s, ids) in sets.iter_mut().zip(&reached) {
-        for &i in ids {
-            if count[i as usize] == 1 {
-                s.unique_paths += 1;
-                s.unique_bytes += bytes_of[i as usize];
-            } else {
-                s.shared_bytes += bytes_of[i as usize];
-            }
+        if gi >= 64 {
+            beyond.push((gi, ids));
         }
+    }
+    // Unique to one set or shared, per set.
+    let tally = |s: &mut RootSetRow, i: usize| {
+        if count[i] == 1 {
+            s.unique_paths += 1;
+            s.unique_bytes += bytes_of[i];
+        } else {
+            s.shared_bytes += bytes_of[i];
+        }
+    };
+    for (i, &mask) in membership.iter().enumerate() {
+        let mut m = mask;
+        while m != 0 {
+            tally(&mut sets[m.trailing_zeros() as usize], i);
+            m &= m - 1;
+        }
+    }
+    for (gi, ids) in &beyond {
+        ids.iter().for_each(|&i| tally(&mut sets[*gi], i as usize));
     }
     let mut union = CountBytes::default();
     let mut outside = CountBytes::default();

@@ -506,3 +506,67 @@ fn the_report_bill_counts_noncurrent_versions_or_says_it_is_a_lower_bound() {
         .join("\n");
     assert!(!notes.contains("versioning"), "{notes}");
 }
+
+/// Per set, (unique paths, unique bytes, shared bytes) counted the long way: every set's
+/// closure held, and a path unique when no other set's closure holds it.
+fn sets_the_long_way(snap: &Snapshot<'_>, policy: &Policy) -> Vec<(u64, u64, u64)> {
+    let g = snap.graph;
+    let bytes = |i: u32| nar(snap, i).map_or(0, |o| o.size());
+    let closures: Vec<Vec<u32>> = root_groups(policy)
+        .iter()
+        .map(|(_, roots)| root_set_closure(g, roots).1)
+        .collect();
+    let in_sets = |i: u32| closures.iter().filter(|c| c.contains(&i)).count();
+    closures
+        .iter()
+        .map(|c| {
+            let (mut up, mut ub, mut sb) = (0, 0, 0);
+            for &i in c {
+                if in_sets(i) == 1 {
+                    up += 1;
+                    ub += bytes(i);
+                } else {
+                    sb += bytes(i);
+                }
+            }
+            (up, ub, sb)
+        })
+        .collect()
+}
+
+#[test]
+fn root_sets_past_the_64_bits_count_unique_and_shared_bytes_as_their_closures_say() {
+    let s = synthetic(400);
+    let paths: Vec<String> = s
+        .index
+        .narinfos
+        .iter()
+        .filter_map(|r| {
+            let t = std::str::from_utf8(&r.text).ok()?;
+            Some(t.lines().next()?.strip_prefix("StorePath: ")?.to_string())
+        })
+        .collect();
+    // 70 root files: set k roots paths k and k + 150 (overlapping closures).
+    let mut files = Vec::new();
+    for k in 0..70 {
+        let f = format!("set-{k:02}.txt");
+        let text = format!("{}\n{}\n", paths[k * 5], paths[(k * 5 + 150) % paths.len()]);
+        std::fs::write(s.policy_dir.path().join(&f), text).unwrap();
+        files.push(format!("\"{f}\""));
+    }
+    let text = format!("[roots]\nfiles = [{}]\n", files.join(", "));
+    let policy = Policy::from_str(&text, s.policy_dir.path(), "policy.toml").unwrap();
+    crate::cache_graph::with_snapshot(&s.index, |snap| {
+        let (rs, _, labels) = root_sets(snap, &policy);
+        assert_eq!(labels.len(), 70);
+        let got: Vec<(u64, u64, u64)> = rs
+            .sets
+            .iter()
+            .map(|r| (r.unique_paths, r.unique_bytes, r.shared_bytes))
+            .collect();
+        assert_eq!(got, sets_the_long_way(snap, &policy));
+        assert!(got.iter().any(|g| g.0 > 0) && got.iter().any(|g| g.2 > 0));
+        assert!(got[64..].iter().any(|g| g.1 + g.2 > 0));
+    })
+    .unwrap();
+}
