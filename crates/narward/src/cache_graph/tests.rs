@@ -157,6 +157,15 @@ proptest! {
     }
 
     #[test]
+    fn buckets_follow_key_order_at_every_table_size(a in any::<[u8; 20]>(), b in any::<[u8; 20]>(), bits in 12u32..=26) {
+        use super::view::bucket;
+        if key_order(&a, &b).is_le() {
+            prop_assert!(bucket(&a, bits) <= bucket(&b, bits));
+        }
+        prop_assert!(bucket(&a, bits) < 1 << bits);
+    }
+
+    #[test]
     fn key_order_agrees_with_keys_that_differ_in_one_byte(a in any::<[u8; 20]>(), at in 0usize..20, v in any::<u8>()) {
         let mut b = a;
         b[at] = v;
@@ -268,6 +277,18 @@ impl Checked for Recorded {
 
     fn done(&mut self, file: &str) {
         self.done.push(file.to_string());
+    }
+}
+
+#[test]
+fn the_bucket_table_grows_with_the_paths_about_four_a_bucket() {
+    use super::view::bucket_bits;
+    assert_eq!(bucket_bits(0), 12);
+    assert_eq!(bucket_bits(10_000_000), 22);
+    assert_eq!(bucket_bits(275_000_000), 26);
+    for n in [100_000usize, 1_000_000, 10_000_000] {
+        let per = n as f64 / f64::from(1u32 << bucket_bits(n));
+        assert!((1.0..=4.0).contains(&per), "{n}: {per} paths a bucket");
     }
 }
 

@@ -13,9 +13,11 @@ use narward_formats::store_path::{STORE_DIR, StorePath, StorePathHash};
 #[derive(Debug, Clone)]
 pub struct CacheGraph<'a> {
     p: Parts<'a>,
-    /// `buckets[b]..buckets[b + 1]`: the ids whose hash's last two bytes (the top of key
-    /// order) are `b`.
+    /// `buckets[b]..buckets[b + 1]`: the ids whose hash's top `bits` bits of key order
+    /// are `b` (about four paths a bucket: a lookup reads one or two cache lines of
+    /// hashes instead of searching a few hundred).
     buckets: Vec<u32>,
+    bits: u32,
 }
 
 impl<'a> CacheGraph<'a> {
@@ -36,14 +38,15 @@ impl<'a> CacheGraph<'a> {
     /// As [`CacheGraph::new`].
     pub fn new_releasing(p: Parts<'a>, at: &mut dyn super::Checked) -> Result<CacheGraph<'a>> {
         check(&p, at)?;
-        let mut buckets = vec![0u32; (1 << 16) + 1];
+        let bits = bucket_bits(p.hash.len());
+        let mut buckets = vec![0u32; (1 << bits) + 1];
         for h in p.hash {
-            buckets[bucket(h) + 1] += 1;
+            buckets[bucket(h, bits) + 1] += 1;
         }
-        for i in 0..1 << 16 {
+        for i in 0..1 << bits {
             buckets[i + 1] += buckets[i];
         }
-        Ok(CacheGraph { p, buckets })
+        Ok(CacheGraph { p, buckets, bits })
     }
 
     pub fn len(&self) -> usize {
@@ -75,7 +78,7 @@ impl<'a> CacheGraph<'a> {
 
     /// The id of the path with this hash.
     pub fn id(&self, h: &StorePathHash) -> Option<u32> {
-        let b = bucket(&h.0);
+        let b = bucket(&h.0, self.bits);
         let (lo, hi) = (self.buckets[b] as usize, self.buckets[b + 1] as usize);
         let slice = self.p.hash.get(lo..hi)?;
         slice
@@ -251,6 +254,16 @@ impl<'a> CacheGraph<'a> {
     }
 }
 
-fn bucket(h: &[u8; 20]) -> usize {
-    (usize::from(h[19]) << 8) | usize::from(h[18])
+/// Bits of key order the bucket table indexes for `n` paths: about a bucket per four
+/// paths, at least 2^12 buckets and at most 2^26 (256 MiB at 275 M paths: under 1 B/path).
+pub(super) fn bucket_bits(n: usize) -> u32 {
+    (usize::BITS - (n / 4).leading_zeros()).clamp(12, 26)
+}
+
+/// The bucket of `h`: the top `bits` bits of key order, which is the order of the bytes
+/// read as one little-endian number ([`super::key_order`]), so the top bits are those of
+/// its last four bytes.
+pub(super) fn bucket(h: &[u8; 20], bits: u32) -> usize {
+    let top = u32::from_le_bytes([h[16], h[17], h[18], h[19]]);
+    (top >> (32 - bits)) as usize
 }
