@@ -155,7 +155,7 @@ impl<'a> NewGeneration<'a> {
         files.insert(DEBUGINFO_FILE.to_string(), debuginfo.finish()?);
         let tmp = dir.join(RECORDS_TMP);
         let tmp_digest = records.finish()?;
-        let cols = columns.finish();
+        let cols = columns.finish()?;
         files.extend(columns::write_with_quirks(
             &dir,
             &cols,
