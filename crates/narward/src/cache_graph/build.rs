@@ -97,6 +97,9 @@ pub struct Row<'t> {
 
 /// Where the builder's rows go, one path at a time in id order (no path skipped).
 pub trait ColumnSink {
+    /// Before the first row: how many paths will come.
+    fn begin(&mut self, _paths: usize) {}
+
     /// The next path: its row, its references (ids, sorted, deduplicated) and its extra
     /// NARs (object indexes, in the order named).
     ///
@@ -270,7 +273,7 @@ impl<'a> ColumnsBuilder<'a, Columns> {
 impl<'a, S: ColumnSink> ColumnsBuilder<'a, S> {
     /// A builder for the listing `objs` (one path per `<hash>.narinfo` object) writing
     /// into `sink`.
-    pub fn with_sink(objs: &'a Listing, sink: S) -> ColumnsBuilder<'a, S> {
+    pub fn with_sink(objs: &'a Listing, mut sink: S) -> ColumnsBuilder<'a, S> {
         let hashes: Vec<StorePathHash> = objs
             .iter()
             .filter_map(|o| match keys::classify(o.key()) {
@@ -279,6 +282,7 @@ impl<'a, S: ColumnSink> ColumnsBuilder<'a, S> {
             })
             .collect();
         let n = hashes.len();
+        sink.begin(n);
         ColumnsBuilder {
             b: Builder {
                 nar_objects: objs
