@@ -78,7 +78,8 @@ pub(super) fn seal(
 ) -> Result<BTreeMap<String, FileDigest>> {
     let mapped = Mapped::open_checked(dir, &files, false)?;
     let g = mapped.graph()?;
-    let quirks = write_quirks(&dir.join(super::QUIRKS_FILE), &g, records, digest)?;
+    let release = || mapped.release_pages();
+    let quirks = write_quirks(&dir.join(super::QUIRKS_FILE), &g, records, digest, &release)?;
     drop(g);
     drop(mapped);
     files.insert(super::QUIRKS_FILE.to_string(), quirks);
@@ -366,13 +367,20 @@ impl ColumnSink for ColumnFiles {
     }
 }
 
+/// Records between two calls of `release` in [`write_quirks`].
+const RELEASE_EVERY: u64 = 1 << 16;
+
 /// Write the quirks of `g` among the records of the stream `records` to `path`: a first
 /// reading finds them (their positions are all that is held), a second writes them.
+/// `release` lets go of the column pages read so far (called every [`RELEASE_EVERY`]
+/// records of the first reading, which prints every narinfo back from the columns), so
+/// the mapped columns never all count in the process's memory.
 fn write_quirks(
     path: &Path,
     g: &CacheGraph<'_>,
     records: &Path,
     digest: Option<&FileDigest>,
+    release: &dyn Fn(),
 ) -> Result<FileDigest> {
     let mut at = Vec::new();
     let mut i = 0u64;
@@ -381,6 +389,9 @@ fn write_quirks(
             at.push(i);
         }
         i += 1;
+        if i % RELEASE_EVERY == 0 {
+            release();
+        }
         Ok(())
     })?;
     let mut w = StreamWriter::create(path, at.len() as u64, 3)?;
