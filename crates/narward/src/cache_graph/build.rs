@@ -107,11 +107,12 @@ pub trait ColumnSink {
     /// The sink's (I/O) errors.
     fn push(&mut self, row: &Row<'_>, refs: &[u32], extra_nars: &[u32]) -> Result<()>;
 
-    /// After the last path: every path's hash, by id, and the header.
+    /// After the last path: every path's hash, by id (the builder holds nothing else by
+    /// then), and the header.
     ///
     /// # Errors
     /// The sink's (I/O) errors.
-    fn finish(&mut self, hashes: &[StorePathHash], header: Header) -> Result<()>;
+    fn finish(&mut self, hashes: Vec<StorePathHash>, header: Header) -> Result<()>;
 }
 
 impl ColumnSink for Columns {
@@ -138,7 +139,7 @@ impl ColumnSink for Columns {
         Ok(())
     }
 
-    fn finish(&mut self, hashes: &[StorePathHash], header: Header) -> Result<()> {
+    fn finish(&mut self, hashes: Vec<StorePathHash>, header: Header) -> Result<()> {
         self.hash = hashes.iter().map(|h| h.0).collect();
         let (roff, rids) = reverse_csr(hashes.len(), &self.refs_off, &self.refs);
         self.referrers_off = roff;
@@ -263,6 +264,37 @@ pub struct ColumnsBuilder<'a, S: ColumnSink = Columns> {
     objects: usize,
 }
 
+/// What the builder needs of a listing, and all it holds of it: the narinfo hashes in key
+/// order (path ids), the NAR objects by key (listing index: a narinfo's NAR is anywhere in
+/// the listing), and the number of objects.
+pub struct ListingKeys<'a> {
+    pub hashes: Vec<StorePathHash>,
+    pub nar_objects: HashMap<&'a str, usize>,
+    pub objects: usize,
+}
+
+impl<'a> ListingKeys<'a> {
+    /// The keys of `objs`: one path per `<hash>.narinfo` object.
+    pub fn of(objs: &'a Listing) -> ListingKeys<'a> {
+        ListingKeys {
+            hashes: objs
+                .iter()
+                .filter_map(|o| match keys::classify(o.key()) {
+                    ObjectKind::Narinfo(h) => Some(h),
+                    _ => None,
+                })
+                .collect(),
+            nar_objects: objs
+                .iter()
+                .enumerate()
+                .filter(|(_, o)| o.key().starts_with("nar/"))
+                .map(|(i, o)| (o.key(), i))
+                .collect(),
+            objects: objs.len(),
+        }
+    }
+}
+
 impl<'a> ColumnsBuilder<'a, Columns> {
     /// A builder of the in-memory [`Columns`] for the listing `objs`.
     pub fn new(objs: &'a Listing) -> ColumnsBuilder<'a, Columns> {
@@ -273,24 +305,23 @@ impl<'a> ColumnsBuilder<'a, Columns> {
 impl<'a, S: ColumnSink> ColumnsBuilder<'a, S> {
     /// A builder for the listing `objs` (one path per `<hash>.narinfo` object) writing
     /// into `sink`.
-    pub fn with_sink(objs: &'a Listing, mut sink: S) -> ColumnsBuilder<'a, S> {
-        let hashes: Vec<StorePathHash> = objs
-            .iter()
-            .filter_map(|o| match keys::classify(o.key()) {
-                ObjectKind::Narinfo(h) => Some(h),
-                _ => None,
-            })
-            .collect();
+    pub fn with_sink(objs: &'a Listing, sink: S) -> ColumnsBuilder<'a, S> {
+        Self::over(ListingKeys::of(objs), sink)
+    }
+
+    /// A builder over a listing's keys (for a writer that holds no [`Listing`]) writing
+    /// into `sink`.
+    pub fn over(keys: ListingKeys<'a>, mut sink: S) -> ColumnsBuilder<'a, S> {
+        let ListingKeys {
+            hashes,
+            nar_objects,
+            objects,
+        } = keys;
         let n = hashes.len();
         sink.begin(n);
         ColumnsBuilder {
             b: Builder {
-                nar_objects: objs
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, o)| o.key().starts_with("nar/"))
-                    .map(|(i, o)| (o.key(), i))
-                    .collect(),
+                nar_objects,
                 graph: Graph::nodes_only(hashes),
                 sink,
                 rows: 0,
@@ -301,7 +332,7 @@ impl<'a, S: ColumnSink> ColumnsBuilder<'a, S> {
                 ids: Vec::new(),
             },
             paths: n,
-            objects: objs.len(),
+            objects,
         }
     }
 
@@ -500,14 +531,18 @@ impl<S: ColumnSink> Builder<'_, S> {
 
     fn finish(self, objects: usize) -> Result<S> {
         let Builder {
+            nar_objects,
             graph,
             mut sink,
             edges,
             extra,
             missing_refs,
             unparseable,
+            ids,
             ..
         } = self;
+        // Let go of the lookups before the sink finishes (the referrer fill).
+        drop((nar_objects, ids));
         let header = Header {
             paths: graph.len() as u64,
             edges,
@@ -517,7 +552,7 @@ impl<S: ColumnSink> Builder<'_, S> {
             unparseable,
         };
         let (hashes, _, _) = graph.into_parts();
-        sink.finish(&hashes, header)?;
+        sink.finish(hashes, header)?;
         Ok(sink)
     }
 }

@@ -3,9 +3,8 @@
 //! and SHA-256) and memory-mapped on open.
 
 use super::{FileDigest, HashingWriter, IndexMeta, StreamWriter, damaged};
-use crate::cache_graph::build::{ColumnSink, Columns, ColumnsBuilder, Row};
+use crate::cache_graph::build::{ColumnSink, Columns, ColumnsBuilder, ListingKeys, Row};
 use crate::cache_graph::{self, CacheGraph, FILES, HEADER_FILE, Header};
-use crate::listing::Listing;
 use crate::model::FetchedRecord;
 use anyhow::{Context, Result, bail};
 use memmap2::Mmap;
@@ -44,19 +43,19 @@ pub fn write(dir: &Path, c: &Columns) -> Result<BTreeMap<String, FileDigest>> {
     Ok(out)
 }
 
-/// Build the columns and the quirks file of the generation in `dir` from `objects` (its
-/// listing) and its narinfo stream file, writing the column files as they are built (for
+/// Build the columns and the quirks file of the generation in `dir` from the keys of its
+/// listing and its narinfo stream file, writing the column files as they are built (for
 /// writers of an index that do not go through [`super::Index::save`], like the benchmark
-/// generator).
+/// generator, which holds no listing: [`ListingKeys`] is all the builder needs of one).
 ///
 /// # Errors
 /// A damaged narinfo stream; I/O errors.
 pub fn write_from_narinfo_file(
     dir: &Path,
-    objects: &Listing,
+    keys: ListingKeys<'_>,
 ) -> Result<BTreeMap<String, FileDigest>> {
     let p = dir.join(super::NARINFOS_FILE);
-    let mut b = ColumnsBuilder::with_sink(objects, ColumnFiles::create(dir)?);
+    let mut b = ColumnsBuilder::over(keys, ColumnFiles::create(dir)?);
     super::read_stream(&p, |r: FetchedRecord| b.record(&r))?;
     let files = b.finish()?.into_digests();
     seal(dir, files, &p, None)
@@ -165,7 +164,10 @@ impl ColumnFiles {
             let p = dir.join(name);
             let f =
                 std::fs::File::create(&p).with_context(|| format!("writing {}", p.display()))?;
-            out.push(Some(HashingWriter::new(BufWriter::with_capacity(1 << 16, f))));
+            out.push(Some(HashingWriter::new(BufWriter::with_capacity(
+                1 << 16,
+                f,
+            ))));
         }
         let mut c = ColumnFiles {
             dir: dir.to_path_buf(),
@@ -177,7 +179,10 @@ impl ColumnFiles {
             pass_ids: REFERRER_PASS_IDS,
             digests: BTreeMap::new(),
         };
-        for i in HEAPS.into_iter().chain([REFS_OFF, REFERRERS_OFF, EXTRA_OFF]) {
+        for i in HEAPS
+            .into_iter()
+            .chain([REFS_OFF, REFERRERS_OFF, EXTRA_OFF])
+        {
             c.put(i, &0u64.to_le_bytes())?;
         }
         Ok(c)
@@ -353,10 +358,11 @@ impl ColumnSink for ColumnFiles {
         self.put(EXTRA_OFF, &self.extra.to_le_bytes())
     }
 
-    fn finish(&mut self, hashes: &[StorePathHash], header: Header) -> Result<()> {
-        for h in hashes {
+    fn finish(&mut self, hashes: Vec<StorePathHash>, header: Header) -> Result<()> {
+        for h in &hashes {
             self.put(HASH, &h.0)?;
         }
+        drop(hashes);
         self.put(HEADER, &header.encode())?;
         for i in 0..FILES.len() {
             if i != REFERRERS_OFF && i != REFERRERS_IDS {

@@ -15,10 +15,10 @@ use super::{
 use crate::cache::file_stat::{FileStat, StatCache};
 use crate::cache_graph::Status;
 use crate::cache_graph::build::ColumnsBuilder;
-use columns::ColumnFiles;
 use crate::listing::Listing;
 use crate::model::{FetchedRecord, ObjectRecord};
 use anyhow::{Context, Result, bail};
+use columns::ColumnFiles;
 use narward_formats::keys::{self, ObjectKind};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
