@@ -395,7 +395,7 @@ fn write_quirks(
             at.push(i);
         }
         i += 1;
-        if i % RELEASE_EVERY == 0 {
+        if i.is_multiple_of(RELEASE_EVERY) {
             release();
         }
         Ok(())
