@@ -85,7 +85,15 @@ pub(super) fn seal(
     Ok(files)
 }
 
-/// Ids of referrers held per pass of the referrer fill (256 MiB).
+/// Ids of referrers held per pass of the referrer fill: an eighth of the edges, at least
+/// 1 Mi ids (4 MiB) and at most [`REFERRER_PASS_IDS`].
+pub fn referrer_pass_ids(edges: u64) -> usize {
+    usize::try_from(edges / 8)
+        .unwrap_or(REFERRER_PASS_IDS)
+        .clamp(1 << 20, REFERRER_PASS_IDS)
+}
+
+/// The most ids of referrers held by one pass of the referrer fill (256 MiB).
 pub const REFERRER_PASS_IDS: usize = 64 << 20;
 
 /// The position of the column file `name` in [`FILES`] (checked when compiled).
@@ -138,8 +146,8 @@ const EXTRA_IDS: usize = at("extra_nars.ids");
 /// and heap appended to its file in the generation directory through a buffered writer
 /// that hashes (SHA-256) as it writes, so the files are never held in memory. What is
 /// held: a referrer count per path; the referrers are filled at the end, a range of
-/// targets at a time (at most [`REFERRER_PASS_IDS`] ids per pass), from the reference
-/// files just written. The bytes are those of [`Columns::files`] of the same records.
+/// targets at a time ([`referrer_pass_ids`] ids per pass), from the reference files just
+/// written. The bytes are those of [`Columns::files`] of the same records.
 pub struct ColumnFiles {
     dir: PathBuf,
     out: Vec<Option<HashingWriter<BufWriter<std::fs::File>>>>,
@@ -149,7 +157,8 @@ pub struct ColumnFiles {
     extra: u64,
     /// Per path: how many paths name it.
     referrers: Vec<u32>,
-    pass_ids: usize,
+    /// Referrer ids per pass, when not [`referrer_pass_ids`] (tests).
+    pass_ids: Option<usize>,
     digests: BTreeMap<String, FileDigest>,
 }
 
@@ -176,7 +185,7 @@ impl ColumnFiles {
             refs: 0,
             extra: 0,
             referrers: Vec::new(),
-            pass_ids: REFERRER_PASS_IDS,
+            pass_ids: None,
             digests: BTreeMap::new(),
         };
         for i in HEAPS
@@ -190,7 +199,7 @@ impl ColumnFiles {
 
     /// Hold at most `ids` referrer ids per pass of the referrer fill (at least one target's).
     pub fn with_pass_ids(mut self, ids: usize) -> ColumnFiles {
-        self.pass_ids = ids.max(1);
+        self.pass_ids = Some(ids.max(1));
         self
     }
 
@@ -235,7 +244,8 @@ impl ColumnFiles {
     }
 
     /// `referrers.off` and `referrers.ids` from the counts and the reference files.
-    fn write_referrers(&mut self) -> Result<()> {
+    fn write_referrers(&mut self, edges: u64) -> Result<()> {
+        let pass_ids = self.pass_ids.unwrap_or_else(|| referrer_pass_ids(edges));
         let mut counts = std::mem::take(&mut self.referrers);
         let mut sum = 0u64;
         for &c in &counts {
@@ -247,7 +257,7 @@ impl ColumnFiles {
         let (mut t0, mut buf) = (0, Vec::new());
         while t0 < n {
             let (mut t1, mut total) = (t0, 0usize);
-            while t1 < n && (t1 == t0 || total + counts[t1] as usize <= self.pass_ids) {
+            while t1 < n && (t1 == t0 || total + counts[t1] as usize <= pass_ids) {
                 total += counts[t1] as usize;
                 t1 += 1;
             }
@@ -369,7 +379,7 @@ impl ColumnSink for ColumnFiles {
                 self.close(i)?;
             }
         }
-        self.write_referrers()
+        self.write_referrers(header.edges)
     }
 }
 
@@ -560,4 +570,20 @@ fn map_verified(p: &Path, d: &FileDigest, hash: bool) -> Result<Option<Mmap>> {
         return Err(damaged(p, "changed while it was read"));
     }
     Ok(Some(m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Above 8 Mi edges no pass of the referrer fill holds all of them, and none holds more
+    /// than 256 MiB of ids however many there are.
+    #[test]
+    fn no_referrer_pass_holds_all_edges_or_more_than_64_mi_ids() {
+        assert_eq!(referrer_pass_ids(0), 1 << 20);
+        assert_eq!(referrer_pass_ids(33_508_535), 33_508_535 / 8);
+        assert!(referrer_pass_ids(9 << 20) < 9 << 20);
+        assert_eq!(referrer_pass_ids(1_600_000_000), REFERRER_PASS_IDS);
+        assert_eq!(referrer_pass_ids(u64::MAX), REFERRER_PASS_IDS);
+    }
 }
