@@ -145,9 +145,10 @@ fn streamed_files_equal_the_in_memory_columns(
     use crate::index::columns::{self, ColumnFiles};
     let cols = Columns::build(&index.objects, |f| index.narinfos.iter().try_for_each(f)).unwrap();
     let d = tempfile::tempdir().unwrap();
-    let sink = ColumnFiles::create(d.path())
-        .unwrap()
-        .with_pass_ids(pass_ids);
+    let mut sink = ColumnFiles::create(d.path()).unwrap();
+    if let Some(ids) = pass_ids {
+        sink = sink.with_pass_ids(ids);
+    }
     let mut b = ColumnsBuilder::with_sink(&index.objects, sink);
     for r in &index.narinfos {
         b.record(r).unwrap();
