@@ -659,17 +659,37 @@ fn write_index_files(
     let mut files = std::collections::BTreeMap::new();
     let mut w =
         index::StreamWriter::create(&d.join(index::OBJECTS_FILE), objects, INDEX_ZSTD_LEVEL)?;
-    let mut listing = narward::listing::Listing::with_capacity(objects as usize);
-    for o in objects_in_key_order(dag, corpus, text_len) {
+    // No listing is held: only what the column builder needs of one (the narinfo hashes,
+    // the NAR keys with their object index).
+    let mut hashes = Vec::with_capacity(dag.len());
+    let (mut nar_keys, mut nar_at) = (String::new(), Vec::with_capacity(dag.len()));
+    for (i, o) in objects_in_key_order(dag, corpus, text_len).enumerate() {
         w.push(&o)?;
-        listing.push(o)?;
+        match narward_formats::keys::classify(&o.key) {
+            narward_formats::keys::ObjectKind::Narinfo(h) => hashes.push(h),
+            _ if o.key.starts_with("nar/") => {
+                nar_keys.push_str(&o.key);
+                nar_at.push((nar_keys.len(), i));
+            }
+            _ => {}
+        }
     }
     files.insert(index::OBJECTS_FILE.to_string(), w.finish()?);
+    let mut start = 0;
+    let mut nar_objects = std::collections::HashMap::with_capacity(nar_at.len());
+    for (end, i) in nar_at {
+        nar_objects.insert(&nar_keys[start..end], i);
+        start = end;
+    }
+    let keys = narward::cache_graph::build::ListingKeys {
+        hashes,
+        nar_objects,
+        objects: objects as usize,
+    };
     // The narinfo stream is pass 1's hand-over only: `narward index` keeps no narinfo
     // stream (the columns and quirks stand in for it), so neither does the generator.
     let _ = narinfos_digest;
-    let columns = index::columns::write_from_narinfo_file(d, &listing)?;
-    drop(listing);
+    let columns = index::columns::write_from_narinfo_file(d, keys)?;
     let stream = d.join(index::NARINFOS_FILE);
     std::fs::remove_file(&stream).with_context(|| format!("removing {}", stream.display()))?;
     let e = index::StreamWriter::create(&d.join(index::DEBUGINFO_FILE), 0, INDEX_ZSTD_LEVEL)?;

@@ -157,6 +157,21 @@ impl Graph {
         }
     }
 
+    /// A graph of these nodes for lookups and [`Graph::resolve_into`] only: no reference
+    /// is ever pushed (nothing is allocated for them).
+    pub fn nodes_only(hashes: Vec<StorePathHash>) -> Graph {
+        let (lookup, buckets, bucket_bits) = lookup_table(&hashes);
+        Graph {
+            hashes,
+            lookup,
+            buckets,
+            bucket_bits,
+            offsets: vec![0],
+            edges: Vec::new(),
+            missing_refs: 0,
+        }
+    }
+
     /// Set the references of node `id`. Ids must come in increasing order; nodes skipped
     /// have no references. References to unknown hashes are counted in `missing_refs`.
     ///
@@ -168,7 +183,6 @@ impl Graph {
         while self.offsets.len() <= id {
             self.offsets.push(self.edges.len() as u64);
         }
-        let start = self.edges.len();
         // Grow by an eighth at a time rather than doubling: for a graph of billions of edges
         // doubling wastes up to half the memory (large reallocations are remapped by the
         // allocator, not copied).
@@ -176,22 +190,38 @@ impl Graph {
             self.edges
                 .reserve_exact((self.edges.capacity() / 8).max(1 << 16));
         }
+        let mut edges = std::mem::take(&mut self.edges);
+        self.missing_refs += self.resolve_into(refs, &mut edges);
+        self.edges = edges;
+        self.offsets.push(self.edges.len() as u64);
+    }
+
+    /// Append the ids of `refs` to `out`, that tail sorted and deduplicated, storing
+    /// nothing in the graph: one row's references resolved (what a builder that writes each
+    /// row as it goes uses). Returns how many name no node (closure holes).
+    pub fn resolve_into(
+        &self,
+        refs: impl IntoIterator<Item = StorePathHash>,
+        out: &mut Vec<u32>,
+    ) -> u64 {
+        let start = out.len();
+        let mut missing = 0;
         for r in refs {
             match self.id(&r) {
-                Some(t) => self.edges.push(t),
-                None => self.missing_refs += 1,
+                Some(t) => out.push(t),
+                None => missing += 1,
             }
         }
-        self.edges[start..].sort_unstable();
+        out[start..].sort_unstable();
         let mut w = start;
-        for r in start..self.edges.len() {
-            if r == start || self.edges[r] != self.edges[w - 1] {
-                self.edges[w] = self.edges[r];
+        for r in start..out.len() {
+            if r == start || out[r] != out[w - 1] {
+                out[w] = out[r];
                 w += 1;
             }
         }
-        self.edges.truncate(w);
-        self.offsets.push(self.edges.len() as u64);
+        out.truncate(w);
+        missing
     }
 
     /// Close the graph after the last [`Graph::push_refs`].

@@ -265,6 +265,21 @@ struct HashingWriter<W> {
     bytes: u64,
 }
 
+impl<W> HashingWriter<W> {
+    fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hash: Sha256::new(),
+            bytes: 0,
+        }
+    }
+
+    /// The writer, the hash of what passed and its length.
+    fn into_parts(self) -> (W, Sha256, u64) {
+        (self.inner, self.hash, self.bytes)
+    }
+}
+
 impl<W: Write> Write for HashingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(buf)?;

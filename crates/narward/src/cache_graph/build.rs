@@ -1,5 +1,8 @@
-//! Index time: every narinfo record read once into [`Columns`], with the unknown-means-keep
-//! rules applied here and nowhere else.
+//! Index time: every narinfo record read once, with the unknown-means-keep rules applied
+//! here and nowhere else, each path's row handed to a [`ColumnSink`] as it is made: the
+//! in-memory [`Columns`], or the column files written as they are built
+//! (`index::columns::ColumnFiles`). The builder holds only the hash lookup and the NAR key
+//! map; each row's references are resolved to ids on their own ([`Graph::resolve_into`]).
 
 use super::{Csr, Header, Heap, Parts, Status, compression_code, flag};
 use crate::graph::{Graph, NONE, reverse_csr};
@@ -73,23 +76,77 @@ pub struct Columns {
 
 /// One path as its narinfo tells it (fields the plan and the other commands read).
 #[derive(Default)]
-struct Row<'t> {
-    status: u8,
-    flags: u8,
-    compression: u8,
-    nar_hash: [u8; 32],
-    file_hash: [u8; 32],
-    nar_size: u64,
-    file_size: u64,
-    nar_object: u32,
-    name: &'t str,
-    url: &'t str,
-    deriver: &'t str,
-    ca: &'t str,
-    sigs: String,
-    why: String,
+pub struct Row<'t> {
+    pub status: u8,
+    pub flags: u8,
+    pub compression: u8,
+    pub nar_hash: [u8; 32],
+    pub file_hash: [u8; 32],
+    pub nar_size: u64,
+    pub file_size: u64,
+    pub nar_object: u32,
+    pub name: &'t str,
+    pub url: &'t str,
+    pub deriver: &'t str,
+    pub ca: &'t str,
+    pub sigs: String,
+    pub why: String,
     /// Base names of references to no path of the cache, newline-separated.
-    holes: String,
+    pub holes: String,
+}
+
+/// Where the builder's rows go, one path at a time in id order (no path skipped).
+pub trait ColumnSink {
+    /// Before the first row: how many paths will come.
+    fn begin(&mut self, _paths: usize) {}
+
+    /// The next path: its row, its references (ids, sorted, deduplicated) and its extra
+    /// NARs (object indexes, in the order named).
+    ///
+    /// # Errors
+    /// The sink's (I/O) errors.
+    fn push(&mut self, row: &Row<'_>, refs: &[u32], extra_nars: &[u32]) -> Result<()>;
+
+    /// After the last path: every path's hash, by id (the builder holds nothing else by
+    /// then), and the header.
+    ///
+    /// # Errors
+    /// The sink's (I/O) errors.
+    fn finish(&mut self, hashes: Vec<StorePathHash>, header: Header) -> Result<()>;
+}
+
+impl ColumnSink for Columns {
+    fn push(&mut self, r: &Row<'_>, refs: &[u32], extra_nars: &[u32]) -> Result<()> {
+        self.status.push(r.status);
+        self.flags.push(r.flags);
+        self.compression.push(r.compression);
+        self.nar_hash.push(r.nar_hash);
+        self.file_hash.push(r.file_hash);
+        self.nar_size.push(r.nar_size);
+        self.file_size.push(r.file_size);
+        self.nar_object.push(r.nar_object);
+        self.name.push(r.name);
+        self.url.push(r.url);
+        self.deriver.push(r.deriver);
+        self.sigs.push(&r.sigs);
+        self.why.push(&r.why);
+        self.holes.push(&r.holes);
+        self.ca.push(r.ca);
+        self.refs.extend_from_slice(refs);
+        self.refs_off.push(self.refs.len() as u64);
+        self.extra.extend_from_slice(extra_nars);
+        self.extra_off.push(self.extra.len() as u64);
+        Ok(())
+    }
+
+    fn finish(&mut self, hashes: Vec<StorePathHash>, header: Header) -> Result<()> {
+        self.hash = hashes.iter().map(|h| h.0).collect();
+        let (roff, rids) = reverse_csr(hashes.len(), &self.refs_off, &self.refs);
+        self.referrers_off = roff;
+        self.referrers = rids;
+        self.header = header;
+        Ok(())
+    }
 }
 
 impl Columns {
@@ -104,11 +161,12 @@ impl Columns {
     ) -> Result<Columns> {
         let mut b = ColumnsBuilder::new(objs);
         narinfos(&mut |rec: &FetchedRecord| b.record(rec))?;
-        Ok(b.finish())
+        b.finish()
     }
 
     fn empty() -> Columns {
         Columns {
+            refs_off: vec![0],
             extra_off: vec![0],
             ..Default::default()
         }
@@ -198,39 +256,83 @@ fn heap_file(name: &str, part: &str) -> &'static str {
         .unwrap_or("unknown")
 }
 
-/// [`Columns::build`] fed one record at a time, for writers that stream the narinfos
-/// (`narward index` builds the columns while it writes the new generation).
-pub struct ColumnsBuilder<'a> {
-    b: Builder<'a>,
+/// [`Columns::build`] fed one record at a time, each row handed to the sink `S` as it is
+/// made (`narward index` and the benchmark generator write the column files as they go).
+pub struct ColumnsBuilder<'a, S: ColumnSink = Columns> {
+    b: Builder<'a, S>,
     paths: usize,
     objects: usize,
 }
 
-impl<'a> ColumnsBuilder<'a> {
-    /// A builder for the listing `objs`: one path per `<hash>.narinfo` object.
-    pub fn new(objs: &'a Listing) -> ColumnsBuilder<'a> {
-        let hashes: Vec<StorePathHash> = objs
-            .iter()
-            .filter_map(|o| match keys::classify(o.key()) {
-                ObjectKind::Narinfo(h) => Some(h),
-                _ => None,
-            })
-            .collect();
+/// What the builder needs of a listing, and all it holds of it: the narinfo hashes in key
+/// order (path ids), the NAR objects by key (listing index: a narinfo's NAR is anywhere in
+/// the listing), and the number of objects.
+pub struct ListingKeys<'a> {
+    pub hashes: Vec<StorePathHash>,
+    pub nar_objects: HashMap<&'a str, usize>,
+    pub objects: usize,
+}
+
+impl<'a> ListingKeys<'a> {
+    /// The keys of `objs`: one path per `<hash>.narinfo` object.
+    pub fn of(objs: &'a Listing) -> ListingKeys<'a> {
+        ListingKeys {
+            hashes: objs
+                .iter()
+                .filter_map(|o| match keys::classify(o.key()) {
+                    ObjectKind::Narinfo(h) => Some(h),
+                    _ => None,
+                })
+                .collect(),
+            nar_objects: objs
+                .iter()
+                .enumerate()
+                .filter(|(_, o)| o.key().starts_with("nar/"))
+                .map(|(i, o)| (o.key(), i))
+                .collect(),
+            objects: objs.len(),
+        }
+    }
+}
+
+impl<'a> ColumnsBuilder<'a, Columns> {
+    /// A builder of the in-memory [`Columns`] for the listing `objs`.
+    pub fn new(objs: &'a Listing) -> ColumnsBuilder<'a, Columns> {
+        Self::with_sink(objs, Columns::empty())
+    }
+}
+
+impl<'a, S: ColumnSink> ColumnsBuilder<'a, S> {
+    /// A builder for the listing `objs` (one path per `<hash>.narinfo` object) writing
+    /// into `sink`.
+    pub fn with_sink(objs: &'a Listing, sink: S) -> ColumnsBuilder<'a, S> {
+        Self::over(ListingKeys::of(objs), sink)
+    }
+
+    /// A builder over a listing's keys (for a writer that holds no [`Listing`]) writing
+    /// into `sink`.
+    pub fn over(keys: ListingKeys<'a>, mut sink: S) -> ColumnsBuilder<'a, S> {
+        let ListingKeys {
+            hashes,
+            nar_objects,
+            objects,
+        } = keys;
         let n = hashes.len();
+        sink.begin(n);
         ColumnsBuilder {
             b: Builder {
-                nar_objects: objs
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, o)| o.key().starts_with("nar/"))
-                    .map(|(i, o)| (o.key(), i))
-                    .collect(),
-                graph: Graph::with_nodes(hashes, n * 8),
-                c: Columns::empty(),
+                nar_objects,
+                graph: Graph::nodes_only(hashes),
+                sink,
+                rows: 0,
+                edges: 0,
+                extra: 0,
+                missing_refs: 0,
                 unparseable: 0,
+                ids: Vec::new(),
             },
             paths: n,
-            objects: objs.len(),
+            objects,
         }
     }
 
@@ -238,7 +340,7 @@ impl<'a> ColumnsBuilder<'a> {
     /// does not have, are ignored).
     ///
     /// # Errors
-    /// A record out of key order.
+    /// A record out of key order; the sink's errors.
     pub fn record(&mut self, rec: &FetchedRecord) -> Result<()> {
         self.b.record(rec)
     }
@@ -248,25 +350,35 @@ impl<'a> ColumnsBuilder<'a> {
         self.b.unparseable
     }
 
-    /// The columns; listed paths without a record are unknown (not indexed).
-    pub fn finish(mut self) -> Columns {
-        self.b.fill_to(self.paths);
-        self.b.graph.finish();
+    /// The finished sink; listed paths without a record are unknown (not indexed).
+    ///
+    /// # Errors
+    /// The sink's errors.
+    pub fn finish(mut self) -> Result<S> {
+        self.b.fill_to(self.paths)?;
         self.b.finish(self.objects)
     }
 }
 
 /// The state of [`Columns::build`] while the records stream by.
-struct Builder<'a> {
+struct Builder<'a, S> {
     /// NAR objects by key: a narinfo's NAR is anywhere in the listing.
     nar_objects: HashMap<&'a str, usize>,
-    /// The node lookup, and the reference CSR (sorted, deduplicated, holes counted).
+    /// The node lookup (no references: each row's are resolved on their own).
     graph: Graph,
-    c: Columns,
+    sink: S,
+    /// Paths handed to the sink so far, and their references and extra NARs.
+    rows: usize,
+    edges: u64,
+    extra: u64,
+    /// References to no path of the cache.
+    missing_refs: u64,
     unparseable: u64,
+    /// The current row's reference ids.
+    ids: Vec<u32>,
 }
 
-impl Builder<'_> {
+impl<S: ColumnSink> Builder<'_, S> {
     fn nar_index(&self, k: &str) -> Option<usize> {
         self.nar_objects.get(k).copied()
     }
@@ -276,8 +388,8 @@ impl Builder<'_> {
     }
 
     /// Paths `len..id` have no record: listed but not in the index, so unknown.
-    fn fill_to(&mut self, id: usize) {
-        while self.c.status.len() < id {
+    fn fill_to(&mut self, id: usize) -> Result<()> {
+        while self.rows < id {
             let row = Row {
                 status: Status::NotIndexed as u8,
                 flags: flag::NAR_UNKNOWN,
@@ -285,35 +397,29 @@ impl Builder<'_> {
                 why: "listed but not in the index".into(),
                 ..Row::default()
             };
-            self.push(row, Named::default());
+            self.push(&row, std::iter::empty(), Named::default())?;
         }
+        Ok(())
     }
 
-    /// Append one path's row, its extra references (`also.paths`, beyond a parsed
-    /// narinfo's own, already given to the graph) and extra NARs.
-    fn push(&mut self, r: Row<'_>, also: Named) {
-        let id = self.c.status.len() as u32;
-        let c = &mut self.c;
-        c.status.push(r.status);
-        c.flags.push(r.flags);
-        c.compression.push(r.compression);
-        c.nar_hash.push(r.nar_hash);
-        c.file_hash.push(r.file_hash);
-        c.nar_size.push(r.nar_size);
-        c.file_size.push(r.file_size);
-        c.nar_object.push(r.nar_object);
-        c.name.push(r.name);
-        c.url.push(r.url);
-        c.deriver.push(r.deriver);
-        c.sigs.push(&r.sigs);
-        c.why.push(&r.why);
-        c.holes.push(&r.holes);
-        c.ca.push(r.ca);
-        c.extra.extend(also.nars);
-        c.extra_off.push(c.extra.len() as u64);
-        if !also.paths.is_empty() {
-            self.graph.push_refs(id, also.paths);
-        }
+    /// Hand one path's row to the sink, with its references `refs` and what `also` names
+    /// beyond them (`also.paths`: more references, `also.nars`: extra NARs).
+    fn push(
+        &mut self,
+        r: &Row<'_>,
+        refs: impl Iterator<Item = StorePathHash>,
+        also: Named,
+    ) -> Result<()> {
+        let mut ids = std::mem::take(&mut self.ids);
+        ids.clear();
+        self.missing_refs += self.graph.resolve_into(refs.chain(also.paths), &mut ids);
+        let nars: Vec<u32> = also.nars;
+        self.sink.push(r, &ids, &nars)?;
+        self.rows += 1;
+        self.edges += ids.len() as u64;
+        self.extra += nars.len() as u64;
+        self.ids = ids;
+        Ok(())
     }
 
     /// One narinfo record.
@@ -325,29 +431,25 @@ impl Builder<'_> {
             // A narinfo the listing does not have: not part of this cache any more.
             return Ok(());
         };
-        if (id as usize) < self.c.status.len() {
+        if (id as usize) < self.rows {
             bail!("index narinfos are not in key order at {}", rec.key);
         }
-        self.fill_to(id as usize);
+        self.fill_to(id as usize)?;
         // What earlier versions of this narinfo named is kept too (narinfos are immutable).
         let also = earlier_named(rec, &|h| self.is_path(h), &|k| self.nar_index(k));
         match rec.parse() {
-            Ok(ni) => self.parsed(id, &hash, &ni, also),
+            Ok(ni) => self.parsed(&hash, &ni, also),
             Err(u) => self.unparsed(rec, u.reason, also),
         }
-        Ok(())
     }
 
     /// A narinfo that parses (a doubtful one too: it is kept as unknown by the plan).
-    fn parsed(&mut self, id: u32, hash: &StorePathHash, ni: &NarInfo<'_>, mut also: Named) {
+    fn parsed(&mut self, hash: &StorePathHash, ni: &NarInfo<'_>, mut also: Named) -> Result<()> {
         let nar_i = self.nar_index(keys::nar_key_for_url(ni.url));
         let doubt = narinfo_doubt(hash, ni);
         also.extend(hidden_in_parsed(ni, &|h| self.is_path(h), &|k| {
             self.nar_index(k)
         }));
-        let refs = ni.references.iter().map(|r| r.hash);
-        self.graph
-            .push_refs(id, refs.chain(std::mem::take(&mut also.paths)));
         let mut flags = 0;
         for (set, f) in [
             (ni.ca.is_some(), flag::CA),
@@ -385,7 +487,7 @@ impl Builder<'_> {
             why: doubt.unwrap_or_default(),
             holes: self.holes(ni),
         };
-        self.push(row, also);
+        self.push(&row, ni.references.iter().map(|r| r.hash), also)
     }
 
     /// The base names of `ni`'s references that name no path of the cache.
@@ -401,7 +503,7 @@ impl Builder<'_> {
     }
 
     /// A narinfo that does not parse or was not fetched: what its text names is kept.
-    fn unparsed(&mut self, rec: &FetchedRecord, why: String, mut also: Named) {
+    fn unparsed(&mut self, rec: &FetchedRecord, why: String, mut also: Named) -> Result<()> {
         self.unparseable += 1;
         let found = lenient_scan(&rec.text, &|h| self.is_path(h), &|k| self.nar_index(k));
         // No listed NAR found: it might be any orphan.
@@ -424,34 +526,33 @@ impl Builder<'_> {
             why,
             ..Row::default()
         };
-        self.push(row, also);
+        self.push(&row, std::iter::empty(), also)
     }
 
-    fn finish(self, objects: usize) -> Columns {
+    fn finish(self, objects: usize) -> Result<S> {
         let Builder {
+            nar_objects,
             graph,
-            mut c,
+            mut sink,
+            edges,
+            extra,
+            missing_refs,
             unparseable,
+            ids,
             ..
         } = self;
-        let n = graph.len();
-        let missing_refs = graph.missing_refs;
-        let (hashes, off, ids) = graph.into_parts();
-        let (roff, rids) = reverse_csr(n, &off, &ids);
-        c.hash = hashes.iter().map(|h| h.0).collect();
-        drop(hashes);
-        c.refs_off = off;
-        c.refs = ids;
-        c.referrers_off = roff;
-        c.referrers = rids;
-        c.header = Header {
-            paths: n as u64,
-            edges: c.refs.len() as u64,
-            extra_nars: c.extra.len() as u64,
+        // Let go of the lookups before the sink finishes (the referrer fill).
+        drop((nar_objects, ids));
+        let header = Header {
+            paths: graph.len() as u64,
+            edges,
+            extra_nars: extra,
             objects: objects as u64,
             missing_refs,
             unparseable,
         };
-        c
+        let (hashes, _, _) = graph.into_parts();
+        sink.finish(hashes, header)?;
+        Ok(sink)
     }
 }

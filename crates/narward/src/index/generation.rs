@@ -18,6 +18,7 @@ use crate::cache_graph::build::ColumnsBuilder;
 use crate::listing::Listing;
 use crate::model::{FetchedRecord, ObjectRecord};
 use anyhow::{Context, Result, bail};
+use columns::ColumnFiles;
 use narward_formats::keys::{self, ObjectKind};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -67,7 +68,7 @@ pub struct NewGeneration<'a> {
     files: BTreeMap<String, FileDigest>,
     records: StreamWriter,
     debuginfo: StreamWriter,
-    columns: ColumnsBuilder<'a>,
+    columns: ColumnsBuilder<'a, ColumnFiles>,
 }
 
 impl<'a> NewGeneration<'a> {
@@ -98,7 +99,7 @@ impl<'a> NewGeneration<'a> {
             // Read back once, soon: the fastest level.
             records: StreamWriter::create(&dir.join(RECORDS_TMP), narinfos, 1)?,
             debuginfo: StreamWriter::create(&dir.join(DEBUGINFO_FILE), debuginfo, 3)?,
-            columns: ColumnsBuilder::new(objects),
+            columns: ColumnsBuilder::with_sink(objects, ColumnFiles::create(&dir)?),
             state: state.to_path_buf(),
             dir,
             files,
@@ -155,14 +156,8 @@ impl<'a> NewGeneration<'a> {
         files.insert(DEBUGINFO_FILE.to_string(), debuginfo.finish()?);
         let tmp = dir.join(RECORDS_TMP);
         let tmp_digest = records.finish()?;
-        let cols = columns.finish();
-        files.extend(columns::write_with_quirks(
-            &dir,
-            &cols,
-            &tmp,
-            Some(&tmp_digest),
-        )?);
-        drop(cols);
+        let cols = columns.finish()?.into_digests();
+        files.extend(columns::seal(&dir, cols, &tmp, Some(&tmp_digest))?);
         std::fs::remove_file(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
         meta.files = files;
         write_meta(&dir, meta)?;
