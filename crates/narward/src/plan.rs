@@ -1110,7 +1110,7 @@ mod tests {
 
     /// A random cache: `n` paths, references only to lower-numbered paths (plus self
     /// references), some young objects, some CA paths, missing NARs, orphans, unparseable.
-    #[derive(Debug, Clone)]
+    #[derive(Debug, Clone, Default)]
     struct Spec {
         n: usize,
         edges: Vec<(usize, usize)>,
@@ -1708,15 +1708,7 @@ mod tests {
     fn missing_hydra_gcroots_are_counted_for_their_directory() {
         let spec = Spec {
             n: 2,
-            edges: Vec::new(),
-            roots: Vec::new(),
-            young: Vec::new(),
-            ca: Vec::new(),
-            missing_nar: Vec::new(),
-            broken: Vec::new(),
-            shared_nar: Vec::new(),
-            orphans: 0,
-            delete: false,
+            ..Spec::default()
         };
         let (index, _) = build(&spec);
         let d = tempfile::tempdir().unwrap();
@@ -1764,12 +1756,7 @@ mod tests {
             edges: vec![(0, 3)],
             roots: vec![0, 1],
             young: vec![1, 2],
-            ca: Vec::new(),
-            missing_nar: Vec::new(),
-            broken: Vec::new(),
-            shared_nar: Vec::new(),
-            orphans: 0,
-            delete: false,
+            ..Spec::default()
         };
         let (index, policy) = build(&spec);
         let plan = compute(&index, &policy, "test", NOW).unwrap();
@@ -1794,15 +1781,7 @@ mod tests {
     fn a_build_log_follows_its_derivers_outputs() {
         let spec = Spec {
             n: 3,
-            edges: Vec::new(),
-            roots: Vec::new(),
-            young: Vec::new(),
-            ca: Vec::new(),
-            missing_nar: Vec::new(),
-            broken: Vec::new(),
-            shared_nar: Vec::new(),
-            orphans: 0,
-            delete: false,
+            ..Spec::default()
         };
         let (index, _) = build_with_logs(&spec, &[0, 1, 9]);
         let p0 = format!("/nix/store/{}-p0", hash20(0, 1));

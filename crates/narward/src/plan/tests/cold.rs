@@ -10,15 +10,8 @@ use crate::policy::ByteSize;
 fn cold_cache(classes: [Option<&str>; 3], target: &str) -> (Index, Policy) {
     let s = Spec {
         n: 3,
-        edges: Vec::new(),
         roots: vec![0],
-        young: Vec::new(),
-        ca: Vec::new(),
-        missing_nar: Vec::new(),
-        broken: Vec::new(),
-        shared_nar: Vec::new(),
-        orphans: 0,
-        delete: false,
+        ..Spec::default()
     };
     let (mut index, mut policy) = build(&s);
     index.meta.cache = "s3://cache".into();
@@ -145,13 +138,7 @@ fn kept_cold_cache(classes: [Option<&str>; 3]) -> (Index, Policy) {
         n: 3,
         edges: vec![(0, 1)],
         roots: vec![0],
-        young: Vec::new(),
-        ca: Vec::new(),
-        missing_nar: Vec::new(),
-        broken: Vec::new(),
-        shared_nar: Vec::new(),
-        orphans: 0,
-        delete: false,
+        ..Spec::default()
     };
     let (mut index, policy) = build(&s);
     index.meta.cache = "s3://cache".into();

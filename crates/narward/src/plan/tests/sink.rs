@@ -38,13 +38,11 @@ fn small_cache() -> (Index, Policy) {
         n: 6,
         edges: vec![(1, 0), (3, 2), (5, 1)],
         roots: vec![5],
-        young: Vec::new(),
-        ca: Vec::new(),
         missing_nar: vec![4],
         broken: vec![3],
-        shared_nar: Vec::new(),
         orphans: 2,
         delete: true,
+        ..Spec::default()
     };
     build(&s)
 }

@@ -6,15 +6,9 @@ use crate::model::{BucketVersioning, NoncurrentVersions, VersioningState};
 fn deleting_cache(v: Option<BucketVersioning>) -> (Index, Policy) {
     let s = Spec {
         n: 2,
-        edges: Vec::new(),
         roots: vec![0],
-        young: Vec::new(),
-        ca: Vec::new(),
-        missing_nar: Vec::new(),
-        broken: Vec::new(),
-        shared_nar: Vec::new(),
-        orphans: 0,
         delete: true,
+        ..Spec::default()
     };
     let (mut index, policy) = build(&s);
     index.meta.versioning = v;
