@@ -640,6 +640,34 @@ fn parse_meta(p: &Path, t: &str) -> Result<IndexMeta> {
     Ok(m)
 }
 
+#[cfg(test)]
+impl Index {
+    /// An index held in memory for tests: generation 1 of `file:///c`, `objects` and
+    /// `narinfos` (each sorted by key), no debuginfo.
+    pub(crate) fn for_tests(objects: Listing, narinfos: Vec<FetchedRecord>) -> Index {
+        Index {
+            meta: IndexMeta {
+                format_version: FORMAT_VERSION,
+                cache: "file:///c".into(),
+                cache_url: "file:///c".into(),
+                generation: 1,
+                updated_at: 0,
+                source: "test".into(),
+                objects: objects.len() as u64,
+                narinfos: narinfos.len() as u64,
+                unparseable: 0,
+                last_update: UpdateStats::default(),
+                files: BTreeMap::new(),
+                versioning: None,
+                checksum: String::new(),
+            },
+            objects,
+            narinfos,
+            debuginfo: Vec::new(),
+        }
+    }
+}
+
 impl Index {
     /// Whether `state` holds an index.
     pub fn exists(state: &Path) -> bool {

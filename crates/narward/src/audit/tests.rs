@@ -232,26 +232,7 @@ fn audit_does_not_call_a_nar_a_used_symlink_reads_an_orphan() {
     b.link_target = Some(n('c'));
     objs.extend([b, obj(n('c')), obj(n('d'))]);
     objs.sort_by(|a, b| a.key.cmp(&b.key));
-    let index = Index {
-        meta: crate::index::IndexMeta {
-            format_version: crate::index::FORMAT_VERSION,
-            cache: "file:///c".into(),
-            cache_url: "file:///c".into(),
-            generation: 1,
-            updated_at: 0,
-            source: "test".into(),
-            objects: objs.len() as u64,
-            narinfos: recs.len() as u64,
-            unparseable: 0,
-            last_update: crate::index::UpdateStats::default(),
-            files: std::collections::BTreeMap::new(),
-            versioning: None,
-            checksum: String::new(),
-        },
-        objects: Listing::from_records(objs).unwrap(),
-        narinfos: recs,
-        debuginfo: Vec::new(),
-    };
+    let index = Index::for_tests(Listing::from_records(objs).unwrap(), recs);
     let r = audit_index(&index, &[], usize::MAX).unwrap();
     assert_eq!(r.orphan_nars.count, 1, "{r:?}");
     assert_eq!(r.orphan_nars.examples, [format!("{} (1 bytes)", n('d'))]);

@@ -305,26 +305,7 @@ impl LetGo for Counting {
 fn a_scan_lets_its_pages_go_once_per_stretch_of_paths() {
     let (objs, c) = columns(3);
     let g = CacheGraph::new(c.parts()).unwrap();
-    let index = crate::index::Index {
-        meta: crate::index::IndexMeta {
-            format_version: crate::index::FORMAT_VERSION,
-            cache: "file:///c".into(),
-            cache_url: "file:///c".into(),
-            generation: 1,
-            updated_at: 0,
-            source: "test".into(),
-            objects: objs.len() as u64,
-            narinfos: 3,
-            unparseable: 1,
-            last_update: crate::index::UpdateStats::default(),
-            files: std::collections::BTreeMap::new(),
-            versioning: None,
-            checksum: String::new(),
-        },
-        objects: objs,
-        narinfos: Vec::new(),
-        debuginfo: Vec::new(),
-    };
+    let index = crate::index::Index::for_tests(objs, Vec::new());
     let pages = Counting(std::cell::Cell::new(0));
     let s = Snapshot {
         index: &index,
