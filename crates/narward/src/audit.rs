@@ -149,9 +149,9 @@ pub fn audit(input: &Snapshot<'_>, trusted: &[PublicKey], max_examples: usize) -
     for id in 0..g.len() as u32 {
         let quirk = quirks::of(g, input.quirks, id);
         audit_path(&mut r, input, id, quirk, trusted, mx);
-        input.scanned(id);
+        input.pages.scanned(id);
     }
-    input.let_go();
+    input.pages.let_go();
     audit_objects(&mut r, input, mx);
     audit_debuginfo(&mut r, index, mx);
     r.cache_info = check_cache_info(index);
@@ -287,9 +287,9 @@ fn audit_objects(r: &mut AuditReport, input: &Snapshot<'_>, mx: usize) {
         {
             users.add(o, id);
         }
-        input.scanned(id);
+        input.pages.scanned(id);
     }
-    input.let_go();
+    input.pages.let_go();
     link_users(&index.objects, &mut users);
     for (oi, o) in index.objects.iter().enumerate() {
         match keys::classify(o.key()) {

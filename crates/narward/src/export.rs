@@ -331,14 +331,14 @@ fn write_narinfos(snap: &Snapshot<'_>, dir: &Path, rows: usize) -> Result<(usize
     for start in (0..n.max(1)).step_by(rows) {
         for id in start..(start + rows).min(n) {
             batch.push(snap, id as u32);
-            snap.scanned(id as u32);
+            snap.pages.scanned(id as u32);
         }
         nrefs += batch.referrer.len();
         let (rows, refs) = batch.take();
         write_batch(&mut narinfos, &dir.join("narinfos.parquet"), rows)?;
         write_batch(&mut references, &dir.join("references.parquet"), refs)?;
     }
-    snap.let_go();
+    snap.pages.let_go();
     for w in [narinfos, references].into_iter().flatten() {
         w.close()?;
     }

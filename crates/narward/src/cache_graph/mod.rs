@@ -355,16 +355,6 @@ impl Pages<'_> {
 }
 
 impl<'a> Snapshot<'a> {
-    /// [`Pages::let_go`] of the snapshot's columns.
-    pub fn let_go(&self) {
-        self.pages.let_go();
-    }
-
-    /// [`Pages::scanned`] of the snapshot's columns.
-    pub fn scanned(&self, id: u32) {
-        self.pages.scanned(id);
-    }
-
     /// The quirk record of path `id`, if `index` kept its text.
     pub fn quirk(&self, id: u32) -> Option<&'a crate::model::FetchedRecord> {
         quirks::of(self.graph, self.quirks, id)

@@ -314,16 +314,12 @@ fn a_scan_lets_its_pages_go_once_per_stretch_of_paths() {
         pages: Pages(Some(&pages)),
     };
     for id in 0..3 * SCAN_STRETCH + 5 {
-        s.scanned(id);
+        s.pages.scanned(id);
     }
     assert_eq!(pages.0.get(), 3);
-    s.let_go();
+    s.pages.let_go();
     assert_eq!(pages.0.get(), 4);
     // Columns held in memory have nothing to let go.
-    Snapshot {
-        pages: Pages(None),
-        ..s
-    }
-    .let_go();
+    Pages(None).let_go();
     assert_eq!(pages.0.get(), 4);
 }
