@@ -238,3 +238,29 @@ fn audit_does_not_call_a_nar_a_used_symlink_reads_an_orphan() {
     assert_eq!(r.orphan_nars.examples, [format!("{} (1 bytes)", n('d'))]);
     assert_eq!(r.orphan_nar_bytes, 1);
 }
+
+#[test]
+fn a_nar_two_narinfos_name_is_shared_and_one_named_once_is_neither_shared_nor_orphan() {
+    let c = corpus();
+    let url = |t: &str| {
+        t.lines()
+            .find_map(|l| l.strip_prefix("URL: "))
+            .unwrap()
+            .to_string()
+    };
+    // The second narinfo points at the first one's NAR; the third keeps its own.
+    let (a, b, third) = (c[0].clone(), c[1].clone(), c[2].clone());
+    let b = b.replace(&url(&b), &url(&a));
+    let texts = [(key_of(&a), a), (key_of(&b), b), (key_of(&third), third)];
+    let (objs, recs) = cache_of(&texts);
+    let index = Index::for_tests(Listing::from_records(objs).unwrap(), recs);
+    let r = audit_index(&index, &[], usize::MAX).unwrap();
+    assert_eq!(r.shared_nars.count, 1, "{r:?}");
+    let shared = &r.shared_nars.examples[0];
+    assert!(
+        shared.contains(&texts[0].0) && shared.contains(&texts[1].0),
+        "{shared}"
+    );
+    assert!(!shared.contains(&texts[2].0), "{shared}");
+    assert_eq!(r.orphan_nars.count, 0, "{r:?}");
+}
