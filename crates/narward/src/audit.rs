@@ -293,18 +293,21 @@ fn audit_objects(r: &mut AuditReport, input: &Snapshot<'_>, mx: usize) {
     link_users(&index.objects, &mut users);
     for (oi, o) in index.objects.iter().enumerate() {
         match keys::classify(o.key()) {
-            ObjectKind::Nar { .. } => match users.of(oi as u32).as_slice() {
-                [] if nar_unknown => r
+            ObjectKind::Nar { .. } => match users.of(oi as u32) {
+                None if nar_unknown => r
                     .nars_maybe_of_unknown
                     .add(mx, || format!("{} ({} bytes)", o.key(), o.size())),
-                [] => {
+                None => {
                     r.orphan_nar_bytes += o.size();
                     r.orphan_nars
                         .add(mx, || format!("{} ({} bytes)", o.key(), o.size()));
                 }
-                [_] => {}
-                u => {
-                    let names: Vec<String> = u.iter().map(|&id| narinfo_key(g, id)).collect();
+                Some((_, [])) => {}
+                Some((first, more)) => {
+                    let names: Vec<String> = std::iter::once(&first)
+                        .chain(more)
+                        .map(|&id| narinfo_key(g, id))
+                        .collect();
                     r.shared_nars
                         .add(mx, || format!("{} used by {}", o.key(), names.join(", ")));
                 }
@@ -348,13 +351,11 @@ impl NarUsers {
         }
     }
 
-    fn of(&self, o: u32) -> Vec<u32> {
-        match self.first.get(o as usize) {
-            Some(&f) if f != NONE => std::iter::once(f)
-                .chain(self.more.get(&o).into_iter().flatten().copied())
-                .collect(),
-            _ => Vec::new(),
-        }
+    /// The first path using object `o`, and the others (none: no path uses it). Nothing
+    /// is allocated: this runs once per NAR object.
+    fn of(&self, o: u32) -> Option<(u32, &[u32])> {
+        let f = *self.first.get(o as usize).filter(|&&f| f != NONE)?;
+        Some((f, self.more.get(&o).map_or(&[][..], Vec::as_slice)))
     }
 }
 
@@ -367,10 +368,11 @@ fn link_users(objs: &crate::listing::Listing, users: &mut NarUsers) {
         .enumerate()
         .filter(|(_, o)| o.link_target().is_some());
     for (oi, o) in links {
-        let u = users.of(oi as u32);
-        if u.is_empty() {
+        let Some((first, more)) = users.of(oi as u32) else {
             continue;
-        }
+        };
+        // Owned: `users` grows below (links are few).
+        let u: Vec<u32> = std::iter::once(first).chain(more.iter().copied()).collect();
         let mut seen = std::collections::HashSet::from([oi]);
         let mut at = o;
         while let Some(t) = at.link_target() {
