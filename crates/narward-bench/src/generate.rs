@@ -683,7 +683,7 @@ fn write_index_files(
     }
     let keys = narward::cache_graph::build::ListingKeys {
         hashes,
-        nar_objects,
+        nar_objects: narward::cache_graph::build::NarObjects::Map(nar_objects),
         objects: objects as usize,
     };
     // The narinfo stream is pass 1's hand-over only: `narward index` keeps no narinfo

@@ -155,8 +155,8 @@ pub fn encode_into(bytes: &[u8], out: &mut String) {
 
 /// Writes the nix32 encoding of `bytes` into `out`, whose length must be
 /// `encoded_len(bytes.len())`; extra room is left untouched, missing room
-/// truncates (from the most significant end).
-pub(crate) fn encode_to_slice(bytes: &[u8], out: &mut [u8]) {
+/// truncates (from the most significant end). No allocation.
+pub fn encode_to_slice(bytes: &[u8], out: &mut [u8]) {
     // Every 5 bytes (from the least significant, i.e. the start) become 8
     // characters (at the end of the output); the last, shorter chunk becomes
     // the first characters.

@@ -292,7 +292,7 @@ fn audit_objects(r: &mut AuditReport, input: &Snapshot<'_>, mx: usize) {
     input.pages.let_go();
     link_users(&index.objects, &mut users);
     for (oi, o) in index.objects.iter().enumerate() {
-        match keys::classify(o.key()) {
+        match keys::classify(&o.key()) {
             ObjectKind::Nar { .. } => match users.of(oi as u32) {
                 None if nar_unknown => r
                     .nars_maybe_of_unknown

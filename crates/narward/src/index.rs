@@ -949,7 +949,7 @@ async fn fetch_record(cache: &Cache, o: ObjectRef<'_>) -> FetchedRecord {
     let r = if o.size() > MAX_FETCHED_BYTES {
         Ok(None)
     } else {
-        cache.get(o.key()).await
+        cache.get(&o.key()).await
     };
     let (text, fetch_error) = match r {
         Ok(Some(b)) if b.len() as u64 > MAX_FETCHED_BYTES => (
@@ -1112,13 +1112,13 @@ async fn write_generation(
         objects
             .iter()
             .enumerate()
-            .filter_map(|(i, o)| record_kind(o.key()).map(|n| (i, n)))
+            .filter_map(|(i, o)| record_kind(&o.key()).map(|n| (i, n)))
     };
     let (mut records, mut narinfo_count, mut reused) = (0u64, 0u64, 0u64);
     for (i, is_narinfo) in wanted() {
         records += 1;
         narinfo_count += u64::from(is_narinfo);
-        reused += u64::from(is_unchanged(i) && !is_cache_info(objects.at(i).key()));
+        reused += u64::from(is_unchanged(i) && !is_cache_info(&objects.at(i).key()));
     }
     let mut stats = UpdateStats {
         listed: objects.len() as u64,
@@ -1158,6 +1158,7 @@ async fn write_generation(
     }
     for (i, is_narinfo) in wanted() {
         let key = objects.at(i).key();
+        let key = key.as_str();
         let rec = match prev.as_mut() {
             Some((n, d)) if is_unchanged(i) => {
                 if is_narinfo {

@@ -2,23 +2,35 @@
 //! command that reads the index.
 //!
 //! A [`Listing`] holds the same objects as a sorted `Vec<ObjectRecord>` would, in columns:
-//! the keys in one byte heap with end offsets, sizes, mtimes, the ETag as 16 bytes when it
-//! is an MD5 (32 lowercase hex digits, optionally with a multipart `-N` suffix) and the
-//! storage class as one byte ([`narward_formats::storage_class`]). Whatever does not fit
-//! those (an ETag of another shape or none, a class not in the list, a `file://` link
-//! target, an mtime equal to the sentinel) goes to sparse side tables, so nothing is lost:
-//! [`ObjectRef::to_record`] gives back the exact record pushed. About key length + 41 bytes
-//! per object.
+//! - the keys in one byte heap, packed where a cache's key has a fixed shape (a narinfo's
+//!   or `.ls` listing's store-path hash as its 20 bytes, a NAR's file hash as its 32 and
+//!   the extension as a code, a debuginfo build id as its 20 bytes; [`KeyForm`]), else as
+//!   text, with u32 end offsets within blocks of 65,536 objects;
+//! - sizes and mtimes as u32, the ETag as 16 bytes when it is an MD5 (32 lowercase hex
+//!   digits, optionally with a multipart `-N` suffix) and the storage class as one byte
+//!   ([`narward_formats::storage_class`]).
+//!
+//! Whatever does not fit those (a size of 4 GiB or more, an mtime before 1970 or none, an
+//! ETag of another shape or none, a class not in the list, a `file://` link target, a key
+//! of 64 KiB or more) goes to sparse side tables, so nothing is lost: [`ObjectRef::to_record`]
+//! gives back the exact record pushed, and a packed key prints back byte for byte. About
+//! 30 bytes per object plus its packed key: 50 for a narinfo, 62 for a NAR.
 
 use crate::model::ObjectRecord;
 use narward_formats::keys::{self, Category};
+use narward_formats::nixbase32;
 use narward_formats::storage_class::StorageClass;
 use std::borrow::Cow;
 use std::fmt;
+use std::ops::Deref;
 
-/// `mtime` of an object without a last-modified time (an object whose time is this value
-/// has [`F_MTIME_MIN`] set).
-const NO_MTIME: i64 = i64::MIN;
+/// A size or mtime column value that means: see the side table.
+const IN_SIDE: u32 = u32::MAX;
+/// Objects per block of key ends: each end is a u32 from its block's start.
+const BLOCK_BITS: u32 = 16;
+/// Keys this long or longer are kept whole in a side table, so a block's keys stay under
+/// 4 GiB (S3 allows 1,024 bytes).
+const LONG_KEY: usize = 1 << 16;
 /// The low bits of the per-object byte: 0 no class given, 1..=7 [`StorageClass::ALL`],
 /// [`CLASS_OTHER`] a name not in the list (in `class_text`).
 const CLASS_MASK: u8 = 0x0f;
@@ -29,18 +41,261 @@ const F_MULTIPART: u8 = 0x10;
 const F_ETAG_TEXT: u8 = 0x20;
 /// The object has a link target (in `links`).
 const F_LINK: u8 = 0x40;
-/// The last-modified time is `Some(i64::MIN)`, not `None`.
-const F_MTIME_MIN: u8 = 0x80;
+
+/// How a key is held in the key heap: its text, or packed from a fixed shape (printing
+/// the packed bytes back gives exactly the key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyForm {
+    /// The key's bytes.
+    Text,
+    /// In `long_keys` (no heap bytes).
+    Long,
+    /// `<nix32 of 20 bytes>.narinfo`: the 20 bytes.
+    Narinfo,
+    /// `<nix32 of 20 bytes>.ls`: the 20 bytes.
+    Ls,
+    /// `debuginfo/<40 lowercase hex digits>`: the 20 bytes.
+    DebugInfo,
+    /// `nar/<nix32 of 32 bytes>.nar<NAR_EXTS[n]>`: the 32 bytes.
+    Nar(u8),
+}
+
+/// The NAR file extensions a packed NAR key can end in (after `.nar`).
+const NAR_EXTS: [&str; 7] = ["", ".xz", ".zst", ".bz2", ".lzip", ".lz4", ".br"];
+/// The longest packed key printed: `nar/`, 52 digits, `.nar.lzip`.
+const PRINTED_MAX: usize = 4 + 52 + 4 + 5;
+
+impl KeyForm {
+    fn code(self) -> u8 {
+        match self {
+            KeyForm::Text => 0,
+            KeyForm::Long => 1,
+            KeyForm::Narinfo => 2,
+            KeyForm::Ls => 3,
+            KeyForm::DebugInfo => 4,
+            KeyForm::Nar(e) => 8 + e,
+        }
+    }
+
+    fn of_code(c: u8) -> KeyForm {
+        match c {
+            1 => KeyForm::Long,
+            2 => KeyForm::Narinfo,
+            3 => KeyForm::Ls,
+            4 => KeyForm::DebugInfo,
+            8.. if usize::from(c - 8) < NAR_EXTS.len() => KeyForm::Nar(c - 8),
+            _ => KeyForm::Text,
+        }
+    }
+
+    /// The packed form of `key`, if it has a fixed shape: the form and its bytes.
+    fn pack(key: &str) -> Option<(KeyForm, Packed)> {
+        let nix20 = |h: &str| nixbase32::decode_fixed::<20>(h).ok();
+        if let Some(d) = key.strip_suffix(".narinfo").and_then(nix20) {
+            Some((KeyForm::Narinfo, Packed::of(&d)))
+        } else if let Some(d) = key.strip_suffix(".ls").and_then(nix20) {
+            Some((KeyForm::Ls, Packed::of(&d)))
+        } else if let Some(d) = key.strip_prefix("debuginfo/").and_then(parse_hex20) {
+            Some((KeyForm::DebugInfo, Packed::of(&d)))
+        } else {
+            let rest = key.strip_prefix("nar/")?;
+            let d = nixbase32::decode_fixed::<32>(rest.get(..52)?).ok()?;
+            let ext = rest.get(52..)?.strip_prefix(".nar")?;
+            let e = NAR_EXTS.iter().position(|x| *x == ext)?;
+            // NAR_EXTS has 7 entries.
+            Some((KeyForm::Nar(e as u8), Packed::of(&d)))
+        }
+    }
+
+    /// The order of two keys' texts from their packed forms, when that needs no printing:
+    /// texts, or packed keys of one shape. A nix32 text is the big-endian base-32 number
+    /// of its bytes read as little-endian, and the alphabet is in ASCII order, so texts of
+    /// one length order as their bytes read from the last.
+    fn cmp_packed(a: (KeyForm, &[u8]), b: (KeyForm, &[u8])) -> Option<std::cmp::Ordering> {
+        let from_last = |x: &[u8], y: &[u8]| x.iter().rev().cmp(y.iter().rev());
+        Some(match (a.0, b.0) {
+            (KeyForm::Text, KeyForm::Text) | (KeyForm::DebugInfo, KeyForm::DebugInfo) => {
+                a.1.cmp(b.1)
+            }
+            (KeyForm::Narinfo, KeyForm::Narinfo) | (KeyForm::Ls, KeyForm::Ls) => {
+                from_last(a.1, b.1)
+            }
+            (KeyForm::Nar(ea), KeyForm::Nar(eb)) => from_last(a.1, b.1)
+                .then_with(|| NAR_EXTS[usize::from(ea)].cmp(NAR_EXTS[usize::from(eb)])),
+            _ => return None,
+        })
+    }
+
+    /// The key of the packed bytes `b` printed into `buf`; its length.
+    fn print(self, b: &[u8], buf: &mut [u8; PRINTED_MAX]) -> usize {
+        let mut at = 0;
+        let put = |s: &[u8], buf: &mut [u8; PRINTED_MAX], at: &mut usize| {
+            buf[*at..*at + s.len()].copy_from_slice(s);
+            *at += s.len();
+        };
+        match self {
+            KeyForm::Narinfo | KeyForm::Ls => {
+                nixbase32::encode_to_slice(b, &mut buf[..32]);
+                at = 32;
+                let ext: &[u8] = if self == KeyForm::Ls { b".ls" } else { b".narinfo" };
+                put(ext, buf, &mut at);
+            }
+            KeyForm::DebugInfo => {
+                put(b"debuginfo/", buf, &mut at);
+                for byte in b {
+                    put(&hex_pair(*byte), buf, &mut at);
+                }
+            }
+            KeyForm::Nar(e) => {
+                put(b"nar/", buf, &mut at);
+                nixbase32::encode_to_slice(b, &mut buf[4..56]);
+                at = 56;
+                put(b".nar", buf, &mut at);
+                put(NAR_EXTS[usize::from(e)].as_bytes(), buf, &mut at);
+            }
+            KeyForm::Text | KeyForm::Long => {}
+        }
+        at
+    }
+}
+
+/// The packed bytes of a key (at most 32).
+#[derive(Clone, Copy)]
+struct Packed([u8; 32], u8);
+
+impl Packed {
+    fn of(b: &[u8]) -> Packed {
+        let mut p = Packed([0; 32], b.len().min(32) as u8);
+        p.0[..usize::from(p.1)].copy_from_slice(&b[..usize::from(p.1)]);
+        p
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.0[..usize::from(self.1)]
+    }
+}
+
+/// 40 lowercase hex digits as 20 bytes.
+fn parse_hex20(s: &str) -> Option<[u8; 20]> {
+    let b = s.as_bytes();
+    if b.len() != 40 || !b.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    let mut d = [0u8; 20];
+    hex::decode_to_slice(b, &mut d).ok()?;
+    Some(d)
+}
+
+fn hex_pair(b: u8) -> [u8; 2] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0xf)]]
+}
+
+/// An object's key: a `&str` through [`Deref`], borrowed from the listing or printed from
+/// its packed form (on the stack, no allocation).
+#[derive(Clone, Copy)]
+pub struct Key<'a>(KeyRepr<'a>);
+
+#[derive(Clone, Copy)]
+enum KeyRepr<'a> {
+    Text(&'a str),
+    Printed([u8; PRINTED_MAX], u8),
+}
+
+impl<'a> Key<'a> {
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            KeyRepr::Text(t) => t,
+            // Packed keys print as ASCII.
+            KeyRepr::Printed(b, n) => std::str::from_utf8(&b[..usize::from(*n)]).unwrap_or(""),
+        }
+    }
+}
+
+impl Deref for Key<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for Key<'_> {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Display for Key<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for Key<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl PartialEq for Key<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Key<'_> {}
+
+impl PartialOrd for Key<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Key<'_> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl PartialEq<str> for Key<'_> {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Key<'_> {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<String> for Key<'_> {
+    fn eq(&self, other: &String) -> bool {
+        self.as_str() == other
+    }
+}
 
 /// Objects sorted by key (strictly: no key twice), in columns.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Listing {
-    keys: String,
-    ends: Vec<u64>,
-    size: Vec<u64>,
-    mtime: Vec<i64>,
+    /// Packed keys ([`KeyForm`]), one after another.
+    keys: Vec<u8>,
+    /// Per object: where its key ends, from the start of its block's keys.
+    ends: Vec<u32>,
+    /// Per block of 2^[`BLOCK_BITS`] objects: where its keys start.
+    block_start: Vec<u64>,
+    /// Per object: its [`KeyForm::code`].
+    form: Vec<u8>,
+    /// [`IN_SIDE`]: in `big_size`.
+    size: Vec<u32>,
+    /// Unix seconds; [`IN_SIDE`]: in `mtime_side`.
+    mtime: Vec<u32>,
     md5: Vec<[u8; 16]>,
     flags: Vec<u8>,
+    long_keys: Vec<(usize, Box<str>)>,
+    big_size: Vec<(usize, u64)>,
+    mtime_side: Vec<(usize, Option<i64>)>,
     parts: Vec<(usize, u32)>,
     etag_text: Vec<(usize, Option<Box<str>>)>,
     class_text: Vec<(usize, Box<str>)>,
@@ -199,6 +454,7 @@ impl Listing {
     pub fn with_capacity(objects: usize) -> Listing {
         Listing {
             ends: Vec::with_capacity(objects),
+            form: Vec::with_capacity(objects),
             size: Vec::with_capacity(objects),
             mtime: Vec::with_capacity(objects),
             md5: Vec::with_capacity(objects),
@@ -231,15 +487,15 @@ impl Listing {
         self.ends.is_empty()
     }
 
-    /// Bytes of the keys, all together.
-    pub fn key_bytes(&self) -> usize {
-        self.keys.len()
-    }
-
     /// Give back spare capacity (after the last push).
     pub fn shrink_to_fit(&mut self) {
         self.keys.shrink_to_fit();
         self.ends.shrink_to_fit();
+        self.block_start.shrink_to_fit();
+        self.form.shrink_to_fit();
+        self.long_keys.shrink_to_fit();
+        self.big_size.shrink_to_fit();
+        self.mtime_side.shrink_to_fit();
         self.size.shrink_to_fit();
         self.mtime.shrink_to_fit();
         self.md5.shrink_to_fit();
@@ -254,11 +510,17 @@ impl Listing {
     pub fn heap_bytes(&self) -> usize {
         let side = |n: usize, each: usize| n * each;
         self.keys.capacity()
-            + side(self.ends.capacity(), 8)
-            + side(self.size.capacity(), 8)
-            + side(self.mtime.capacity(), 8)
+            + side(self.ends.capacity(), 4)
+            + side(self.block_start.capacity(), 8)
+            + self.form.capacity()
+            + side(self.size.capacity(), 4)
+            + side(self.mtime.capacity(), 4)
             + side(self.md5.capacity(), 16)
             + self.flags.capacity()
+            + side(self.long_keys.capacity(), size_of::<(usize, Box<str>)>())
+            + self.long_keys.iter().map(|(_, t)| t.len()).sum::<usize>()
+            + side(self.big_size.capacity(), size_of::<(usize, u64)>())
+            + side(self.mtime_side.capacity(), size_of::<(usize, Option<i64>)>())
             + side(self.parts.capacity(), size_of::<(usize, u32)>())
             + side(
                 self.etag_text.capacity(),
@@ -281,7 +543,7 @@ impl Listing {
     /// A key not after the last key (out of order or a duplicate); nothing is added.
     pub fn push(&mut self, r: ObjectRecord) -> Result<(), ListingError> {
         if let Some(last) = self.last_key() {
-            match last.cmp(r.key.as_str()) {
+            match last.as_str().cmp(r.key.as_str()) {
                 std::cmp::Ordering::Less => {}
                 std::cmp::Ordering::Equal => return Err(ListingError::Duplicate(r.key)),
                 std::cmp::Ordering::Greater => {
@@ -299,20 +561,60 @@ impl Listing {
     /// Add `r` after the last object, whatever its key ([`UnsortedListing`]).
     fn push_unchecked(&mut self, r: ObjectRecord) {
         let i = self.len();
-        self.keys.push_str(&r.key);
-        self.ends.push(self.keys.len() as u64);
-        self.size.push(r.size);
+        self.push_key(i, r.key);
+        let size = u32::try_from(r.size).ok().filter(|&s| s != IN_SIDE);
+        if size.is_none() {
+            self.big_size.push((i, r.size));
+        }
+        self.size.push(size.unwrap_or(IN_SIDE));
+        let mtime = r.last_modified.and_then(|t| u32::try_from(t).ok());
+        let mtime = mtime.filter(|&t| t != IN_SIDE);
+        if mtime.is_none() {
+            self.mtime_side.push((i, r.last_modified));
+        }
+        self.mtime.push(mtime.unwrap_or(IN_SIDE));
         let mut flags = self.push_class(i, r.storage_class);
         flags |= self.push_etag(i, r.etag);
-        if r.last_modified == Some(NO_MTIME) {
-            flags |= F_MTIME_MIN;
-        }
-        self.mtime.push(r.last_modified.unwrap_or(NO_MTIME));
         if let Some(t) = r.link_target {
             flags |= F_LINK;
             self.links.push((i, t.into_boxed_str()));
         }
         self.flags.push(flags);
+    }
+
+    /// Appends the key of object `i`: packed, as text, or whole in `long_keys`.
+    fn push_key(&mut self, i: usize, key: String) {
+        self.start_key(i);
+        let form = match KeyForm::pack(&key) {
+            Some((f, p)) => {
+                self.keys.extend_from_slice(p.bytes());
+                f
+            }
+            None if key.len() >= LONG_KEY => {
+                self.long_keys.push((i, key.into_boxed_str()));
+                KeyForm::Long
+            }
+            None => {
+                self.keys.extend_from_slice(key.as_bytes());
+                KeyForm::Text
+            }
+        };
+        self.end_key(form.code());
+    }
+
+    /// Before the key of object `i` goes into the heap: a new block starts every 2^16.
+    fn start_key(&mut self, i: usize) {
+        if i & ((1 << BLOCK_BITS) - 1) == 0 {
+            self.block_start.push(self.keys.len() as u64);
+        }
+    }
+
+    /// After the key went into the heap, in form `code`: its end.
+    fn end_key(&mut self, code: u8) {
+        self.form.push(code);
+        let base = self.block_start.last().copied().unwrap_or(0);
+        // A block holds 2^16 keys of under 2^16 bytes each: its ends fit a u32.
+        self.ends.push((self.keys.len() as u64 - base) as u32);
     }
 
     fn push_class(&mut self, i: usize, class: Option<String>) -> u8 {
@@ -344,13 +646,33 @@ impl Listing {
         flag
     }
 
-    fn last_key(&self) -> Option<&str> {
+    fn last_key(&self) -> Option<Key<'_>> {
         self.len().checked_sub(1).map(|i| self.key(i))
     }
 
-    fn key(&self, i: usize) -> &str {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        &self.keys[start..self.ends[i] as usize]
+    /// The heap bytes of object `i`'s key.
+    fn key_range(&self, i: usize) -> std::ops::Range<usize> {
+        let base = self.block_start[i >> BLOCK_BITS] as usize;
+        let start = if i & ((1 << BLOCK_BITS) - 1) == 0 {
+            0
+        } else {
+            self.ends[i - 1] as usize
+        };
+        base + start..base + self.ends[i] as usize
+    }
+
+    fn key(&self, i: usize) -> Key<'_> {
+        let b = &self.keys[self.key_range(i)];
+        match KeyForm::of_code(self.form[i]) {
+            // Text keys were pushed from `String`s, whole.
+            KeyForm::Text => Key(KeyRepr::Text(std::str::from_utf8(b).unwrap_or(""))),
+            KeyForm::Long => Key(KeyRepr::Text(side(&self.long_keys, i).map_or("", |k| k))),
+            form => {
+                let mut buf = [0u8; PRINTED_MAX];
+                let n = form.print(b, &mut buf);
+                Key(KeyRepr::Printed(buf, n as u8))
+            }
+        }
     }
 
     /// The object at `i`, if there is one.
@@ -374,10 +696,18 @@ impl Listing {
 
     /// The index of the object `key` (binary search).
     pub fn find(&self, key: &str) -> Option<usize> {
+        let packed = KeyForm::pack(key);
+        let query = match &packed {
+            Some((f, p)) => (*f, p.bytes()),
+            None => (KeyForm::Text, key.as_bytes()),
+        };
         let (mut lo, mut hi) = (0, self.len());
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            match self.key(mid).cmp(key) {
+            let at = (KeyForm::of_code(self.form[mid]), &self.keys[self.key_range(mid)]);
+            let order = KeyForm::cmp_packed(at, query)
+                .unwrap_or_else(|| self.key(mid).as_str().cmp(key));
+            match order {
                 std::cmp::Ordering::Less => lo = mid + 1,
                 std::cmp::Ordering::Greater => hi = mid,
                 std::cmp::Ordering::Equal => return Some(mid),
@@ -435,7 +765,7 @@ impl UnsortedListing {
     }
 
     pub fn push(&mut self, r: ObjectRecord) {
-        if self.l.last_key().is_some_and(|k| k >= r.key.as_str()) {
+        if self.l.last_key().is_some_and(|k| k.as_str() >= r.key.as_str()) {
             self.out_of_order = true;
         }
         self.l.push_unchecked(r);
@@ -449,8 +779,8 @@ impl UnsortedListing {
         if self.out_of_order {
             let mut order: Vec<usize> = (0..l.len()).collect();
             // Stable: equal keys stay in push order, so the first is kept.
-            order.sort_by(|&a, &b| l.key(a).cmp(l.key(b)));
-            order.dedup_by(|a, b| l.key(*a) == l.key(*b));
+            order.sort_by(|&a, &b| l.key_cmp(a, b));
+            order.dedup_by(|a, b| l.key_cmp(*a, *b).is_eq());
             l = l.permuted(&order);
         }
         l.shrink_to_fit();
@@ -462,31 +792,43 @@ impl Listing {
     /// The objects at `order` (indices into this listing, each at most once), in that
     /// order; one column at a time, each old column dropped as its new one is made.
     fn permuted(self, order: &[usize]) -> Listing {
-        let mut keys = String::with_capacity(order.iter().map(|&i| self.key(i).len()).sum());
-        let mut ends = Vec::with_capacity(order.len());
-        for &i in order {
-            keys.push_str(self.key(i));
-            ends.push(keys.len() as u64);
+        let mut keyed = Listing {
+            keys: Vec::with_capacity(order.iter().map(|&i| self.key_range(i).len()).sum()),
+            ends: Vec::with_capacity(order.len()),
+            form: Vec::with_capacity(order.len()),
+            ..Listing::default()
+        };
+        for (new, &i) in order.iter().enumerate() {
+            keyed.start_key(new);
+            keyed.keys.extend_from_slice(&self.keys[self.key_range(i)]);
+            keyed.end_key(self.form[i]);
         }
         let Listing {
-            keys: old_keys,
-            ends: old_ends,
             size,
             mtime,
             md5,
             flags,
+            long_keys,
+            big_size,
+            mtime_side,
             parts,
             etag_text,
             class_text,
             links,
+            ..
         } = self;
-        drop((old_keys, old_ends));
-        // Where each old object went (u32::MAX: a dropped repeat); only the side tables
+        // Where each old object went (usize::MAX: a dropped repeat); only the side tables
         // need it.
-        let sparse = !parts.is_empty()
-            || !etag_text.is_empty()
-            || !class_text.is_empty()
-            || !links.is_empty();
+        let sparse = [
+            long_keys.is_empty(),
+            big_size.is_empty(),
+            mtime_side.is_empty(),
+            parts.is_empty(),
+            etag_text.is_empty(),
+            class_text.is_empty(),
+            links.is_empty(),
+        ]
+        .contains(&false);
         let new_at = sparse.then(|| {
             let mut at = vec![usize::MAX; size.len()];
             for (new, &old) in order.iter().enumerate() {
@@ -494,18 +836,29 @@ impl Listing {
             }
             at
         });
+        let at = new_at.as_deref();
         Listing {
-            keys,
-            ends,
             size: pick(size, order),
             mtime: pick(mtime, order),
             md5: pick(md5, order),
             flags: pick(flags, order),
-            parts: remap_side(parts, new_at.as_deref()),
-            etag_text: remap_side(etag_text, new_at.as_deref()),
-            class_text: remap_side(class_text, new_at.as_deref()),
-            links: remap_side(links, new_at.as_deref()),
+            long_keys: remap_side(long_keys, at),
+            big_size: remap_side(big_size, at),
+            mtime_side: remap_side(mtime_side, at),
+            parts: remap_side(parts, at),
+            etag_text: remap_side(etag_text, at),
+            class_text: remap_side(class_text, at),
+            links: remap_side(links, at),
+            ..keyed
         }
+    }
+
+    /// The order of the keys of objects `a` and `b` (as text).
+    fn key_cmp(&self, a: usize, b: usize) -> std::cmp::Ordering {
+        let ka = (KeyForm::of_code(self.form[a]), &self.keys[self.key_range(a)]);
+        let kb = (KeyForm::of_code(self.form[b]), &self.keys[self.key_range(b)]);
+        KeyForm::cmp_packed(ka, kb)
+            .unwrap_or_else(|| self.key(a).as_str().cmp(self.key(b).as_str()))
     }
 }
 
@@ -566,12 +919,15 @@ impl<'a> ObjectRef<'a> {
         self.i
     }
 
-    pub fn key(self) -> &'a str {
+    pub fn key(self) -> Key<'a> {
         self.l.key(self.i)
     }
 
     pub fn size(self) -> u64 {
-        self.l.size[self.i]
+        match self.l.size[self.i] {
+            IN_SIDE => side(&self.l.big_size, self.i).copied().unwrap_or(u64::from(IN_SIDE)),
+            s => u64::from(s),
+        }
     }
 
     fn flags(self) -> u8 {
@@ -609,8 +965,10 @@ impl<'a> ObjectRef<'a> {
 
     /// Unix seconds.
     pub fn last_modified(self) -> Option<i64> {
-        let t = self.l.mtime[self.i];
-        (t != NO_MTIME || self.flags() & F_MTIME_MIN != 0).then_some(t)
+        match self.l.mtime[self.i] {
+            IN_SIDE => side(&self.l.mtime_side, self.i).copied().flatten(),
+            t => Some(i64::from(t)),
+        }
     }
 
     /// The class as listed (`None`: not given, S3's STANDARD), as
@@ -636,7 +994,7 @@ impl<'a> ObjectRef<'a> {
     }
 
     pub fn category(self) -> Category {
-        keys::classify(self.key()).category()
+        keys::classify(&self.key()).category()
     }
 
     /// As [`ObjectRecord::link_target`].

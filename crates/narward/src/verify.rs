@@ -72,20 +72,24 @@ pub fn check(cache: &str, f: &Fetched, max: usize) -> VerifyReport {
         objects: f.objects.len() as u64,
         ..Default::default()
     };
-    let mut visible: Vec<(&str, StorePathHash)> = f
+    // In key order, as listed.
+    let visible: Vec<(crate::listing::Key<'_>, StorePathHash)> = f
         .objects
         .iter()
-        .filter_map(|o| match keys::classify(o.key()) {
-            ObjectKind::Narinfo(h) => Some((o.key(), h)),
-            _ => None,
+        .filter_map(|o| {
+            let k = o.key();
+            match keys::classify(&k) {
+                ObjectKind::Narinfo(h) => Some((k, h)),
+                _ => None,
+            }
         })
-        .filter(|(k, _)| !matches!(f.narinfos.get(*k), Some(Ok(None))))
+        .filter(|(k, _)| !matches!(f.narinfos.get(k.as_str()), Some(Ok(None))))
         .collect();
-    visible.sort_unstable_by_key(|(k, _)| *k);
     let present: HashSet<StorePathHash> = visible.iter().map(|(_, h)| *h).collect();
     r.narinfos = visible.len() as u64;
     for (key, _) in &visible {
-        let text = match f.narinfos.get(*key) {
+        let key = key.as_str();
+        let text = match f.narinfos.get(key) {
             Some(Ok(Some(t))) => t,
             Some(Err(e)) => {
                 r.unreadable_narinfos.add(max, || format!("{key}: {e}"));

@@ -211,9 +211,9 @@ fn rescue_link_targets(
     let mut todo: Vec<crate::listing::ObjectRef<'_>> = fresh
         .objects
         .iter()
-        .filter(|o| o.link_target().is_some() && stays(o.key(), skips))
+        .filter(|o| o.link_target().is_some() && stays(&o.key(), skips))
         .collect();
-    let mut seen: HashSet<&str> = todo.iter().map(|o| o.key()).collect();
+    let mut seen: HashSet<usize> = todo.iter().map(|o| o.index()).collect();
     let mut narinfo_skipped = false;
     while let Some(link) = todo.pop() {
         let Some(t) = link.link_target() else {
@@ -224,7 +224,7 @@ fn rescue_link_targets(
             skips.insert(t.to_string(), why);
             narinfo_skipped |= t.ends_with(".narinfo");
         }
-        if let Some(next) = fresh.object(t).filter(|n| seen.insert(n.key())) {
+        if let Some(next) = fresh.object(t).filter(|n| seen.insert(n.index())) {
             todo.push(next);
         }
     }

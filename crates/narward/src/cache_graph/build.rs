@@ -269,8 +269,25 @@ pub struct ColumnsBuilder<'a, S: ColumnSink = Columns> {
 /// the listing), and the number of objects.
 pub struct ListingKeys<'a> {
     pub hashes: Vec<StorePathHash>,
-    pub nar_objects: HashMap<&'a str, usize>,
+    pub nar_objects: NarObjects<'a>,
     pub objects: usize,
+}
+
+/// The listing index of each object under `nar/`, by key.
+pub enum NarObjects<'a> {
+    /// Found in the listing itself (binary search, no copy of the keys).
+    Listing(&'a Listing),
+    /// A map, for a writer that holds no [`Listing`] (the benchmark generator).
+    Map(HashMap<&'a str, usize>),
+}
+
+impl NarObjects<'_> {
+    fn get(&self, key: &str) -> Option<usize> {
+        match self {
+            NarObjects::Listing(l) => key.starts_with("nar/").then(|| l.find(key)).flatten(),
+            NarObjects::Map(m) => m.get(key).copied(),
+        }
+    }
 }
 
 impl<'a> ListingKeys<'a> {
@@ -279,17 +296,12 @@ impl<'a> ListingKeys<'a> {
         ListingKeys {
             hashes: objs
                 .iter()
-                .filter_map(|o| match keys::classify(o.key()) {
+                .filter_map(|o| match keys::classify(&o.key()) {
                     ObjectKind::Narinfo(h) => Some(h),
                     _ => None,
                 })
                 .collect(),
-            nar_objects: objs
-                .iter()
-                .enumerate()
-                .filter(|(_, o)| o.key().starts_with("nar/"))
-                .map(|(i, o)| (o.key(), i))
-                .collect(),
+            nar_objects: NarObjects::Listing(objs),
             objects: objs.len(),
         }
     }
@@ -363,7 +375,7 @@ impl<'a, S: ColumnSink> ColumnsBuilder<'a, S> {
 /// The state of [`Columns::build`] while the records stream by.
 struct Builder<'a, S> {
     /// NAR objects by key: a narinfo's NAR is anywhere in the listing.
-    nar_objects: HashMap<&'a str, usize>,
+    nar_objects: NarObjects<'a>,
     /// The node lookup (no references: each row's are resolved on their own).
     graph: Graph,
     sink: S,
@@ -380,7 +392,7 @@ struct Builder<'a, S> {
 
 impl<S: ColumnSink> Builder<'_, S> {
     fn nar_index(&self, k: &str) -> Option<usize> {
-        self.nar_objects.get(k).copied()
+        self.nar_objects.get(k)
     }
 
     fn is_path(&self, h: &StorePathHash) -> bool {

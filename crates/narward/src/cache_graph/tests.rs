@@ -58,9 +58,9 @@ fn columns(n: usize) -> (crate::listing::Listing, Columns) {
 fn ids_follow_narinfo_key_order_and_lookups_find_every_path() {
     let (objs, c) = columns(20);
     let g = CacheGraph::new(c.parts()).unwrap();
-    let keys: Vec<&str> = objs
+    let keys: Vec<String> = objs
         .iter()
-        .map(|o| o.key())
+        .map(|o| o.key().to_string())
         .filter(|k| k.ends_with(".narinfo"))
         .collect();
     assert_eq!(g.len(), keys.len());

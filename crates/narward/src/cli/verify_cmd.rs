@@ -55,7 +55,7 @@ async fn fetch(cache: &Cache, concurrency: usize) -> Result<Fetched> {
     let objects = cache.list(&|_| {}).await.context("the cache listing")?;
     let narinfo_keys: Vec<String> = objects
         .iter()
-        .filter(|o| matches!(keys::classify(o.key()), ObjectKind::Narinfo(_)))
+        .filter(|o| matches!(keys::classify(&o.key()), ObjectKind::Narinfo(_)))
         .map(|o| o.key().to_string())
         .collect();
     let narinfos = futures::stream::iter(narinfo_keys)

@@ -393,7 +393,7 @@ impl Reuse {
             return;
         };
         let o = objects.at(i);
-        if record_kind(o.key()).is_none() {
+        if record_kind(&o.key()).is_none() {
             // Listed, but no longer as a narinfo or debuginfo key: nothing to reuse.
             return;
         }

@@ -1,4 +1,5 @@
 use super::*;
+use narward_formats::hash::Sha256;
 use proptest::prelude::*;
 
 fn rec(key: &str, etag: Option<&str>, class: Option<&str>) -> ObjectRecord {
@@ -36,15 +37,41 @@ fn class_strategy() -> impl Strategy<Value = Option<String>> {
     ]
 }
 
+const NIX32: &str = "[0-9a-df-np-sv-z]";
+
+fn re(r: &str) -> BoxedStrategy<String> {
+    proptest::string::string_regex(r).unwrap().boxed()
+}
+
+/// Keys of every shape a listing packs, near misses of them, and any text.
+fn key_strategy() -> impl Strategy<Value = String> {
+    let ext = "(|\\.xz|\\.zst|\\.bz2|\\.lzip|\\.lz4|\\.br|\\.gz|\\.XZ|x)";
+    prop_oneof![
+        re("\\PC{0,60}"),
+        re(&format!("{NIX32}{{32}}\\.(narinfo|ls)")),
+        // Not nix32 (e, o, t, u), a wrong length, upper case.
+        re("[0-9a-z]{31,33}\\.(narinfo|ls)"),
+        re("[0-9A-Z]{32}\\.narinfo"),
+        re(&format!("nar/{NIX32}{{52}}\\.nar{ext}")),
+        // 52 digits whose first one sets bits above 256 (not canonical).
+        re(&format!("nar/[g-z]{NIX32}{{51}}\\.nar\\.xz")),
+        re("nar/[0-9a-z]{50,53}\\.nar(\\.xz)?"),
+        re("debuginfo/[0-9a-fA-F]{39,41}"),
+        re("debuginfo/[0-9a-f]{40}"),
+    ]
+}
+
 fn record_strategy() -> impl Strategy<Value = ObjectRecord> {
     (
-        "\\PC{0,60}",
-        any::<u64>(),
+        key_strategy(),
+        prop_oneof![any::<u64>(), 0u64..1 << 33, Just(u64::from(u32::MAX))],
         etag_strategy(),
         prop_oneof![
             Just(None),
             any::<i64>().prop_map(Some),
-            Just(Some(i64::MIN))
+            (0i64..1 << 33).prop_map(Some),
+            Just(Some(i64::MIN)),
+            Just(Some(i64::from(u32::MAX))),
         ],
         class_strategy(),
         prop_oneof![Just(None), "\\PC{0,30}".prop_map(Some)],
@@ -172,22 +199,134 @@ fn etags_are_stored_compactly_and_compare_as_text() {
     assert!(l.etag_text.len() == 2 && l.parts.len() == 1 && l.class_text.len() == 1);
 }
 
-/// Issue 9: about key length + 41 bytes per object with an MD5 ETag.
+/// Issue 9: an object with an MD5 ETag costs 30 bytes plus its packed key: a narinfo 50,
+/// a NAR 62, a key of another shape its length (and 8 bytes per 65,536 objects).
 #[test]
-fn listing_costs_key_length_plus_41_bytes_per_object() {
-    let n = 10_000;
+fn listing_costs_30_bytes_per_object_plus_its_packed_key() {
+    let n = 30_000;
     let records: Vec<ObjectRecord> = (0..n)
-        .map(|i| {
-            let key = format!("nar/{i:052}.nar.xz");
+        .map(|i: usize| {
+            let h20 = nixbase32::encode(&Sha256::digest(&i.to_le_bytes()).0[..20]);
+            let h32 = nixbase32::encode(&Sha256::digest(&i.to_be_bytes()).0);
+            let key = match i % 3 {
+                0 => format!("{h20}.narinfo"),
+                1 => format!("nar/{h32}.nar.xz"),
+                _ => format!("log/{h20}-hello-{i}.drv"),
+            };
             let etag = format!("{:032x}", i * 7919);
             let mut r = rec(&key, Some(&etag), None);
             r.storage_class = (i % 3 == 0).then(|| "DEEP_ARCHIVE".into());
+            r.last_modified = Some(1_700_000_000 + i as i64);
             r
         })
         .collect();
-    let keys: usize = records.iter().map(|r| r.key.len()).sum();
-    let l = Listing::from_records(records).unwrap();
-    assert_eq!(l.heap_bytes(), keys + 41 * n);
+    let text: usize = records
+        .iter()
+        .filter(|r| r.key.starts_with("log/"))
+        .map(|r| r.key.len())
+        .sum();
+    let l = Listing::from_records(records.clone()).unwrap();
+    // One block of key ends: its start is 8 bytes.
+    assert_eq!(l.heap_bytes(), text + 20 * (n / 3) + 32 * (n / 3) + 30 * n + 8);
+    assert_eq!(l.to_records(), {
+        let mut r = records;
+        r.sort_by(|a, b| a.key.cmp(&b.key));
+        r
+    });
+}
+
+proptest! {
+    /// Packed keys order as their texts (the sort and the search compare them packed).
+    #[test]
+    fn packed_keys_order_and_are_found_as_their_texts(
+        keys in proptest::collection::vec(key_strategy(), 0..60),
+    ) {
+        let mut u = UnsortedListing::new();
+        for k in &keys {
+            u.push(rec(k, None, None));
+        }
+        let l = u.finish();
+        let mut want = keys.clone();
+        want.sort();
+        want.dedup();
+        let got: Vec<String> = l.iter().map(|o| o.key().to_string()).collect();
+        prop_assert_eq!(&got, &want);
+        for (i, k) in want.iter().enumerate() {
+            prop_assert_eq!(l.find(k), Some(i));
+            for j in 0..want.len() {
+                prop_assert_eq!(l.key_cmp(i, j), k.cmp(&want[j]));
+            }
+        }
+    }
+}
+
+#[test]
+fn keys_of_a_fixed_shape_are_packed_and_others_are_not() {
+    let h20 = "0a3yijp35sygmy51cnrrz11vimwapz7c";
+    let h32 = "0i1dmr7f1pliycq471wfgifwrkbii2ky9gb35zsvv46ld1rl2m2c";
+    let packed = [
+        format!("{h20}.narinfo"),
+        format!("{h20}.ls"),
+        format!("nar/{h32}.nar"),
+        format!("nar/{h32}.nar.zst"),
+        format!("nar/{h32}.nar.lzip"),
+        format!("debuginfo/{}", "ab".repeat(20)),
+    ];
+    let text = [
+        format!("{}.narinfo", h20.to_uppercase()),
+        format!("{h20}x.narinfo"),
+        format!("nar/{h32}.nar.gz"),
+        // The first digit carries bits past 256: no 32 bytes print as it.
+        format!("nar/z{}.nar.xz", &h32[1..]),
+        format!("debuginfo/{}", "AB".repeat(20)),
+        "nix-cache-info".to_string(),
+    ];
+    let all: Vec<ObjectRecord> = packed.iter().chain(&text).map(|k| rec(k, None, None)).collect();
+    let l = Listing::from_records(all).unwrap();
+    for k in &packed {
+        let i = l.find(k).unwrap();
+        assert_ne!(KeyForm::of_code(l.form[i]), KeyForm::Text, "{k}");
+        assert_eq!(l.at(i).key(), *k);
+    }
+    for k in &text {
+        let i = l.find(k).unwrap();
+        assert_eq!(KeyForm::of_code(l.form[i]), KeyForm::Text, "{k}");
+    }
+    let packed_bytes: usize = packed.iter().map(|k| if k.starts_with("nar/") { 32 } else { 20 }).sum();
+    let text_bytes: usize = text.iter().map(String::len).sum();
+    assert_eq!(l.keys.len(), packed_bytes + text_bytes);
+}
+
+#[test]
+fn keys_of_64_kib_sizes_past_4_gib_and_odd_mtimes_come_back() {
+    let long = "k".repeat(LONG_KEY + 5);
+    let mut a = rec(&long, None, None);
+    a.size = 5 << 30;
+    a.last_modified = Some(-1);
+    let mut b = rec("z", None, None);
+    b.size = u64::from(u32::MAX);
+    b.last_modified = Some(i64::from(u32::MAX) + 1);
+    let mut c = rec("zz", None, None);
+    c.last_modified = None;
+    let l = Listing::from_records(vec![c.clone(), b.clone(), a.clone()]).unwrap();
+    assert_eq!(l.to_records(), vec![a, b, c]);
+    assert_eq!(l.long_keys.len(), 1);
+    assert_eq!(l.find(&long), Some(0));
+    assert_eq!((l.big_size.len(), l.mtime_side.len()), (2, 3));
+}
+
+#[test]
+fn key_ends_cross_blocks_of_65536_objects() {
+    let n = (1usize << BLOCK_BITS) * 2 + 7;
+    let records: Vec<ObjectRecord> = (0..n)
+        .map(|i| rec(&format!("k{i:09}{}", "x".repeat(i % 5)), None, None))
+        .collect();
+    let l = Listing::from_records(records.clone()).unwrap();
+    assert_eq!(l.block_start.len(), 3);
+    for i in [0, 1, 65_535, 65_536, 65_537, 131_071, 131_072, n - 1] {
+        assert_eq!(l.at(i).key(), records[i].key, "{i}");
+        assert_eq!(l.find(&records[i].key), Some(i));
+    }
 }
 
 proptest! {

@@ -123,7 +123,7 @@ pub(super) fn read_graph<'g>(
     let narinfo_obj: Vec<u32> = objs
         .iter()
         .enumerate()
-        .filter_map(|(i, o)| match keys::classify(o.key()) {
+        .filter_map(|(i, o)| match keys::classify(&o.key()) {
             ObjectKind::Narinfo(h) => Some((i, h)),
             _ => None,
         })
@@ -168,15 +168,15 @@ impl<'g> Streamed<'g> {
 
     /// The key of the path's NAR: the one its URL names, or for an unparseable narinfo
     /// the listed NAR its text names.
-    pub fn nar_key<'a>(&self, objs: &'a Listing, id: u32) -> Option<&'a str>
+    pub fn nar_key<'a>(&self, objs: &'a Listing, id: u32) -> Option<Cow<'a, str>>
     where
         'g: 'a,
     {
         if self.parsed(id) {
-            Some(keys::nar_key_for_url(self.graph.url(id)))
+            Some(Cow::Borrowed(keys::nar_key_for_url(self.graph.url(id))))
         } else {
             let k = self.graph.nar_object(id)?;
-            objs.get(k as usize).map(|o| o.key())
+            objs.get(k as usize).map(|o| Cow::Owned(o.key().to_string()))
         }
     }
 
@@ -213,13 +213,13 @@ impl<'g> Streamed<'g> {
         let narinfo = objs.get(self.narinfo_obj[id as usize] as usize);
         let nar = g.nar_object(id).and_then(|i| objs.get(i as usize));
         let nar_key = keys::nar_key_for_url(g.url(id));
-        let narinfo_key = narinfo.map_or("", |o| o.key());
+        let narinfo_key = narinfo.map(|o| o.key());
         ctx.seed(
             g.ca(id),
             g.name(id),
             doubt,
             [narinfo, nar],
-            [narinfo_key, nar_key],
+            [narinfo_key.as_deref().unwrap_or(""), nar_key],
         )
     }
 
@@ -372,7 +372,12 @@ pub(super) fn decide_paths(
         let path = s.base_of(id as usize);
         if decision == Decision::Keep {
             *kept_by_reason.entry(reason.kind()).or_default() += 1;
-            restore.extend(restore_item(objs, s.graph.nar_object(id), &path, nar_key));
+            restore.extend(restore_item(
+                objs,
+                s.graph.nar_object(id),
+                &path,
+                nar_key.as_deref(),
+            ));
         }
         sink.path(PathDecision {
             path,
@@ -565,7 +570,7 @@ impl ObjectInputs<'_> {
                 }
                 None => (Decision::Keep, Reason::OwnerUnknown),
             },
-            ObjectKind::DebugInfo(_) => match self.owners.debuginfo_target.get(o.key()) {
+            ObjectKind::DebugInfo(_) => match self.owners.debuginfo_target.get(o.key().as_str()) {
                 Some((t, ti)) if self.owners.nar_fate[*ti].1 != NONE => {
                     let (d, _) = self.nar_decision(*ti);
                     self.follow(actions.debuginfo, d, t.clone())
@@ -608,7 +613,7 @@ fn kept_link_targets(inp: &ObjectInputs<'_>, objs: &Listing) -> LinkKeep {
         .enumerate()
         .filter(|(oi, o)| {
             o.link_target().is_some()
-                && inp.decide(*o, *oi, &keys::classify(o.key())).0 == Decision::Keep
+                && inp.decide(*o, *oi, &keys::classify(&o.key())).0 == Decision::Keep
         })
         .map(|(oi, _)| oi)
         .collect();
@@ -651,7 +656,8 @@ pub(super) fn decide_objects(
     let p = &inp.ctx.policy.file;
     let links = kept_link_targets(inp, objs);
     for (oi, o) in objs.iter().enumerate() {
-        let kind = keys::classify(o.key());
+        let key = o.key();
+        let kind = keys::classify(&key);
         let (mut decision, mut reason) = inp.decide(o, oi, &kind);
         if decision != Decision::Keep {
             let nar = kind.category() == Category::Nar;
@@ -676,7 +682,7 @@ pub(super) fn decide_objects(
             .or_default()
             .add(o.size());
         sink.object(ObjectDecision {
-            key: o.key().to_string(),
+            key: key.to_string(),
             category,
             size: o.size(),
             etag: o.etag().map(Etag::into_owned),
