@@ -428,8 +428,9 @@ fn restore_item(
 
 /// Phase 4: who uses each NAR, debuginfo link and build log.
 pub(super) struct Owners<'a> {
-    /// Per listed object (used for NARs): (a kept user, any user), NONE for none.
-    pub nar_fate: Vec<(u32, u32)>,
+    /// Per listed object (used for NARs): a kept user if it has one, else any user, else
+    /// NONE (whether the user is kept is [`Verdicts::kept`]).
+    pub nar_user: Vec<u32>,
     /// Per deriver: (a kept output, any output), NONE for none.
     pub drv_fate: HashMap<&'a str, (u32, u32)>,
     /// debuginfo key → (its NAR's key, the NAR's index in the listing).
@@ -444,17 +445,14 @@ impl<'a> Owners<'a> {
         debuginfo: &'a [FetchedRecord],
     ) -> Owners<'a> {
         let s = v.s;
-        let mut nar_fate: Vec<(u32, u32)> = vec![(NONE, NONE); objs.len()];
+        let mut nar_user: Vec<u32> = vec![NONE; objs.len()];
         let mut drv_fate: HashMap<&str, (u32, u32)> = HashMap::new();
         let mut used_by = |k: u32, id: usize| {
-            let Some(e) = nar_fate.get_mut(k as usize) else {
+            let Some(u) = nar_user.get_mut(k as usize) else {
                 return;
             };
-            if v.kept(id) && e.0 == NONE {
-                e.0 = id as u32;
-            }
-            if e.1 == NONE {
-                e.1 = id as u32;
+            if *u == NONE || (v.kept(id) && !v.kept(*u as usize)) {
+                *u = id as u32;
             }
         };
         for id in 0..s.graph.len() {
@@ -488,7 +486,7 @@ impl<'a> Owners<'a> {
             })
             .collect();
         Owners {
-            nar_fate,
+            nar_user,
             drv_fate,
             debuginfo_target,
         }
@@ -515,11 +513,11 @@ impl ObjectInputs<'_> {
 
     /// The decision for a NAR object some narinfo points to.
     fn nar_decision(&self, oi: usize) -> (Decision, Reason) {
-        match self.owners.nar_fate[oi] {
-            (k, _) if k != NONE => (
+        match self.owners.nar_user[oi] {
+            u if u != NONE && self.v.kept(u as usize) => (
                 Decision::Keep,
                 Reason::NarOfKeptPath {
-                    path: self.v.s.graph.hash(k),
+                    path: self.v.s.graph.hash(u),
                 },
             ),
             _ if self.v.removed == Decision::Keep => (Decision::Keep, Reason::PolicyKeep),
@@ -529,8 +527,8 @@ impl ObjectInputs<'_> {
 
     /// A NAR no parseable narinfo names as its own.
     fn nar(&self, oi: usize) -> (Decision, Reason) {
-        match self.owners.nar_fate[oi] {
-            (_, any) if any != NONE => self.nar_decision(oi),
+        match self.owners.nar_user[oi] {
+            u if u != NONE => self.nar_decision(oi),
             _ if self.v.s.unknown_urls => (Decision::Keep, Reason::MightBelongToUnknown),
             _ => match self.ctx.policy.file.actions.orphan_nars {
                 Follow::Keep => (Decision::Keep, Reason::PolicyKeep),
@@ -571,7 +569,7 @@ impl ObjectInputs<'_> {
                 None => (Decision::Keep, Reason::OwnerUnknown),
             },
             ObjectKind::DebugInfo(_) => match self.owners.debuginfo_target.get(o.key().as_str()) {
-                Some((t, ti)) if self.owners.nar_fate[*ti].1 != NONE => {
+                Some((t, ti)) if self.owners.nar_user[*ti] != NONE => {
                     let (d, _) = self.nar_decision(*ti);
                     self.follow(actions.debuginfo, d, t.clone())
                 }
