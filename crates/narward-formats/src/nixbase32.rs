@@ -157,6 +157,14 @@ pub fn encode_into(bytes: &[u8], out: &mut String) {
 /// `encoded_len(bytes.len())`; extra room is left untouched, missing room
 /// truncates (from the most significant end). No allocation.
 pub fn encode_to_slice(bytes: &[u8], out: &mut [u8]) {
+    // Store path hashes (20 bytes) and SHA-256 digests (32 bytes) are what Nix encodes:
+    // a loop of compile-time length, which the compiler unrolls.
+    if let (Ok(b), Some(o)) = (<&[u8; 20]>::try_from(bytes), out.get_mut(..32)) {
+        return encode_array(b, o);
+    }
+    if let (Ok(b), Some(o)) = (<&[u8; 32]>::try_from(bytes), out.get_mut(..52)) {
+        return encode_array(b, o);
+    }
     // Every 5 bytes (from the least significant, i.e. the start) become 8
     // characters (at the end of the output); the last, shorter chunk becomes
     // the first characters.
@@ -178,6 +186,20 @@ pub fn encode_to_slice(bytes: &[u8], out: &mut [u8]) {
             }
             v >>= 5;
         }
+    }
+}
+
+/// `encode_to_slice` for `N` bytes into exactly `encoded_len(N)` characters: character
+/// `n` from the end is bits `5n..5n+5` of the little-endian number `bytes`.
+#[inline]
+fn encode_array<const N: usize>(bytes: &[u8; N], out: &mut [u8]) {
+    let len = out.len();
+    for (n, slot) in out.iter_mut().rev().enumerate().take(len) {
+        let (i, shift) = (n * 5 / 8, n * 5 % 8);
+        let lo = u16::from(bytes.get(i).copied().unwrap_or(0));
+        let hi = u16::from(bytes.get(i + 1).copied().unwrap_or(0));
+        let digit = ((lo | hi << 8) >> shift) & 31;
+        *slot = ALPHABET[usize::from(digit)];
     }
 }
 
@@ -481,6 +503,21 @@ mod tests {
             proptest::prop_assert_eq!(s.len(), encoded_len(bytes.len()));
             proptest::prop_assert_eq!(decode(&s).unwrap(), bytes.clone());
             proptest::prop_assert_eq!(s, encode_reference(&bytes));
+        }
+
+        /// The unrolled encoder of the hash sizes is Nix's bit loop.
+        #[test]
+        fn hash_sized_encodings_are_the_reference(
+            a in proptest::array::uniform20(proptest::num::u8::ANY),
+            b in proptest::array::uniform32(proptest::num::u8::ANY),
+        ) {
+            proptest::prop_assert_eq!(encode(&a), encode_reference(&a));
+            proptest::prop_assert_eq!(encode(&b), encode_reference(&b));
+            let mut wide = [b'-'; 60];
+            encode_to_slice(&b, &mut wide);
+            let want = encode_reference(&b);
+            proptest::prop_assert_eq!(&wide[..52], want.as_bytes());
+            proptest::prop_assert!(wide[52..].iter().all(|&c| c == b'-'));
         }
 
         #[test]

@@ -25,7 +25,7 @@ use crate::cache_graph::{CacheGraph, Snapshot, compression_code, quirks};
 use crate::graph::NONE;
 use crate::index::Index;
 use crate::model::FetchedRecord;
-use narward_formats::keys::{self, ObjectKind};
+use narward_formats::keys::{self, Category, ObjectKind};
 use narward_formats::narinfo::SigStatus;
 use narward_formats::signature::PublicKey;
 use narward_formats::store_path::STORE_DIR;
@@ -292,7 +292,10 @@ fn audit_objects(r: &mut AuditReport, input: &Snapshot<'_>, mx: usize) {
     input.pages.let_go();
     link_users(&index.objects, &mut users);
     for (oi, o) in index.objects.iter().enumerate() {
-        match keys::classify(&o.key()) {
+        if !matches!(o.category(), Category::Nar | Category::Listing) {
+            continue;
+        }
+        match o.key().kind() {
             ObjectKind::Nar { .. } => match users.of(oi as u32) {
                 None if nar_unknown => r
                     .nars_maybe_of_unknown

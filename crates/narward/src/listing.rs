@@ -17,10 +17,12 @@
 //! 30 bytes per object plus its packed key: 50 for a narinfo, 62 for a NAR.
 
 use crate::model::ObjectRecord;
-use narward_formats::keys::{self, Category};
+use narward_formats::keys::{self, Category, ObjectKind};
 use narward_formats::nixbase32;
 use narward_formats::storage_class::StorageClass;
+use narward_formats::store_path::StorePathHash;
 use std::borrow::Cow;
+use std::cmp::Ordering;
 use std::fmt;
 use std::ops::Deref;
 
@@ -111,7 +113,7 @@ impl KeyForm {
     /// texts, or packed keys of one shape. A nix32 text is the big-endian base-32 number
     /// of its bytes read as little-endian, and the alphabet is in ASCII order, so texts of
     /// one length order as their bytes read from the last.
-    fn cmp_packed(a: (KeyForm, &[u8]), b: (KeyForm, &[u8])) -> Option<std::cmp::Ordering> {
+    fn cmp_packed(a: (KeyForm, &[u8]), b: (KeyForm, &[u8])) -> Option<Ordering> {
         let from_last = |x: &[u8], y: &[u8]| x.iter().rev().cmp(y.iter().rev());
         Some(match (a.0, b.0) {
             (KeyForm::Text, KeyForm::Text) | (KeyForm::DebugInfo, KeyForm::DebugInfo) => {
@@ -137,7 +139,11 @@ impl KeyForm {
             KeyForm::Narinfo | KeyForm::Ls => {
                 nixbase32::encode_to_slice(b, &mut buf[..32]);
                 at = 32;
-                let ext: &[u8] = if self == KeyForm::Ls { b".ls" } else { b".narinfo" };
+                let ext: &[u8] = if self == KeyForm::Ls {
+                    b".ls"
+                } else {
+                    b".narinfo"
+                };
                 put(ext, buf, &mut at);
             }
             KeyForm::DebugInfo => {
@@ -177,13 +183,7 @@ impl Packed {
 
 /// 40 lowercase hex digits as 20 bytes.
 fn parse_hex20(s: &str) -> Option<[u8; 20]> {
-    let b = s.as_bytes();
-    if b.len() != 40 || !b.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
-        return None;
-    }
-    let mut d = [0u8; 20];
-    hex::decode_to_slice(b, &mut d).ok()?;
-    Some(d)
+    parse_lower_hex(s)
 }
 
 fn hex_pair(b: u8) -> [u8; 2] {
@@ -194,7 +194,12 @@ fn hex_pair(b: u8) -> [u8; 2] {
 /// An object's key: a `&str` through [`Deref`], borrowed from the listing or printed from
 /// its packed form (on the stack, no allocation).
 #[derive(Clone, Copy)]
-pub struct Key<'a>(KeyRepr<'a>);
+pub struct Key<'a> {
+    repr: KeyRepr<'a>,
+    form: KeyForm,
+    /// The store-path hash of a packed narinfo or `.ls` key.
+    hash: [u8; 20],
+}
 
 #[derive(Clone, Copy)]
 enum KeyRepr<'a> {
@@ -203,8 +208,32 @@ enum KeyRepr<'a> {
 }
 
 impl<'a> Key<'a> {
+    fn text(t: &'a str) -> Key<'a> {
+        Key {
+            repr: KeyRepr::Text(t),
+            form: KeyForm::Text,
+            hash: [0; 20],
+        }
+    }
+
+    /// What the key names, as [`keys::classify`] of its text, without parsing a packed
+    /// key again.
+    pub fn kind(&self) -> ObjectKind<'_> {
+        let t = self.as_str();
+        match self.form {
+            KeyForm::Narinfo => ObjectKind::Narinfo(StorePathHash(self.hash)),
+            KeyForm::Ls => ObjectKind::Listing(StorePathHash(self.hash)),
+            KeyForm::Nar(e) => ObjectKind::Nar {
+                file_hash: t.get(4..56).unwrap_or(""),
+                ext: NAR_EXTS[usize::from(e)],
+            },
+            KeyForm::DebugInfo => ObjectKind::DebugInfo(t.get(10..).unwrap_or("")),
+            KeyForm::Text | KeyForm::Long => keys::classify(t),
+        }
+    }
+
     pub fn as_str(&self) -> &str {
-        match &self.0 {
+        match &self.repr {
             KeyRepr::Text(t) => t,
             // Packed keys print as ASCII.
             KeyRepr::Printed(b, n) => std::str::from_utf8(&b[..usize::from(*n)]).unwrap_or(""),
@@ -247,13 +276,13 @@ impl PartialEq for Key<'_> {
 impl Eq for Key<'_> {}
 
 impl PartialOrd for Key<'_> {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
 
 impl Ord for Key<'_> {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+    fn cmp(&self, other: &Self) -> Ordering {
         self.as_str().cmp(other.as_str())
     }
 }
@@ -417,13 +446,28 @@ impl<'de> serde::Deserialize<'de> for Etag<'static> {
 }
 
 fn parse_md5(s: &str) -> Option<[u8; 16]> {
+    parse_lower_hex(s)
+}
+
+/// `2N` lowercase hex digits as `N` bytes.
+fn parse_lower_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
     let b = s.as_bytes();
-    if b.len() != 32 || !b.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
+    if b.len() != 2 * N {
         return None;
     }
-    let mut d = [0u8; 16];
-    hex::decode_to_slice(b, &mut d).ok()?;
+    let mut d = [0u8; N];
+    for (o, pair) in d.iter_mut().zip(b.chunks_exact(2)) {
+        *o = lower_hex_digit(pair[0])? << 4 | lower_hex_digit(pair[1])?;
+    }
     Some(d)
+}
+
+fn lower_hex_digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
 }
 
 impl fmt::Display for Etag<'_> {
@@ -520,7 +564,10 @@ impl Listing {
             + side(self.long_keys.capacity(), size_of::<(usize, Box<str>)>())
             + self.long_keys.iter().map(|(_, t)| t.len()).sum::<usize>()
             + side(self.big_size.capacity(), size_of::<(usize, u64)>())
-            + side(self.mtime_side.capacity(), size_of::<(usize, Option<i64>)>())
+            + side(
+                self.mtime_side.capacity(),
+                size_of::<(usize, Option<i64>)>(),
+            )
             + side(self.parts.capacity(), size_of::<(usize, u32)>())
             + side(
                 self.etag_text.capacity(),
@@ -542,26 +589,41 @@ impl Listing {
     /// # Errors
     /// A key not after the last key (out of order or a duplicate); nothing is added.
     pub fn push(&mut self, r: ObjectRecord) -> Result<(), ListingError> {
-        if let Some(last) = self.last_key() {
-            match last.as_str().cmp(r.key.as_str()) {
-                std::cmp::Ordering::Less => {}
-                std::cmp::Ordering::Equal => return Err(ListingError::Duplicate(r.key)),
-                std::cmp::Ordering::Greater => {
+        let packed = KeyForm::pack(&r.key);
+        if let Some(last) = self.len().checked_sub(1) {
+            match self.cmp_to(last, packed.as_ref(), &r.key) {
+                Ordering::Less => {}
+                Ordering::Equal => return Err(ListingError::Duplicate(r.key)),
+                Ordering::Greater => {
                     return Err(ListingError::OutOfOrder {
-                        previous: last.to_string(),
+                        previous: self.key(last).to_string(),
                         key: r.key,
                     });
                 }
             }
         }
-        self.push_unchecked(r);
+        self.push_packed(r, packed);
         Ok(())
     }
 
-    /// Add `r` after the last object, whatever its key ([`UnsortedListing`]).
-    fn push_unchecked(&mut self, r: ObjectRecord) {
+    /// The order of object `i`'s key and the key `text` (packed as `packed`).
+    fn cmp_to(&self, i: usize, packed: Option<&(KeyForm, Packed)>, text: &str) -> Ordering {
+        let query = match packed {
+            Some((f, p)) => (*f, p.bytes()),
+            None => (KeyForm::Text, text.as_bytes()),
+        };
+        let at = (
+            KeyForm::of_code(self.form[i]),
+            &self.keys[self.key_range(i)],
+        );
+        KeyForm::cmp_packed(at, query).unwrap_or_else(|| self.key(i).as_str().cmp(text))
+    }
+
+    /// Add `r`, whose key packs as `packed`, after the last object, whatever its key
+    /// ([`UnsortedListing`]).
+    fn push_packed(&mut self, r: ObjectRecord, packed: Option<(KeyForm, Packed)>) {
         let i = self.len();
-        self.push_key(i, r.key);
+        self.push_key(i, r.key, packed);
         let size = u32::try_from(r.size).ok().filter(|&s| s != IN_SIDE);
         if size.is_none() {
             self.big_size.push((i, r.size));
@@ -583,9 +645,9 @@ impl Listing {
     }
 
     /// Appends the key of object `i`: packed, as text, or whole in `long_keys`.
-    fn push_key(&mut self, i: usize, key: String) {
+    fn push_key(&mut self, i: usize, key: String, packed: Option<(KeyForm, Packed)>) {
         self.start_key(i);
-        let form = match KeyForm::pack(&key) {
+        let form = match packed {
             Some((f, p)) => {
                 self.keys.extend_from_slice(p.bytes());
                 f
@@ -646,10 +708,6 @@ impl Listing {
         flag
     }
 
-    fn last_key(&self) -> Option<Key<'_>> {
-        self.len().checked_sub(1).map(|i| self.key(i))
-    }
-
     /// The heap bytes of object `i`'s key.
     fn key_range(&self, i: usize) -> std::ops::Range<usize> {
         let base = self.block_start[i >> BLOCK_BITS] as usize;
@@ -665,12 +723,20 @@ impl Listing {
         let b = &self.keys[self.key_range(i)];
         match KeyForm::of_code(self.form[i]) {
             // Text keys were pushed from `String`s, whole.
-            KeyForm::Text => Key(KeyRepr::Text(std::str::from_utf8(b).unwrap_or(""))),
-            KeyForm::Long => Key(KeyRepr::Text(side(&self.long_keys, i).map_or("", |k| k))),
+            KeyForm::Text => Key::text(std::str::from_utf8(b).unwrap_or("")),
+            KeyForm::Long => Key::text(side(&self.long_keys, i).map_or("", |k| k)),
             form => {
                 let mut buf = [0u8; PRINTED_MAX];
                 let n = form.print(b, &mut buf);
-                Key(KeyRepr::Printed(buf, n as u8))
+                let mut hash = [0; 20];
+                if let Ok(h) = <[u8; 20]>::try_from(b) {
+                    hash = h;
+                }
+                Key {
+                    repr: KeyRepr::Printed(buf, n as u8),
+                    form,
+                    hash,
+                }
             }
         }
     }
@@ -697,20 +763,13 @@ impl Listing {
     /// The index of the object `key` (binary search).
     pub fn find(&self, key: &str) -> Option<usize> {
         let packed = KeyForm::pack(key);
-        let query = match &packed {
-            Some((f, p)) => (*f, p.bytes()),
-            None => (KeyForm::Text, key.as_bytes()),
-        };
         let (mut lo, mut hi) = (0, self.len());
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            let at = (KeyForm::of_code(self.form[mid]), &self.keys[self.key_range(mid)]);
-            let order = KeyForm::cmp_packed(at, query)
-                .unwrap_or_else(|| self.key(mid).as_str().cmp(key));
-            match order {
-                std::cmp::Ordering::Less => lo = mid + 1,
-                std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return Some(mid),
+            match self.cmp_to(mid, packed.as_ref(), key) {
+                Ordering::Less => lo = mid + 1,
+                Ordering::Greater => hi = mid,
+                Ordering::Equal => return Some(mid),
             }
         }
         None
@@ -765,10 +824,13 @@ impl UnsortedListing {
     }
 
     pub fn push(&mut self, r: ObjectRecord) {
-        if self.l.last_key().is_some_and(|k| k.as_str() >= r.key.as_str()) {
+        let packed = KeyForm::pack(&r.key);
+        if let Some(last) = self.l.len().checked_sub(1)
+            && self.l.cmp_to(last, packed.as_ref(), &r.key).is_ge()
+        {
             self.out_of_order = true;
         }
-        self.l.push_unchecked(r);
+        self.l.push_packed(r, packed);
     }
 
     /// The listing, sorted by key; of records with the same key the first pushed is kept.
@@ -854,9 +916,15 @@ impl Listing {
     }
 
     /// The order of the keys of objects `a` and `b` (as text).
-    fn key_cmp(&self, a: usize, b: usize) -> std::cmp::Ordering {
-        let ka = (KeyForm::of_code(self.form[a]), &self.keys[self.key_range(a)]);
-        let kb = (KeyForm::of_code(self.form[b]), &self.keys[self.key_range(b)]);
+    fn key_cmp(&self, a: usize, b: usize) -> Ordering {
+        let ka = (
+            KeyForm::of_code(self.form[a]),
+            &self.keys[self.key_range(a)],
+        );
+        let kb = (
+            KeyForm::of_code(self.form[b]),
+            &self.keys[self.key_range(b)],
+        );
         KeyForm::cmp_packed(ka, kb)
             .unwrap_or_else(|| self.key(a).as_str().cmp(self.key(b).as_str()))
     }
@@ -925,7 +993,9 @@ impl<'a> ObjectRef<'a> {
 
     pub fn size(self) -> u64 {
         match self.l.size[self.i] {
-            IN_SIDE => side(&self.l.big_size, self.i).copied().unwrap_or(u64::from(IN_SIDE)),
+            IN_SIDE => side(&self.l.big_size, self.i)
+                .copied()
+                .unwrap_or(u64::from(IN_SIDE)),
             s => u64::from(s),
         }
     }
@@ -994,7 +1064,42 @@ impl<'a> ObjectRef<'a> {
     }
 
     pub fn category(self) -> Category {
-        keys::classify(&self.key()).category()
+        let any = StorePathHash([0; 20]);
+        match KeyForm::of_code(self.l.form[self.i]) {
+            KeyForm::Narinfo => ObjectKind::Narinfo(any).category(),
+            KeyForm::Ls => ObjectKind::Listing(any).category(),
+            KeyForm::Nar(_) => Category::Nar,
+            KeyForm::DebugInfo => ObjectKind::DebugInfo("").category(),
+            KeyForm::Text | KeyForm::Long => keys::classify(&self.key()).category(),
+        }
+    }
+
+    /// Whether the key is `k`, compared packed (a key is stored packed exactly when its
+    /// text has a fixed shape, so equal texts have equal stored forms).
+    pub fn key_is(self, k: &str) -> bool {
+        let form = KeyForm::of_code(self.l.form[self.i]);
+        let stored = &self.l.keys[self.l.key_range(self.i)];
+        match (KeyForm::pack(k), form) {
+            (Some((f, p)), _) => form == f && stored == p.bytes(),
+            (None, KeyForm::Text) => stored == k.as_bytes(),
+            (None, KeyForm::Long) => self.key() == k,
+            (None, _) => false,
+        }
+    }
+
+    /// The store-path hash of a `<hash>.narinfo` key (as [`keys::classify`] says), read
+    /// from the packed key.
+    pub fn narinfo_hash(self) -> Option<StorePathHash> {
+        match KeyForm::of_code(self.l.form[self.i]) {
+            KeyForm::Narinfo => <[u8; 20]>::try_from(&self.l.keys[self.l.key_range(self.i)])
+                .ok()
+                .map(StorePathHash),
+            KeyForm::Text | KeyForm::Long => match keys::classify(&self.key()) {
+                ObjectKind::Narinfo(h) => Some(h),
+                _ => None,
+            },
+            _ => None,
+        }
     }
 
     /// As [`ObjectRecord::link_target`].

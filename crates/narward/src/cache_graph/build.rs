@@ -294,13 +294,7 @@ impl<'a> ListingKeys<'a> {
     /// The keys of `objs`: one path per `<hash>.narinfo` object.
     pub fn of(objs: &'a Listing) -> ListingKeys<'a> {
         ListingKeys {
-            hashes: objs
-                .iter()
-                .filter_map(|o| match keys::classify(&o.key()) {
-                    ObjectKind::Narinfo(h) => Some(h),
-                    _ => None,
-                })
-                .collect(),
+            hashes: objs.iter().filter_map(|o| o.narinfo_hash()).collect(),
             nar_objects: NarObjects::Listing(objs),
             objects: objs.len(),
         }

@@ -227,7 +227,10 @@ fn listing_costs_30_bytes_per_object_plus_its_packed_key() {
         .sum();
     let l = Listing::from_records(records.clone()).unwrap();
     // One block of key ends: its start is 8 bytes.
-    assert_eq!(l.heap_bytes(), text + 20 * (n / 3) + 32 * (n / 3) + 30 * n + 8);
+    assert_eq!(
+        l.heap_bytes(),
+        text + 20 * (n / 3) + 32 * (n / 3) + 30 * n + 8
+    );
     assert_eq!(l.to_records(), {
         let mut r = records;
         r.sort_by(|a, b| a.key.cmp(&b.key));
@@ -253,6 +256,18 @@ proptest! {
         prop_assert_eq!(&got, &want);
         for (i, k) in want.iter().enumerate() {
             prop_assert_eq!(l.find(k), Some(i));
+            let o = l.at(i);
+            let key = o.key();
+            prop_assert_eq!(key.kind(), keys::classify(k));
+            prop_assert_eq!(o.category(), keys::classify(k).category());
+            let h = match keys::classify(k) {
+                keys::ObjectKind::Narinfo(h) => Some(h),
+                _ => None,
+            };
+            prop_assert_eq!(o.narinfo_hash(), h);
+            for (j, other) in want.iter().enumerate() {
+                prop_assert_eq!(o.key_is(other), i == j);
+            }
             for j in 0..want.len() {
                 prop_assert_eq!(l.key_cmp(i, j), k.cmp(&want[j]));
             }
@@ -281,7 +296,11 @@ fn keys_of_a_fixed_shape_are_packed_and_others_are_not() {
         format!("debuginfo/{}", "AB".repeat(20)),
         "nix-cache-info".to_string(),
     ];
-    let all: Vec<ObjectRecord> = packed.iter().chain(&text).map(|k| rec(k, None, None)).collect();
+    let all: Vec<ObjectRecord> = packed
+        .iter()
+        .chain(&text)
+        .map(|k| rec(k, None, None))
+        .collect();
     let l = Listing::from_records(all).unwrap();
     for k in &packed {
         let i = l.find(k).unwrap();
@@ -292,7 +311,10 @@ fn keys_of_a_fixed_shape_are_packed_and_others_are_not() {
         let i = l.find(k).unwrap();
         assert_eq!(KeyForm::of_code(l.form[i]), KeyForm::Text, "{k}");
     }
-    let packed_bytes: usize = packed.iter().map(|k| if k.starts_with("nar/") { 32 } else { 20 }).sum();
+    let packed_bytes: usize = packed
+        .iter()
+        .map(|k| if k.starts_with("nar/") { 32 } else { 20 })
+        .sum();
     let text_bytes: usize = text.iter().map(String::len).sum();
     assert_eq!(l.keys.len(), packed_bytes + text_bytes);
 }

@@ -59,14 +59,15 @@ impl Ctx<'_> {
     }
 
     /// Why a parseable narinfo is a seed of the kept set, if it is: it cannot be taken at
-    /// its word (`doubt`), or a keep rule holds for it or its objects.
+    /// its word (`doubt`), or a keep rule holds for it or its objects (its narinfo and
+    /// NAR objects `objs`, its NAR's key `nar_key`).
     fn seed(
         &self,
         ca: bool,
         name: &str,
         doubt: Option<String>,
         objs: [Option<ObjectRef<'_>>; 2],
-        keys: [&str; 2],
+        nar_key: &str,
     ) -> Option<Reason> {
         let k = &self.policy.file.keep;
         let any = |f: &dyn Fn(ObjectRef<'_>) -> bool| objs.iter().flatten().any(|o| f(*o));
@@ -83,10 +84,10 @@ impl Ctx<'_> {
             .is_some_and(|d| any(&|o| self.recent(o, d)))
         {
             Some(Reason::UploadedRecently)
-        } else if k
-            .accessed_within_days
-            .is_some_and(|d| keys.iter().any(|key| self.accessed(key, d)))
-        {
+        } else if k.accessed_within_days.is_some_and(|d| {
+            // The narinfo's key is printed only when the rule asks.
+            self.accessed(nar_key, d) || objs[0].is_some_and(|o| self.accessed(&o.key(), d))
+        }) {
             Some(Reason::AccessedRecently)
         } else {
             None
@@ -123,10 +124,7 @@ pub(super) fn read_graph<'g>(
     let narinfo_obj: Vec<u32> = objs
         .iter()
         .enumerate()
-        .filter_map(|(i, o)| match keys::classify(&o.key()) {
-            ObjectKind::Narinfo(h) => Some((i, h)),
-            _ => None,
-        })
+        .filter_map(|(i, o)| Some((i, o.narinfo_hash()?)))
         .enumerate()
         .map(|(id, (i, h))| {
             (graph.len() > id && graph.hash(id as u32) == h && i <= u32::MAX as usize)
@@ -176,7 +174,8 @@ impl<'g> Streamed<'g> {
             Some(Cow::Borrowed(keys::nar_key_for_url(self.graph.url(id))))
         } else {
             let k = self.graph.nar_object(id)?;
-            objs.get(k as usize).map(|o| Cow::Owned(o.key().to_string()))
+            objs.get(k as usize)
+                .map(|o| Cow::Owned(o.key().to_string()))
         }
     }
 
@@ -213,14 +212,7 @@ impl<'g> Streamed<'g> {
         let narinfo = objs.get(self.narinfo_obj[id as usize] as usize);
         let nar = g.nar_object(id).and_then(|i| objs.get(i as usize));
         let nar_key = keys::nar_key_for_url(g.url(id));
-        let narinfo_key = narinfo.map(|o| o.key());
-        ctx.seed(
-            g.ca(id),
-            g.name(id),
-            doubt,
-            [narinfo, nar],
-            [narinfo_key.as_deref().unwrap_or(""), nar_key],
-        )
+        ctx.seed(g.ca(id), g.name(id), doubt, [narinfo, nar], nar_key)
     }
 
     /// The base name `<hash>-<name>` of a path (the hash alone when the name is unknown).
@@ -411,7 +403,7 @@ fn restore_item(
     let k = nar_key?;
     let listed = nar_obj
         .and_then(|i| objs.get(i as usize))
-        .filter(|o| o.key() == k);
+        .filter(|o| o.key_is(k));
     let o = match listed {
         Some(o) => o,
         None => objs.get(objs.find(k)?)?,
@@ -610,8 +602,7 @@ fn kept_link_targets(inp: &ObjectInputs<'_>, objs: &Listing) -> LinkKeep {
         .iter()
         .enumerate()
         .filter(|(oi, o)| {
-            o.link_target().is_some()
-                && inp.decide(*o, *oi, &keys::classify(&o.key())).0 == Decision::Keep
+            o.link_target().is_some() && inp.decide(*o, *oi, &o.key().kind()).0 == Decision::Keep
         })
         .map(|(oi, _)| oi)
         .collect();
@@ -655,7 +646,7 @@ pub(super) fn decide_objects(
     let links = kept_link_targets(inp, objs);
     for (oi, o) in objs.iter().enumerate() {
         let key = o.key();
-        let kind = keys::classify(&key);
+        let kind = key.kind();
         let (mut decision, mut reason) = inp.decide(o, oi, &kind);
         if decision != Decision::Keep {
             let nar = kind.category() == Category::Nar;
