@@ -199,7 +199,7 @@ fn encode_array<const N: usize>(bytes: &[u8; N], out: &mut [u8]) {
         let lo = u16::from(bytes.get(i).copied().unwrap_or(0));
         let hi = u16::from(bytes.get(i + 1).copied().unwrap_or(0));
         let digit = ((lo | hi << 8) >> shift) & 31;
-        *slot = ALPHABET[usize::from(digit)];
+        *slot = ALPHABET.get(usize::from(digit)).copied().unwrap_or(b'0');
     }
 }
 

@@ -22,7 +22,7 @@ use crate::listing::{Etag, Listing, ObjectRef};
 use crate::model::FetchedRecord;
 pub use crate::model::is_archive_class;
 use crate::model::{BucketVersioning, VersioningState};
-use crate::policy::Policy;
+use crate::policy::{Policy, Roots};
 use anyhow::{Context, Result, bail};
 use narward_formats::keys::{self, Category};
 use narward_formats::narinfo::NarInfo;
@@ -534,7 +534,9 @@ pub fn compute_from_state(
     now: i64,
 ) -> Result<Plan> {
     let mut plan = Plan::collecting(empty_header());
-    let Planned { header, restore } = plan_from_state(state, policy, policy_file, now, &mut plan)?;
+    let roots = policy.roots.clone();
+    let Planned { header, restore } =
+        plan_from_state(state, policy, roots, policy_file, now, &mut plan)?;
     plan.header = header;
     plan.restore = restore;
     Ok(plan)
@@ -544,13 +546,15 @@ pub fn compute_from_state(
 /// column files (or, for an index written before they existed, built from the narinfos
 /// streamed from disk), verified against `meta.json`; every decision goes to `sink` as it
 /// is made. A damaged index file is an error naming it, and the sink sees nothing before
-/// the whole index was read and checked.
+/// the whole index was read and checked. `roots` are the policy's (taken out of it, as
+/// `policy.roots` is not read): only where each came from is kept once they are found.
 ///
 /// # Errors
 /// No index, or a damaged one; the sink's errors.
 pub fn plan_from_state(
     state: &Path,
     policy: &Policy,
+    roots: Roots,
     policy_file: &str,
     now: i64,
     sink: &mut (impl PlanSink + ?Sized),
@@ -594,11 +598,11 @@ pub fn plan_from_state(
         let cols = Columns::build(&objects, narinfos)?;
         crate::progress::phase("plan: narinfos streamed, graph built");
         let graph = CacheGraph::new(cols.parts())?;
-        return compute_with_graph(&input, &objects, graph, Default::default(), sink);
+        return compute_with_graph(&input, roots, &objects, graph, Default::default(), sink);
     };
     let graph = mapped.graph()?;
     let pages = crate::cache_graph::Pages(Some(&mapped));
-    compute_with_graph(&input, &objects, graph, pages, sink)
+    compute_with_graph(&input, roots, &objects, graph, pages, sink)
 }
 
 /// A header to be replaced by the computed one.
@@ -645,7 +649,15 @@ pub fn compute(index: &Index, policy: &Policy, policy_file: &str, now: i64) -> R
     let mut plan = Plan::collecting(empty_header());
     let planned = Columns::build(&index.objects, source).and_then(|cols| {
         let graph = CacheGraph::new(cols.parts())?;
-        compute_with_graph(&input, &index.objects, graph, Default::default(), &mut plan)
+        let roots = policy.roots.clone();
+        compute_with_graph(
+            &input,
+            roots,
+            &index.objects,
+            graph,
+            Default::default(),
+            &mut plan,
+        )
     });
     let Planned { header, restore } = planned?;
     plan.header = header;
@@ -665,12 +677,14 @@ pub struct PlanInput<'a> {
 
 /// Compute a plan from the listing `objs` and the [`CacheGraph`] of the same generation,
 /// every decision handed to `sink` as it is made; `pages` lets go of the mapped column
-/// pages each phase is done with.
+/// pages each phase is done with. `policy_roots` are the policy's roots (its
+/// `policy.roots` is not read), let go of once found.
 ///
 /// # Errors
 /// A graph that does not belong to the listing; the sink's errors.
 pub fn compute_with_graph<'g>(
     input: &PlanInput<'_>,
+    policy_roots: Roots,
     objs: &Listing,
     graph: CacheGraph<'g>,
     pages: crate::cache_graph::Pages<'g>,
@@ -697,7 +711,9 @@ pub fn compute_with_graph<'g>(
     // 1. The graph, checked against the listing.
     let s = phases::read_graph(objs, graph, pages)?;
     // 2. Roots.
-    let (seeds, root_of, roots) = phases::find_roots(&ctx, objs, &s);
+    let (seeds, root_of, roots) = phases::find_roots(&ctx, objs, &s, &policy_roots);
+    // Only where each root came from is asked again: the rest goes before the closure.
+    let sources = policy_roots.into_sources();
     crate::progress::phase("plan: roots");
     sink.begin(&Begin {
         cache: &meta.cache,
@@ -713,6 +729,7 @@ pub fn compute_with_graph<'g>(
         s: &s,
         parent: &parent,
         root_of: &root_of,
+        sources: &sources,
         ctx: &ctx,
         objs,
         removed: ctx.removed_decision(),

@@ -11,6 +11,7 @@ use narward_formats::roots;
 use narward_formats::storage_class::{self, StorageClass};
 use narward_formats::store_path::{StorePath, StorePathHash};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -321,13 +322,53 @@ impl Root<'_> {
 
     /// Where it came from: `file:line`, `dir/<hash>-<name>` (Hydra GC roots) or `inline`.
     pub fn source(&self) -> String {
-        let label = &self.source.label;
-        match self.source.kind {
-            SourceKind::File => format!("{label}:{}", self.line),
-            SourceKind::GcRoots => format!("{label}/{}-{}", self.hash, self.name),
-            SourceKind::Inline => "inline".to_string(),
-        }
+        source_text(self.source, self.line, || {
+            format!("{}-{}", self.hash, self.name)
+        })
     }
+}
+
+/// A root's source as [`Root::source`] gives it; `base` is its `<hash>-<name>`.
+fn source_text(src: &RootSource, line: u32, base: impl FnOnce() -> String) -> String {
+    let label = &src.label;
+    match src.kind {
+        SourceKind::File => format!("{label}:{line}"),
+        SourceKind::GcRoots => format!("{label}/{}", base()),
+        SourceKind::Inline => "inline".to_string(),
+    }
+}
+
+/// Where each root came from, without the roots: all a plan needs of them once they are
+/// found ([`Roots::into_sources`]). 4 bytes per root, plus the base names of Hydra GC-root
+/// entries (their source text names them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RootSources {
+    lines: Vec<u32>,
+    sources: Vec<RootSource>,
+    /// Root index → `<hash>-<name>`, for roots from Hydra GC-roots directories.
+    gc_bases: HashMap<u32, String>,
+}
+
+impl RootSources {
+    /// [`Root::source`] of the root at `i`.
+    pub fn source(&self, i: usize) -> Option<String> {
+        let line = *self.lines.get(i)?;
+        let (_, src) = source_at(&self.sources, i)?;
+        let base = || {
+            u32::try_from(i)
+                .ok()
+                .and_then(|i| self.gc_bases.get(&i).cloned())
+                .unwrap_or_default()
+        };
+        Some(source_text(src, line, base))
+    }
+}
+
+/// The source of the root at `i`: the last one starting at or before `i` (empty sources
+/// start where the next does).
+fn source_at(sources: &[RootSource], i: usize) -> Option<(usize, &RootSource)> {
+    let at = sources.partition_point(|s| s.first <= i).checked_sub(1)?;
+    Some((at, sources.get(at)?))
 }
 
 impl Roots {
@@ -354,18 +395,33 @@ impl Roots {
         let hash = *self.hashes.get(i)?;
         let start = i.checked_sub(1).map_or(0, |p| self.name_ends[p] as usize);
         let name = self.names.get(start..self.name_ends[i] as usize)?;
-        // The last source starting at or before `i` (empty sources start where the next does).
-        let source_index = self
-            .sources
-            .partition_point(|s| s.first <= i)
-            .checked_sub(1)?;
+        let (source_index, source) = source_at(&self.sources, i)?;
         Some(Root {
             hash,
             name,
             source_index,
-            source: self.sources.get(source_index)?,
+            source,
             line: self.lines[i],
         })
+    }
+
+    /// What is left of the roots once they are found: where each came from.
+    pub fn into_sources(self) -> RootSources {
+        let gc_bases = self
+            .sources
+            .iter()
+            .filter(|s| s.kind == SourceKind::GcRoots)
+            .flat_map(|s| s.range())
+            .filter_map(|i| {
+                let r = self.get(i)?;
+                Some((u32::try_from(i).ok()?, format!("{}-{}", r.hash, r.name)))
+            })
+            .collect();
+        RootSources {
+            lines: self.lines,
+            sources: self.sources,
+            gc_bases,
+        }
     }
 
     /// Every root, in order.
@@ -816,6 +872,11 @@ mod tests {
             ]
         );
         assert_eq!(p.roots.sources().len(), 5);
+        // What a plan keeps of them once found names the same sources.
+        let kept = p.roots.clone().into_sources();
+        let again: Vec<String> = (0..5).filter_map(|i| kept.source(i)).collect();
+        assert_eq!(again, sources);
+        assert_eq!(kept.source(5), None);
     }
 
     /// Issue 9: a root line cost about 210 bytes (a `String` path and a `String` source

@@ -66,9 +66,13 @@ pub fn run(g: &Global, a: PlanArgs) -> Result<ExitCode> {
                 writer: None,
                 pricer: cost::PlanPricer::new(&pricing, now),
             };
+            // The roots are let go of once found, before the closure (issue 9: a release
+            // root list is tens of bytes per path).
+            let roots = std::mem::take(&mut policy.roots);
             let planned = plan::plan_from_state(
                 &g.state,
                 &policy,
+                roots,
                 &policy_path.display().to_string(),
                 now,
                 &mut sink,

@@ -215,7 +215,7 @@ fn listing_costs_30_bytes_per_object_plus_its_packed_key() {
             };
             let etag = format!("{:032x}", i * 7919);
             let mut r = rec(&key, Some(&etag), None);
-            r.storage_class = (i % 3 == 0).then(|| "DEEP_ARCHIVE".into());
+            r.storage_class = i.is_multiple_of(3).then(|| "DEEP_ARCHIVE".into());
             r.last_modified = Some(1_700_000_000 + i as i64);
             r
         })
@@ -268,8 +268,8 @@ proptest! {
             for (j, other) in want.iter().enumerate() {
                 prop_assert_eq!(o.key_is(other), i == j);
             }
-            for j in 0..want.len() {
-                prop_assert_eq!(l.key_cmp(i, j), k.cmp(&want[j]));
+            for (j, other) in want.iter().enumerate() {
+                prop_assert_eq!(l.key_cmp(i, j), k.cmp(other));
             }
         }
     }

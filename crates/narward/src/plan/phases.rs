@@ -12,7 +12,7 @@ use crate::cache_graph::{CacheGraph, Pages, Status};
 use crate::graph::NONE;
 use crate::listing::{Etag, Listing, ObjectRef};
 use crate::model::FetchedRecord;
-use crate::policy::{Follow, Policy, Unreachable};
+use crate::policy::{Follow, Policy, RootSources, Roots, Unreachable};
 use anyhow::Result;
 use narward_formats::keys::{self, Category, ObjectKind};
 use narward_formats::store_path::STORE_DIR;
@@ -232,23 +232,23 @@ impl<'g> Streamed<'g> {
     }
 }
 
-/// Phase 2: the seeds of the kept set (policy roots, then paths a rule keeps), per path
-/// the first root naming it (its index in `policy.roots`, or [`NONE`]: a rule's reason is
+/// Phase 2: the seeds of the kept set (the `roots`, then paths a rule keeps), per path
+/// the first root naming it (its index in `roots`, or [`NONE`]: a rule's reason is
 /// asked again when the decision is written, [`Verdicts::of`]), and the root statistics.
 pub(super) fn find_roots(
     ctx: &Ctx<'_>,
     objs: &Listing,
     s: &Streamed<'_>,
+    roots_in: &Roots,
 ) -> (Vec<u32>, Vec<u32>, RootStats) {
-    let policy = ctx.policy;
     let mut seeds: Vec<u32> = Vec::new();
     let mut root_of = vec![NONE; s.graph.len()];
     let mut roots = RootStats {
-        total: policy.roots.len() as u64,
+        total: roots_in.len() as u64,
         ..Default::default()
     };
-    let mut missing_by_source = vec![0u64; policy.roots.sources().len()];
-    for (i, h) in policy.roots.hashes().iter().enumerate() {
+    let mut missing_by_source = vec![0u64; roots_in.sources().len()];
+    for (i, h) in roots_in.hashes().iter().enumerate() {
         if let Some(id) = s.graph.id(h) {
             roots.found += 1;
             seeds.push(id);
@@ -261,7 +261,7 @@ pub(super) fn find_roots(
             continue;
         }
         roots.missing += 1;
-        let Some(r) = policy.roots.get(i) else {
+        let Some(r) = roots_in.get(i) else {
             continue;
         };
         if let Some(m) = missing_by_source.get_mut(r.source_index) {
@@ -273,8 +273,7 @@ pub(super) fn find_roots(
                 .push(format!("{} ({})", r.path(), r.source()));
         }
     }
-    roots.by_source = policy
-        .roots
+    roots.by_source = roots_in
         .sources()
         .iter()
         .zip(missing_by_source)
@@ -297,6 +296,8 @@ pub(super) struct Verdicts<'a> {
     pub parent: &'a [u32],
     /// Per path: the first policy root naming it, or [`NONE`] ([`find_roots`]).
     pub root_of: &'a [u32],
+    /// Where each root came from.
+    pub sources: &'a RootSources,
     pub ctx: &'a Ctx<'a>,
     pub objs: &'a Listing,
     pub removed: Decision,
@@ -306,11 +307,11 @@ impl Verdicts<'_> {
     /// Why a seed is kept: its first root, else the rule that made it a seed.
     fn reason_of_seed(&self, id: u32) -> Reason {
         let root = self.root_of.get(id as usize).copied().unwrap_or(NONE);
-        if let Some(r) = (root != NONE)
-            .then(|| self.ctx.policy.roots.get(root as usize))
+        if let Some(source) = (root != NONE)
+            .then(|| self.sources.source(root as usize))
             .flatten()
         {
-            return Reason::Root { source: r.source() };
+            return Reason::Root { source };
         }
         self.s
             .seed(self.ctx, self.objs, id)

@@ -6,7 +6,8 @@ use super::*;
 /// The plan of the index in `st`, written decision by decision into `out` and read back.
 fn written_as_decided(st: &Path, policy: &Policy, out: &Path) -> Plan {
     let mut sink = Writing::new(out);
-    let planned = plan_from_state(st, policy, "test", NOW, &mut sink).unwrap();
+    let planned =
+        plan_from_state(st, policy, policy.roots.clone(), "test", NOW, &mut sink).unwrap();
     let header = sink
         .w
         .unwrap()

@@ -53,7 +53,7 @@ fn decisions_are_written_as_they_are_made_in_the_order_readers_search() {
     let d = tempfile::tempdir().unwrap();
     let st = saved(&index, d.path());
     let mut rec = Recording::default();
-    plan_from_state(&st, &policy, "test", NOW, &mut rec).unwrap();
+    plan_from_state(&st, &policy, policy.roots.clone(), "test", NOW, &mut rec).unwrap();
     let n = index.narinfos.len();
     let m = index.objects.len();
     assert_eq!(rec.events[0], format!("begin {n} {m}"));
@@ -76,7 +76,8 @@ fn decisions_are_written_as_they_are_made_in_the_order_readers_search() {
             fail_at: Some(fail_at),
             ..Default::default()
         };
-        let e = plan_from_state(&st, &policy, "test", NOW, &mut rec).unwrap_err();
+        let e =
+            plan_from_state(&st, &policy, policy.roots.clone(), "test", NOW, &mut rec).unwrap_err();
         assert!(e.to_string().contains("sink refused"), "{e:#}");
         assert_eq!(rec.events.len(), fail_at);
     }
@@ -90,7 +91,7 @@ fn a_plan_that_fails_while_written_leaves_no_plan_directory() {
     let out = d.path().join("plan");
     let mut sink = Writing::new(&out);
     sink.fail_after = Some(2);
-    assert!(plan_from_state(&st, &policy, "test", NOW, &mut sink).is_err());
+    assert!(plan_from_state(&st, &policy, policy.roots.clone(), "test", NOW, &mut sink).is_err());
     assert!(d.path().join(".plan.partial").exists(), "written meanwhile");
     drop(sink);
     assert!(!out.exists());
