@@ -762,6 +762,21 @@ impl Index {
         read_stream_verified(&Self::narinfos_path(state), meta.file(NARINFOS_FILE)?, f)
     }
 
+    /// Stream the object records of the generation `meta` describes into `f`, in key
+    /// order, verified against `meta` ([`read_stream_verified`]: act only once this
+    /// returns `Ok`).
+    ///
+    /// # Errors
+    /// A missing or damaged listing file (named); `f`'s errors.
+    pub fn stream_objects(
+        state: &Path,
+        meta: &IndexMeta,
+        f: impl FnMut(ObjectRecord) -> Result<()>,
+    ) -> Result<u64> {
+        let path = Self::current_dir(state).join(OBJECTS_FILE);
+        read_stream_verified(&path, meta.file(OBJECTS_FILE)?, f)
+    }
+
     /// Path of the narinfo stream of the current generation (for streaming readers).
     pub fn narinfos_path(state: &Path) -> PathBuf {
         Self::current_dir(state).join(NARINFOS_FILE)

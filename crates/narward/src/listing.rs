@@ -321,6 +321,8 @@ pub struct Listing {
     /// Unix seconds; [`IN_SIDE`]: in `mtime_side`.
     mtime: Vec<u32>,
     md5: Vec<[u8; 16]>,
+    /// `md5` is let go of until [`Listing::refill_md5`].
+    md5_gone: bool,
     flags: Vec<u8>,
     long_keys: Vec<(usize, Box<str>)>,
     big_size: Vec<(usize, u64)>,
@@ -456,18 +458,33 @@ fn parse_lower_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
         return None;
     }
     let mut d = [0u8; N];
+    // Any byte not a digit has high bits in its table value: one test at the end.
+    let mut seen = 0u8;
     for (o, pair) in d.iter_mut().zip(b.chunks_exact(2)) {
-        *o = lower_hex_digit(pair[0])? << 4 | lower_hex_digit(pair[1])?;
+        let (hi, lo) = (hex_value(pair[0]), hex_value(pair[1]));
+        seen |= hi | lo;
+        *o = hi << 4 | lo;
     }
-    Some(d)
+    (seen & 0xf0 == 0).then_some(d)
 }
 
-fn lower_hex_digit(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
+/// Lowercase hex digits' values; 0xff for every other byte.
+const HEX_VALUE: [u8; 256] = {
+    let mut t = [0xff; 256];
+    let mut c = 0;
+    while c < 10 {
+        t[b'0' as usize + c] = c as u8;
+        c += 1;
     }
+    while c < 16 {
+        t[b'a' as usize + c - 10] = c as u8;
+        c += 1;
+    }
+    t
+};
+
+fn hex_value(c: u8) -> u8 {
+    HEX_VALUE[usize::from(c)]
 }
 
 impl fmt::Display for Etag<'_> {
@@ -795,6 +812,46 @@ impl Listing {
         Ok(())
     }
 
+    /// Let go of the MD5 ETags (16 bytes per object) until [`Listing::refill_md5`]: what a
+    /// command that reads them only later (`plan`, after its closure) holds meanwhile.
+    /// Reading such an ETag in between is a bug, and panics.
+    pub fn let_md5_go(&mut self) {
+        self.md5 = Vec::new();
+        self.md5_gone = true;
+    }
+
+    /// The MD5s let go of ([`Listing::let_md5_go`]), from the listing's records read again:
+    /// `each` hands every record, in key order, to the function it is given.
+    ///
+    /// # Errors
+    /// A record whose key is not the listing's at its place, or not one per object; the
+    /// errors of `each`.
+    pub fn refill_md5(
+        &mut self,
+        each: impl FnOnce(&mut dyn FnMut(ObjectRecord) -> anyhow::Result<()>) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let mut md5 = Vec::with_capacity(self.len());
+        each(&mut |r: ObjectRecord| {
+            let i = md5.len();
+            let Some(o) = self.get(i).filter(|o| o.key_is(&r.key)) else {
+                anyhow::bail!("object {i} read again is {:?}: not the listing's", r.key);
+            };
+            let d = match r.etag.as_deref().map(Etag::parse) {
+                Some(Etag::Md5(d) | Etag::Multipart(d, _)) => d,
+                _ => [0; 16],
+            };
+            debug_assert!(o.flags() & F_ETAG_TEXT == 0 || d == [0; 16]);
+            md5.push(d);
+            Ok(())
+        })?;
+        if md5.len() != self.len() {
+            anyhow::bail!("{} objects read again, {} listed", md5.len(), self.len());
+        }
+        self.md5 = md5;
+        self.md5_gone = false;
+        Ok(())
+    }
+
     /// The owned records, in key order (for small listings: tests, journals).
     pub fn to_records(&self) -> Vec<ObjectRecord> {
         self.iter().map(|o| o.to_record()).collect()
@@ -1007,12 +1064,18 @@ impl<'a> ObjectRef<'a> {
     /// As [`ObjectRecord::etag`].
     pub fn etag(self) -> Option<Etag<'a>> {
         let f = self.flags();
-        let d = self.l.md5[self.i];
         if f & F_ETAG_TEXT != 0 {
-            side(&self.l.etag_text, self.i)?
+            return side(&self.l.etag_text, self.i)?
                 .as_deref()
-                .map(|t| Etag::Text(Cow::Borrowed(t)))
-        } else if f & F_MULTIPART != 0 {
+                .map(|t| Etag::Text(Cow::Borrowed(t)));
+        }
+        assert!(
+            !self.l.md5_gone,
+            "internal: the ETag of object {} read while the listing's MD5s are let go",
+            self.i
+        );
+        let d = self.l.md5[self.i];
+        if f & F_MULTIPART != 0 {
             side(&self.l.parts, self.i).map(|&n| Etag::Multipart(d, n))
         } else {
             Some(Etag::Md5(d))

@@ -19,9 +19,9 @@
 use crate::cache_graph::{CacheGraph, build::Columns};
 use crate::index::{self, Index, IndexMeta};
 use crate::listing::{Etag, Listing, ObjectRef};
-use crate::model::FetchedRecord;
 pub use crate::model::is_archive_class;
 use crate::model::{BucketVersioning, VersioningState};
+use crate::model::{FetchedRecord, ObjectRecord};
 use crate::policy::{Policy, Roots};
 use anyhow::{Context, Result, bail};
 use narward_formats::keys::{self, Category};
@@ -572,7 +572,7 @@ pub fn plan_from_state(
     });
     let Index {
         meta: listed,
-        objects,
+        mut objects,
         debuginfo,
         ..
     } = loaded?;
@@ -584,12 +584,16 @@ pub fn plan_from_state(
         );
     }
     crate::progress::phase("plan: listing loaded, columns verified");
+    let again = |f: &mut dyn FnMut(ObjectRecord) -> Result<()>| -> Result<()> {
+        Index::stream_objects(state, &meta, f).map(|_| ())
+    };
     let input = PlanInput {
         meta: &meta,
         debuginfo: &debuginfo,
         policy,
         policy_file,
         now,
+        records_again: Some(&again),
     };
     let Some(mapped) = mapped else {
         let narinfos = |sink: &mut dyn FnMut(&FetchedRecord) -> Result<()>| -> Result<()> {
@@ -598,11 +602,11 @@ pub fn plan_from_state(
         let cols = Columns::build(&objects, narinfos)?;
         crate::progress::phase("plan: narinfos streamed, graph built");
         let graph = CacheGraph::new(cols.parts())?;
-        return compute_with_graph(&input, roots, &objects, graph, Default::default(), sink);
+        return compute_with_graph(&input, roots, &mut objects, graph, Default::default(), sink);
     };
     let graph = mapped.graph()?;
     let pages = crate::cache_graph::Pages(Some(&mapped));
-    compute_with_graph(&input, roots, &objects, graph, pages, sink)
+    compute_with_graph(&input, roots, &mut objects, graph, pages, sink)
 }
 
 /// A header to be replaced by the computed one.
@@ -639,21 +643,28 @@ pub fn compute(index: &Index, policy: &Policy, policy_file: &str, now: i64) -> R
         }
         Ok(())
     };
+    // The listing's records read again are the ones in memory, as `narward plan` reads its
+    // listing file again.
+    let again = |f: &mut dyn FnMut(ObjectRecord) -> Result<()>| -> Result<()> {
+        index.objects.iter().try_for_each(|o| f(o.to_record()))
+    };
     let input = PlanInput {
         meta: &index.meta,
         debuginfo: &index.debuginfo,
         policy,
         policy_file,
         now,
+        records_again: Some(&again),
     };
     let mut plan = Plan::collecting(empty_header());
+    let mut objects = index.objects.clone();
     let planned = Columns::build(&index.objects, source).and_then(|cols| {
         let graph = CacheGraph::new(cols.parts())?;
         let roots = policy.roots.clone();
         compute_with_graph(
             &input,
             roots,
-            &index.objects,
+            &mut objects,
             graph,
             Default::default(),
             &mut plan,
@@ -673,7 +684,14 @@ pub struct PlanInput<'a> {
     pub policy_file: &'a str,
     /// Unix seconds.
     pub now: i64,
+    /// The listing's records read again, in key order, each handed to the function given:
+    /// with it, the listing's MD5s are let go of during the closure and read back after
+    /// it ([`Listing::let_md5_go`]; issue 9: 16 bytes per object at the peak).
+    pub records_again: Option<&'a RecordsAgain<'a>>,
 }
+
+/// Hands every record of a listing, in key order, to the function it is given.
+pub type RecordsAgain<'a> = dyn Fn(&mut dyn FnMut(ObjectRecord) -> Result<()>) -> Result<()> + 'a;
 
 /// Compute a plan from the listing `objs` and the [`CacheGraph`] of the same generation,
 /// every decision handed to `sink` as it is made; `pages` lets go of the mapped column
@@ -685,7 +703,7 @@ pub struct PlanInput<'a> {
 pub fn compute_with_graph<'g>(
     input: &PlanInput<'_>,
     policy_roots: Roots,
-    objs: &Listing,
+    objs: &mut Listing,
     graph: CacheGraph<'g>,
     pages: crate::cache_graph::Pages<'g>,
     sink: &mut (impl PlanSink + ?Sized),
@@ -696,6 +714,7 @@ pub fn compute_with_graph<'g>(
         policy,
         policy_file,
         now,
+        records_again,
     } = *input;
     let ctx = phases::Ctx {
         policy,
@@ -722,9 +741,17 @@ pub fn compute_with_graph<'g>(
         objects: objs.len() as u64,
     })?;
     // 3. Liveness, then every path.
+    if records_again.is_some() {
+        objs.let_md5_go();
+    }
     let parent = s.graph.closure(&seeds);
     // The references are not read again.
     s.pages.let_go();
+    if let Some(again) = records_again {
+        objs.refill_md5(again)?;
+        crate::progress::phase("plan: ETags read again");
+    }
+    let objs: &Listing = objs;
     let v = phases::Verdicts {
         s: &s,
         parent: &parent,

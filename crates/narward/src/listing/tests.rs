@@ -380,3 +380,36 @@ fn multipart_part_counts_print_back_at_both_ends() {
         assert_eq!(e.with_text(str::to_string), t);
     }
 }
+
+proptest! {
+    /// Issue 9: `plan` lets the MD5s go during its closure and reads them back from the
+    /// listing's records: the listing is then the one it was.
+    #[test]
+    fn md5s_let_go_and_read_back_give_the_same_listing(
+        mut records in proptest::collection::vec(record_strategy(), 1..60),
+    ) {
+        records.sort_by(|a, b| a.key.cmp(&b.key));
+        records.dedup_by(|a, b| a.key == b.key);
+        let l = Listing::from_records(records.clone()).unwrap();
+        let mut gone = l.clone();
+        gone.let_md5_go();
+        prop_assert_eq!(gone.md5.len(), 0);
+        gone.refill_md5(|f| records.iter().try_for_each(|r| f(r.clone()))).unwrap();
+        prop_assert_eq!(&gone, &l);
+        // Records that are not the listing's are refused, and nothing is filled.
+        let mut short = l.clone();
+        short.let_md5_go();
+        let err = short.refill_md5(|f| records.iter().skip(1).try_for_each(|r| f(r.clone())));
+        prop_assert!(err.is_err());
+        prop_assert!(short.md5_gone);
+    }
+}
+
+#[test]
+#[should_panic(expected = "MD5s are let go")]
+fn an_etag_read_while_the_md5s_are_let_go_is_a_bug() {
+    let md5 = "0123456789abcdef0123456789abcdef";
+    let mut l = Listing::from_records(vec![rec("a", Some(md5), None)]).unwrap();
+    l.let_md5_go();
+    let _ = l.at(0).etag();
+}
