@@ -124,8 +124,40 @@ impl KeyForm {
             }
             (KeyForm::Nar(ea), KeyForm::Nar(eb)) => from_last(a.1, b.1)
                 .then_with(|| NAR_EXTS[usize::from(ea)].cmp(NAR_EXTS[usize::from(eb)])),
-            _ => return None,
+            // Shapes differ (a narinfo and a NAR, say): their first 8 bytes nearly always
+            // do too.
+            (KeyForm::Long, _) | (_, KeyForm::Long) => return None,
+            _ => match Self::prefix8(a).cmp(&Self::prefix8(b)) {
+                Ordering::Equal => return None,
+                order => order,
+            },
         })
+    }
+
+    /// The first 8 bytes of the key's text (0 past its end), big-endian: where two texts'
+    /// prefixes differ, they order as their prefixes do. Not for a long key (not in `b`).
+    fn prefix8((form, b): (KeyForm, &[u8])) -> u64 {
+        let mut p = [0u8; 8];
+        match form {
+            KeyForm::Text => {
+                let n = b.len().min(8);
+                p[..n].copy_from_slice(&b[..n]);
+            }
+            KeyForm::Long => return 0,
+            KeyForm::Narinfo | KeyForm::Ls => {
+                for (k, c) in p.iter_mut().enumerate() {
+                    *c = nix32_digit(b, 31 - k);
+                }
+            }
+            KeyForm::Nar(_) => {
+                p[..4].copy_from_slice(b"nar/");
+                for k in 0..4 {
+                    p[4 + k] = nix32_digit(b, 51 - k);
+                }
+            }
+            KeyForm::DebugInfo => p.copy_from_slice(b"debuginf"),
+        }
+        u64::from_be_bytes(p)
     }
 
     /// The key of the packed bytes `b` printed into `buf`; its length.
@@ -179,6 +211,14 @@ impl Packed {
     fn bytes(&self) -> &[u8] {
         &self.0[..usize::from(self.1)]
     }
+}
+
+/// The nix32 digit `n` places from the end of the text of `bytes` (Nix's bit loop).
+fn nix32_digit(bytes: &[u8], n: usize) -> u8 {
+    let (i, shift) = (n * 5 / 8, n * 5 % 8);
+    let lo = u16::from(bytes.get(i).copied().unwrap_or(0));
+    let hi = u16::from(bytes.get(i + 1).copied().unwrap_or(0));
+    nixbase32::ALPHABET[usize::from(((lo | hi << 8) >> shift) & 31)]
 }
 
 /// 40 lowercase hex digits as 20 bytes.

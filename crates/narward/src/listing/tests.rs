@@ -413,3 +413,39 @@ fn an_etag_read_while_the_md5s_are_let_go_is_a_bug() {
     l.let_md5_go();
     let _ = l.at(0).etag();
 }
+
+/// Keys of different shapes are ordered by their first 8 bytes where those differ, and in
+/// full where they do not (a narinfo whose hash starts with `nar`, texts that are a
+/// prefix of a packed key).
+#[test]
+fn keys_of_different_shapes_with_common_prefixes_sort_as_their_texts() {
+    let h32 = "0i1dmr7f1pliycq471wfgifwrkbii2ky9gb35zsvv46ld1rl2m2c";
+    let keys = [
+        "nar0ijp35sygmy51cnrrz11vimwapz7c.narinfo".to_string(),
+        "nar0ijp35sygmy51cnrrz11vimwapz7c.ls".to_string(),
+        "narzijp35sygmy51cnrrz11vimwapz7c.narinfo".to_string(),
+        format!("nar/{h32}.nar"),
+        format!("nar/{h32}.nar.xz"),
+        format!("nar/{}.nar", &h32[..51]),
+        "nar/".to_string(),
+        "nar/0i1d".to_string(),
+        "nar/0i1dmr".to_string(),
+        "nar".to_string(),
+        "debuginf".to_string(),
+        "debuginfo/".to_string(),
+        format!("debuginfo/{}", "0f".repeat(20)),
+        format!("debuginfo/{}z", "0f".repeat(20)),
+    ];
+    let mut u = UnsortedListing::new();
+    for k in keys.iter().rev() {
+        u.push(rec(k, None, None));
+    }
+    let l = u.finish();
+    let mut want = keys.to_vec();
+    want.sort();
+    let got: Vec<String> = l.iter().map(|o| o.key().to_string()).collect();
+    assert_eq!(got, want);
+    for (i, k) in want.iter().enumerate() {
+        assert_eq!(l.find(k), Some(i), "{k}");
+    }
+}
