@@ -33,8 +33,7 @@ use crate::keys;
 use crate::nixbase32;
 use crate::signature::{PublicKey, SecretKey};
 use crate::store_path::{
-    HASH_CHARS, StorePath, StorePathError, StorePathHash, flags_to_mask, name_char_run,
-    validate_name_rules,
+    HASH_CHARS, StorePath, StorePathError, StorePathHash, name_char_run, validate_name_rules,
 };
 
 /// Largest narinfo the parser accepts (the biggest real ones are tens of KiB).
@@ -305,28 +304,11 @@ fn split_key(line: &str) -> Option<(&str, Option<Field>, &str)> {
     Some((key, Field::from_key(key), after))
 }
 
-/// Splits `s` at its first `\n` into the text before and after it.
+/// Splits `s` at its first `\n` into the text before and after it
+/// (`memchr`: vector code chosen at run time).
 #[inline]
 fn split_line(s: &str) -> Option<(&str, &str)> {
-    let b = s.as_bytes();
-    let mut done = 0;
-    let at = loop {
-        let Some(chunk) = b
-            .get(done..done + 32)
-            .and_then(|c| <&[u8; 32]>::try_from(c).ok())
-        else {
-            break done + b.get(done..)?.iter().position(|&c| c == b'\n')?;
-        };
-        let mut flags = [0u8; 32];
-        for (f, &c) in flags.iter_mut().zip(chunk) {
-            *f = u8::from(c == b'\n');
-        }
-        let mask = flags_to_mask(&flags);
-        if mask != 0 {
-            break done + mask.trailing_zeros() as usize;
-        }
-        done += 32;
-    };
+    let at = memchr::memchr(b'\n', s.as_bytes())?;
     Some((s.get(..at)?, s.get(at + 1..)?))
 }
 

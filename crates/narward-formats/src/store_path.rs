@@ -246,7 +246,7 @@ fn name_char_mask(chunk: &[u8; 32]) -> u32 {
 
 /// Bit `i` is set iff `flags[i]` is 1 (each flag must be 0 or 1).
 #[inline(always)]
-pub(crate) fn flags_to_mask(flags: &[u8; 32]) -> u32 {
+fn flags_to_mask(flags: &[u8; 32]) -> u32 {
     let mut mask = 0u32;
     for (k, word) in flags.chunks_exact(8).enumerate() {
         mask |= byte_flags_to_bits(u64::from_le_bytes(
