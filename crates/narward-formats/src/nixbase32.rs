@@ -344,7 +344,7 @@ pub fn decode_fixed<const N: usize>(s: &str) -> Result<[u8; N], Nixbase32Error> 
 
 /// Decodes the 32 characters of a store path hash; `None` if one is not in
 /// the alphabet. The fast path of the narinfo parser.
-#[inline]
+#[inline(always)]
 pub(crate) fn decode_hash_chars(s: &[u8; 32]) -> Option<[u8; 20]> {
     let mut digits = [0u8; 32];
     if !to_digits(s, &mut digits) {
@@ -357,6 +357,16 @@ pub(crate) fn decode_hash_chars(s: &[u8; 32]) -> Option<[u8; 20]> {
     for (o, group) in out.chunks_exact_mut(5).zip([d3, d2, d1, d0]) {
         o.copy_from_slice(pack8(group).to_le_bytes().get(..5)?);
     }
+    Some(out)
+}
+
+/// Decodes the 52 characters of a SHA-256 digest; `None` if one is not in
+/// the alphabet or the text is not canonical. The fast path of the narinfo
+/// parser.
+#[inline]
+pub(crate) fn decode_digest_chars(s: &[u8; 52]) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    decode_array(s, &mut out).ok()?;
     Some(out)
 }
 
@@ -406,7 +416,9 @@ mod tests {
                 }
             }
             let mut d = [0u8; 32];
-            let all_valid = chunk.iter().all(|&c| DECODE_TABLE[usize::from(c)] != INVALID);
+            let all_valid = chunk
+                .iter()
+                .all(|&c| DECODE_TABLE[usize::from(c)] != INVALID);
             assert_eq!(to_digits(chunk, &mut d), all_valid);
         }
         let mut d = [0u8; 32];

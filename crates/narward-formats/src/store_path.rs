@@ -203,7 +203,7 @@ pub fn is_name_char(c: u8) -> bool {
 /// Length of the run of name characters at the start of `b`; 32 bytes at a
 /// time with a branch-free test that the compiler vectorizes, turned into a
 /// bit mask so that the end of the run is found without a branch per word.
-#[inline]
+#[inline(always)]
 pub(crate) fn name_char_run(b: &[u8]) -> usize {
     let mut done = 0;
     while let Some(chunk) = b
