@@ -462,6 +462,19 @@ fn scan_value(field: Field, v: &str) -> Option<(Scanned<'_>, usize)> {
     }
 }
 
+/// The general path of a `NarHash` or `FileHash` value (not inlined: the
+/// fast path reads what Nix writes).
+#[inline(never)]
+fn parse_hash_line(value: &str, at: (usize, &str)) -> Result<(Sha256, HashEncoding), NarInfoError> {
+    Sha256::parse(value).map_err(|e| error(at.0, Some(at.1), format!("invalid hash: {e}")))
+}
+
+/// The general path of a `NarSize` or `FileSize` value.
+#[inline(never)]
+fn parse_size_line(value: &str, at: (usize, &str)) -> Result<u64, NarInfoError> {
+    parse_u64(value).map_err(|e| error(at.0, Some(at.1), e))
+}
+
 /// The fields seen so far while parsing.
 #[derive(Default)]
 struct Builder<'a> {
@@ -511,11 +524,11 @@ impl<'a> Builder<'a> {
         let bad = |reason: String| error(at.0, Some(at.1), reason);
         let hash = |scanned: Option<Scanned<'a>>| match scanned {
             Some(Scanned::Hash(h)) => Ok((h, HashEncoding::Nix32)),
-            _ => Sha256::parse(value).map_err(|e| bad(format!("invalid hash: {e}"))),
+            _ => parse_hash_line(value, at),
         };
         let size = |scanned: Option<Scanned<'a>>| match scanned {
             Some(Scanned::Size(n)) => Ok(n),
-            _ => parse_u64(value).map_err(|e| bad(e.to_owned())),
+            _ => parse_size_line(value, at),
         };
         let l = &mut self.layout;
         match field {
@@ -1229,6 +1242,21 @@ Sig: test1:519iiVLx/c4Rdt5DNt6Y2Jm6hcWE9+XY69ygiWSZCNGVcmOcyL64uVAJ3cV8vaTusIZdb
             let line = format!("{}: x\n", f.key());
             assert_eq!(Field::at_start_of(line.as_bytes()), Some(f), "{line:?}");
             assert_eq!(Field::at_start_of(&line.as_bytes()[..f.key().len()]), None);
+        }
+    }
+
+    proptest::proptest! {
+        /// Sizes agree with the standard library's parser, up to and past
+        /// `u64::MAX`.
+        #[test]
+        fn parse_u64_agrees_with_std(s in "[0-9]{0,22}|[0-9]{0,5}[ a+-][0-9]{0,3}") {
+            let want = match s.parse::<u64>() {
+                Ok(n) if !s.starts_with('+') => Ok(n),
+                _ if s.is_empty() => Err("empty, expected a number"),
+                _ if s.bytes().all(|c| c.is_ascii_digit()) => Err("number too large"),
+                _ => Err("not a number"),
+            };
+            proptest::prop_assert_eq!(parse_u64(&s), want);
         }
     }
 
