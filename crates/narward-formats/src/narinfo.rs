@@ -382,8 +382,8 @@ fn scan_base_name(v: &str, i: usize) -> Option<(StorePath<'_>, usize)> {
 /// Fast path of [`parse_references`] for a `References:` value followed by
 /// `\n` and more text: returns the references and the offset of the `\n`.
 /// `None` on anything unusual (the slow path then parses the line and names
-/// the error).
-#[inline]
+/// the error). Not inlined: the loop gets the registers to itself.
+#[inline(never)]
 fn scan_references(v: &str) -> Option<(Vec<StorePath<'_>>, usize)> {
     let b = v.as_bytes();
     // References are >= 34 bytes plus a separator; cap the guess because the
