@@ -391,20 +391,20 @@ fn scan_references(v: &str) -> Option<(Vec<StorePath<'_>>, usize)> {
     let mut refs = Vec::with_capacity((b.len() / 35 + 1).min(128));
     let mut i = 0;
     loop {
-        match *b.get(i)? {
-            b' ' => {
-                i += 1;
-                continue;
-            }
-            b'\n' => return Some((refs, i)),
-            _ => {}
+        // Spaces before the next reference (one, except in odd old entries).
+        while *b.get(i)? == b' ' {
+            i += 1;
+        }
+        if b.get(i) == Some(&b'\n') {
+            return Some((refs, i));
         }
         let (path, end) = scan_base_name(v, i)?;
-        if !matches!(b.get(end), Some(b' ' | b'\n')) {
-            return None;
-        }
         refs.push(path);
-        i = end;
+        match b.get(end) {
+            Some(b' ') => i = end + 1,
+            Some(b'\n') => return Some((refs, end)),
+            _ => return None,
+        }
     }
 }
 
