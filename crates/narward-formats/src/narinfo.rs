@@ -33,8 +33,7 @@ use crate::keys;
 use crate::nixbase32;
 use crate::signature::{PublicKey, SecretKey};
 use crate::store_path::{
-    HASH_CHARS, StorePath, StorePathError, StorePathHash, flags_to_mask, name_char_run,
-    validate_name_rules,
+    HASH_CHARS, StorePath, StorePathError, StorePathHash, name_char_run, validate_name_rules,
 };
 
 /// Largest narinfo the parser accepts (the biggest real ones are tens of KiB).
@@ -305,28 +304,11 @@ fn split_key(line: &str) -> Option<(&str, Option<Field>, &str)> {
     Some((key, Field::from_key(key), after))
 }
 
-/// Splits `s` at its first `\n` into the text before and after it.
+/// Splits `s` at its first `\n` into the text before and after it
+/// (`memchr`: vector code chosen at run time).
 #[inline]
 fn split_line(s: &str) -> Option<(&str, &str)> {
-    let b = s.as_bytes();
-    let mut done = 0;
-    let at = loop {
-        let Some(chunk) = b
-            .get(done..done + 32)
-            .and_then(|c| <&[u8; 32]>::try_from(c).ok())
-        else {
-            break done + b.get(done..)?.iter().position(|&c| c == b'\n')?;
-        };
-        let mut flags = [0u8; 32];
-        for (f, &c) in flags.iter_mut().zip(chunk) {
-            *f = u8::from(c == b'\n');
-        }
-        let mask = flags_to_mask(&flags);
-        if mask != 0 {
-            break done + mask.trailing_zeros() as usize;
-        }
-        done += 32;
-    };
+    let at = memchr::memchr(b'\n', s.as_bytes())?;
     Some((s.get(..at)?, s.get(at + 1..)?))
 }
 
@@ -379,11 +361,29 @@ fn parse_references(value: &str) -> Result<Vec<StorePath<'_>>, (usize, &str, Sto
     }
 }
 
+/// The store path base name starting at byte `i` of `v`, and the offset of
+/// the first byte after its name (not checked: the caller decides what may
+/// end it). `None` if the hash, the `-` or the name rules are wrong.
+#[inline(always)]
+fn scan_base_name(v: &str, i: usize) -> Option<(StorePath<'_>, usize)> {
+    let b = v.as_bytes();
+    let hash_chars = <&[u8; HASH_CHARS]>::try_from(b.get(i..i + HASH_CHARS)?).ok()?;
+    let hash = StorePathHash(nixbase32::decode_hash_chars(hash_chars)?);
+    if b.get(i + HASH_CHARS) != Some(&b'-') {
+        return None;
+    }
+    let name_start = i + HASH_CHARS + 1;
+    let end = name_start + name_char_run(b.get(name_start..)?);
+    let name = v.get(name_start..end)?;
+    validate_name_rules(name).ok()?;
+    Some((StorePath { hash, name }, end))
+}
+
 /// Fast path of [`parse_references`] for a `References:` value followed by
 /// `\n` and more text: returns the references and the offset of the `\n`.
 /// `None` on anything unusual (the slow path then parses the line and names
-/// the error).
-#[inline]
+/// the error). Not inlined: the loop gets the registers to itself.
+#[inline(never)]
 fn scan_references(v: &str) -> Option<(Vec<StorePath<'_>>, usize)> {
     let b = v.as_bytes();
     // References are >= 34 bytes plus a separator; cap the guess because the
@@ -391,29 +391,88 @@ fn scan_references(v: &str) -> Option<(Vec<StorePath<'_>>, usize)> {
     let mut refs = Vec::with_capacity((b.len() / 35 + 1).min(128));
     let mut i = 0;
     loop {
-        match *b.get(i)? {
-            b' ' => {
-                i += 1;
-                continue;
-            }
-            b'\n' => return Some((refs, i)),
-            _ => {}
+        // Spaces before the next reference (one, except in odd old entries).
+        while *b.get(i)? == b' ' {
+            i += 1;
         }
-        let hash_chars = <&[u8; HASH_CHARS]>::try_from(b.get(i..i + HASH_CHARS)?).ok()?;
-        let hash = StorePathHash(nixbase32::decode_hash_chars(hash_chars)?);
-        if b.get(i + HASH_CHARS) != Some(&b'-') {
-            return None;
+        if b.get(i) == Some(&b'\n') {
+            return Some((refs, i));
         }
-        let name_start = i + HASH_CHARS + 1;
-        let end = name_start + name_char_run(b.get(name_start..)?);
-        if !matches!(b.get(end), Some(b' ' | b'\n')) {
-            return None;
+        let (path, end) = scan_base_name(v, i)?;
+        refs.push(path);
+        match b.get(end) {
+            Some(b' ') => i = end + 1,
+            Some(b'\n') => return Some((refs, end)),
+            _ => return None,
         }
-        let name = v.get(name_start..end)?;
-        validate_name_rules(name).ok()?;
-        refs.push(StorePath { hash, name });
-        i = end;
     }
+}
+
+/// A store path base name at byte `i` of `v` that ends its line. Not
+/// inlined: one copy of [`scan_base_name`] stays in the References loop.
+#[inline(never)]
+fn scan_path_line(v: &str, i: usize) -> Option<(Scanned<'_>, usize)> {
+    let (p, end) = scan_base_name(v, i)?;
+    (v.as_bytes().get(end) == Some(&b'\n')).then_some((Scanned::Path(p), end))
+}
+
+/// A value read by a fast path together with finding its line's end.
+enum Scanned<'a> {
+    References(Vec<StorePath<'a>>),
+    Hash(Sha256),
+    Size(u64),
+    /// A valid store path (`StorePath`) or base name (`Deriver`).
+    Path(StorePath<'a>),
+}
+
+/// Fast paths for the values most narinfo lines hold: each reads the value
+/// at the start of `v` (after `Name: `) and finds the `\n` ending its line in
+/// the same pass, giving the value and the offset of that `\n`. `None` on
+/// anything unusual: the general path then finds the line end and parses
+/// (and names any error) as before. A value accepted here is one the
+/// general path accepts, with the same result.
+#[inline]
+fn scan_value(field: Field, v: &str) -> Option<(Scanned<'_>, usize)> {
+    let b = v.as_bytes();
+    let line_ends_at = |end: usize| (b.get(end) == Some(&b'\n')).then_some(end);
+    match field {
+        Field::References => scan_references(v).map(|(r, n)| (Scanned::References(r), n)),
+        Field::NarHash | Field::FileHash => {
+            // `sha256:` and 52 nix32 characters (what Nix writes).
+            let digest = b.strip_prefix(b"sha256:")?.get(..52)?;
+            let digest = <&[u8; 52]>::try_from(digest).ok()?;
+            let end = line_ends_at(59)?;
+            let h = nixbase32::decode_digest_chars(digest)?;
+            Some((Scanned::Hash(Sha256(h)), end))
+        }
+        Field::NarSize | Field::FileSize => {
+            let digits = b.iter().take_while(|c| c.is_ascii_digit()).count();
+            let end = line_ends_at(digits)?;
+            let n = parse_u64(v.get(..digits)?).ok()?;
+            Some((Scanned::Size(n), end))
+        }
+        Field::StorePath => {
+            let base = v
+                .strip_prefix(crate::store_path::STORE_DIR)?
+                .strip_prefix('/')?;
+            scan_path_line(v, v.len() - base.len())
+        }
+        Field::Deriver => scan_path_line(v, 0),
+        _ => None,
+    }
+}
+
+/// The general path of a `NarHash` or `FileHash` value (not inlined: the
+/// fast path reads what Nix writes).
+#[inline(never)]
+fn parse_hash_line(value: &str, at: (usize, &str)) -> Result<(Sha256, HashEncoding), NarInfoError> {
+    Sha256::parse(value).map_err(|e| error(at.0, Some(at.1), format!("invalid hash: {e}")))
+}
+
+/// The general path of a `NarSize` or `FileSize` value.
+#[inline(never)]
+fn parse_size_line(value: &str, at: (usize, &str)) -> Result<u64, NarInfoError> {
+    parse_u64(value).map_err(|e| error(at.0, Some(at.1), e))
 }
 
 /// The fields seen so far while parsing.
@@ -434,7 +493,7 @@ struct Builder<'a> {
     layout: Layout<'a>,
 }
 
-impl Builder<'_> {
+impl<'a> Builder<'a> {
     fn has(&self, f: Field) -> bool {
         match f {
             Field::StorePath => self.store_path.is_some(),
@@ -450,6 +509,81 @@ impl Builder<'_> {
             Field::Sig => !self.sigs.is_empty(),
             Field::Ca => self.ca.is_some(),
         }
+    }
+
+    /// Sets `field` from its line's `value`, parsed and checked here unless
+    /// a fast path already did (`scanned`). `at` is the line number and
+    /// name, for errors.
+    fn apply(
+        &mut self,
+        field: Field,
+        value: &'a str,
+        scanned: Option<Scanned<'a>>,
+        at: (usize, &str),
+    ) -> Result<(), NarInfoError> {
+        let bad = |reason: String| error(at.0, Some(at.1), reason);
+        let hash = |scanned: Option<Scanned<'a>>| match scanned {
+            Some(Scanned::Hash(h)) => Ok((h, HashEncoding::Nix32)),
+            _ => parse_hash_line(value, at),
+        };
+        let size = |scanned: Option<Scanned<'a>>| match scanned {
+            Some(Scanned::Size(n)) => Ok(n),
+            _ => parse_size_line(value, at),
+        };
+        let l = &mut self.layout;
+        match field {
+            Field::StorePath => {
+                self.store_path = Some(match scanned {
+                    Some(Scanned::Path(p)) => p,
+                    _ => StorePath::parse_full(value)
+                        .map_err(|e| bad(format!("invalid store path: {e}")))?,
+                });
+            }
+            Field::Url => self.url = Some(value),
+            Field::Compression => self.compression = Some(value),
+            Field::FileHash => {
+                let (h, enc) = hash(scanned)?;
+                (self.file_hash, l.file_hash_raw, l.file_hash_encoding) =
+                    (Some(h), value, Some(enc));
+            }
+            Field::FileSize => (self.file_size, l.file_size_raw) = (Some(size(scanned)?), value),
+            Field::NarHash => {
+                let (h, enc) = hash(scanned)?;
+                (self.nar_hash, l.nar_hash_raw, l.nar_hash_encoding) = (Some(h), value, Some(enc));
+            }
+            Field::NarSize => (self.nar_size, l.nar_size_raw) = (Some(size(scanned)?), value),
+            Field::References => {
+                self.references = match scanned {
+                    Some(Scanned::References(refs)) => refs,
+                    _ => parse_references(value).map_err(|(i, token, e)| {
+                        bad(format!("invalid reference #{i} {token:?}: {e}"))
+                    })?,
+                };
+                l.references_raw = Some(value);
+            }
+            Field::Deriver => {
+                let checked = matches!(scanned, Some(Scanned::Path(_)));
+                if !checked && value != "unknown-deriver" {
+                    StorePath::parse_base_name(value)
+                        .map_err(|e| bad(format!("invalid deriver: {e}")))?;
+                }
+                self.deriver = Some(value);
+            }
+            Field::System => self.system = Some(value),
+            Field::Sig => self.sigs.push(value),
+            Field::Ca => {
+                // Nix's ContentAddress::parseOpt: empty means none,
+                // otherwise `text:…` or `fixed:…`.
+                if !(value.is_empty() || value.starts_with("text:") || value.starts_with("fixed:"))
+                {
+                    return Err(bad(
+                        "content address must start with \"text:\" or \"fixed:\"".to_owned(),
+                    ));
+                }
+                self.ca = Some(value);
+            }
+        }
+        Ok(())
     }
 
     /// The line order so far, for an input that was in writer order up to now.
@@ -502,22 +636,20 @@ impl<'a> NarInfo<'a> {
                     "expected \"Name: value\", found no ':'",
                 ));
             };
-            // Fast path for References, most of the bytes of a narinfo: parse
-            // the list up to the newline instead of finding the newline first.
-            let mut fast_refs = None;
+            // Fast paths (References is most of the bytes of a narinfo): read
+            // the value and find the line's end in one pass.
+            let mut scanned = None;
             let mut value = "";
-            if field == Some(Field::References)
+            if let Some(f) = field
                 && let Some(v) = after_colon.strip_prefix(' ')
-                && let Some((refs, len)) = scan_references(v)
-                && let Some((refs_text, tail)) = v.split_at_checked(len)
+                && let Some((fast, len)) = scan_value(f, v)
+                && let Some((text, tail)) = v.split_at_checked(len)
             {
-                value = refs_text;
+                value = text;
                 rest = tail.get(1..).unwrap_or("");
-                fast_refs = Some(refs);
+                scanned = Some(fast);
             }
-            let value = if fast_refs.is_some() {
-                value
-            } else {
+            if scanned.is_none() {
                 let Some((line, tail)) = split_line(after_colon) else {
                     return Err(error(
                         line_no,
@@ -526,11 +658,11 @@ impl<'a> NarInfo<'a> {
                     ));
                 };
                 rest = tail;
-                let Some(value) = line.strip_prefix(' ') else {
+                let Some(v) = line.strip_prefix(' ') else {
                     return Err(error(line_no, Some(key), "expected a space after ':'"));
                 };
-                value
-            };
+                value = v;
+            }
 
             // Track whether the input is still in writer order; at the first
             // line that is not, switch to recording the order explicitly.
@@ -572,71 +704,7 @@ impl<'a> NarInfo<'a> {
             if !in_order {
                 b.layout.order.push(Line::Known(field));
             }
-            let bad = |reason: String| error(line_no, Some(key), reason);
-            match field {
-                Field::StorePath => {
-                    let p = StorePath::parse_full(value)
-                        .map_err(|e| bad(format!("invalid store path: {e}")))?;
-                    b.store_path = Some(p);
-                }
-                Field::Url => b.url = Some(value),
-                Field::Compression => b.compression = Some(value),
-                Field::FileHash => {
-                    let (h, enc) =
-                        Sha256::parse(value).map_err(|e| bad(format!("invalid hash: {e}")))?;
-                    b.file_hash = Some(h);
-                    b.layout.file_hash_raw = value;
-                    b.layout.file_hash_encoding = Some(enc);
-                }
-                Field::FileSize => {
-                    let n = parse_u64(value).map_err(|e| bad(e.to_owned()))?;
-                    b.file_size = Some(n);
-                    b.layout.file_size_raw = value;
-                }
-                Field::NarHash => {
-                    let (h, enc) =
-                        Sha256::parse(value).map_err(|e| bad(format!("invalid hash: {e}")))?;
-                    b.nar_hash = Some(h);
-                    b.layout.nar_hash_raw = value;
-                    b.layout.nar_hash_encoding = Some(enc);
-                }
-                Field::NarSize => {
-                    let n = parse_u64(value).map_err(|e| bad(e.to_owned()))?;
-                    b.nar_size = Some(n);
-                    b.layout.nar_size_raw = value;
-                }
-                Field::References => {
-                    b.references = match fast_refs.take() {
-                        Some(refs) => refs,
-                        None => parse_references(value).map_err(|(i, token, e)| {
-                            bad(format!("invalid reference #{i} {token:?}: {e}"))
-                        })?,
-                    };
-                    b.layout.references_raw = Some(value);
-                }
-                Field::Deriver => {
-                    if value != "unknown-deriver" {
-                        StorePath::parse_base_name(value)
-                            .map_err(|e| bad(format!("invalid deriver: {e}")))?;
-                    }
-                    b.deriver = Some(value);
-                }
-                Field::System => b.system = Some(value),
-                Field::Sig => b.sigs.push(value),
-                Field::Ca => {
-                    // Nix's ContentAddress::parseOpt: empty means none,
-                    // otherwise `text:…` or `fixed:…`.
-                    if !(value.is_empty()
-                        || value.starts_with("text:")
-                        || value.starts_with("fixed:"))
-                    {
-                        return Err(bad(
-                            "content address must start with \"text:\" or \"fixed:\"".to_owned(),
-                        ));
-                    }
-                    b.ca = Some(value);
-                }
-            }
+            b.apply(field, value, scanned, (line_no, key))?;
         }
 
         // Same order of checks and messages as Nix.
@@ -1038,6 +1106,61 @@ Sig: test1:519iiVLx/c4Rdt5DNt6Y2Jm6hcWE9+XY69ygiWSZCNGVcmOcyL64uVAJ3cV8vaTusIZdb
         }
     }
 
+    /// What the general path makes of one line's value, in the form a fast
+    /// path gives it.
+    use proptest::strategy::Strategy as _;
+
+    fn general_value(field: Field, line: &str) -> Option<String> {
+        match field {
+            Field::NarHash | Field::FileHash => Sha256::parse(line)
+                .ok()
+                .filter(|(_, e)| *e == HashEncoding::Nix32)
+                .map(|(h, _)| format!("{h:?}")),
+            Field::NarSize | Field::FileSize => parse_u64(line).ok().map(|n| n.to_string()),
+            Field::StorePath => StorePath::parse_full(line).ok().map(|p| format!("{p:?}")),
+            Field::Deriver => StorePath::parse_base_name(line)
+                .ok()
+                .map(|p| format!("{p:?}")),
+            _ => None,
+        }
+    }
+
+    proptest::proptest! {
+        /// The fast paths for hashes, sizes, the store path and the deriver
+        /// accept a line only if the general path does, with the same value
+        /// and line end, and do not give up on the usual forms.
+        #[test]
+        fn fast_value_paths_agree_with_the_general_path(
+            (field, value) in proptest::prop_oneof![
+                ("sha256:[0-9a-df-np-sv-z]{52}|sha256:[0-9a-z]{52}|sha256:[0-3][0-9a-df-np-sv-z]{51}|sha256:[0-9a-df-np-sv-z\n:]{52,53}|sha256:[0-9a-f]{64}|[a-z0-9:-]{0,60}")
+                    .prop_map(|v| (Field::NarHash, v)),
+                ("[0-9]{0,22}|[0-9 a\n]{0,5}|0[0-9]{0,3}").prop_map(|v| (Field::NarSize, v)),
+                ("/nix/store/[0-9a-df-np-sv-z]{32}-[-a-zA-Z0-9+._?=]{0,40}|/nix/store/[0-9a-z]{32}[-/ .]?[-a-zA-Z0-9+._?=/ \n]{0,40}|/nix/stor[e/]{0,2}[0-9a-z]{0,33}")
+                    .prop_map(|v| (Field::StorePath, v)),
+                ("[0-9a-df-np-sv-z]{32}-[-a-zA-Z0-9+._?=]{0,240}|[0-9a-z]{31,33}-?[-.a-z\n ]{0,5}|unknown-deriver")
+                    .prop_map(|v| (Field::Deriver, v)),
+            ],
+        ) {
+            use proptest::prop_assert_eq;
+            let text = format!("{value}\nSig: x\n");
+            let line = &text[..text.find('\n').unwrap()];
+            let general = general_value(field, line);
+            match scan_value(field, &text) {
+                Some((scanned, len)) => {
+                    prop_assert_eq!(len, line.len());
+                    let fast = match scanned {
+                        Scanned::Hash(h) => format!("{h:?}"),
+                        Scanned::Size(n) => n.to_string(),
+                        Scanned::Path(p) => format!("{p:?}"),
+                        Scanned::References(_) => String::new(),
+                    };
+                    prop_assert_eq!(Some(fast), general);
+                }
+                None => proptest::prop_assert!(general.is_none(), "fast path gave up on {:?}", line),
+            }
+        }
+    }
+
     /// Where nix32 characters sit in [`BASIC`]: `(byte offset, first char of
     /// a 52-character SHA-256 digest)`. The first character of a 52-character
     /// digest carries 4 spare bits, so only `0` and `1` are canonical there.
@@ -1119,6 +1242,21 @@ Sig: test1:519iiVLx/c4Rdt5DNt6Y2Jm6hcWE9+XY69ygiWSZCNGVcmOcyL64uVAJ3cV8vaTusIZdb
             let line = format!("{}: x\n", f.key());
             assert_eq!(Field::at_start_of(line.as_bytes()), Some(f), "{line:?}");
             assert_eq!(Field::at_start_of(&line.as_bytes()[..f.key().len()]), None);
+        }
+    }
+
+    proptest::proptest! {
+        /// Sizes agree with the standard library's parser, up to and past
+        /// `u64::MAX`.
+        #[test]
+        fn parse_u64_agrees_with_std(s in "[0-9]{0,22}|[0-9]{0,5}[ a+-][0-9]{0,3}") {
+            let want = match s.parse::<u64>() {
+                Ok(n) if !s.starts_with('+') => Ok(n),
+                _ if s.is_empty() => Err("empty, expected a number"),
+                _ if s.bytes().all(|c| c.is_ascii_digit()) => Err("number too large"),
+                _ => Err("not a number"),
+            };
+            proptest::prop_assert_eq!(parse_u64(&s), want);
         }
     }
 

@@ -224,21 +224,26 @@ fn decode_into(s: &[u8], out: &mut [u8]) -> Result<(), Nixbase32Error> {
 }
 
 /// Writes the digit value of each character of `s` into `d`; false if any
-/// character is not in the alphabet. Branch-free so that it vectorizes.
+/// character is not in the alphabet. Branch-free so that it vectorizes, with
+/// signed byte comparisons only (one SSE2 instruction each; bytes >= 0x80 are
+/// negative, so below every bound).
 #[inline(always)]
 fn to_digits(s: &[u8], d: &mut [u8]) -> bool {
     let mut bad = false;
     for (o, &c) in d.iter_mut().zip(s) {
-        let dv = c.wrapping_sub(b'0');
-        let l = c.wrapping_sub(b'a');
-        let is_digit = dv < 10;
-        let is_letter = l < 26;
+        let x = c.cast_signed();
+        let lower = x > 0x60;
+        let is_digit = (x > 0x2f) & (x < 0x3a);
+        let is_letter = lower & (x < 0x7b);
         let removed = (c == b'e') | (c == b'o') | (c == b't') | (c == b'u');
-        // a..z without e (4), o (14), t (19), u (20) are digits 10..31.
-        let lv = l
-            .wrapping_add(10)
-            .wrapping_sub(u8::from(l > 4) + u8::from(l > 14) + u8::from(l > 19) + u8::from(l > 20));
-        *o = if is_digit { dv } else { lv };
+        // '0'..='9' are 0..=9, 'a' is 10, and each letter after a removed
+        // one (e, o, and t u together) is one (two) lower.
+        *o = c
+            .wrapping_sub(b'0')
+            .wrapping_sub(39 * u8::from(lower))
+            .wrapping_sub(u8::from(x > 0x65))
+            .wrapping_sub(u8::from(x > 0x6f))
+            .wrapping_sub(2 * u8::from(x > 0x75));
         bad |= !(is_digit | (is_letter & !removed));
     }
     !bad
@@ -361,7 +366,7 @@ pub fn decode_fixed<const N: usize>(s: &str) -> Result<[u8; N], Nixbase32Error> 
 
 /// Decodes the 32 characters of a store path hash; `None` if one is not in
 /// the alphabet. The fast path of the narinfo parser.
-#[inline]
+#[inline(always)]
 pub(crate) fn decode_hash_chars(s: &[u8; 32]) -> Option<[u8; 20]> {
     let mut digits = [0u8; 32];
     if !to_digits(s, &mut digits) {
@@ -374,6 +379,16 @@ pub(crate) fn decode_hash_chars(s: &[u8; 32]) -> Option<[u8; 20]> {
     for (o, group) in out.chunks_exact_mut(5).zip([d3, d2, d1, d0]) {
         o.copy_from_slice(pack8(group).to_le_bytes().get(..5)?);
     }
+    Some(out)
+}
+
+/// Decodes the 52 characters of a SHA-256 digest; `None` if one is not in
+/// the alphabet or the text is not canonical. The fast path of the narinfo
+/// parser.
+#[inline]
+pub(crate) fn decode_digest_chars(s: &[u8; 52]) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    decode_array(s, &mut out).ok()?;
     Some(out)
 }
 
@@ -406,6 +421,31 @@ mod tests {
             .step_by(2)
             .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn to_digits_agrees_with_the_table_for_every_byte() {
+        // All 256 bytes, 32 at a time (the vectorized width of a store path
+        // hash) and one at a time.
+        let bytes: Vec<u8> = (0..=255).collect();
+        for chunk in bytes.chunks(32) {
+            for c in chunk {
+                let mut d = [0u8; 1];
+                let want = DECODE_TABLE[usize::from(*c)];
+                assert_eq!(to_digits(&[*c], &mut d), want != INVALID, "{c:#x}");
+                if want != INVALID {
+                    assert_eq!(d[0], want, "{c:#x}");
+                }
+            }
+            let mut d = [0u8; 32];
+            let all_valid = chunk
+                .iter()
+                .all(|&c| DECODE_TABLE[usize::from(c)] != INVALID);
+            assert_eq!(to_digits(chunk, &mut d), all_valid);
+        }
+        let mut d = [0u8; 32];
+        assert!(to_digits(&ALPHABET[..], &mut d));
+        assert_eq!(d.to_vec(), (0..32).collect::<Vec<u8>>());
     }
 
     #[test]
