@@ -135,7 +135,8 @@ impl KeyForm {
     }
 
     /// The first 8 bytes of the key's text (0 past its end), big-endian: where two texts'
-    /// prefixes differ, they order as their prefixes do. Not for a long key (not in `b`).
+    /// prefixes differ, they order as their prefixes do. Not for a long key (not in `b`:
+    /// see [`Listing::prefix_of`]).
     fn prefix8((form, b): (KeyForm, &[u8])) -> u64 {
         let mut p = [0u8; 8];
         match form {
@@ -932,13 +933,16 @@ impl UnsortedListing {
 
     /// The listing, sorted by key; of records with the same key the first pushed is kept.
     /// Sorted column by column through a permutation, so the peak is the listing plus its
-    /// keys once more and 8 to 16 bytes per object, never a second whole listing.
+    /// keys once more and 16 bytes per object, never a second whole listing.
     pub fn finish(self) -> Listing {
         let mut l = self.l;
         if self.out_of_order {
-            let mut order: Vec<usize> = (0..l.len()).collect();
+            // Each object's first 8 key bytes once, so most comparisons are of two u64s.
+            let mut by_prefix: Vec<(u64, usize)> =
+                (0..l.len()).map(|i| (l.prefix_of(i), i)).collect();
             // Stable: equal keys stay in push order, so the first is kept.
-            order.sort_by(|&a, &b| l.key_cmp(a, b));
+            by_prefix.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| l.key_cmp(a.1, b.1)));
+            let mut order: Vec<usize> = by_prefix.into_iter().map(|(_, i)| i).collect();
             order.dedup_by(|a, b| l.key_cmp(*a, *b).is_eq());
             l = l.permuted(&order);
         }
@@ -1009,6 +1013,19 @@ impl Listing {
             class_text: remap_side(class_text, at),
             links: remap_side(links, at),
             ..keyed
+        }
+    }
+
+    /// [`KeyForm::prefix8`] of object `i`'s key.
+    fn prefix_of(&self, i: usize) -> u64 {
+        let form = KeyForm::of_code(self.form[i]);
+        match form {
+            KeyForm::Long => {
+                let k = self.key(i);
+                let b = k.as_bytes();
+                KeyForm::prefix8((KeyForm::Text, &b[..b.len().min(8)]))
+            }
+            _ => KeyForm::prefix8((form, &self.keys[self.key_range(i)])),
         }
     }
 

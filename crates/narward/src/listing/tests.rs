@@ -435,6 +435,9 @@ fn keys_of_different_shapes_with_common_prefixes_sort_as_their_texts() {
         "debuginfo/".to_string(),
         format!("debuginfo/{}", "0f".repeat(20)),
         format!("debuginfo/{}z", "0f".repeat(20)),
+        // Long keys are held whole, beside the heap.
+        format!("nar/{}", "0".repeat(LONG_KEY)),
+        format!("nar0{}", "i".repeat(LONG_KEY)),
     ];
     let mut u = UnsortedListing::new();
     for k in keys.iter().rev() {
