@@ -734,12 +734,6 @@ pub fn compute_with_graph<'g>(
     // Only where each root came from is asked again: the rest goes before the closure.
     let sources = policy_roots.into_sources();
     crate::progress::phase("plan: roots");
-    sink.begin(&Begin {
-        cache: &meta.cache,
-        roots: &roots,
-        paths: s.graph.len() as u64,
-        objects: objs.len() as u64,
-    })?;
     // 3. Liveness, then every path.
     if records_again.is_some() {
         objs.let_md5_go();
@@ -752,6 +746,13 @@ pub fn compute_with_graph<'g>(
         crate::progress::phase("plan: ETags read again");
     }
     let objs: &Listing = objs;
+    // The sink sees nothing before every file was read and checked (the listing twice).
+    sink.begin(&Begin {
+        cache: &meta.cache,
+        roots: &roots,
+        paths: s.graph.len() as u64,
+        objects: objs.len() as u64,
+    })?;
     let v = phases::Verdicts {
         s: &s,
         parent: &parent,

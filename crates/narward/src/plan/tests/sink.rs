@@ -170,3 +170,49 @@ fn plan_writer_error_when_the_out_parent_is_not_writable_names_the_out_directory
     assert!(msg.contains(&file.display().to_string()), "{msg}");
     assert_eq!(std::fs::read(&file).unwrap(), b"x");
 }
+
+/// Issue 9: `plan` reads its listing's ETags again after the closure. Records read again
+/// that are not the listing's fail the plan before the sink sees anything.
+#[test]
+fn etags_read_again_that_are_not_the_listings_fail_before_the_sink_sees_anything() {
+    let (index, policy) = small_cache();
+    let source = |f: &mut dyn FnMut(&FetchedRecord) -> Result<()>| -> Result<()> {
+        index.narinfos.iter().try_for_each(|r| f(r))
+    };
+    let cols = Columns::build(&index.objects, source).unwrap();
+    for skip in [0usize, 1] {
+        // One record short, or one record out of place.
+        let again = |f: &mut dyn FnMut(ObjectRecord) -> Result<()>| -> Result<()> {
+            let mut rs = index.objects.to_records();
+            if skip == 0 {
+                rs.pop();
+            } else {
+                rs.swap(0, 1);
+            }
+            rs.into_iter().try_for_each(&mut *f)
+        };
+        let input = PlanInput {
+            meta: &index.meta,
+            debuginfo: &index.debuginfo,
+            policy: &policy,
+            policy_file: "test",
+            now: NOW,
+            records_again: Some(&again),
+        };
+        let graph = CacheGraph::new(cols.parts()).unwrap();
+        let mut objects = index.objects.clone();
+        let mut rec = Recording::default();
+        let roots = policy.roots.clone();
+        let e = compute_with_graph(
+            &input,
+            roots,
+            &mut objects,
+            graph,
+            Default::default(),
+            &mut rec,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("read again"), "{e:#}");
+        assert!(rec.events.is_empty(), "{:?}", rec.events);
+    }
+}
