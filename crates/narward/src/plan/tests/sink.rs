@@ -177,7 +177,7 @@ fn plan_writer_error_when_the_out_parent_is_not_writable_names_the_out_directory
 fn etags_read_again_that_are_not_the_listings_fail_before_the_sink_sees_anything() {
     let (index, policy) = small_cache();
     let source = |f: &mut dyn FnMut(&FetchedRecord) -> Result<()>| -> Result<()> {
-        index.narinfos.iter().try_for_each(|r| f(r))
+        index.narinfos.iter().try_for_each(&mut *f)
     };
     let cols = Columns::build(&index.objects, source).unwrap();
     for skip in [0usize, 1] {
