@@ -763,15 +763,16 @@ impl Index {
     }
 
     /// Stream the object records of the generation `meta` describes into `f`, in key
-    /// order, verified against `meta` ([`read_stream_verified`]: act only once this
+    /// order, as `T` (an [`ObjectRecord`], or what a reader needs of one), verified
+    /// against `meta` ([`read_stream_verified`]: act only once this
     /// returns `Ok`).
     ///
     /// # Errors
     /// A missing or damaged listing file (named); `f`'s errors.
-    pub fn stream_objects(
+    pub fn stream_objects<T: for<'de> Deserialize<'de>>(
         state: &Path,
         meta: &IndexMeta,
-        f: impl FnMut(ObjectRecord) -> Result<()>,
+        f: impl FnMut(T) -> Result<()>,
     ) -> Result<u64> {
         let path = Self::current_dir(state).join(OBJECTS_FILE);
         read_stream_verified(&path, meta.file(OBJECTS_FILE)?, f)

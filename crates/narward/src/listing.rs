@@ -869,20 +869,21 @@ impl Listing {
     /// errors of `each`.
     pub fn refill_md5(
         &mut self,
-        each: impl FnOnce(&mut dyn FnMut(ObjectRecord) -> anyhow::Result<()>) -> anyhow::Result<()>,
+        each: impl FnOnce(&mut dyn FnMut(EtagRecord) -> anyhow::Result<()>) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         let mut md5 = Vec::with_capacity(self.len());
-        each(&mut |r: ObjectRecord| {
+        each(&mut |r: EtagRecord| {
             let i = md5.len();
-            let Some(o) = self.get(i).filter(|o| o.key_is(&r.key)) else {
-                anyhow::bail!("object {i} read again is {:?}: not the listing's", r.key);
+            let ok = i < self.len() && {
+                let form = KeyForm::of_code(self.form[i]);
+                let text = || self.key(i).to_string();
+                r.key.is(form, &self.keys[self.key_range(i)], text)
             };
-            let d = match r.etag.as_deref().map(Etag::parse) {
-                Some(Etag::Md5(d) | Etag::Multipart(d, _)) => d,
-                _ => [0; 16],
-            };
-            debug_assert!(o.flags() & F_ETAG_TEXT == 0 || d == [0; 16]);
-            md5.push(d);
+            if !ok {
+                let listed = self.get(i).map(|o| o.key().to_string());
+                anyhow::bail!("object {i} read again is not the listing's ({listed:?})");
+            }
+            md5.push(r.md5);
             Ok(())
         })?;
         if md5.len() != self.len() {
@@ -1282,6 +1283,9 @@ impl<'a> IntoIterator for &'a Listing {
         self.iter()
     }
 }
+
+mod again;
+pub use again::EtagRecord;
 
 #[cfg(test)]
 mod tests;

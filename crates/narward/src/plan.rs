@@ -18,10 +18,10 @@
 
 use crate::cache_graph::{CacheGraph, build::Columns};
 use crate::index::{self, Index, IndexMeta};
-use crate::listing::{Etag, Listing, ObjectRef};
+use crate::listing::{Etag, EtagRecord, Listing, ObjectRef};
+use crate::model::FetchedRecord;
 pub use crate::model::is_archive_class;
 use crate::model::{BucketVersioning, VersioningState};
-use crate::model::{FetchedRecord, ObjectRecord};
 use crate::policy::{Policy, Roots};
 use anyhow::{Context, Result, bail};
 use narward_formats::keys::{self, Category};
@@ -584,7 +584,7 @@ pub fn plan_from_state(
         );
     }
     crate::progress::phase("plan: listing loaded, columns verified");
-    let again = |f: &mut dyn FnMut(ObjectRecord) -> Result<()>| -> Result<()> {
+    let again = |f: &mut dyn FnMut(EtagRecord) -> Result<()>| -> Result<()> {
         Index::stream_objects(state, &meta, f).map(|_| ())
     };
     let input = PlanInput {
@@ -645,8 +645,11 @@ pub fn compute(index: &Index, policy: &Policy, policy_file: &str, now: i64) -> R
     };
     // The listing's records read again are the ones in memory, as `narward plan` reads its
     // listing file again.
-    let again = |f: &mut dyn FnMut(ObjectRecord) -> Result<()>| -> Result<()> {
-        index.objects.iter().try_for_each(|o| f(o.to_record()))
+    let again = |f: &mut dyn FnMut(EtagRecord) -> Result<()>| -> Result<()> {
+        index
+            .objects
+            .iter()
+            .try_for_each(|o| f(EtagRecord::of(&o.to_record())))
     };
     let input = PlanInput {
         meta: &index.meta,
@@ -691,7 +694,7 @@ pub struct PlanInput<'a> {
 }
 
 /// Hands every record of a listing, in key order, to the function it is given.
-pub type RecordsAgain<'a> = dyn Fn(&mut dyn FnMut(ObjectRecord) -> Result<()>) -> Result<()> + 'a;
+pub type RecordsAgain<'a> = dyn Fn(&mut dyn FnMut(EtagRecord) -> Result<()>) -> Result<()> + 'a;
 
 /// Compute a plan from the listing `objs` and the [`CacheGraph`] of the same generation,
 /// every decision handed to `sink` as it is made; `pages` lets go of the mapped column
@@ -1130,7 +1133,8 @@ mod tests {
 
     use super::*;
     use crate::index::{IndexMeta, UpdateStats};
-    use crate::model::{FetchedRecord, ObjectRecord};
+    use crate::model::FetchedRecord;
+    use crate::model::ObjectRecord;
     use narward_formats::keys::ObjectKind;
     use narward_formats::nixbase32;
     use proptest::prelude::*;

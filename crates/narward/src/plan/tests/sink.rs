@@ -182,14 +182,14 @@ fn etags_read_again_that_are_not_the_listings_fail_before_the_sink_sees_anything
     let cols = Columns::build(&index.objects, source).unwrap();
     for skip in [0usize, 1] {
         // One record short, or one record out of place.
-        let again = |f: &mut dyn FnMut(ObjectRecord) -> Result<()>| -> Result<()> {
+        let again = |f: &mut dyn FnMut(EtagRecord) -> Result<()>| -> Result<()> {
             let mut rs = index.objects.to_records();
             if skip == 0 {
                 rs.pop();
             } else {
                 rs.swap(0, 1);
             }
-            rs.into_iter().try_for_each(&mut *f)
+            rs.iter().try_for_each(|r| f(EtagRecord::of(r)))
         };
         let input = PlanInput {
             meta: &index.meta,
