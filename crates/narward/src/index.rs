@@ -1278,35 +1278,19 @@ mod tests {
             fetch_error: None,
             earlier: Vec::new(),
         };
-        Index {
-            meta: IndexMeta {
-                format_version: FORMAT_VERSION,
-                cache: "file:///c".into(),
-                cache_url: "file:///c".into(),
-                generation: 1,
-                updated_at: 0,
-                source: "test".into(),
-                objects: 1,
-                narinfos: 1,
-                unparseable: 1,
-                last_update: UpdateStats::default(),
-                files: BTreeMap::new(),
-                versioning: None,
-                checksum: String::new(),
-            },
-            // A narinfo record is always of a listed object.
-            objects: Listing::from_records(vec![ObjectRecord {
-                key: "00000000000000000000000000000000.narinfo".into(),
-                size: 3,
-                etag: None,
-                last_modified: None,
-                storage_class: None,
-                link_target: None,
-            }])
-            .unwrap(),
-            narinfos: vec![rec],
-            debuginfo: Vec::new(),
-        }
+        // A narinfo record is always of a listed object.
+        let objects = Listing::from_records(vec![ObjectRecord {
+            key: "00000000000000000000000000000000.narinfo".into(),
+            size: 3,
+            etag: None,
+            last_modified: None,
+            storage_class: None,
+            link_target: None,
+        }])
+        .unwrap();
+        let mut index = Index::for_tests(objects, vec![rec]);
+        index.meta.unparseable = 1;
+        index
     }
 
     #[test]

@@ -97,7 +97,10 @@ impl KeyForm {
             Some((KeyForm::Narinfo, Packed::of(&d)))
         } else if let Some(d) = key.strip_suffix(".ls").and_then(nix20) {
             Some((KeyForm::Ls, Packed::of(&d)))
-        } else if let Some(d) = key.strip_prefix("debuginfo/").and_then(parse_hex20) {
+        } else if let Some(d) = key
+            .strip_prefix("debuginfo/")
+            .and_then(parse_lower_hex::<20>)
+        {
             Some((KeyForm::DebugInfo, Packed::of(&d)))
         } else {
             let rest = key.strip_prefix("nar/")?;
@@ -220,11 +223,6 @@ fn nix32_digit(bytes: &[u8], n: usize) -> u8 {
     let lo = u16::from(bytes.get(i).copied().unwrap_or(0));
     let hi = u16::from(bytes.get(i + 1).copied().unwrap_or(0));
     nixbase32::ALPHABET[usize::from(((lo | hi << 8) >> shift) & 31)]
-}
-
-/// 40 lowercase hex digits as 20 bytes.
-fn parse_hex20(s: &str) -> Option<[u8; 20]> {
-    parse_lower_hex(s)
 }
 
 fn hex_pair(b: u8) -> [u8; 2] {
@@ -361,9 +359,8 @@ pub struct Listing {
     size: Vec<u32>,
     /// Unix seconds; [`IN_SIDE`]: in `mtime_side`.
     mtime: Vec<u32>,
+    /// Empty while let go of ([`Listing::let_md5_go`]).
     md5: Vec<[u8; 16]>,
-    /// `md5` is let go of until [`Listing::refill_md5`].
-    md5_gone: bool,
     flags: Vec<u8>,
     long_keys: Vec<(usize, Box<str>)>,
     big_size: Vec<(usize, u64)>,
@@ -858,7 +855,6 @@ impl Listing {
     /// Reading such an ETag in between is a bug, and panics.
     pub fn let_md5_go(&mut self) {
         self.md5 = Vec::new();
-        self.md5_gone = true;
     }
 
     /// The MD5s let go of ([`Listing::let_md5_go`]), from the listing's records read again:
@@ -890,7 +886,6 @@ impl Listing {
             anyhow::bail!("{} objects read again, {} listed", md5.len(), self.len());
         }
         self.md5 = md5;
-        self.md5_gone = false;
         Ok(())
     }
 
@@ -1127,12 +1122,12 @@ impl<'a> ObjectRef<'a> {
                 .as_deref()
                 .map(|t| Etag::Text(Cow::Borrowed(t)));
         }
-        assert!(
-            !self.l.md5_gone,
-            "internal: the ETag of object {} read while the listing's MD5s are let go",
-            self.i
-        );
-        let d = self.l.md5[self.i];
+        let Some(&d) = self.l.md5.get(self.i) else {
+            panic!(
+                "internal: the ETag of object {} read while the listing's MD5s are let go",
+                self.i
+            );
+        };
         if f & F_MULTIPART != 0 {
             side(&self.l.parts, self.i).map(|&n| Etag::Multipart(d, n))
         } else {
@@ -1185,12 +1180,11 @@ impl<'a> ObjectRef<'a> {
     }
 
     pub fn category(self) -> Category {
-        let any = StorePathHash([0; 20]);
         match KeyForm::of_code(self.l.form[self.i]) {
-            KeyForm::Narinfo => ObjectKind::Narinfo(any).category(),
-            KeyForm::Ls => ObjectKind::Listing(any).category(),
+            KeyForm::Narinfo => Category::Narinfo,
+            KeyForm::Ls => Category::Listing,
             KeyForm::Nar(_) => Category::Nar,
-            KeyForm::DebugInfo => ObjectKind::DebugInfo("").category(),
+            KeyForm::DebugInfo => Category::DebugInfo,
             KeyForm::Text | KeyForm::Long => keys::classify(&self.key()).category(),
         }
     }

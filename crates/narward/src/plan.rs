@@ -1132,7 +1132,6 @@ mod tests {
     mod versioning;
 
     use super::*;
-    use crate::index::{IndexMeta, UpdateStats};
     use crate::model::FetchedRecord;
     use crate::model::ObjectRecord;
     use narward_formats::keys::ObjectKind;
@@ -1327,26 +1326,11 @@ mod tests {
         objects.sort_by(|a, b| a.key.cmp(&b.key));
         objects.dedup_by(|a, b| a.key == b.key);
         narinfos.sort_by(|a, b| a.key.cmp(&b.key));
-        let index = Index {
-            meta: IndexMeta {
-                format_version: 1,
-                cache: "file:///t".into(),
-                cache_url: "file:///t".into(),
-                generation: 1,
-                updated_at: NOW,
-                source: "test".into(),
-                objects: objects.len() as u64,
-                narinfos: narinfos.len() as u64,
-                unparseable: 0,
-                last_update: UpdateStats::default(),
-                files: Default::default(),
-                versioning: None,
-                checksum: String::new(),
-            },
-            objects: Listing::from_records(objects).unwrap(),
-            narinfos,
-            debuginfo: Vec::new(),
-        };
+        let mut index = Index::for_tests(Listing::from_records(objects).unwrap(), narinfos);
+        index.meta.format_version = 1;
+        index.meta.cache = "file:///t".into();
+        index.meta.cache_url = "file:///t".into();
+        index.meta.updated_at = NOW;
         let roots: Vec<String> = s
             .roots
             .iter()

@@ -221,26 +221,13 @@ fn synthetic(n: usize) -> Synthetic {
         )
         .unwrap();
     }
-    let index = Index {
-        meta: IndexMeta {
-            format_version: 1,
-            cache: "s3://synthetic-cache".into(),
-            cache_url: "s3://synthetic-cache?region=us-east-1".into(),
-            generation: 3,
-            updated_at: NOW - 3600,
-            source: "test".into(),
-            objects: objects.len() as u64,
-            narinfos: narinfos.len() as u64,
-            unparseable: 0,
-            last_update: UpdateStats::default(),
-            files: Default::default(),
-            versioning: None,
-            checksum: String::new(),
-        },
-        objects: crate::listing::Listing::from_records(objects).unwrap(),
-        narinfos,
-        debuginfo: Vec::new(),
-    };
+    let objects = crate::listing::Listing::from_records(objects).unwrap();
+    let mut index = Index::for_tests(objects, narinfos);
+    index.meta.format_version = 1;
+    index.meta.cache = "s3://synthetic-cache".into();
+    index.meta.cache_url = "s3://synthetic-cache?region=us-east-1".into();
+    index.meta.generation = 3;
+    index.meta.updated_at = NOW - 3600;
     Synthetic {
         index,
         policy_dir: dir,

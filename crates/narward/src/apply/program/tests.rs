@@ -1,7 +1,6 @@
 use super::*;
 use crate::cache::store::Area;
 use crate::index::Index;
-use crate::index::{IndexMeta, UpdateStats};
 use crate::listing::Listing;
 use crate::model::{FetchedRecord, ObjectRecord};
 use crate::plan::compute;
@@ -65,26 +64,12 @@ fn index(objects: Vec<ObjectRecord>, narinfos: Vec<FetchedRecord>) -> Index {
     let mut narinfos = narinfos;
     objects.sort_by(|a, b| a.key.cmp(&b.key));
     narinfos.sort_by(|a, b| a.key.cmp(&b.key));
-    Index {
-        meta: IndexMeta {
-            format_version: 1,
-            cache: "file:///t".into(),
-            cache_url: "file:///t".into(),
-            generation: 1,
-            updated_at: NOW,
-            source: "test".into(),
-            objects: objects.len() as u64,
-            narinfos: narinfos.len() as u64,
-            unparseable: 0,
-            last_update: UpdateStats::default(),
-            files: Default::default(),
-            checksum: String::new(),
-            versioning: None,
-        },
-        objects: Listing::from_records(objects).unwrap(),
-        narinfos,
-        debuginfo: Vec::new(),
-    }
+    let mut index = Index::for_tests(Listing::from_records(objects).unwrap(), narinfos);
+    index.meta.format_version = 1;
+    index.meta.cache = "file:///t".into();
+    index.meta.cache_url = "file:///t".into();
+    index.meta.updated_at = NOW;
+    index
 }
 
 /// A random cache; references only to lower-numbered paths.
