@@ -195,12 +195,20 @@ pub fn encode_to_slice(bytes: &[u8], out: &mut [u8]) {
 fn encode_array<const N: usize>(bytes: &[u8; N], out: &mut [u8]) {
     let len = out.len();
     for (n, slot) in out.iter_mut().rev().enumerate().take(len) {
-        let (i, shift) = (n * 5 / 8, n * 5 % 8);
-        let lo = u16::from(bytes.get(i).copied().unwrap_or(0));
-        let hi = u16::from(bytes.get(i + 1).copied().unwrap_or(0));
-        let digit = ((lo | hi << 8) >> shift) & 31;
-        *slot = ALPHABET.get(usize::from(digit)).copied().unwrap_or(b'0');
+        *slot = digit_from_end(bytes, n);
     }
+}
+
+/// The character `n` places from the end of the nix32 text of `bytes`: bits `5n..5n+5`
+/// of the little-endian number `bytes` (Nix's bit loop). A text's first characters, say,
+/// without encoding the rest.
+#[inline]
+pub fn digit_from_end(bytes: &[u8], n: usize) -> u8 {
+    let (i, shift) = (n * 5 / 8, n * 5 % 8);
+    let lo = u16::from(bytes.get(i).copied().unwrap_or(0));
+    let hi = u16::from(bytes.get(i + 1).copied().unwrap_or(0));
+    let digit = ((lo | hi << 8) >> shift) & 31;
+    ALPHABET.get(usize::from(digit)).copied().unwrap_or(b'0')
 }
 
 /// Decodes canonical nix32 into `out`, whose length must be

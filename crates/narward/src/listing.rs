@@ -92,23 +92,21 @@ impl KeyForm {
 
     /// The packed form of `key`, if it has a fixed shape: the form and its bytes.
     fn pack(key: &str) -> Option<(KeyForm, Packed)> {
-        let nix20 = |h: &str| nixbase32::decode_fixed::<20>(h).ok();
-        if let Some(d) = key.strip_suffix(".narinfo").and_then(nix20) {
-            Some((KeyForm::Narinfo, Packed::of(&d)))
-        } else if let Some(d) = key.strip_suffix(".ls").and_then(nix20) {
-            Some((KeyForm::Ls, Packed::of(&d)))
-        } else if let Some(d) = key
-            .strip_prefix("debuginfo/")
-            .and_then(parse_lower_hex::<20>)
-        {
-            Some((KeyForm::DebugInfo, Packed::of(&d)))
-        } else {
-            let rest = key.strip_prefix("nar/")?;
-            let d = nixbase32::decode_fixed::<32>(rest.get(..52)?).ok()?;
-            let ext = rest.get(52..)?.strip_prefix(".nar")?;
-            let e = NAR_EXTS.iter().position(|x| *x == ext)?;
-            // NAR_EXTS has 7 entries.
-            Some((KeyForm::Nar(e as u8), Packed::of(&d)))
+        // The shapes are `keys::classify`'s (so `Key::kind` is its inverse); each packed
+        // form prints back as exactly `key`.
+        match keys::classify(key) {
+            ObjectKind::Narinfo(h) => Some((KeyForm::Narinfo, Packed::of(&h.0))),
+            ObjectKind::Listing(h) => Some((KeyForm::Ls, Packed::of(&h.0))),
+            ObjectKind::Nar { file_hash, ext } => {
+                let e = NAR_EXTS.iter().position(|x| *x == ext)?;
+                let d = nixbase32::decode_fixed::<32>(file_hash).ok()?;
+                // NAR_EXTS has 7 entries.
+                Some((KeyForm::Nar(e as u8), Packed::of(&d)))
+            }
+            ObjectKind::DebugInfo(id) => {
+                Some((KeyForm::DebugInfo, Packed::of(&parse_lower_hex::<20>(id)?)))
+            }
+            _ => None,
         }
     }
 
@@ -150,13 +148,13 @@ impl KeyForm {
             KeyForm::Long => return 0,
             KeyForm::Narinfo | KeyForm::Ls => {
                 for (k, c) in p.iter_mut().enumerate() {
-                    *c = nix32_digit(b, 31 - k);
+                    *c = nixbase32::digit_from_end(b, 31 - k);
                 }
             }
             KeyForm::Nar(_) => {
                 p[..4].copy_from_slice(b"nar/");
                 for k in 0..4 {
-                    p[4 + k] = nix32_digit(b, 51 - k);
+                    p[4 + k] = nixbase32::digit_from_end(b, 51 - k);
                 }
             }
             KeyForm::DebugInfo => p.copy_from_slice(b"debuginf"),
@@ -215,14 +213,6 @@ impl Packed {
     fn bytes(&self) -> &[u8] {
         &self.0[..usize::from(self.1)]
     }
-}
-
-/// The nix32 digit `n` places from the end of the text of `bytes` (Nix's bit loop).
-fn nix32_digit(bytes: &[u8], n: usize) -> u8 {
-    let (i, shift) = (n * 5 / 8, n * 5 % 8);
-    let lo = u16::from(bytes.get(i).copied().unwrap_or(0));
-    let hi = u16::from(bytes.get(i + 1).copied().unwrap_or(0));
-    nixbase32::ALPHABET[usize::from(((lo | hi << 8) >> shift) & 31)]
 }
 
 fn hex_pair(b: u8) -> [u8; 2] {
@@ -461,10 +451,8 @@ impl<'a> Etag<'a> {
 
 /// Writes the 32 lowercase hex digits of `d` at the start of `buf`; returns 32.
 fn hex32(d: &[u8; 16], buf: &mut [u8; 43]) -> usize {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (i, b) in d.iter().enumerate() {
-        buf[2 * i] = DIGITS[usize::from(b >> 4)];
-        buf[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+    for (pair, b) in buf.chunks_exact_mut(2).zip(d) {
+        pair.copy_from_slice(&hex_pair(*b));
     }
     32
 }
