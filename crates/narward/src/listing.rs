@@ -1191,16 +1191,12 @@ impl<'a> ObjectRef<'a> {
     }
 
     /// The store-path hash of a `<hash>.narinfo` key (as [`keys::classify`] says), read
-    /// from the packed key.
+    /// from the packed key (every key `classify` takes for a narinfo's is packed).
     pub fn narinfo_hash(self) -> Option<StorePathHash> {
         match KeyForm::of_code(self.l.form[self.i]) {
             KeyForm::Narinfo => <[u8; 20]>::try_from(&self.l.keys[self.l.key_range(self.i)])
                 .ok()
                 .map(StorePathHash),
-            KeyForm::Text | KeyForm::Long => match keys::classify(&self.key()) {
-                ObjectKind::Narinfo(h) => Some(h),
-                _ => None,
-            },
             _ => None,
         }
     }
