@@ -44,6 +44,7 @@ use crate::model::{
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
 use narward_formats::keys::{self, ObjectKind};
+use narward_formats::store_path::StorePathHash;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -915,8 +916,9 @@ pub enum ListingSource {
 /// listing), fetch only narinfos that are new or whose ETag/size changed, drop the ones
 /// that are gone, and save a new generation. Returns the new generation's meta.
 ///
-/// Streams: the previous generation's records are printed back from its columns and
-/// quirks and the fetched ones arrive, both in key order, each written to the new
+/// Streams: the previous generation's unchanged rows are taken over from its columns
+/// (as they are where [`generation::same_rows`] allows, else printed back as records with
+/// its quirks) and the fetched ones arrive, both in key order, each written to the new
 /// generation and its column builder as it comes ([`generation`]), so no more narinfo
 /// texts are held than are in flight (plus the previous texts of the narinfos that
 /// changed).
@@ -1112,12 +1114,13 @@ async fn write_generation(
     concurrency: usize,
     meta: &mut IndexMeta,
 ) -> Result<UpdateStats> {
-    use generation::{PreviousRecords, Reuse, record_kind};
+    use generation::{OldColumns, PreviousRecords, Reuse, record_kind};
     let prev_dir = Index::current_dir(state);
     let Reuse {
         unchanged,
         mut changed,
         dropped,
+        unchanged_ids,
     } = match previous {
         Some(m) => Reuse::scan(&prev_dir, m, objects)?,
         None => Reuse::none(objects),
@@ -1130,11 +1133,32 @@ async fn write_generation(
             .enumerate()
             .filter_map(|(i, o)| record_kind(&o.key()).map(|n| (i, n)))
     };
-    let (mut records, mut narinfo_count, mut reused) = (0u64, 0u64, 0u64);
+    // The previous generation's columns, and the rows taken over from them as they are.
+    let old = match previous {
+        Some(m) => OldColumns::open(&prev_dir, m)?,
+        None => None,
+    };
+    let old_graph = old.as_ref().map(OldColumns::graph).transpose()?;
+    let same = match (&old, &old_graph) {
+        (Some(o), Some(g)) => {
+            let is_path = |h: &StorePathHash| objects.find(&format!("{h}.narinfo")).is_some();
+            generation::same_rows(g, o.quirks(), &unchanged_ids, &is_path)
+        }
+        _ => Vec::new(),
+    };
+    drop(unchanged_ids);
+    // The previous path id of an unchanged narinfo whose row is taken over as it is.
+    let same_id = |i: usize| -> Option<u32> {
+        let g = old_graph.as_ref()?;
+        let id = g.id(&objects.at(i).narinfo_hash()?)?;
+        (is_unchanged(i) && same.get(id as usize).copied().unwrap_or(false)).then_some(id)
+    };
+    let (mut records, mut narinfo_count, mut reused, mut same_count) = (0u64, 0u64, 0u64, 0u64);
     for (i, is_narinfo) in wanted() {
         records += 1;
         narinfo_count += u64::from(is_narinfo);
         reused += u64::from(is_unchanged(i) && !is_cache_info(&objects.at(i).key()));
+        same_count += u64::from(is_narinfo && same_id(i).is_some());
     }
     let mut stats = UpdateStats {
         listed: objects.len() as u64,
@@ -1160,29 +1184,62 @@ async fn write_generation(
             }
         })
         .buffered(concurrency.max(1));
+    // The previous records: narinfos printed back here from the old columns (or read
+    // from an old narinfo stream on a thread), debuginfo records read on a thread.
     let mut prev = match previous {
         Some(m) => Some((
-            PreviousRecords::narinfos(&prev_dir, m),
+            old.is_none()
+                .then(|| PreviousRecords::narinfos(&prev_dir, m)),
             PreviousRecords::debuginfo(&prev_dir, m)?,
         )),
         None => None,
     };
-    let mut out =
-        generation::NewGeneration::create(state, objects, narinfo_count, records - narinfo_count)?;
+    let mut out = generation::NewGeneration::create(
+        state,
+        objects,
+        narinfo_count - same_count,
+        records - narinfo_count,
+    )?;
     if let Some(f) = file_stats {
         out.file_stats(&f.listing.stats)?;
     }
+    let mut taken = 0u64;
     for (i, is_narinfo) in wanted() {
-        let key = objects.at(i).key();
+        let o = objects.at(i);
+        let key = o.key();
         let key = key.as_str();
         let rec = match prev.as_mut() {
-            Some((n, d)) if is_unchanged(i) => {
-                if is_narinfo {
-                    n.take(key).await?
-                } else {
-                    d.take(key).await?
+            Some((n, d)) if is_unchanged(i) => match (is_narinfo, n, &old_graph, &old) {
+                (false, ..) => d.take(key).await?,
+                (true, Some(n), ..) => n.take(key).await?,
+                (true, None, Some(g), Some(old)) => {
+                    taken += 1;
+                    if taken.is_multiple_of(1 << 16) {
+                        old.let_go();
+                    }
+                    let (h, id) = o
+                        .narinfo_hash()
+                        .and_then(|h| Some((h, g.id(&h)?)))
+                        .with_context(|| {
+                            format!("internal: {key} is unchanged but not in the previous columns")
+                        })?;
+                    if same_id(i).is_some() {
+                        let ni = g.narinfo(id).with_context(|| {
+                            format!("internal: {key}: the previous columns print no narinfo")
+                        })?;
+                        out.push_same(&h, &ni)?;
+                        continue;
+                    }
+                    crate::cache_graph::record(
+                        g,
+                        old.quirks(),
+                        id,
+                        Some((o.etag_string(), o.size())),
+                    )
+                    .with_context(|| format!("internal: {key}: no previous record"))?
                 }
-            }
+                (true, None, ..) => bail!("internal: no previous columns for {key}"),
+            },
             _ => {
                 let Some(mut r) = fetched.next().await else {
                     bail!("internal: no fetched record for {key}");
@@ -1206,9 +1263,13 @@ async fn write_generation(
     }
     pb.finish_and_clear();
     if let Some((n, d)) = prev {
-        n.finish().await?;
+        if let Some(n) = n {
+            n.finish().await?;
+        }
         d.finish().await?;
     }
+    drop(old_graph);
+    drop(old);
     meta.narinfos = narinfo_count;
     meta.unparseable = out.unparseable();
     meta.last_update = stats.clone();
@@ -1327,6 +1388,207 @@ mod tests {
         std::fs::write(&p, b).unwrap();
         let e = generation::for_each_narinfo_again(&dir, &meta, |_| Ok(())).unwrap_err();
         assert!(format!("{e:#}").contains("damaged"), "{e:#}");
+    }
+
+    /// A file:// cache over the store path hashes `hashes`: a narinfo and a NAR object
+    /// for every path that has a text.
+    struct Scene {
+        hashes: Vec<StorePathHash>,
+        /// Per hash: the narinfo text, when the path is in the cache.
+        texts: Vec<Option<String>>,
+    }
+
+    /// A small xorshift: each case of the test below is drawn from one seed.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn chance(&mut self, percent: u64) -> bool {
+            self.next() % 100 < percent
+        }
+        fn pick<'a>(&mut self, of: &[&'a str]) -> &'a str {
+            of[(self.next() % of.len() as u64) as usize]
+        }
+    }
+
+    impl Scene {
+        /// A narinfo of path `i` named `name`, referencing `refs` (hash index, name), in
+        /// Nix's form, or with a quirk (an old `System:` line), or unparseable.
+        fn text(&self, rng: &mut Rng, i: usize, name: &str, refs: &[(usize, String)]) -> String {
+            let h = |j: usize| self.hashes[j];
+            let nar = narward_formats::nixbase32::encode(&[i as u8; 32]);
+            let url = format!("nar/{nar}.nar.xz");
+            let me = narward_formats::store_path::StorePath { hash: h(i), name };
+            let mut ni = narward_formats::narinfo::NarInfo::new(
+                me,
+                &url,
+                narward_formats::hash::Sha256([7; 32]),
+                1000 + i as u64,
+            );
+            ni.compression = Some("xz");
+            ni.references = refs
+                .iter()
+                .map(|(j, n)| narward_formats::store_path::StorePath {
+                    hash: h(*j),
+                    name: n,
+                })
+                .collect();
+            ni.references.sort_unstable();
+            ni.references.dedup();
+            ni.sigs = vec!["k-1:AAAA"];
+            let mut t = ni.to_string();
+            if rng.chance(10) {
+                t.push_str("System: x86_64-linux\n");
+            } else if rng.chance(4) {
+                t = "garbage\n".into();
+            }
+            t
+        }
+
+        /// The name path `j` is referenced under: its own when it is in the cache (as Nix
+        /// writes it), else one of a few (a hole; the path may come later under another).
+        fn ref_name(&self, rng: &mut Rng, names: &[String], j: usize) -> String {
+            if self.texts[j].is_some() {
+                names[j].clone()
+            } else {
+                rng.pick(&["gone", "x-1.0"]).to_string()
+            }
+        }
+
+        fn write(&self, dir: &Path) {
+            let _ = std::fs::remove_dir_all(dir);
+            std::fs::create_dir_all(dir.join("nar")).unwrap();
+            for (i, t) in self.texts.iter().enumerate() {
+                if let Some(t) = t {
+                    std::fs::write(dir.join(format!("{}.narinfo", self.hashes[i])), t).unwrap();
+                    let nar = narward_formats::nixbase32::encode(&[i as u8; 32]);
+                    std::fs::write(dir.join(format!("nar/{nar}.nar.xz")), b"nar").unwrap();
+                }
+            }
+        }
+    }
+
+    fn index_file_cache(state: &Path, cache: &Path) -> IndexMeta {
+        let url_text = format!("file://{}", cache.display());
+        let url = CacheUrl::parse(&url_text).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let c = Cache::open(&url, 1).await.unwrap();
+            update(state, &url_text, &url, &c, ListingSource::Live, 4)
+                .await
+                .unwrap()
+                .0
+        })
+    }
+
+    /// A cache of up to 12 paths, indexed, then changed at random: paths gone, added
+    /// (filling holes, under the holes' names or others), re-signed, renamed (so their
+    /// referrers become quirks), references hidden in names. The incremental `index` that
+    /// takes rows of the previous generation over as they are writes the very files of
+    /// the one that prints every row back and parses it again.
+    #[test]
+    fn rows_taken_over_as_they_are_make_the_generation_printed_back_records_make() {
+        let mut taken = 0;
+        for seed in 1..=60u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+            let hashes: Vec<StorePathHash> = (0..12)
+                .map(|_| {
+                    let mut b = [0u8; 20];
+                    b.iter_mut().for_each(|x| *x = rng.next() as u8);
+                    StorePathHash(b)
+                })
+                .collect();
+            let mut scene = Scene {
+                texts: vec![None; hashes.len()],
+                hashes,
+            };
+            let n = scene.hashes.len();
+            // A name may hold another path's hash: a reference hidden in it.
+            let hidden = format!("wrap-{}", scene.hashes[n - 1]);
+            let mut names: Vec<String> = (0..n)
+                .map(|_| rng.pick(&["a", "b-1.0", &hidden]).to_string())
+                .collect();
+            let present: Vec<bool> = (0..n).map(|_| rng.chance(70)).collect();
+            for (t, &p) in scene.texts.iter_mut().zip(&present) {
+                *t = p.then(String::new);
+            }
+            let refs_of = |scene: &Scene, rng: &mut Rng, names: &[String]| {
+                let mut refs = Vec::new();
+                for j in 0..n {
+                    if rng.chance(30) {
+                        refs.push((j, scene.ref_name(rng, names, j)));
+                    }
+                }
+                refs
+            };
+            for i in (0..n).filter(|&i| present[i]) {
+                let refs = refs_of(&scene, &mut rng, &names);
+                scene.texts[i] = Some(scene.text(&mut rng, i, &names[i], &refs));
+            }
+            let d = tempfile::tempdir().unwrap();
+            let cache = d.path().join("cache");
+            scene.write(&cache);
+            let base = d.path().join("base");
+            index_file_cache(&base, &cache);
+            for i in 0..n {
+                match scene.texts[i].clone() {
+                    Some(_) if rng.chance(12) => scene.texts[i] = None,
+                    Some(t) if rng.chance(12) => {
+                        scene.texts[i] = Some(format!("{t}Sig: extra-1:BBBB\n"));
+                    }
+                    Some(_) if rng.chance(8) => {
+                        names[i] = "renamed".into();
+                        let refs = refs_of(&scene, &mut rng, &names);
+                        scene.texts[i] = Some(scene.text(&mut rng, i, &names[i], &refs));
+                    }
+                    None if rng.chance(40) => {
+                        names[i] = rng.pick(&["gone", "new"]).to_string();
+                        let refs = refs_of(&scene, &mut rng, &names);
+                        scene.texts[i] = Some(scene.text(&mut rng, i, &names[i], &refs));
+                    }
+                    _ => {}
+                }
+            }
+            scene.write(&cache);
+            let copy = |to: &str| {
+                let p = d.path().join(to);
+                let ok = std::process::Command::new("cp")
+                    .arg("-a")
+                    .arg(&base)
+                    .arg(&p)
+                    .status()
+                    .unwrap()
+                    .success();
+                assert!(ok);
+                p
+            };
+            let (fast, slow) = (copy("fast"), copy("slow"));
+            let before = generation::TAKEN_OVER.with(std::cell::Cell::get);
+            let a = index_file_cache(&fast, &cache);
+            taken += generation::TAKEN_OVER.with(std::cell::Cell::get) - before;
+            generation::TAKE_OVER.with(|t| t.set(false));
+            let b = index_file_cache(&slow, &cache);
+            generation::TAKE_OVER.with(|t| t.set(true));
+            assert_eq!(
+                serde_json::to_value(&a.files).unwrap(),
+                serde_json::to_value(&b.files).unwrap(),
+                "seed {seed}"
+            );
+            assert_eq!(
+                (a.narinfos, a.unparseable, a.objects),
+                (b.narinfos, b.unparseable, b.objects),
+                "seed {seed}"
+            );
+        }
+        assert!(taken > 30, "only {taken} rows were taken over as they are");
     }
 
     #[test]

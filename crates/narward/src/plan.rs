@@ -340,6 +340,12 @@ impl Named {
     }
 }
 
+/// Whether a hash token of `text` ([`hash_tokens`]) is a path: what makes a reference
+/// named `text` hide a reference to that path ([`hidden_in_parsed`]).
+pub(crate) fn names_a_path(text: &str, is_path: &dyn Fn(&StorePathHash) -> bool) -> bool {
+    hash_tokens(text.as_bytes()).iter().any(is_path)
+}
+
 /// Every 32-character window of every run of nixbase32 characters at least 32 long: each
 /// a candidate store path hash, wherever it stands (`/nix/store/<hash>-x`, `<hash>-x!`,
 /// `a,<hash>-x`, glued to other text).

@@ -351,6 +351,16 @@ impl<'a, S: ColumnSink> ColumnsBuilder<'a, S> {
         self.b.record(rec)
     }
 
+    /// The next narinfo, already parsed, with no earlier texts: the same row as
+    /// [`ColumnsBuilder::record`] of a record whose text parses as `ni` (an incremental
+    /// `index` hands over the previous generation's rows this way, printing no text).
+    ///
+    /// # Errors
+    /// A narinfo out of key order; the sink's errors.
+    pub fn narinfo(&mut self, hash: &StorePathHash, ni: &NarInfo<'_>) -> Result<()> {
+        self.b.narinfo(hash, ni)
+    }
+
     /// Narinfos so far that do not parse or could not be fetched.
     pub fn unparseable(&self) -> u64 {
         self.b.unparseable
@@ -428,25 +438,41 @@ impl<S: ColumnSink> Builder<'_, S> {
         Ok(())
     }
 
+    /// Whether the path with this hash is listed (else its narinfo is not part of this
+    /// cache any more), having filled the rows before it.
+    fn next_is(&mut self, hash: &StorePathHash) -> Result<bool> {
+        let Some(id) = self.graph.id(hash) else {
+            return Ok(false);
+        };
+        if (id as usize) < self.rows {
+            bail!("index narinfos are not in key order at {hash}.narinfo");
+        }
+        self.fill_to(id as usize)?;
+        Ok(true)
+    }
+
     /// One narinfo record.
     fn record(&mut self, rec: &FetchedRecord) -> Result<()> {
         let ObjectKind::Narinfo(hash) = keys::classify(&rec.key) else {
             return Ok(());
         };
-        let Some(id) = self.graph.id(&hash) else {
-            // A narinfo the listing does not have: not part of this cache any more.
+        if !self.next_is(&hash)? {
             return Ok(());
-        };
-        if (id as usize) < self.rows {
-            bail!("index narinfos are not in key order at {}", rec.key);
         }
-        self.fill_to(id as usize)?;
         // What earlier versions of this narinfo named is kept too (narinfos are immutable).
         let also = earlier_named(rec, &|h| self.is_path(h), &|k| self.nar_index(k));
         match rec.parse() {
             Ok(ni) => self.parsed(&hash, &ni, also),
             Err(u) => self.unparsed(rec, u.reason, also),
         }
+    }
+
+    /// One narinfo, parsed, without earlier texts.
+    fn narinfo(&mut self, hash: &StorePathHash, ni: &NarInfo<'_>) -> Result<()> {
+        if !self.next_is(hash)? {
+            return Ok(());
+        }
+        self.parsed(hash, ni, Named::default())
     }
 
     /// A narinfo that parses (a doubtful one too: it is kept as unknown by the plan).

@@ -5,21 +5,26 @@
 //! The new generation's narinfo records go to the column builder and to a temporary
 //! stream file in `index.new/` ([`RECORDS_TMP`]) as they come; once the columns are built,
 //! that file is read once to find the quirks (twice: to count them, then to write them),
-//! then deleted. The previous generation's records are printed back from its columns and
-//! quirks (or read from its narinfo stream, in an index that has one) in key order.
+//! then deleted. The previous generation's unchanged rows are taken over in key order:
+//! as they are where [`same_rows`] allows (to the column builder only), else printed back
+//! from its columns and quirks (or read from its narinfo stream, in an index that has
+//! one) as records.
 
 use super::{
     DEBUGINFO_FILE, FileDigest, IndexMeta, NARINFOS_FILE, OBJECTS_FILE, QUIRKS_FILE, StreamWriter,
     columns, index_dir, read_all, read_stream_verified, write_listing, write_meta, write_stream,
 };
 use crate::cache::file_stat::{FileStat, StatCache};
-use crate::cache_graph::Status;
 use crate::cache_graph::build::ColumnsBuilder;
+use crate::cache_graph::{self, CacheGraph, Status, quirks};
 use crate::listing::Listing;
 use crate::model::{FetchedRecord, ObjectRecord};
+use crate::plan::names_a_path;
 use anyhow::{Context, Result, bail};
 use columns::ColumnFiles;
 use narward_formats::keys::{self, ObjectKind};
+use narward_formats::narinfo::NarInfo;
+use narward_formats::store_path::{StorePath, StorePathHash};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -125,6 +130,15 @@ impl<'a> NewGeneration<'a> {
         self.columns.record(rec)
     }
 
+    /// The next narinfo, a row of the previous generation taken over as it is (see
+    /// [`same_rows`]): it goes to the column builder only, being no quirk.
+    ///
+    /// # Errors
+    /// I/O errors; a narinfo out of key order.
+    pub fn push_same(&mut self, hash: &StorePathHash, ni: &NarInfo<'_>) -> Result<()> {
+        self.columns.narinfo(hash, ni)
+    }
+
     /// The next `debuginfo/` or `nix-cache-info` record (in key order).
     ///
     /// # Errors
@@ -192,6 +206,9 @@ fn install(state: &Path, new: &Path) -> Result<()> {
 /// itself, built only when asked for (printing a narinfo back costs more than comparing).
 pub struct PrevRecord<'r> {
     pub key: &'r str,
+    /// Its path id in the previous generation's columns (`None` when read from a
+    /// narinfo stream, or for a debuginfo record).
+    pub id: Option<u32>,
     pub etag: Option<&'r str>,
     pub size: u64,
     pub fetch_failed: bool,
@@ -204,9 +221,14 @@ impl PrevRecord<'_> {
         (self.record)()
     }
 
-    fn of(r: &FetchedRecord, f: impl FnOnce(&PrevRecord<'_>) -> Result<()>) -> Result<()> {
+    fn of(
+        r: &FetchedRecord,
+        id: Option<u32>,
+        f: impl FnOnce(&PrevRecord<'_>) -> Result<()>,
+    ) -> Result<()> {
         f(&PrevRecord {
             key: &r.key,
+            id,
             etag: r.etag.as_deref(),
             size: r.size,
             fetch_failed: r.fetch_error.is_some(),
@@ -279,7 +301,7 @@ fn walk(
     if meta.files.contains_key(NARINFOS_FILE) {
         let d = meta.file(NARINFOS_FILE)?;
         read_stream_verified(&dir.join(NARINFOS_FILE), d, |r: FetchedRecord| {
-            PrevRecord::of(&r, &mut f)
+            PrevRecord::of(&r, None, &mut f)
         })?;
         return Ok(());
     }
@@ -302,7 +324,7 @@ fn walk(
         let this = id;
         id += 1;
         if let Some(q) = crate::cache_graph::quirks::find(&quirks, &o.key) {
-            return PrevRecord::of(q, &mut f);
+            return PrevRecord::of(q, Some(this), &mut f);
         }
         let status = g.status(this);
         if status == Status::NotIndexed {
@@ -310,6 +332,7 @@ fn walk(
         }
         f(&PrevRecord {
             key: &o.key,
+            id: Some(this),
             etag: o.etag.as_deref(),
             size: o.size,
             fetch_failed: status == Status::FetchFailed,
@@ -340,6 +363,9 @@ pub struct Reuse {
     pub changed: HashMap<String, FetchedRecord>,
     /// Previous records whose key is no longer listed (nix-cache-info not counted).
     pub dropped: u64,
+    /// Per path id of the previous generation's columns (up to the last one found
+    /// unchanged): its narinfo is listed again, unchanged.
+    pub unchanged_ids: Vec<bool>,
 }
 
 impl Reuse {
@@ -367,7 +393,7 @@ impl Reuse {
             &dir.join(DEBUGINFO_FILE),
             meta.file(DEBUGINFO_FILE)?,
             |p: FetchedRecord| {
-                PrevRecord::of(&p, |p| {
+                PrevRecord::of(&p, None, |p| {
                     r.one(objects, p);
                     Ok(())
                 })
@@ -404,12 +430,116 @@ impl Reuse {
             && !p.fetch_failed
         {
             self.unchanged[i] = true;
+            if let Some(id) = p.id {
+                let id = id as usize;
+                if self.unchanged_ids.len() <= id {
+                    self.unchanged_ids.resize(id + 1, false);
+                }
+                self.unchanged_ids[id] = true;
+            }
         } else if matches!(keys::classify(p.key), ObjectKind::Narinfo(_))
             && let Some(rec) = p.record()
         {
             self.changed.insert(rec.key.clone(), rec);
         }
     }
+}
+
+/// The previous generation's columns, as an incremental `index` takes its rows over:
+/// copied as they are where [`same_rows`] allows, else printed back as records.
+pub struct OldColumns {
+    mapped: columns::Mapped,
+    quirks: Vec<FetchedRecord>,
+}
+
+impl OldColumns {
+    /// The columns of the generation in `dir` (described by `meta`), which
+    /// [`Reuse::scan`] verified; `None` for a generation with a narinfo stream.
+    ///
+    /// # Errors
+    /// A missing, resized or inconsistent file (named).
+    pub fn open(dir: &Path, meta: &IndexMeta) -> Result<Option<OldColumns>> {
+        if meta.files.contains_key(NARINFOS_FILE) {
+            return Ok(None);
+        }
+        Ok(Some(OldColumns {
+            mapped: columns::Mapped::reopen(dir, meta)?,
+            quirks: read_all(&dir.join(QUIRKS_FILE), meta.file(QUIRKS_FILE)?)?,
+        }))
+    }
+
+    /// The graph over the columns (every length, offset and id checked).
+    ///
+    /// # Errors
+    /// Inconsistent columns (named).
+    pub fn graph(&self) -> Result<CacheGraph<'_>> {
+        self.mapped.graph()
+    }
+
+    pub fn quirks(&self) -> &[FetchedRecord] {
+        &self.quirks
+    }
+
+    /// Let go of the pages read so far (they stay in the page cache).
+    pub fn let_go(&self) {
+        cache_graph::LetGo::let_go(&self.mapped);
+    }
+}
+
+/// Per path id of the previous generation `g` (with `quirks`): whether its row is taken
+/// over as it is. Printing such a row and parsing that text again gives back the same
+/// values, so the row the builder makes of them is the one it makes of the text; and the
+/// text the new columns print for it is the one the old ones printed, so it is still no
+/// quirk and needs no check. That holds when:
+/// - its narinfo is listed again unchanged (`unchanged`, by old id), parses, and is no
+///   quirk;
+/// - every path it references is listed again unchanged, so it is still a path, under
+///   the same name;
+/// - none of its holes is a path now (`is_path`: a `<hash>.narinfo` of the new listing);
+/// - no name it prints (a referenced path's, a hole's) holds the hash of a path now,
+///   which would be a reference hidden in it.
+pub fn same_rows(
+    g: &CacheGraph<'_>,
+    quirks: &[FetchedRecord],
+    unchanged: &[bool],
+    is_path: &dyn Fn(&StorePathHash) -> bool,
+) -> Vec<bool> {
+    let n = g.len();
+    #[cfg(test)]
+    if !TAKE_OVER.with(std::cell::Cell::get) {
+        return vec![false; n];
+    }
+    let unchanged = |id: u32| unchanged.get(id as usize).copied().unwrap_or(false);
+    // Per path: its name names no path now (it is printed by every path referencing it).
+    let plain_name: Vec<bool> = (0..n as u32)
+        .map(|t| !names_a_path(g.name(t), is_path))
+        .collect();
+    let hole_is_plain = |b: &str| {
+        StorePath::parse_base_name(b)
+            .is_ok_and(|sp| !is_path(&sp.hash) && !names_a_path(sp.name, is_path))
+    };
+    let same: Vec<bool> = (0..n as u32)
+        .map(|id| {
+            unchanged(id)
+                && g.status(id).parsed()
+                && quirks::of(g, quirks, id).is_none()
+                && g.refs(id)
+                    .iter()
+                    .all(|&t| unchanged(t) && plain_name[t as usize])
+                && g.holes(id).all(hole_is_plain)
+        })
+        .collect();
+    #[cfg(test)]
+    TAKEN_OVER.with(|t| t.set(t.get() + same.iter().filter(|&&s| s).count() as u64));
+    same
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Off: [`same_rows`] takes no row over (the tests compare both ways).
+    pub static TAKE_OVER: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+    /// Rows [`same_rows`] found to take over on this thread.
+    pub static TAKEN_OVER: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// The previous generation's records of one kind, in key order, read on a thread of
