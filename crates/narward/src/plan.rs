@@ -430,9 +430,16 @@ pub(crate) fn hidden_in_parsed(
         );
     }
     if nar_index(keys::nar_key_for_url(ni.url)).is_none() {
-        n.nars.extend(nar_tokens(ni.url.as_bytes(), nar_index));
+        n.nars.extend(nars_in_url(ni.url, nar_index));
     }
     n
+}
+
+/// The listed NARs a URL names that is not itself a listed NAR's: what
+/// [`hidden_in_parsed`] finds in a narinfo that has neither unknown fields nor a name
+/// holding a path.
+pub(crate) fn nars_in_url(url: &str, nar_index: &dyn Fn(&str) -> Option<usize>) -> Vec<u32> {
+    nar_tokens(url.as_bytes(), nar_index)
 }
 
 /// What the earlier texts of a narinfo (see [`FetchedRecord::earlier`]) name: the plan

@@ -8,7 +8,9 @@ use super::{Csr, Header, Heap, Parts, Status, compression_code, flag};
 use crate::graph::{Graph, NONE, reverse_csr};
 use crate::listing::Listing;
 use crate::model::FetchedRecord;
-use crate::plan::{Named, earlier_named, hidden_in_parsed, lenient_scan, narinfo_doubt};
+use crate::plan::{
+    Named, earlier_named, hidden_in_parsed, lenient_scan, narinfo_doubt, nars_in_url,
+};
 use anyhow::{Result, bail};
 use narward_formats::keys::{self, ObjectKind};
 use narward_formats::narinfo::NarInfo;
@@ -351,14 +353,24 @@ impl<'a, S: ColumnSink> ColumnsBuilder<'a, S> {
         self.b.record(rec)
     }
 
-    /// The next narinfo, already parsed, with no earlier texts: the same row as
-    /// [`ColumnsBuilder::record`] of a record whose text parses as `ni` (an incremental
-    /// `index` hands over the previous generation's rows this way, printing no text).
+    /// The next narinfo, a row of a previous generation taken over as it is: `ni` its
+    /// fields as those columns print them (its references aside), `refs` the ids of its
+    /// references in this listing (sorted), `holes` its holes as those columns hold them.
+    /// The caller vouches that none of its holes is a path of this listing and that no
+    /// name it prints holds the hash of one (`index::generation::same_rows`): the row is
+    /// then the one [`ColumnsBuilder::record`] makes of a text that parses as `ni` with
+    /// its references.
     ///
     /// # Errors
     /// A narinfo out of key order; the sink's errors.
-    pub fn narinfo(&mut self, hash: &StorePathHash, ni: &NarInfo<'_>) -> Result<()> {
-        self.b.narinfo(hash, ni)
+    pub fn same(
+        &mut self,
+        hash: &StorePathHash,
+        ni: &NarInfo<'_>,
+        refs: &[u32],
+        holes: &str,
+    ) -> Result<()> {
+        self.b.same(hash, ni, refs, holes)
     }
 
     /// Narinfos so far that do not parse or could not be fetched.
@@ -467,21 +479,46 @@ impl<S: ColumnSink> Builder<'_, S> {
         }
     }
 
-    /// One narinfo, parsed, without earlier texts.
-    fn narinfo(&mut self, hash: &StorePathHash, ni: &NarInfo<'_>) -> Result<()> {
+    /// A row of a previous generation taken over as it is ([`ColumnsBuilder::same`]).
+    fn same(
+        &mut self,
+        hash: &StorePathHash,
+        ni: &NarInfo<'_>,
+        refs: &[u32],
+        holes: &str,
+    ) -> Result<()> {
         if !self.next_is(hash)? {
             return Ok(());
         }
-        self.parsed(hash, ni, Named::default())
+        let nar_i = self.nar_index(keys::nar_key_for_url(ni.url));
+        let nars = match nar_i {
+            Some(_) => Vec::new(),
+            None => nars_in_url(ni.url, &|k| self.nar_index(k)),
+        };
+        let mut row = self.row(hash, ni, nar_i);
+        holes.clone_into(&mut row.holes);
+        self.missing_refs += holes.split('\n').filter(|s| !s.is_empty()).count() as u64;
+        self.sink.push(&row, refs, &nars)?;
+        self.rows += 1;
+        self.edges += refs.len() as u64;
+        self.extra += nars.len() as u64;
+        Ok(())
     }
 
     /// A narinfo that parses (a doubtful one too: it is kept as unknown by the plan).
     fn parsed(&mut self, hash: &StorePathHash, ni: &NarInfo<'_>, mut also: Named) -> Result<()> {
         let nar_i = self.nar_index(keys::nar_key_for_url(ni.url));
-        let doubt = narinfo_doubt(hash, ni);
         also.extend(hidden_in_parsed(ni, &|h| self.is_path(h), &|k| {
             self.nar_index(k)
         }));
+        let mut row = self.row(hash, ni, nar_i);
+        row.holes = self.holes(ni);
+        self.push(&row, ni.references.iter().map(|r| r.hash), also)
+    }
+
+    /// The row of a narinfo that parses, whose NAR is object `nar_i` (its holes left out).
+    fn row<'t>(&self, hash: &StorePathHash, ni: &NarInfo<'t>, nar_i: Option<usize>) -> Row<'t> {
+        let doubt = narinfo_doubt(hash, ni);
         let mut flags = 0;
         for (set, f) in [
             (ni.ca.is_some(), flag::CA),
@@ -493,7 +530,7 @@ impl<S: ColumnSink> Builder<'_, S> {
                 flags |= f;
             }
         }
-        let row = Row {
+        Row {
             status: if doubt.is_some() {
                 Status::Doubtful as u8
             } else {
@@ -517,9 +554,8 @@ impl<S: ColumnSink> Builder<'_, S> {
             ca: ni.ca.unwrap_or(""),
             sigs: ni.sigs.join("\n"),
             why: doubt.unwrap_or_default(),
-            holes: self.holes(ni),
-        };
-        self.push(&row, ni.references.iter().map(|r| r.hash), also)
+            holes: String::new(),
+        }
     }
 
     /// The base names of `ni`'s references that name no path of the cache.

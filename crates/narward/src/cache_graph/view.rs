@@ -138,6 +138,11 @@ impl<'a> CacheGraph<'a> {
         self.p.holes.get(id).split('\n').filter(|s| !s.is_empty())
     }
 
+    /// [`CacheGraph::holes`] as the column holds them: newline-separated.
+    pub fn holes_text(&self, id: u32) -> &'a str {
+        self.p.holes.get(id)
+    }
+
     /// `/nix/store/<hash>-<name>` of a parsed path (the name may be empty when unknown).
     pub fn full_path(&self, id: u32) -> String {
         format!("{STORE_DIR}/{}-{}", self.hash(id), self.name(id))
@@ -150,6 +155,27 @@ impl<'a> CacheGraph<'a> {
     /// narinfo is a quirk, whose text `index` keeps ([`super::quirks`]); so its
     /// [`NarInfo::fingerprint`] and [`NarInfo::verify`] are Nix's for every other path.
     pub fn narinfo(&self, id: u32) -> Option<NarInfo<'a>> {
+        let mut ni = self.narinfo_fields(id)?;
+        let mut refs: Vec<StorePath<'a>> = self
+            .refs(id)
+            .iter()
+            .map(|&r| StorePath {
+                hash: self.hash(r),
+                name: self.name(r),
+            })
+            .chain(
+                self.holes(id)
+                    .filter_map(|b| StorePath::parse_base_name(b).ok()),
+            )
+            .collect();
+        refs.sort_unstable();
+        refs.dedup();
+        ni.references = refs;
+        Some(ni)
+    }
+
+    /// [`CacheGraph::narinfo`] without its references (`refs` and `holes` hold them).
+    pub fn narinfo_fields(&self, id: u32) -> Option<NarInfo<'a>> {
         if !self.status(id).parsed() {
             return None;
         }
@@ -167,21 +193,6 @@ impl<'a> CacheGraph<'a> {
         ni.compression = compression;
         ni.file_hash = self.file_hash(id).map(Sha256);
         ni.file_size = self.file_size(id);
-        let mut refs: Vec<StorePath<'a>> = self
-            .refs(id)
-            .iter()
-            .map(|&r| StorePath {
-                hash: self.hash(r),
-                name: self.name(r),
-            })
-            .chain(
-                self.holes(id)
-                    .filter_map(|b| StorePath::parse_base_name(b).ok()),
-            )
-            .collect();
-        refs.sort_unstable();
-        refs.dedup();
-        ni.references = refs;
         ni.deriver = self.deriver(id);
         ni.sigs = self.sigs(id).collect();
         ni.ca = self.ca(id).then(|| self.p.ca.get(id));

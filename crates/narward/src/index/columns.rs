@@ -58,8 +58,12 @@ pub fn write_from_narinfo_file(
     let mut b = ColumnsBuilder::over(keys, ColumnFiles::create(dir)?);
     super::read_stream(&p, |r: FetchedRecord| b.record(&r))?;
     let files = b.finish()?.into_digests();
-    seal(dir, files, &p, None)
+    seal(dir, files, &p, None, &|_| Ok(Vec::new()))
 }
+
+/// The quirks known only once a generation's columns are written, in key order: records
+/// of narinfos that are not in its record stream.
+pub type LateQuirks<'f> = &'f dyn Fn(&CacheGraph<'_>) -> Result<Vec<FetchedRecord>>;
 
 /// Check the column files written into `dir` (digests `files`, computed while writing):
 /// mapped, every length, offset and id checked ([`Mapped::graph`], which lets each file
@@ -74,11 +78,18 @@ pub(super) fn seal(
     mut files: BTreeMap<String, FileDigest>,
     records: &Path,
     digest: Option<&FileDigest>,
+    late: LateQuirks<'_>,
 ) -> Result<BTreeMap<String, FileDigest>> {
     let mapped = Mapped::open_checked(dir, &files, false)?;
     let g = mapped.graph()?;
     let pages = cache_graph::Pages(Some(&mapped));
-    let quirks = write_quirks(&dir.join(super::QUIRKS_FILE), &g, records, digest, pages)?;
+    let late = late(&g)?;
+    let quirks = write_quirks(
+        &dir.join(super::QUIRKS_FILE),
+        (&g, records, digest),
+        &late,
+        pages,
+    )?;
     drop(g);
     drop(mapped);
     files.insert(super::QUIRKS_FILE.to_string(), quirks);
@@ -386,13 +397,12 @@ impl ColumnSink for ColumnFiles {
 /// Write the quirks of `g` among the records of the stream `records` to `path`: a first
 /// reading finds them (their positions are all that is held), a second writes them.
 /// `pages` lets go of the column pages read so far (every
-/// [`cache_graph::SCAN_STRETCH`] records of the first reading, which prints every narinfo
+/// [`cache_graph::SCAN_STRETCH`] / 64 records of the first reading, which prints every narinfo
 /// back from the columns), so the mapped columns never all count in the process's memory.
 fn write_quirks(
     path: &Path,
-    g: &CacheGraph<'_>,
-    records: &Path,
-    digest: Option<&FileDigest>,
+    (g, records, digest): (&CacheGraph<'_>, &Path, Option<&FileDigest>),
+    late: &[FetchedRecord],
     pages: cache_graph::Pages<'_>,
 ) -> Result<FileDigest> {
     let mut at = Vec::new();
@@ -402,20 +412,28 @@ fn write_quirks(
             at.push(i);
         }
         i += 1;
-        if i.is_multiple_of(u64::from(cache_graph::SCAN_STRETCH)) {
+        // Few records may span many paths, each printed touching pages all over.
+        if i.is_multiple_of(u64::from(cache_graph::SCAN_STRETCH / 64)) {
             pages.let_go();
         }
         Ok(())
     })?;
-    let mut w = StreamWriter::create(path, at.len() as u64, 3)?;
+    let mut w = StreamWriter::create(path, (at.len() + late.len()) as u64, 3)?;
     let (mut i, mut next) = (0u64, at.iter().peekable());
+    let mut late = late.iter().peekable();
     super::read_checked(records, digest, |r: FetchedRecord| {
         if next.next_if(|&&p| p == i).is_some() {
+            while let Some(l) = late.next_if(|l| l.key < r.key) {
+                w.push(l)?;
+            }
             w.push(&r)?;
         }
         i += 1;
         Ok(())
     })?;
+    for l in late {
+        w.push(l)?;
+    }
     w.finish()
 }
 

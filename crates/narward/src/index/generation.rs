@@ -16,7 +16,8 @@ use super::{
 };
 use crate::cache::file_stat::{FileStat, StatCache};
 use crate::cache_graph::build::ColumnsBuilder;
-use crate::cache_graph::{self, CacheGraph, Status, quirks};
+use crate::cache_graph::{self, CacheGraph, Status, key_order, quirks};
+use crate::graph::NONE;
 use crate::listing::Listing;
 use crate::model::{FetchedRecord, ObjectRecord};
 use crate::plan::names_a_path;
@@ -135,8 +136,14 @@ impl<'a> NewGeneration<'a> {
     ///
     /// # Errors
     /// I/O errors; a narinfo out of key order.
-    pub fn push_same(&mut self, hash: &StorePathHash, ni: &NarInfo<'_>) -> Result<()> {
-        self.columns.narinfo(hash, ni)
+    pub fn push_same(
+        &mut self,
+        hash: &StorePathHash,
+        ni: &NarInfo<'_>,
+        refs: &[u32],
+        holes: &str,
+    ) -> Result<()> {
+        self.columns.same(hash, ni, refs, holes)
     }
 
     /// The next `debuginfo/` or `nix-cache-info` record (in key order).
@@ -159,6 +166,15 @@ impl<'a> NewGeneration<'a> {
     /// # Errors
     /// A record count different from the one announced; I/O errors.
     pub fn finish(self, meta: &mut IndexMeta) -> Result<()> {
+        self.finish_with(meta, &|_| Ok(Vec::new()))
+    }
+
+    /// [`NewGeneration::finish`], with `late` giving the quirks found only once the columns
+    /// are written ([`TakeOver::late_quirks`]), in key order.
+    ///
+    /// # Errors
+    /// As [`NewGeneration::finish`]; `late`'s errors.
+    pub fn finish_with(self, meta: &mut IndexMeta, late: columns::LateQuirks<'_>) -> Result<()> {
         let NewGeneration {
             state,
             dir,
@@ -171,7 +187,7 @@ impl<'a> NewGeneration<'a> {
         let tmp = dir.join(RECORDS_TMP);
         let tmp_digest = records.finish()?;
         let cols = columns.finish()?.into_digests();
-        files.extend(columns::seal(&dir, cols, &tmp, Some(&tmp_digest))?);
+        files.extend(columns::seal(&dir, cols, &tmp, Some(&tmp_digest), late)?);
         std::fs::remove_file(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
         meta.files = files;
         write_meta(&dir, meta)?;
@@ -323,6 +339,10 @@ fn walk(
         }
         let this = id;
         id += 1;
+        // The records built (of changed narinfos) touch pages all over the columns.
+        if this.is_multiple_of(cache_graph::SCAN_STRETCH) {
+            cache_graph::LetGo::let_go(&mapped);
+        }
         if let Some(q) = crate::cache_graph::quirks::find(&quirks, &o.key) {
             return PrevRecord::of(q, Some(this), &mut f);
         }
@@ -486,60 +506,251 @@ impl OldColumns {
     }
 }
 
-/// Per path id of the previous generation `g` (with `quirks`): whether its row is taken
-/// over as it is. Printing such a row and parsing that text again gives back the same
-/// values, so the row the builder makes of them is the one it makes of the text; and the
-/// text the new columns print for it is the one the old ones printed, so it is still no
-/// quirk and needs no check. That holds when:
-/// - its narinfo is listed again unchanged (`unchanged`, by old id), parses, and is no
-///   quirk;
-/// - every path it references is listed again unchanged, so it is still a path, under
-///   the same name;
-/// - none of its holes is a path now (`is_path`: a `<hash>.narinfo` of the new listing);
-/// - no name it prints (a referenced path's, a hole's) holds the hash of a path now,
-///   which would be a reference hidden in it.
-pub fn same_rows(
+/// How a row of the previous generation is taken over by an incremental `index`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum How {
+    /// Printed back as a record (with the quirks), parsed again and checked for a quirk.
+    Print,
+    /// As it is: printing it and parsing that text again gives back the same values, so
+    /// the builder is handed those; the new columns print the same text for it, so it is
+    /// still no quirk.
+    Same,
+    /// As it is, but a path it references changed: its text prints the same only if that
+    /// path's name did not change, which is checked once the new columns are written
+    /// ([`TakeOver::late_quirks`]).
+    SameIfNamesHold,
+}
+
+/// The previous generation's rows as an incremental `index` takes them over, in key order:
+/// as they are where that gives the row and the text that printing them back would
+/// ([`How`]), else printed back as records.
+pub struct TakeOver<'g> {
+    old: &'g OldColumns,
+    g: &'g CacheGraph<'g>,
+    objects: &'g Listing,
+    /// Per previous path id.
+    how: Vec<How>,
+    /// Per previous path id: its id in the new listing ([`new_ids`]).
+    new_ids: Vec<u32>,
+    /// Per previous path id: its narinfo is listed again unchanged.
+    unchanged: Vec<bool>,
+    /// The next previous path id to look at (rows come in key order).
+    next: u32,
+    /// Rows taken over as [`How::SameIfNamesHold`]: (previous id, listing index).
+    recheck: Vec<(u32, usize)>,
+    refs: Vec<u32>,
+    handed: u64,
+}
+
+impl<'g> TakeOver<'g> {
+    /// Decide how each row of `g` (the columns of `old`) is taken over into the listing
+    /// `objects`, `unchanged` telling by previous id which narinfos are listed again
+    /// unchanged. A row is taken over as it is when:
+    /// - its narinfo is listed again unchanged, parses, and is no quirk;
+    /// - every path it references is listed again (so still a path);
+    /// - none of its holes is a path now;
+    /// - no name it prints (a referenced path's, a hole's) holds the hash of a path now,
+    ///   which would be a reference hidden in it.
+    ///
+    /// Its values, references and holes are then those parsing its text gives; its text
+    /// prints the same when the names of the paths it references did not change, which
+    /// holds for those listed unchanged ([`How::Same`]) and is checked later for the
+    /// others ([`How::SameIfNamesHold`]).
+    pub fn new(
+        old: &'g OldColumns,
+        g: &'g CacheGraph<'g>,
+        unchanged: Vec<bool>,
+        objects: &'g Listing,
+    ) -> TakeOver<'g> {
+        let new_ids = new_ids(g, objects);
+        let is_path = |h: &StorePathHash| objects.find(&format!("{h}.narinfo")).is_some();
+        let how = how_taken(g, old.quirks(), (&unchanged, &new_ids), &is_path, &|| {
+            old.let_go();
+        });
+        TakeOver {
+            old,
+            g,
+            objects,
+            how,
+            new_ids,
+            unchanged,
+            next: 0,
+            recheck: Vec::new(),
+            refs: Vec::new(),
+            handed: 0,
+        }
+    }
+
+    /// Rows taken over as they are (they go to the column builder only).
+    pub fn same_count(&self) -> u64 {
+        self.how.iter().filter(|&&h| h != How::Print).count() as u64
+    }
+
+    /// The previous id of the narinfo with hash `h` (asked in key order).
+    fn seek(&mut self, h: &StorePathHash) -> Option<u32> {
+        let n = self.g.len() as u32;
+        while self.next < n && key_order(&self.g.hash(self.next).0, &h.0).is_lt() {
+            self.next += 1;
+        }
+        (self.next < n && self.g.hash(self.next) == *h).then_some(self.next)
+    }
+
+    /// Hand the row of the unchanged narinfo at listing index `i` over to `out`.
+    ///
+    /// # Errors
+    /// The previous columns have no row of it (they changed during the update); `out`'s
+    /// errors.
+    pub fn hand_over(&mut self, out: &mut NewGeneration<'_>, i: usize) -> Result<()> {
+        let o = self.objects.at(i);
+        let lost = || {
+            format!(
+                "internal: {} is unchanged but not in the previous columns",
+                o.key()
+            )
+        };
+        let h = o.narinfo_hash().with_context(lost)?;
+        let id = self.seek(&h).with_context(lost)?;
+        self.handed += 1;
+        if self.handed.is_multiple_of(1 << 16) {
+            self.old.let_go();
+        }
+        let how = self.how[id as usize];
+        if how == How::Print {
+            let listed = Some((o.etag_string(), o.size()));
+            let rec =
+                cache_graph::record(self.g, self.old.quirks(), id, listed).with_context(lost)?;
+            return out.push_narinfo(&rec);
+        }
+        if how == How::SameIfNamesHold {
+            self.recheck.push((id, i));
+        }
+        let ni = self.g.narinfo_fields(id).with_context(lost)?;
+        self.refs.clear();
+        let new_ids = &self.new_ids;
+        self.refs
+            .extend(self.g.refs(id).iter().map(|&t| new_ids[t as usize]));
+        if self.refs.contains(&NONE) {
+            bail!(
+                "internal: {}: a reference taken over is not listed",
+                o.key()
+            );
+        }
+        out.push_same(&h, &ni, &self.refs, self.g.holes_text(id))
+    }
+
+    /// The rows taken over as [`How::SameIfNamesHold`] whose referenced paths' names
+    /// changed in the new columns `new`: quirks now, their texts (the previous columns
+    /// print them) kept as records, in key order.
+    ///
+    /// # Errors
+    /// The previous columns have no record of one of them.
+    pub fn late_quirks(&self, new: &CacheGraph<'_>) -> Result<Vec<FetchedRecord>> {
+        self.old.let_go();
+        // Per previous path id: listed again, changed, under another name (the names of
+        // paths listed again unchanged are the same).
+        let renamed: Vec<bool> = (0..self.g.len())
+            .map(|t| {
+                let n = self.new_ids[t];
+                !self.unchanged.get(t).copied().unwrap_or(false)
+                    && (n == NONE || new.name(n) != self.g.name(t as u32))
+            })
+            .collect();
+        let mut out = Vec::new();
+        for &(id, i) in &self.recheck {
+            if self.g.refs(id).iter().any(|&t| renamed[t as usize]) {
+                let o = self.objects.at(i);
+                let listed = Some((o.etag_string(), o.size()));
+                out.push(
+                    cache_graph::record(self.g, self.old.quirks(), id, listed)
+                        .with_context(|| format!("internal: no previous record of {}", o.key()))?,
+                );
+            }
+        }
+        self.old.let_go();
+        Ok(out)
+    }
+}
+
+/// [`How`] each row of `g` is taken over (see [`TakeOver::new`]).
+/// `let_go` lets go of the column pages read so far (called every
+/// [`cache_graph::SCAN_STRETCH`] paths of each pass and at the end).
+fn how_taken(
     g: &CacheGraph<'_>,
     quirks: &[FetchedRecord],
-    unchanged: &[bool],
+    (unchanged, new_ids): (&[bool], &[u32]),
     is_path: &dyn Fn(&StorePathHash) -> bool,
-) -> Vec<bool> {
+    let_go: &dyn Fn(),
+) -> Vec<How> {
     let n = g.len();
     #[cfg(test)]
     if !TAKE_OVER.with(std::cell::Cell::get) {
-        return vec![false; n];
+        return vec![How::Print; n];
     }
     let unchanged = |id: u32| unchanged.get(id as usize).copied().unwrap_or(false);
+    let stretch = |id: u32| {
+        if id.is_multiple_of(cache_graph::SCAN_STRETCH) {
+            let_go();
+        }
+    };
     // Per path: its name names no path now (it is printed by every path referencing it).
     let plain_name: Vec<bool> = (0..n as u32)
-        .map(|t| !names_a_path(g.name(t), is_path))
+        .map(|t| {
+            stretch(t);
+            !names_a_path(g.name(t), is_path)
+        })
         .collect();
     let hole_is_plain = |b: &str| {
         StorePath::parse_base_name(b)
             .is_ok_and(|sp| !is_path(&sp.hash) && !names_a_path(sp.name, is_path))
     };
-    let same: Vec<bool> = (0..n as u32)
+    let how: Vec<How> = (0..n as u32)
         .map(|id| {
-            unchanged(id)
+            stretch(id);
+            let refs = g.refs(id);
+            let same = unchanged(id)
                 && g.status(id).parsed()
                 && quirks::of(g, quirks, id).is_none()
-                && g.refs(id)
+                && refs
                     .iter()
-                    .all(|&t| unchanged(t) && plain_name[t as usize])
-                && g.holes(id).all(hole_is_plain)
+                    .all(|&t| new_ids[t as usize] != NONE && plain_name[t as usize])
+                && g.holes(id).all(hole_is_plain);
+            match (same, refs.iter().all(|&t| unchanged(t))) {
+                (false, _) => How::Print,
+                (true, true) => How::Same,
+                (true, false) => How::SameIfNamesHold,
+            }
         })
         .collect();
+    let_go();
     #[cfg(test)]
-    TAKEN_OVER.with(|t| t.set(t.get() + same.iter().filter(|&&s| s).count() as u64));
-    same
+    TAKEN_OVER.with(|t| t.set(t.get() + how.iter().filter(|&&h| h != How::Print).count() as u64));
+    how
 }
 
 #[cfg(test)]
 thread_local! {
-    /// Off: [`same_rows`] takes no row over (the tests compare both ways).
+    /// Off: no row is taken over as it is (the tests compare both ways).
     pub static TAKE_OVER: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
-    /// Rows [`same_rows`] found to take over on this thread.
+    /// Rows found to take over as they are on this thread.
     pub static TAKEN_OVER: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Per path id of the previous generation `g`: its id in the listing `objects` (the rank
+/// of its `<hash>.narinfo` among the listing's narinfos), or [`NONE`] when not listed. Both
+/// are in key order, so this is one merge, and it keeps the order of ids.
+fn new_ids(g: &CacheGraph<'_>, objects: &Listing) -> Vec<u32> {
+    let mut out = vec![NONE; g.len()];
+    let mut old = 0u32;
+    let listed = objects.iter().filter_map(|o| o.narinfo_hash());
+    for (new, h) in (0u32..).zip(listed) {
+        while (old as usize) < out.len() && key_order(&g.hash(old).0, &h.0).is_lt() {
+            old += 1;
+        }
+        if (old as usize) < out.len() && g.hash(old) == h {
+            out[old as usize] = new;
+        }
+    }
+    out
 }
 
 /// The previous generation's records of one kind, in key order, read on a thread of
