@@ -1062,7 +1062,7 @@ async fn update_locked(
     let stats = write_generation(
         state,
         previous.as_ref(),
-        (&objects, stats.as_ref()),
+        (&objects, stats),
         cache,
         concurrency,
         &mut meta,
@@ -1108,7 +1108,7 @@ async fn list_live(
 async fn write_generation(
     state: &Path,
     previous: Option<&IndexMeta>,
-    (objects, file_stats): (&Listing, Option<&FileStats>),
+    (objects, file_stats): (&Listing, Option<FileStats>),
     cache: &Cache,
     concurrency: usize,
     meta: &mut IndexMeta,
@@ -1154,8 +1154,8 @@ async fn write_generation(
         narinfo_objects: narinfo_count,
         dropped,
         reused,
-        listing_started_ns: file_stats.map(|f| f.started_ns),
-        md5_reused: file_stats.map_or(0, |f| f.listing.md5_reused),
+        listing_started_ns: file_stats.as_ref().map(|f| f.started_ns),
+        md5_reused: file_stats.as_ref().map_or(0, |f| f.listing.md5_reused),
         ..UpdateStats::default()
     };
     let to_fetch = wanted()
@@ -1191,6 +1191,8 @@ async fn write_generation(
     )?;
     if let Some(f) = file_stats {
         out.file_stats(&f.listing.stats)?;
+        // Written: not held while the narinfos are read (56 B each).
+        drop(f);
     }
     for (i, is_narinfo) in wanted() {
         let o = objects.at(i);
