@@ -916,7 +916,7 @@ pub enum ListingSource {
 /// that are gone, and save a new generation. Returns the new generation's meta.
 ///
 /// Streams: the previous generation's unchanged rows are taken over from its columns
-/// (as they are where [`generation::same_rows`] allows, else printed back as records with
+/// (as they are where [`generation::TakeOver`] allows, else printed back as records with
 /// its quirks) and the fetched ones arrive, both in key order, each written to the new
 /// generation and its column builder as it comes ([`generation`]), so no more narinfo
 /// texts are held than are in flight (plus the previous texts of the narinfos that

@@ -357,7 +357,7 @@ impl<'a, S: ColumnSink> ColumnsBuilder<'a, S> {
     /// fields as those columns print them (its references aside), `refs` the ids of its
     /// references in this listing (sorted), `holes` its holes as those columns hold them.
     /// The caller vouches that none of its holes is a path of this listing and that no
-    /// name it prints holds the hash of one (`index::generation::same_rows`): the row is
+    /// name it prints holds the hash of one (`index::generation::TakeOver`): the row is
     /// then the one [`ColumnsBuilder::record`] makes of a text that parses as `ni` with
     /// its references.
     ///

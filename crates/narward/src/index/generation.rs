@@ -6,7 +6,7 @@
 //! stream file in `index.new/` ([`RECORDS_TMP`]) as they come; once the columns are built,
 //! that file is read once to find the quirks (twice: to count them, then to write them),
 //! then deleted. The previous generation's unchanged rows are taken over in key order:
-//! as they are where [`same_rows`] allows (to the column builder only), else printed back
+//! as they are where [`TakeOver`] allows (to the column builder only), else printed back
 //! from its columns and quirks (or read from its narinfo stream, in an index that has
 //! one) as records.
 
@@ -132,7 +132,8 @@ impl<'a> NewGeneration<'a> {
     }
 
     /// The next narinfo, a row of the previous generation taken over as it is (see
-    /// [`same_rows`]): it goes to the column builder only, being no quirk.
+    /// [`TakeOver`]): it goes to the column builder only, being no quirk (or found to be
+    /// one once the columns are written: [`TakeOver::late_quirks`]).
     ///
     /// # Errors
     /// I/O errors; a narinfo out of key order.
@@ -466,7 +467,7 @@ impl Reuse {
 }
 
 /// The previous generation's columns, as an incremental `index` takes its rows over:
-/// copied as they are where [`same_rows`] allows, else printed back as records.
+/// copied as they are where [`TakeOver`] allows, else printed back as records.
 pub struct OldColumns {
     mapped: columns::Mapped,
     quirks: Vec<FetchedRecord>,
