@@ -245,15 +245,26 @@ fn incremental_target(w: &mut String, r: &Results) {
     );
     let o = inc.map_or(&serde_json::Value::Null, |t| &t.output);
     let f = a / b.max(1e-9);
+    // The fraction at every size measured: how it goes as the cache grows.
+    let trend: Vec<String> = r
+        .sizes
+        .iter()
+        .filter_map(|x| {
+            let a = ok_wall(task(x, "narward-index-incremental"))?;
+            let b = ok_wall(task(x, "narward-index-file"))?;
+            Some(format!("{} {:.2}", size_label(x.paths), a / b.max(1e-9)))
+        })
+        .collect();
     let _ = writeln!(
         w,
-        "| Incremental `index` with 1 % new or changed narinfos well under a tenth of a full run at 10 M | {}: {} ({} new + {} changed narinfos) vs full `index` {} = {:.1} % of it | **{}** |",
+        "| Incremental `index` with 1 % new or changed narinfos well under a tenth of a full run at 10 M | {}: {} ({} new + {} changed narinfos) vs full `index` {} = {:.1} % of it (fraction by size: {}) | **{}** |",
         at_text(s, 10_000_000, r, "narward-index-incremental"),
         secs(a),
         n_(o["new"].as_u64().unwrap_or(0)),
         n_(o["changed"].as_u64().unwrap_or(0)),
         secs(b),
         100.0 * f,
+        trend.join(", "),
         if f < 0.1 {
             "met".to_string()
         } else {
