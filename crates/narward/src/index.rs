@@ -1173,8 +1173,9 @@ async fn write_generation(
             }
         })
         .buffered(concurrency.max(1));
-    // The previous records: narinfos printed back here from the old columns (or read
-    // from an old narinfo stream on a thread), debuginfo records read on a thread.
+    // The previous records: narinfos handed over by `take` from the old columns (or,
+    // for a generation with a narinfo stream, read from it on a thread), debuginfo
+    // records read on a thread.
     let mut prev = match previous {
         Some(m) => Some((
             old.is_none()
